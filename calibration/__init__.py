@@ -1,0 +1,1 @@
+"""Calibration of microring weight banks, through the instruments only."""

@@ -1,0 +1,1 @@
+"""Instrument drivers: transports, capability interfaces and one driver per instrument family."""

@@ -1,0 +1,1 @@
+"""The lab's named experiments: sweeps, calibration, verification, training."""

@@ -1,0 +1,1 @@
+"""Simulated bench: the vectorized chip emulator and the simulated instruments in front of it."""

@@ -1,0 +1,1 @@
+"""pyvisa-sim definitions of the supported VISA instruments (package data)."""
