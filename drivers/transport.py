@@ -1,0 +1,450 @@
+"""Byte transports to instruments: VISA (pyvisa) and serial (pyserial ``serial_for_url``).
+
+A transport owns one connection and guarantees, for every exchange:
+- one lock per transaction (a query's write and read are never interleaved with another thread's);
+- Ctrl-C never cuts a transaction in half: SIGINT arriving mid-exchange is held and re-raised right after;
+- bounded retries of transient failures (timeouts, serial framing hiccups) for idempotent queries;
+- errors that name the instrument, its address and the command;
+- a debug-level log line per exchange.
+
+Drivers speak only to the :class:`Transport` protocol, so one driver class works on a real instrument, on a
+pyvisa-sim YAML, and on the emulated bench alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentTimeout
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What a driver needs from a connection."""
+
+    name: str
+    address: str
+
+    def write(self, command: str) -> None: ...
+
+    def query(self, command: str, *, retries: int | None = None) -> str: ...
+
+    def read_line(self) -> str: ...
+
+    def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False) -> np.ndarray: ...
+
+    def query_raw(self, command: str, n_bytes: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """Line settings a driver declares for its instrument (the manual's defaults)."""
+
+    write_termination: str = "\n"
+    read_termination: str = "\n"
+    timeout_s: float = 2.0
+    retries: int = 1
+    baud_rate: int = 9600
+    retry_delay_s: float = 0.05
+
+
+class _InterruptGuard:
+    """Defers SIGINT while a transaction runs, then delivers it.
+
+    Only the main thread can own signal handlers; elsewhere the guard is a no-op (worker threads are not
+    interrupted by Ctrl-C anyway).
+    """
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._depth = 0
+        self._previous: Any = None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        if self._depth == 0:
+            self._pending = False
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            except ValueError:  # not in main interpreter (e.g. embedded); nothing to guard
+                self._previous = None
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._previous is not None:
+                signal.signal(signal.SIGINT, self._previous)
+                self._previous = None
+                if self._pending:
+                    self._pending = False
+                    raise KeyboardInterrupt
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        log.warning("Ctrl-C received during an instrument transaction; finishing it first")
+        self._pending = True
+
+
+_GUARD = _InterruptGuard()
+
+
+class BaseTransport:
+    """Locking, interrupt holding, retries and logging shared by all transports."""
+
+    def __init__(self, name: str, address: str, settings: TransportSettings) -> None:
+        self.name = name
+        self.address = address
+        self.settings = settings
+        self._lock = threading.RLock()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _error(self, cls: type[InstrumentError], message: str, command: str | None) -> InstrumentError:
+        return cls(message, instrument=self.name, address=self.address, command=command)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Hold the lock and defer Ctrl-C for a multi-step exchange (public so drivers can group steps)."""
+        with self._lock, _GUARD.hold():
+            if not self.is_open:
+                raise self._error(InstrumentConnectionError, "connection is closed", None)
+            yield
+
+    def _with_retries(self, command: str, func: Any, retries: int | None) -> Any:
+        attempts = 1 + (self.settings.retries if retries is None else retries)
+        last: InstrumentError | None = None
+        for attempt in range(attempts):
+            try:
+                return func()
+            except (InstrumentTimeout, _TransientError) as exc:
+                last = exc if isinstance(exc, InstrumentError) else self._error(InstrumentTimeout, str(exc), command)
+                log.warning("%s at %s: %r failed (%s), attempt %d of %d",
+                            self.name, self.address, command, exc, attempt + 1, attempts)
+                self._recover()
+                if attempt + 1 < attempts:
+                    time.sleep(self.settings.retry_delay_s)
+        assert last is not None
+        raise last
+
+    def _recover(self) -> None:
+        """Bring the line back to a clean state after a failed exchange (flush stale bytes)."""
+
+    @property
+    def is_open(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- public API ----------------------------------------------------------------------------------------
+    def write(self, command: str) -> None:
+        with self.transaction():
+            log.debug("%s <- %r", self.name, command)
+            self._write(command)
+
+    def query(self, command: str, *, retries: int | None = None) -> str:
+        def once() -> str:
+            self._write(command)
+            return self._read_line(command)
+
+        with self.transaction():
+            log.debug("%s <- %r", self.name, command)
+            reply = self._with_retries(command, once, retries)
+            log.debug("%s -> %r", self.name, reply)
+            return reply
+
+    def read_line(self) -> str:
+        with self.transaction():
+            reply = self._read_line(None)
+            log.debug("%s -> %r", self.name, reply)
+            return reply
+
+    def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False) -> np.ndarray:
+        """Query an IEEE 488.2 definite-length block (``#<d><len><bytes>``) and decode it."""
+        with self.transaction():
+            log.debug("%s <- %r (binary %s)", self.name, command, datatype)
+            raw = self._with_retries(command, lambda: self._query_block(command), None)
+            values = decode_block(raw, datatype, big_endian=big_endian,
+                                  error=lambda m: self._error(InstrumentReplyError, m, command))
+            log.debug("%s -> %d values", self.name, values.size)
+            return values
+
+    def query_raw(self, command: str, n_bytes: int) -> bytes:
+        """Query a reply of exactly ``n_bytes`` raw bytes with no header or terminator (e.g. Santec ``TA``)."""
+        with self.transaction():
+            log.debug("%s <- %r (raw %d bytes)", self.name, command, n_bytes)
+            self._write(command)
+            data = self._read_bytes(n_bytes, command)
+            log.debug("%s -> %d raw bytes", self.name, len(data))
+            return data
+
+    # -- to implement ----------------------------------------------------------------------------------------
+    def _write(self, command: str) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _read_line(self, command: str | None) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _read_bytes(self, n_bytes: int, command: str | None) -> bytes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _query_block(self, command: str) -> bytes:
+        """Send ``command`` and return the whole definite-length block, header included."""
+        self._write(command)
+        head = self._read_bytes(2, command)
+        if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+            raise self._error(InstrumentReplyError, f"expected a definite-length block '#<d>…', got {head!r}",
+                              command)
+        n_digits = int(head[1:2])
+        length_text = self._read_bytes(n_digits, command)
+        if not length_text.isdigit():
+            raise self._error(InstrumentReplyError, f"bad block length field {length_text!r}", command)
+        body = self._read_bytes(int(length_text), command)
+        self._discard_termination(command)
+        return head + length_text + body
+
+    def _discard_termination(self, command: str) -> None:
+        term = self.settings.read_termination.encode()
+        if term:
+            tail = self._read_bytes(len(term), command)
+            if tail != term:
+                raise self._error(InstrumentReplyError, f"block not followed by the terminator, got {tail!r}",
+                                  command)
+
+
+class _TransientError(Exception):
+    """Internal marker for a failure worth retrying (serial framing, VISA I/O hiccup)."""
+
+
+def decode_block(raw: bytes, datatype: str, *, big_endian: bool, error: Any) -> np.ndarray:
+    """Decode an IEEE 488.2 definite-length block strictly (length and item size must agree)."""
+    if len(raw) < 2 or raw[:1] != b"#" or not raw[1:2].isdigit():
+        raise error(f"expected a definite-length block '#<d>…', got {raw[:12]!r}")
+    n_digits = int(raw[1:2])
+    if n_digits == 0:
+        raise error("indefinite-length blocks (#0) are not supported")
+    length_text = raw[2:2 + n_digits]
+    if len(length_text) != n_digits or not length_text.isdigit():
+        raise error(f"bad block length field {length_text!r}")
+    length = int(length_text)
+    body = raw[2 + n_digits:2 + n_digits + length]
+    if len(body) != length:
+        raise error(f"block announced {length} bytes but carried {len(body)}")
+    dtype = np.dtype(datatype).newbyteorder(">" if big_endian else "<")
+    if length % dtype.itemsize:
+        raise error(f"block of {length} bytes is not a whole number of {dtype.itemsize}-byte values")
+    return np.frombuffer(body, dtype=dtype).astype(dtype.newbyteorder("="))
+
+
+class VisaTransport(BaseTransport):
+    """A pyvisa message-based resource (GPIB, USB-TMC, LAN, ASRL, or a simulated backend)."""
+
+    def __init__(self, address: str, *, name: str = "", resource_manager: Any = None,
+                 settings: TransportSettings = TransportSettings()) -> None:
+        super().__init__(name or address, address, settings)
+        import pyvisa
+        from pyvisa import constants as vc
+
+        self._pyvisa = pyvisa
+        self._vc = vc
+        self._rm = resource_manager if resource_manager is not None else pyvisa.ResourceManager()
+        try:
+            self._res = self._rm.open_resource(address)
+        except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
+            raise self._error(InstrumentConnectionError, f"cannot open VISA resource: {exc}", None) from exc
+        self._res.timeout = settings.timeout_s * 1000.0
+        self._res.write_termination = settings.write_termination
+        self._res.read_termination = settings.read_termination or None
+        if address.upper().startswith("ASRL"):
+            with contextlib.suppress(AttributeError, pyvisa.errors.VisaIOError):
+                self._res.baud_rate = settings.baud_rate
+        self._open = True
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def _translate(self, exc: Exception, command: str | None) -> Exception:
+        errors = self._pyvisa.errors
+        if isinstance(exc, errors.VisaIOError) and exc.error_code == self._vc.StatusCode.error_timeout:
+            return self._error(InstrumentTimeout, f"no reply within {self.settings.timeout_s:g} s", command)
+        if isinstance(exc, errors.VisaIOError) and exc.error_code in (
+            self._vc.StatusCode.error_connection_lost, self._vc.StatusCode.error_invalid_object,
+            self._vc.StatusCode.error_resource_not_found, self._vc.StatusCode.error_closed,
+        ):
+            return self._error(InstrumentConnectionError, f"connection lost: {exc.description}", command)
+        if isinstance(exc, UnicodeDecodeError):
+            return self._error(InstrumentReplyError, f"reply is not text: {exc}", command)
+        return self._error(InstrumentConnectionError, f"I/O error: {exc}", command)
+
+    def _write(self, command: str) -> None:
+        try:
+            self._res.write(command)
+        except (self._pyvisa.errors.VisaIOError, OSError) as exc:
+            raise self._translate(exc, command) from exc
+
+    def _read_line(self, command: str | None) -> str:
+        try:
+            return self._res.read()
+        except (self._pyvisa.errors.VisaIOError, OSError, UnicodeDecodeError) as exc:
+            raise self._translate(exc, command) from exc
+
+    def _read_bytes(self, n_bytes: int, command: str | None) -> bytes:
+        try:
+            return bytes(self._res.read_bytes(n_bytes))
+        except (self._pyvisa.errors.VisaIOError, OSError) as exc:
+            raise self._translate(exc, command) from exc
+
+    def _query_block(self, command: str) -> bytes:
+        # pyvisa's own block reader copes with terminator bytes inside the payload.
+        try:
+            values = self._res.query_binary_values(command, datatype="B", container=bytes,
+                                                   expect_termination=bool(self.settings.read_termination))
+        except (self._pyvisa.errors.VisaIOError, OSError) as exc:
+            raise self._translate(exc, command) from exc
+        except ValueError as exc:
+            raise self._error(InstrumentReplyError, f"malformed binary block: {exc}", command) from exc
+        body = bytes(values)
+        header = f"#{len(str(len(body)))}{len(body)}".encode()
+        return header + body
+
+    def _recover(self) -> None:
+        with contextlib.suppress(Exception):
+            self._res.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._open:
+                self._open = False
+                with contextlib.suppress(self._pyvisa.errors.VisaIOError, OSError):
+                    self._res.close()
+
+
+class SerialTransport(BaseTransport):
+    """A pyserial port opened with ``serial.serial_for_url`` so tests and emulators can plug in URL handlers."""
+
+    def __init__(self, url: str, *, name: str = "", settings: TransportSettings = TransportSettings(),
+                 port: Any = None) -> None:
+        super().__init__(name or url, url, settings)
+        import serial
+
+        self._serial_mod = serial
+        if port is not None:
+            self._port = port
+        else:
+            try:
+                self._port = serial.serial_for_url(url, baudrate=settings.baud_rate, timeout=settings.timeout_s,
+                                                   write_timeout=settings.timeout_s)
+            except (serial.SerialException, ValueError, OSError) as exc:
+                raise self._error(InstrumentConnectionError, f"cannot open serial port: {exc}", None) from exc
+        self._buffer = bytearray()
+
+    @property
+    def is_open(self) -> bool:
+        return bool(getattr(self._port, "is_open", False))
+
+    def _write(self, command: str) -> None:
+        data = (command + self.settings.write_termination).encode("ascii")
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (self._serial_mod.SerialException, OSError) as exc:
+            raise self._error(InstrumentConnectionError, f"write failed: {exc}", command) from exc
+        except self._serial_mod.SerialTimeoutException as exc:  # pragma: no cover - subclass of SerialException
+            raise self._error(InstrumentTimeout, f"write timed out: {exc}", command) from exc
+
+    def _fill(self, command: str | None, until: Any) -> None:
+        deadline = time.monotonic() + self.settings.timeout_s
+        while not until():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._error(InstrumentTimeout, f"no complete reply within {self.settings.timeout_s:g} s"
+                                  + (f" (partial {bytes(self._buffer)!r})" if self._buffer else ""), command)
+            try:
+                self._port.timeout = remaining
+                chunk = self._port.read(max(1, getattr(self._port, "in_waiting", 0) or 1))
+            except (self._serial_mod.SerialException, OSError) as exc:
+                raise self._error(InstrumentConnectionError, f"read failed: {exc}", command) from exc
+            if chunk:
+                self._buffer.extend(chunk)
+
+    def _read_line(self, command: str | None) -> str:
+        term = self.settings.read_termination.encode()
+        self._fill(command, lambda: term in self._buffer)
+        index = self._buffer.index(term)
+        line = bytes(self._buffer[:index])
+        del self._buffer[:index + len(term)]
+        try:
+            return line.decode("ascii").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            raise self._error(InstrumentReplyError, f"reply is not ASCII: {line!r}", command) from exc
+
+    def _read_bytes(self, n_bytes: int, command: str | None) -> bytes:
+        self._fill(command, lambda: len(self._buffer) >= n_bytes)
+        data = bytes(self._buffer[:n_bytes])
+        del self._buffer[:n_bytes]
+        return data
+
+    def pending_lines(self, quiet_s: float) -> list[str]:
+        """Collect lines that arrive until the line stays quiet for ``quiet_s`` (asynchronous error lines)."""
+        lines: list[str] = []
+        with self.transaction():
+            term = self.settings.read_termination.encode()
+            while True:
+                while term in self._buffer:
+                    index = self._buffer.index(term)
+                    lines.append(bytes(self._buffer[:index]).decode("ascii", "replace").rstrip("\r"))
+                    del self._buffer[:index + len(term)]
+                try:
+                    self._port.timeout = quiet_s
+                    chunk = self._port.read(max(1, getattr(self._port, "in_waiting", 0) or 1))
+                except (self._serial_mod.SerialException, OSError) as exc:
+                    raise self._error(InstrumentConnectionError, f"read failed: {exc}", None) from exc
+                if not chunk:
+                    return lines
+                self._buffer.extend(chunk)
+
+    def _recover(self) -> None:
+        self._buffer.clear()
+        with contextlib.suppress(Exception):
+            self._port.reset_input_buffer()
+
+    def close(self) -> None:
+        with self._lock:
+            with contextlib.suppress(self._serial_mod.SerialException, OSError):
+                self._port.close()
+
+
+def is_visa_address(address: str) -> bool:
+    """VISA resource names contain '::' (``GPIB0::20::INSTR``, ``TCPIP0::host::inst0::INSTR``, ``ASRL1::INSTR``)."""
+    return "::" in address
+
+
+def open_transport(address: str, *, name: str = "", resource_manager: Any = None,
+                   settings: TransportSettings = TransportSettings()) -> BaseTransport:
+    """Open the right transport for an address: VISA resource names go to pyvisa, anything else to pyserial."""
+    if resource_manager is not None or is_visa_address(address):
+        return VisaTransport(address, name=name, resource_manager=resource_manager, settings=settings)
+    return SerialTransport(address, name=name, settings=settings)
+
+
+def expect_reply(transport: BaseTransport, command: str, reply: str, expected: str) -> None:
+    """Raise a reply error naming the command unless ``reply`` equals ``expected`` (e.g. an ``OK`` acknowledge)."""
+    if reply.strip() != expected:
+        raise InstrumentReplyError(f"expected {expected!r}, got {reply!r}", instrument=transport.name,
+                                   address=transport.address, command=command)
