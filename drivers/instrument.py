@@ -36,7 +36,8 @@ class Setting(Generic[T]):
     ``query`` and ``command`` are format strings: ``{ch}`` is replaced by the owning channel's id and
     ``{value}`` by the validated, formatted value. ``reply`` and ``default`` describe how the real instrument
     formats its answer and its power-on value; they are used only to generate the protocol simulation.
-    ``mapping`` translates Python values to instrument tokens (and back, for queries).
+    ``mapping`` translates Python values to instrument tokens (and back, for queries). ``ack`` is the line a
+    set command answers with on instruments that acknowledge every command (Qontrol, greymatter: ``OK``).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class Setting(Generic[T]):
         reply: str = "{}",
         default: Any = None,
         unit: str = "",
+        ack: str | None = None,
     ) -> None:
         self.query = query
         self.command = command
@@ -61,6 +63,7 @@ class Setting(Generic[T]):
         self.reply = reply
         self.default = default
         self.unit = unit
+        self.ack = ack
         self.name = "?"
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -91,7 +94,11 @@ class Setting(Generic[T]):
     def __set__(self, instance: Any, value: Any) -> None:
         if self.command is None:
             raise AttributeError(f"{type(instance).__name__}.{self.name} is read-only")
-        instance.write(self.format_command(instance, value))
+        command = self.format_command(instance, value)
+        if self.ack is None:
+            instance.write(command)
+        else:
+            instance.check_ack(command, instance.query(command), self.ack)
 
     def format_command(self, instance: Any, value: Any) -> str:
         """Validate ``value`` and render the command text (raises :class:`LimitError`, sends nothing)."""
@@ -129,6 +136,12 @@ class _Addressable:
         except ValueError as exc:
             raise InstrumentReplyError(str(exc), instrument=self.name, address=self.address,
                                        command=command) from None
+
+    def check_ack(self, command: str, reply: str, ack: str) -> None:
+        """Verify a set command's acknowledge line; drivers whose errors arrive in-line override this."""
+        if reply.strip() != ack:
+            raise InstrumentReplyError(f"expected {ack!r}, got {reply!r}", instrument=self.name,
+                                       address=self.address, command=command)
 
     def query_parsed(self, command: str, parse: Callable[[str], T] = parse_float) -> T:  # type: ignore[assignment]
         return self.parse_reply(command, self.query(command), parse)

@@ -81,6 +81,8 @@ def _property(setting: Setting[Any], defaults: dict[str, Any]) -> dict[str, Any]
         entry["getter"] = {"q": _to_pattern(setting.query), "r": setting.reply}
     if setting.command is not None:
         entry["setter"] = {"q": _to_pattern(setting.command)}
+        if setting.ack is not None:
+            entry["setter"]["r"] = setting.ack
     specs = setting.validator.spec() if setting.validator is not None else {}
     if setting.mapping is not None:
         tokens = list(setting.mapping.values())
