@@ -218,6 +218,9 @@ class Channel(_Addressable):
     def query(self, command: str) -> str:
         return self.parent.query(command)
 
+    def check_ack(self, command: str, reply: str, ack: str) -> None:
+        self.parent.check_ack(command, reply, ack)
+
 
 class ScpiInstrument(Instrument):
     """SCPI conventions shared by the Keysight, Santec, Thorlabs and Keithley instruments."""
