@@ -50,6 +50,8 @@ class SimProfile:
     error_reply: str | None = None
     eom: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(LF_EOM))
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: Extra keyword arguments the driver needs to open this simulated unit (e.g. heater limits).
+    open_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def filename(self) -> str:
