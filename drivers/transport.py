@@ -115,6 +115,8 @@ class BaseTransport:
         self.address = address
         self.settings = settings
         self._lock = threading.RLock()
+        #: Lines sent so far (tests and the safety layer's audits use it).
+        self.write_count = 0
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _error(self, cls: type[InstrumentError], message: str, command: str | None) -> InstrumentError:
@@ -144,6 +146,10 @@ class BaseTransport:
         assert last is not None
         raise last
 
+    def _send(self, command: str) -> None:
+        self.write_count += 1
+        self._write(command)
+
     def _recover(self) -> None:
         """Bring the line back to a clean state after a failed exchange (flush stale bytes)."""
 
@@ -155,11 +161,11 @@ class BaseTransport:
     def write(self, command: str) -> None:
         with self.transaction():
             log.debug("%s <- %r", self.name, command)
-            self._write(command)
+            self._send(command)
 
     def query(self, command: str, *, retries: int | None = None) -> str:
         def once() -> str:
-            self._write(command)
+            self._send(command)
             return self._read_line(command)
 
         with self.transaction():
@@ -188,7 +194,7 @@ class BaseTransport:
         """Query a reply of exactly ``n_bytes`` raw bytes with no header or terminator (e.g. Santec ``TA``)."""
         with self.transaction():
             log.debug("%s <- %r (raw %d bytes)", self.name, command, n_bytes)
-            self._write(command)
+            self._send(command)
             data = self._read_bytes(n_bytes, command)
             log.debug("%s -> %d raw bytes", self.name, len(data))
             return data
@@ -205,7 +211,7 @@ class BaseTransport:
 
     def _query_block(self, command: str) -> bytes:
         """Send ``command`` and return the whole definite-length block, header included."""
-        self._write(command)
+        self._send(command)
         head = self._read_bytes(2, command)
         if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
             raise self._error(InstrumentReplyError, f"expected a definite-length block '#<d>…', got {head!r}",
@@ -312,6 +318,7 @@ class VisaTransport(BaseTransport):
 
     def _query_block(self, command: str) -> bytes:
         # pyvisa's own block reader copes with terminator bytes inside the payload.
+        self.write_count += 1
         try:
             values = self._res.query_binary_values(command, datatype="B", container=bytes,
                                                    expect_termination=bool(self.settings.read_termination))
