@@ -1,0 +1,264 @@
+"""The safety layer: limit checks that nothing can bypass, and the safe state on every exit path.
+
+The bench hands upper layers *wrapped* instruments that satisfy the same capability interfaces, so
+calibration and training code cannot reach a heater or a laser except through these checks. Policy: whole
+vectors are validated before anything is written, and out-of-limit requests raise; nothing is clipped silently.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labctl.drivers.errors import InstrumentError, LimitError
+from labctl.drivers.interfaces import DriveMode, HeaterDriver, SweepSettings, TunableLaser
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeaterLimits:
+    """Per-channel and total limits of a heater driver, in the driver's channel order."""
+
+    mode: DriveMode
+    max_drive: np.ndarray          # (n_channels,) V or A
+    max_power_w: np.ndarray        # (n_channels,)
+    total_power_w: float
+    #: Worst-case resistance for power estimates: the lowest (voltage drive) or highest (current drive).
+    worst_resistance_ohm: float
+    ramp_step: float | None = None
+
+    def power_w(self, drive: np.ndarray) -> np.ndarray:
+        """Worst-case electrical power of a drive vector (V^2/R_min or I^2 R_max)."""
+        if self.mode == "voltage":
+            return drive**2 / self.worst_resistance_ohm
+        return drive**2 * self.worst_resistance_ohm
+
+
+def check_heater_vector(values: Any, channels: np.ndarray, state: np.ndarray, limits: HeaterLimits,
+                        who: str) -> np.ndarray:
+    """Validate a heater write as a whole; returns the full channel vector after the write.
+
+    ``state`` is the full vector currently applied; ``channels`` the indices written. Raises
+    :class:`LimitError` naming the channel and the limit for the first violation found, before any I/O.
+    """
+    unit = "V" if limits.mode == "voltage" else "A"
+    array = np.asarray(values, dtype=float)
+    if array.shape != channels.shape:
+        raise LimitError(f"{who}: {array.size} values for {channels.size} channels")
+    if channels.size and (channels.min() < 0 or channels.max() >= state.size):
+        raise LimitError(f"{who}: channel index out of 0..{state.size - 1}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        ch = int(channels[np.argmax(bad)])
+        raise LimitError(f"{who}: channel {ch}: value {array[np.argmax(bad)]!r} is not finite")
+    negative = array < 0
+    if negative.any():
+        i = int(np.argmax(negative))
+        raise LimitError(f"{who}: channel {int(channels[i])}: {array[i]:g} {unit} is negative (heaters take >= 0)")
+    over = array > limits.max_drive[channels]
+    if over.any():
+        i = int(np.argmax(over))
+        raise LimitError(f"{who}: channel {int(channels[i])}: {array[i]:g} {unit} exceeds the limit "
+                         f"{limits.max_drive[channels[i]]:g} {unit}")
+    power = limits.power_w(array)
+    over_p = power > limits.max_power_w[channels]
+    if over_p.any():
+        i = int(np.argmax(over_p))
+        raise LimitError(f"{who}: channel {int(channels[i])}: {array[i]:g} {unit} dissipates up to "
+                         f"{power[i] * 1e3:.3g} mW, over the per-heater limit "
+                         f"{limits.max_power_w[channels[i]] * 1e3:.3g} mW")
+    after = state.copy()
+    after[channels] = array
+    total = float(limits.power_w(after).sum())
+    if total > limits.total_power_w:
+        raise LimitError(f"{who}: total heater power would reach {total * 1e3:.4g} mW, over the budget "
+                         f"{limits.total_power_w * 1e3:.4g} mW")
+    return after
+
+
+class SafeHeaterDriver:
+    """A :class:`HeaterDriver` that validates, optionally ramps, and reads back every write."""
+
+    def __init__(self, inner: HeaterDriver, limits: HeaterLimits, *, readback_tolerance: float | None = None
+                 ) -> None:
+        if inner.mode != limits.mode:
+            raise LimitError(f"{inner.name}: driver is in {inner.mode} mode but limits are for {limits.mode}")
+        if limits.max_drive.shape != (inner.n_channels,) or limits.max_power_w.shape != (inner.n_channels,):
+            raise LimitError(f"{inner.name}: limits given for {limits.max_drive.size} channels, driver has "
+                             f"{inner.n_channels}")
+        self.inner = inner
+        self.limits = limits
+        self.readback_tolerance = readback_tolerance
+        self.name = inner.name
+        self.address = inner.address
+        self.n_channels = inner.n_channels
+        self.mode = inner.mode
+        self._state = np.zeros(inner.n_channels)
+        self._lock = threading.RLock()
+
+    # Identified
+    def identity(self) -> Any:
+        return self.inner.identity()
+
+    def check_errors(self) -> None:
+        self.inner.check_errors()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def applied(self) -> np.ndarray:
+        """The full drive vector as last written through this wrapper."""
+        return self._state.copy()
+
+    def set_drive(self, values: np.ndarray, channels: np.ndarray | None = None) -> None:
+        with self._lock:
+            idx = np.arange(self.n_channels) if channels is None else np.asarray(channels, dtype=int).ravel()
+            target = check_heater_vector(np.asarray(values, dtype=float).ravel(), idx, self._state, self.limits,
+                                         self.name)
+            for step in self._ramp(self._state, target):
+                # every intermediate vector is itself validated (QCoDeS-style safe ramping)
+                check_heater_vector(step[idx], idx, self._state, self.limits, self.name)
+                self.inner.set_drive(step[idx], idx)
+                self._state = step
+            if self.readback_tolerance is not None:
+                self._verify(target)
+
+    def _ramp(self, start: np.ndarray, target: np.ndarray) -> Iterator[np.ndarray]:
+        step = self.limits.ramp_step
+        if step is None:
+            yield target
+            return
+        n = max(1, int(np.ceil(np.abs(target - start).max() / step)))
+        for k in range(1, n + 1):
+            yield start + (target - start) * (k / n)
+
+    def _verify(self, target: np.ndarray) -> None:
+        measured = np.asarray(self.inner.read_drive(), dtype=float)
+        bad = np.abs(measured - target) > self.readback_tolerance
+        if bad.any():
+            ch = int(np.argmax(bad))
+            raise InstrumentError(f"read-back of channel {ch} is {measured[ch]:g}, commanded {target[ch]:g}",
+                                  instrument=self.name, address=self.address)
+
+    def read_drive(self) -> np.ndarray:
+        return self.inner.read_drive()
+
+    def read_power_w(self) -> np.ndarray | None:
+        return self.inner.read_power_w()
+
+    def max_drive(self) -> np.ndarray:
+        return np.minimum(self.inner.max_drive(), self.limits.max_drive)
+
+    def safe_state(self) -> None:
+        with self._lock:
+            self.inner.safe_state()
+            self._state = np.zeros(self.n_channels)
+
+
+class SafeLaser:
+    """A :class:`TunableLaser` whose power never exceeds the bench limit (optionally ramped)."""
+
+    def __init__(self, inner: TunableLaser, max_power_w: float, ramp_step_w: float | None = None) -> None:
+        self.inner = inner
+        self.max_power_w = max_power_w
+        self.ramp_step_w = ramp_step_w
+        self.name = inner.name
+        self.address = inner.address
+
+    def _check_power(self, power_w: float) -> float:
+        value = float(power_w)
+        if not np.isfinite(value) or value < 0:
+            raise LimitError(f"{self.name}: laser power {power_w!r} W is not a finite, non-negative number")
+        if value > self.max_power_w:
+            raise LimitError(f"{self.name}: laser power {value * 1e3:.4g} mW exceeds the bench limit "
+                             f"{self.max_power_w * 1e3:.4g} mW")
+        return value
+
+    def set_power_w(self, power_w: float) -> None:
+        target = self._check_power(power_w)
+        if self.ramp_step_w is None:
+            self.inner.set_power_w(target)
+            return
+        start = self.inner.get_power_w()
+        n = max(1, int(np.ceil(abs(target - start) / self.ramp_step_w)))
+        for k in range(1, n + 1):
+            self.inner.set_power_w(self._check_power(start + (target - start) * k / n))
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (wavelength, sweeps, read-outs) carries no hazard beyond power; delegate.
+        if name in ("inner",):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def configure_sweep(self, sweep: SweepSettings) -> int:
+        return self.inner.configure_sweep(sweep)
+
+    def safe_state(self) -> None:
+        self.inner.safe_state()
+
+
+class SafeStateGuard:
+    """Puts registered instruments in their safe state on every exit path.
+
+    Normal exit and exceptions (``with`` block), KeyboardInterrupt, SIGTERM (turned into SystemExit so that
+    ``finally`` blocks run) and interpreter exit (atexit). Each instrument is made safe independently: one that
+    has stopped answering is logged and skipped, the others are still made safe.
+    """
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], None]]] = []
+        self._done = False
+        self._previous_sigterm: Any = None
+        self.failures: list[tuple[str, Exception]] = []
+
+    def register(self, name: str, action: Callable[[], None]) -> None:
+        self._actions.append((name, action))
+
+    def make_safe(self) -> list[tuple[str, Exception]]:
+        """Run every safe-state action (heaters first, then lasers, as registered); returns the failures."""
+        failures: list[tuple[str, Exception]] = []
+        for name, action in self._actions:
+            try:
+                action()
+                log.info("safe state: %s done", name)
+            except (InstrumentError, OSError, LimitError, RuntimeError, ValueError) as exc:
+                log.error("safe state: %s failed: %s", name, exc)
+                failures.append((name, exc))
+        self.failures = failures
+        self._done = True
+        return failures
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM received: making the bench safe and exiting")
+        raise SystemExit(128 + signum)
+
+    def _atexit(self) -> None:
+        if not self._done:
+            self.make_safe()
+
+    def __enter__(self) -> SafeStateGuard:
+        self._done = False
+        atexit.register(self._atexit)
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError):
+                self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.make_safe()
+        finally:
+            atexit.unregister(self._atexit)
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
