@@ -42,7 +42,8 @@ class Transport(Protocol):
 
     def read_line(self) -> str: ...
 
-    def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False) -> np.ndarray: ...
+    def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False,
+                     expect_termination: bool = True) -> np.ndarray: ...
 
     def query_raw(self, command: str, n_bytes: int) -> bytes: ...
 
@@ -180,11 +181,15 @@ class BaseTransport:
             log.debug("%s -> %r", self.name, reply)
             return reply
 
-    def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False) -> np.ndarray:
-        """Query an IEEE 488.2 definite-length block (``#<d><len><bytes>``) and decode it."""
+    def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False,
+                     expect_termination: bool = True) -> np.ndarray:
+        """Query an IEEE 488.2 definite-length block (``#<d><len><bytes>``) and decode it.
+
+        ``expect_termination=False`` for instruments that send the block with no terminator after it.
+        """
         with self.transaction():
             log.debug("%s <- %r (binary %s)", self.name, command, datatype)
-            raw = self._with_retries(command, lambda: self._query_block(command), None)
+            raw = self._with_retries(command, lambda: self._query_block(command, expect_termination), None)
             values = decode_block(raw, datatype, big_endian=big_endian,
                                   error=lambda m: self._error(InstrumentReplyError, m, command))
             log.debug("%s -> %d values", self.name, values.size)
@@ -209,7 +214,7 @@ class BaseTransport:
     def _read_bytes(self, n_bytes: int, command: str | None) -> bytes:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _query_block(self, command: str) -> bytes:
+    def _query_block(self, command: str, expect_termination: bool = True) -> bytes:
         """Send ``command`` and return the whole definite-length block, header included."""
         self._send(command)
         head = self._read_bytes(2, command)
@@ -221,7 +226,8 @@ class BaseTransport:
         if not length_text.isdigit():
             raise self._error(InstrumentReplyError, f"bad block length field {length_text!r}", command)
         body = self._read_bytes(int(length_text), command)
-        self._discard_termination(command)
+        if expect_termination:
+            self._discard_termination(command)
         return head + length_text + body
 
     def _discard_termination(self, command: str) -> None:
@@ -316,12 +322,13 @@ class VisaTransport(BaseTransport):
         except (self._pyvisa.errors.VisaIOError, OSError) as exc:
             raise self._translate(exc, command) from exc
 
-    def _query_block(self, command: str) -> bytes:
+    def _query_block(self, command: str, expect_termination: bool = True) -> bytes:
         # pyvisa's own block reader copes with terminator bytes inside the payload.
         self.write_count += 1
         try:
-            values = self._res.query_binary_values(command, datatype="B", container=bytes,
-                                                   expect_termination=bool(self.settings.read_termination))
+            values = self._res.query_binary_values(
+                command, datatype="B", container=bytes,
+                expect_termination=expect_termination and bool(self.settings.read_termination))
         except (self._pyvisa.errors.VisaIOError, OSError) as exc:
             raise self._translate(exc, command) from exc
         except ValueError as exc:

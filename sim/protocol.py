@@ -176,4 +176,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Re-import so that profiles and this entry point share one SimProfile class (not the __main__ copy).
+    from labctl.sim.protocol import main as _main
+
+    _main()

@@ -65,6 +65,10 @@ class ScriptedTransport(BaseTransport):
     def _read_bytes(self, n_bytes: int, command: str | None) -> bytes:
         return self._take(n_bytes, command)
 
+    def _recover(self) -> None:
+        # like a VISA device clear: stale reply bytes are dropped before a retry
+        self._pending.clear()
+
     def queue_reply(self, reply: str) -> None:
         """An unsolicited line (e.g. a Qontrol asynchronous error line)."""
         self._pending.extend((reply + self.settings.read_termination).encode("ascii"))

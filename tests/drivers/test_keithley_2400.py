@@ -1,0 +1,273 @@
+"""Keithley 2400 SourceMeter: byte-exact protocol, list sweep bulk, strict parsing, limits, pyvisa-sim."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labctl.drivers.errors import (InstrumentConnectionError, InstrumentReplyError, InstrumentReportedError,
+                                   InstrumentTimeout, LimitError)
+from labctl.drivers.interfaces import SourceMeter
+from labctl.drivers.keithley_2400 import Keithley2400
+from labctl.sim.profiles.keithley import PROFILES
+from labctl.sim.protocol import render_text, yaml_path
+from tests.drivers.scripted import ScriptedTransport
+
+LF = Keithley2400.line_settings
+IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1234567,C30   Mar 17 2006 09:29:29/A02  /K/J"
+CONNECT = [
+    ("*IDN?", IDN),
+    (":SOUR:FUNC VOLT", None),
+    (":SOUR:VOLT:MODE FIXED", None),
+    (":SOUR:VOLT:RANG:AUTO 1", None),
+    (":SENS:FUNC 'CURR'", None),
+    (":SENS:CURR:RANG:AUTO 1", None),
+    (":FORM:ELEM CURR", None),
+]
+NO_ERROR = (":SYST:ERR?", '0,"No error"')
+
+
+def make(script, connect=CONNECT):
+    transport = ScriptedTransport(list(connect) + list(script), settings=LF, address="GPIB0::24::INSTR")
+    return Keithley2400(transport), transport
+
+
+def sci(values) -> str:
+    return ",".join(f"{v:.6E}" for v in values)
+
+
+# -- connect / identify -------------------------------------------------------------------------------------------
+def test_connect_configures_voltage_source_and_current_only_replies():
+    smu, t = make([])
+    t.assert_done()
+    assert isinstance(smu, SourceMeter)
+    assert t.sent[0] == b"*IDN?\n"
+
+
+def test_other_instrument_is_refused():
+    with pytest.raises(InstrumentConnectionError, match="not a Keithley 2400"):
+        make([], [("*IDN?", "Thorlabs,PM100D,P0000001,2.4.0")])
+
+
+def test_identity_fields():
+    smu, t = make([("*IDN?", IDN)])
+    ident = smu.identity()
+    assert (ident.maker, ident.model, ident.serial) == ("KEITHLEY INSTRUMENTS INC.", "MODEL 2400", "1234567")
+    t.assert_done()
+
+
+def test_serial_line_settings_follow_the_instruments_terminator(fake_serial):
+    """RS-232 at 9600 8N1; the 2400's terminator is set on its front panel, the driver is told the same one."""
+    from tests.drivers import protocol_fakeinst
+
+    replies = {b"*IDN?\r": (IDN + "\r").encode()}
+    fake_serial["k2400"] = lambda line: replies.get(line)
+    protocol_fakeinst.TERMINATORS["k2400"] = b"\r"
+    smu = Keithley2400("fakeinst://k2400", termination="\r")
+    assert smu.transport.settings.baud_rate == 9600
+    assert smu.transport.settings.write_termination == "\r"
+    assert smu.identity().model == "MODEL 2400"
+    smu.close()
+
+
+# -- plain settings ----------------------------------------------------------------------------------------------------
+def test_source_voltage_compliance_nplc_output():
+    smu, t = make([(":SOUR:VOLT -1.500000E+00", None), (":SOUR:VOLT?", "-1.500000E+00"),
+                   (":SENS:CURR:PROT 1.000000E-03", None), (":SENS:CURR:PROT?", "+1.000000E-03"),
+                   (":SENS:CURR:NPLC 0.1", None), (":SENS:CURR:NPLC?", "+1.000000E-01"),
+                   (":OUTP 1", None), (":OUTP?", "1"), (":SOUR:FUNC?", "VOLT")])
+    smu.set_voltage_v(-1.5)
+    assert smu.get_voltage_v() == -1.5
+    smu.set_compliance_a(1e-3)
+    assert smu.compliance_a == pytest.approx(1e-3)
+    smu.set_nplc(0.1)
+    assert smu.nplc == pytest.approx(0.1)
+    smu.set_output(True)
+    assert smu.get_output() is True
+    assert smu.source_function == "voltage"
+    t.assert_done()
+
+
+def test_measure_current_reads_one_current():
+    smu, t = make([(":READ?", "-2.345678E-09")])
+    assert smu.measure_current_a() == pytest.approx(-2.345678e-9)
+    t.assert_done()
+
+
+# -- list sweep (bulk) -------------------------------------------------------------------------------------------------
+def test_list_sweep_short_list_in_one_command():
+    volts = np.array([0.0, -0.5, -1.0])
+    amps = np.array([1.2e-10, -3.4e-7, -8.9e-7])
+    smu, t = make([(":OUTP?", "0"), (":SOUR:LIST:VOLT " + sci(volts), None), (":SOUR:VOLT:MODE LIST", None),
+                   (":TRIG:COUN 3", None), (":OUTP 1", None), (":READ?", sci(amps)),
+                   (":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None), (":OUTP 0", None)])
+    np.testing.assert_allclose(smu.list_sweep_current_a(volts), amps, rtol=1e-6)
+    t.assert_done()
+
+
+def test_list_sweep_of_250_points_appends_in_chunks_of_100_and_keeps_output_on():
+    volts = np.linspace(-2.0, 0.5, 250)
+    amps = np.linspace(-1e-6, 1e-7, 250)
+    script = [(":OUTP?", "1"), (":SOUR:LIST:VOLT " + sci(volts[:100]), None),
+              (":SOUR:LIST:VOLT:APP " + sci(volts[100:200]), None),
+              (":SOUR:LIST:VOLT:APP " + sci(volts[200:]), None), (":SOUR:VOLT:MODE LIST", None),
+              (":TRIG:COUN 250", None), (":OUTP 1", None), (":READ?", sci(amps)),
+              (":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None)]
+    smu, t = make(script)
+    got = smu.list_sweep_current_a(volts)
+    assert got.shape == (250,)
+    np.testing.assert_allclose(got, amps, rtol=1e-6)
+    t.assert_done()
+
+
+def test_list_sweep_of_2500_points_uses_25_commands():
+    volts = np.linspace(0.0, -5.0, 2500)
+    smu, t = make([(":OUTP?", "1")] + [
+        ((":SOUR:LIST:VOLT " if i == 0 else ":SOUR:LIST:VOLT:APP ") + sci(volts[i:i + 100]), None)
+        for i in range(0, 2500, 100)] + [
+        (":SOUR:VOLT:MODE LIST", None), (":TRIG:COUN 2500", None), (":OUTP 1", None),
+        (":READ?", sci(np.full(2500, 1e-9))), (":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None)])
+    assert smu.list_sweep_current_a(volts).size == 2500
+    t.assert_done()
+
+
+LIST_PREFIX = [(":OUTP?", "0"), (":SOUR:LIST:VOLT 0.000000E+00,1.000000E+00", None),
+               (":SOUR:VOLT:MODE LIST", None), (":TRIG:COUN 2", None), (":OUTP 1", None)]
+LIST_RESTORE = [(":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None), (":OUTP 0", None)]
+
+
+@pytest.mark.parametrize("reply", ["+1.0E-06", "+1.0E-06,+2.0E-06,+3.0E-06", "+1.0E-06,+9.910000E+37",
+                                   "+1.0E-06,abc", "+1.0E-06,,", "+1.0E-06,+2.5E+00", ""])
+def test_list_sweep_bad_replies_raise_after_restoring_fixed_mode(reply):
+    smu, t = make(LIST_PREFIX + [(":READ?", reply)] + LIST_RESTORE)
+    with pytest.raises(InstrumentReplyError, match=r":READ\?"):
+        smu.list_sweep_current_a(np.array([0.0, 1.0]))
+    t.assert_done()
+
+
+def test_list_sweep_timeout_is_not_retried_and_restores_fixed_mode():
+    smu, t = make(LIST_PREFIX + [(":READ?", None)] + LIST_RESTORE)
+    with pytest.raises(InstrumentTimeout, match=r":READ\?"):
+        smu.list_sweep_current_a(np.array([0.0, 1.0]))
+    t.assert_done()
+
+
+# -- strict parsing ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reply", ["+9.910000E+37", "-9.91E37", "garbage", "", "+1.0E-06,+2.0E-06",
+                                   "+5.000000E+00", "nan"])
+def test_bad_current_readings_name_the_command(reply):
+    smu, _ = make([(":READ?", reply)])
+    with pytest.raises(InstrumentReplyError) as info:
+        smu.measure_current_a()
+    assert info.value.command == ":READ?"
+    assert "keithley_2400" in str(info.value) and "GPIB0::24::INSTR" in str(info.value)
+
+
+@pytest.mark.parametrize(("query", "reply", "name"), [
+    (":SOUR:VOLT?", "+2.500000E+02", "source_voltage_v"),
+    (":SOUR:VOLT?", "+9.910000E+37", "source_voltage_v"),
+    (":SENS:CURR:PROT?", "-1.0E-03", "compliance_a"),
+    (":SENS:CURR:NPLC?", "+1.000000E+02", "nplc"),
+    (":OUTP?", "ON?", "output"),
+    (":SOUR:FUNC?", "MEM", "source_function"),
+])
+def test_bad_setting_replies_name_the_command(query, reply, name):
+    smu, _ = make([(query, reply)])
+    with pytest.raises(InstrumentReplyError, match=query.replace("?", r"\?")):
+        getattr(smu, name)
+
+
+# -- errors, safe state, close -----------------------------------------------------------------------------------------
+def test_error_queue_is_drained():
+    smu, t = make([(":SYST:ERR?", '-222,"Parameter data out of range"'),
+                   (":SYST:ERR?", '+802,"OUTPUT blocked by output enable"'), NO_ERROR])
+    with pytest.raises(InstrumentReportedError) as info:
+        smu.check_errors()
+    assert info.value.errors == [(-222, "Parameter data out of range"), (802, "OUTPUT blocked by output enable")]
+    t.assert_done()
+
+
+def test_garbage_error_reply_is_a_reply_error():
+    smu, _ = make([(":SYST:ERR?", "???")])
+    with pytest.raises(InstrumentReplyError, match=r":SYST:ERR\?"):
+        smu.check_errors()
+
+
+def test_safe_state_zero_before_output_off():
+    smu, t = make([(":SOUR:VOLT:MODE FIXED", None), (":SOUR:VOLT 0.000000E+00", None), (":OUTP 0", None)])
+    smu.safe_state()
+    t.assert_done()
+
+
+def test_safe_state_on_a_dead_link_raises():
+    smu, t = make([])
+    t.close()
+    with pytest.raises(InstrumentConnectionError):
+        smu.safe_state()
+
+
+def test_close():
+    smu, t = make([])
+    smu.close()
+    assert not t.is_open
+
+
+# -- limits: nothing is written ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("action", [
+    lambda s: s.set_voltage_v(210.5),
+    lambda s: s.set_voltage_v(-250.0),
+    lambda s: s.set_voltage_v(float("inf")),
+    lambda s: s.set_compliance_a(1.2),
+    lambda s: s.set_compliance_a(0.0),
+    lambda s: s.set_nplc(0.001),
+    lambda s: s.set_nplc(20),
+    lambda s: s.list_sweep_current_a(np.array([])),
+    lambda s: s.list_sweep_current_a(np.zeros(2501)),
+    lambda s: s.list_sweep_current_a(np.array([0.0, 211.0])),
+    lambda s: s.list_sweep_current_a(np.array([0.0, np.nan])),
+    lambda s: s.list_sweep_current_a(["a", "b"]),
+    lambda s: setattr(s, "source_function", "resistance"),
+])
+def test_out_of_range_settings_send_nothing(action):
+    smu, t = make([])
+    sent = list(t.sent)
+    with pytest.raises(LimitError):
+        action(smu)
+    assert t.sent == sent
+
+
+# -- pyvisa-sim --------------------------------------------------------------------------------------------------------
+def test_shipped_yaml_matches_the_driver():
+    assert yaml_path(PROFILES[0]).read_text() == render_text(PROFILES[0])
+
+
+def test_pyvisa_sim_basic_operations(tmp_path: Path):
+    pyvisa = pytest.importorskip("pyvisa")
+    copy = tmp_path / "k2400.yaml"
+    shutil.copy(yaml_path(PROFILES[0]), copy)
+    rm = pyvisa.ResourceManager(f"{copy}@sim")
+    smu = Keithley2400("GPIB0::24::INSTR", resource_manager=rm)
+    assert smu.identity().model == "MODEL 2400"
+    assert smu.source_function == "voltage"  # the simulated unit powers up sourcing current
+    smu.set_voltage_v(-1.5)
+    assert smu.get_voltage_v() == -1.5
+    smu.set_compliance_a(1e-3)
+    assert smu.compliance_a == pytest.approx(1e-3)
+    smu.set_nplc(0.1)
+    assert smu.nplc == pytest.approx(0.1)
+    smu.set_output(True)
+    assert smu.get_output() is True
+    assert smu.measure_current_a() == pytest.approx(1.23456e-6)
+    with pytest.raises(LimitError):
+        smu.set_voltage_v(300.0)
+    smu.write(":SOUR:VOLT 300")  # past the 2400's range: refused through its error queue
+    with pytest.raises(InstrumentReportedError):
+        smu.check_errors()
+    smu.check_errors()
+    smu.safe_state()
+    assert smu.get_output() is False and smu.get_voltage_v() == 0.0
+    smu.close()
+    rm.close()
