@@ -1,0 +1,656 @@
+"""Qontrol Q8iv / Q8b / Q8a / Q8bi heater drivers: 8-channel voltage/current sources daisy-chained on BP8 backplanes.
+
+Protocol (instruments.md §3.1, the qontrol 1.1.20 library and the recorded ``progs/*.json`` traffic):
+
+* USB serial (FTDI), **115200 baud 8N1, no flow control**, ASCII lines ending in LF both ways.
+* ``<CMD><ch><op><value>``: ``op`` is ``=`` (set) or ``?`` (get); ``ch`` counts **globally across the daisy
+  chain** (8..15 is the second module). Every set answers ``OK`` (one capture shows a leading ACK byte, ``\\x06OK``,
+  accepted everywhere) or an error line ``E<code>:<ch>`` matching ``[A-Za-z]{1,3}(\\d+):(\\d+)``. Error lines can
+  also arrive on their own (over-current, power-up). There is no ``*IDN?`` and no error queue.
+* ``I<ch>=`` takes **milliamps** and current replies are in mA (``+0.0204 mA``); the driver speaks amps and
+  converts at the wire.
+
+Numbers are written with four decimals (``V3=1.2346``, ``I3=20.0000`` mA): the resolution the module reports in
+its replies, and short enough that a module's ``VVEC`` line (8 values) stays well clear of the ``E14`` buffer
+overflow seen with a 16-value line.
+
+Multi-line replies: ``VALL?``, ``IALL?``, ``VMAXALL?``, ``IMAXALL?`` and ``VIPALL?`` answer one line per channel,
+so the driver reads exactly ``n_channels`` lines. ``nupall?`` (chain enumeration) and ``log?`` answer an unknown
+number of lines, so the driver reads the first line with the normal timeout and the rest until the line stays
+quiet for ``quiet_s`` (the library's 50 ms inter-message gap), see :func:`read_until_quiet`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
+from .instrument import Channel, Instrument, Setting
+from .interfaces import DriveMode
+from .parsing import Identity, parse_int, parse_with_unit
+from .transport import BaseTransport, SerialTransport, TransportSettings, VisaTransport
+from .validators import Range
+
+log = logging.getLogger(__name__)
+
+# -- command set (instruments.md §3.1; per-channel V/I/VMAX/IMAX are the Settings of QontrolChannel) ------------
+NUP_RESET = "nup=0"          # reset chain enumeration -> OK (possibly "\x06OK")
+CHAIN_QUERY = "nupall?"      # one line per module: "Q8iv-0001: 0", "Q8iv-****: 1"
+CHAIN_QUERY_OLD = "nup?"     # same answer; the library falls back to it when nupall? is not recognised
+ID_QUERY = "id?"             # "Q8iv-0001"
+FIRMWARE_QUERY = "firmware?"  # "v2.4.1"
+NCHAN_QUERY = "nchan?"       # "8"
+VFULL_QUERY = "vfull?"       # "+12.0000 V"
+IFULL_QUERY = "ifull?"       # "+24.0000 mA"
+VALL_QUERY = "VALL?"         # one "+0.2077 V" line per channel
+IALL_QUERY = "IALL?"         # one "+0.0204 mA" line per channel
+VMAXALL_QUERY = "VMAXALL?"   # one "+12.0000 V" line per channel
+IMAXALL_QUERY = "IMAXALL?"   # one "+24.0000 mA" line per channel
+VIPALL_QUERY = "VIPALL?"     # one "0,0: +0.2082 V, -0.0037 mA[, 4.5130 mW, 9 Ohm]" line per channel
+LOG_QUERY = "log?"           # error history, "#  0, E00:01, 2 m ago"
+VVEC_SET = "VVEC{start}={values}"  # consecutive channels of ONE module in one line (the library's set_all_values)
+IVEC_SET = "IVEC{start}={values}"  # the same for currents in mA (library set_all_values('I'), anchors.md §5)
+VALUE_FORMAT = "{:.4f}"
+
+OK = "OK"
+#: Bytes the modules may put in front of a reply (ACK seen before OK; NUL before chain entries, per the library).
+LEADING_NOISE = "\x06\x00"
+ERROR_LINE = re.compile(r"[A-Za-z]{1,3}(\d+):(\d+)")
+CHAIN_LINE = re.compile(r"(?P<model>[A-Za-z]\w*?)-(?P<serial>[0-9A-Fa-f*]+)\s*:\s*(?P<index>\d+)")
+DEVICE_ID = re.compile(r"(?P<model>[A-Za-z]\w*?)-(?P<serial>[0-9A-Fa-f*]+)")
+VIP_LINE = re.compile(
+    r"(?P<module>\d+)\s*,\s*(?P<port>\d+)\s*:\s*(?P<v>[+-]?\d+(?:\.\d*)?)\s*V\s*,\s*(?P<i>[+-]?\d+(?:\.\d*)?)\s*mA"
+    r"(?:\s*,\s*(?P<p>[+-]?\d+(?:\.\d*)?)\s*mW(?:\s*,\s*(?P<r>\S+)\s*Ohm)?)?")
+
+#: Full scale per module type, (volts, amps): the qontrol library's DEVICE_PROPERTIES table.
+FULL_SCALE: dict[str, tuple[float, float]] = {
+    "Q8iv": (12.0, 24.0e-3),
+    "Q8b": (12.0, 83.333333e-3),
+    "Q8a": (12.0, 100.0e-3),
+    "Q8bi": (12.0, 100.0e-3),
+}
+
+#: Documented error codes (the library's COMMON_ERRORS and Qx_ERRORS, plus 20 from the Mx table).
+ERROR_MESSAGES: dict[int, str] = {
+    0: "unknown error",
+    1: "over-voltage on channel {ch}",
+    2: "over-current on channel {ch}",
+    3: "power error on channel {ch}",
+    4: "calibration error",
+    5: "output error on channel {ch}",
+    10: "unrecognised command",
+    11: "unrecognised input parameter",
+    12: "unrecognised channel {ch}",
+    13: "operation forbidden",
+    14: "serial buffer overflow",
+    15: "serial communication error",
+    16: "command timed out (internal)",
+    17: "SPI error",
+    18: "ADC error",
+    19: "I2C error",
+    20: "interlock triggered on channel {ch}",
+    30: "too many errors, some were suppressed",
+    31: "firmware trap",
+    90: "powered up",
+}
+ERROR_COMMS = 15
+ERROR_UNRECOGNISED = 10
+NOTICE_POWERED_UP = 90
+
+
+def describe_error(code: int, ch: int) -> str:
+    """Human text for ``E<code>:<ch>`` (the ``ch`` field is a sub-code for 14 and 15)."""
+    text = ERROR_MESSAGES.get(code, "unrecognised error code").format(ch=ch)
+    if code == 14:
+        text += {0: " (instruction buffer)", 1: " (single instruction too long)"}.get(ch, "")
+    elif code == ERROR_COMMS:
+        text += {0: " (overflow)", 1: " (framing)"}.get(ch % 10, "")
+    return f"E{code:02d}:{ch:02d} {text}"
+
+
+def clean_line(line: str) -> str:
+    """A reply line without surrounding whitespace and leading ACK/NUL bytes."""
+    return line.strip().lstrip(LEADING_NOISE).strip()
+
+
+def read_until_quiet(transport: BaseTransport, quiet_s: float) -> list[str]:
+    """Lines that arrive until the line stays quiet for ``quiet_s`` (for replies of unknown length).
+
+    Works on a :class:`SerialTransport` (its ``pending_lines``), on a :class:`VisaTransport` ASRL resource (reads
+    with the resource timeout lowered to the quiet gap for the duration) and on any other transport (reads until
+    its own timeout, which for the scripted test transport is immediate).
+    """
+    if isinstance(transport, SerialTransport):
+        return transport.pending_lines(quiet_s)
+    lines: list[str] = []
+    with transport.transaction():
+        resource = getattr(transport, "_res", None) if isinstance(transport, VisaTransport) else None
+        previous = resource.timeout if resource is not None else None
+        if resource is not None:
+            resource.timeout = max(1.0, quiet_s * 1000.0)
+        try:
+            while True:
+                try:
+                    lines.append(transport.read_line())
+                except InstrumentTimeout:
+                    return lines
+        finally:
+            if resource is not None:
+                resource.timeout = previous
+
+
+def waiting_lines(transport: BaseTransport, quiet_s: float) -> list[str]:
+    """Lines already received and not yet read (asynchronous error lines), without waiting for new ones.
+
+    pyvisa offers no portable "bytes waiting" for every backend: where ``bytes_in_buffer`` is unsupported or always
+    0 (pyvisa-sim), nothing is collected, which is harmless there because a simulation never speaks unasked.
+    """
+    if isinstance(transport, SerialTransport):
+        return transport.pending_lines(0.0)
+    if isinstance(transport, VisaTransport):
+        resource = getattr(transport, "_res", None)
+        try:
+            waiting = int(getattr(resource, "bytes_in_buffer", 0) or 0)
+        except (AttributeError, TypeError, ValueError, OSError, transport._pyvisa.errors.VisaIOError):
+            waiting = 0
+        return read_until_quiet(transport, quiet_s) if waiting > 0 else []
+    return read_until_quiet(transport, quiet_s)
+
+
+class _DriveSetting(Setting[float]):
+    """A drive setting also held to the channel's limit configured at connect (not only the hardware range)."""
+
+    def __init__(self, *args: Any, kind: DriveMode, to_si: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.to_si = to_si
+
+    def format_command(self, instance: Any, value: Any) -> str:
+        what = f"{instance.name}.{self.name}"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise LimitError(f"{what}: {value!r} is not a number") from None
+        instance.parent.check_limit(instance.index, number * self.to_si, self.kind, what)
+        return super().format_command(instance, value)
+
+
+class QontrolChannel(Channel):
+    """One output; ``{ch}`` is the global channel number across the chain."""
+
+    # Limits are declared first on purpose: pyvisa-sim parses a setter's channel id as free text, so in the
+    # generated simulation "V{ch}=" would also swallow "VMAX5=…" if it were tried first.
+    vmax_v = Setting("VMAX{ch}?", "VMAX{ch}={value:.4f}", "Firmware voltage limit of the channel.",
+                     parse=parse_with_unit("V"), validator=Range(0.0, 12.0, " V"), reply="{:+.4f} V",
+                     default=12.0, unit="V", ack=OK)
+    imax_ma = Setting("IMAX{ch}?", "IMAX{ch}={value:.4f}", "Firmware current limit of the channel, in mA.",
+                      parse=parse_with_unit("mA"), validator=Range(0.0, 100.0, " mA"), reply="{:+.4f} mA",
+                      default=24.0, unit="mA", ack=OK)
+    voltage_v = _DriveSetting("V{ch}?", "V{ch}={value:.4f}", "Output voltage (switches the channel to voltage "
+                              "drive).", parse=parse_with_unit("V"), validator=Range(0.0, 12.0, " V"),
+                              reply="{:+.4f} V", default=0.0, unit="V", ack=OK, kind="voltage", to_si=1.0)
+    current_ma = _DriveSetting("I{ch}?", "I{ch}={value:.4f}", "Output current in mA, the instrument's unit "
+                               "(switches the channel to current drive).", parse=parse_with_unit("mA"),
+                               validator=Range(0.0, 100.0, " mA"), reply="{:+.4f} mA", default=0.0, unit="mA",
+                               ack=OK, kind="current", to_si=1e-3)
+
+    def __init__(self, parent: Qontrol, index: int) -> None:
+        super().__init__(parent, index)
+        self.index = index
+        self.parent: Qontrol = parent
+
+    @property
+    def current_a(self) -> float:
+        """Output current in amps (``I<ch>?`` answers mA)."""
+        return self.current_ma * 1e-3
+
+    @current_a.setter
+    def current_a(self, value: float) -> None:
+        self.current_ma = float(value) * 1e3
+
+
+@dataclass(frozen=True)
+class QontrolModule:
+    """One module of the daisy chain, as enumerated by ``nupall?``."""
+
+    index: int
+    model: str
+    serial: str
+    first_channel: int
+    n_channels: int
+    full_scale_v: float
+    full_scale_a: float
+
+    @property
+    def channels(self) -> range:
+        return range(self.first_channel, self.first_channel + self.n_channels)
+
+
+class _CommsRetry(Exception):
+    """Internal: the module answered E15 (serial comms error); the command is sent once more."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class Qontrol(Instrument):
+    """A chain of Qontrol Q8-family modules as one :class:`~labctl.drivers.interfaces.HeaterDriver`.
+
+    Connecting enumerates the chain, checks the full scale, then **sets and reads back** every channel's firmware
+    limits ``VMAX``/``IMAX`` from ``max_voltage_v``/``max_current_a`` (per channel or scalar; default: the module
+    full scale) and refuses to continue if the read-back differs, so the limits the bench believes in are the ones
+    the firmware enforces.
+
+    Connect sequence: ``nup=0``, ``nupall?`` (``nup?`` if unrecognised), ``id?``, ``nchan?``, ``vfull?``,
+    ``ifull?``, ``VMAX<ch>=`` and ``IMAX<ch>=`` for every channel, ``VMAXALL?``, ``IMAXALL?``. Current mode writes
+    ``I<ch>=``/``IVEC`` in mA; ``IVEC`` comes from the library's ``set_all_values`` (the recordings show ``VVEC``
+    only).
+    """
+
+    label: ClassVar[str] = "qontrol"
+    line_settings: ClassVar[TransportSettings] = TransportSettings(
+        write_termination="\n", read_termination="\n", timeout_s=0.2, retries=0, baud_rate=115200)
+
+    def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
+                 timeout_s: float | None = None, mode: DriveMode = "voltage",
+                 max_voltage_v: float | Sequence[float] | np.ndarray | None = None,
+                 max_current_a: float | Sequence[float] | np.ndarray | None = None,
+                 quiet_s: float = 0.05) -> None:
+        if mode not in ("voltage", "current"):
+            raise ValueError(f"mode must be 'voltage' or 'current', got {mode!r}")
+        self.mode: DriveMode = mode
+        self.quiet_s = quiet_s
+        self.modules: list[QontrolModule] = []
+        self.n_channels = 0
+        self.device_id = ""
+        self._errors: list[tuple[int, str]] = []
+        self._vmax_v = np.zeros(0)
+        self._imax_a = np.zeros(0)
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+        try:
+            self._connect(max_voltage_v, max_current_a)
+        except Exception:
+            self.transport.close()
+            raise
+
+    # -- connect -------------------------------------------------------------------------------------------------
+    def _connect(self, max_voltage_v: Any, max_current_a: Any) -> None:
+        self._collect_waiting()  # start-up lines (E90 powered up) before the first command
+        self._ack(NUP_RESET)
+        self.modules = self._enumerate_chain()
+        self.n_channels = sum(m.n_channels for m in self.modules)
+        self.device_id = self.query(ID_QUERY)
+        match = DEVICE_ID.fullmatch(self.device_id)
+        top = self.modules[0]
+        if not match or match["model"] != top.model:
+            raise self._reply_error(ID_QUERY, f"expected '{top.model}-<serial>' (module 0 of the chain), got "
+                                              f"{self.device_id!r}")
+        # nchan? is recorded from a single module only ("8") [?]: accept the per-module or the chain total
+        nchan = self.query_parsed(NCHAN_QUERY, parse_int)
+        if nchan not in (top.n_channels, self.n_channels):
+            raise self._reply_error(NCHAN_QUERY, f"{nchan} channels, but the chain enumerated {top.n_channels} "
+                                                 f"per module and {self.n_channels} in total")
+        vfull = self.query_parsed(VFULL_QUERY, parse_with_unit("V"))
+        ifull_a = self.query_parsed(IFULL_QUERY, parse_with_unit("mA")) * 1e-3
+        for command, got, table in ((VFULL_QUERY, vfull, top.full_scale_v), (IFULL_QUERY, ifull_a, top.full_scale_a)):
+            if not math.isclose(got, table, rel_tol=1e-3):
+                raise self._reply_error(command, f"full scale {got:g} does not match the {top.model} table value "
+                                                 f"{table:g}")
+        self._apply_limits(max_voltage_v, max_current_a)
+        log.info("%s: %d module(s) %s, %d channels, %s mode", self.name, len(self.modules),
+                 [f"{m.model}-{m.serial}" for m in self.modules], self.n_channels, self.mode)
+
+    def _enumerate_chain(self) -> list[QontrolModule]:
+        command = CHAIN_QUERY
+        try:
+            lines = self._exchange(command, None)
+        except InstrumentReportedError as exc:
+            if not any(code == ERROR_UNRECOGNISED for code, _ in exc.errors):
+                raise
+            log.info("%s: %s not recognised, falling back to %s", self.name, CHAIN_QUERY, CHAIN_QUERY_OLD)
+            command = CHAIN_QUERY_OLD
+            lines = self._exchange(command, None)
+        modules: list[QontrolModule] = []
+        first = 0
+        for position, line in enumerate(lines):
+            match = CHAIN_LINE.fullmatch(line)
+            if not match:
+                raise self._reply_error(command, f"expected '<model>-<serial>: <index>', got {line!r}")
+            model, index = match["model"], int(match["index"])
+            if index != position:
+                raise self._reply_error(command, f"module {line!r} reports chain index {index}, expected {position}")
+            if model not in FULL_SCALE:
+                raise self._reply_error(command, f"unsupported module type {model!r} (known: {sorted(FULL_SCALE)})")
+            digits = re.search(r"\d+", model)
+            assert digits is not None  # every FULL_SCALE key carries its channel count
+            n = int(digits.group())
+            volts, amps = FULL_SCALE[model]
+            modules.append(QontrolModule(index, model, match["serial"], first, n, volts, amps))
+            first += n
+        if not modules:
+            raise self._reply_error(command, "no module enumerated")
+        return modules
+
+    def _limits(self, value: Any, full: np.ndarray, what: str, unit: str) -> np.ndarray:
+        """Per-channel limits from a scalar or a vector, each within [0, module full scale]."""
+        if value is None:
+            return full.copy()
+        limits = np.broadcast_to(np.asarray(value, dtype=float), full.shape).copy() if np.ndim(value) == 0 \
+            else np.asarray(value, dtype=float)
+        if limits.shape != full.shape:
+            raise LimitError(f"{self.name} {what}: {limits.size} values for {full.size} channels")
+        for ch in np.flatnonzero(~np.isfinite(limits) | (limits < 0) | (limits > full)):
+            raise LimitError(f"{self.name} {what}[{ch}]: {limits[ch]:g} {unit} is outside [0, {full[ch]:g}] {unit} "
+                             "(module full scale)")
+        return limits
+
+    def _apply_limits(self, max_voltage_v: Any, max_current_a: Any) -> None:
+        full_v = np.concatenate([np.full(m.n_channels, m.full_scale_v) for m in self.modules])
+        full_a = np.concatenate([np.full(m.n_channels, m.full_scale_a) for m in self.modules])
+        vmax = self._limits(max_voltage_v, full_v, "max_voltage_v", "V")
+        imax = self._limits(max_current_a, full_a, "max_current_a", "A")
+        # No bulk VMAX/IMAX set is documented, so one line per channel; read-back uses the bulk queries.
+        for ch in range(self.n_channels):
+            self.channel(ch).vmax_v = float(vmax[ch])
+        for ch in range(self.n_channels):
+            self.channel(ch).imax_ma = float(imax[ch]) * 1e3
+        self._vmax_v = self._read_all(VMAXALL_QUERY, "V", 1.0, full_v)
+        self._imax_a = self._read_all(IMAXALL_QUERY, "mA", 1e-3, full_a)
+        for command, got, wanted, full, unit in ((VMAXALL_QUERY, self._vmax_v, vmax, full_v, "V"),
+                                                 (IMAXALL_QUERY, self._imax_a, imax, full_a, "A")):
+            tolerance = full / 65535.0 + (1e-4 if unit == "V" else 1e-7)  # one DAC step plus the last digit
+            for ch in np.flatnonzero(np.abs(got - wanted) > tolerance):
+                raise self._reply_error(command, f"channel {ch} limit reads back {got[ch]:g} {unit}, "
+                                                 f"{wanted[ch]:g} {unit} was set; refusing to continue")
+
+    # -- line handling -------------------------------------------------------------------------------------------
+    def _reply_error(self, command: str | None, message: str) -> InstrumentReplyError:
+        return InstrumentReplyError(message, instrument=self.name, address=self.address, command=command)
+
+    def _reported(self, command: str | None, errors: list[tuple[int, str]]) -> InstrumentReportedError:
+        text = "; ".join(message for _, message in errors)
+        return InstrumentReportedError(f"module reported {text}", errors=errors, instrument=self.name,
+                                       address=self.address, command=command)
+
+    def _read_line(self, command: str) -> str:
+        try:
+            return self.transport.read_line()
+        except InstrumentError as exc:
+            if exc.command is None and not isinstance(exc, InstrumentReportedError):
+                raise type(exc)(exc.detail, instrument=self.name, address=self.address, command=command) from exc
+            raise
+
+    def _error_of(self, line: str) -> tuple[int, int] | None:
+        match = ERROR_LINE.fullmatch(line)
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+    def _collect_waiting(self) -> None:
+        """Read lines that arrived unasked; error lines are kept for :meth:`check_errors`, the rest logged."""
+        for raw in waiting_lines(self.transport, self.quiet_s):
+            line = clean_line(raw)
+            error = self._error_of(line)
+            if error is None:
+                if line:
+                    log.warning("%s: discarding unexpected line %r", self.name, line)
+            elif error[0] == NOTICE_POWERED_UP:
+                log.info("%s: %s", self.name, describe_error(*error))
+            else:
+                log.warning("%s: asynchronous %s", self.name, describe_error(*error))
+                self._errors.append((error[0], describe_error(*error)))
+
+    def _take(self, command: str, raw: str) -> str | None:
+        """One reply line: None for a power-up notice, raises for an error line, E15 asks for a retry."""
+        line = clean_line(raw)
+        error = self._error_of(line)
+        if error is None:
+            return line
+        if error[0] == NOTICE_POWERED_UP:
+            log.info("%s: %s", self.name, describe_error(*error))
+            return None
+        leftover = read_until_quiet(self.transport, self.quiet_s)  # resynchronise before reporting
+        if leftover:
+            log.debug("%s: discarded %r after %s", self.name, leftover, line)
+        if error[0] == ERROR_COMMS:
+            raise _CommsRetry(describe_error(*error))
+        raise self._reported(command, [(error[0], describe_error(*error))])
+
+    def _exchange(self, command: str, n_lines: int | None) -> list[str]:
+        """Send ``command`` and read ``n_lines`` reply lines, or (None) one line and then lines until quiet.
+
+        Error lines raise :class:`InstrumentReportedError` naming the command; ``E15`` (serial comms error) makes
+        the driver send the command once more, as the library does (but never more than once).
+        """
+        with self.transport.transaction():
+            self._collect_waiting()
+            for attempt in (1, 2):
+                self.transport.write(command)
+                try:
+                    return self._read_reply(command, n_lines)
+                except _CommsRetry as exc:
+                    if attempt == 2:
+                        raise self._reported(command, [(ERROR_COMMS, exc.line)]) from None
+                    log.warning("%s: %s on %r, sending it once more", self.name, exc.line, command)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_reply(self, command: str, n_lines: int | None) -> list[str]:
+        lines: list[str] = []
+        while not lines or (n_lines is not None and len(lines) < n_lines):
+            line = self._take(command, self._read_line(command))
+            if line is not None:
+                lines.append(line)
+        if n_lines is None:
+            for raw in read_until_quiet(self.transport, self.quiet_s):
+                line = self._take(command, raw)
+                if line:
+                    lines.append(line)
+        return lines
+
+    def query(self, command: str) -> str:
+        return self._exchange(command, 1)[0]
+
+    def write(self, command: str) -> None:
+        """Every Qontrol command answers, so a write is a set with its ``OK`` checked."""
+        self._ack(command)
+
+    def _ack(self, command: str) -> None:
+        self.check_ack(command, self.query(command), OK)
+
+    def check_ack(self, command: str, reply: str, ack: str) -> None:
+        """``OK`` (after an optional ACK byte); an error line raises naming the command (:meth:`query` already
+        does so for the replies it reads, this covers replies obtained otherwise)."""
+        error = self._error_of(clean_line(reply))
+        if error is not None:
+            raise self._reported(command, [(error[0], describe_error(*error))])
+        if clean_line(reply) != ack:
+            raise self._reply_error(command, f"expected {ack!r}, got {reply!r}")
+
+    def _read_all(self, command: str, unit: str, to_si: float, full: np.ndarray) -> np.ndarray:
+        """A one-line-per-channel query (``VALL?`` style), parsed strictly and checked for plausibility."""
+        lines = self._exchange(command, self.n_channels)
+        parse = parse_with_unit(unit)
+        values = np.array([self.parse_reply(command, line, parse) for line in lines]) * to_si
+        self._check_plausible(command, values, full)
+        return values
+
+    def _check_plausible(self, command: str, values: np.ndarray, full: np.ndarray) -> None:
+        """Readings beyond -10 %..110 % of full scale cannot come from a working module."""
+        for ch in np.flatnonzero((values < -0.1 * full) | (values > 1.1 * full)):
+            raise self._reply_error(command, f"channel {ch} reads {values[ch]:g}, implausible for full scale "
+                                             f"{full[ch]:g}")
+
+    # -- channels and limits -----------------------------------------------------------------------------------------
+    def channel(self, index: int) -> QontrolChannel:
+        if not 0 <= int(index) < self.n_channels:
+            raise LimitError(f"{self.name}: channel {index} does not exist (0..{self.n_channels - 1})")
+        return QontrolChannel(self, int(index))
+
+    def module_of(self, channel: int) -> QontrolModule:
+        for module in self.modules:
+            if channel in module.channels:
+                return module
+        raise LimitError(f"{self.name}: channel {channel} does not exist (0..{self.n_channels - 1})")
+
+    def _full_scale(self) -> np.ndarray:
+        index = 0 if self.mode == "voltage" else 1
+        return np.concatenate([np.full(m.n_channels, (m.full_scale_v, m.full_scale_a)[index]) for m in self.modules])
+
+    def check_limit(self, channel: int, value_si: float, kind: DriveMode, what: str) -> None:
+        """Refuse (LimitError) a drive value outside [0, the channel's limit read back at connect]."""
+        limit = float((self._vmax_v if kind == "voltage" else self._imax_a)[channel])
+        unit = "V" if kind == "voltage" else "A"
+        # the tolerance only absorbs the mA <-> A round trip of a value already equal to the limit
+        if not math.isfinite(value_si) or not 0.0 <= value_si <= limit * (1.0 + 1e-9):
+            raise LimitError(f"{what}: channel {channel}: {value_si:g} {unit} is outside [0, {limit:g}] {unit}")
+
+    def max_drive(self) -> np.ndarray:
+        """Firmware limits as read back at connect: VMAX in volts (voltage mode) or IMAX in amps (current mode)."""
+        return (self._vmax_v if self.mode == "voltage" else self._imax_a).copy()
+
+    def _validated(self, values: Any, channels: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The whole request checked before anything is written: shapes, channel numbers, finiteness, limits."""
+        vals = np.atleast_1d(np.asarray(values, dtype=float))
+        if channels is None:
+            chans = np.arange(self.n_channels)
+        else:
+            raw = np.atleast_1d(np.asarray(channels))
+            if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
+                raise LimitError(f"{self.name}: channel numbers must be integers, got {raw!r}")
+            chans = raw.astype(int)
+        if vals.ndim != 1 or vals.shape != chans.shape:
+            raise LimitError(f"{self.name}: {vals.size} values for {chans.size} channels")
+        bad = np.flatnonzero((chans < 0) | (chans >= self.n_channels))
+        if bad.size:
+            raise LimitError(f"{self.name}: channel {chans[bad[0]]} does not exist (0..{self.n_channels - 1})")
+        if np.unique(chans).size != chans.size:
+            raise LimitError(f"{self.name}: a channel appears twice in {chans.tolist()}")
+        limits = self.max_drive()[chans]
+        unit = "V" if self.mode == "voltage" else "A"
+        for k in np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals > limits)):
+            raise LimitError(f"{self.name}: channel {chans[k]}: {vals[k]:g} {unit} is outside [0, {limits[k]:g}] "
+                             f"{unit}; nothing was written")
+        return chans, vals
+
+    # -- HeaterDriver ------------------------------------------------------------------------------------------------
+    def set_drive(self, values: np.ndarray, channels: np.ndarray | None = None) -> None:
+        """Volts (voltage mode) or amps (current mode) on ``channels`` (all when None).
+
+        The whole vector is validated first. Channels are then written in order: each run of consecutive channels
+        within one module goes out as one ``VVEC<start>=v1,…`` (``IVEC`` in mA for current mode) line; an isolated
+        channel as ``V<ch>=`` (``I<ch>=``). Each line must answer ``OK``.
+        """
+        chans, vals = self._validated(values, channels)
+        order = np.argsort(chans, kind="stable")
+        chans, vals = chans[order], vals[order]
+        module = np.array([self.module_of(int(c)).index for c in chans])
+        breaks = np.flatnonzero((np.diff(chans) != 1) | (np.diff(module) != 0)) + 1
+        with self.transport.transaction():
+            for run_ch, run_val in zip(np.split(chans, breaks), np.split(vals, breaks)):
+                self._write_run(int(run_ch[0]), run_val)
+
+    def _write_run(self, start: int, values_si: np.ndarray) -> None:
+        if values_si.size == 1:
+            channel = self.channel(start)
+            if self.mode == "voltage":
+                channel.voltage_v = float(values_si[0])
+            else:
+                channel.current_ma = float(values_si[0]) * 1e3
+            return
+        template, scale = (VVEC_SET, 1.0) if self.mode == "voltage" else (IVEC_SET, 1e3)
+        text = ",".join(VALUE_FORMAT.format(v) for v in values_si * scale)
+        self._ack(template.format(start=start, values=text))
+
+    def read_drive(self) -> np.ndarray:
+        """Output of every channel as measured by the modules (``VALL?`` in V, or ``IALL?`` converted to A)."""
+        if self.mode == "voltage":
+            return self._read_all(VALL_QUERY, "V", 1.0, self._full_scale())
+        return self._read_all(IALL_QUERY, "mA", 1e-3, self._full_scale())
+
+    def read_power_w(self) -> np.ndarray | None:
+        """Electrical power per channel from ``VIPALL?``.
+
+        Lines carrying power (``…, 4.5130 mW, 9 Ohm``) give it directly; lines with only voltage and current give
+        V·I. Each line's ``module,port`` must match the channel it stands for. The resistance field is not used
+        (its format at zero current is unrecorded), so any token is accepted there.
+        """
+        lines = self._exchange(VIPALL_QUERY, self.n_channels)
+        power = np.empty(self.n_channels)
+        volts = np.empty(self.n_channels)
+        amps = np.empty(self.n_channels)
+        for ch, line in enumerate(lines):
+            match = VIP_LINE.fullmatch(line)
+            if not match:
+                raise self._reply_error(VIPALL_QUERY, f"line {ch}: expected '<module>,<port>: <V> V, <I> mA"
+                                                      f"[, <P> mW[, <R> Ohm]]', got {line!r}")
+            module = self.module_of(ch)
+            where = (int(match["module"]), int(match["port"]))
+            if where != (module.index, ch - module.first_channel):
+                raise self._reply_error(VIPALL_QUERY, f"line {ch} is for module,port {where}, expected "
+                                                      f"{(module.index, ch - module.first_channel)}")
+            volts[ch] = float(match["v"])
+            amps[ch] = float(match["i"]) * 1e-3
+            power[ch] = float(match["p"]) * 1e-3 if match["p"] is not None else volts[ch] * amps[ch]
+        full_v = np.concatenate([np.full(m.n_channels, m.full_scale_v) for m in self.modules])
+        full_a = np.concatenate([np.full(m.n_channels, m.full_scale_a) for m in self.modules])
+        self._check_plausible(VIPALL_QUERY, volts, full_v)
+        self._check_plausible(VIPALL_QUERY, amps, full_a)
+        self._check_plausible(VIPALL_QUERY, power, full_v * full_a)
+        return power
+
+    def safe_state(self) -> None:
+        """All channels to 0 V, one ``VVEC`` line per module (0 V drives no current whatever the mode).
+
+        Every module is attempted even if one fails; the first failure is raised afterwards.
+        """
+        failures: list[InstrumentError] = []
+        for module in self.modules:
+            zeros = ",".join([VALUE_FORMAT.format(0.0)] * module.n_channels)
+            try:
+                self._ack(VVEC_SET.format(start=module.first_channel, values=zeros))
+            except InstrumentError as exc:
+                log.error("%s: safe state failed on module %d: %s", self.name, module.index, exc)
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    # -- identity and errors -------------------------------------------------------------------------------------
+    def identity(self) -> Identity:
+        """``id?`` gives model and serial (``Q8iv-0001``; ``****`` when unassigned), ``firmware?`` the firmware."""
+        device_id = self.query(ID_QUERY)
+        match = DEVICE_ID.fullmatch(device_id)
+        if not match:
+            raise self._reply_error(ID_QUERY, f"expected '<model>-<serial>', got {device_id!r}")
+        firmware = self.query(FIRMWARE_QUERY)
+        if not firmware or " " in firmware:
+            raise self._reply_error(FIRMWARE_QUERY, f"expected a firmware version such as 'v2.4.1', got {firmware!r}")
+        return Identity("Qontrol", match["model"], match["serial"], firmware)
+
+    def read_errors(self) -> list[tuple[int, str]]:
+        """Asynchronous error lines received so far (and now waiting), as (code, text); clears them."""
+        with self.transport.transaction():
+            self._collect_waiting()
+            errors, self._errors = self._errors, []
+        return errors
+
+    def check_errors(self) -> None:
+        """Raise :class:`InstrumentReportedError` for asynchronous error lines (no queue exists to poll)."""
+        errors = self.read_errors()
+        if errors:
+            raise self._reported(None, errors)
+
+    def error_log(self) -> list[str]:
+        """The module's error history from ``log?`` (lines such as ``#  0, E00:01, 2 m ago``)."""
+        with self.transport.transaction():
+            self._collect_waiting()
+            self.transport.write(LOG_QUERY)
+            lines = [clean_line(self._read_line(LOG_QUERY))]
+            lines += [clean_line(line) for line in read_until_quiet(self.transport, self.quiet_s)]
+        return [line for line in lines if line]
+
