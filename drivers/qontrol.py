@@ -31,11 +31,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
+from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
 from .instrument import Channel, Instrument, Setting
 from .interfaces import DriveMode
 from .parsing import Identity, parse_int, parse_with_unit
-from .transport import BaseTransport, SerialTransport, TransportSettings, VisaTransport
+from .transport import BaseTransport, TransportSettings
 from .validators import Range
 
 log = logging.getLogger(__name__)
@@ -121,47 +121,20 @@ def clean_line(line: str) -> str:
 
 
 def read_until_quiet(transport: BaseTransport, quiet_s: float) -> list[str]:
-    """Lines that arrive until the line stays quiet for ``quiet_s`` (for replies of unknown length).
-
-    Works on a :class:`SerialTransport` (its ``pending_lines``), on a :class:`VisaTransport` ASRL resource (reads
-    with the resource timeout lowered to the quiet gap for the duration) and on any other transport (reads until
-    its own timeout, which for the scripted test transport is immediate).
-    """
-    if isinstance(transport, SerialTransport):
-        return transport.pending_lines(quiet_s)
-    lines: list[str] = []
-    with transport.transaction():
-        resource = getattr(transport, "_res", None) if isinstance(transport, VisaTransport) else None
-        previous = resource.timeout if resource is not None else None
-        if resource is not None:
-            resource.timeout = max(1.0, quiet_s * 1000.0)
-        try:
-            while True:
-                try:
-                    lines.append(transport.read_line())
-                except InstrumentTimeout:
-                    return lines
-        finally:
-            if resource is not None:
-                resource.timeout = previous
+    """Lines that arrive until the line stays quiet for ``quiet_s`` (for replies of unknown length)."""
+    return transport.pending_lines(quiet_s)
 
 
 def waiting_lines(transport: BaseTransport, quiet_s: float) -> list[str]:
     """Lines already received and not yet read (asynchronous error lines), without waiting for new ones.
 
-    pyvisa offers no portable "bytes waiting" for every backend: where ``bytes_in_buffer`` is unsupported or always
-    0 (pyvisa-sim), nothing is collected, which is harmless there because a simulation never speaks unasked.
+    Where the backend cannot tell how many bytes wait (``bytes_waiting()`` is None), the line is listened to for
+    ``quiet_s``; where it says 0 (pyvisa-sim never speaks unasked), nothing is read.
     """
-    if isinstance(transport, SerialTransport):
-        return transport.pending_lines(0.0)
-    if isinstance(transport, VisaTransport):
-        resource = getattr(transport, "_res", None)
-        try:
-            waiting = int(getattr(resource, "bytes_in_buffer", 0) or 0)
-        except (AttributeError, TypeError, ValueError, OSError, transport._pyvisa.errors.VisaIOError):
-            waiting = 0
-        return read_until_quiet(transport, quiet_s) if waiting > 0 else []
-    return read_until_quiet(transport, quiet_s)
+    waiting = transport.bytes_waiting()
+    if waiting == 0:
+        return []
+    return transport.pending_lines(0.0 if waiting else quiet_s)
 
 
 class _DriveSetting(Setting[float]):

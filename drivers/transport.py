@@ -195,6 +195,26 @@ class BaseTransport:
             log.debug("%s -> %d values", self.name, values.size)
             return values
 
+    def pending_lines(self, quiet_s: float) -> list[str]:
+        """Collect lines that arrive until the line stays quiet for ``quiet_s`` (replies of unknown length,
+        asynchronous error lines)."""
+        lines: list[str] = []
+        with self.transaction(), self._timeout_override(quiet_s):
+            while True:
+                try:
+                    lines.append(self._read_line(None))
+                except InstrumentTimeout:
+                    log.debug("%s -> %d pending lines", self.name, len(lines))
+                    return lines
+
+    def bytes_waiting(self) -> int | None:
+        """Bytes received and not yet read, or None where the backend cannot tell."""
+        return None
+
+    @contextlib.contextmanager
+    def _timeout_override(self, timeout_s: float) -> Iterator[None]:
+        yield
+
     def query_raw(self, command: str, n_bytes: int) -> bytes:
         """Query a reply of exactly ``n_bytes`` raw bytes with no header or terminator (e.g. Santec ``TA``)."""
         with self.transaction():
@@ -337,6 +357,21 @@ class VisaTransport(BaseTransport):
         header = f"#{len(str(len(body)))}{len(body)}".encode()
         return header + body
 
+    @contextlib.contextmanager
+    def _timeout_override(self, timeout_s: float) -> Iterator[None]:
+        previous = self._res.timeout
+        self._res.timeout = max(1.0, timeout_s * 1000.0)
+        try:
+            yield
+        finally:
+            self._res.timeout = previous
+
+    def bytes_waiting(self) -> int | None:
+        try:
+            return int(self._res.bytes_in_buffer)
+        except (AttributeError, TypeError, ValueError, NotImplementedError, self._pyvisa.errors.VisaIOError):
+            return None
+
     def _recover(self) -> None:
         with contextlib.suppress(Exception):
             self._res.clear()
@@ -432,6 +467,12 @@ class SerialTransport(BaseTransport):
                 if not chunk:
                     return lines
                 self._buffer.extend(chunk)
+
+    def bytes_waiting(self) -> int | None:
+        try:
+            return len(self._buffer) + int(getattr(self._port, "in_waiting", 0) or 0)
+        except (self._serial_mod.SerialException, OSError, TypeError, ValueError):
+            return None
 
     def _recover(self) -> None:
         self._buffer.clear()
