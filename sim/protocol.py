@@ -96,6 +96,18 @@ def _property(setting: Setting[Any], defaults: dict[str, Any]) -> dict[str, Any]
     return entry
 
 
+def _setter_specificity(setting: Setting[Any]) -> int:
+    """Length of the fixed text of a setter pattern: pyvisa-sim tries setters in order and its ``{}`` fields
+    match any text, so ``V{ch}={value}`` listed first would swallow ``VMAX3=...``; more specific goes first."""
+    if setting.command is None:
+        return 0
+    return -sum(len(literal) for literal, *_ in string.Formatter().parse(setting.command))
+
+
+def _ordered(settings: Any) -> list[Setting[Any]]:
+    return sorted(settings, key=_setter_specificity)
+
+
 def render(profile: SimProfile) -> dict[str, Any]:
     """The pyvisa-sim definition of one instrument, as a plain dict ready for YAML."""
     device: dict[str, Any] = {
@@ -111,7 +123,7 @@ def render(profile: SimProfile) -> dict[str, Any]:
         dialogues.append({"q": query} if reply is None else {"q": query, "r": reply})
     device["dialogues"] = dialogues
     channel_classes = {klass for klass, _ in profile.channels.values()}
-    props = {s.name: _property(s, profile.defaults) for s in profile.driver.settings_declared()
+    props = {s.name: _property(s, profile.defaults) for s in _ordered(profile.driver.settings_declared())
              if not any(s is c for klass in channel_classes for c in klass.settings_declared())}
     if props:
         device["properties"] = props
@@ -120,7 +132,8 @@ def render(profile: SimProfile) -> dict[str, Any]:
             group: {
                 "ids": list(ids),
                 "can_select": True,
-                "properties": {s.name: _property(s, profile.defaults) for s in klass.settings_declared()},
+                "properties": {s.name: _property(s, profile.defaults)
+                               for s in _ordered(klass.settings_declared())},
             }
             for group, (klass, ids) in profile.channels.items()
         }
