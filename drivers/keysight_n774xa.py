@@ -1,0 +1,106 @@
+"""Keysight N7744A (4 ports) / N7745A (8 ports) multiport optical power meter (instruments.md §2.1, §4).
+
+LAN (VXI-11 ``TCPIP0::<ip>::inst0::INSTR``) or USB-TMC, LF terminator. Port n = 1..4 or 1..8 is the
+``SENS<n>``/``READ<n>``/``FETC<n>``/``TRIG<n>``/``INIT<n>`` suffix; there is no ``CHAN`` level. The sensor
+commands and the logging function are the Keysight power-sensor tree in :mod:`labctl.drivers.keysight_sweep`.
+
+Connect: ``*IDN?`` (model gives the port count), ``*CLS``, then per port ``:SENS<n>:POW:UNIT 1`` (readings and
+logged data in watts) and ``:INIT<n>:CONT 1`` (so that ``:FETC:POW:ALL?`` returns fresh values), then
+``:SYST:ERR?`` must be clean. Interface ports are 0-based: interface port p is instrument port p + 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import InstrumentConnectionError, LimitError
+from .instrument import ScpiInstrument, Setting
+from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
+from .parsing import Identity, in_range, parse_float
+from .transport import BaseTransport, TransportSettings
+from .validators import OneOf, Range
+
+log = logging.getLogger(__name__)
+
+#: Port count per model (``*IDN?`` field 2); the C versions share the command set.
+PORTS_BY_MODEL: dict[str, int] = {"N7744A": 4, "N7745A": 8, "N7744C": 4, "N7745C": 8}
+
+#: ``:FETC:POW:ALL?``: one float32 little-endian value per port, in watts (manual), ordered by port.
+FETCH_ALL_QUERY = ":FETC:POW:ALL?"
+
+#: Fixed power ranges in dBm (10 dB steps).
+RANGES_DBM = (10, 0, -10, -20, -30)
+
+
+class KeysightN774xPort(KeysightPowerSensor):
+    """One N774x port; ``{ch}`` is the port number 1..8."""
+
+    wavelength_m = Setting(
+        ":SENS{ch}:POW:WAV?", ":SENS{ch}:POW:WAV {value:.8E}",
+        "Calibration wavelength in metres (sent without suffix).",
+        parse=in_range(parse_float, 1.25e-6, 1.65e-6), validator=Range(1.25e-6, 1.65e-6, " m"), reply="{:+.8E}",
+        default=1.55e-6, unit="m")
+    averaging_time_s = Setting(
+        ":SENS{ch}:POW:ATIM?", ":SENS{ch}:POW:ATIM {value:.6E}",
+        "Averaging time in seconds (logging runs at one sample per averaging time).",
+        parse=in_range(parse_float, 1e-6, 10.0), validator=Range(1e-6, 10.0, " s"), reply="{:+.6E}",
+        default=1e-4, unit="s")
+    range_dbm = Setting(
+        ":SENS{ch}:POW:RANG?", ":SENS{ch}:POW:RANG {value:.0f}DBM",
+        "Fixed power range in dBm (10 dB steps); the query always answers in dBm.",
+        parse=in_range(parse_float, min(RANGES_DBM), max(RANGES_DBM)), validator=OneOf(RANGES_DBM),
+        reply="{:+.6E}", default=0, unit="dBm")
+
+
+class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
+    """N7744A/N7745A as a :class:`~labctl.drivers.interfaces.PowerReadout` (interface port p = instrument port p+1)."""
+
+    label: ClassVar[str] = "N774xA"
+    line_settings: ClassVar[TransportSettings] = TransportSettings(timeout_s=10.0)
+
+    def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
+                 timeout_s: float | None = None, poll_interval_s: float | None = None) -> None:
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+        if poll_interval_s is not None:
+            self.poll_interval_s = poll_interval_s
+        owns_transport = not isinstance(resource, BaseTransport)
+        try:
+            self.identity_at_connect = self._connect()
+        except BaseException:
+            if owns_transport:
+                self.transport.close()
+            raise
+
+    def _connect(self) -> Identity:
+        identity = self.identity()
+        if identity.model not in PORTS_BY_MODEL:
+            raise InstrumentConnectionError(f"expected one of {list(PORTS_BY_MODEL)}, found {identity}",
+                                            instrument=self.name, address=self.address, command="*IDN?")
+        self.model = identity.model
+        self.sensors = [KeysightN774xPort(self, n) for n in range(1, PORTS_BY_MODEL[identity.model] + 1)]
+        self.clear_status()
+        with self.transport.transaction():
+            for port in self.sensors:
+                port.unit_watt = True
+            for port in self.sensors:
+                port.continuous = True
+        self.check_errors()
+        log.info("%s: %s with %d ports", self.name, identity, self.n_ports)
+        return identity
+
+    def port(self, number: int) -> KeysightN774xPort:
+        """The instrument's port ``number`` (1-based, as on the front panel)."""
+        if not 1 <= number <= self.n_ports:
+            raise LimitError(f"{self.name}: port number {number!r} is not one of 1..{self.n_ports}")
+        sensor = self.sensors[number - 1]
+        assert isinstance(sensor, KeysightN774xPort)
+        return sensor
+
+    def read_all_w(self) -> np.ndarray:
+        """``:FETC:POW:ALL?``: every port's last reading in watts, one transaction, ordered by port."""
+        values = self.transport.query_binary(FETCH_ALL_QUERY, "f")
+        return check_power_array(values, expected=self.n_ports, what="power block",
+                                 error=lambda m: self._reply_error(m, FETCH_ALL_QUERY))
