@@ -1,0 +1,87 @@
+"""``labctlsim://<bench id>/<instrument>``: a serial port whose far end is a simulated instrument.
+
+Serial drivers open it through ``serial.serial_for_url`` like any port. Bytes go to the same pyvisa-sim device
+(and its physics model) that a VISA ``ASRL`` resource would reach, so serial and VISA paths share one simulation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import serial
+from serial.serialutil import SerialBase
+
+#: (bench id, instrument name) -> endpoint with ``write(bytes)``, ``take(n) -> bytes``, ``waiting() -> int``,
+#: ``connected``; filled by :class:`labctl.sim.emulated_bench.EmulatedBench`.
+ENDPOINTS: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def register(bench_id: str, name: str, endpoint: Any) -> str:
+    with _LOCK:
+        ENDPOINTS[(bench_id, name)] = endpoint
+    return f"labctlsim://{bench_id}/{name}"
+
+
+def unregister(bench_id: str) -> None:
+    with _LOCK:
+        for key in [k for k in ENDPOINTS if k[0] == bench_id]:
+            del ENDPOINTS[key]
+
+
+class Serial(SerialBase):
+    """The pyserial side of a simulated serial instrument."""
+
+    def open(self) -> None:
+        if self._port is None:
+            raise serial.SerialException("port must be configured before it can be used")
+        target = str(self._port).split("://", 1)[-1]
+        bench_id, _, name = target.partition("/")
+        endpoint = ENDPOINTS.get((bench_id, name))
+        if endpoint is None:
+            raise serial.SerialException(f"no simulated instrument at {self._port!r}")
+        self._endpoint = endpoint
+        self.is_open = True
+
+    def close(self) -> None:
+        self.is_open = False
+
+    def _reconfigure_port(self) -> None:
+        pass
+
+    def _check(self) -> None:
+        if not self.is_open:
+            raise serial.PortNotOpenError()
+        if not self._endpoint.connected:
+            raise serial.SerialException(f"{self._port}: device disconnected")
+
+    @property
+    def in_waiting(self) -> int:
+        self._check()
+        return self._endpoint.waiting()
+
+    def read(self, size: int = 1) -> bytes:
+        self._check()
+        data = self._endpoint.take(size)
+        if data or not self._timeout:
+            return data
+        # the simulation answers synchronously: nothing now means nothing will come; honour the timeout briefly
+        time.sleep(min(self._timeout, 0.001))
+        return self._endpoint.take(size)
+
+    def write(self, data: bytes) -> int:
+        self._check()
+        self._endpoint.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def reset_input_buffer(self) -> None:
+        self._check()
+        self._endpoint.take(self._endpoint.waiting())
+
+    def reset_output_buffer(self) -> None:
+        pass
