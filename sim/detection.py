@@ -1,0 +1,97 @@
+"""Detection: the on-chip balanced photodetector and the off-chip power meters.
+
+Balanced detector (drop diode minus through diode), averaging time t, bandwidth B = 1/(2 t):
+    I = R_resp * sum_c P_c (1 + eps_c) (|E_drop,c|^2 - |E_thr,c|^2) + I_dark,drop - I_dark,thr + n
+where eps_c ~ N(0, RIN_lin * B) is one draw per laser channel and sample, shared by both diodes and all banks
+(the same laser feeds them, so RIN is correlated between drop and through and largely cancels), and n is
+Gaussian with variance 2 q (I_drop + I_thr) B (shot) + i_n^2 B (thermal/TIA input noise). The result is clipped
+to +-range and quantized to the readout bits. Every noise standard deviation scales as 1/sqrt(t).
+
+Power meter: P_read = P * 10^(e(P)/10) + N(0, (noise_w)^2 t_ref / t), with e(P) a fixed per-meter smooth
+nonlinearity within +-linearity_db (a sinusoid in dBm with random phase), then quantized to readout_bits over
+[0, range top]; readings above the top are clipped and flagged as over-range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chip_spec import DetectorSpec, PowerMeterSpec
+
+__all__ = [
+    "ELEMENTARY_CHARGE_C",
+    "bandwidth_hz",
+    "rin_sigma",
+    "detector_noise_sigma_a",
+    "quantize_signed",
+    "MeterReading",
+    "meter_reading",
+]
+
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+
+
+def bandwidth_hz(averaging_time_s: float) -> float:
+    """Noise bandwidth of a boxcar average of length t: 1/(2 t)."""
+    if not (math.isfinite(averaging_time_s) and averaging_time_s > 0):
+        raise ValueError(f"averaging_time_s must be finite and > 0, got {averaging_time_s!r}")
+    return 0.5 / averaging_time_s
+
+
+def rin_sigma(rin_db_per_hz: float, averaging_time_s: float) -> float:
+    """Relative power noise rms of one averaged laser reading."""
+    return math.sqrt(10 ** (rin_db_per_hz / 10) * bandwidth_hz(averaging_time_s))
+
+
+def detector_noise_sigma_a(
+    current_drop_a: np.ndarray, current_thr_a: np.ndarray, averaging_time_s: float, spec: DetectorSpec
+) -> np.ndarray:
+    """Shot + thermal noise rms of the balanced output, A."""
+    b = bandwidth_hz(averaging_time_s)
+    shot = 2 * ELEMENTARY_CHARGE_C * (np.abs(current_drop_a) + np.abs(current_thr_a)) * b
+    return np.sqrt(shot + spec.input_noise_a_per_rthz**2 * b)
+
+
+def quantize_signed(values: np.ndarray, bits: int, full_scale: float) -> np.ndarray:
+    """Clip to [-full_scale, full_scale] and round to 2^bits levels across that span."""
+    lsb = 2 * full_scale / 2**bits
+    return np.round(np.clip(values, -full_scale, full_scale) / lsb) * lsb
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """Power meter result: reading in W and whether the true power exceeded the range top."""
+
+    power_w: np.ndarray
+    over_range: np.ndarray
+
+
+def meter_reading(
+    power_w: np.ndarray,
+    averaging_time_s: float,
+    range_dbm: float,
+    nonlinearity_db: np.ndarray,
+    nonlinearity_phase: np.ndarray,
+    spec: PowerMeterSpec,
+    rng: np.random.Generator | None,
+) -> MeterReading:
+    """Apply one meter model per element (nonlinearity arrays broadcast against power_w); rng None = noise-free."""
+    if range_dbm not in spec.ranges_dbm:
+        raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {range_dbm!r}")
+    p = np.asarray(power_w, dtype=float)
+    bandwidth_hz(averaging_time_s)
+    with np.errstate(divide="ignore"):
+        p_dbm = 10 * np.log10(np.maximum(p, 1e-30) / 1e-3)
+    err_db = nonlinearity_db * np.sin(2 * math.pi * p_dbm / spec.nonlinearity_period_db + nonlinearity_phase)
+    reading = p * 10 ** (err_db / 10)
+    if rng is not None and spec.noise_w > 0:
+        sigma = spec.noise_w * math.sqrt(spec.noise_reference_time_s / averaging_time_s)
+        reading = reading + sigma * rng.standard_normal(reading.shape)
+    top_w = 1e-3 * 10 ** (range_dbm / 10)
+    over = reading > top_w
+    lsb = top_w / 2**spec.readout_bits
+    reading = np.round(np.clip(reading, -top_w, top_w) / lsb) * lsb
+    return MeterReading(power_w=reading, over_range=over)

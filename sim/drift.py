@@ -1,0 +1,34 @@
+"""Chip temperature drift: a random walk in virtual time (TEC-stabilised chip, 10 mK rms per 10 min).
+
+Each clock advance of dt draws an increment N(0, sigma^2 dt / t_ref) from the chip's drift stream, so the walk
+is deterministic for a seed and a sequence of advances. All resonances move together by dT * (83 pm/K).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .clock import VirtualClock
+
+__all__ = ["TemperatureDrift"]
+
+
+class TemperatureDrift:
+    """Chip temperature offset from the reference, K, following the clock."""
+
+    def __init__(self, rms_k: float, reference_time_s: float, rng: np.random.Generator, clock: VirtualClock) -> None:
+        self._scale = rms_k / math.sqrt(reference_time_s)
+        self._rng = rng
+        self._offset_k = 0.0
+        clock.subscribe(self._on_advance)
+
+    @property
+    def offset_k(self) -> float:
+        """Current chip temperature minus the reference temperature, K."""
+        return self._offset_k
+
+    def _on_advance(self, dt_s: float) -> None:
+        if dt_s > 0 and self._scale > 0:
+            self._offset_k += self._scale * math.sqrt(dt_s) * float(self._rng.standard_normal())
