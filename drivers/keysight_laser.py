@@ -253,7 +253,7 @@ class KeysightLaserTree:
     def _sleep(self, poll_s: float | None) -> None:
         delay = self.poll_interval_s if poll_s is None else poll_s
         if delay > 0:
-            time.sleep(delay)
+            self.transport.sleep(delay)
 
     # -- connect-time preparation --------------------------------------------------------------------------------------
     def is_locked(self) -> bool:
@@ -330,7 +330,7 @@ class KeysightLaserTree:
             self.operation_complete()
             self.check_errors()
         if enabled and self.output_settle_s > 0:
-            time.sleep(self.output_settle_s)
+            self.transport.sleep(self.output_settle_s)
 
     def get_output(self) -> bool:
         return self.output_enabled

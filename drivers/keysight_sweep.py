@@ -237,7 +237,7 @@ class KeysightSensorReadout:
                                         command=still[0]._fill(LOGGING_STATE_QUERY))
             pending = still
             if delay > 0:
-                time.sleep(delay)
+                self.transport.sleep(delay)
 
     def logged_power_w(self, port: int) -> np.ndarray:
         """``:SENS<n>:FUNC:RES?``: float32 little-endian block, watts, one value per logged point."""

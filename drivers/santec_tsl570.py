@@ -354,7 +354,7 @@ class SantecTSL570(ScpiInstrument):
             if time.monotonic() >= deadline:
                 raise InstrumentTimeout(f"sweep not finished after {timeout_s:g} s (status {status})",
                                         instrument=self.name, address=self.address, command=SWEEP_STATUS_QUERY)
-            time.sleep(self.poll_interval_s)
+            self.transport.sleep(self.poll_interval_s)
 
     def logged_points(self) -> int:
         """Number of logged wavelengths (``:READ:POIN?``, 0..500000)."""

@@ -118,6 +118,7 @@ class BaseTransport:
         self._lock = threading.RLock()
         #: Lines sent so far (tests and the safety layer's audits use it).
         self.write_count = 0
+        self._sleeper = time.sleep
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _error(self, cls: type[InstrumentError], message: str, command: str | None) -> InstrumentError:
@@ -146,6 +147,12 @@ class BaseTransport:
                     time.sleep(self.settings.retry_delay_s)
         assert last is not None
         raise last
+
+    def sleep(self, seconds: float) -> None:
+        """Wait as the instrument requires (settling, polling). An emulated far end supplies a virtual wait
+        (``labctl_sleep`` on its resource manager or serial port) that advances its clock instead of the wall."""
+        if seconds > 0:
+            self._sleeper(seconds)
 
     def _send(self, command: str) -> None:
         self.write_count += 1
@@ -299,6 +306,7 @@ class VisaTransport(BaseTransport):
             self._res = self._rm.open_resource(address)
         except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
             raise self._error(InstrumentConnectionError, f"cannot open VISA resource: {exc}", None) from exc
+        self._sleeper = getattr(self._rm, "labctl_sleep", time.sleep)
         self._res.timeout = settings.timeout_s * 1000.0
         self._res.write_termination = settings.write_termination
         self._res.read_termination = settings.read_termination or None
@@ -402,6 +410,7 @@ class SerialTransport(BaseTransport):
             except (serial.SerialException, ValueError, OSError) as exc:
                 raise self._error(InstrumentConnectionError, f"cannot open serial port: {exc}", None) from exc
         self._buffer = bytearray()
+        self._sleeper = getattr(self._port, "labctl_sleep", time.sleep)
 
     @property
     def is_open(self) -> bool:
