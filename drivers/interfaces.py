@@ -147,6 +147,8 @@ class SourceMeter(Identified, Protocol):
 
     def get_output(self) -> bool: ...
 
+    def set_integration_time_s(self, time_s: float) -> None: ...
+
     def measure_current_a(self) -> float: ...
 
     def list_sweep_current_a(self, voltages_v: np.ndarray) -> np.ndarray:
@@ -156,3 +158,31 @@ class SourceMeter(Identified, Protocol):
     def safe_state(self) -> None:
         """Source to 0 V and output off."""
         ...
+
+
+@dataclass(frozen=True)
+class BankReading:
+    """One reading of every bank's output.
+
+    ``balanced`` is drop minus through in the readout's own unit (W for power meters on the two ports, A for a
+    balanced photodiode read by a source meter); ``through``/``drop`` are present when the ports are read apart.
+    """
+
+    balanced: np.ndarray
+    unit: str
+    through: np.ndarray | None = None
+    drop: np.ndarray | None = None
+
+
+@runtime_checkable
+class BankReadout(Protocol):
+    """Reads the output of every weight bank at once: what calibration and the DFA controller measure."""
+
+    n_banks: int
+    unit: str
+
+    def configure(self, wavelength_m: float, averaging_time_s: float) -> None:
+        """Calibration wavelength (power meters) and averaging/integration time for every bank."""
+        ...
+
+    def read(self) -> BankReading: ...

@@ -87,7 +87,10 @@ class Keithley2400(ScpiInstrument):
     output = Setting(":OUTP?", ":OUTP {value}", "Output on/off.", mapping={True: "1", False: "0"}, default=False)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, termination: str | None = None) -> None:
+                 timeout_s: float | None = None, termination: str | None = None,
+                 line_frequency_hz: float = 50.0) -> None:
+        #: Mains frequency the NPLC integration time counts in (50 Hz or 60 Hz, as set on the unit).
+        self.line_frequency_hz = line_frequency_hz
         if not isinstance(resource, BaseTransport):
             settings = self.line_settings
             if termination is not None:
@@ -126,6 +129,10 @@ class Keithley2400(ScpiInstrument):
 
     def set_nplc(self, nplc: float) -> None:
         self.nplc = nplc
+
+    def set_integration_time_s(self, time_s: float) -> None:
+        """Integration time in seconds, sent as NPLC at the configured line frequency (refused outside 0.01..10)."""
+        self.nplc = float(time_s) * self.line_frequency_hz
 
     def set_output(self, enabled: bool) -> None:
         self.output = bool(enabled)

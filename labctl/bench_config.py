@@ -1,0 +1,237 @@
+"""Bench files: one TOML file describes a bench (instruments, wiring, safety limits, emulated chip).
+
+Validation is complete before anything connects: every problem is reported at once, each with its key path
+(``instruments.heaters.address: field required``), and a file with any problem opens nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Driver names a bench file may use, mapped to their classes (imported only when a bench opens).
+DRIVERS: dict[str, str] = {
+    "keysight_8164b": "labctl.drivers.keysight_8164b:Keysight8164B",
+    "keysight_n777xc": "labctl.drivers.keysight_n777xc:KeysightN777xC",
+    "keysight_n774xa": "labctl.drivers.keysight_n774xa:KeysightN774xA",
+    "santec_tsl570": "labctl.drivers.santec_tsl570:SantecTSL570",
+    "thorlabs_pm100": "labctl.drivers.thorlabs_pm100:ThorlabsPM100",
+    "keithley_2400": "labctl.drivers.keithley_2400:Keithley2400",
+    "qontrol": "labctl.drivers.qontrol:Qontrol",
+    "greymatter": "labctl.drivers.greymatter:Greymatter",
+}
+
+
+class BenchConfigError(ValueError):
+    """A bench file is invalid; ``problems`` lists (key path, message) pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {message}" for path, message in problems)
+        super().__init__(f"invalid bench file {source} ({len(problems)} problem"
+                         f"{'s' if len(problems) != 1 else ''}):\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstrumentConfig(_Strict):
+    driver: str = Field(description="driver name, one of labctl.bench_config.DRIVERS")
+    address: str | None = Field(default=None, min_length=1,
+                                description="VISA resource name or serial URL/port (real benches)")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the driver")
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value not in DRIVERS:
+            raise ValueError(f"unknown driver {value!r}; known drivers: {', '.join(sorted(DRIVERS))}")
+        return value
+
+
+class HeaterWiring(_Strict):
+    instrument: str
+    mode: Literal["voltage", "current"] = "voltage"
+    #: Heater channel of ring (bank, ring), row-major: channels[bank * rings + ring].
+    channels: list[int] = Field(min_length=1)
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if any(c < 0 for c in value):
+            raise ValueError("channel numbers must be >= 0")
+        if len(set(value)) != len(value):
+            raise ValueError("a heater channel is wired to more than one ring")
+        return value
+
+
+class DetectorWiring(_Strict):
+    """Where one bank's output is read: two power-meter ports, or a source meter on a balanced photodiode."""
+
+    instrument: str
+    #: 0-based interface ports of the power meter (front-panel port 1 is port 0).
+    through_port: int | None = Field(default=None, ge=0)
+    drop_port: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ports_together(self) -> DetectorWiring:
+        if (self.through_port is None) != (self.drop_port is None):
+            raise ValueError("give both through_port and drop_port (power meter) or neither (balanced detector)")
+        return self
+
+
+class Wiring(_Strict):
+    banks: int = Field(ge=1)
+    rings: int = Field(ge=1)
+    heaters: HeaterWiring
+    #: Laser instrument feeding each WDM channel, in channel order.
+    lasers: list[str] = Field(min_length=1)
+    inputs: Literal["laser_power"] = Field(
+        default="laser_power", description="how input values are encoded on the channels")
+    detectors: list[DetectorWiring] = Field(min_length=1)
+
+
+class Limits(_Strict):
+    heater_max_voltage_v: float | list[float] | None = Field(default=None, description="per channel or scalar")
+    heater_max_current_a: float | list[float] | None = None
+    heater_max_power_w: float | list[float] = Field(description="per channel or scalar")
+    total_heater_power_w: float = Field(gt=0)
+    #: Lowest heater resistance to assume when turning a voltage into power for the checks (worst case).
+    heater_min_resistance_ohm: float = Field(gt=0)
+    #: Highest heater resistance (hot) to assume when turning a current into power for the checks (worst case).
+    heater_max_resistance_ohm: float = Field(gt=0)
+    laser_max_power_w: float = Field(gt=0)
+    #: Largest heater step in one write when ramping (None: no ramping).
+    heater_ramp_step: float | None = Field(default=None, gt=0)
+    laser_ramp_step_w: float | None = Field(default=None, gt=0)
+
+    @field_validator("heater_max_voltage_v", "heater_max_current_a", "heater_max_power_w")
+    @classmethod
+    def _positive(cls, value: float | list[float] | None) -> float | list[float] | None:
+        values = [] if value is None else value if isinstance(value, list) else [value]
+        if any(not (v > 0 and v < float("inf")) for v in values):
+            raise ValueError("limits must be finite and > 0")
+        return value
+
+
+class EmulatedChip(_Strict):
+    seed: int = 0
+    #: Overrides of :class:`labctl.sim.chip_spec.ChipSpec`, section by section.
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+class BenchInfo(_Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["emulated", "real"]
+    description: str = ""
+    #: Wait after a heater change before reading (5 thermal time constants, at least 1 ms in practice).
+    settle_time_s: float = Field(default=1e-3, ge=0)
+
+
+class BenchConfig(_Strict):
+    bench: BenchInfo
+    instruments: dict[str, InstrumentConfig] = Field(min_length=1)
+    wiring: Wiring
+    limits: Limits
+    chip: EmulatedChip | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> BenchConfig:
+        problems: list[str] = []
+        names = set(self.instruments)
+        w = self.wiring
+        if w.heaters.instrument not in names:
+            problems.append(f"wiring.heaters.instrument: {w.heaters.instrument!r} is not an instrument")
+        if len(w.heaters.channels) != w.banks * w.rings:
+            problems.append(f"wiring.heaters.channels: {len(w.heaters.channels)} channels for "
+                            f"{w.banks} x {w.rings} rings")
+        for i, laser in enumerate(w.lasers):
+            if laser not in names:
+                problems.append(f"wiring.lasers.{i}: {laser!r} is not an instrument")
+        if len(w.detectors) != w.banks:
+            problems.append(f"wiring.detectors: {len(w.detectors)} detectors for {w.banks} banks")
+        for i, det in enumerate(w.detectors):
+            if det.instrument not in names:
+                problems.append(f"wiring.detectors.{i}.instrument: {det.instrument!r} is not an instrument")
+        n_heaters = w.banks * w.rings
+        for key in ("heater_max_voltage_v", "heater_max_current_a", "heater_max_power_w"):
+            value = getattr(self.limits, key)
+            if isinstance(value, list) and len(value) != n_heaters:
+                problems.append(f"limits.{key}: {len(value)} values for {n_heaters} heaters")
+        if w.heaters.mode == "voltage" and self.limits.heater_max_voltage_v is None:
+            problems.append("limits.heater_max_voltage_v: required for voltage-driven heaters")
+        if w.heaters.mode == "current" and self.limits.heater_max_current_a is None:
+            problems.append("limits.heater_max_current_a: required for current-driven heaters")
+        if self.bench.kind == "emulated" and self.chip is None:
+            problems.append("chip: an emulated bench needs a [chip] table (seed and optional overrides)")
+        if self.bench.kind == "real" and self.chip is not None:
+            problems.append("chip: only emulated benches have a [chip] table")
+        if self.bench.kind == "real":
+            for name, inst in self.instruments.items():
+                if inst.address is None:
+                    problems.append(f"instruments.{name}.address: required for a real bench")
+        if self.limits.heater_min_resistance_ohm > self.limits.heater_max_resistance_ohm:
+            problems.append("limits.heater_min_resistance_ohm: larger than heater_max_resistance_ohm")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for error in exc.errors():
+        path = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "value_error" and "\n" in message or message.startswith(("wiring.", "limits.",
+                                                                                     "chip:")):
+            for line in message.splitlines():
+                key, _, text = line.partition(": ")
+                out.append((key, text) if text else (path or "(top level)", line))
+            continue
+        out.append((path or "(top level)", message))
+    return out
+
+
+def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
+    """Validate a bench description; raises :class:`BenchConfigError` listing every problem."""
+    try:
+        config = BenchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise BenchConfigError(source, _problems(exc)) from None
+    if config.chip is not None:
+        from labctl.sim.chip_spec import ChipSpec
+
+        try:
+            ChipSpec.from_dict(config.chip.spec)
+        except ValueError as exc:
+            raise BenchConfigError(source, [("chip.spec", str(exc))]) from None
+    return config
+
+
+def load_bench(path: str | Path | None = None) -> tuple[BenchConfig, str]:
+    """Read and validate a bench file (the embedded default when ``path`` is None); returns (config, sha256)."""
+    if path is None:
+        text = (resources.files("labctl") / "benches" / "default.toml").read_text()
+        source = "embedded default bench"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise BenchConfigError(str(path), [("(file)", f"cannot read: {exc.strerror or exc}")]) from None
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchConfigError(source, [("(syntax)", str(exc))]) from None
+    return parse_bench(data, source), hashlib.sha256(text.encode()).hexdigest()
+
+
+def embedded_bench_path(name: str) -> Path:
+    return Path(str(resources.files("labctl") / "benches" / f"{name}.toml"))

@@ -1,0 +1,90 @@
+"""Bench files: each kind of mistake is reported with its key path, and nothing connects."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from labctl.bench_config import BenchConfigError, embedded_bench_path, load_bench, parse_bench
+
+
+def default_dict() -> dict:
+    return tomllib.loads(embedded_bench_path("default").read_text())
+
+
+def problems_of(data: dict) -> list[tuple[str, str]]:
+    with pytest.raises(BenchConfigError) as info:
+        parse_bench(data, "test.toml")
+    return info.value.problems
+
+
+@pytest.mark.parametrize("name", ["default", "current"])
+def test_embedded_benches_are_valid(name: str) -> None:
+    config, digest = load_bench(embedded_bench_path(name))
+    assert config.bench.kind == "emulated" and len(digest) == 64
+    assert len(config.wiring.heaters.channels) == config.wiring.banks * config.wiring.rings
+
+
+def test_default_is_the_embedded_default() -> None:
+    assert load_bench()[1] == load_bench(embedded_bench_path("default"))[1]
+
+
+def mutate(edit) -> dict:
+    data = copy.deepcopy(default_dict())
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize("edit, path, text", [
+    (lambda d: d["instruments"]["heaters"].update(driver="qontorl"), "instruments.heaters.driver", "unknown driver"),
+    (lambda d: d["instruments"]["meter"].update(adress="x"), "instruments.meter.adress", "Extra inputs"),
+    (lambda d: d["limits"].update(heater_max_voltage_v=-1.0), "limits.heater_max_voltage_v", "finite and > 0"),
+    (lambda d: d["limits"].update(heater_max_voltage_v=float("nan")), "limits.heater_max_voltage_v", "finite"),
+    (lambda d: d["limits"].update(total_heater_power_w=0), "limits.total_heater_power_w", "greater than 0"),
+    (lambda d: d["limits"].pop("laser_max_power_w"), "limits.laser_max_power_w", "Field required"),
+    (lambda d: d["wiring"]["heaters"].update(channels=list(range(39))), "wiring.heaters.channels", "39 channels"),
+    (lambda d: d["wiring"]["heaters"].update(channels=[0] * 40), "wiring.heaters.channels", "more than one ring"),
+    (lambda d: d["wiring"].update(lasers=["laser0", "nolaser"]), "wiring.lasers.1", "not an instrument"),
+    (lambda d: d["wiring"]["detectors"][2].update(instrument="pm"), "wiring.detectors.2.instrument",
+     "not an instrument"),
+    (lambda d: d["wiring"]["detectors"][0].pop("drop_port"), "wiring.detectors.0", "both through_port"),
+    (lambda d: d["wiring"]["heaters"].update(mode="current"), "limits.heater_max_current_a", "required"),
+    (lambda d: d["bench"].update(kind="real"), "instruments.heaters.address", "required for a real bench"),
+    (lambda d: d["chip"].update(spec={"optics": {"loaded_q": -5.0}}), "chip.spec", "optics.loaded_q"),
+    (lambda d: d["chip"].update(spec={"optix": {}}), "chip.spec", "optix"),
+    (lambda d: d["limits"].update(heater_max_power_w=[0.04] * 3), "limits.heater_max_power_w", "3 values"),
+])
+def test_each_mistake_is_reported_with_its_key_path(edit, path, text) -> None:
+    problems = problems_of(mutate(edit))
+    assert any(p == path and text in m for p, m in problems), problems
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    def edit(d: dict) -> None:
+        d["instruments"]["heaters"]["driver"] = "nope"
+        d["limits"]["laser_max_power_w"] = -1
+        d["wiring"]["lasers"] = ["ghost"]
+
+    paths = {p for p, _ in problems_of(mutate(edit))}
+    assert {"instruments.heaters.driver", "limits.laser_max_power_w"} <= paths
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(BenchConfigError, match="nope.toml"):
+        load_bench(missing)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[bench\nname = 1")
+    with pytest.raises(BenchConfigError, match=r"(?s)broken.toml.*\(syntax\)"):
+        load_bench(broken)
+
+
+def test_round_trip_through_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "bench.toml"
+    path.write_text(tomli_w.dumps(default_dict()))
+    config, _ = load_bench(path)
+    assert config.wiring.banks == 4
