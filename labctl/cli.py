@@ -36,6 +36,51 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_path(value: str | None) -> Path | None:
+    """A bench file path, or the name of an embedded bench ('default', 'current')."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.exists() or path.suffix == ".toml" or "/" in value:
+        return path
+    from labctl.bench_config import embedded_bench_path
+
+    embedded = embedded_bench_path(value)
+    if not embedded.exists():
+        raise ValueError(f"--bench: {value!r} is neither a file nor an embedded bench name")
+    return embedded
+
+
+def _bench_check(args: argparse.Namespace) -> int:
+    from labctl.bench import Bench
+
+    with Bench.open(_bench_path(args.bench)) as bench:
+        status = bench.status()
+        limits = bench.config.limits.model_dump()
+        report = {
+            "bench": bench.config.bench.name,
+            "kind": bench.config.bench.kind,
+            "bench_sha256": bench.config_sha256,
+            "instruments": status,
+            "limits": limits,
+            "projected_time_s": bench.projected_time_s(),
+        }
+    report["safe_state_failures"] = [f"{name}: {exc}" for name, exc in bench.guard.failures]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"bench {report['bench']} ({report['kind']}), file sha256 {report['bench_sha256'][:16]}")
+        for name, entry in status.items():
+            state = "ok" if not entry["errors"] else "; ".join(entry["errors"])
+            print(f"  {name:10s} {entry['driver']:16s} {entry['address']:28s} {entry['identity']}  [{state}]")
+        print("limits: " + ", ".join(f"{k}={v}" for k, v in limits.items() if v is not None))
+        safe = "all instruments safe" if not report["safe_state_failures"] else \
+            "SAFE STATE FAILED: " + "; ".join(report["safe_state_failures"])
+        print(f"left the bench safe (heaters 0, lasers off): {safe}")
+    healthy = all(not e["errors"] for e in status.values()) and not report["safe_state_failures"]
+    return 0 if healthy else 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -51,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-plot", action="store_true")
     sweep.add_argument("--json", action="store_true", help="machine-readable output")
     sweep.set_defaults(func=_sweep)
+
+    bench = sub.add_parser("bench", help="bench operations")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    check = bench_sub.add_parser("check", help="connect to every instrument, print identities, limits and status, "
+                                               "leave the bench safe")
+    check.add_argument("--bench", help="bench file, or an embedded bench name (default: the embedded default)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=_bench_check)
     return parser
 
 
@@ -59,10 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from labctl.bench_lock import BenchBusyError
+    from labctl.drivers.errors import InstrumentError
+
     try:
         return int(args.func(args))
     except (ValueError, OSError) as exc:
         parser.exit(2, f"labctl {args.command}: error: {exc}\n")
+    except InstrumentError as exc:
+        parser.exit(3, f"labctl {args.command}: instrument error: {exc}\n")
+    except BenchBusyError as exc:
+        parser.exit(4, f"labctl {args.command}: {exc}\n")
     return 1
 
 

@@ -1,0 +1,299 @@
+"""Physics model of a Qontrol Q8iv daisy chain in front of the emulated chip (instruments.md §3.1).
+
+Why a model and not the YAML: the shipped definition is a static two-module chain at power-on; a bench needs the
+chain length, per-channel limits, drive state and read-backs (``VALL?``, ``VIPALL?`` with power from the chip's
+heaters) to follow what was written. The spellings come from :mod:`labctl.drivers.qontrol`; only the static
+single-line facts (``nup=0``, ``id?``, ``firmware?``, ``nchan?``) and unknown lines (``E10:00``) are left to the
+YAML.
+
+Wiring: ``heater_map[k]`` is the chip heater driven by instrument channel ``k`` (global across the chain), -1 for an
+unconnected output. Every drive write becomes ONE ``chip.set_heater_drive`` call (a ``VVEC`` line of 8 values is
+one call), in volts (``V``/``VVEC``) or amps (``I``/``IVEC``, sent in mA).
+
+Behaviour chosen where the reference is silent (documented here, tested in tests/sim/test_qontrol_model.py):
+
+* A drive value above the channel's ``VMAX`` (``IMAX``) answers ``E01:<ch>`` (``E02:<ch>``) instead of ``OK`` and
+  is **not applied**; a vector line with one bad value applies none of its values. Negative values are out of
+  range too (E01/E02); unparsable values answer ``E11:<ch>``. A channel beyond the chain answers ``E12:<ch>``.
+* ``VMAX``/``IMAX`` above the module full scale answer ``E11:<ch>``. Lowering a limit below the present output
+  does not change the output (not modelled).
+* Read-backs are what the module would measure on the chip: for a connected voltage-driven channel ``V`` is the
+  applied (DAC-quantised) voltage and ``I = P / V`` with ``P = chip.heater_power_w()``; for a current-driven one
+  ``I`` is the applied current and ``V = P / I``. An unconnected output carries no current (in current mode with a
+  non-zero set current its voltage rails to ``min(VMAX, vfull)``).
+* ``VIPALL?`` prints ``<module>,<port>: <V> V, <I> mA`` and appends ``, <P> mW, <R> Ohm`` (the recorded long
+  form) only for channels carrying current; the short recorded form is used at zero current, where ``V/I`` is
+  undefined.
+* ``log?`` lists the errors this model answered (``#  0, E01:05, 2 m ago``, oldest first, age in whole minutes of
+  virtual time); an empty history answers one empty line.
+* Not modelled: ``IMAX`` limiting in voltage mode, serial buffer overflow (``E14``), comms errors (``E15``),
+  binary mode, ``help?``/``lifetime?``, power-up notices.
+
+Latency: ``chip.spec.timing.serial_line_s`` per command line (a vector write is one line), category ``serial``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from labctl.drivers.qontrol import (
+    CHAIN_QUERY,
+    CHAIN_QUERY_OLD,
+    ERROR_UNRECOGNISED,
+    FIRMWARE_QUERY,
+    IALL_QUERY,
+    ID_QUERY,
+    IFULL_QUERY,
+    IMAXALL_QUERY,
+    IVEC_SET,
+    LOG_QUERY,
+    NCHAN_QUERY,
+    NUP_RESET,
+    OK,
+    VALL_QUERY,
+    VFULL_QUERY,
+    VIPALL_QUERY,
+    VMAXALL_QUERY,
+    VVEC_SET,
+    QontrolChannel,
+)
+
+from ..device_model import DeviceModel, Reply
+from ..templates import template_regex
+from . import ModelEntry
+
+log = logging.getLogger(__name__)
+
+CHANNELS_PER_MODULE = 8
+MODULE_TYPE = "Q8iv"
+#: Error codes of the Qontrol error lines (drivers/qontrol.py ERROR_MESSAGES).
+E_OVER_VOLTAGE = 1
+E_OVER_CURRENT = 2
+E_BAD_PARAMETER = 11
+E_BAD_CHANNEL = 12
+#: Lines the YAML answers (static facts); anything else reaching the YAML is an unrecognised command.
+_STATIC_LINES = frozenset(s.lower() for s in (NUP_RESET, ID_QUERY, FIRMWARE_QUERY, NCHAN_QUERY))
+
+
+@lru_cache(maxsize=64)
+def _pattern(template: str) -> re.Pattern[str]:
+    """The driver template as a case-insensitive regex (the modules accept ``v0=`` and ``V0=``); every field
+    other than ``values`` is an integer."""
+    pattern = template_regex(template).pattern
+    for name in ("start", "ch"):
+        pattern = pattern.replace(f"(?P<{name}>.+?)", rf"(?P<{name}>\d+)")
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _fields(template: str | None, line: str) -> dict[str, str] | None:
+    if template is None:
+        return None
+    found = _pattern(template).match(line)
+    return None if found is None else found.groupdict()
+
+
+class QontrolModel(DeviceModel):
+    """A chain of ``n_modules`` Q8iv modules (8 channels each) driving chip heaters through ``heater_map``."""
+
+    category = "serial"
+
+    def __init__(self, name: str, heater_map: np.ndarray | list[int], n_modules: int, vfull_v: float = 12.0,
+                 ifull_ma: float = 24.0) -> None:
+        super().__init__(name)
+        if n_modules < 1:
+            raise ValueError(f"{name}: n_modules must be >= 1, got {n_modules}")
+        if not (vfull_v > 0 and ifull_ma > 0):
+            raise ValueError(f"{name}: full scales must be > 0, got {vfull_v} V, {ifull_ma} mA")
+        n = n_modules * CHANNELS_PER_MODULE
+        wiring = np.asarray(heater_map, dtype=int).reshape(-1)
+        if wiring.size > n:
+            raise ValueError(f"{name}: heater_map has {wiring.size} entries for {n} channels")
+        wiring = np.concatenate([wiring, np.full(n - wiring.size, -1, dtype=int)])
+        connected = wiring[wiring >= 0]
+        if np.unique(connected).size != connected.size:
+            raise ValueError(f"{name}: a heater appears twice in heater_map {wiring.tolist()}")
+        if np.any(wiring < -1):
+            raise ValueError(f"{name}: heater_map entries must be heater indices or -1")
+        self.n_modules = n_modules
+        self.n_channels = n
+        self.heater_map = wiring
+        self.vfull_v = float(vfull_v)
+        self.ifull_ma = float(ifull_ma)
+        self.vmax_v = np.full(n, self.vfull_v)
+        self.imax_ma = np.full(n, self.ifull_ma)
+        self.voltage_v = np.zeros(n)
+        self.current_ma = np.zeros(n)
+        self.current_mode = np.zeros(n, dtype=bool)
+        #: (code, channel, virtual time) of every error line answered, for ``log?``.
+        self.error_history: list[tuple[int, int, float]] = []
+
+    def attach(self, device: Any, bench: Any) -> None:
+        super().attach(device, bench)
+        too_big = self.heater_map >= self.chip.n_heaters
+        if np.any(too_big):
+            raise ValueError(f"{self.name}: heater_map names heaters {self.heater_map[too_big].tolist()}, the chip "
+                             f"has {self.chip.n_heaters}")
+
+    def latency_s(self, line: str) -> float:
+        return float(self.chip.spec.timing.serial_line_s)
+
+    # -- dispatch ------------------------------------------------------------------------------------------------
+    def handle(self, line: str) -> Reply:
+        text = line.strip()
+        low = text.lower()
+        if low in (CHAIN_QUERY.lower(), CHAIN_QUERY_OLD.lower()):
+            return "\n".join(f"{MODULE_TYPE}-{m + 1:04d}: {m}" for m in range(self.n_modules))
+        if low == VFULL_QUERY.lower():
+            return f"{self.vfull_v:+.4f} V"
+        if low == IFULL_QUERY.lower():
+            return f"{self.ifull_ma:+.4f} mA"
+        if low == LOG_QUERY.lower():
+            return self._log_reply()
+        if low in (VALL_QUERY.lower(), IALL_QUERY.lower(), VMAXALL_QUERY.lower(), IMAXALL_QUERY.lower(),
+                   VIPALL_QUERY.lower()):
+            return self._bulk_reply(low)
+        for template, kind in ((VVEC_SET, "voltage"), (IVEC_SET, "current")):
+            fields = _fields(template, text)
+            if fields is not None:
+                return self._write(int(fields["start"]), fields["values"].split(","), kind)
+        return self._channel_command(text)
+
+    def after(self, line: str) -> None:
+        if line.strip().lower() not in _STATIC_LINES:
+            # the YAML answered E10:00 (unrecognised command): keep it in the module's history as the firmware does
+            self._record(ERROR_UNRECOGNISED, 0)
+
+    def _channel_command(self, text: str) -> Reply:
+        """Per-channel ``VMAX``/``IMAX``/``V``/``I`` set and get (limits first: ``V{ch}`` must not take ``VMAX``)."""
+        limits = ((QontrolChannel.vmax_v, self.vmax_v, self.vfull_v, "V"),
+                  (QontrolChannel.imax_ma, self.imax_ma, self.ifull_ma, "mA"))
+        for setting, table, full, unit in limits:
+            fields = _fields(setting.query, text)
+            if fields is not None:
+                ch = int(fields["ch"])
+                return self._error(E_BAD_CHANNEL, ch) if ch >= self.n_channels else f"{table[ch]:+.4f} {unit}"
+            fields = _fields(setting.command, text)
+            if fields is not None:
+                return self._set_limit(int(fields["ch"]), fields["value"], table, full)
+        for setting, kind in ((QontrolChannel.voltage_v, "voltage"), (QontrolChannel.current_ma, "current")):
+            fields = _fields(setting.query, text)
+            if fields is not None:
+                ch = int(fields["ch"])
+                if ch >= self.n_channels:
+                    return self._error(E_BAD_CHANNEL, ch)
+                volts, milliamps = self._measured()
+                return f"{volts[ch]:+.4f} V" if kind == "voltage" else f"{milliamps[ch]:+.4f} mA"
+            fields = _fields(setting.command, text)
+            if fields is not None:
+                return self._write(int(fields["ch"]), [fields["value"]], kind)
+        return None
+
+    # -- errors ----------------------------------------------------------------------------------------------------
+    def _record(self, code: int, ch: int) -> None:
+        self.error_history.append((code, ch, self.chip.clock.now_s))
+
+    def _error(self, code: int, ch: int) -> str:
+        """An error line ``E<code>:<ch>`` answered instead of ``OK``, remembered for ``log?``."""
+        self._record(code, ch)
+        log.debug("%s: answering E%02d:%02d", self.name, code, ch)
+        return f"E{code:02d}:{ch:02d}"
+
+    def _log_reply(self) -> str:
+        now = self.chip.clock.now_s
+        return "\n".join(f"#{k:3d}, E{code:02d}:{ch:02d}, {int((now - t) // 60)} m ago"
+                         for k, (code, ch, t) in enumerate(self.error_history))
+
+    # -- setters -----------------------------------------------------------------------------------------------------
+    def _set_limit(self, ch: int, text: str, table: np.ndarray, full: float) -> str:
+        if ch >= self.n_channels:
+            return self._error(E_BAD_CHANNEL, ch)
+        value = _number(text)
+        if value is None or not 0.0 <= value <= full:
+            return self._error(E_BAD_PARAMETER, ch)
+        table[ch] = value
+        return OK
+
+    def _write(self, start: int, texts: list[str], kind: str) -> str:
+        """``V``/``I`` (one value) or ``VVEC``/``IVEC`` (consecutive channels): all-or-nothing, then one chip call."""
+        chans = np.arange(start, start + len(texts))
+        beyond = chans[chans >= self.n_channels]
+        if beyond.size:
+            return self._error(E_BAD_CHANNEL, int(beyond[0]))
+        values = np.empty(len(texts))
+        for k, text in enumerate(texts):
+            number = _number(text)
+            if number is None:
+                return self._error(E_BAD_PARAMETER, int(chans[k]))
+            values[k] = number
+        limit = (self.vmax_v if kind == "voltage" else self.imax_ma)[chans]
+        bad = np.flatnonzero((values < 0.0) | (values > limit))
+        if bad.size:
+            return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, int(chans[bad[0]]))
+        if kind == "voltage":
+            self.voltage_v[chans] = values
+        else:
+            self.current_ma[chans] = values
+        self.current_mode[chans] = kind == "current"
+        wired = self.heater_map[chans] >= 0
+        if np.any(wired):
+            drive = values[wired] if kind == "voltage" else values[wired] * 1e-3
+            self.chip.set_heater_drive(drive, mode=kind, channels=self.heater_map[chans][wired])
+        return OK
+
+    # -- read-backs --------------------------------------------------------------------------------------------------
+    def _measured(self) -> tuple[np.ndarray, np.ndarray]:
+        """(volts, milliamps) per channel as the module measures them on the chip's heaters."""
+        railed = self.current_mode & (self.current_ma > 0)  # a current source into an open output rails
+        volts = np.where(railed, np.minimum(self.vmax_v, self.vfull_v), np.where(self.current_mode, 0.0,
+                                                                                  self.voltage_v))
+        amps = np.zeros(self.n_channels)
+        wired = np.flatnonzero(self.heater_map >= 0)
+        if wired.size:
+            heaters = self.heater_map[wired]
+            drive = self.chip.heater_drive()[heaters]
+            power = self.chip.heater_power_w()[heaters]
+            is_current = self.current_mode[wired]
+            safe_drive = np.where(drive > 0, drive, 1.0)
+            volts[wired] = np.where(is_current, np.where(drive > 0, power / safe_drive, 0.0), drive)
+            amps[wired] = np.where(is_current, drive, np.where(drive > 0, power / safe_drive, 0.0))
+        return volts, amps * 1e3
+
+    def _bulk_reply(self, low: str) -> str:
+        if low == VMAXALL_QUERY.lower():
+            return "\n".join(f"{v:+.4f} V" for v in self.vmax_v)
+        if low == IMAXALL_QUERY.lower():
+            return "\n".join(f"{i:+.4f} mA" for i in self.imax_ma)
+        volts, milliamps = self._measured()
+        if low == VALL_QUERY.lower():
+            return "\n".join(f"{v:+.4f} V" for v in volts)
+        if low == IALL_QUERY.lower():
+            return "\n".join(f"{i:+.4f} mA" for i in milliamps)
+        lines = []
+        for ch in range(self.n_channels):
+            module, port = divmod(ch, CHANNELS_PER_MODULE)
+            line = f"{module},{port}: {volts[ch]:+.4f} V, {milliamps[ch]:+.4f} mA"
+            if milliamps[ch] > 0.0:
+                power_mw = volts[ch] * milliamps[ch]
+                line += f", {power_mw:8.4f} mW, {volts[ch] / milliamps[ch] * 1e3:6.0f} Ohm"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def _number(text: str) -> float | None:
+    """A decimal value as the firmware parses it, or None (not a finite number)."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+REGISTRY = {
+    "qontrol": ModelEntry(device="Qontrol Q8iv", model=QontrolModel, serial=True, channel_group="outputs"),
+}

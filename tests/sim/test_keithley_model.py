@@ -1,0 +1,168 @@
+"""Keithley 2400 model: the unchanged Keithley2400 driver reads a bank's balanced detector on the emulated chip,
+while the unchanged Qontrol driver heats its rings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from labctl.drivers.errors import InstrumentTimeout
+from labctl.drivers.keithley_2400 import READ_QUERY, Keithley2400
+from labctl.drivers.qontrol import Qontrol
+from labctl.sim import Chip, ChipSpec
+from labctl.sim.emulated_bench import EmulatedBench, SimulatedInstrument
+from labctl.sim.instruments import MODELS
+from labctl.sim.instruments.keithley_model import DEFAULT_ELEMENTS, Keithley2400Model
+from labctl.sim.instruments.qontrol_model import QontrolModel
+from labctl.sim.profiles import ALL
+
+PROFILES = {p.device: p for p in ALL}
+BANK = 2
+NPLC = 0.5
+LINE_HZ = 50.0
+
+
+class Bench:
+    """Chip, emulated bench, Qontrol on all 40 heaters and a 2400 on bank BANK, through their drivers."""
+
+    def __init__(self) -> None:
+        self.chip = Chip(ChipSpec(), seed=11)
+        self.smu_model = Keithley2400Model("smu", BANK)
+        self.bench = EmulatedBench(self.chip, [
+            SimulatedInstrument("smu", PROFILES["Keithley 2400"], self.smu_model),
+            SimulatedInstrument("heaters", PROFILES["Qontrol Q8iv"], QontrolModel("heaters", np.arange(40), 5),
+                                serial=True, channel_ids={"outputs": [str(k) for k in range(40)]}),
+        ])
+        self.smu = Keithley2400(self.bench.address("smu"), resource_manager=self.bench.resource_manager, name="smu",
+                                timeout_s=0.1)
+        self.smu.set_compliance_a(10e-3)
+        self.smu.set_nplc(NPLC)
+        self.smu.set_voltage_v(-1.0)
+        self.heaters = Qontrol(self.bench.address("heaters"), name="heaters", quiet_s=0.002, max_voltage_v=7.0)
+
+    def close(self) -> None:
+        self.smu.close()
+        self.heaters.close()
+        self.bench.close()
+
+
+@pytest.fixture
+def bench() -> Iterator[Bench]:
+    b = Bench()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def _voltage_onto(chip: Chip, heater: int, ring: tuple[int, int], target_m: float) -> float:
+    """TRUTH (test only): heater voltage that puts ``ring``'s resonance on ``target_m`` (bisection)."""
+    lo, hi = 0.0, 7.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        drive = np.zeros((1, chip.n_heaters))
+        drive[0, heater] = mid
+        if chip.truth_resonances_m(drive)[0][ring] < target_m:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def test_registry_entry() -> None:
+    entry = MODELS["keithley_2400"]
+    assert entry.model is Keithley2400Model and entry.device == "Keithley 2400" and not entry.serial
+
+
+def test_heating_a_ring_onto_its_laser_changes_the_bank_current(bench: Bench) -> None:
+    chip = bench.chip
+    aperture = NPLC / LINE_HZ
+    wavelengths = chip.truth_laser_wavelength_m()
+    cold = chip.truth_resonances_m(np.zeros((1, chip.n_heaters)))[0]
+    fwhm = 1550e-9 / chip.spec.optics.loaded_q
+    needed = wavelengths - cold[BANK]  # red shift each ring of the bank needs to reach its channel
+    ring = int(np.flatnonzero((needed > 2 * fwhm) & (needed < 3e-9))[0])
+    on = np.zeros(chip.n_channels, dtype=bool)
+    on[ring] = True
+    chip.set_lasers(on=on)  # only the ring's own channel lit
+    bench.smu.set_output(True)
+
+    before = bench.smu.measure_current_a()
+    direct = chip.read_balanced_current_a(aperture)
+    assert before == pytest.approx(direct[BANK], abs=1e-6)
+    assert before < 0  # off resonance: the light stays on the through bus
+
+    heater = BANK * chip.n_rings + ring
+    volts = _voltage_onto(chip, heater, (BANK, ring), float(wavelengths[ring]))
+    bench.heaters.set_drive(np.array([volts]), channels=np.array([heater]))
+    after = bench.smu.measure_current_a()
+    direct_after = chip.read_balanced_current_a(aperture)
+    assert after == pytest.approx(direct_after[BANK], abs=1e-6)
+    # on resonance most of the light goes to the drop bus: the balanced current turns positive
+    det = chip.spec.detector
+    bus_in = chip.laser_power_w()[ring] * 10 ** (-chip.spec.optics.facet_loss_db / 10)
+    weight = chip.truth_weights(chip.heater_drive()[None, :])[0, BANK, ring]
+    assert after > 0 and after - before > 0.5 * det.responsivity_a_per_w * bus_in
+    assert after == pytest.approx(det.responsivity_a_per_w * bus_in * weight, rel=0.05, abs=2e-6)
+    # the other banks' detectors barely notice (inter-bank thermal crosstalk only)
+    others = np.arange(chip.n_banks) != BANK
+    assert np.max(np.abs(direct_after[others] - direct[others])) < 0.05 * (after - before)
+
+
+def test_reading_advances_the_clock_by_message_and_integration(bench: Bench) -> None:
+    chip = bench.chip
+    bench.smu.set_output(True)
+    timing = chip.spec.timing
+    before = chip.clock.now_s
+    bench.smu.measure_current_a()
+    expected = timing.scpi_query_s + bench.smu_model.source_delay_s + NPLC / LINE_HZ
+    assert chip.clock.now_s - before == pytest.approx(expected)
+
+
+def test_list_sweep_reads_every_point(bench: Bench) -> None:
+    chip = bench.chip
+    voltages = np.linspace(-2.0, 0.0, 150)  # two :SOUR:LIST:VOLT commands (100 + :APP 50)
+    messages, before = bench.smu.transport.write_count, chip.clock.now_s
+    currents = bench.smu.list_sweep_current_a(voltages)
+    assert currents.shape == (150,)
+    reference = chip.read_balanced_current_a(NPLC / LINE_HZ)[BANK]
+    np.testing.assert_allclose(currents, reference, atol=1e-6)  # same light at every bias point
+    assert bench.smu.get_output() is False  # restored
+    sent = bench.smu.transport.write_count - messages
+    point = bench.smu_model.source_delay_s + NPLC / LINE_HZ
+    assert chip.clock.now_s - before == pytest.approx(sent * chip.spec.timing.scpi_query_s + 150 * point)
+    assert bench.smu_model.list_mode is False and bench.smu_model.trigger_count == 1
+
+
+def test_compliance_clamps_the_reading(bench: Bench) -> None:
+    bench.smu.set_output(True)
+    free = bench.smu.measure_current_a()
+    limit = abs(free) / 4
+    bench.smu.set_compliance_a(limit)
+    assert bench.smu.measure_current_a() == pytest.approx(np.sign(free) * limit, rel=1e-6)
+
+
+def test_default_elements_before_form_elem(bench: Bench) -> None:
+    bench.smu.set_output(True)
+    bench.smu_model.elements = DEFAULT_ELEMENTS  # as after power-on, before the driver's :FORM:ELEM CURR
+    fields = [float(f) for f in bench.smu.query(READ_QUERY).split(",")]
+    assert len(fields) == 5
+    assert fields[0] == pytest.approx(-1.0) and fields[2] == 9.91e37
+    assert fields[3] == pytest.approx(bench.chip.clock.now_s)
+
+
+def test_read_with_output_off_queues_error_803(bench: Bench) -> None:
+    bench.smu.set_output(False)
+    with pytest.raises(InstrumentTimeout, match="smu"):
+        bench.smu.measure_current_a()
+    codes = {code for code, _ in bench.smu.read_errors()}
+    assert codes == {803}
+
+
+def test_disconnect_times_out_naming_the_instrument(bench: Bench) -> None:
+    bench.smu.set_output(True)
+    bench.bench.disconnect("smu")
+    with pytest.raises(InstrumentTimeout, match="smu"):
+        bench.smu.measure_current_a()
