@@ -54,13 +54,28 @@ class SourceMeterBanks:
 
     unit = "A"
 
-    def __init__(self, meters: list[SourceMeter]) -> None:
+    def __init__(self, meters: list[SourceMeter], *, bias_v: float = 0.0, compliance_a: float = 0.01) -> None:
         self.meters = meters
         self.n_banks = len(meters)
+        self.bias_v = bias_v
+        self.compliance_a = compliance_a
+        self._biased = False
+
+    def _bias(self) -> None:
+        """Photodiodes are read at a fixed bias with the source output on (the 2400 reads nothing when off)."""
+        for meter in self.meters:
+            meter.set_compliance_a(self.compliance_a)
+            meter.set_voltage_v(self.bias_v)
+            meter.set_output(True)
+        self._biased = True
 
     def configure(self, wavelength_m: float, averaging_time_s: float) -> None:
         for meter in self.meters:
             meter.set_integration_time_s(averaging_time_s)
+        if not self._biased:
+            self._bias()
 
     def read(self) -> BankReading:
+        if not self._biased:
+            self._bias()
         return BankReading(balanced=np.array([m.measure_current_a() for m in self.meters]), unit=self.unit)

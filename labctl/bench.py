@@ -1,0 +1,266 @@
+"""An open bench: instruments behind the safety layer, the wiring applied, the lock held, safe state guaranteed.
+
+``Bench.open(path)`` validates the bench file completely before touching anything, takes the bench lock, builds
+the emulated chip and its simulated instruments when the bench is emulated, opens every driver, and wraps heaters
+and lasers so that no command outside the configured limits can reach them. Leaving the ``with`` block by any
+path (normal end, exception, Ctrl-C, SIGTERM, interpreter exit) puts heaters at 0 and lasers off, even if one
+instrument has stopped answering.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.bench_config import DRIVERS, BenchConfig, load_bench
+from labctl.bench_lock import BenchLock
+from labctl.bench_readout import PowerMeterBanks, SourceMeterBanks
+from labctl.drivers.errors import InstrumentError
+from labctl.drivers.interfaces import BankReadout
+from labctl.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
+
+log = logging.getLogger(__name__)
+
+
+def driver_class(name: str) -> type:
+    module, _, cls = DRIVERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _per_heater(value: float | list[float] | None, n: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    return np.full(n, float(value)) if not isinstance(value, list) else np.asarray(value, dtype=float)
+
+
+@dataclass
+class Bench:
+    """Instruments of one bench, ready for calibration and training (they see interfaces only)."""
+
+    config: BenchConfig
+    config_sha256: str
+    heaters: SafeHeaterDriver
+    lasers: list[SafeLaser]
+    readout: BankReadout
+    instruments: dict[str, Any]
+    guard: SafeStateGuard
+    lock: BenchLock
+    emulation: Any = None
+    identities: dict[str, str] = field(default_factory=dict)
+    _closed: bool = False
+
+    # -- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    @contextmanager
+    def open(cls, path: str | Path | None = None, *, lock_dir: Path | None = None) -> Iterator[Bench]:
+        """Open the bench described by ``path`` (the embedded default when None) for the ``with`` block."""
+        config, digest = load_bench(path)
+        bench = cls.connect(config, digest, lock_dir=lock_dir)
+        try:
+            with bench.guard:
+                yield bench
+        finally:
+            bench.close()
+
+    @classmethod
+    def connect(cls, config: BenchConfig, digest: str, *, lock_dir: Path | None = None) -> Bench:
+        lock = BenchLock(config.bench.name, directory=lock_dir)
+        lock.acquire()
+        guard = SafeStateGuard()
+        instruments: dict[str, Any] = {}
+        emulation = None
+        try:
+            if config.bench.kind == "emulated":
+                from labctl.emulation import build_emulation
+
+                emulation = build_emulation(config)
+            for name, inst in config.instruments.items():
+                instruments[name] = _open_driver(name, inst.driver, inst.address, inst.options, config, emulation)
+            bench = cls._assemble(config, digest, instruments, guard, lock, emulation)
+        except BaseException:
+            for name, driver in instruments.items():
+                _safe_close(name, driver)
+            if emulation is not None:
+                emulation.close()
+            lock.release()
+            raise
+        return bench
+
+    @classmethod
+    def _assemble(cls, config: BenchConfig, digest: str, instruments: dict[str, Any], guard: SafeStateGuard,
+                  lock: BenchLock, emulation: Any) -> Bench:
+        wiring, limits = config.wiring, config.limits
+        heater_driver = instruments[wiring.heaters.instrument]
+        n_rings = wiring.banks * wiring.rings
+        channels = np.asarray(wiring.heaters.channels, dtype=int)
+        if channels.max() >= heater_driver.n_channels:
+            raise InstrumentError(f"wiring uses channel {channels.max()} but the driver has "
+                                  f"{heater_driver.n_channels}", instrument=heater_driver.name,
+                                  address=heater_driver.address)
+        max_key = "heater_max_voltage_v" if wiring.heaters.mode == "voltage" else "heater_max_current_a"
+        per_ring_drive = _per_heater(getattr(limits, max_key), n_rings)
+        per_ring_power = _per_heater(limits.heater_max_power_w, n_rings)
+        assert per_ring_drive is not None and per_ring_power is not None
+        # unwired outputs may not be driven at all
+        max_drive = np.zeros(heater_driver.n_channels)
+        max_power = np.zeros(heater_driver.n_channels)
+        max_drive[channels] = per_ring_drive
+        max_power[channels] = per_ring_power
+        worst_r = limits.heater_min_resistance_ohm if wiring.heaters.mode == "voltage" \
+            else limits.heater_max_resistance_ohm
+        heaters = SafeHeaterDriver(heater_driver, HeaterLimits(
+            mode=wiring.heaters.mode, max_drive=max_drive, max_power_w=max_power,
+            total_power_w=limits.total_heater_power_w, worst_resistance_ohm=worst_r,
+            ramp_step=limits.heater_ramp_step))
+        lasers = [SafeLaser(_laser_view(instruments[name]), limits.laser_max_power_w, limits.laser_ramp_step_w)
+                  for name in wiring.lasers]
+        readout = _readout(config, instruments)
+        # Safe state: heaters first (they heat the chip), then lasers, then the rest.
+        guard.register(f"{heaters.name} to zero", heaters.safe_state)
+        for laser in lasers:
+            guard.register(f"{laser.name} output off", laser.safe_state)
+        handled = {wiring.heaters.instrument, *wiring.lasers}
+        for name, driver in instruments.items():
+            if name not in handled and hasattr(driver, "safe_state"):
+                guard.register(f"{name} safe state", driver.safe_state)
+        bench = cls(config=config, config_sha256=digest, heaters=heaters, lasers=lasers, readout=readout,
+                    instruments=instruments, guard=guard, lock=lock, emulation=emulation)
+        bench.identities = {name: str(driver.identity()) for name, driver in instruments.items()}
+        return bench
+
+    # -- use -----------------------------------------------------------------------------------------------------
+    @property
+    def n_banks(self) -> int:
+        return self.config.wiring.banks
+
+    @property
+    def n_rings(self) -> int:
+        return self.config.wiring.rings
+
+    @property
+    def ring_channels(self) -> np.ndarray:
+        """Heater-driver channel of every ring, row-major (bank, ring)."""
+        return np.asarray(self.config.wiring.heaters.channels, dtype=int)
+
+    def set_ring_drive(self, values: np.ndarray) -> None:
+        """Drive (V or A) for every ring, row-major (bank, ring), validated as a whole and written in one go."""
+        self.heaters.set_drive(np.asarray(values, dtype=float).reshape(-1), self.ring_channels)
+
+    def wait(self, seconds: float) -> None:
+        """Let the chip settle: wall-clock time on a real bench, virtual time on an emulated one."""
+        if seconds <= 0:
+            return
+        if self.emulation is not None:
+            self.emulation.chip.clock.advance(seconds, "settle")
+        else:
+            time.sleep(seconds)
+
+    def settle(self) -> None:
+        """Wait the heater settling time (5 time constants, at least 1 ms) after a heater change."""
+        self.wait(self.settle_time_s)
+
+    @property
+    def settle_time_s(self) -> float:
+        return self.config.bench.settle_time_s
+
+    def projected_time_s(self) -> float | None:
+        """Bench time spent so far on an emulated bench (virtual clock), None on a real one."""
+        return None if self.emulation is None else self.emulation.chip.clock.now_s
+
+    def status(self) -> dict[str, Any]:
+        """Identity and error state of every instrument (``labctl bench check``)."""
+        out: dict[str, Any] = {}
+        for name, driver in self.instruments.items():
+            entry: dict[str, Any] = {"driver": self.config.instruments[name].driver,
+                                     "address": driver.address, "identity": self.identities.get(name)}
+            try:
+                driver.check_errors()
+                entry["errors"] = []
+            except InstrumentError as exc:
+                entry["errors"] = [str(exc)]
+            out[name] = entry
+        return out
+
+    def make_safe(self) -> list[tuple[str, Exception]]:
+        return self.guard.make_safe()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.guard.make_safe()
+        finally:
+            for name, driver in self.instruments.items():
+                _safe_close(name, driver)
+            if self.emulation is not None:
+                self.emulation.close()
+            self.lock.release()
+
+
+def _laser_view(driver: Any) -> Any:
+    """The TunableLaser of an instrument (a mainframe exposes its laser as ``.laser``)."""
+    return getattr(driver, "laser", driver)
+
+
+def _readout(config: BenchConfig, instruments: dict[str, Any]) -> BankReadout:
+    detectors = config.wiring.detectors
+    if all(d.through_port is not None for d in detectors):
+        names = list(dict.fromkeys(d.instrument for d in detectors))
+        meters = [getattr(instruments[n], "power_meter", instruments[n]) for n in names]
+        ports = [(names.index(d.instrument), int(d.through_port), int(d.drop_port))  # type: ignore[arg-type]
+                 for d in detectors]
+        return PowerMeterBanks(meters, ports)
+    if all(d.through_port is None for d in detectors):
+        return SourceMeterBanks([instruments[d.instrument] for d in detectors])
+    raise ValueError("wiring.detectors: mix of power-meter ports and source meters is not supported")
+
+
+def _open_driver(name: str, driver: str, address: str | None, options: dict[str, Any], config: BenchConfig,
+                 emulation: Any) -> Any:
+    cls = driver_class(driver)
+    kwargs: dict[str, Any] = dict(options)
+    kwargs.setdefault("name", name)
+    if name == config.wiring.heaters.instrument:
+        kwargs.setdefault("mode", config.wiring.heaters.mode)
+        key = "max_voltage_v" if config.wiring.heaters.mode == "voltage" else "max_current_a"
+        per_ring = _per_heater(getattr(config.limits, "heater_" + key), config.wiring.banks * config.wiring.rings)
+        assert per_ring is not None
+        # the instrument's own limit is a hardware backstop at the largest ring limit; per-channel limits (and
+        # zero for unwired outputs) are enforced by the safety wrapper before anything is sent
+        kwargs.setdefault(key, float(per_ring.max()))
+    if emulation is not None:
+        target = emulation.address(name)
+        kwargs.update(emulation.driver_options(name))
+        return cls(target, resource_manager=None if "://" in target else emulation.resource_manager, **kwargs)
+    if address is None:
+        raise ValueError(f"instruments.{name}.address: required for a real bench")
+    return cls(address, **kwargs)
+
+
+def _safe_close(name: str, driver: Any) -> None:
+    try:
+        driver.close()
+    except (InstrumentError, OSError) as exc:
+        log.error("closing %s failed: %s", name, exc)
+
+
+def lasers_on(bench: Bench, powers_w: np.ndarray | float, wavelengths_m: np.ndarray | None = None) -> None:
+    """Convenience for procedures: set every channel's power (and wavelength), then switch outputs on."""
+    powers = np.broadcast_to(np.asarray(powers_w, dtype=float), (len(bench.lasers),))
+    for k, laser in enumerate(bench.lasers):
+        if wavelengths_m is not None:
+            laser.set_wavelength_m(float(wavelengths_m[k]))
+        laser.set_power_w(float(powers[k]))
+        laser.set_output(True)
+    if not math.isfinite(float(powers.sum())):
+        raise ValueError("laser powers must be finite")

@@ -1,0 +1,121 @@
+"""Build the emulated chip and its simulated instruments from an emulated bench file.
+
+The bench file's wiring says which heater channel drives which ring, which laser is which WDM channel and which
+detector reads which bank; here that wiring becomes the constructor arguments of the simulated instruments'
+physics models. The drivers then open the simulated instruments exactly as they would open real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labctl.bench_config import BenchConfig, BenchConfigError
+from labctl.sim.chip import Chip
+from labctl.sim.chip_spec import ChipSpec
+from labctl.sim.emulated_bench import EmulatedBench, SimulatedInstrument
+from labctl.sim.instruments import MODELS
+from labctl.sim.profiles import ALL as PROFILES
+
+log = logging.getLogger(__name__)
+
+QONTROL_CHANNELS_PER_MODULE = 8
+
+
+@dataclass
+class Emulation:
+    """The emulated side of a bench: the chip (ground truth for reports only) and its simulated instruments."""
+
+    chip: Chip
+    bench: EmulatedBench
+    options: dict[str, dict[str, Any]]
+
+    @property
+    def resource_manager(self) -> Any:
+        return self.bench.resource_manager
+
+    def address(self, name: str) -> str:
+        return self.bench.address(name)
+
+    def driver_options(self, name: str) -> dict[str, Any]:
+        """Extra driver arguments on the emulated bench (short wall-clock waits; virtual time is charged)."""
+        return dict(self.options.get(name, {}))
+
+    def close(self) -> None:
+        self.bench.close()
+        self.chip.close()
+
+
+def chip_spec(config: BenchConfig) -> ChipSpec:
+    assert config.chip is not None
+    return ChipSpec().with_overrides(config.chip.spec)
+
+
+def build_emulation(config: BenchConfig) -> Emulation:
+    assert config.chip is not None, "emulated benches have a [chip] table (validated)"
+    spec = chip_spec(config)
+    chip = Chip(spec, seed=config.chip.seed)
+    w = config.wiring
+    problems = []
+    if (chip.n_banks, chip.n_rings) != (w.banks, w.rings):
+        problems.append(("wiring.banks", f"wiring has {w.banks} x {w.rings} rings, the emulated chip "
+                                         f"{chip.n_banks} x {chip.n_rings}"))
+    if len(w.lasers) != chip.n_channels:
+        problems.append(("wiring.lasers", f"{len(w.lasers)} lasers for {chip.n_channels} WDM channels"))
+    if problems:
+        chip.close()
+        raise BenchConfigError(config.bench.name, problems)
+    profiles = {p.device: p for p in PROFILES}
+    simulated: list[SimulatedInstrument] = []
+    options: dict[str, dict[str, Any]] = {}
+    for name, inst in config.instruments.items():
+        entry = MODELS.get(inst.driver)
+        if entry is None:
+            chip.close()
+            raise BenchConfigError(config.bench.name, [(f"instruments.{name}.driver",
+                                                        f"{inst.driver!r} has no simulation for emulated benches")])
+        device = entry.device
+        model_kwargs, channel_ids, opts = _role(name, inst.driver, config)
+        model = entry.model(name, **model_kwargs)
+        simulated.append(SimulatedInstrument(name, profiles[device], model, serial=entry.serial,
+                                             channel_ids=channel_ids))
+        options[name] = opts
+    return Emulation(chip=chip, bench=EmulatedBench(chip, simulated), options=options)
+
+
+def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], dict[str, list[str]] | None,
+                                                                 dict[str, Any]]:
+    """Model arguments, channel ids and driver options of instrument ``name`` from the wiring."""
+    w = config.wiring
+    if name == w.heaters.instrument:
+        wired = np.asarray(w.heaters.channels, dtype=int)
+        if driver == "qontrol":
+            n_modules = math.ceil((wired.max() + 1) / QONTROL_CHANNELS_PER_MODULE)
+            n_out = n_modules * QONTROL_CHANNELS_PER_MODULE
+            extra: dict[str, Any] = {"n_modules": n_modules}
+            ids = {"outputs": [str(i) for i in range(n_out)]}
+        else:
+            n_out = int(wired.max()) + 1
+            extra, ids = {}, None
+        heater_map = np.full(n_out, -1, dtype=int)
+        heater_map[wired] = np.arange(wired.size)  # chip heater index = ring index, row-major (bank, ring)
+        return {"heater_map": heater_map, **extra}, ids, {}
+    if name in w.lasers:
+        return {"channel": w.lasers.index(name)}, None, {"poll_interval_s": 0.0, "output_settle_s": 1.0}
+    detectors = [(b, d) for b, d in enumerate(w.detectors) if d.instrument == name]
+    if detectors:
+        if detectors[0][1].through_port is not None:
+            n_ports = 1 + max(max(int(d.through_port), int(d.drop_port)) for _, d in detectors)  # type: ignore
+            port_map: list[tuple[int, int] | None] = [None] * max(n_ports, 8)
+            for b, d in detectors:
+                port_map[int(d.through_port)] = (b, 0)  # type: ignore[arg-type]
+                port_map[int(d.drop_port)] = (b, 1)  # type: ignore[arg-type]
+            return {"port_map": port_map}, None, {"poll_interval_s": 0.0}
+        if len(detectors) != 1:
+            raise BenchConfigError(config.bench.name, [("wiring.detectors", f"{name} reads more than one bank")])
+        return {"bank": detectors[0][0]}, None, {}
+    return {}, None, {}
