@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import numpy as np
 from labctl.bench_config import DRIVERS, BenchConfig, load_bench
 from labctl.bench_lock import BenchLock
 from labctl.bench_readout import PowerMeterBanks, SourceMeterBanks
-from labctl.drivers.errors import InstrumentError
+from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReadout
 from labctl.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
 
@@ -255,12 +254,13 @@ def _safe_close(name: str, driver: Any) -> None:
 
 
 def lasers_on(bench: Bench, powers_w: np.ndarray | float, wavelengths_m: np.ndarray | None = None) -> None:
-    """Convenience for procedures: set every channel's power (and wavelength), then switch outputs on."""
+    """Convenience for procedures: every channel to its WDM wavelength (the wiring's unless given) and power,
+    then outputs on."""
     powers = np.broadcast_to(np.asarray(powers_w, dtype=float), (len(bench.lasers),))
+    if not np.all(np.isfinite(powers)):
+        raise LimitError("laser powers must be finite")
+    grid = np.asarray(bench.config.wiring.wavelengths_m if wavelengths_m is None else wavelengths_m, dtype=float)
     for k, laser in enumerate(bench.lasers):
-        if wavelengths_m is not None:
-            laser.set_wavelength_m(float(wavelengths_m[k]))
+        laser.set_wavelength_m(float(grid[k]))
         laser.set_power_w(float(powers[k]))
         laser.set_output(True)
-    if not math.isfinite(float(powers.sum())):
-        raise ValueError("laser powers must be finite")

@@ -93,6 +93,8 @@ class Wiring(_Strict):
     heaters: HeaterWiring
     #: Laser instrument feeding each WDM channel, in channel order.
     lasers: list[str] = Field(min_length=1)
+    #: Wavelength of each WDM channel (m), in channel order.
+    wavelengths_m: list[float] = Field(min_length=1)
     inputs: Literal["laser_power"] = Field(
         default="laser_power", description="how input values are encoded on the channels")
     detectors: list[DetectorWiring] = Field(min_length=1)
@@ -155,6 +157,11 @@ class BenchConfig(_Strict):
         for i, laser in enumerate(w.lasers):
             if laser not in names:
                 problems.append(f"wiring.lasers.{i}: {laser!r} is not an instrument")
+        if len(w.wavelengths_m) != len(w.lasers):
+            problems.append(f"wiring.wavelengths_m: {len(w.wavelengths_m)} wavelengths for {len(w.lasers)} lasers")
+        for i, wl in enumerate(w.wavelengths_m):
+            if not 1.0e-6 < wl < 2.0e-6:
+                problems.append(f"wiring.wavelengths_m.{i}: {wl!r} m is not a plausible wavelength (give metres)")
         if len(w.detectors) != w.banks:
             problems.append(f"wiring.detectors: {len(w.detectors)} detectors for {w.banks} banks")
         for i, det in enumerate(w.detectors):
