@@ -9,7 +9,9 @@ instrument has stopped answering.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import numpy as np
 from labctl.bench_config import DRIVERS, BenchConfig, load_bench
 from labctl.bench_lock import BenchLock
 from labctl.bench_readout import PowerMeterBanks, SourceMeterBanks
+from labctl.calibration.hardware import CalibrationHardware
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReadout
 from labctl.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
@@ -188,6 +191,37 @@ class Bench:
                 entry["errors"] = [str(exc)]
             out[name] = entry
         return out
+
+    def transaction_count(self) -> int:
+        """Lines sent to all instruments so far."""
+        seen: dict[int, int] = {}
+        for driver in self.instruments.values():
+            transport = driver.transport
+            seen[id(transport)] = transport.write_count
+        return sum(seen.values())
+
+    def hardware(self) -> CalibrationHardware:
+        """The bench as calibration and training see it: wrapped instruments behind capability interfaces."""
+        w, limits = self.config.wiring, self.config.limits
+        n = w.banks * w.rings
+        key = "heater_max_voltage_v" if w.heaters.mode == "voltage" else "heater_max_current_a"
+        meter = ports = None
+        if isinstance(self.readout, PowerMeterBanks) and len(self.readout.meters) == 1:
+            meter = self.readout.meters[0]
+            ports = [(thr, drop) for _, thr, drop in self.readout.ports]
+        wiring_text = json.dumps(w.model_dump(), sort_keys=True)
+        chip_id = self.config.bench.chip_id or (
+            f"emulated seed {self.config.chip.seed}" if self.config.chip is not None else "")
+        return CalibrationHardware(
+            heaters=self.heaters, ring_channels=self.ring_channels, n_banks=w.banks, n_rings=w.rings,
+            mode=w.heaters.mode, max_drive=_per_heater(getattr(limits, key), n),  # type: ignore[arg-type]
+            max_power_w=_per_heater(limits.heater_max_power_w, n),  # type: ignore[arg-type]
+            total_power_w=limits.total_heater_power_w, lasers=list(self.lasers),
+            wavelengths_m=np.asarray(w.wavelengths_m, dtype=float), laser_max_power_w=limits.laser_max_power_w,
+            readout=self.readout, wait=self.wait, settle_time_s=self.settle_time_s, power_meter=meter,
+            sweep_ports=ports, identities=dict(self.identities), bench_sha256=self.config_sha256,
+            wiring_sha256=hashlib.sha256(wiring_text.encode()).hexdigest(), chip_id=chip_id,
+            transaction_count=self.transaction_count, elapsed_s=self.projected_time_s)
 
     def make_safe(self) -> list[tuple[str, Exception]]:
         return self.guard.make_safe()

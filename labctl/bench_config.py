@@ -135,6 +135,8 @@ class BenchInfo(_Strict):
     description: str = ""
     #: Wait after a heater change before reading (5 thermal time constants, at least 1 ms in practice).
     settle_time_s: float = Field(default=1e-3, ge=0)
+    #: Identity of the chip on the bench (die / wafer label); calibration files are tied to it.
+    chip_id: str = ""
 
 
 class BenchConfig(_Strict):
