@@ -1,29 +1,50 @@
 """Coherent microring weight-bank optics, vectorized over banks, rings, wavelengths and operating points.
 
-Ring r (bank b, position i) has round-trip phase phi = 2 pi n_g L (1/lambda - 1/lambda_res) (1/lambda form:
+Ring r (bank b, position j) has round-trip phase phi = 2 pi n_g L (1/lambda - 1/lambda_res) (1/lambda form:
 resonances at lambda_res and every FSR = lambda^2/(n_g L)). It factorises as
 exp(i phi) = exp(i 2 pi n_g L / lambda) * exp(-i 2 pi n_g L / lambda_res): the first factor depends on (ring,
 wavelength) only and is precomputed per wavelength set (``BankConstants``), the second on (point, ring) only, so
-cos/sin are evaluated per (point, ring), never per (point, ring, wavelength). The same holds for exp(i phi/2).
+cos/sin are evaluated per (point, ring), never per (point, ring, wavelength). The same holds for s = exp(i phi/2).
 
 Add-drop ring (Airy form), self-couplings r1 (input/through bus), r2 (drop bus), round-trip amplitude a,
-z = exp(i phi), x = r1 r2 a:
-    t  = (r1 - r2 a z) / (1 - x z)            through field seen from the input bus
-    t' = (r2 - r1 a z) / (1 - x z)            through field for light on the drop bus
-    d  = -sqrt((1-r1^2)(1-r2^2) a) exp(i phi/2) / (1 - x z)
-Bank (counter-propagating drop bus): light enters the through bus and passes rings 0..R-1, each gap j adding the
-bus phase theta_j = 2 pi n_eff l_j / lambda and field loss (0.1 dB per ring); light dropped by ring i returns
-along the drop bus past rings i-1..0 (each applies t', gap phase theta'_j and loss). Light coupled from the drop
-bus back into the input bus travels toward the input and is lost. Hence
-    E_through = prod_j t_j exp(i theta_j) loss
-    E_drop    = sum_i d_i prod_{j<i} t_j t'_j exp(i (theta_j + theta'_j)) loss^2
-The incoherent cascade (same topology, powers instead of fields) is provided for comparison only.
+z = s^2 = exp(i phi), x = r1 r2 a, kappa = sqrt((1-r1^2)(1-r2^2) a), den = 1 - x z:
+    t  = (r1 - r2 a z) / den          through bus -> through bus
+    t' = (r2 - r1 a z) / den          drop bus -> drop bus
+    d  = -kappa s / den               through bus -> drop bus, and (reciprocity) drop bus -> through bus
+(for a = 1 the ring's 2x2 scattering matrix [[t, d], [d, t']] is unitary).
 
-Fast kernel algebra (float32/complex64, point axis last so every ufunc runs over long contiguous rows):
-with h = exp(i phi/2) and q = 1/(1 - x h^2), t = 1/r1 - (kappa1/r1) q, t' = 1/r2 - (kappa2/r2) q and d = D h q.
-The constant D_i and the bus phases are folded into t' as rho_j = D_{j+1}/D_j, so
-E_drop = D_0 * sum_i (h q)_i prod_{j<i} t_j t'_j rho_j, which is evaluated as a log-depth tree reduction of the
-pairs (g, e) -> (g_a g_b, e_a + g_a e_b) over the ring axis (no Python loop per ring).
+Bank topology: light enters the through bus and travels right past rings 0..R-1 to the through port; the drop bus
+carries light left, from ring R-1 toward the drop port beside the input. Gap j (after ring j) has through-bus factor
+psi_j = exp(i theta_j) * loss and drop-bus factor psi'_j = exp(i theta'_j) * loss (theta = 2 pi n_eff l / lambda,
+0.1 dB per ring passed on each bus). Per ring, with a_j the right-moving field arriving at ring j and c_in the
+left-moving drop-bus field arriving at it from ring j+1:
+    through-bus out (right) = t a_j + d c_in,        drop-bus out (left, toward the drop port) = d a_j + t' c_in.
+Light on the drop bus that passes ring j couples into the SAME ring mode as the input and leaves on the through
+bus travelling forward, toward rings j+1.. and the through port. The two counter-propagating buses therefore form
+a two-point boundary-value problem (a_0 = 1, nothing enters the drop bus beyond ring R-1), solved exactly:
+
+Gamma_j = (drop-bus field leaving ring j) / (field arriving at ring j) obeys the Moebius (Riccati) recursion
+    Gamma_R = 0,   X_j = psi_j psi'_j Gamma_{j+1},   Gamma_j = (d + (t t' - d^2) X_j) / (1 - d X_j),
+i.e. Gamma_j = p_j/q_j with [p_j; q_j] = M_j [p_{j+1}; q_{j+1}], M_j = [[t t' - d^2, d], [-d, 1]] diag(psi psi', 1).
+The forward gain of ring j is g_j = t_j psi_j / (1 - d_j X_j) and prod_j (1 - d_j X_j) = q_0 / q_R telescopes, so
+    E_drop = Gamma_0 = p_0 / q_0,       E_through = prod_j (t_j psi_j) / q_0,     [p_0; q_0] = M_0 ... M_{R-1} [0; 1].
+Since t t' - d^2 = (r1 r2 - a z)/den, den M_j = [[(r1 r2 - a z) psi psi', -kappa s], [kappa s psi psi', den]] is
+division-free, and with these matrices E_through = prod_j ((r1 - r2 a z) psi_j) / q_0. ``fields_f64`` evaluates
+the recursion directly in float64 (the truth path); ``incoherent_transmissions_f64`` is the same recursion for
+powers (|t|^2, |t'|^2, |d|^2, |psi|^2: every inter-ring path adds in power), the incoherent counterpart of the
+same two-bus bank, for comparison only.
+
+Fast kernel (float32/complex64, point axis last so every ufunc runs over long contiguous rows): the division-free
+matrices are rescaled by constants (a per-ring factor and a diagonal similarity diag(u_j, v_j) between
+neighbouring rings, all of which cancel or are undone by per-(bank, wavelength) constants at the end) so that
+    M'_j = [[gamma_j w_j + alpha_j, h_j], [c_j h_j, w_j + delta_j]],   h_j = lambda_j s_j,  w_j = h_j^2,
+with lambda_j = sqrt(x sc), sc = 1/sqrt(1 - x^2) (so |w + delta| = sc |den| is centred on 1 and long float32
+products stay in range). Per (point, ring, wavelength) that is 1 broadcast product, 1 square, 2 products and
+3 sums. The product M'_0 ... M'_{R-2} [h; w + delta]_{R-1} = [p'; q'] is a log-depth tree reduction over the ring
+axis (``TreePlan``: each level multiplies disjoint neighbouring pairs as 2x2 matrix products and absorbs the
+rightmost matrix into the vector; no Python loop per ring), and
+    |E_drop|^2 = |p'|^2 / (k_0^2 |q'|^2),   |E_through|^2 = prod_j (|psi_j|^2 / r1_j^2) |prod_j (w_j - r1_j^2 sc_j)|^2 / |q'|^2
+with k_0 = x_0 / (kappa_0 lambda_0): one division per (point, bank, wavelength).
 """
 
 from __future__ import annotations
@@ -44,33 +65,41 @@ __all__ = [
     "fast_port_transmissions",
     "fields_f64",
     "incoherent_transmissions_f64",
-    "bus_phase_factors",
+    "bus_factors",
 ]
 
 
 @dataclass(frozen=True)
 class TreePlan:
-    """Memory order of the ring axis and the slices of each level of the (g, e) tree reduction.
+    """Memory order of the ring axis and the steps of each level of the matrix-product reduction.
 
-    Rings are stored evens-then-odds so the first (largest) level combines two contiguous row blocks.
+    Rings 0..R-2 carry 2x2 matrices, ring R-1 only the starting vector (its second column), stored in the last
+    memory row. Each level first absorbs the rightmost remaining matrix into the vector (``mv_row``), then
+    multiplies disjoint neighbouring pairs (a row) := (a row) @ (b row). Rings paired at the first level are stored
+    evens-then-odds so every level's a rows and b rows are arithmetic progressions (plain slices).
     """
 
-    order: np.ndarray  # memory row k holds ring order[k]
-    levels: tuple[tuple[slice, slice, bool], ...]  # (a rows, b rows, update g of a)
+    order: np.ndarray  # memory row k holds ring order[k]; order[-1] == R - 1
+    levels: tuple[tuple[int, slice | None, slice | None], ...]  # (mv_row, a rows, b rows)
 
 
 def plan_tree(n_rings: int) -> TreePlan:
-    """Simulate the pairwise reduction over rings 0..R-1 and express every level as row slices."""
-    order = list(range(0, n_rings, 2)) + list(range(1, n_rings, 2))
+    """Simulate the reduction M_0 ... M_{R-2} v over rings and express every level as rows and row slices."""
+    m = n_rings - 1  # number of matrices
+    if m <= 0:
+        return TreePlan(order=np.arange(max(n_rings, 0)), levels=())
+    paired = list(range(m - 1))  # rings paired at level 1 (ring m-1 is absorbed into the vector first)
+    p = len(paired) // 2
+    order = paired[0 : 2 * p : 2] + paired[1 : 2 * p : 2] + paired[2 * p :] + [m - 1, n_rings - 1]
     row_of = {ring: k for k, ring in enumerate(order)}
-    items = [row_of[r] for r in range(n_rings)]  # memory row of each segment, in ring order
+    items = [row_of[r] for r in range(m)]  # memory row of each matrix segment, in ring order
     levels = []
-    while len(items) > 1:
+    while items:
+        mv = items.pop()
         p = len(items) // 2
         a_rows, b_rows = items[0 : 2 * p : 2], items[1 : 2 * p : 2]
-        new_items = a_rows + ([items[-1]] if len(items) % 2 else [])
-        levels.append((_as_slice(a_rows), _as_slice(b_rows), len(new_items) > 1))
-        items = new_items
+        levels.append((mv, _as_slice(a_rows) if p else None, _as_slice(b_rows) if p else None))
+        items = a_rows + items[2 * p :]
     return TreePlan(order=np.array(order), levels=tuple(levels))
 
 
@@ -81,12 +110,16 @@ def _as_slice(rows: list[int]) -> slice:
     return slice(rows[0], rows[-1] + 1, step)
 
 
+_TILED = ("lam", "gam", "alp", "cc", "nu")
+
+
 @dataclass(frozen=True, eq=False)
 class BankConstants:
     """Per (ring, bank, wavelength) constants of the fast kernel for one set of wavelengths.
 
-    Ring axis first, in the tree's memory order; shape (R, B, W, 1). ``tiled(n)`` gives contiguous
-    (R, B, W, n) copies, because numpy runs much faster on contiguous operands than on stride-0 broadcasts.
+    Ring axis first, in the tree's memory order; shape (R, B, W, 1) (``gam``, ``alp``, ``cc``: rings 0..R-2 only).
+    ``tiled(n)`` gives contiguous (R, B, W, n) copies, because numpy runs much faster on contiguous operands than on
+    stride-0 broadcasts.
     """
 
     n_banks: int
@@ -96,28 +129,37 @@ class BankConstants:
     row_index: np.ndarray  # (R*B,) global ring index of each (memory row, bank)
     half_phase_coef: np.ndarray  # (R*B, 1) float64: pi n_g L
     half_phase_ref: np.ndarray  # (R*B, 1) float64: pi n_g L / lambda_ref (keeps cos/sin arguments small)
-    ahs: np.ndarray  # sqrt(s x) exp(i pi n_g L (1/lambda - 1/lambda_ref)); x = r1 r2 a, s = 1/sqrt(1 - x^2)
-    s: np.ndarray  # s (real), so s*den = s - ahs^2 zh^2
-    c1: np.ndarray  # 1/r1
-    k1: np.ndarray  # s kappa1/r1
-    c2: np.ndarray  # rho/r2 (0 for the last ring: its g is never used)
-    k2: np.ndarray  # s rho kappa2/r2
-    d0: np.ndarray  # (B, W, 1) drop constant of ring 0 (with the sqrt(x), sqrt(s) scalings folded in)
-    through_loss: float  # loss^(2R) in power
+    lam: np.ndarray  # lambda exp(i pi n_g L (1/lambda - 1/lambda_ref)), lambda = sqrt(x): h = lam * zh
+    gam: np.ndarray  # gamma_j = (k_j/k_{j+1}) Psi_j / (r1 r2)
+    alp: np.ndarray  # alpha_j = -(k_j/k_{j+1}) Psi_j r1 r2
+    cc: np.ndarray  # c_j = -kappa_j Psi_j / (k_{j+1} lambda_j)
+    nu: np.ndarray  # r1^2: E_through factor (w - nu)
+    drop_scale: np.ndarray  # (B, W, 1) float32: 1 / k_0^2
+    through_scale: np.ndarray  # (B, W, 1) float32: prod_j |psi_j|^2 / r1_j^2
 
     def tiled(self, n: int) -> dict[str, np.ndarray]:
         """Contiguous (R, B, W, n) complex64 copies of the per-element constants, cached per n."""
-        names = ("ahs", "s", "c1", "k1", "c2", "k2")
         if n == 1:  # already the right shape (wavelength sweeps put wavelengths on the W axis)
-            return {name: getattr(self, name) for name in names}
+            return {name: getattr(self, name) for name in _TILED}
         cache = self.__dict__.setdefault("_tiled", {})
         if n not in cache:
-            shape = self.ahs.shape[:3] + (n,)
+            if len(cache) > 4:
+                cache.clear()
             cache[n] = {
-                name: np.ascontiguousarray(np.broadcast_to(getattr(self, name), shape))
-                for name in names
+                name: np.ascontiguousarray(np.broadcast_to(v, v.shape[:3] + (n,)))
+                for name in _TILED
+                for v in (getattr(self, name),)
             }
         return cache[n]
+
+    def __getstate__(self) -> dict:
+        """Pickle without the tiled caches (process workers rebuild them)."""
+        state = dict(self.__dict__)
+        state.pop("_tiled", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
 
 def _ring_bank(arr: np.ndarray, n_banks: int, n_rings: int) -> np.ndarray:
@@ -125,91 +167,123 @@ def _ring_bank(arr: np.ndarray, n_banks: int, n_rings: int) -> np.ndarray:
     return np.swapaxes(arr.reshape((n_banks, n_rings) + arr.shape[1:]), 0, 1)
 
 
-def bus_phase_factors(params: ChipParams, wavelength_m: np.ndarray) -> np.ndarray:
-    """exp(i (theta_j + theta'_j)) * loss^2 per (B, R, W): one round of through gap j and drop gap j."""
-    lengths = params.through_gap_length_m + params.drop_gap_length_m  # (B, R)
-    theta = 2 * math.pi * params.effective_index * lengths[:, :, None] / wavelength_m[None, None, :]
-    return np.exp(1j * theta) * params.bus_loss_amplitude**2
+def bus_factors(params: ChipParams, wavelength_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(psi, psi') per (B, R, W): field factor of through-bus gap j and drop-bus gap j (phase and loss)."""
+    wl = np.asarray(wavelength_m, dtype=float)
+    k = 2 * math.pi * params.effective_index / wl
+    loss = params.bus_loss_amplitude
+    psi = np.exp(1j * params.through_gap_length_m[:, :, None] * k) * loss
+    psi_d = np.exp(1j * params.drop_gap_length_m[:, :, None] * k) * loss
+    return psi, psi_d
 
 
 def build_constants(params: ChipParams, n_banks: int, n_rings: int, wavelength_m: np.ndarray) -> BankConstants:
     """Precompute everything that depends only on (ring, wavelength) for the fast kernel (float64, then cast)."""
     wl = np.asarray(wavelength_m, dtype=float).reshape(-1)
+    nw = wl.size
     plan = plan_tree(n_rings)
-    rb = lambda a: _ring_bank(np.asarray(a), n_banks, n_rings)  # noqa: E731
-    r1, r2, a = params.r_through, params.r_drop, params.round_trip_amplitude
-    k1sq, k2sq = 1 - r1**2, 1 - r2**2
+    rb = lambda v: _ring_bank(np.asarray(v), n_banks, n_rings)  # noqa: E731
+    r1, r2, a = rb(params.r_through), rb(params.r_drop), rb(params.round_trip_amplitude)  # (R, B)
     x = r1 * r2 * a
-    sc = 1 / np.sqrt(1 - x**2)  # scales den so |s den| is centred on 1: keeps float32 products in range
-    ngl = params.group_index * params.ring_length_m  # (H,)
-    ref = params.design_resonance_m  # (H,)
-    ahs = np.sqrt(sc * x)[:, None] * np.exp(1j * math.pi * ngl[:, None] * (1 / wl[None, :] - 1 / ref[:, None]))
-    dmag = -np.sqrt(k1sq * k2sq * a * sc / x)  # (H,): d = dmag * hs / (s den), hs = sqrt(s x) h
-    theta = rb(bus_phase_factors(params, wl).reshape(n_banks * n_rings, -1))  # (R, B, W)
-    dmag_rb = rb(dmag)  # (R, B)
-    rho = np.zeros((n_rings, n_banks, wl.size), dtype=complex)
-    rho[:-1] = (dmag_rb[1:] / dmag_rb[:-1])[:, :, None] * theta[:-1]
-    c64 = np.complex64
+    kappa = np.sqrt((1 - r1**2) * (1 - r2**2) * a)
+    lam = np.sqrt(x)  # |h| = sqrt(x), D = w - 1 = -den: log|den| averages to 0 over a FSR (Jensen)
+    k = x / (kappa * lam)  # v_j / u_j of the diagonal similarity that makes the B entry exactly h
+    ngl = rb(params.group_index * params.ring_length_m)  # (R, B)
+    ref = rb(params.design_resonance_m)
+    psi, psi_d = bus_factors(params, wl)  # (B, R, W)
+    psi, psi_d = np.swapaxes(psi, 0, 1), np.swapaxes(psi_d, 0, 1)  # (R, B, W)
+    big_psi = psi * psi_d
+    e = lambda v: v[:, :, None]  # noqa: E731  (R, B) -> (R, B, 1)
+    ratio = np.ones_like(k)
+    ratio[:-1] = k[:-1] / k[1:]  # k_j / k_{j+1}
+    k_next = np.ones_like(k)
+    k_next[:-1] = k[1:]
+    lam_c = e(lam) * np.exp(1j * math.pi * e(ngl) * (1 / wl[None, None, :] - 1 / e(ref)))
+    gam = e(ratio) * big_psi / e(r1 * r2)
+    alp = -e(ratio * r1 * r2) * big_psi
+    cc = -e(kappa / (k_next * lam)) * big_psi
+    nu = np.broadcast_to(e(r1**2), (n_rings, n_banks, nw))
     perm = plan.order
+    c64 = np.complex64
 
-    def per_elem(v: np.ndarray) -> np.ndarray:  # (R, B, W) -> memory order, (R, B, W, 1) complex64
-        return np.ascontiguousarray(v[perm][..., None]).astype(c64)
+    def per_elem(v: np.ndarray, rows: int) -> np.ndarray:  # (R, B, W) -> memory order, (rows, B, W, 1)
+        return np.ascontiguousarray(np.asarray(v)[perm][:rows, :, :, None]).astype(c64)
 
-    def per_ring(v: np.ndarray) -> np.ndarray:
-        return per_elem(np.broadcast_to(rb(v)[:, :, None], (n_rings, n_banks, wl.size)))
-
+    m = max(n_rings - 1, 0)
+    through_scale = np.prod(np.abs(psi) ** 2 / e(r1**2), axis=0)  # (B, W)
+    drop_scale = np.broadcast_to(1 / k[0, :, None] ** 2, (n_banks, nw))
     return BankConstants(
         n_banks=n_banks,
         n_rings=n_rings,
         wavelength_m=wl,
         plan=plan,
         row_index=rb(np.arange(n_banks * n_rings))[perm].reshape(-1),
-        half_phase_coef=rb(math.pi * ngl)[perm].reshape(-1, 1),
-        half_phase_ref=rb(math.pi * ngl / ref)[perm].reshape(-1, 1),
-        ahs=per_elem(rb(ahs)),
-        s=per_ring(sc),
-        c1=per_ring(1 / r1),
-        k1=per_ring(sc * k1sq / r1),
-        c2=per_elem(rho / rb(r2)[:, :, None]),
-        k2=per_elem(rho * (rb(sc * k2sq) / rb(r2))[:, :, None]),
-        d0=np.broadcast_to(dmag_rb[0][:, None], (n_banks, wl.size))[..., None].astype(c64),
-        through_loss=float(params.bus_loss_amplitude ** (2 * n_rings)),
+        half_phase_coef=(math.pi * ngl)[perm].reshape(-1, 1),
+        half_phase_ref=(math.pi * ngl / ref)[perm].reshape(-1, 1),
+        lam=per_elem(lam_c, n_rings),
+        gam=per_elem(gam, m),
+        alp=per_elem(alp, m),
+        cc=per_elem(cc, m),
+        nu=per_elem(nu, n_rings),
+        drop_scale=drop_scale[..., None].astype(np.float32),
+        through_scale=through_scale[..., None].astype(np.float32),
     )
 
 
 _workspaces = threading.local()
 
 
-def _workspace(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Per-thread scratch buffers for one (R, B, W, n) shape, reused across chunks (stays in cache)."""
+def _view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Reshape that must not copy (the kernel writes through these views)."""
+    v = a.reshape(shape)
+    if not np.shares_memory(v, a):
+        raise AssertionError("reshape copied")
+    return v
+
+
+def _workspace(nr: int, nb: int, nw: int, n: int) -> dict[str, np.ndarray]:
+    """Per-thread scratch buffers (and views into them) for one (R, B, W, n), reused across chunks."""
     cache = _workspaces.__dict__.setdefault("by_shape", {})
-    ws = cache.get(shape)
+    key = (nr, nb, nw, n)
+    ws = cache.get(key)
     if ws is None:
         if len(cache) > 8:
             cache.clear()
         c64 = np.complex64
+        x = nb * nw * n
+        m = nr - 1
+        pairs = max((nr - 2) // 2, 1)
+        mv = max(m, 1)  # A and C exist for rings 0..R-2 only (views of at least one row keep the code uniform)
+        mat = np.empty((nr, 2, 2, x), c64)  # per ring (memory order) [[A, B], [C, D]], X = B*W*n flattened
+        fac = np.empty((nr, x), c64)  # through factors w - nu
+        shp = (nr, nb, nw, n)
         ws = {
-            "h": np.empty(shape, c64),
-            "q": np.empty(shape, c64),
-            "t": np.empty(shape, c64),
-            "g": np.empty(shape, c64),
-            "m": np.empty(shape, np.float32),
-            "tmp": np.empty(((shape[0] + 1) // 2,) + shape[1:], c64),
+            "mat": mat,
+            "fac": fac,
+            "fac4": _view(fac, shp),
+            "h": _view(mat[:, 0, 1], shp),  # B entry: h
+            "w": _view(mat[:, 1, 1], shp),  # D entry: w, then w + delta
+            "a": _view(mat[:mv, 0, 0], (mv,) + shp[1:]),
+            "c": _view(mat[:mv, 1, 0], (mv,) + shp[1:]),
+            "t1": np.empty((pairs, 2, 2, x), c64),
+            "t2": np.empty((pairs, 2, 2, x), c64),
+            "v1": np.empty((2, x), c64),
+            "v2": np.empty((2, x), c64),
         }
-        cache[shape] = ws
+        cache[key] = ws
     return ws
 
 
 def fast_port_transmissions(k: BankConstants, resonance_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """|E_through|^2 and |E_drop|^2, each (B, W, n) float32, for resonances (H, n) (point axis last).
 
-    This is the hot path: complex64 arithmetic on contiguous (R, B, W, n) arrays, cos/sin per (point, ring), and
-    no per-element division: with D = s (1 - x z), t = t~/D and g = t t' rho = g~/D^2, each ring is the
-    projective leaf (E~ = hs D, G~ = g~, Delta = D^2) and segments combine as
-    (E~_A Delta_B + G~_A E~_B, G~_A G~_B, Delta_A Delta_B); one division per (bank, wavelength, point) at the end.
+    This is the hot path: complex64 arithmetic on contiguous rows, cos/sin per (point, ring), the 2x2 matrix
+    product over rings as a log-depth tree (see the module docstring), and one division per (bank, wavelength,
+    point) at the end.
     """
     nr, nb = k.n_rings, k.n_banks
     n = resonance_m.shape[-1]
+    nw = k.wavelength_m.size
     narg = np.divide(k.half_phase_coef, resonance_m[k.row_index])  # (R*B, n) float64
     np.subtract(k.half_phase_ref, narg, out=narg)  # -(phi/2 reduced): small, float32 is enough for cos/sin
     narg32 = narg.astype(np.float32)
@@ -218,52 +292,49 @@ def fast_port_transmissions(k: BankConstants, resonance_m: np.ndarray) -> tuple[
     np.sin(narg32, out=zh[..., 1])
     zh = zh.view(np.complex64).reshape(nr, nb, 1, n)
     tc = k.tiled(n)
-    shape = tc["ahs"].shape
-    ws = _workspace(shape)
-    h, den, t, g = ws["h"], ws["q"], ws["t"], ws["g"]
-    np.multiply(tc["ahs"], zh, out=h)  # hs = sqrt(s x) exp(i phi/2)
-    np.square(h, out=den)
-    np.subtract(tc["s"], den, out=den)  # D = s (1 - x z)
-    np.multiply(tc["c1"], den, out=t)
-    np.subtract(t, tc["k1"], out=t)  # t~ = D/r1 - s kappa1/r1 = D t
-    thr = np.multiply.reduce(t, axis=0)  # (B, W, n): prod t~
-    np.multiply(tc["c2"], den, out=g)
-    np.subtract(g, tc["k2"], out=g)
-    np.multiply(g, t, out=g)  # g~ = D^2 t t' rho
-    np.multiply(h, den, out=h)  # E~ = hs D
-    np.square(den, out=den)  # Delta = D^2
-    _tree_reduce(g, h, den, k.plan, ws["tmp"])
-    delta_abs = np.abs(den[0])  # |prod D|^2
-    np.reciprocal(delta_abs, out=delta_abs)
+    ws = _workspace(nr, nb, nw, n)
+    mat, h, w = ws["mat"], ws["h"], ws["w"]
+    np.multiply(tc["lam"], zh, out=h)  # h = lambda s
+    np.square(h, out=w)  # w = lambda^2 z
+    np.subtract(w, tc["nu"], out=ws["fac4"])  # through factor w - r1^2
+    if nr > 1:
+        m = nr - 1
+        np.multiply(tc["gam"], w[:m], out=ws["a"])
+        ws["a"] += tc["alp"]  # A = gamma w + alpha
+        np.multiply(tc["cc"], h[:m], out=ws["c"])  # C = c h
+    w -= np.complex64(1)  # D = w - 1
+    thr = np.multiply.reduce(ws["fac"], axis=0)  # (X,) prod_j (w_j - nu_j)
+    vec = mat[nr - 1, :, 1]  # (2, X): [h; D] of the last ring, the starting vector [p'; q']
+    t1, t2, v1, v2 = ws["t1"], ws["t2"], ws["v1"], ws["v2"]
+    for mv, a_rows, b_rows in k.plan.levels:
+        mr = mat[mv]
+        np.multiply(mr[:, 0], vec[0], out=v1)
+        np.multiply(mr[:, 1], vec[1], out=v2)
+        np.add(v1, v2, out=vec)
+        if a_rows is not None:
+            ma, mb = mat[a_rows], mat[b_rows]
+            s = ma.shape[0]
+            np.multiply(ma[:, :, 0:1], mb[:, None, 0], out=t1[:s])
+            np.multiply(ma[:, :, 1:2], mb[:, None, 1], out=t2[:s])
+            np.add(t1[:s], t2[:s], out=ma)
+    out_shape = (nb, nw, n)
+    inv = np.reciprocal(vec[1])  # the one division (complex: ratios before squaring keep float32 in range)
+    thr *= inv
     thr_p = _abs2(thr)
-    thr_p *= delta_abs
-    thr_p *= np.float32(k.through_loss)
-    drop_p = _abs2(h[0])
-    drop_p *= np.square(delta_abs, out=delta_abs)
-    drop_p *= np.abs(k.d0) ** 2
+    inv *= vec[0]
+    drop_p = _abs2(inv)
+    thr_p = thr_p.reshape(out_shape)
+    thr_p *= k.through_scale
+    drop_p = drop_p.reshape(out_shape)
+    drop_p *= k.drop_scale
     return thr_p, drop_p
 
 
-def _tree_reduce(g: np.ndarray, e: np.ndarray, delta: np.ndarray, plan: TreePlan, tmp: np.ndarray) -> None:
-    """In place on row 0: the projective sum_i e_i prod_{j<i} g_j over the ring axis, log-depth, no ring loop."""
-    for a, b, update_g in plan.levels:
-        ea = e[a]
-        out = tmp[: ea.shape[0]]
-        np.multiply(g[a], e[b], out=out)
-        ea *= delta[b]
-        ea += out
-        da = delta[a]
-        da *= delta[b]
-        if update_g:
-            ga = g[a]
-            ga *= g[b]
-
-
 def _abs2(z: np.ndarray) -> np.ndarray:
-    """|z|^2 as float32 via the interleaved float view."""
+    """|z|^2 as float32 via the interleaved float view (z contiguous, 1-d)."""
     v = z.view(np.float32)
     sq = np.square(v)
-    return np.add(sq[..., 0::2], sq[..., 1::2])
+    return np.add(sq[0::2], sq[1::2])
 
 
 # ---- float64 reference path (truth functions, tests) ----------------------------------------------------------
@@ -287,28 +358,44 @@ def _ring_terms_f64(
     return t, tp, d
 
 
+def _two_bus_recursion(
+    t: np.ndarray, tp: np.ndarray, d: np.ndarray, psi: np.ndarray, psi_d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(through, drop) of the two-bus bank from per-ring terms (N, B, R, W) and gap factors (B, R, W).
+
+    Backward Riccati recursion from the far end (Gamma_R = 0): X = psi psi' Gamma_{j+1},
+    Gamma_j = (d + (t t' - d^2) X) / (1 - d X), forward gain g_j = t psi / (1 - d X); through = prod g, drop = Gamma_0.
+    Works for fields (complex) and, fed with |.|^2 of everything, for powers.
+    """
+    gamma = np.zeros(np.broadcast_shapes(t[:, :, 0].shape, d[:, :, 0].shape), dtype=np.result_type(t, d, psi))
+    thr = np.ones_like(gamma)
+    for j in range(t.shape[2] - 1, -1, -1):
+        x = psi[:, j] * psi_d[:, j] * gamma
+        den = 1 - d[:, :, j] * x
+        gamma = (d[:, :, j] + (t[:, :, j] * tp[:, :, j] - d[:, :, j] ** 2) * x) / den
+        thr = thr * (t[:, :, j] * psi[:, j] / den)
+    return thr, gamma
+
+
 def fields_f64(
     params: ChipParams, n_banks: int, n_rings: int, resonance_m: np.ndarray, wavelength_m: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coherent (E_through, E_drop), complex128 (N, B, W), for resonances (N, H). Reference accuracy, not speed."""
     wl = np.asarray(wavelength_m, dtype=float)
     t, tp, d = _ring_terms_f64(params, n_banks, n_rings, resonance_m, wl)
-    theta_thr = np.exp(2j * math.pi * params.effective_index * params.through_gap_length_m[:, :, None] / wl)
-    loss = params.bus_loss_amplitude
-    e_thr = np.prod(t * theta_thr[None] * loss, axis=2)
-    g = t * tp * bus_phase_factors(params, wl)[None]
-    excl = np.cumprod(np.concatenate([np.ones_like(g[:, :, :1]), g[:, :, :-1]], axis=2), axis=2)
-    e_drop = np.sum(d * excl, axis=2)
-    return e_thr, e_drop
+    psi, psi_d = bus_factors(params, wl)
+    return _two_bus_recursion(t, tp, d, psi, psi_d)
 
 
 def incoherent_transmissions_f64(
     params: ChipParams, n_banks: int, n_rings: int, resonance_m: np.ndarray, wavelength_m: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Incoherent cascade (powers add, same topology): (|through|^2, drop power) each (N, B, W)."""
-    t, tp, d = _ring_terms_f64(params, n_banks, n_rings, resonance_m, np.asarray(wavelength_m, dtype=float))
-    loss2 = params.bus_loss_amplitude**2
-    thr = np.prod(np.abs(t) ** 2 * loss2, axis=2)
-    g = np.abs(t) ** 2 * np.abs(tp) ** 2 * loss2**2
-    excl = np.cumprod(np.concatenate([np.ones_like(g[:, :, :1]), g[:, :, :-1]], axis=2), axis=2)
-    return thr, np.sum(np.abs(d) ** 2 * excl, axis=2)
+    """Incoherent two-bus bank (same topology, every inter-ring path adds in power): (through, drop) powers (N, B, W).
+
+    Same recursion as ``fields_f64`` with |t|^2, |t'|^2, |d|^2 and |psi|^2, |psi'|^2 (no bus phases).
+    """
+    wl = np.asarray(wavelength_m, dtype=float)
+    t, tp, d = _ring_terms_f64(params, n_banks, n_rings, resonance_m, wl)
+    psi, psi_d = bus_factors(params, wl)
+    p2 = lambda v: np.abs(v) ** 2  # noqa: E731
+    return _two_bus_recursion(p2(t), p2(tp), p2(d), p2(psi), p2(psi_d))

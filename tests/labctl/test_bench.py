@@ -149,7 +149,7 @@ def test_a_heater_write_reaches_the_chip_and_the_readout_sees_it(default_bench: 
     expected = chip.read_port_power_w(1e-3)
     assert np.allclose(after.through, expected[:, 0], rtol=0.01, atol=1e-9)
     assert np.allclose(after.drop, expected[:, 1], rtol=0.01, atol=1e-9)
-    assert abs(after.balanced[0] - before.balanced[0]) > 1e-5
+    assert abs(after.balanced[0] - before.balanced[0]) > 1e-8  # far above the meter noise (~1 pW)
     bench.heaters.safe_state()
     for laser in bench.lasers:
         laser.safe_state()

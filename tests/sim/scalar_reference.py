@@ -1,7 +1,8 @@
 """Plain scalar reference of the emulator physics: Python loops and cmath, straight from the formulas.
 
 Reads the hidden parameters through ``chip.truth_params()``; used by the tests and by bench/emulator_throughput.py
-to check the vectorized float32 kernel. Deliberately slow and obvious.
+to check the vectorized float32 kernel. Deliberately slow and obvious: each bank is solved as the linear system of
+its per-ring scattering relations (independent of the Moebius/transfer-matrix algebra used in sim/optics.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import cmath
 import math
 from typing import Any, Sequence
+
+import numpy as np
 
 
 def heater_power_w(drive: float, mode: str, r0_ohm: float, gamma_per_w: float) -> float:
@@ -44,30 +47,59 @@ def resonances_m(chip: Any, drive: Sequence[float], mode: str = "voltage") -> li
     return out
 
 
+def _ring_coefficients(p: Any, g: int, resonance_m: float, wavelength_m: float) -> tuple[complex, complex, complex]:
+    """(t, t', d) of global ring g: Airy add-drop ring, straight from the formulas."""
+    r1, r2, a = float(p.r_through[g]), float(p.r_drop[g]), float(p.round_trip_amplitude[g])
+    ngl = p.group_index * float(p.ring_length_m[g])
+    phi = 2 * math.pi * ngl * (1 / wavelength_m - 1 / resonance_m)
+    z = cmath.exp(1j * phi)
+    den = 1 - r1 * r2 * a * z
+    t = (r1 - r2 * a * z) / den
+    tp = (r2 - r1 * a * z) / den
+    d = -math.sqrt((1 - r1 * r1) * (1 - r2 * r2) * a) * cmath.exp(0.5j * phi) / den
+    return t, tp, d
+
+
 def bank_fields(chip: Any, resonance: Sequence[float], wavelength_m: float, bank: int) -> tuple[complex, complex]:
-    """(E_through, E_drop) of one bank at one wavelength."""
+    """(E_through, E_drop) of one bank at one wavelength, from the per-ring scattering relations.
+
+    Unknowns: a_1..a_R (right-moving through-bus field arriving at ring j; a_R is the through port) and c_0..c_{R-1}
+    (left-moving drop-bus field leaving ring j toward the drop port; c_0 is the drop port). With a_0 = 1,
+    c_in_j = psi'_j c_{j+1} (c_in_{R-1} = 0) and per ring j
+        a_{j+1} = psi_j (t_j a_j + d_j c_in_j),        c_j = d_j a_j + t'_j c_in_j,
+    i.e. 2R linear equations, solved directly (numpy.linalg.solve on a small complex128 matrix).
+    """
     p = chip.truth_params()
     nr = chip.n_rings
     loss = p.bus_loss_amplitude
-    e_thr = 1 + 0j
-    e_drop = 0j
-    path = 1 + 0j  # prod_{j<i} t_j t'_j exp(i(theta_j + theta'_j)) loss^2
-    for i in range(nr):
-        g = bank * nr + i
-        r1, r2, a = float(p.r_through[g]), float(p.r_drop[g]), float(p.round_trip_amplitude[g])
-        ngl = p.group_index * float(p.ring_length_m[g])
-        phi = 2 * math.pi * ngl * (1 / wavelength_m - 1 / resonance[g])
-        z = cmath.exp(1j * phi)
-        den = 1 - r1 * r2 * a * z
-        t = (r1 - r2 * a * z) / den
-        tp = (r2 - r1 * a * z) / den
-        d = -math.sqrt((1 - r1 * r1) * (1 - r2 * r2) * a) * cmath.exp(0.5j * phi) / den
-        theta = 2 * math.pi * p.effective_index * float(p.through_gap_length_m[bank, i]) / wavelength_m
-        theta_d = 2 * math.pi * p.effective_index * float(p.drop_gap_length_m[bank, i]) / wavelength_m
-        e_drop += d * path
-        e_thr *= t * cmath.exp(1j * theta) * loss
-        path *= t * tp * cmath.exp(1j * (theta + theta_d)) * loss * loss
-    return e_thr, e_drop
+    n = 2 * nr
+    col_a = lambda j: j - 1  # noqa: E731  column of a_j, j = 1..R
+    col_c = lambda j: nr + j  # noqa: E731  column of c_j, j = 0..R-1
+    mat = np.zeros((n, n), dtype=complex)
+    rhs = np.zeros(n, dtype=complex)
+    for j in range(nr):
+        g = bank * nr + j
+        t, tp, d = _ring_coefficients(p, g, resonance[g], wavelength_m)
+        psi = cmath.exp(2j * math.pi * p.effective_index * float(p.through_gap_length_m[bank, j]) / wavelength_m) * loss
+        psi_d = cmath.exp(2j * math.pi * p.effective_index * float(p.drop_gap_length_m[bank, j]) / wavelength_m) * loss
+        row_a, row_c = j, nr + j
+        # a_{j+1} - psi t a_j - psi d psi' c_{j+1} = 0
+        mat[row_a, col_a(j + 1)] += 1
+        if j == 0:
+            rhs[row_a] += psi * t  # a_0 = 1
+        else:
+            mat[row_a, col_a(j)] -= psi * t
+        # c_j - d a_j - t' psi' c_{j+1} = 0
+        mat[row_c, col_c(j)] += 1
+        if j == 0:
+            rhs[row_c] += d
+        else:
+            mat[row_c, col_a(j)] -= d
+        if j < nr - 1:  # nothing enters the drop bus beyond the last ring
+            mat[row_a, col_c(j + 1)] -= psi * d * psi_d
+            mat[row_c, col_c(j + 1)] -= tp * psi_d
+    sol = np.linalg.solve(mat, rhs)
+    return complex(sol[col_a(nr)]), complex(sol[col_c(0)])
 
 
 def port_powers_w(
