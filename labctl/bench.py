@@ -122,7 +122,7 @@ class Bench:
         heaters = SafeHeaterDriver(heater_driver, HeaterLimits(
             mode=wiring.heaters.mode, max_drive=max_drive, max_power_w=max_power,
             total_power_w=limits.total_heater_power_w, worst_resistance_ohm=worst_r,
-            ramp_step=limits.heater_ramp_step))
+            ramp_step=limits.heater_ramp_step), readback_tolerance=limits.heater_readback_tolerance)
         lasers = [SafeLaser(_laser_view(instruments[name]), limits.laser_max_power_w, limits.laser_ramp_step_w)
                   for name in wiring.lasers]
         readout = _readout(config, instruments)

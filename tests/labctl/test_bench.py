@@ -293,3 +293,52 @@ def test_bench_check_cli(lock_dir: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "labctl.cli", "bench", "check", "--bench", "nosuchbench"],
                          capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
     assert bad.returncode == 2 and "--bench" in bad.stderr
+
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import atexit, json
+    import numpy as np
+    from labctl.bench import Bench, lasers_on
+    from labctl.bench_config import load_bench
+    config, digest = load_bench()
+    bench = Bench.connect(config, digest)
+    chip = bench.emulation.chip
+    # registered first, so it runs last: after the bench's own atexit safe state
+    atexit.register(lambda: print(json.dumps({"heaters": chip.heater_drive().tolist(),
+                                              "lasers_on": chip.laser_on().tolist()})))
+    bench.guard.__enter__()
+    lasers_on(bench, 1e-3)
+    bench.set_ring_drive(np.full(40, 2.0))
+    print("READY", flush=True)
+    raise SystemExit(0)  # the script forgets to close the bench
+""")
+
+
+def test_interpreter_exit_leaves_the_bench_safe(lock_dir: Path) -> None:
+    env = dict(os.environ, LABCTL_LOCK_DIR=str(lock_dir))
+    result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=120,
+                            env=env, cwd=REPO)
+    assert "READY" in result.stdout, result.stderr[-2000:]
+    state = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(v == 0 for v in state["heaters"]) and not any(state["lasers_on"])
+
+
+def test_readback_after_writes(lock_dir: Path, tmp_path: Path) -> None:
+    text = embedded_bench_path("default").read_text().replace(
+        "laser_max_power_w = 0.010", "laser_max_power_w = 0.010\nheater_readback_tolerance = 0.001")
+    path = tmp_path / "readback.toml"
+    path.write_text(text)
+    with Bench.open(path, lock_dir=lock_dir) as bench:
+        bench.set_ring_drive(np.full(40, 1.5))  # read back through VALL? and compared
+        model = bench.emulation.bench.model("heaters")
+        original = model.handle
+
+        def stuck(line: str):  # the instrument reports a different voltage than commanded
+            reply = original(line)
+            if line == qontrol.VALL_QUERY and isinstance(reply, str):
+                return reply.replace("+1.5000 V", "+1.4000 V", 1)
+            return reply
+
+        model.handle = stuck
+        with pytest.raises(InstrumentError, match="read-back of channel 0"):
+            bench.set_ring_drive(np.full(40, 1.5))
