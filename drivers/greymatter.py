@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .heater_request import validate_heater_request
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
 from .instrument import Channel, Instrument, Setting
 from .interfaces import DriveMode
@@ -419,28 +420,13 @@ class Greymatter(Instrument):
     # -- HeaterDriver ------------------------------------------------------------------------------------------------
     def _validated(self, values: Any, channels: Any) -> tuple[np.ndarray, np.ndarray]:
         """The whole request checked before anything is written."""
-        vals = np.atleast_1d(np.asarray(values, dtype=float))
-        if channels is None:
-            chans = np.arange(self.n_channels)
-        else:
-            raw = np.atleast_1d(np.asarray(channels))
-            if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
-                raise LimitError(f"{self.name}: channel numbers must be integers, got {raw!r}")
-            chans = raw.astype(int)
-        if vals.ndim != 1 or vals.shape != chans.shape:
-            raise LimitError(f"{self.name}: {vals.size} values for {chans.size} channels")
-        bad = np.flatnonzero((chans < 0) | (chans >= self.n_channels))
-        if bad.size:
-            raise LimitError(f"{self.name}: channel {chans[bad[0]]} does not exist (0..{self.n_channels - 1})")
-        if np.unique(chans).size != chans.size:
-            raise LimitError(f"{self.name}: a channel appears twice in {chans.tolist()}")
         unit = "A" if self.mode == "current" else "V"
-        limits = self._limit[chans]
-        for k in np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals > limits)):
-            board, dac, ch = self._addresses[chans[k]]
-            raise LimitError(f"{self.name}: channel {chans[k]} (board {board} DAC{dac} CH{ch}): {vals[k]:g} {unit} "
-                             f"is outside [0, {limits[k]:g}] {unit}; nothing was written")
-        return chans, vals
+
+        def describe(ch: int) -> str:
+            board, dac, out = self._addresses[ch]
+            return f"board {board} DAC{dac} CH{out}"
+
+        return validate_heater_request(self.name, values, channels, self.n_channels, self._limit, unit, describe)
 
     def set_drive(self, values: np.ndarray, channels: np.ndarray | None = None) -> None:
         """Amps (current mode) or volts (voltage mode) on ``channels`` (all when None), changing together.

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from .errors import InstrumentReplyError, InstrumentReportedError, LimitError
+from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
 from .parsing import Identity, parse_float, parse_idn, parse_int, parse_scpi_error
 from .transport import BaseTransport, TransportSettings, open_transport
 from .validators import Validator
@@ -111,6 +111,19 @@ class Setting(Generic[T]):
                 raise LimitError(f"{what}: {value!r} is not one of {list(self.mapping)}")
             value = self.mapping[value]
         return instance._fill(self.command, value=value)
+
+
+def attempt_all(name: str, steps: Any) -> None:
+    """Run every step even if some fail (a safe state must try everything), then raise the first failure."""
+    first: Exception | None = None
+    for step in steps:
+        try:
+            step()
+        except (InstrumentError, OSError) as exc:
+            log.error("%s: safe-state step failed: %s", name, exc)
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 class _Addressable:

@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import InstrumentConnectionError, InstrumentError, LimitError
-from .instrument import ScpiInstrument, Setting
+from .errors import InstrumentConnectionError, LimitError
+from .instrument import ScpiInstrument, Setting, attempt_all
 from .parsing import in_range, parse_float, parse_float_list
 from .transport import BaseTransport, TransportSettings, open_transport
 from .validators import Range
@@ -206,15 +206,6 @@ class Keithley2400(ScpiInstrument):
 
         Every step is attempted even if an earlier one fails; the first failure is raised at the end.
         """
-        first: Exception | None = None
-        steps = (lambda: self.write(SOURCE_FIXED_MODE), lambda: self.set_voltage_v(0.0),
-                 lambda: self.set_output(False))
-        for step in steps:
-            try:
-                step()
-            except (InstrumentError, OSError) as exc:
-                log.error("%s: safe_state step failed: %s", self.name, exc)
-                first = first or exc
-        if first is not None:
-            raise first
+        attempt_all(self.name, (lambda: self.write(SOURCE_FIXED_MODE), lambda: self.set_voltage_v(0.0),
+                                lambda: self.set_output(False)))
 

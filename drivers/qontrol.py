@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .heater_request import validate_heater_request
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
 from .instrument import Channel, Instrument, Setting
 from .interfaces import DriveMode
@@ -489,27 +490,8 @@ class Qontrol(Instrument):
 
     def _validated(self, values: Any, channels: Any) -> tuple[np.ndarray, np.ndarray]:
         """The whole request checked before anything is written: shapes, channel numbers, finiteness, limits."""
-        vals = np.atleast_1d(np.asarray(values, dtype=float))
-        if channels is None:
-            chans = np.arange(self.n_channels)
-        else:
-            raw = np.atleast_1d(np.asarray(channels))
-            if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
-                raise LimitError(f"{self.name}: channel numbers must be integers, got {raw!r}")
-            chans = raw.astype(int)
-        if vals.ndim != 1 or vals.shape != chans.shape:
-            raise LimitError(f"{self.name}: {vals.size} values for {chans.size} channels")
-        bad = np.flatnonzero((chans < 0) | (chans >= self.n_channels))
-        if bad.size:
-            raise LimitError(f"{self.name}: channel {chans[bad[0]]} does not exist (0..{self.n_channels - 1})")
-        if np.unique(chans).size != chans.size:
-            raise LimitError(f"{self.name}: a channel appears twice in {chans.tolist()}")
-        limits = self.max_drive()[chans]
         unit = "V" if self.mode == "voltage" else "A"
-        for k in np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals > limits)):
-            raise LimitError(f"{self.name}: channel {chans[k]}: {vals[k]:g} {unit} is outside [0, {limits[k]:g}] "
-                             f"{unit}; nothing was written")
-        return chans, vals
+        return validate_heater_request(self.name, values, channels, self.n_channels, self.max_drive(), unit)
 
     # -- HeaterDriver ------------------------------------------------------------------------------------------------
     def set_drive(self, values: np.ndarray, channels: np.ndarray | None = None) -> None:

@@ -53,7 +53,7 @@ import numpy as np
 
 from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentReportedError, \
     InstrumentTimeout, LimitError
-from .instrument import ScpiInstrument, Setting
+from .instrument import ScpiInstrument, Setting, attempt_all
 from .interfaces import SweepSettings
 from .parsing import in_range, parse_float, parse_int
 from .transport import BaseTransport, TransportSettings, is_visa_address, open_transport
@@ -415,15 +415,7 @@ class SantecTSL570(ScpiInstrument):
 
     def safe_state(self) -> None:
         """Stop any sweep, then switch the output off; both are attempted even if one fails."""
-        first: Exception | None = None
-        for step in (self.stop_sweep, lambda: self.set_output(False)):
-            try:
-                step()
-            except (InstrumentError, OSError) as exc:
-                log.error("%s: safe_state step failed: %s", self.name, exc)
-                first = first or exc
-        if first is not None:
-            raise first
+        attempt_all(self.name, (self.stop_sweep, lambda: self.set_output(False)))
 
     # -- alerts ----------------------------------------------------------------------------------------------------
     def read_alerts(self) -> list[tuple[int, str]]:
