@@ -34,6 +34,7 @@ class SweepResult:
 def run_sweep(chip: Chip, *, start_m: float, stop_m: float, step_m: float, power_w: float = 1e-3,
               averaging_time_s: float = 1e-4) -> SweepResult:
     wavelength_m = np.arange(start_m, stop_m + step_m / 2, step_m)
+    chip.set_lasers(on=np.zeros(chip.n_channels, dtype=bool))  # only the swept laser lights the chip
     t0 = chip.clock.now_s
     ports = chip.port_spectrum_w(wavelength_m, power_w, channel=0, averaging_time_s=averaging_time_s)
     through_w, drop_w = ports[..., 0], ports[..., 1]
