@@ -4,7 +4,8 @@ Simulated instruments (heater driver, lasers, power meters, source meters) all t
 side is stateful: heater drive with DAC quantization and first-order thermal settling in virtual time, laser
 settings, readings that use the state at ``clock.now_s``. ``evaluate`` is the batch path (settled heaters, current
 chip temperature, noise from the chip's noise stream). Chip reads never advance the clock; instruments charge
-their own latencies (``spec.timing``) via ``chip.clock.advance``.
+their own latencies (``spec.timing``) via ``chip.clock.advance``. ``Chip(workers=N)`` evaluates large batches in N
+processes (this one plus a lazily started pool), bit-identical to ``workers=1``.
 
 Power bookkeeping: each bank's bus input per channel is laser power * input facet transmission *
 ``optics.bank_split_fraction`` (default 1.0: every bank sees the full post-facet power). The on-chip balanced
@@ -17,8 +18,15 @@ the instruments like on a real bench.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import mmap
+import multiprocessing
+import time
+import weakref
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,9 +56,11 @@ __all__ = ["Chip", "Evaluation"]
 
 log = logging.getLogger(__name__)
 
-BLOCK_POINTS = 4096  # points per drive -> resonance pass (bounded memory for any batch size)
+DEFAULT_CHUNK_POINTS = 160  # points per kernel call; measured best on a 2-core EPYC (working set stays in L2/L3)
+BLOCK_POINTS = DEFAULT_CHUNK_POINTS  # points per drive -> resonance pass (40x40xn gemm stays single-threaded)
 SWEEP_CHUNK = 4096  # wavelengths per kernel call in port_spectrum_w
-DEFAULT_CHUNK_POINTS = 160  # measured best on a 2-core EPYC: (R, B, W, n) working set stays in L2/L3
+PARENT_SHARE_WEIGHT = 1.0  # initial points of this process's share relative to a pool worker's share (then measured)
+PARALLEL_MIN_POINTS = 2048  # smaller batches stay in-process (the process hand-off, ~1-2 ms, would dominate)
 
 
 @dataclass(frozen=True)
@@ -62,10 +72,167 @@ class Evaluation:
     drop_power_w: np.ndarray
 
 
+@dataclass
+class _Batch:
+    """What a pool worker needs for a share of one evaluate batch (besides its share of drives and powers)."""
+
+    wavelength_m: np.ndarray
+    drive: np.ndarray
+    mode: str
+    full_scale: float
+    lsb: float
+    base_m: np.ndarray
+    arena_offset: int = 0  # next free byte of the shared arena for this batch
+
+
+class _DriveResonances:
+    """resonances(s, e) -> (H, e - s) settled resonances for drives[s:e] (picklable, for process workers).
+
+    Same maths as heaters.quantize_drive / power_from_*_w, with out= buffers, once per block of points.
+    """
+
+    def __init__(self, drive: np.ndarray, mode: str, full_scale: float, lsb: float, params: ChipParams,
+                 base_m: np.ndarray) -> None:
+        self.drive, self.mode, self.fs, self.lsb, self.params, self.base = drive, mode, full_scale, lsb, params, base_m
+
+    def __call__(self, s: int, e: int) -> np.ndarray:
+        p = self.params
+        v = np.maximum(self.drive[s:e], 0.0)
+        np.minimum(v, self.fs, out=v)
+        v *= 1.0 / self.lsb
+        np.rint(v, out=v)
+        v *= self.lsb
+        if self.mode == "voltage":
+            r0 = p.heater_resistance_ohm
+            np.square(v, out=v)  # V^2
+            root = v * (4.0 * p.self_heating_per_w * r0)
+            root += r0 * r0
+            np.sqrt(root, out=root)
+            root += r0
+            v *= 2.0
+            v /= root  # P = 2 V^2 / (R0 + sqrt(R0^2 + 4 gamma R0 V^2))
+            power = v
+        else:
+            power = _heaters.power_from_current_w(v, p.heater_resistance_ohm, p.self_heating_per_w)
+        res = p.crosstalk_m_per_w @ power.T  # (H, n)
+        res += self.base
+        return res
+
+
+def _transmit_block(
+    k: BankConstants,
+    resonances: Callable[[int, int], np.ndarray],
+    pin_cn: np.ndarray,
+    rin: np.ndarray | None,
+    thr: np.ndarray,
+    drop: np.ndarray,
+    bs: int,
+) -> None:
+    """Bus powers of points bs..bs+BLOCK_POINTS into thr/drop (B, n): resonances once, then the optics kernel over
+    chunks of DEFAULT_CHUNK_POINTS. Every path (serial, threads, processes) runs exactly these calls on the same
+    block and chunk boundaries, so results do not depend on how a batch is distributed."""
+    be = min(bs + BLOCK_POINTS, thr.shape[1])
+    res_block = resonances(bs, be)
+    for s in range(bs, be, DEFAULT_CHUNK_POINTS):
+        e = min(s + DEFAULT_CHUNK_POINTS, be)
+        t_bwn, d_bwn = fast_port_transmissions(k, res_block[:, s - bs : e - bs])
+        # C-ordered whatever the caller's layout: einsum's summation order follows operand strides, and every path
+        # (serial, pool share with pickled or shared-memory inputs) must round identically
+        if rin is None:
+            pin = np.ascontiguousarray(pin_cn[:, s:e])
+        else:
+            pin = np.multiply(pin_cn[:, s:e], rin[:, s:e], order="C")
+        np.einsum("bcn,cn->bn", t_bwn, pin, out=thr[:, s:e])
+        np.einsum("bcn,cn->bn", d_bwn, pin, out=drop[:, s:e])
+
+
+# ---- process workers (Chip(workers=N)): each holds the chip parameters and its BankConstants once ------------
+ARENA_BYTES = 64 * 2**20  # shared input/output area per process pool (virtual; only touched pages use memory)
+_WORKER: dict = {}
+
+
+def _worker_init(params: ChipParams, n_banks: int, n_rings: int, arena: mmap.mmap | None) -> None:
+    _WORKER.clear()
+    _WORKER.update(params=params, n_banks=n_banks, n_rings=n_rings, constants={}, arena=arena)
+
+
+def _share_transmissions(
+    wavelength_m: np.ndarray, drive: np.ndarray, mode: str, full_scale: float, lsb: float, base_m: np.ndarray,
+    pin_cn: np.ndarray, thr: np.ndarray, drop: np.ndarray,
+) -> None:
+    """(through, drop) bus powers into thr/drop (B, n) for one share of a batch (first point on a block boundary)."""
+    params, nb, nr = _WORKER["params"], _WORKER["n_banks"], _WORKER["n_rings"]
+    cache = _WORKER["constants"]
+    key = wavelength_m.tobytes()
+    k = cache.get(key)
+    if k is None:
+        if len(cache) > 8:
+            cache.clear()
+        k = cache[key] = build_constants(params, nb, nr, wavelength_m)
+    res = _DriveResonances(drive, mode, full_scale, lsb, params, base_m)
+    for bs in range(0, drive.shape[0], BLOCK_POINTS):
+        _transmit_block(k, res, pin_cn, None, thr, drop, bs)
+
+
+def _worker_transmissions(
+    wavelength_m: np.ndarray, drive: np.ndarray, mode: str, full_scale: float, lsb: float, base_m: np.ndarray,
+    pin_cn: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share with pickled inputs and outputs: (through, drop, compute seconds)."""
+    t0 = time.perf_counter()
+    nb, n = _WORKER["n_banks"], drive.shape[0]
+    thr, drop = np.empty((nb, n)), np.empty((nb, n))
+    _share_transmissions(wavelength_m, drive, mode, full_scale, lsb, base_m, pin_cn, thr, drop)
+    return thr, drop, time.perf_counter() - t0
+
+
+def _arena_views(arena: mmap.mmap, offset: int, n: int, n_heaters: int, n_channels: int, n_banks: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(drive (n, H), pin (C, n), thr (B, n), drop (B, n)) float64 views of one share's slot in the arena."""
+    out = []
+    for shape in ((n, n_heaters), (n_channels, n), (n_banks, n), (n_banks, n)):
+        out.append(np.ndarray(shape, dtype=np.float64, buffer=arena, offset=offset))
+        offset += 8 * shape[0] * shape[1]
+    return out[0], out[1], out[2], out[3]
+
+
+def _arena_bytes(n: int, n_heaters: int, n_channels: int, n_banks: int) -> int:
+    return 8 * n * (n_heaters + n_channels + 2 * n_banks)
+
+
+def _worker_transmissions_shared(
+    wavelength_m: np.ndarray, offset: int, n: int, n_channels: int, mode: str, full_scale: float, lsb: float,
+    base_m: np.ndarray,
+) -> float:
+    """Share whose inputs and outputs live in the shared arena (fork workers: no pickling of the arrays); returns
+    the compute seconds."""
+    t0 = time.perf_counter()
+    drive, pin, thr, drop = _arena_views(_WORKER["arena"], offset, n, base_m.shape[0], n_channels,
+                                         _WORKER["n_banks"])
+    _share_transmissions(wavelength_m, drive, mode, full_scale, lsb, base_m, pin, thr, drop)
+    return time.perf_counter() - t0
+
+
+def _shutdown_pool(pool: ProcessPoolExecutor, arena: mmap.mmap | None) -> None:
+    pool.shutdown(wait=True, cancel_futures=True)
+    if arena is not None:
+        try:
+            arena.close()
+        except BufferError:  # views of an interrupted batch still alive: the mapping goes when they do
+            pass
+
+
 class Chip:
     """Emulated chip with banks x rings add-drop microrings fed by WDM lasers (see module docstring)."""
 
-    def __init__(self, spec: ChipSpec | None = None, seed: int = 0, threads: int | None = None) -> None:
+    def __init__(
+        self, spec: ChipSpec | None = None, seed: int = 0, threads: int | None = None, workers: int = 1
+    ) -> None:
+        """``workers`` > 1: ``evaluate`` splits batches of >= PARALLEL_MIN_POINTS points into ``workers`` shares on
+        block boundaries; this process computes the first share while a persistent process pool (``workers`` - 1
+        processes, started lazily on first use, each holding the chip parameters and the BankConstants once)
+        computes the others. All noise is drawn here, so results are bit-identical to ``workers=1``. Call
+        ``close()`` (or drop the chip) to stop the pool."""
         self._spec = spec if spec is not None else ChipSpec()
         self._seed = int(seed)
         fab_rng, self._noise_rng, drift_rng = spawn_streams(self._seed)
@@ -87,6 +254,13 @@ class Chip:
         # ufunc calls and the GIL hand-offs eat the overlap), so the default is 1; pass threads=2 to try.
         self._threads = threads if threads is not None else 1
         self._pool: ThreadPoolExecutor | None = None
+        if int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers!r}")
+        self._workers = int(workers)
+        self._proc_pool: ProcessPoolExecutor | None = None
+        self._arena: mmap.mmap | None = None
+        self._parent_weight = PARENT_SHARE_WEIGHT
+        self._proc_finalizer: weakref.finalize | None = None
         o = self._spec.optics
         self._input_factor = 10 ** (-o.facet_loss_db / 10) * o.bank_split_fraction
         self._output_factor = 10 ** (-o.facet_loss_db / 10)
@@ -245,12 +419,16 @@ class Chip:
         pin_cn: np.ndarray,
         averaging_time_s: float,
         noise: bool,
+        share_job: Callable[[int, int, np.ndarray], Callable[[], tuple[np.ndarray, np.ndarray, float]]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(balanced current, through bus power, drop bus power), each (B, N).
 
         ``resonances(s, e)`` gives the (H, e - s) resonances of points s..e; it is called once per block of
-        BLOCK_POINTS points (inside the worker), and the kernel then runs over cache-sized chunks of the block. Noise is drawn for the whole batch
-        up front, so results do not depend on chunking or threading.
+        BLOCK_POINTS points, and the kernel then runs over cache-sized chunks of the block. Noise is drawn for the
+        whole batch up front, so results do not depend on chunking, threads or processes. ``share_job(s, e, pin)``,
+        if given, hands points s..e (with effective input powers ``pin``) to the process pool and returns a callable
+        that waits for their (through, drop) bus powers and the worker's compute time; the measured speeds of this
+        process and the workers set the next batch's split (any split on block boundaries gives the same bits).
         """
         nb = self.n_banks
         rin = gauss = None
@@ -259,30 +437,46 @@ class Chip:
             rin = self._noise_rng.standard_normal(pin_cn.shape)
             rin *= sig
             rin += 1.0
-            gauss = self._noise_rng.standard_normal((nb, n))
         thr = np.empty((nb, n))
         drop = np.empty((nb, n))
-        step = DEFAULT_CHUNK_POINTS
-
-        def work_block(bs: int) -> None:
-            be = min(bs + BLOCK_POINTS, n)
-            res_block = resonances(bs, be)  # drive -> power -> resonance once per block (amortises call overhead)
-            for s in range(bs, be, step):
-                e = min(s + step, be)
-                t_bwn, d_bwn = fast_port_transmissions(k, res_block[:, s - bs : e - bs])
-                pin = pin_cn[:, s:e] if rin is None else pin_cn[:, s:e] * rin[:, s:e]
-                np.einsum("bcn,cn->bn", t_bwn, pin, out=thr[:, s:e])
-                np.einsum("bcn,cn->bn", d_bwn, pin, out=drop[:, s:e])
-
-        blocks = list(range(0, n, BLOCK_POINTS))
-        workers = min(self._threads, len(blocks))
-        if workers > 1:
+        bounds = self._share_bounds(n) if share_job is not None else [0, n]
+        futures = []
+        for s, e in itertools.pairwise(bounds[1:]):  # shares 1.. go to the pool, share 0 stays here
+            pin = pin_cn[:, s:e] if rin is None else pin_cn[:, s:e] * rin[:, s:e]
+            try:
+                futures.append((s, e, share_job(s, e, pin)))
+            except BrokenProcessPool:
+                futures.append((s, e, None))
+        t_parent = time.perf_counter()
+        if noise:
+            gauss = self._noise_rng.standard_normal((nb, n))
+        n0 = bounds[1]
+        blocks = list(range(0, n0, BLOCK_POINTS))
+        threads = min(self._threads, len(blocks))
+        if threads > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="labctl-sim")
-            list(self._pool.map(work_block, blocks))
+            list(self._pool.map(lambda bs: _transmit_block(k, resonances, pin_cn, rin, thr, drop, bs), blocks))
         else:
+            t0, d0 = thr[:, :n0], drop[:, :n0]
             for bs in blocks:
-                work_block(bs)
+                _transmit_block(k, resonances, pin_cn, rin, t0, d0, bs)
+        t_parent = time.perf_counter() - t_parent
+        worker_rates = []
+        for s, e, fut in futures:
+            try:
+                if fut is None:
+                    raise BrokenProcessPool("could not start the emulator process pool")
+                thr[:, s:e], drop[:, s:e], seconds = fut()
+                worker_rates.append((e - s) / max(seconds, 1e-9))
+            except BrokenProcessPool:  # a worker died (killed, out of memory): finish here, restart the pool later
+                log.warning("emulator process pool broke; computing points %d..%d in-process", s, e)
+                self._discard_process_pool()
+                for bs in range(s, e, BLOCK_POINTS):
+                    _transmit_block(k, resonances, pin_cn, rin, thr, drop, bs)
+        if worker_rates and n0 > 0:  # balance the next batch: parent share / worker share = parent rate / worker rate
+            ratio = (n0 / max(t_parent, 1e-9)) / (sum(worker_rates) / len(worker_rates))
+            self._parent_weight = min(max(0.5 * self._parent_weight + 0.5 * ratio, 0.2), 5.0)
         det = self._spec.detector
         resp = det.responsivity_a_per_w
         dark = self._params.dark_current_a
@@ -293,6 +487,73 @@ class Chip:
             current += detector_noise_sigma_a(i_drop, i_thr, averaging_time_s, det) * gauss
         current = quantize_signed(current, det.readout_bits, det.readout_range_a)
         return current, thr, drop
+
+    def _share_bounds(self, n: int) -> list[int]:
+        """Share boundaries on block boundaries: [0, b_1, ..., n]. Share 0 (this process, which also draws the noise
+        and hands the other shares over) gets ``_parent_weight`` times the points of a pool share; the weight
+        follows the speeds measured on the previous batches (vCPUs of a loaded VM do not run at the same speed)."""
+        w = self._workers
+        if w <= 1 or n < PARALLEL_MIN_POINTS:
+            return [0, n]
+        pw = self._parent_weight
+        total = pw + (w - 1)
+        cuts = {min(round(n * (pw + i - 1) / total / BLOCK_POINTS) * BLOCK_POINTS, n) for i in range(1, w)}
+        return [0] + sorted(c for c in cuts if 0 < c < n) + [n]
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        if self._proc_pool is None:
+            # fork where available: fast to start, the workers inherit the shared arena (batch shares then travel
+            # without pickling) and, unlike spawn/forkserver, it does not re-run the caller's main script in the
+            # workers (scripts without an `if __name__ == "__main__"` guard keep working).
+            methods = multiprocessing.get_all_start_methods()
+            fork = "fork" in methods
+            arena = mmap.mmap(-1, ARENA_BYTES) if fork and ARENA_BYTES > 0 else None
+            pool = ProcessPoolExecutor(
+                max_workers=self._workers - 1,
+                mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
+                initializer=_worker_init,
+                initargs=(self._params, self.n_banks, self.n_rings, arena),
+            )
+            self._proc_pool, self._arena = pool, arena
+            self._proc_finalizer = weakref.finalize(self, _shutdown_pool, pool, arena)
+        return self._proc_pool
+
+    def _pool_share(
+        self, batch: _Batch, s: int, e: int, pin_share: np.ndarray
+    ) -> Callable[[], tuple[np.ndarray, np.ndarray, float]]:
+        """Hand points s..e of ``batch`` to the process pool; returns a callable that waits for (through, drop,
+        worker compute seconds)."""
+        try:
+            return self._submit_share(batch, s, e, pin_share)
+        except BrokenProcessPool:  # a worker died since the last batch: start a fresh pool, once
+            self._discard_process_pool()
+            batch.arena_offset = 0
+            return self._submit_share(batch, s, e, pin_share)
+
+    def _submit_share(
+        self, batch: _Batch, s: int, e: int, pin_share: np.ndarray
+    ) -> Callable[[], tuple[np.ndarray, np.ndarray, float]]:
+        pool, arena = self._process_pool(), self._arena
+        dims = (self.n_heaters, self.n_channels, self.n_banks)
+        nbytes = _arena_bytes(e - s, *dims)
+        if arena is not None and batch.arena_offset + nbytes <= len(arena):  # shared memory: no pickling
+            offset = batch.arena_offset
+            drv, pin_v, thr_v, drop_v = _arena_views(arena, offset, e - s, *dims)
+            drv[...] = batch.drive[s:e]
+            pin_v[...] = pin_share
+            batch.arena_offset += nbytes
+            fut = pool.submit(_worker_transmissions_shared, batch.wavelength_m, offset, e - s, self.n_channels,
+                              batch.mode, batch.full_scale, batch.lsb, batch.base_m)
+            return lambda: (thr_v, drop_v, fut.result())
+        fut = pool.submit(_worker_transmissions, batch.wavelength_m, batch.drive[s:e], batch.mode, batch.full_scale,
+                          batch.lsb, batch.base_m, pin_share)
+        return fut.result
+
+    def _discard_process_pool(self) -> None:
+        if self._proc_finalizer is not None:
+            self._proc_finalizer()  # shuts the pool down (once); a later evaluate starts a new one
+        self._proc_finalizer = None
+        self._proc_pool = self._arena = None
 
     def _pin_cn(self, input_power_w: np.ndarray, n: int) -> np.ndarray:
         c = self.n_channels
@@ -374,7 +635,7 @@ class Chip:
         """
         wl = np.asarray(wavelength_m, dtype=float).reshape(-1)
         res = self._state_resonances_hn()
-        thr_s = np.empty((self.n_banks, wl.size, 1), dtype=np.float32)
+        thr_s = np.empty((self.n_banks, wl.size, 1))
         drop_s = np.empty_like(thr_s)
         for s in range(0, wl.size, SWEEP_CHUNK):  # bounded working set for long sweeps
             part = wl[s : s + SWEEP_CHUNK]
@@ -408,51 +669,30 @@ class Chip:
     ) -> Evaluation:
         """Settled response for N operating points: drive (N, H), laser powers (C,) or (N, C) (default: as set,
         ignoring on/off), at the current laser wavelengths and chip temperature; noise from the chip's stream."""
-        d = self._check_drive(drive)
+        d = np.ascontiguousarray(self._check_drive(drive))
         fs = self._full_scale(mode)
         n = d.shape[0]
         pin = self._pin_cn(self._laser_power_w if input_power_w is None else input_power_w, n)
         k = self._constants(self._laser_actual_m)
         if mode == "current":  # runaway check on the whole batch before any work
             self._drive_power_w(d, mode)
-        p = self._params
         lsb = fs / (2**self._spec.heaters.dac_bits - 1)
-        r0 = p.heater_resistance_ohm
-        r0_sq, four_gamma_r0 = r0 * r0, 4.0 * p.self_heating_per_w * r0
-        base = (p.base_resonance_m + self._drift_shift_m())[:, None]
-        k_mat = p.crosstalk_m_per_w
-
-        def resonances(s: int, e: int) -> np.ndarray:
-            # Same maths as heaters.quantize_drive / power_from_voltage_w, with out= buffers, once per block.
-            v = np.maximum(d[s:e], 0.0)
-            np.minimum(v, fs, out=v)
-            v *= 1.0 / lsb
-            np.rint(v, out=v)
-            v *= lsb
-            if mode == "voltage":
-                np.square(v, out=v)  # V^2
-                root = v * four_gamma_r0
-                root += r0_sq
-                np.sqrt(root, out=root)
-                root += r0
-                v *= 2.0
-                v /= root  # P = 2 V^2 / (R0 + sqrt(R0^2 + 4 gamma R0 V^2))
-                power = v
-            else:
-                power = _heaters.power_from_current_w(v, r0, p.self_heating_per_w)
-            res = k_mat @ power.T  # (H, n)
-            res += base
-            return res
-
-        cur, thr, drop = self._simulate(k, resonances, n, pin, averaging_time_s, noise)
+        base = (self._params.base_resonance_m + self._drift_shift_m())[:, None]
+        resonances = _DriveResonances(d, mode, fs, lsb, self._params, base)
+        share_job = None
+        if self._workers > 1 and n >= PARALLEL_MIN_POINTS:
+            batch = _Batch(np.ascontiguousarray(self._laser_actual_m, dtype=float), d, mode, fs, lsb, base)
+            share_job = functools.partial(self._pool_share, batch)
+        cur, thr, drop = self._simulate(k, resonances, n, pin, averaging_time_s, noise, share_job)
         f = self._output_factor
         return Evaluation(balanced_current_a=cur.T, through_power_w=thr.T * f, drop_power_w=drop.T * f)
 
     def close(self) -> None:
-        """Stop the worker threads (optional; they are daemon-free but idle)."""
+        """Stop the worker threads and processes (optional: an unreferenced chip stops its processes too)."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        self._discard_process_pool()
 
     # ---- ground truth: tests, benchmarks, reports ONLY -------------------------------------------------------
     def truth_params(self) -> ChipParams:

@@ -7,9 +7,13 @@ import logging
 
 import numpy as np
 import pytest
-
 from labctl.sim import Chip, ChipSpec
-from labctl.sim.optics import build_constants, fast_port_transmissions, fields_f64, plan_tree
+from labctl.sim.optics import (
+    build_constants,
+    fast_port_transmissions,
+    fields_f64,
+    plan_tree,
+)
 
 log = logging.getLogger(__name__)
 
