@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--bench", help="bench file, or an embedded bench name (default: the embedded default)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_bench_check)
+
+    from labctl.cli_calibration import add_calibration_commands
+
+    add_calibration_commands(sub)
     return parser
 
 

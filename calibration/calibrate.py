@@ -1,0 +1,360 @@
+"""Top level: ``calibrate(hw)`` runs every measurement step and returns a ``Calibration`` that sets weights.
+
+Steps (each one bulk instrument exchange per point, progress reported per step):
+  1. resonance map (engineer A's ``measure_resonance_map``): zero-drive resonances, widths, channel assignment,
+     the per-bank baseline that normalises readings to weights;
+  2. heater characterization (``characterize_heaters``): efficiency, self-heating, crosstalk matrix;
+  3. weight sweeps (``weights.measure_weight_model``): the bank-level weight model and achievable ranges;
+  4. drift reference (``drift.record_reference``): a few settings measured now, for later drift checks.
+The heaters are left at zero and the lasers off at the end.
+
+``Calibration`` bundles the three models with the provenance of the run (chip, bench and wiring hashes,
+instrument identities, code version) and is bound to the hardware it drives. ``set_weights(W)`` solves, checks
+limits, writes and returns the drive; with ``refine=True`` it closes the loop on measured weights. ``save`` and
+``load`` go through ``artifact`` (versioned JSON with a content hash; ``sha256`` identifies the calibration in
+every run that uses it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from labctl.calibration import artifact
+from labctl.calibration.drift import DriftReference, record_reference
+from labctl.calibration.inversion import DriveLimits, Inversion, solve_drive
+from labctl.calibration.refine import refine_weights
+from labctl.calibration.weights import WeightModel, measure_weight_model
+
+if TYPE_CHECKING:
+    from labctl.calibration.hardware import CalibrationHardware
+    from labctl.calibration.resonances import ResonanceMap
+    from labctl.calibration.thermal import ThermalModel
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class SetResult:
+    """What ``set_weights(..., details=True)`` did."""
+
+    target: np.ndarray
+    drive: np.ndarray
+    iterations: int = 0
+    measured: np.ndarray | None = None
+    rmse: float | None = None
+    history: list[float] | None = None
+
+
+class Calibration:
+    """Models of one chip on one bench, bound to that bench's hardware for setting weights."""
+
+    def __init__(self, rmap: ResonanceMap, thermal: ThermalModel, weights: WeightModel, *,
+                 info: dict[str, Any] | None = None, drift_reference: DriftReference | None = None,
+                 refine_default: bool = False, hw: CalibrationHardware | None = None) -> None:
+        self.rmap = rmap
+        self.thermal = thermal
+        self.weights = weights
+        self.info: dict[str, Any] = dict(info or {})
+        self.drift_reference = drift_reference
+        self.refine_default = bool(refine_default)
+        self.refine_options: dict[str, Any] = {"tol": None, "max_iter": 6, "damping": 1.0}
+        self.hw: CalibrationHardware | None = None
+        self._limits: DriveLimits | None = None
+        self._sha256: str | None = None
+        self._averaging_time_s: float | None = None
+        #: Session state (not saved): shift of the resonances relative to the lasers since calibration (scalar or
+        #: (B, R)), set by ``recenter``.
+        self.common_shift_m: float | np.ndarray = 0.0
+        if hw is not None:
+            self.attach(hw)
+
+    # -- binding -----------------------------------------------------------------------------------------------
+    def attach(self, hw: CalibrationHardware) -> Calibration:
+        """Bind to a bench; refuses another chip, another wiring or other dimensions."""
+        chip, wiring = self.info.get("chip_id"), self.info.get("wiring_sha256")
+        if chip is not None and hw.chip_id != chip:
+            raise artifact.CalibrationFileError(f"calibration is for chip {chip!r}, the bench has {hw.chip_id!r}")
+        if wiring is not None and hw.wiring_sha256 != wiring:
+            raise artifact.CalibrationFileError("calibration was made with another wiring (wiring hash "
+                                                f"{str(wiring)[:16]}..., bench {hw.wiring_sha256[:16]}...)")
+        if self.weights.shape != (hw.n_banks, hw.n_rings):
+            raise artifact.CalibrationFileError(f"calibration is for {self.weights.shape} rings, the bench has "
+                                                f"{(hw.n_banks, hw.n_rings)}")
+        self.hw = hw
+        self._limits = DriveLimits.from_hardware(hw)
+        return self
+
+    def require_hardware(self) -> CalibrationHardware:
+        if self.hw is None:
+            raise RuntimeError("calibration is not bound to hardware: Calibration.load(path, hw=...) or attach(hw)")
+        return self.hw
+
+    # -- ranges ----------------------------------------------------------------------------------------------------
+    @property
+    def achievable_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """(w_min, w_max), each (B, R): any target within them is reachable for any targets of the others."""
+        return self.weights.w_min.copy(), self.weights.w_max.copy()
+
+    @property
+    def span(self) -> float:
+        """Median over rings of w_max - w_min (normalised weight, -1 = every ring far away)."""
+        return self.weights.span
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.weights.shape
+
+    # -- setting weights ------------------------------------------------------------------------------------------
+    def solve(self, target: np.ndarray, *, strict: bool = True) -> Inversion:
+        """Drive for target weights, limits checked, nothing written."""
+        return solve_drive(target, self.weights, self.rmap, self.thermal, self._limits, strict=strict,
+                           common_shift_m=self.common_shift_m)
+
+    def drive_for(self, target: np.ndarray) -> np.ndarray:
+        return self.solve(target).drive
+
+    def apply(self, drive: np.ndarray) -> None:
+        hw = self.require_hardware()
+        assert self._limits is not None
+        self._limits.check(drive)
+        hw.set_ring_drive(drive)
+
+    def measure_weights(self, averaging_time_s: float | None = None) -> np.ndarray:
+        """Weights (B, R) of every ring at its channel: balanced reading / |baseline| (one laser at a time)."""
+        from labctl.calibration.measure import channel_weights_raw, configure_readout
+
+        hw = self.require_hardware()
+        if averaging_time_s is None:
+            if self._averaging_time_s is None:    # learn once what the readout accepts (source meters: longer)
+                self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), 1e-4)
+            averaging_time_s = self._averaging_time_s
+        cor = np.asarray(self.rmap.channel_of_ring, dtype=int)
+        channels = np.unique(cor)
+        raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s), dtype=float)
+        w = np.full((hw.n_banks, hw.n_channels), np.nan)
+        w[:, channels] = raw / np.abs(np.asarray(self.rmap.baseline, dtype=float)[:, channels])
+        return np.take_along_axis(w, cor, axis=1)
+
+    def set_weights(self, target: np.ndarray, refine: bool | None = None, *, details: bool = False,
+                    **refine_options: Any) -> Any:
+        """Apply target weights (B, R); returns the drive written (a SetResult with ``details``).
+
+        Out-of-range targets raise ValueError, limit violations LimitError, both before anything is written.
+        ``refine`` (default: the calibration's setting) closes the loop on measured weights (refine.py).
+        """
+        w = np.asarray(target, dtype=float)
+        inv = self.solve(w)                      # strict: range and limits checked before the first write
+        self.apply(inv.drive)
+        use_refine = self.refine_default if refine is None else bool(refine)
+        if not use_refine:
+            return SetResult(target=w, drive=inv.drive) if details else inv.drive
+        opts = {**self.refine_options, **refine_options}
+        if opts.get("tol") is None:
+            opts["tol"] = self.span * 2.0**-10
+        result = refine_weights(w, solve=lambda req: self.solve(req, strict=False).drive, apply=self.apply,
+                                measure=self.measure_weights, first_drive=inv.drive, **opts)
+        if details:
+            return SetResult(target=w, drive=result.drive, iterations=result.iterations, measured=result.measured,
+                             rmse=result.rmse, history=result.history)
+        return result.drive
+
+    def recenter(self, threshold: float | None = None) -> Any:
+        """Drift check, then follow the measured shift of the resonances relative to each channel's laser.
+
+        The shift is estimated per channel (chip temperature plus that laser's re-tuning), falling back to the
+        common shift for channels the references do not constrain, and used by every later solve. Costs one
+        measurement per drift reference. Returns the DriftReport (``tripped``: the drift was beyond the
+        threshold before the correction; a recalibration is due if that keeps happening).
+        """
+        from labctl.calibration.drift import check_drift
+
+        report = check_drift(self, threshold=threshold)
+        per_channel = report.channel_shift_m if report.channel_shift_m is not None \
+            else np.full(np.size(self.weights.wavelengths_m), np.nan)
+        common = report.common_shift_m if np.isfinite(report.common_shift_m) else 0.0
+        per_channel = np.where(np.isfinite(per_channel), per_channel, common)
+        self.common_shift_m = per_channel[np.asarray(self.weights.channel_of_ring, dtype=int)]
+        log.info("recentered: shifts %s pm", np.round(per_channel * 1e12, 2).tolist())
+        return report
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+    def to_document(self) -> dict[str, Any]:
+        b, r = self.weights.shape
+        doc: dict[str, Any] = {
+            "created": self.info.get("created", artifact.now_iso()),
+            "chip_id": self.info.get("chip_id", ""),
+            "bench_sha256": self.info.get("bench_sha256", ""),
+            "wiring_sha256": self.info.get("wiring_sha256", ""),
+            "instruments": dict(self.info.get("instruments", {})),
+            "code_version": self.info.get("code_version") or artifact.code_version(),
+            "shape": {"n_banks": b, "n_rings": r, "n_channels": int(np.size(self.weights.wavelengths_m)),
+                      "n_heaters": b * r, "n_neighbours": int(self.weights.neighbours.shape[-1])},
+            "mode": self.info.get("mode", getattr(self.thermal, "mode", "")),
+            "refine_default": self.refine_default,
+            "refine_options": artifact.encode(self.refine_options),
+            "fit_quality": artifact.encode(self.info.get("fit_quality", {})),
+            "timing": artifact.encode(self.info.get("timing", {})),
+            "span": self.span,
+            "resonance_map": artifact.dataclass_fields(self.rmap),
+            "thermal_model": artifact.dataclass_fields(self.thermal),
+            "weight_model": artifact.dataclass_fields(self.weights),
+            "drift_reference": None if self.drift_reference is None
+            else artifact.dataclass_fields(self.drift_reference),
+        }
+        return artifact.finalize(doc)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of this calibration's document (what a file of it carries)."""
+        if self._sha256 is None:
+            self._sha256 = self.to_document()["sha256"]
+        return self._sha256
+
+    def save(self, path: str | Path) -> Path:
+        doc = self.to_document()
+        self._sha256 = doc["sha256"]
+        out = artifact.write_document(doc, path)
+        log.info("calibration saved to %s (sha256 %s)", out, self._sha256)
+        return out
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], source: str = "calibration") -> Calibration:
+        from labctl.calibration.resonances import ResonanceMap
+        from labctl.calibration.thermal import ThermalModel
+
+        rmap = artifact.dataclass_from(ResonanceMap, doc["resonance_map"], f"{source}: resonance_map")
+        thermal = artifact.dataclass_from(ThermalModel, doc["thermal_model"], f"{source}: thermal_model")
+        weights = artifact.dataclass_from(WeightModel, doc["weight_model"], f"{source}: weight_model")
+        drift = None if doc.get("drift_reference") is None else artifact.dataclass_from(
+            DriftReference, doc["drift_reference"], f"{source}: drift_reference")
+        shape = doc["shape"]
+        try:
+            dims = {"B": int(shape["n_banks"]), "R": int(shape["n_rings"]), "C": int(shape["n_channels"]),
+                    "N": int(shape["n_heaters"]), "K": int(shape["n_neighbours"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise artifact.CalibrationFileError(f"{source}: bad shape table ({exc})") from exc
+        if dims["N"] != dims["B"] * dims["R"]:
+            raise artifact.CalibrationFileError(f"{source}: n_heaters {dims['N']} != n_banks * n_rings")
+        artifact.check_shapes(vars(rmap), {"center_m": ("B", "R"), "fwhm_m": ("B", "R"),
+                                           "channel_of_ring": ("B", "R"), "baseline": ("B", "C")},
+                              dims, f"{source}: resonance_map")
+        artifact.check_shapes(vars(thermal), {"efficiency_m_per_unit": ("N",), "crosstalk": ("N", "N"),
+                                              "nonlinearity": ("N",)}, dims, f"{source}: thermal_model")
+        bxr = ("B", "R")
+        artifact.check_shapes(vars(weights), {
+            "wavelengths_m": ("C",), "channel_of_ring": bxr, "delta_offset_m": bxr, "width_m": bxr,
+            "coef": ("B", "R", "K1", "F"), "neighbours": ("B", "R", "K"), "u_park_m": ("B", "R", "K"),
+            "delta_lo_m": bxr, "delta_hi_m": bxr, "slope_sign": bxr, "w_min": bxr, "w_max": bxr, "fit_rmse": bxr},
+            {**dims, "K1": dims["K"] + 1, "F": 5}, f"{source}: weight_model")
+        if drift is not None:
+            artifact.check_shapes(vars(drift), {"targets": ("M", "B", "R"), "drive": ("M", "N"),
+                                                "delta_m": ("M", "B", "R"), "measured": ("M", "B", "R")},
+                                  {**dims, "M": int(np.shape(drift.targets)[0])}, f"{source}: drift_reference")
+        info: dict[str, Any] = {k: doc[k] for k in ("created", "chip_id", "bench_sha256", "wiring_sha256", "instruments",
+                                    "code_version", "mode") if k in doc}
+        info["fit_quality"] = artifact.decode(doc.get("fit_quality", {}))
+        info["timing"] = artifact.decode(doc.get("timing", {}))
+        cal = cls(rmap, thermal, weights, info=info, drift_reference=drift,
+                  refine_default=bool(doc.get("refine_default", False)))
+        if isinstance(doc.get("refine_options"), dict):
+            cal.refine_options.update(artifact.decode(doc["refine_options"]))
+        cal._sha256 = doc["sha256"]
+        return cal
+
+    @classmethod
+    def load(cls, path: str | Path, hw: CalibrationHardware | None = None) -> Calibration:
+        """Read a calibration file; with ``hw``, refuse one made for another chip or wiring and bind to ``hw``."""
+        doc = artifact.read_document(path, chip_id=None if hw is None else hw.chip_id,
+                                     wiring_sha256=None if hw is None else hw.wiring_sha256)
+        cal = cls.from_document(doc, source=str(path))
+        if hw is not None:
+            cal.attach(hw)
+        return cal
+
+
+# ---- the calibration run -------------------------------------------------------------------------------------------
+@contextmanager
+def _step(name: str, hw: CalibrationHardware, timing: dict[str, Any], progress: Progress | None, index: int,
+          total: int) -> Iterator[None]:
+    if progress is not None:
+        progress(name, index, total)
+    t0, n0, wall0 = hw.elapsed_s(), hw.transaction_count(), time.perf_counter()
+    yield
+    t1 = hw.elapsed_s()
+    timing[name] = {"elapsed_s": None if t0 is None or t1 is None else t1 - t0,
+                    "transactions": hw.transaction_count() - n0, "wall_s": time.perf_counter() - wall0}
+    log.info("calibration step %s: %s", name, timing[name])
+
+
+def _summary(values: Any) -> dict[str, float]:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"median": float("nan"), "max": float("nan")}
+    return {"median": float(np.median(v)), "max": float(np.max(v))}
+
+
+def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress | None = None, *,
+              n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
+              seed: int = 0) -> Calibration:
+    """Run the whole calibration through the instruments and return a Calibration bound to ``hw``.
+
+    ``refine`` becomes the calibration's default for ``set_weights`` (closed loop on measured weights).
+    """
+    from labctl.calibration.resonances import measure_resonance_map
+    from labctl.calibration.thermal import characterize_heaters
+
+    timing: dict[str, Any] = {}
+    limits = DriveLimits.from_hardware(hw)
+    t_start, n_start = hw.elapsed_s(), hw.transaction_count()
+    total = 4
+    for laser in hw.lasers:          # measurements switch lasers one at a time; start (and end) with all off
+        if laser.get_output():
+            laser.set_output(False)
+    try:
+        with _step("resonance_map", hw, timing, progress, 0, total):
+            rmap = measure_resonance_map(hw)
+        with _step("heaters", hw, timing, progress, 1, total):
+            thermal = characterize_heaters(hw, rmap)
+        with _step("weights", hw, timing, progress, 2, total):
+            wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
+                                          neighbour_channels=neighbour_channels, seed=seed, progress=progress,
+                                          check_drive=limits.check)
+        info: dict[str, Any] = {
+            "created": artifact.now_iso(), "chip_id": hw.chip_id, "bench_sha256": hw.bench_sha256,
+            "wiring_sha256": hw.wiring_sha256, "instruments": dict(hw.identities),
+            "code_version": artifact.code_version(), "mode": str(hw.mode),
+            "fit_quality": {
+                "resonance_fit_rmse": _summary(getattr(rmap, "fit_rmse", np.nan)),
+                "thermal_fit_rmse_m": _summary(getattr(thermal, "fit_rmse_m", np.nan)),
+                "weight_fit_rmse": _summary(wmodel.fit_rmse),
+                "span": wmodel.span,
+                "usable_rings": int(np.sum(wmodel.w_max > wmodel.w_min)),
+                "unusable": [[int(b), int(r)] for b, r in np.argwhere(~(wmodel.w_max > wmodel.w_min))],
+            },
+        }
+        cal = Calibration(rmap, thermal, wmodel, info=info, refine_default=refine, hw=hw)
+        with _step("drift_reference", hw, timing, progress, 3, total):
+            cal.drift_reference = record_reference(cal, n_ref=n_drift_references)
+    finally:
+        try:
+            hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
+        except Exception as exc:  # noqa: BLE001 - never mask the original error; the bench guard still acts
+            log.error("could not return the heaters to zero after calibration: %s", exc)
+    t_end = hw.elapsed_s()
+    timing["total"] = {"elapsed_s": None if t_start is None or t_end is None else t_end - t_start,
+                       "transactions": hw.transaction_count() - n_start}
+    cal.info["timing"] = timing
+    cal._sha256 = None
+    if progress is not None:
+        progress("done", total, total)
+    return cal

@@ -1,0 +1,139 @@
+"""Target weights -> heater drive, jointly for every ring, with limits checked before anything is written.
+
+Chain: target W (B, R) -> detunings (WeightModel.solve: per-ring line shape with the neighbours' terms, fixed
+point) -> resonance positions lambda_c - delta -> required shifts from the zero-drive resonances (must be >= 0:
+heaters only heat) -> heat h >= 0 solving K h = shift for ALL rings at once (thermal crosstalk couples them,
+within and across banks) -> drive via ThermalModel.drive_for_heat -> limit check (per-ring drive, per-ring and
+total power) raising LimitError that names the ring and the limit. Targets outside the achievable range raise
+ValueError; nothing is clipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from labctl.calibration.weights import WeightModel, solve_heat
+from labctl.drivers.errors import LimitError
+
+if TYPE_CHECKING:
+    from labctl.calibration.hardware import CalibrationHardware
+    from labctl.calibration.resonances import ResonanceMap
+    from labctl.calibration.thermal import ThermalModel
+
+log = logging.getLogger(__name__)
+
+#: Shifts this far below zero are treated as zero (numerical noise of the inverse), beyond it the ring would need
+#: cooling and the request is refused.
+SHIFT_TOLERANCE_M = 0.05e-12
+
+
+@dataclass(frozen=True)
+class DriveLimits:
+    """Per-ring limits in ring order (row-major bank, ring), as the bench's safety layer enforces them."""
+
+    mode: str
+    max_drive: np.ndarray            # (N,) V or A
+    max_power_w: np.ndarray          # (N,)
+    total_power_w: float
+    n_rings: int
+    #: Worst-case electrical power of a drive vector, as the safety layer estimates it (None: not known here).
+    power_w: Any = None
+
+    @classmethod
+    def from_hardware(cls, hw: CalibrationHardware) -> DriveLimits:
+        limits = getattr(hw.heaters, "limits", None)
+        power = getattr(limits, "power_w", None)
+        return cls(mode=str(hw.mode), max_drive=np.asarray(hw.max_drive, dtype=float),
+                   max_power_w=np.asarray(hw.max_power_w, dtype=float), total_power_w=float(hw.total_power_w),
+                   n_rings=int(hw.n_rings), power_w=power)
+
+    def ring_name(self, index: int) -> str:
+        return f"bank {index // self.n_rings} ring {index % self.n_rings}"
+
+    def check(self, drive: np.ndarray) -> None:
+        """Raise LimitError naming the ring and the limit for the first violation in any row of ``drive``."""
+        d = np.atleast_2d(np.asarray(drive, dtype=float))
+        unit = "V" if self.mode == "voltage" else "A"
+        bad = ~np.isfinite(d) | (d < 0)
+        if bad.any():
+            m, i = (int(v) for v in np.argwhere(bad)[0])
+            raise LimitError(f"{self.ring_name(i)}: drive {d[m, i]!r} {unit} is not a finite value >= 0")
+        over = d > self.max_drive
+        if over.any():
+            m, i = (int(v) for v in np.argwhere(over)[0])
+            raise LimitError(f"{self.ring_name(i)}: drive {d[m, i]:.6g} {unit} exceeds the drive limit "
+                             f"{self.max_drive[i]:.6g} {unit}")
+        if self.power_w is None:
+            return
+        p = np.asarray(self.power_w(d), dtype=float)
+        over_p = p > self.max_power_w
+        if over_p.any():
+            m, i = (int(v) for v in np.argwhere(over_p)[0])
+            raise LimitError(f"{self.ring_name(i)}: drive {d[m, i]:.6g} {unit} dissipates up to {p[m, i] * 1e3:.4g} mW, "
+                             f"over the per-heater power limit {self.max_power_w[i] * 1e3:.4g} mW")
+        total = p.sum(axis=1)
+        if (total > self.total_power_w).any():
+            m = int(np.argmax(total))
+            raise LimitError(f"total heater power would reach {total[m] * 1e3:.5g} mW, over the budget "
+                             f"{self.total_power_w * 1e3:.5g} mW")
+
+
+@dataclass
+class Inversion:
+    """One solved target: every intermediate, for logging and tests."""
+
+    target: np.ndarray               # (B, R)
+    delta_m: np.ndarray              # (B, R) detuning lambda_c - lambda_res
+    shift_m: np.ndarray              # (B, R) required shift from the zero-drive resonance
+    heat: np.ndarray                 # (N,) ThermalModel heat units
+    drive: np.ndarray                # (N,) V or A, ring order
+
+
+def solve_drive(target: np.ndarray, weights: WeightModel, rmap: ResonanceMap, thermal: ThermalModel,
+                limits: DriveLimits | None = None, *, strict: bool = True,
+                common_shift_m: float | np.ndarray = 0.0) -> Inversion:
+    """Drive for target weights (see the module docstring); raises ValueError / LimitError, never clips.
+
+    ``common_shift_m``: how far the resonances have moved relative to their lasers (red > 0) since calibration,
+    scalar or (B, R), e.g. estimated by a drift check; the heaters then supply that much less shift.
+    """
+    w = np.asarray(target, dtype=float)
+    nr = weights.shape[1]
+    delta = weights.solve(w, strict=strict)
+    res = weights.ring_wavelength_m - delta
+    shift = res - np.asarray(rmap.center_m, dtype=float) - np.asarray(common_shift_m, dtype=float)
+    need_cool = shift < -SHIFT_TOLERANCE_M
+    if need_cool.any():
+        b, r = (int(v) for v in np.argwhere(need_cool)[0])
+        raise ValueError(f"bank {b} ring {r}: target needs the resonance {-shift[b, r] * 1e12:.2f} pm blue of its "
+                         "zero-drive position (heaters can only red-shift)")
+    shift = np.maximum(shift, 0.0)
+    heat = solve_heat(np.asarray(thermal.crosstalk, dtype=float), shift.reshape(-1),
+                      names=lambda i: f"bank {i // nr} ring {i % nr}")
+    try:
+        drive = np.asarray(thermal.drive_for_heat(heat), dtype=float)
+    except ValueError as exc:
+        who = ""
+        if limits is not None:   # name the ring: the first whose heat exceeds what its drive limit gives
+            try:
+                over = heat > np.asarray(thermal.heat(limits.max_drive), dtype=float)
+                if over.any():
+                    i = int(np.argmax(over))
+                    unit = "V" if limits.mode == "voltage" else "A"
+                    who = (f"{limits.ring_name(i)}: needs heat {heat[i]:.4g}, beyond its drive limit "
+                           f"{limits.max_drive[i]:.4g} {unit}; ")
+            except ValueError:
+                pass
+        raise LimitError(f"{who}heat not reachable by the heaters: {exc}") from exc
+    if limits is not None:
+        limits.check(drive)
+    return Inversion(target=w, delta_m=delta, shift_m=shift, heat=heat, drive=drive)
+
+
+def apply_drive(hw: CalibrationHardware, drive: np.ndarray, limits: DriveLimits | None = None) -> None:
+    """Check (ring-named errors) and write one drive vector through the safety-wrapped heaters, then settle."""
+    (limits or DriveLimits.from_hardware(hw)).check(drive)
+    hw.set_ring_drive(drive)

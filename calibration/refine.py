@@ -1,0 +1,82 @@
+"""Closed-loop refinement: measure the weights actually obtained and correct the request until they match.
+
+Why: the model leaves errors of a few 1e-3 (line-shape residuals, thermal-model errors, neighbour terms beyond
+first order) and the chip drifts; a measurement of the real weights removes what the model cannot know.
+
+Update rule: the model is asked for a corrected weight ``request <- request - damping * (measured - target)``.
+Because the model inverts its own curve, this is a Newton step on each ring's detuning with the model's local
+slope (delta_new = delta - error / slope), evaluated jointly with the neighbour and crosstalk terms, and it stays
+well defined near the peak where the slope vanishes. Stopping rule: RMSE below ``tol``, or no improvement by at
+least ``min_gain`` (relative), or ``max_iter`` corrections; the best drive seen is the one left applied.
+Each iteration costs one ``channel_weights_raw`` (C laser switches) and one heater write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RefineResult:
+    """Outcome of one closed-loop setting."""
+
+    target: np.ndarray               # (B, R)
+    drive: np.ndarray                # (N,) drive left applied (the best one)
+    measured: np.ndarray             # (B, R) weights measured at that drive
+    rmse: float                      # measured RMSE at that drive
+    history: list[float] = field(default_factory=list)   # measured RMSE per measurement
+    iterations: int = 0              # corrections applied
+    reason: str = ""                 # why it stopped: "tolerance", "no improvement", "max iterations"
+
+
+def refine_weights(target: np.ndarray, *, solve: Callable[[np.ndarray], np.ndarray],
+                   apply: Callable[[np.ndarray], None], measure: Callable[[], np.ndarray],
+                   first_drive: np.ndarray | None = None, tol: float = 1e-3, max_iter: int = 6,
+                   damping: float = 1.0, min_gain: float = 0.05) -> RefineResult:
+    """Closed loop around ``solve`` (request -> drive, non-strict), ``apply`` (write) and ``measure`` ((B, R)).
+
+    ``first_drive``: the drive already applied for ``target`` (skips the first solve and write).
+    """
+    w = np.asarray(target, dtype=float)
+    request = w.copy()
+    if first_drive is None:
+        drive = solve(request)
+        apply(drive)
+    else:
+        drive = np.asarray(first_drive, dtype=float)
+    history: list[float] = []
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    reason = "max iterations"
+    iterations = 0
+    while True:
+        measured = measure()
+        err = measured - w
+        rmse = float(np.sqrt(np.mean(err**2)))
+        history.append(rmse)
+        log.debug("refine: iteration %d rmse %.3g", iterations, rmse)
+        if best is None or rmse < best[0]:
+            best = (rmse, drive.copy(), measured.copy())
+        if rmse < tol:
+            reason = "tolerance"
+            break
+        if len(history) > 1 and rmse > history[-2] * (1.0 - min_gain):
+            reason = "no improvement"
+            break
+        if iterations >= max_iter:
+            break
+        request = request - damping * err
+        drive = solve(request)
+        apply(drive)
+        iterations += 1
+    assert best is not None
+    if not np.array_equal(best[1], drive):
+        apply(best[1])
+    log.info("refine: %s after %d correction(s), rmse %.3g -> %.3g", reason, iterations, history[0], best[0])
+    return RefineResult(target=w, drive=best[1], measured=best[2], rmse=best[0], history=history,
+                        iterations=iterations, reason=reason)

@@ -1,0 +1,574 @@
+"""Resonance map: where every ring sits at zero drive, its linewidth, dip and drop peak, and each bank's baseline.
+
+Measurement: every heater at 0, one laser scanned across the band (first channel - margin .. last channel + margin),
+every bank read in parallel (:func:`labctl.calibration.measure.spectra`).
+
+Why the through port is fitted with zeros AND poles. In a weight bank the rings also talk to each other through
+the two buses: light dropped by one ring travels back along the drop bus and is coupled into its neighbours. The
+bank's response is then a rational function whose *poles* are the coupled (supermode) resonances, pulled by up to
+a few tens of pm and widened or narrowed by tens of % when rings are close, whereas the *numerator of the through
+transmission* is the product of the rings' own through numerators (every path to the through port passes each ring
+once on the input bus), so its zeros sit exactly at the rings' own resonances. A joint multi-Lorentzian fit would
+report the pulled poles; the zeros are what a heater moves linearly and what the thermal model needs. The through
+spectrum of a bank is therefore fitted as
+
+    T(lambda) = S(lambda) * prod_k [(lambda - z_k)^2 + e_k^2] / [(lambda - p_k)^2 + (w_k / 2)^2]
+
+with ``z_k`` the ring resonance, ``e_k`` the depth of its zero, ``p_k``/``w_k`` the coupled pole and its FWHM and
+``S`` a smooth cubic-spline envelope (knots every 0.5 nm: far broader than a line, it takes the input spectrum and
+the slow part of the bus coupling but cannot imitate a zero). All rings of a bank are fitted jointly (close and
+overlapping resonances are separated by the fit, not by peak picking) with an analytic Jacobian. On noise-free
+emulated spectra the zeros reproduce the rings' resonances to < 0.01 pm while the poles are off by up to 35 pm.
+
+On benches that only see the balanced photocurrent (drop - through) the zeros are not observable: the balanced
+trace is fitted as a smooth envelope plus a Lorentzian and a dispersive term per pole (its partial-fraction form),
+and the *poles* are reported as centres, with the pull that implies (documented accuracy: tens of pm).
+
+Ring identity: ring ``i`` of a bank is designed blue of channel ``i`` with less than half a channel spacing of
+fabrication spread, so the resonances sorted by wavelength are rings ``0..R-1`` and ring ``i`` belongs to channel
+``i``. :func:`labctl.calibration.thermal.characterize_heaters` verifies it (each heater must move its own ring
+most) and refuses a map whose order is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.interpolate import BSpline
+from scipy.optimize import least_squares, linear_sum_assignment
+from scipy.signal import find_peaks, peak_widths
+
+from .hardware import CalibrationHardware
+from .measure import Spectra, spectra
+
+log = logging.getLogger(__name__)
+
+NM = 1e-9
+#: Knot spacing of the smooth envelope (nm): several linewidths, so it cannot mimic a resonance.
+ENVELOPE_KNOT_NM = 0.5
+#: A through dip must reach this depth (fraction of the local level) to be taken as a resonance ...
+DIP_MIN_DEPTH = 0.3
+#: ... and stand out this much from the saddle to a neighbouring dip (close pairs show shallow saddles).
+DIP_MIN_PROMINENCE = 0.05
+#: Balanced peaks: minimum height and prominence as fractions of the trace's range.
+PEAK_MIN_HEIGHT = 0.3
+PEAK_MIN_PROMINENCE = 0.03
+
+
+class ResonanceFitError(RuntimeError):
+    """A bank's spectrum could not be explained by the expected rings."""
+
+
+# -- smooth envelope -------------------------------------------------------------------------------------------------
+def _spline_basis(x: np.ndarray, knot_step: float) -> np.ndarray:
+    """Cubic B-spline basis (n_basis, W) on knots every ``knot_step`` over the span of ``x``."""
+    lo, hi = float(x.min()), float(x.max())
+    n_int = max(1, int(np.ceil((hi - lo) / knot_step)))
+    inner = np.linspace(lo, hi, n_int + 1)
+    k = 3
+    knots = np.r_[[lo] * k, inner, [hi] * k]
+    n_basis = knots.size - k - 1
+    design = BSpline.design_matrix(np.clip(x, lo, hi), knots, k).toarray()
+    assert design.shape[1] == n_basis
+    return design.T
+
+
+# -- through port: zeros and poles -------------------------------------------------------------------------------------
+class _ZeroPoleModel:
+    """T(x) = S(x) prod_k ((x - z_k)^2 + e_k^2) / ((x - p_k)^2 + w_k^2 / 4); x in nm, parameters
+    [z (n), log e (n), p (n), log w (n), spline coefficients]."""
+
+    def __init__(self, x: np.ndarray, n: int, basis: np.ndarray) -> None:
+        self.x, self.n, self.basis = x, n, basis
+
+    def _parts(self, p: np.ndarray) -> tuple[np.ndarray, ...]:
+        n, x = self.n, self.x
+        z, pole = p[:n], p[2 * n:3 * n]
+        e2 = np.exp(2 * p[n:2 * n])[:, None]
+        w2 = np.exp(2 * p[3 * n:4 * n])[:, None] / 4
+        dz = x[None, :] - z[:, None]
+        dp = x[None, :] - pole[:, None]
+        num = dz * dz + e2
+        den = dp * dp + w2
+        env = p[4 * n:] @ self.basis
+        return dz, dp, num, den, env, e2, w2
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):     # wild trial steps are rejected by the solver
+            _, _, num, den, env, _, _ = self._parts(p)
+            return env * np.prod(num / den, axis=0)
+
+    def jac(self, p: np.ndarray) -> np.ndarray:
+        n = self.n
+        dz, dp, num, den, env, e2, w2 = self._parts(p)
+        shape = np.prod(num / den, axis=0)
+        t = env * shape
+        out = np.empty((4 * n + self.basis.shape[0], self.x.size))
+        out[:n] = -2 * t * dz / num
+        out[n:2 * n] = 2 * t * e2 / num
+        out[2 * n:3 * n] = 2 * t * dp / den
+        out[3 * n:4 * n] = -2 * t * w2 / den
+        out[4 * n:] = shape * self.basis
+        return out.T
+
+    def factors(self, p: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """prod of the ring factors (the envelope divided out) at ``x``."""
+        n = self.n
+        z, pole = p[:n], p[2 * n:3 * n]
+        e2 = np.exp(2 * p[n:2 * n])[:, None]
+        w2 = np.exp(2 * p[3 * n:4 * n])[:, None] / 4
+        num = (x[None, :] - z[:, None]) ** 2 + e2
+        den = (x[None, :] - pole[:, None]) ** 2 + w2
+        return np.prod(num / den, axis=0)
+
+
+# -- balanced only: poles ----------------------------------------------------------------------------------------------
+class _PoleModel:
+    """Balanced trace = spline envelope + sum_k (a_k Re L_k + b_k Im L_k), L_k = 1/(1 + 2i (x - p_k)/w_k).
+
+    Linear in the envelope and the a, b coefficients; the poles (p, log w) are fitted by variable projection.
+    """
+
+    RIDGE = 1e-9
+
+    def __init__(self, x: np.ndarray, n: int, basis: np.ndarray, data: np.ndarray) -> None:
+        self.x, self.n, self.basis, self.data = x, n, basis, data
+
+    def design(self, theta: np.ndarray) -> np.ndarray:
+        n = self.n
+        y = 2 * (self.x[None, :] - theta[:n, None]) / np.exp(theta[n:, None])
+        den = 1.0 / (1.0 + y * y)
+        return np.vstack([self.basis, den, -y * den])
+
+    def solve_linear(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = self.design(theta)
+        gram = a @ a.T
+        scale = np.sqrt(np.diag(gram)) + 1e-30
+        gram_n = gram / scale[:, None] / scale[None, :] + self.RIDGE * np.eye(gram.shape[0])
+        coef = np.linalg.solve(gram_n, (a @ self.data) / scale) / scale
+        return coef, coef @ a
+
+    def residual(self, theta: np.ndarray) -> np.ndarray:
+        return self.solve_linear(theta)[1] - self.data
+
+
+# -- one bank ------------------------------------------------------------------------------------------------------------
+@dataclass
+class BankFit:
+    """One bank's fitted resonances (in the order of the starting values; sorted when detected)."""
+
+    center_m: np.ndarray        # (n,) ring resonance: through zero (ports) or pole (balanced only)
+    pole_m: np.ndarray          # (n,) coupled pole
+    pole_fwhm_m: np.ndarray     # (n,) its FWHM
+    zero_width_m: np.ndarray    # (n,) depth parameter of the through zero (NaN: balanced only)
+    extinction_db: np.ndarray   # (n,) through dip depth (NaN: balanced only)
+    level: np.ndarray           # (n,) through (or -balanced) level with every ring away, readout units, at center
+    rmse: float                 # rms residual relative to the off-resonance level
+    mode: str                   # "ports" | "balanced"
+    x0_m: float
+    scale: float
+    params: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    far_coef: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(3))  # polynomial in nm about x0
+    extra_m: np.ndarray = field(default_factory=lambda: np.empty(0))  # fitted features that are no ring of the
+    # guess (e.g. another order of a ring moved into the band), relative to x0 until fit_bank adds it
+
+    def far_level(self, wavelength_m: np.ndarray) -> np.ndarray:
+        """Through level (or -balanced) with every ring far away, readout units (envelope line over the band)."""
+        x = (np.asarray(wavelength_m, dtype=float) - self.x0_m) / NM
+        return self.scale * np.polyval(self.far_coef[::-1], x)
+
+
+def _detect(x: np.ndarray, signal: np.ndarray, height: float, prominence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Feature positions and half-height widths (nm), parabola-refined, of a trace normalised to ~[0, 1]."""
+    peaks, _ = find_peaks(signal, height=height, prominence=prominence)
+    if peaks.size == 0:
+        return np.empty(0), np.empty(0)
+    dx = float(np.median(np.diff(x)))
+    widths = peak_widths(signal, peaks, rel_height=0.5)[0] * dx
+    i = np.clip(peaks, 1, x.size - 2)
+    a, b, c = signal[i - 1], signal[i], signal[i + 1]
+    den = a - 2 * b + c
+    safe = np.where(np.abs(den) > 1e-15, den, 1.0)
+    shift = np.where(np.abs(den) > 1e-15, 0.5 * (a - c) / safe, 0.0)
+    return x[i] + np.clip(shift, -1.0, 1.0) * dx, widths
+
+
+def _complete(centers: np.ndarray, widths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the widest feature until there are ``n`` (merged resonances look like one broad one)."""
+    c, w = centers.astype(float), widths.astype(float)
+    if c.size == 0:
+        raise ResonanceFitError("no resonance found in the spectrum")
+    med = float(np.median(w))
+    w = np.clip(w, med / 2, med * 2.5)
+    while c.size < n:
+        k = int(np.argmax(w))
+        c = np.concatenate([c, [c[k] + w[k] / 4]])
+        c[k] -= w[k] / 4
+        w = np.concatenate([w, [w[k] / 2]])
+        w[k] /= 2
+        order = np.argsort(c)
+        c, w = c[order], w[order]
+    return c, w
+
+
+def _snap(guess: np.ndarray, found: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """Move each guess onto the detected feature matched to it (one-to-one, within ``gate``)."""
+    out = guess.copy()
+    if found.size == 0 or guess.size == 0:
+        return out
+    cost = np.abs(guess[:, None] - found[None, :])
+    rows, cols = linear_sum_assignment(cost)
+    ok = cost[rows, cols] < gate[rows]
+    out[rows[ok]] = found[cols[ok]]
+    return out
+
+
+def fit_bank(wavelength_m: np.ndarray, *, n_rings: int, through: np.ndarray | None = None,
+             balanced: np.ndarray | None = None, drop: np.ndarray | None = None,
+             guess: dict[str, np.ndarray] | None = None, max_nfev: int = 400) -> BankFit:
+    """Fit one bank's spectrum (see the module docstring); ``through`` when the ports are read apart, else
+    ``balanced``.
+
+    ``guess`` (tracking, e.g. heater steps) gives ``center_m`` (n,) and optionally ``pole_m``, ``pole_fwhm_m``,
+    ``zero_width_m``: the rings keep that order. Without it resonances are detected, merged ones split until
+    ``n_rings`` are found, and the ``n_rings`` deepest kept, sorted by wavelength.
+    """
+    wl = np.asarray(wavelength_m, dtype=float)
+    x0 = float(0.5 * (wl.min() + wl.max()))
+    x = (wl - x0) / NM
+    basis = _spline_basis(x, ENVELOPE_KNOT_NM)
+    if through is not None:
+        scale = float(np.percentile(through, 98))
+        if not scale > 0:
+            raise ResonanceFitError("through port is dark (is the laser on?)")
+        data = np.asarray(through, dtype=float) / scale
+        fit = _fit_through(x, data, basis, n_rings, guess, x0, max_nfev)
+    elif balanced is not None:
+        b = np.asarray(balanced, dtype=float)
+        scale = float(-np.percentile(b, 2))
+        if not scale > 0:
+            raise ResonanceFitError("balanced trace has no negative off-resonance level (is the laser on?)")
+        fit = _fit_balanced(x, b / scale, basis, n_rings, guess, x0, max_nfev)
+    else:
+        raise ValueError("give through (ports read apart) or balanced")
+    fit.x0_m, fit.scale = x0, scale
+    fit.center_m = fit.center_m + x0
+    fit.pole_m = fit.pole_m + x0
+    fit.extra_m = fit.extra_m + x0
+    fit.level = fit.far_level(fit.center_m)
+    return fit
+
+
+def _init_from_guess(guess: dict[str, np.ndarray], x0: float, x: np.ndarray, found: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    c = (np.asarray(guess["center_m"], dtype=float) - x0) / NM
+    n = c.size
+    w = (np.asarray(guess["pole_fwhm_m"]) / NM) if guess.get("pole_fwhm_m") is not None else np.full(n, 0.2)
+    pole_off = ((np.asarray(guess["pole_m"]) - np.asarray(guess["center_m"])) / NM
+                if guess.get("pole_m") is not None else np.zeros(n))
+    e = (np.asarray(guess["zero_width_m"]) / NM) if guess.get("zero_width_m") is not None else 0.1 * w
+    # nearest other ring bounds how far a detected dip may be from its guess
+    order = np.argsort(c)
+    gaps = np.diff(c[order])
+    near = np.full(n, np.inf)
+    if n > 1:
+        near[order[:-1]] = np.minimum(near[order[:-1]], gaps)
+        near[order[1:]] = np.minimum(near[order[1:]], gaps)
+    c = _snap(c, found, np.minimum(0.45 * near, 2.5 * w))
+    # features nobody predicted (another order of a ring moved into the band, a stray dip): fitted, not reported;
+    # known ones (guess["extra_m"]) are kept even when they merge with a ring
+    extra = found[np.all(np.abs(found[:, None] - c[None, :]) > 2.0 * np.median(w), axis=1)] if found.size else found
+    known = (np.asarray(guess.get("extra_m", np.empty(0)), dtype=float) - x0) / NM
+    known = known[(known > x.min()) & (known < x.max())]
+    if known.size:
+        extra = np.r_[known, extra[np.all(np.abs(extra[:, None] - known[None, :]) > np.median(w), axis=1)]]
+    return c, np.maximum(np.nan_to_num(e, nan=0.02), 1e-4), c + pole_off, w, extra
+
+
+def _fit_through(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: int,
+                 guess: dict[str, np.ndarray] | None, x0: float, max_nfev: int) -> BankFit:
+    dips, widths = _detect(x, 1.0 - data, DIP_MIN_DEPTH, DIP_MIN_PROMINENCE)
+    if guess is not None:
+        z, e, pole, w, extra = _init_from_guess(guess, x0, x, dips)
+        n_keep = z.size
+        if extra.size:
+            w_extra = np.full(extra.size, float(np.median(w)))
+            depth = np.clip(np.interp(extra, x, data), 1e-4, 0.9)
+            z = np.r_[z, extra]
+            e = np.r_[e, np.sqrt(depth) * w_extra / 2]
+            pole = np.r_[pole, extra]
+            w = np.r_[w, w_extra]
+    else:
+        z, w = _complete(dips, widths, n_rings)
+        depth = np.clip(np.interp(z, x, data), 1e-4, 0.9)
+        e = np.sqrt(depth) * w / 2
+        pole = z.copy()
+    n = z.size
+    model = _ZeroPoleModel(x, n, basis)
+    env0 = np.linalg.lstsq(basis.T, np.maximum(data, np.percentile(data, 50)), rcond=None)[0]
+    p0 = np.concatenate([z, np.log(e), pole, np.log(w), env0])
+    # the envelope first (rings fixed), then everything
+    free = np.zeros(p0.size, dtype=bool)
+    free[4 * n:] = True
+    p0 = _lm(model, data, p0, free, 30)
+    sol = _lm(model, data, p0, np.ones(p0.size, dtype=bool), max_nfev)
+    resid = model.predict(sol) - data
+    p = sol
+    if guess is None and n > n_rings:
+        keep = _deepest(model, p, n_rings)
+        log.info("%d resonances found where %d were expected; keeping the %d deepest", n, n_rings, n_rings)
+    else:
+        keep = np.arange(n_keep if guess is not None else n)
+    if guess is None:
+        keep = keep[np.argsort(p[keep])]
+    fit = _through_result(model, p, keep, float(np.sqrt(np.mean(resid ** 2))), x, basis)
+    fit.extra_m = np.delete(p[:n], keep) * NM
+    return fit
+
+
+def _lm(model: _ZeroPoleModel, data: np.ndarray, p0: np.ndarray, free: np.ndarray, max_nfev: int) -> np.ndarray:
+    idx = np.flatnonzero(free)
+
+    def fun(q: np.ndarray) -> np.ndarray:
+        p = p0.copy()
+        p[idx] = q
+        return model.predict(p) - data
+
+    def jac(q: np.ndarray) -> np.ndarray:
+        p = p0.copy()
+        p[idx] = q
+        return model.jac(p)[:, idx]
+
+    sol = least_squares(fun, p0[idx], jac=jac, method="lm", x_scale="jac", max_nfev=max_nfev)
+    out = p0.copy()
+    out[idx] = sol.x
+    return out
+
+
+def _deepest(model: _ZeroPoleModel, p: np.ndarray, k: int) -> np.ndarray:
+    n = model.n
+    depth = model.factors(p, p[:n])
+    return np.sort(np.argsort(depth)[:k])
+
+
+def _far_coef(x: np.ndarray, env: np.ndarray) -> np.ndarray:
+    """Straight line through the smooth envelope (which also carries slow bus-coupling ripple of a few %)."""
+    return np.r_[np.polynomial.polynomial.polyfit(x, env, 1), 0.0]
+
+
+def _through_result(model: _ZeroPoleModel, p: np.ndarray, keep: np.ndarray, rmse: float, x: np.ndarray,
+                    basis: np.ndarray) -> BankFit:
+    n = model.n
+    z, e = p[:n], np.exp(p[n:2 * n])
+    pole, w = p[2 * n:3 * n], np.exp(p[3 * n:4 * n])
+    env = p[4 * n:] @ basis
+    # dip depth: the model's minimum near each zero, envelope divided out
+    grid = z[keep, None] + np.linspace(-0.5, 0.5, 201)[None, :] * w[keep, None]
+    minima = model.factors(p, grid.ravel()).reshape(grid.shape).min(axis=1)
+    extinction = -10 * np.log10(np.maximum(minima, 1e-12))
+    return BankFit(center_m=z[keep] * NM, pole_m=pole[keep] * NM, pole_fwhm_m=w[keep] * NM,
+                   zero_width_m=e[keep] * NM, extinction_db=extinction, level=np.empty(0), rmse=rmse,
+                   mode="ports", x0_m=0.0, scale=1.0, params=p, far_coef=_far_coef(x, env))
+
+
+def _fit_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: int,
+                  guess: dict[str, np.ndarray] | None, x0: float, max_nfev: int) -> BankFit:
+    lo, hi = float(data.min()), float(data.max())
+    signal = (data - lo) / max(hi - lo, 1e-12)
+    peaks, widths = _detect(x, signal, PEAK_MIN_HEIGHT, PEAK_MIN_PROMINENCE)
+    if guess is not None:
+        c, _, _, w, extra = _init_from_guess(guess, x0, x, peaks)
+        if guess.get("pole_m") is not None:
+            c = c + (np.asarray(guess["pole_m"]) - np.asarray(guess["center_m"])) / NM
+        n_keep = c.size
+        c, w = np.r_[c, extra], np.r_[w, np.full(extra.size, float(np.median(w)))]
+    else:
+        c, w = _complete(peaks, widths, n_rings)
+    n = c.size
+    model = _PoleModel(x, n, basis, data)
+    sol = least_squares(model.residual, np.concatenate([c, np.log(w)]), method="lm", x_scale="jac",
+                        max_nfev=max_nfev * (2 * n + 1))
+    theta = sol.x
+    coef, pred = model.solve_linear(theta)
+    nb = basis.shape[0]
+    amp = coef[nb:nb + n]
+    keep = np.arange(n_keep if guess is not None else n)
+    if guess is None:
+        if n > n_rings:
+            keep = np.sort(np.argsort(-amp)[:n_rings])
+        keep = keep[np.argsort(theta[keep])]
+    env = -(coef[:nb] @ basis)          # the off-resonance level is negative: report it as a positive level
+    rmse = float(np.sqrt(np.mean((pred - data) ** 2)))
+    nan = np.full(keep.size, np.nan)
+    return BankFit(center_m=theta[keep] * NM, pole_m=theta[keep] * NM, pole_fwhm_m=np.exp(theta[n + keep]) * NM,
+                   zero_width_m=nan, extinction_db=nan, level=np.empty(0), rmse=rmse, mode="balanced",
+                   x0_m=0.0, scale=1.0, params=theta, far_coef=_far_coef(x, env),
+                   extra_m=np.delete(theta[:n], keep) * NM)
+
+
+def bare_linewidths(pole_fwhm_m: np.ndarray) -> np.ndarray:
+    """Each ring's own linewidth, estimated as the mean pole width of its bank.
+
+    The bus coupling moves linewidth between rings (a ring 0.2 nm from another can look 40 % wider or narrower,
+    one 1 nm away still 10-20 %) but conserves the sum over the coupled rings, while the rings' own linewidths
+    differ only by their fabrication spread (a few %). The individual pole widths stay in
+    :attr:`ResonanceMap.pole_fwhm_m`.
+    """
+    w = np.asarray(pole_fwhm_m, dtype=float)
+    return np.full_like(w, float(np.mean(w)))
+
+
+def _far_level(sp: Spectra, bank: int, fit: BankFit, channel_wl: np.ndarray) -> np.ndarray:
+    """Through level with every ring far away, at ``channel_wl``, readout units.
+
+    With both ports: through + drop where no ring is within 3 linewidths (energy conservation: the bus coupling
+    between rings only moves light between the ports there), a straight line over the band. Balanced only: a
+    straight line through the fitted envelope. Both are good to about 1 % on the emulated reference chip; the
+    line admits a coupler tilt, not a curvature.
+    """
+    wl = sp.wavelength_m
+    if sp.through is not None and sp.drop is not None:
+        x = (wl - fit.x0_m) / NM
+        z = (fit.center_m - fit.x0_m) / NM
+        w = fit.pole_fwhm_m / NM
+        away = np.all(np.abs(x[:, None] - z[None, :]) > 3 * w[None, :], axis=1)
+        if away.mean() > 0.05:
+            total = sp.through[away, bank] + sp.drop[away, bank]
+            coef = np.polynomial.polynomial.polyfit(x[away], total, 1)
+            return np.polynomial.polynomial.polyval((channel_wl - fit.x0_m) / NM, coef)
+        log.warning("bank %d: too few points away from the resonances; far level from the envelope", bank)
+    return fit.far_level(channel_wl)
+
+
+# -- the map -------------------------------------------------------------------------------------------------------------
+@dataclass
+class ResonanceMap:
+    """Every ring at zero drive, from one scan of the band (see the module docstring)."""
+
+    center_m: np.ndarray          # (B, R) ring resonance at zero drive (through zero; pole on balanced-only benches)
+    fwhm_m: np.ndarray            # (B, R) ring's own linewidth (estimate, see bare_linewidths)
+    extinction_db: np.ndarray     # (B, R) through dip depth (NaN where only balanced is measured)
+    drop_peak: np.ndarray         # (B, R) drop peak relative to the through level (NaN where only balanced)
+    channel_of_ring: np.ndarray   # (B, R) int, -1 for a ring without a channel
+    fit_rmse: np.ndarray          # (B,) rms fit residual relative to the off-resonance level
+    baseline: np.ndarray          # (B, C) balanced reading with every ring far away (w = -1), readout units, < 0
+    # -- beyond the contract: what the thermal tracking and reports use ----------------------------------------------
+    pole_m: np.ndarray | None = None          # (B, R) coupled poles (what a Lorentzian fit would call the centre)
+    pole_fwhm_m: np.ndarray | None = None     # (B, R) their widths
+    zero_width_m: np.ndarray | None = None    # (B, R) depth parameter of the through zeros
+    unit: str = ""
+    laser_power_w: np.ndarray | None = None   # (C,) channel laser powers the baseline is scaled to
+    measured_ports: bool = True               # False: balanced only (centres are poles)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_banks(self) -> int:
+        return int(self.center_m.shape[0])
+
+    @property
+    def n_rings(self) -> int:
+        return int(self.center_m.shape[1])
+
+    def guess(self, bank: int, center_m: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Starting values for tracking bank ``bank``'s rings to ``center_m`` (default: the map's centres)."""
+        c0 = self.center_m[bank]
+        c = c0 if center_m is None else np.asarray(center_m, dtype=float)
+        out: dict[str, np.ndarray] = {"center_m": c}
+        if self.pole_m is not None:
+            out["pole_m"] = c + (self.pole_m[bank] - c0)
+        if self.pole_fwhm_m is not None:
+            out["pole_fwhm_m"] = self.pole_fwhm_m[bank]
+        if self.zero_width_m is not None:
+            out["zero_width_m"] = self.zero_width_m[bank]
+        return out
+
+
+def band_m(hw: CalibrationHardware, margin_m: float) -> tuple[float, float]:
+    grid = np.asarray(hw.wavelengths_m, dtype=float)
+    return float(grid.min() - margin_m), float(grid.max() + margin_m)
+
+
+def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarray]] | None = None
+                    ) -> list[BankFit]:
+    """Fit every bank of one scan (through zeros when the ports were read apart, else balanced poles)."""
+    fits = []
+    for b in range(sp.balanced.shape[1]):
+        guess = None if guesses is None else guesses[b]
+        if sp.through is not None:
+            fits.append(fit_bank(sp.wavelength_m, n_rings=n_rings, through=sp.through[:, b], guess=guess))
+        else:
+            fits.append(fit_bank(sp.wavelength_m, n_rings=n_rings, balanced=sp.balanced[:, b], guess=guess))
+    return fits
+
+
+def measure_resonance_map(hw: CalibrationHardware, *, step_m: float = 2e-12, margin_m: float = 1.0e-9,
+                          laser: int = 0, averaging_time_s: float = 1e-4) -> ResonanceMap:
+    """All heaters at 0, one scan of the band, every bank fitted; see the module docstring.
+
+    Cost on the default bench: one 11 nm logging sweep (about 1.3 s) plus the laser outputs switched off and back
+    on (about 1 s per laser that was on). On a stepped bench every point costs a laser retune (about 0.1 s): use
+    ``step_m`` of 5-10 pm there (the fit needs about 20 points per linewidth).
+    """
+    t0, n0 = hw.elapsed_s(), hw.transaction_count()
+    hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
+    start, stop = band_m(hw, margin_m)
+    sp = spectra(hw, start, stop, step_m, laser=laser, averaging_time_s=averaging_time_s)
+    fits = analyze_spectra(sp, hw.n_rings)
+    nb, nr, nc = hw.n_banks, hw.n_rings, hw.n_channels
+    center = np.vstack([f.center_m for f in fits])
+    pole = np.vstack([f.pole_m for f in fits])
+    pole_w = np.vstack([f.pole_fwhm_m for f in fits])
+    fwhm = np.vstack([bare_linewidths(f.pole_fwhm_m) for f in fits])
+    extinction = np.vstack([f.extinction_db for f in fits])
+    zero_w = np.vstack([f.zero_width_m for f in fits])
+    ports = sp.through is not None
+    if ports:
+        assert sp.drop is not None
+        drop_peak = np.vstack([_drop_peaks(sp, b, fits[b]) for b in range(nb)])
+        # the drop port with every ring away: the meter's floor (dark), taken from the quietest part of the trace
+        background = np.percentile(sp.drop, 0.5, axis=0)
+    else:
+        drop_peak = np.full((nb, nr), np.nan)
+        background = np.zeros(nb)
+    channel_wl = np.asarray(hw.wavelengths_m, dtype=float)
+    powers = np.array([float(laser_.get_power_w()) for laser_ in hw.lasers])
+    far = np.vstack([_far_level(sp, b, fits[b], channel_wl) for b in range(nb)])
+    baseline = (background[:, None] - far) * (powers / sp.laser_power_w)[None, :]
+    if np.any(baseline >= 0):
+        raise ResonanceFitError(f"baseline not negative: {baseline}")
+    channel_of_ring = np.tile(np.where(np.arange(nr) < nc, np.arange(nr), -1), (nb, 1))
+    _check_order(center, channel_wl)
+    stats = {"transactions": hw.transaction_count() - n0, "points": int(sp.wavelength_m.size),
+             "bench_time_s": None if t0 is None else (hw.elapsed_s() or 0.0) - t0}
+    log.info("resonance map: %d points, %d transactions, %s s of bench time, fit rmse %s", stats["points"],
+             stats["transactions"], stats["bench_time_s"], np.round([f.rmse for f in fits], 5))
+    return ResonanceMap(center_m=center, fwhm_m=fwhm, extinction_db=extinction, drop_peak=drop_peak,
+                        channel_of_ring=channel_of_ring, fit_rmse=np.array([f.rmse for f in fits]),
+                        baseline=baseline, pole_m=pole, pole_fwhm_m=pole_w, zero_width_m=zero_w, unit=sp.unit,
+                        laser_power_w=powers, measured_ports=ports, stats=stats)
+
+
+def _drop_peaks(sp: Spectra, bank: int, fit: BankFit) -> np.ndarray:
+    """Highest drop reading within half a linewidth of each ring, relative to the through level there."""
+    assert sp.drop is not None
+    wl = sp.wavelength_m
+    near = np.abs(wl[None, :] - fit.center_m[:, None]) < 0.5 * fit.pole_fwhm_m[:, None]
+    peak = np.where(near, sp.drop[None, :, bank], -np.inf).max(axis=1)
+    return peak / fit.far_level(fit.center_m)
+
+
+def _check_order(center: np.ndarray, channel_wl: np.ndarray) -> None:
+    """Warn when a ring sits more than half a channel spacing from its design place (order assignment at risk)."""
+    nr = center.shape[1]
+    if channel_wl.size < 2:
+        return
+    spacing = float(np.median(np.diff(np.sort(channel_wl))))
+    k = min(nr, channel_wl.size)
+    offset = center[:, :k] - channel_wl[None, :k]
+    far = np.abs(offset - np.median(offset)) > 0.5 * spacing
+    if far.any():
+        log.warning("rings %s are more than half a channel spacing from their design place; the order "
+                    "assignment will be checked by the heaters", np.argwhere(far).tolist())

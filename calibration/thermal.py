@@ -1,0 +1,536 @@
+"""Thermal model of the heaters: how far each heater moves every ring, measured through the instruments.
+
+Model (per heater j, drive u in V or A): heat ``h_j = u^2 / (1 - gamma_j u^2)`` in drive units squared (V^2 or A^2;
+not watts: the greymatter bench cannot measure power, and V^2 or A^2 is what the inverse must produce anyway). This
+covers self-heating R = R0 (1 + c P) for both drives to first order: voltage drive gives gamma < 0 (hotter heater,
+higher resistance, less power), current drive gamma > 0. Ring i moves by ``shift_i = sum_j K[i, j] h_j``; the
+diagonal of ``K`` is each heater's tuning efficiency, the rest is thermal crosstalk (within a bank and across
+banks).
+
+Measurement design (the expensive step, so built for bench time):
+
+* **Shifts from bare resonances.** Every scan is fitted with the bank model of :mod:`~labctl.calibration.resonances`
+  started from the predicted positions. On a power-meter bench the through zeros are the rings' own resonances,
+  so a ring passing its neighbour is not mistaken for the pull of the bus coupling; on a balanced-only bench the
+  poles are tracked (coarser).
+* **One heater per bank at a time, all banks together.** Group g drives one heater in every bank (rings at
+  alternating ends of neighbouring banks, as far apart as the layout allows) and the scans of all banks run in
+  parallel. Thermal crosstalk between banks is small but real; it is *separated by linearity*, not neglected:
+  within a group each heater steps through the heat levels in its own order, so the heat columns are
+  independent and a least-squares fit per ring recovers every heater's column; the orders are chosen so that
+  each heater's nonlinearity stays visible to the fit (:func:`level_schedule`), and there are two scans more
+  than heaters per group. Per group: a zero-drive reference, a probe scan
+  (all group heaters at a low level; it predicts every ring's move for the tracking and each heater's drive for
+  the target shift) and one scan per level.
+* **Drift.** The zero-drive references at every group boundary measure the common-mode drift of the chip
+  temperature, interpolated linearly in time and removed from the shifts.
+* **Fit.** Per group, variable projection: for given nonlinearities the crosstalk columns are a linear
+  least-squares problem (all rings at once), the nonlinearities are fitted around it.
+
+Limits: drives never exceed ``drive_margin * hw.max_drive`` nor, where the heater driver measures power, the per-
+heater power limit with that margin (resistance from the probe); every write still goes through ``hw.heaters``,
+which refuses anything outside the bench limits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from .hardware import CalibrationHardware
+from .measure import SpectrumSession
+from .resonances import NM, ResonanceMap, analyze_spectra
+
+log = logging.getLogger(__name__)
+
+#: Heat levels are nudged so that a heated ring is predicted at least this many linewidths from every other ring
+#: of its bank (coinciding resonances are not separable; the schedule tolerates any distinct levels).
+MIN_SEPARATION_LINEWIDTHS = 2.0
+
+
+class RingOrderError(RuntimeError):
+    """A heater moves another ring of its bank more than the ring it is wired to: the map's order is wrong."""
+
+
+class UnreachableHeatError(ValueError):
+    """A requested heat needs a drive beyond the model's range or the bench limit."""
+
+
+@dataclass
+class ThermalModel:
+    """Resonance shifts of every ring as a function of every heater's drive (see the module docstring)."""
+
+    mode: str                                   # 'voltage' | 'current'
+    efficiency_m_per_unit: np.ndarray           # (N,) own-ring shift per unit heat (m/V^2 or m/A^2)
+    crosstalk: np.ndarray                       # (N, N) K[i, j]: shift of ring i per unit heat on heater j
+    nonlinearity: np.ndarray                    # (N,) gamma in h = u^2 / (1 - gamma u^2), 1/V^2 or 1/A^2
+    fit_rmse_m: np.ndarray                      # (N,) rms residual of ring i's shifts over all scans
+    max_drive: np.ndarray | None = None         # (N,) drive limit the inverse respects (bench limit)
+    heat_unit: str = "V^2"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def heat(self, drive: np.ndarray) -> np.ndarray:
+        """Heat of a drive vector (N,) or batch (M, N)."""
+        u = np.asarray(drive, dtype=float)
+        u2 = u * u
+        den = 1.0 - self.nonlinearity * u2
+        if np.any(den <= 0):
+            raise UnreachableHeatError("drive beyond the range of the self-heating model (1 - gamma u^2 <= 0)")
+        return u2 / den
+
+    def drive_for_heat(self, heat: np.ndarray) -> np.ndarray:
+        """Drive giving ``heat`` (N,) or (M, N); raises :class:`UnreachableHeatError` for negative heat (heaters
+        only heat) or a heat beyond the model's range or the drive limit."""
+        h = np.asarray(heat, dtype=float)
+        if not np.all(np.isfinite(h)):
+            raise UnreachableHeatError("heat must be finite")
+        if np.any(h < 0):
+            idx = np.argwhere(h < 0)[0].tolist()
+            raise UnreachableHeatError(f"negative heat {h[tuple(idx)]:.4g} at {idx}: heaters can only heat")
+        den = 1.0 + self.nonlinearity * h
+        if np.any(den <= 0):
+            idx = np.argwhere(den <= 0)[0].tolist()
+            raise UnreachableHeatError(f"heat {h[tuple(idx)]:.4g} at {idx} is beyond the self-heating model")
+        u = np.sqrt(h / den)
+        if self.max_drive is not None:
+            over = u > self.max_drive * (1 + 1e-12)
+            if np.any(over):
+                idx = np.argwhere(over)[0].tolist()
+                raise UnreachableHeatError(f"heat {h[tuple(idx)]:.4g} at {idx} needs {u[tuple(idx)]:.4g}, over the "
+                                           f"drive limit {np.broadcast_to(self.max_drive, u.shape)[tuple(idx)]:.4g}")
+        return u
+
+    def shift_m(self, drive: np.ndarray) -> np.ndarray:
+        """Resonance shift of every ring (N,) or (M, N) for a drive (N,) or (M, N): K @ heat(drive)."""
+        return self.heat(drive) @ self.crosstalk.T
+
+
+# -- design ------------------------------------------------------------------------------------------------------------
+def heater_groups(n_banks: int, n_rings: int, group_size: int) -> list[np.ndarray]:
+    """Heater indices (row-major bank, ring) driven together: one ring per bank, neighbouring banks at opposite
+    ends (ring g in even banks, ring g + R/2 in odd ones), banks taken ``group_size`` at a time."""
+    groups: list[np.ndarray] = []
+    for first in range(0, n_banks, group_size):
+        banks = np.arange(first, min(first + group_size, n_banks))
+        for g in range(n_rings):
+            rings = (g + (banks % 2) * (n_rings // 2)) % n_rings
+            groups.append(banks * n_rings + rings)
+    return groups
+
+
+def level_schedule(levels: tuple[float, ...], group_size: int, *, max_condition: float = 8.0,
+                   trials: int = 4000, seed: int = 0) -> np.ndarray:
+    """(M, G) heat fractions: the probe level for every heater, then every other level once per heater, in an
+    order per heater chosen for the fit.
+
+    Each ring's shifts are fitted as a combination of the group's heat columns, and each heater's nonlinearity is
+    seen as the part of its column's square that the columns cannot explain. Orders are drawn (seeded, so the
+    schedule is reproducible) and the one kept maximises the smallest such part over the heaters while the
+    columns stay well conditioned (condition number <= ``max_condition``); a cyclic Latin square, whose shifted
+    ramps hide much of the curvature, is the fallback.
+    """
+    probe, rest = levels[0], np.asarray(levels[1:], dtype=float)
+    cyclic = np.column_stack([np.r_[probe, np.roll(rest, -k)] for k in range(group_size)])
+    if group_size == 1:
+        return cyclic
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random((trials, group_size, rest.size)), axis=2)            # random permutations
+    cand = np.concatenate([np.full((trials, 1, group_size), probe),
+                           np.swapaxes(rest[order], 1, 2)], axis=1)                   # (trials, M, G)
+    score = _schedule_scores(cand, max_condition)
+    best = int(np.argmax(score))
+    if score[best] > _schedule_scores(cyclic[None], max_condition)[0]:
+        return cand[best]
+    return cyclic
+
+
+def _schedule_scores(fractions: np.ndarray, max_condition: float) -> np.ndarray:
+    """Smallest unexplained norm of a column's square, per candidate (T, M, G); -inf if ill-conditioned."""
+    q, _ = np.linalg.qr(fractions)
+    sq = fractions ** 2
+    resid = sq - q @ (np.swapaxes(q, 1, 2) @ sq)
+    score = np.min(np.linalg.norm(resid, axis=1), axis=1)
+    return np.where(np.linalg.cond(fractions) <= max_condition, score, -np.inf)
+
+
+def drive_ceiling(hw: CalibrationHardware, margin: float, resistance_ohm: np.ndarray | None) -> np.ndarray:
+    """Largest drive characterization will use per ring: the margin times the bench drive limit and, with a
+    measured resistance, times the drive at the per-heater power limit."""
+    ceiling = margin * np.asarray(hw.max_drive, dtype=float)
+    if resistance_ohm is not None:
+        r = np.asarray(resistance_ohm, dtype=float)
+        ok = np.isfinite(r) & (r > 0)
+        p_max = margin * np.asarray(hw.max_power_w, dtype=float)
+        power_drive = np.sqrt(p_max * r) if hw.mode == "voltage" else np.sqrt(p_max / np.where(ok, r, 1.0))
+        ceiling = np.where(ok, np.minimum(ceiling, power_drive), ceiling)
+    return ceiling
+
+
+# -- measurement -------------------------------------------------------------------------------------------------------
+class _Scanner:
+    """Scans the band around predicted positions and fits every bank, started from the predictions."""
+
+    def __init__(self, hw: CalibrationHardware, rmap: ResonanceMap, session: SpectrumSession, step_m: float,
+                 margin_m: float, stepped_step_m: float, max_shift_m: float) -> None:
+        self.hw, self.rmap, self.session = hw, rmap, session
+        self.step_m, self.margin_m, self.stepped_step_m = step_m, margin_m, stepped_step_m
+        lo = float(np.min(rmap.center_m)) - margin_m
+        hi = float(np.max(rmap.center_m)) + max_shift_m + margin_m
+        self.band = (lo, hi)
+        width = rmap.pole_fwhm_m if rmap.pole_fwhm_m is not None else rmap.fwhm_m
+        self.half_window_m = 3.0 * float(np.max(width))
+        self.scans = 0
+        self.times_s: list[float] = []
+        #: features of the zero-drive scan that are no ring (other orders of the rings), per bank
+        self.extra_m: list[np.ndarray] = [np.empty(0)] * rmap.n_banks
+        #: free spectral range, estimated from those features (None until seen)
+        self.fsr_m: float | None = None
+        self._ref_m = rmap.center_m.copy()
+
+    def measure(self, drive: np.ndarray, predicted_m: np.ndarray) -> np.ndarray:
+        """Apply ``drive`` (all rings), scan, and return the fitted ring resonances (B, R)."""
+        hw = self.hw
+        hw.set_ring_drive(drive)
+        t = hw.elapsed_s()
+        if self.session.stepped:
+            grid = self._windows(predicted_m)
+            sp = self.session.scan_points(grid)
+        else:
+            sp = self.session.scan(self.band[0], self.band[1], self.step_m)
+        self.scans += 1
+        self.times_s.append(float(t) if t is not None else float(self.scans))
+        guesses = [self.rmap.guess(b, predicted_m[b]) for b in range(self.rmap.n_banks)]
+        for b, g in enumerate(guesses):
+            g["extra_m"] = self.other_orders(b, predicted_m[b])
+        fits = analyze_spectra(sp, self.rmap.n_rings, guesses)
+        centres = np.vstack([f.center_m for f in fits])
+        if not np.any(drive):
+            self.extra_m = [f.extra_m for f in fits]
+            self._ref_m = centres
+            if self.fsr_m is None:
+                self.fsr_m = estimate_fsr(centres, self.extra_m)
+                if self.fsr_m is not None:
+                    log.info("free spectral range from the rings' other orders in the band: %.4f nm",
+                             self.fsr_m * 1e9)
+        return centres
+
+    def other_orders(self, bank: int, predicted_m: np.ndarray) -> np.ndarray:
+        """Expected positions of features that are no ring of the bank at its order: the rings' neighbouring
+        orders (they move with their heaters) and any other feature of the zero-drive scan."""
+        extra = np.asarray(self.extra_m[bank], dtype=float)
+        if self.fsr_m is None:
+            return extra
+        ref = self._ref_m[bank]
+        copies = np.r_[ref - self.fsr_m, ref + self.fsr_m]
+        tol = 2 * self.half_window_m / 3
+        unexplained = extra[np.all(np.abs(extra[:, None] - copies[None, :]) > tol, axis=1)] if extra.size else extra
+        moved = np.r_[predicted_m - self.fsr_m, predicted_m + self.fsr_m]
+        lo, hi = self.band
+        return np.r_[unexplained, moved[(moved > lo - tol) & (moved < hi + tol)]]
+
+    def _windows(self, predicted_m: np.ndarray) -> np.ndarray:
+        """Stepped benches: only wavelengths near a predicted resonance (each point costs a laser retune)."""
+        step = self.stepped_step_m
+        lo = predicted_m.ravel() - self.half_window_m
+        hi = predicted_m.ravel() + self.half_window_m
+        grid = np.arange(self.band[0], self.band[1] + step / 2, step)
+        keep = np.any((grid[:, None] >= lo[None, :]) & (grid[:, None] <= hi[None, :]), axis=1)
+        return grid[keep]
+
+
+def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
+                         levels: tuple[float, ...] = (0.2, 0.3, 0.44, 0.58, 0.72, 0.86, 1.0),
+                         target_shift_m: float = 2.0e-9, drive_margin: float = 0.8, step_m: float = 10e-12,
+                         margin_m: float = 0.6e-9, stepped_step_m: float = 10e-12, laser: int = 0,
+                         averaging_time_s: float = 1e-4, bootstrap_fraction: float = 0.05,
+                         banks_per_group: int | None = None) -> ThermalModel:
+    """Measure every heater's effect on every ring and fit the :class:`ThermalModel` (see the module docstring).
+
+    ``levels`` are fractions of ``target_shift_m`` (own-ring shift of the highest level, about the largest
+    operating shift; the first level is the probe). Heaters driven together: one per bank, at most
+    ``len(levels) - 2`` banks (and at most ``banks_per_group``) at a time, so that every ring's fit keeps spare
+    scans for the nonlinearity. The first group is preceded by one bootstrap scan at
+    ``bootstrap_fraction`` of the drive ceiling, which fixes the probe drive from a measured efficiency.
+    """
+    if len(levels) < 2 or not all(0 < f <= 1 for f in levels):
+        raise ValueError(f"levels must be at least two fractions in (0, 1], got {levels}")
+    nb, nr = hw.n_banks, hw.n_rings
+    n = nb * nr
+    if rmap.center_m.shape != (nb, nr):
+        raise ValueError(f"resonance map is {rmap.center_m.shape}, the bench has {(nb, nr)}")
+    if len(levels) < 3:
+        raise ValueError(f"levels need a probe and at least two more, got {levels}")
+    group_size = max(1, min(nb, len(levels) - 2, banks_per_group or nb))
+    groups = heater_groups(nb, nr, group_size)
+    schedule_full = level_schedule(levels, group_size)
+    t0, n0 = hw.elapsed_s(), hw.transaction_count()
+    zero = np.zeros(n)
+    width = rmap.pole_fwhm_m if rmap.pole_fwhm_m is not None else rmap.fwhm_m
+    min_sep_m = MIN_SEPARATION_LINEWIDTHS * float(np.median(width))
+    ceiling = drive_ceiling(hw, drive_margin, None)
+    center0 = rmap.center_m.reshape(-1)
+
+    shifts_rows: list[np.ndarray] = []          # per scan: (N,) shift after drift removal
+    drives_rows: list[np.ndarray] = []          # per scan: (N,) drive
+    group_of_row: list[int] = []
+    with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s, through_only=True) as session, \
+            _heaters_to_zero(hw):
+        scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m)
+        ref_times: list[float] = []
+        ref_offsets: list[float] = []
+        pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []   # (group, time, centres, drive)
+
+        def reference() -> np.ndarray:
+            centres = scanner.measure(zero, rmap.center_m).reshape(-1)
+            ref_times.append(scanner.times_s[-1])
+            ref_offsets.append(float(np.median(centres - center0)))
+            return centres
+
+        ref = reference()
+        eta_guess: float | None = None
+        resistance: np.ndarray | None = None
+        for gi, heaters in enumerate(groups):
+            g = heaters.size
+            schedule = schedule_full[:, :g]
+            if gi > 0:
+                ref = reference()
+            base = ref.reshape(nb, nr)
+            if eta_guess is None:
+                # bootstrap: a small, safe drive measures the efficiency scale (m per unit drive^2)
+                u_boot = bootstrap_fraction * ceiling[heaters]
+                drive = zero.copy()
+                drive[heaters] = u_boot
+                centres = scanner.measure(drive, base).reshape(-1)
+                _check_own(heaters, centres - ref, nr)
+                own = centres[heaters] - ref[heaters]
+                resistance = _resistance(hw, drive)
+                if resistance is not None:
+                    ceiling = drive_ceiling(hw, drive_margin, resistance)
+                eta = own / u_boot ** 2
+                if not np.all(eta > 0):
+                    raise RuntimeError(f"heaters {heaters.tolist()} did not red-shift their rings (shifts "
+                                       f"{np.round(own * 1e12, 2).tolist()} pm): wiring or ring order?")
+                eta_guess = float(np.median(eta))
+                log.info("bootstrap: efficiency about %.4g nm per %s^2", eta_guess * 1e9,
+                         "V" if hw.mode == "voltage" else "A")
+            # probe: all group heaters at the first level (own shift about levels[0] * target)
+            bank_rings = [np.arange((j // nr) * nr, (j // nr + 1) * nr) for j in heaters]
+            copies = (0.0,) if scanner.fsr_m is None else (0.0, -scanner.fsr_m, scanner.fsr_m)
+            f_probe = np.array([_clear_fraction(levels[0], ref[j], target_shift_m,
+                                                np.r_[ref[rings], scanner.other_orders(j // nr, ref[rings])],
+                                                j - rings[0], min_sep_m, copies=copies)
+                                for j, rings in zip(heaters, bank_rings)])
+            u_probe = np.minimum(np.sqrt(f_probe * target_shift_m / eta_guess), ceiling[heaters])
+            drive = zero.copy()
+            drive[heaters] = u_probe
+            predicted = center0.copy()
+            predicted[heaters] += eta_guess * u_probe ** 2
+            centres = scanner.measure(drive, predicted.reshape(nb, nr)).reshape(-1)
+            pending.append((gi, scanner.times_s[-1], centres, drive.copy()))
+            probe_shift = centres - ref
+            _check_own(heaters, probe_shift, nr)
+            eta_own = probe_shift[heaters] / u_probe ** 2
+            if not np.all(eta_own > 0):
+                raise RuntimeError(f"heaters {heaters.tolist()} did not red-shift their rings (probe shifts "
+                                   f"{np.round(probe_shift[heaters] * 1e12, 2).tolist()} pm)")
+            u_top = np.minimum(np.sqrt(target_shift_m / eta_own), ceiling[heaters])
+            # every ring's move per unit heat of the group heater in its own bank (tracking prediction)
+            own_heater = _own_bank_heater(heaters, nb, nr)
+            has = own_heater >= 0
+            per_heat = np.zeros(n)
+            per_heat[has] = probe_shift[has] / (u_probe[own_heater[has]] ** 2)
+            for m in range(1, schedule.shape[0]):
+                f_top = (u_top / np.sqrt(target_shift_m / eta_own)) ** 2         # < 1 where the ceiling binds
+                f = np.empty(g)
+                for k, (j, rings) in enumerate(zip(heaters, bank_rings)):        # one heater per bank: a handful
+                    moved = ref[rings] + per_heat[rings] * (schedule[m, k] * u_top[k] ** 2)
+                    static = moved.copy()
+                    static[j - rings[0]] = ref[j]
+                    others = np.r_[moved, scanner.other_orders(j // nr, static)]
+                    f[k] = _clear_fraction(schedule[m, k] * f_top[k], ref[j], target_shift_m, others, j - rings[0],
+                                           min_sep_m, upper=f_top[k], copies=copies)
+                u = np.sqrt(f / f_top) * u_top
+                drive = zero.copy()
+                drive[heaters] = u
+                heat_of_ring = np.zeros(n)
+                heat_of_ring[has] = u[own_heater[has]] ** 2
+                predicted = ref + per_heat * heat_of_ring
+                centres = scanner.measure(drive, predicted.reshape(nb, nr)).reshape(-1)
+                pending.append((gi, scanner.times_s[-1], centres, drive.copy()))
+        reference()
+        # drift: common-mode offset of the references, linear in time between them
+        for gi, t, centres, drive in pending:
+            drift = float(np.interp(t, ref_times, ref_offsets))
+            shifts_rows.append(centres - center0 - drift)
+            drives_rows.append(drive)
+            group_of_row.append(gi)
+        scans = scanner.scans
+    shifts = np.vstack(shifts_rows)
+    drives = np.vstack(drives_rows)
+    rows = np.asarray(group_of_row)
+    model = _fit(hw, groups, shifts, drives, rows)
+    model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
+    _verify_order(model.crosstalk, nb, nr)
+    elapsed = None if t0 is None else float(hw.elapsed_s() or 0.0) - float(t0)
+    model.stats = {"scans": scans, "transactions": hw.transaction_count() - n0, "bench_time_s": elapsed,
+                   "groups": len(groups), "group_size": group_size,
+                   "max_drive_used": float(np.max(drives)), "drift_m": float(np.ptp(ref_offsets))}
+    log.info("thermal characterization: %d scans, %d transactions, %s s of bench time", scans,
+             model.stats["transactions"], elapsed)
+    return model
+
+
+def _clear_fraction(f_nominal: float, own_m: float, target_m: float, others_m: np.ndarray, own_index: int,
+                    min_sep_m: float, upper: float = 1.0, copies: tuple[float, ...] = (0.0,)) -> float:
+    """A heat fraction near ``f_nominal`` whose predicted own position (``own_m + f * target_m``, and its other
+    orders ``+ copies``) stays at least ``min_sep_m`` from every other feature of the bank (``others_m``; entry
+    ``own_index`` is the ring itself): two resonances on top of each other cannot be told apart, and the level's
+    exact value does not matter."""
+    cand = np.clip(f_nominal + np.linspace(-0.12, 0.12, 49), 0.05, upper)
+    others = np.delete(np.asarray(others_m, dtype=float), own_index)
+    if others.size == 0:
+        return float(np.clip(f_nominal, 0.05, upper))
+    pos = own_m + cand[:, None] * target_m + np.asarray(copies)[None, :]          # (candidates, copies)
+    gap = np.min(np.abs(pos[:, :, None] - others[None, None, :]), axis=(1, 2))
+    score = np.minimum(gap, min_sep_m) - 1e-3 * min_sep_m * np.abs(cand - f_nominal)
+    return float(cand[int(np.argmax(score))])
+
+
+def estimate_fsr(centres_m: np.ndarray, extra_m: list[np.ndarray], tol_m: float = 30e-12) -> float | None:
+    """Free spectral range from features of a zero-drive scan that are no ring.
+
+    The rings of a bank span nearly one FSR, so a feature red of the reddest ring is taken as the next order of
+    the bluest ring (and one blue of the bluest as the previous order of the reddest). Candidates of all banks
+    are pooled; the largest agreeing cluster wins. None when no such feature is in the band.
+    """
+    cands = []
+    for b, extra in enumerate(extra_m):                          # one entry per bank
+        e = np.asarray(extra, dtype=float)
+        c = centres_m[b]
+        cands.append(e[e > c.max()] - c.min())
+        cands.append(c.max() - e[e < c.min()])
+    d = np.concatenate(cands) if cands else np.empty(0)
+    if d.size == 0:
+        return None
+    close = np.abs(d[:, None] - d[None, :]) < tol_m
+    best = int(np.argmax(close.sum(axis=1)))
+    return float(np.median(d[close[best]]))
+
+
+@contextmanager
+def _heaters_to_zero(hw: CalibrationHardware) -> Iterator[None]:
+    """Every ring heater back to 0 when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
+
+
+def _own_bank_heater(heaters: np.ndarray, n_banks: int, n_rings: int) -> np.ndarray:
+    """For every ring, the index (into ``heaters``) of the group heater in its bank, -1 if none."""
+    out = np.full(n_banks * n_rings, -1)
+    banks = heaters // n_rings
+    for k, b in enumerate(banks):                       # one entry per bank of the group (a handful)
+        out[b * n_rings:(b + 1) * n_rings] = k
+    return out
+
+
+def _resistance(hw: CalibrationHardware, drive: np.ndarray) -> np.ndarray | None:
+    """Per-ring heater resistance from the driver's power read-back (u^2/P or P/u^2), None if not measured."""
+    try:
+        power = hw.heaters.read_power_w()
+    except (NotImplementedError, AttributeError):
+        return None
+    if power is None:
+        return None
+    p = np.asarray(power, dtype=float)[hw.ring_channels]
+    u = np.asarray(drive, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = u * u / p if hw.mode == "voltage" else p / (u * u)
+    return np.where((u > 0) & (p > 0), r, np.nan)
+
+
+def _check_own(heaters: np.ndarray, shift: np.ndarray, n_rings: int) -> None:
+    """Each heater must move its own ring most within its bank (ring order and wiring check)."""
+    bad = []
+    for j in heaters:                                    # the group's heaters: one per bank
+        b = j // n_rings
+        bank = shift[b * n_rings:(b + 1) * n_rings]
+        if int(np.argmax(bank)) != j % n_rings:
+            bad.append((int(b), int(j % n_rings), int(np.argmax(bank))))
+    if bad:
+        raise RingOrderError("heater (bank, ring) moves another ring most: " + ", ".join(
+            f"bank {b} heater {r} moves ring {k}" for b, r, k in bad) + " — the resonance order does not match "
+            "the ring order (fabrication spread beyond half a channel?) or the heater wiring is wrong")
+
+
+def _verify_order(k_matrix: np.ndarray, n_banks: int, n_rings: int) -> None:
+    blocks = k_matrix.reshape(n_banks, n_rings, n_banks, n_rings)
+    own = blocks[np.arange(n_banks), :, np.arange(n_banks), :]       # (B, R ring, R heater)
+    wrong = np.argmax(own, axis=1) != np.arange(n_rings)[None, :]
+    if wrong.any():
+        raise RingOrderError(f"heaters {np.argwhere(wrong).tolist()} (bank, ring) move another ring most")
+
+
+# -- the fit ---------------------------------------------------------------------------------------------------------
+def _heat(u: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    u2 = u * u
+    return u2 / (1.0 - gamma * u2)
+
+
+def _fit(hw: CalibrationHardware, groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray,
+         rows: np.ndarray) -> ThermalModel:
+    """Per group: gamma by variable projection around the linear least-squares crosstalk columns (all rings at
+    once), then once more with outlying (scan, ring) points down-weighted (a resonance that could not be told
+    apart from another one in one scan must not bend a whole column)."""
+    n = shifts.shape[1]
+    k_matrix = np.zeros((n, n))
+    gamma = np.zeros(n)
+    resid_sq = np.zeros(n)
+    counts = np.zeros(n)
+    for gi, heaters in enumerate(groups):                 # a loop over groups: one bulk fit each
+        sel = rows == gi
+        s = shifts[sel]                                   # (M, N)
+        u = drives[sel][:, heaters]                       # (M, G)
+        u2max = float(np.max(u * u))
+        weights = np.ones_like(s)
+        sol_x = np.zeros(heaters.size)
+        for _ in range(2):
+            sol_x = _fit_group(s, u, weights, u2max, sol_x)
+            kt, r = _columns(s, u, weights, sol_x)
+            scale = 1.4826 * np.median(np.abs(r)) + 1e-15
+            weights = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * scale))   # Huber-like: 1 within 4 robust sigma
+        k_matrix[:, heaters] = kt.T
+        gamma[heaters] = sol_x
+        resid_sq += np.sum(weights * r * r, axis=0)
+        counts += np.sum(weights, axis=0)
+    return ThermalModel(mode=hw.mode, efficiency_m_per_unit=np.diag(k_matrix).copy(), crosstalk=k_matrix,
+                        nonlinearity=gamma, fit_rmse_m=np.sqrt(resid_sq / np.maximum(counts, 1e-12)),
+                        heat_unit="V^2" if hw.mode == "voltage" else "A^2")
+
+
+def _columns(s: np.ndarray, u: np.ndarray, weights: np.ndarray, gam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares crosstalk columns (G, N) for every ring at once, and the residuals (M, N)."""
+    h = _heat(u, gam)                                                  # (M, G)
+    a = np.einsum("mg,mi,mh->igh", h, weights, h)                      # (N, G, G)
+    b = np.einsum("mg,mi,mi->ig", h, weights, s)                       # (N, G)
+    kt = np.linalg.solve(a + 1e-30 * np.eye(h.shape[1]), b[..., None])[..., 0].T
+    return kt, s - h @ kt
+
+
+def _fit_group(s: np.ndarray, u: np.ndarray, weights: np.ndarray, u2max: float, start: np.ndarray) -> np.ndarray:
+    root_w = np.sqrt(weights)
+
+    def residual(gam: np.ndarray) -> np.ndarray:
+        return (root_w * _columns(s, u, weights, gam)[1]).ravel() / NM
+
+    bound = 0.9 / u2max
+    sol = least_squares(residual, np.clip(start, -0.5 * bound, 0.5 * bound), bounds=(-bound, bound), method="trf",
+                        x_scale=np.full(start.size, 0.1 / u2max))
+    return sol.x

@@ -1,0 +1,143 @@
+"""Inversion (joint heat solve, limits before writing), set_weights on recording hardware, closed-loop refinement."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from labctl.calibration import weights as wm
+from labctl.calibration.calibrate import Calibration
+from labctl.calibration.hardware import CalibrationHardware
+from labctl.calibration.inversion import DriveLimits, solve_drive
+from labctl.calibration.refine import refine_weights
+from labctl.drivers.errors import LimitError
+
+from labctl.safety import HeaterLimits
+
+from .test_weights import bank, synthetic_sweeps, true_model
+
+
+class RecordingHeaters:
+    """Heater driver stand-in: records every write; carries the safety layer's limits like the real wrapper."""
+
+    name, address, mode = "heaters", "fake", "voltage"
+
+    def __init__(self, n: int, limits: HeaterLimits) -> None:
+        self.n_channels = n
+        self.limits = limits
+        self.writes: list[np.ndarray] = []
+        self.state = np.zeros(n)
+
+    def set_drive(self, values: np.ndarray, channels: np.ndarray | None = None) -> None:
+        idx = np.arange(self.n_channels) if channels is None else np.asarray(channels)
+        self.state[idx] = values
+        self.writes.append(self.state.copy())
+
+
+def fake_hw(n_banks: int, n_rings: int, *, max_drive: float = 7.0, max_power_w: float = 0.04
+            ) -> tuple[CalibrationHardware, RecordingHeaters]:
+    n = n_banks * n_rings
+    limits = HeaterLimits(mode="voltage", max_drive=np.full(n, max_drive), max_power_w=np.full(n, max_power_w),
+                          total_power_w=0.6, worst_resistance_ohm=900.0)
+    heaters = RecordingHeaters(n, limits)
+    hw = CalibrationHardware(heaters=heaters, ring_channels=np.arange(n), n_banks=n_banks, n_rings=n_rings,
+                             mode="voltage", max_drive=np.full(n, max_drive), max_power_w=np.full(n, max_power_w),
+                             total_power_w=0.6, lasers=[], wavelengths_m=1550e-9 + 1e-9 * np.arange(n_rings),
+                             laser_max_power_w=0.01, readout=None, wait=lambda s: None,  # type: ignore[arg-type]
+                             settle_time_s=0.0)
+    return hw, heaters
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple:
+    rmap, thermal, wl = bank()
+    truth = true_model(rmap, wl)
+    design = wm.design_sweeps(rmap, thermal, wl, n_configs=10, n_levels=30)
+    model = wm.fit_weight_model(synthetic_sweeps(truth, rmap, thermal, wl, design), rmap, thermal, wl, design)
+    return rmap, thermal, wl, truth, model
+
+
+def test_inversion_solves_crosstalk_jointly(models: tuple) -> None:
+    rmap, thermal, wl, _, model = models
+    rng = np.random.default_rng(0)
+    target = model.w_min + (model.w_max - model.w_min) * rng.uniform(0, 1, model.shape)
+    inv = solve_drive(target, model, rmap, thermal)
+    np.testing.assert_allclose(inv.shift_m, wl[rmap.channel_of_ring] - inv.delta_m - rmap.center_m, atol=1e-18)
+    assert np.all(inv.shift_m >= 0) and np.all(inv.heat >= 0)
+    # the heat reproduces every ring's shift INCLUDING the crosstalk of all the others
+    np.testing.assert_allclose(thermal.shift_m(inv.drive), inv.shift_m.reshape(-1), atol=1e-17)
+    # ignoring the crosstalk would miss by tens of pm
+    naive = inv.shift_m.reshape(-1) / np.diag(thermal.crosstalk)
+    assert np.max(np.abs(thermal.crosstalk @ naive - inv.shift_m.reshape(-1))) > 10e-12
+
+
+def test_limits_name_ring_and_limit() -> None:
+    limits = DriveLimits(mode="voltage", max_drive=np.full(8, 5.0), max_power_w=np.full(8, 0.02),
+                         total_power_w=0.05, n_rings=4, power_w=lambda d: d**2 / 900.0)
+    limits.check(np.full(8, 2.0))
+    d = np.full(8, 2.0)
+    d[6] = 5.5
+    with pytest.raises(LimitError, match=r"bank 1 ring 2: drive 5\.5 V exceeds the drive limit 5 V"):
+        limits.check(d)
+    d[6] = 4.5
+    with pytest.raises(LimitError, match=r"bank 1 ring 2: .* over the per-heater power limit 20 mW"):
+        limits.check(d)
+    with pytest.raises(LimitError, match="total heater power .* over the budget 50 mW"):
+        limits.check(np.full(8, 4.0))
+    d = np.full(8, 1.0)
+    d[1] = np.nan
+    with pytest.raises(LimitError, match="bank 0 ring 1"):
+        limits.check(d)
+
+
+def test_set_weights_checks_everything_before_writing(models: tuple) -> None:
+    rmap, thermal, _, _, model = models
+    hw, heaters = fake_hw(2, 4)
+    cal = Calibration(rmap, thermal, model, hw=hw)
+    w_min, w_max = cal.achievable_range
+    target = 0.5 * (w_min + w_max)
+    drive = cal.set_weights(target)
+    assert len(heaters.writes) == 1
+    np.testing.assert_array_equal(heaters.writes[-1], drive)
+    bad = target.copy()
+    bad[0, 3] = w_min[0, 3] - 1e-3
+    with pytest.raises(ValueError, match="bank 0 ring 3"):
+        cal.set_weights(bad)
+    assert len(heaters.writes) == 1              # nothing written
+    # a bench with a lower drive limit than the target needs: refused, naming the ring, before any write
+    hw_low, heaters_low = fake_hw(2, 4, max_drive=float(np.sort(drive)[-2]) * 0.99)
+    cal_low = Calibration(rmap, thermal, model, hw=hw_low)
+    with pytest.raises(LimitError, match=r"bank \d ring \d: drive .* exceeds the drive limit"):
+        cal_low.set_weights(target)
+    assert heaters_low.writes == []
+
+
+def test_refinement_closes_a_model_error(models: tuple) -> None:
+    rmap, thermal, wl, truth, model = models
+    # the chip differs from the model: every resonance 3 pm further red and 2 % wider lines
+    chip = dataclasses.replace(truth, delta_offset_m=truth.delta_offset_m - 3e-12, width_m=truth.width_m * 1.02)
+    lam = wl[rmap.channel_of_ring]
+    state: dict[str, np.ndarray] = {}
+
+    def apply(drive: np.ndarray) -> None:
+        state["drive"] = drive
+
+    def measure() -> np.ndarray:
+        delta = lam - rmap.center_m - thermal.shift_m(state["drive"]).reshape(lam.shape)
+        return chip.predict(delta)
+
+    def solve(request: np.ndarray) -> np.ndarray:
+        return solve_drive(request, model, rmap, thermal, strict=False).drive
+
+    rng = np.random.default_rng(1)
+    lo, hi = model.w_min, model.w_max
+    target = lo + 0.1 * (hi - lo) + 0.8 * (hi - lo) * rng.uniform(0, 1, lo.shape)
+    result = refine_weights(target, solve=solve, apply=apply, measure=measure, tol=1e-4, max_iter=8)
+    assert result.history[0] > 5e-3              # the model alone is off
+    assert result.rmse < 1e-4 and result.reason == "tolerance"
+    np.testing.assert_array_equal(state["drive"], result.drive)
+    # no improvement possible (a measurement that ignores the drive): stops early, best drive left applied
+    flat = refine_weights(target, solve=solve, apply=apply, measure=lambda: target + 0.01, tol=1e-4, max_iter=8)
+    assert flat.reason == "no improvement" and flat.iterations == 1
+    np.testing.assert_array_equal(state["drive"], flat.drive)

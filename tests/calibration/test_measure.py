@@ -1,0 +1,162 @@
+"""Per-channel readings and spectra through the emulated instruments (ground truth only in the assertions)."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tomli_w
+
+from labctl.bench import Bench
+from labctl.bench_config import embedded_bench_path
+from labctl.calibration.hardware import CalibrationHardware
+from labctl.calibration.measure import SpectrumSession, channel_weights_raw, spectra
+from labctl.drivers.errors import LimitError
+
+FACET = 10 ** (-3.0 / 10)          # reference chip: 3 dB per facet
+RESPONSIVITY_A_PER_W = 0.9
+
+
+# -- small emulated benches (shared by the calibration tests) ----------------------------------------------------------
+def bench_file(tmp: Path, kind: str = "default", *, n_banks: int = 2, n_rings: int = 4, seed: int = 0,
+               spacing_m: float = 1.0e-9, spec: dict[str, dict[str, Any]] | None = None) -> Path:
+    """An emulated bench like the embedded ``kind`` one with a smaller chip (one channel per ring)."""
+    cfg = tomllib.loads(Path(embedded_bench_path(kind)).read_text())
+    n_ch = n_rings
+    cfg["bench"]["name"] = f"test-{kind}-{n_banks}x{n_rings}-{seed}-{spacing_m:g}"
+    chip_spec: dict[str, dict[str, Any]] = {"layout": {"n_banks": n_banks, "n_rings": n_rings},
+                                            "lasers": {"n_channels": n_ch, "channel_spacing_m": spacing_m}}
+    for key, value in (spec or {}).items():
+        chip_spec.setdefault(key, {}).update(value)
+    cfg["chip"] = {"seed": seed, "spec": chip_spec}
+    lasers = [f"laser{k}" for k in range(n_ch)]
+    instruments = {k: v for k, v in cfg["instruments"].items() if not k.startswith("laser") or k in lasers}
+    wiring = cfg["wiring"]
+    wiring.update(banks=n_banks, rings=n_rings, lasers=lasers,
+                  wavelengths_m=[1550e-9 + spacing_m * k for k in range(n_ch)])
+    wiring["heaters"]["channels"] = list(range(n_banks * n_rings))
+    if kind == "default":
+        wiring["detectors"] = [{"instrument": "meter", "through_port": 2 * b, "drop_port": 2 * b + 1}
+                               for b in range(n_banks)]
+    else:
+        instruments = {k: v for k, v in instruments.items() if not k.startswith("smu") or int(k[3:]) < n_banks}
+        wiring["detectors"] = [{"instrument": f"smu{b}"} for b in range(n_banks)]
+    cfg["instruments"] = instruments
+    path = tmp / f"{cfg['bench']['name']}.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    return path
+
+
+@contextmanager
+def open_bench(path: Path | str, lock_dir: Path) -> Iterator[tuple[Bench, CalibrationHardware, Any]]:
+    with Bench.open(path, lock_dir=lock_dir) as bench:
+        yield bench, bench.hardware(), bench.emulation.chip
+
+
+def outputs(hw: CalibrationHardware) -> list[bool]:
+    return [bool(laser.get_output()) for laser in hw.lasers]
+
+
+# -- channel_weights_raw -----------------------------------------------------------------------------------------------
+def test_channel_weights_raw_reads_one_laser_at_a_time(tmp_path: Path) -> None:
+    with open_bench(bench_file(tmp_path), tmp_path) as (_, hw, chip):
+        hw.lasers[1].set_output(False)                       # a mixed state, to be restored
+        before = outputs(hw)
+        t0, n0 = hw.elapsed_s(), hw.transaction_count()
+        raw = channel_weights_raw(hw)
+        assert outputs(hw) == before
+        assert raw.shape == (hw.n_banks, hw.n_channels)
+        # each column is that laser alone: (drop - through) at the meter = P * facets^2 * weight (bus input)
+        power = chip.laser_power_w()
+        truth = chip.truth_weights(np.zeros((1, hw.n_banks * hw.n_rings)), hw.mode)[0]   # (B, C)
+        scale = power[None, :] * FACET ** 2
+        assert np.max(np.abs(raw / scale - truth)) < 0.01        # meter linearity 0.02 dB, 16 bits
+        # cost: one laser stabilisation per channel (and per restored output), no wall-clock sleeping
+        assert hw.elapsed_s() - t0 > hw.n_channels * 0.9
+        assert hw.transaction_count() > n0
+
+
+def test_channel_weights_raw_subset_order_and_no_restore(tmp_path: Path) -> None:
+    with open_bench(bench_file(tmp_path), tmp_path) as (_, hw, _chip):
+        full = channel_weights_raw(hw)
+        sub = channel_weights_raw(hw, channels=np.array([3, 0]), restore_lasers=False)
+        assert sub.shape == (hw.n_banks, 2)
+        assert np.allclose(sub, full[:, [3, 0]], rtol=0.01, atol=2e-6)
+        assert not any(outputs(hw))
+        with pytest.raises(LimitError):
+            channel_weights_raw(hw, channels=np.array([hw.n_channels]))
+
+
+def test_channel_weights_raw_on_source_meters(tmp_path: Path) -> None:
+    """The 2400 cannot integrate 100 us: the next accepted integration time is used; readings in amps."""
+    with open_bench(bench_file(tmp_path, "current"), tmp_path) as (_, hw, chip):
+        raw = channel_weights_raw(hw)
+        truth = chip.truth_weights(np.zeros((1, hw.n_banks * hw.n_rings)), hw.mode)[0]
+        scale = chip.laser_power_w()[None, :] * FACET * RESPONSIVITY_A_PER_W
+        assert hw.readout.unit == "A"
+        assert np.max(np.abs(raw / scale - truth)) < 0.01
+
+
+# -- spectra -----------------------------------------------------------------------------------------------------------
+def test_sweep_spectra_match_the_chip(tmp_path: Path) -> None:
+    with open_bench(bench_file(tmp_path), tmp_path) as (_, hw, chip):
+        before = outputs(hw)
+        home = hw.lasers[0].get_wavelength_m()
+        t0 = hw.elapsed_s()
+        wall = time.perf_counter()
+        sp = spectra(hw, 1549.0e-9, 1554.0e-9, 2e-12)
+        wall = time.perf_counter() - wall
+        assert outputs(hw) == before and hw.lasers[0].get_wavelength_m() == home
+        assert sp.through is not None and sp.drop is not None and sp.unit == "W"
+        assert sp.wavelength_m.size == 2501 and np.allclose(np.diff(sp.wavelength_m), 2e-12)
+        e_thr, e_drop = chip.truth_fields(np.zeros((1, hw.n_banks * hw.n_rings)), hw.mode,
+                                          wavelength_m=sp.wavelength_m)
+        scale = sp.laser_power_w * FACET ** 2
+        assert np.max(np.abs(sp.through / scale - np.abs(e_thr[0].T) ** 2)) < 0.01
+        assert np.max(np.abs(sp.drop / scale - np.abs(e_drop[0].T) ** 2)) < 0.01
+        assert np.allclose(sp.balanced, sp.drop - sp.through)
+        # bench time: the 5 nm sweep at 10 nm/s plus the other lasers off and back on (1 s each)
+        elapsed = hw.elapsed_s() - t0
+        assert 0.5 + (hw.n_channels - 1) * 0.9 < elapsed < 0.5 + hw.n_channels * 1.2 + 1.0
+        assert wall < elapsed
+
+
+def test_session_fetches_through_only(tmp_path: Path) -> None:
+    with open_bench(bench_file(tmp_path), tmp_path) as (_, hw, _chip):
+        with SpectrumSession(hw, 0, through_only=True) as session:
+            a = session.scan(1549.5e-9, 1550.5e-9, 5e-12)
+            b = session.scan(1549.5e-9, 1550.5e-9, 5e-12)
+        assert a.drop is None and a.through is not None and np.all(np.isnan(a.balanced))
+        assert session.scans == 2 and np.allclose(a.through, b.through, rtol=0.01, atol=1e-7)
+
+
+def test_stepped_spectra_on_source_meters(tmp_path: Path) -> None:
+    with open_bench(bench_file(tmp_path, "current", n_banks=1, n_rings=2), tmp_path) as (_, hw, chip):
+        before = outputs(hw)
+        home = hw.lasers[0].get_wavelength_m()
+        t0 = hw.elapsed_s()
+        sp = spectra(hw, 1549.4e-9, 1550.0e-9, 20e-12)
+        assert outputs(hw) == before and hw.lasers[0].get_wavelength_m() == pytest.approx(home)
+        assert sp.through is None and sp.drop is None and sp.unit == "A"
+        assert sp.balanced.shape == (31, 1)
+        truth = chip.truth_weights(np.zeros((1, 2)), hw.mode, wavelength_m=sp.wavelength_m)[0].T
+        scale = sp.laser_power_w * FACET * RESPONSIVITY_A_PER_W
+        # commanded wavelengths; the laser lands within +-1 pm (up to ~1.5 % of the span on the flanks)
+        assert np.max(np.abs(sp.balanced / scale - truth)) < 0.04
+        assert hw.elapsed_s() - t0 > 31 * 0.1                  # one retune per point
+
+
+def test_spectra_refuse_bad_scans(tmp_path: Path) -> None:
+    with open_bench(bench_file(tmp_path), tmp_path) as (_, hw, _chip):
+        before = outputs(hw)
+        with pytest.raises(LimitError):
+            spectra(hw, 1551e-9, 1550e-9, 2e-12)
+        with pytest.raises(LimitError):                      # 0.1 ms averaging does not fit a 0.1 pm step
+            spectra(hw, 1550e-9, 1550.1e-9, 0.1e-12)
+        assert outputs(hw) == before

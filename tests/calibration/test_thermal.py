@@ -1,0 +1,198 @@
+"""Heater characterization through the emulated instruments; ground truth (truth_*) only in the assertions.
+
+Achieved on the default bench (seed 0; 82 scans, ~130 s of projected bench time, ~8000 transactions):
+efficiencies within 0.25 % of the truth, nearest-neighbour crosstalk within 0.3 %, cross-bank entries (about 0.5 %
+of the own shift) within 0.003 % (median) / 0.01 % (95th percentile) / 0.1 % (worst) of the own shift,
+self-heating coefficients within 1.5 % (median; worst ~20 %, rings at the band edge), per-ring fit residual
+0.02-0.15 pm, resonances predicted under random all-heaters-on drives within 0.5 pm. On the source-meter bench (poles only, laser retuned
+per point) the same fit is good to about 10 % (efficiency) and 25 % (crosstalk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from labctl.bench_config import embedded_bench_path
+from labctl.calibration.resonances import measure_resonance_map
+from labctl.calibration.thermal import (RingOrderError, ThermalModel, UnreachableHeatError, characterize_heaters,
+                                        level_schedule)
+
+from .test_measure import bench_file, open_bench
+
+DRIVE_MARGIN = 0.8
+
+
+class RecordingHeaters:
+    """Wraps hw.heaters: every write is recorded (channel order) and passed on unchanged."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.writes: list[np.ndarray] = []
+
+    def set_drive(self, values: np.ndarray, channels: np.ndarray | None = None) -> None:
+        full = np.array(self.inner.applied, dtype=float)
+        idx = np.arange(full.size) if channels is None else np.asarray(channels, dtype=int)
+        full[idx] = np.asarray(values, dtype=float)
+        self.writes.append(full)
+        self.inner.set_drive(values, channels)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def truth_per_unit_heat(chip: Any, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Crosstalk matrix per unit drive^2 at small drive (K_W / R0 or K_W R0) and gamma of h = u^2/(1 - gamma u^2)."""
+    p = chip.truth_params()
+    r0 = p.heater_resistance_ohm
+    if mode == "voltage":
+        return chip.truth_crosstalk_m_per_w() / r0[None, :], -p.self_heating_per_w / r0
+    return chip.truth_crosstalk_m_per_w() * r0[None, :], p.self_heating_per_w * r0
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    lock = tmp_path_factory.mktemp("locks")
+    with open_bench(embedded_bench_path("default"), lock) as (bench, hw, chip):
+        recorder = RecordingHeaters(hw.heaters)
+        hw.heaters = recorder                            # the bench's safety wrapper is still underneath
+        rmap = measure_resonance_map(hw)
+        model = characterize_heaters(hw, rmap, drive_margin=DRIVE_MARGIN)
+        yield {"hw": hw, "chip": chip, "rmap": rmap, "model": model, "writes": recorder.writes, "bench": bench}
+
+
+def test_efficiency_and_nonlinearity(default_run: dict[str, Any]) -> None:
+    hw, chip, model = default_run["hw"], default_run["chip"], default_run["model"]
+    k_true, gamma_true = truth_per_unit_heat(chip, hw.mode)
+    assert model.mode == "voltage" and model.heat_unit == "V^2"
+    assert np.max(np.abs(model.efficiency_m_per_unit / np.diag(k_true) - 1)) < 0.01
+    assert np.allclose(np.diag(model.crosstalk), model.efficiency_m_per_unit)
+    rel = model.nonlinearity / gamma_true - 1
+    assert np.all(model.nonlinearity < 0)                  # voltage drive: hotter heater, less power
+    assert np.median(np.abs(rel)) < 0.05 and np.max(np.abs(rel)) < 0.3
+    assert np.max(model.fit_rmse_m) < 0.5e-12
+
+
+def test_crosstalk_matrix(default_run: dict[str, Any]) -> None:
+    hw, chip, model = default_run["hw"], default_run["chip"], default_run["model"]
+    k_true, _ = truth_per_unit_heat(chip, hw.mode)
+    nb, nr = hw.n_banks, hw.n_rings
+    k = model.crosstalk.reshape(nb, nr, nb, nr)
+    t = k_true.reshape(nb, nr, nb, nr)
+    own = np.diag(k_true).reshape(nb, nr)
+    b, i = np.meshgrid(np.arange(nb), np.arange(nr - 1), indexing="ij")
+    for di in (1, -1):                                   # ring i+1 for heater i, and ring i for heater i+1
+        ring, heater = (i + 1, i) if di == 1 else (i, i + 1)
+        assert np.max(np.abs(k[b, ring, b, heater] / t[b, ring, b, heater] - 1)) < 0.02
+    second = k[b[:, :-1], i[:, :-1] + 2, b[:, :-1], i[:, :-1]] / t[b[:, :-1], i[:, :-1] + 2, b[:, :-1], i[:, :-1]]
+    assert np.max(np.abs(second - 1)) < 0.05
+    # across adjacent banks (about 0.5 % of the own shift): absolute error relative to the heater's own efficiency
+    errs = []
+    for b0 in range(nb - 1):
+        for ring_bank, heater_bank in ((b0 + 1, b0), (b0, b0 + 1)):
+            errs.append(np.abs(k[ring_bank, :, heater_bank, :] - t[ring_bank, :, heater_bank, :])
+                        / own[heater_bank][None, :])
+    err = np.concatenate(errs)
+    assert np.median(err) < 1e-4 and np.percentile(err, 95) < 3e-4 and np.max(err) < 2.5e-3
+
+
+def test_model_predicts_resonances_under_random_drive(default_run: dict[str, Any]) -> None:
+    """End to end: zero-drive map + model shift vs the chip's resonances for random operating drives."""
+    hw, chip, rmap, model = default_run["hw"], default_run["chip"], default_run["rmap"], default_run["model"]
+    rng = np.random.default_rng(3)
+    n = hw.n_banks * hw.n_rings
+    # own shifts up to ~1.5 nm, every heater on at once (the operating situation)
+    heat = rng.uniform(0, 1.5e-9, (4, n)) / model.efficiency_m_per_unit
+    drive = model.drive_for_heat(heat)
+    predicted = rmap.center_m.reshape(-1) + model.shift_m(drive)
+    truth = chip.truth_resonances_m(drive, hw.mode).reshape(4, n)
+    err = predicted - truth
+    err -= np.median(err, axis=1, keepdims=True)         # chip temperature drift since the map
+    assert np.max(np.abs(err)) < 1.5e-12, np.abs(err).max() * 1e12
+
+
+def test_characterization_stays_within_limits(default_run: dict[str, Any]) -> None:
+    hw, writes, bench = default_run["hw"], default_run["writes"], default_run["bench"]
+    limits = bench.heaters.limits
+    drives = np.vstack(writes)[:, hw.ring_channels]
+    assert drives.shape[0] > 80
+    assert np.all(drives >= 0)
+    assert np.all(drives <= DRIVE_MARGIN * hw.max_drive[None, :] + 1e-12)
+    worst_power = limits.power_w(drives)
+    assert np.all(worst_power <= hw.max_power_w[None, :])
+    assert np.all(worst_power.sum(axis=1) <= hw.total_power_w)
+    assert np.all(np.vstack(writes)[-1] == 0)             # heaters left at zero
+
+
+def test_cost_is_reported(default_run: dict[str, Any]) -> None:
+    stats = default_run["model"].stats
+    assert stats["scans"] == 10 * 8 + 2 and stats["group_size"] == 4
+    assert 60 < stats["bench_time_s"] < 250 and stats["transactions"] < 12000
+
+
+def test_thermal_model_inverse() -> None:
+    n = 3
+    model = ThermalModel(mode="current", efficiency_m_per_unit=np.full(n, 2e5),
+                         crosstalk=np.diag(np.full(n, 2e5)) + 1e4, nonlinearity=np.array([10.0, 20.0, 0.0]),
+                         fit_rmse_m=np.zeros(n), max_drive=np.full(n, 6e-3), heat_unit="A^2")
+    drive = np.array([[1e-3, 2e-3, 3e-3], [0.0, 5e-3, 1e-4]])
+    heat = model.heat(drive)
+    assert heat.shape == (2, n) and np.allclose(model.drive_for_heat(heat), drive)
+    assert np.allclose(model.heat(drive[0]), heat[0])
+    assert model.shift_m(drive).shape == (2, n)
+    assert np.allclose(model.shift_m(drive[1]), model.crosstalk @ heat[1])
+    with pytest.raises(UnreachableHeatError, match="negative"):
+        model.drive_for_heat(np.array([1e-6, -1e-9, 0.0]))
+    with pytest.raises(UnreachableHeatError, match="limit"):
+        model.drive_for_heat(np.array([1e-6, 1e-4, 0.0]))          # needs more than 6 mA
+    with pytest.raises(UnreachableHeatError):
+        model.heat(np.array([0.0, 0.3, 0.0]))                       # beyond thermal runaway of the model
+    volt = ThermalModel(mode="voltage", efficiency_m_per_unit=np.ones(1), crosstalk=np.ones((1, 1)),
+                        nonlinearity=np.array([-1e-3]), fit_rmse_m=np.zeros(1))
+    assert volt.drive_for_heat(np.array([500.0]))[0] == pytest.approx(np.sqrt(1000.0))
+    with pytest.raises(UnreachableHeatError, match="beyond"):
+        volt.drive_for_heat(np.array([1e3]))                        # 1 + gamma h = 0: no drive gives it
+
+
+def test_level_schedule_columns() -> None:
+    levels = (0.2, 0.3, 0.44, 0.58, 0.72, 0.86, 1.0)
+    f = level_schedule(levels, 4)
+    assert f.shape == (7, 4) and np.all(f[0] == 0.2)
+    assert all(sorted(f[1:, k]) == sorted(levels[1:]) for k in range(4))
+    assert np.linalg.matrix_rank(f) == 4 and np.linalg.cond(f) <= 8.0
+    assert np.array_equal(level_schedule(levels, 4), f)              # reproducible
+
+
+def test_small_bench_and_ring_order(tmp_path: Path) -> None:
+    with open_bench(bench_file(tmp_path), tmp_path) as (_, hw, chip):
+        rmap = measure_resonance_map(hw)
+        model = characterize_heaters(hw, rmap)
+        k_true, _ = truth_per_unit_heat(chip, hw.mode)
+        assert np.max(np.abs(model.efficiency_m_per_unit / np.diag(k_true) - 1)) < 0.01
+        assert model.stats["group_size"] == 2
+    # a chip whose ring 0 sits red of ring 1: sorted resonances are not the rings; the heaters tell
+    spec = {"fabrication": {"resonance_offset_m": 1.2e-9}}
+    with open_bench(bench_file(tmp_path, n_banks=1, n_rings=2, spec=spec), tmp_path) as (_, hw, chip):
+        truth = chip.truth_resonances_m(np.zeros((1, 2)), hw.mode)[0, 0]
+        assert truth[0] > truth[1]
+        rmap = measure_resonance_map(hw)
+        with pytest.raises(RingOrderError):
+            characterize_heaters(hw, rmap)
+        assert np.all(hw.heaters.applied == 0)
+
+
+def test_source_meter_bench(tmp_path: Path) -> None:
+    """Current drive, balanced photodiodes, stepped laser: works, coarser (poles, a retune per point)."""
+    with open_bench(bench_file(tmp_path, "current", n_banks=1, n_rings=3), tmp_path) as (_, hw, chip):
+        rmap = measure_resonance_map(hw, step_m=10e-12)
+        model = characterize_heaters(hw, rmap, levels=(0.2, 0.5, 0.75, 1.0))
+        k_true, _ = truth_per_unit_heat(chip, hw.mode)
+        assert model.mode == "current" and model.heat_unit == "A^2"
+        assert np.max(np.abs(model.efficiency_m_per_unit / np.diag(k_true) - 1)) < 0.12
+        assert np.max(np.abs(model.crosstalk[[1, 0, 2, 1], [0, 1, 1, 2]] / k_true[[1, 0, 2, 1], [0, 1, 1, 2]] - 1)) \
+            < 0.3
+        assert np.all(np.vstack([model.stats["max_drive_used"]]) <= DRIVE_MARGIN * hw.max_drive.max())
