@@ -312,19 +312,22 @@ def design_sweeps(rmap: ResonanceMap, thermal: ThermalModel, wavelengths_m: np.n
     k = np.asarray(thermal.crosstalk, dtype=float)
     eff = np.diag(k)
     off = k - np.diag(eff)
+    off_pos = np.maximum(off, 0.0)   # a (fitted) negative coupling cannot be relied on to cool a ring
     # operating windows. The top of a window (least own heat) is lowered by the worst-case crosstalk from the
     # others' maximum heats (each alone at the deep end of its window), so any combination of targets is
     # reachable; each ring takes the branch with the larger (Lorentzian-estimated) weight range.
     lor = lambda d: 1.0 / (1.0 + (2.0 * d / fwhm) ** 2)
+    def window_top(approach: np.ndarray) -> np.ndarray:
+        h_max = np.maximum(delta0 - np.where(approach, 0.0, -cap), 0.0).reshape(-1) / eff
+        return np.minimum(delta0 - (off_pos @ h_max).reshape(nb, nr), cap)
+
     approach = delta0 >= APPROACH_MIN_FWHM * fwhm
     for _ in range(4):
-        op_lo = np.where(approach, 0.0, -cap)
-        h_max = np.maximum(delta0 - op_lo, 0.0).reshape(-1) / eff
-        xt = (off @ h_max).reshape(nb, nr)
-        top = np.minimum(delta0 - xt, cap)
+        top = window_top(approach)
         range_app = np.where(top > 0, 1.0 - lor(top), 0.0)
         range_far = lor(np.minimum(top, 0.0)) - lor(-cap)
         approach = range_app >= 0.75 * range_far    # the far branch costs more heat (crosstalk)
+    top = window_top(approach)                      # the margins of the final choice (the guarantee)
     op_lo = np.where(approach, 0.0, -cap)
     op_hi = np.where(approach, top, np.minimum(top, 0.0))
     op_lo = np.minimum(op_lo, op_hi - 0.5 * fwhm)            # rings stuck far red keep a small window

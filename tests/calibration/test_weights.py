@@ -156,3 +156,17 @@ def test_channel_assignment_must_be_one_to_one() -> None:
         wm.ring_channel_lists(np.array([[0, 1, 1]]), 3)
     ring_of = wm.ring_channel_lists(np.array([[2, 0, 1]]), 4)
     np.testing.assert_array_equal(ring_of, [[1, 2, 0, -1]])
+
+
+def test_windows_reserve_the_worst_case_crosstalk() -> None:
+    rmap, thermal, wl = bank(nb=2, nr=6, seed=4)
+    k = thermal.crosstalk.copy()
+    k[0, 1] = -0.01 * k[0, 0]                    # a fitted coupling of the wrong sign must not break the margin
+    thermal = LinearThermal(k)
+    design = wm.design_sweeps(rmap, thermal, wl, n_configs=4, n_levels=10)
+    lam = wl[rmap.channel_of_ring]
+    lo, hi = design.op_lo_m, design.op_hi_m
+    for i in range(lo.size):                     # ring i at the top of its window, every other ring at its deep end
+        delta = lo.copy()                        # the deep end (most heat): approach the peak, far branch -cap
+        delta.reshape(-1)[i] = hi.reshape(-1)[i]
+        wm.solve_heat(k, (lam - delta - rmap.center_m).reshape(-1))   # must not raise (no cooling needed)
