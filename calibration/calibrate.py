@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from labctl.calibration import artifact
 from labctl.calibration.drift import DriftReference, record_reference
-from labctl.calibration.inversion import DriveLimits, Inversion, solve_drive
+from labctl.calibration.inversion import DriveLimits, Inversion, drive_for_detuning, solve_drive
 from labctl.calibration.refine import refine_weights
 from labctl.calibration.weights import WeightModel, measure_weight_model
 
@@ -118,6 +118,15 @@ class Calibration:
         """Drive for target weights, limits checked, nothing written."""
         return solve_drive(target, self.weights, self.rmap, self.thermal, self._limits, strict=strict,
                            common_shift_m=self.common_shift_m)
+
+    def solve_detunings(self, targets: np.ndarray) -> np.ndarray:
+        """Detunings (..., B, R) for a batch of targets (..., B, R), range-checked; nothing written."""
+        return self.weights.solve(np.asarray(targets, dtype=float), strict=True)
+
+    def solve_from_detuning(self, target: np.ndarray, delta: np.ndarray) -> Inversion:
+        """Drive for ``target`` whose detunings are already solved (follows ``common_shift_m``), limits checked."""
+        return drive_for_detuning(np.asarray(target, dtype=float), delta, self.weights, self.rmap, self.thermal,
+                                  self._limits, common_shift_m=self.common_shift_m)
 
     def drive_for(self, target: np.ndarray) -> np.ndarray:
         return self.solve(target).drive

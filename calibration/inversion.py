@@ -101,8 +101,16 @@ def solve_drive(target: np.ndarray, weights: WeightModel, rmap: ResonanceMap, th
     scalar or (B, R), e.g. estimated by a drift check; the heaters then supply that much less shift.
     """
     w = np.asarray(target, dtype=float)
+    return drive_for_detuning(w, weights.solve(w, strict=strict), weights, rmap, thermal, limits,
+                              common_shift_m=common_shift_m)
+
+
+def drive_for_detuning(w: np.ndarray, delta: np.ndarray, weights: WeightModel, rmap: ResonanceMap,
+                       thermal: ThermalModel, limits: DriveLimits | None = None, *,
+                       common_shift_m: float | np.ndarray = 0.0) -> Inversion:
+    """The second half of :func:`solve_drive`: detunings (B, R) -> drive. Cheap; a user that keeps fixed targets
+    (photonic DFA's tiles) solves the detunings once and repeats only this when the resonances drift."""
     nr = weights.shape[1]
-    delta = weights.solve(w, strict=strict)
     res = weights.ring_wavelength_m - delta
     shift = res - np.asarray(rmap.center_m, dtype=float) - np.asarray(common_shift_m, dtype=float)
     need_cool = shift < -SHIFT_TOLERANCE_M

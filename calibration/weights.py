@@ -149,18 +149,21 @@ class WeightModel:
     def check_range(self, weights: np.ndarray) -> None:
         """Raise ValueError naming bank, ring, value and range for targets outside [w_min, w_max] (never clip)."""
         w = np.asarray(weights, dtype=float)
-        if w.shape != self.shape:
-            raise ValueError(f"target weights must have shape {self.shape}, got {w.shape}")
+        if w.shape[-2:] != self.shape:
+            raise ValueError(f"target weights must have shape {self.shape} (or (..., {self.shape[0]}, "
+                             f"{self.shape[1]}) for a batch), got {w.shape}")
         bad = ~np.isfinite(w) | ~(w >= self.w_min) | ~(w <= self.w_max)
         if bad.any():
-            b, r = (int(v) for v in np.argwhere(bad)[0])
+            *lead, b, r = (int(v) for v in np.argwhere(bad)[0])
+            where = f" (target {tuple(lead)})" if lead else ""
             raise ValueError(
-                f"target weight of bank {b} ring {r} is {w[b, r]!r}, outside its achievable range "
+                f"target weight of bank {b} ring {r}{where} is {w[(*lead, b, r)]!r}, outside its achievable range "
                 f"[{self.w_min[b, r]:.4f}, {self.w_max[b, r]:.4f}] ({int(bad.sum())} target(s) out of range)")
 
     def solve(self, weights: np.ndarray, *, strict: bool = True, max_iter: int = 30,
               tol_m: float = 1e-15) -> np.ndarray:
-        """Detunings (B, R) giving ``weights`` jointly (fixed point over the neighbour terms).
+        """Detunings (B, R) giving ``weights`` jointly (fixed point over the neighbour terms); a batch of targets
+        (..., B, R) is solved at once (e.g. every tile of a feedback matrix).
 
         ``strict`` checks the achievable range first (public targets); refinement passes corrected internal
         requests with ``strict=False``, which are held at the window edges instead.
@@ -168,7 +171,7 @@ class WeightModel:
         w = np.asarray(weights, dtype=float)
         if strict:
             self.check_range(w)
-        elif w.shape != self.shape:
+        elif w.shape[-2:] != self.shape:
             raise ValueError(f"target weights must have shape {self.shape}, got {w.shape}")
         park = self.park_delta_m()
         coef = self.effective_coef(park)

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from labctl.cli_calibration import add_calibration_commands
 
     add_calibration_commands(sub)
+    from labctl.cli_train import add_training_commands
+
+    add_training_commands(sub)
     return parser
 
 

@@ -41,7 +41,9 @@ from labctl.runs import Checkpoint, Run, resume
 log = logging.getLogger(__name__)
 
 Method = Literal["bp", "dfa"]
-FeedbackKind = Literal["digital", "noisy", "external"]  # external: a projector handed to build(), e.g. photonic
+#: photonic: the chip computes B e (the projector is built by procedures.train from a bench and a calibration);
+#: external: any projector handed to build()
+FeedbackKind = Literal["digital", "noisy", "photonic", "external"]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -283,17 +285,23 @@ class Experiment:
     n_train: int | None = None  # subsets for quick runs
     n_test: int | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: photonic feedback only: {"path": "stack" | "fast", **PhotonicOptions fields}
+    photonic: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.feedback not in ("digital", "noisy", "external"):
-            raise ValueError(f"feedback must be 'digital', 'noisy' or 'external', got {self.feedback!r}")
+        if self.feedback not in ("digital", "noisy", "photonic", "external"):
+            raise ValueError(f"feedback must be 'digital', 'noisy', 'photonic' or 'external', got {self.feedback!r}")
+        if self.photonic is not None and self.photonic.get("path", "stack") not in ("stack", "fast"):
+            raise ValueError(f"photonic path must be 'stack' or 'fast', got {self.photonic.get('path')!r}")
 
     @property
     def label(self) -> str:
         if self.train.method == "bp":
             return "bp"
+        if self.feedback == "photonic":
+            return f"dfa-photonic-{(self.photonic or {}).get('path', 'stack')}"
         return "dfa" if self.feedback == "digital" else f"dfa-{self.feedback}"
 
     def seeds(self) -> dict[str, int]:
@@ -328,8 +336,8 @@ class Experiment:
         if self.feedback == "noisy":
             return NoisyFeedback(n_out, self.hidden, seed=seeds["feedback"], noise_seed=seeds["noise"],
                                  std=self.noise_std, mean=self.noise_mean, dtype=dtype)
-        raise ValueError("feedback='external' needs the projector passed to build() / run_experiment() / "
-                         "resume_experiment()")
+        raise ValueError(f"feedback={self.feedback!r} needs the projector passed to build() / run_experiment() / "
+                         "resume_experiment() (photonic: labctl.procedures.train builds it from a bench)")
 
     def build(self, dataset: Dataset | None = None, feedback: FeedbackProjector | None = None) -> Trainer:
         """Model, projector (``feedback`` overrides the spec's, e.g. a photonic one) and trainer."""
@@ -357,10 +365,12 @@ def run_experiment(exp: Experiment, *, root: str | os.PathLike[str] | None = Non
                    feedback: FeedbackProjector | None = None, kind: str | None = None,
                    bench_file: str | os.PathLike[str] | None = None, instruments: Mapping[str, str] | None = None,
                    calibration: str | os.PathLike[str] | None = None, batch_hooks: list[BatchHook] | None = None,
-                   keep_checkpoints: int = 2) -> tuple[Run, Trainer]:
+                   keep_checkpoints: int = 2, on_start: Callable[[Run], None] | None = None
+                   ) -> tuple[Run, Trainer]:
     """Train ``exp`` in a new run folder; run.json is kept current and the run ends finished/failed/interrupted.
 
-    Exceptions propagate after the run is marked (``failed`` or, for Ctrl-C, ``interrupted``).
+    Exceptions propagate after the run is marked (``failed`` or, for Ctrl-C, ``interrupted``). ``on_start(run)``
+    is called once the folder exists (e.g. for a projector that records recalibrations in it).
     """
     ds = dataset if dataset is not None else exp.load_dataset()
     trainer = exp.build(ds, feedback)
@@ -370,6 +380,8 @@ def run_experiment(exp: Experiment, *, root: str | os.PathLike[str] | None = Non
                      dataset={"name": ds.name, "n_train": int(ds.y_train.size), "n_test": int(ds.y_test.size),
                               **ds.provenance},
                      bench_file=bench_file, instruments=instruments, calibration=calibration)
+    if on_start is not None:
+        on_start(run)
     trainer.batch_hooks.extend(batch_hooks or [])
     _drive(run, trainer, keep_checkpoints)
     return run, trainer

@@ -47,17 +47,21 @@ from .drift import TemperatureDrift
 from .optics import (
     BankConstants,
     build_constants,
+    bus_powers,
     fast_port_transmissions,
     fields_f64,
     incoherent_transmissions_f64,
+    kernels,
 )
 
 __all__ = ["Chip", "Evaluation"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_POINTS = 160  # points per kernel call; measured best on a 2-core EPYC (working set stays in L2/L3)
-BLOCK_POINTS = DEFAULT_CHUNK_POINTS  # points per drive -> resonance pass (40x40xn gemm stays single-threaded)
+BLOCK_POINTS = 512  # points per drive -> resonance -> optics pass (one compiled optics call), and share granularity
+# Points per crosstalk gemm: at most 163 keeps the 40x40xn gemm single-threaded in OpenBLAS (40*40*n <= 4*65536);
+# measured on the loaded 2-core VM, one threaded gemm per 512-point block cost milliseconds.
+GEMM_POINTS = 160
 SWEEP_CHUNK = 4096  # wavelengths per kernel call in port_spectrum_w
 PARENT_SHARE_WEIGHT = 1.0  # initial points of this process's share relative to a pool worker's share (then measured)
 PARALLEL_MIN_POINTS = 2048  # smaller batches stay in-process (the process hand-off, ~1-2 ms, would dominate)
@@ -88,33 +92,34 @@ class _Batch:
 class _DriveResonances:
     """resonances(s, e) -> (H, e - s) settled resonances for drives[s:e] (picklable, for process workers).
 
-    Same maths as heaters.quantize_drive / power_from_*_w, with out= buffers, once per block of points.
+    Same maths as heaters.quantize_drive / power_from_*_w, once per block of points: voltage drive (the common case)
+    in one compiled pass, current drive with numpy out= buffers.
     """
 
     def __init__(self, drive: np.ndarray, mode: str, full_scale: float, lsb: float, params: ChipParams,
                  base_m: np.ndarray) -> None:
         self.drive, self.mode, self.fs, self.lsb, self.params, self.base = drive, mode, full_scale, lsb, params, base_m
+        r0 = np.ascontiguousarray(params.heater_resistance_ohm, dtype=np.float64)
+        self.r0_terms = (r0, r0 * r0, 4.0 * params.self_heating_per_w * r0)  # R0, R0^2, 4 gamma R0
 
     def __call__(self, s: int, e: int) -> np.ndarray:
         p = self.params
-        v = np.maximum(self.drive[s:e], 0.0)
-        np.minimum(v, self.fs, out=v)
-        v *= 1.0 / self.lsb
-        np.rint(v, out=v)
-        v *= self.lsb
+        n = e - s
         if self.mode == "voltage":
-            r0 = p.heater_resistance_ohm
-            np.square(v, out=v)  # V^2
-            root = v * (4.0 * p.self_heating_per_w * r0)
-            root += r0 * r0
-            np.sqrt(root, out=root)
-            root += r0
-            v *= 2.0
-            v /= root  # P = 2 V^2 / (R0 + sqrt(R0^2 + 4 gamma R0 V^2))
-            power = v
+            power = np.empty((n, p.heater_resistance_ohm.size))
+            drive = np.array(self.drive[s:e], dtype=np.float64, order="C")  # writable C copy: one compiled variant
+            kernels().voltage_heater_power(drive, float(self.fs), 1.0 / self.lsb, float(self.lsb), *self.r0_terms,
+                                           power)
         else:
+            v = np.maximum(self.drive[s:e], 0.0)
+            np.minimum(v, self.fs, out=v)
+            v *= 1.0 / self.lsb
+            np.rint(v, out=v)
+            v *= self.lsb
             power = _heaters.power_from_current_w(v, p.heater_resistance_ohm, p.self_heating_per_w)
-        res = p.crosstalk_m_per_w @ power.T  # (H, n)
+        res = np.empty((power.shape[1], n))  # (H, n)
+        for g in range(0, n, GEMM_POINTS):
+            np.matmul(p.crosstalk_m_per_w, power[g : g + GEMM_POINTS].T, out=res[:, g : g + GEMM_POINTS])
         res += self.base
         return res
 
@@ -128,22 +133,16 @@ def _transmit_block(
     drop: np.ndarray,
     bs: int,
 ) -> None:
-    """Bus powers of points bs..bs+BLOCK_POINTS into thr/drop (B, n): resonances once, then the optics kernel over
-    chunks of DEFAULT_CHUNK_POINTS. Every path (serial, threads, processes) runs exactly these calls on the same
-    block and chunk boundaries, so results do not depend on how a batch is distributed."""
+    """Bus powers of points bs..bs+BLOCK_POINTS into thr/drop (B, n): resonances once, then one compiled optics
+    pass (optics and channel sum). Every path (serial, threads, processes) runs exactly these calls on the same block
+    boundaries, so results do not depend on how a batch is distributed."""
     be = min(bs + BLOCK_POINTS, thr.shape[1])
     res_block = resonances(bs, be)
-    for s in range(bs, be, DEFAULT_CHUNK_POINTS):
-        e = min(s + DEFAULT_CHUNK_POINTS, be)
-        t_bwn, d_bwn = fast_port_transmissions(k, res_block[:, s - bs : e - bs])
-        # C-ordered whatever the caller's layout: einsum's summation order follows operand strides, and every path
-        # (serial, pool share with pickled or shared-memory inputs) must round identically
-        if rin is None:
-            pin = np.ascontiguousarray(pin_cn[:, s:e])
-        else:
-            pin = np.multiply(pin_cn[:, s:e], rin[:, s:e], order="C")
-        np.einsum("bcn,cn->bn", t_bwn, pin, out=thr[:, s:e])
-        np.einsum("bcn,cn->bn", d_bwn, pin, out=drop[:, s:e])
+    if rin is None:
+        pin = np.ascontiguousarray(pin_cn[:, bs:be])
+    else:
+        pin = np.multiply(pin_cn[:, bs:be], rin[:, bs:be], order="C")
+    thr[:, bs:be], drop[:, bs:be] = bus_powers(k, res_block, pin)
 
 
 # ---- process workers (Chip(workers=N)): each holds the chip parameters and its BankConstants once ------------
@@ -154,6 +153,7 @@ _WORKER: dict = {}
 def _worker_init(params: ChipParams, n_banks: int, n_rings: int, arena: mmap.mmap | None) -> None:
     _WORKER.clear()
     _WORKER.update(params=params, n_banks=n_banks, n_rings=n_rings, constants={}, arena=arena)
+    kernels().warm_up()  # instant after fork from a warmed parent; under spawn, loads the cached machine code here
 
 
 def _share_transmissions(
@@ -507,6 +507,7 @@ class Chip:
             # workers (scripts without an `if __name__ == "__main__"` guard keep working).
             methods = multiprocessing.get_all_start_methods()
             fork = "fork" in methods
+            kernels().warm_up()  # compiled kernels before the fork: the workers inherit them
             arena = mmap.mmap(-1, ARENA_BYTES) if fork and ARENA_BYTES > 0 else None
             pool = ProcessPoolExecutor(
                 max_workers=self._workers - 1,
@@ -602,9 +603,10 @@ class Chip:
         return np.stack([thr[:, 0], drop[:, 0]], axis=1) * self._output_factor
 
     def meter_reading_w(
-        self, power_w: np.ndarray, averaging_time_s: float, range_dbm: float, meter: np.ndarray | None = None
+        self, power_w: np.ndarray, averaging_time_s: float, range_dbm: float | np.ndarray,
+        meter: np.ndarray | None = None
     ) -> MeterReading:
-        """Power-meter model applied to optical powers.
+        """Power-meter model applied to optical powers (``range_dbm`` a scalar or one range per element).
 
         Meter identity sets the fixed nonlinearity: if ``power_w`` ends in shape (B, 2) each element uses the meter
         on that bank/port; otherwise ``meter`` gives flat indices b*2 + port (default 0) broadcast against power_w.
@@ -686,6 +688,93 @@ class Chip:
         cur, thr, drop = self._simulate(k, resonances, n, pin, averaging_time_s, noise, share_job)
         f = self._output_factor
         return Evaluation(balanced_current_a=cur.T, through_power_w=thr.T * f, drop_power_w=drop.T * f)
+
+    def evaluate_configs(
+        self,
+        drive: np.ndarray,
+        input_power_w: np.ndarray,
+        averaging_time_s: float = 1e-4,
+        mode: str = "voltage",
+        noise: bool = True,
+        detector: bool = True,
+    ) -> Evaluation:
+        """Settled response of T heater configurations, each read at N laser-power settings: drive (T, H), powers
+        (T, N, C) or (N, C); results (T, N, B). ``detector=False`` skips the balanced detector (port powers only).
+
+        Why a separate path: the optics is linear in the (mutually incoherent) WDM channel powers, so a heater
+        configuration's channel transmissions are computed once and every power setting costs a small matrix
+        product; laser RIN, detector noise and quantization are drawn per reading exactly as in ``evaluate``.
+        """
+        d = np.ascontiguousarray(self._check_drive(drive))
+        t_cfg = d.shape[0]
+        c = self.n_channels
+        p = np.asarray(input_power_w, dtype=float)
+        if p.ndim == 2:
+            p = np.broadcast_to(p, (t_cfg, *p.shape))
+        if p.ndim != 3 or p.shape[0] != t_cfg or p.shape[2] != c:
+            raise ValueError(f"input_power_w must have shape (N, {c}) or ({t_cfg}, N, {c}), got {p.shape}")
+        fs = self._full_scale(mode)
+        if mode == "current":
+            self._drive_power_w(d, mode)
+        lsb = fs / (2**self._spec.heaters.dac_bits - 1)
+        base = (self._params.base_resonance_m + self._drift_shift_m())[:, None]
+        res = _DriveResonances(d, mode, fs, lsb, self._params, base)(0, t_cfg)  # (H, T)
+        thr_t, drop_t = fast_port_transmissions(self._constants(self._laser_actual_m), res)  # (B, C, T)
+        pin = p * self._input_factor
+        if noise:
+            rin = self._noise_rng.standard_normal(pin.shape)
+            rin *= rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s)
+            rin += 1.0
+            pin = pin * rin
+        thr = np.matmul(pin, thr_t.transpose(2, 1, 0))   # (T, N, C) @ (T, C, B)
+        drop = np.matmul(pin, drop_t.transpose(2, 1, 0))
+        f = self._output_factor
+        if not detector:  # port powers only (off-chip meters); the on-chip balanced current is left empty
+            return Evaluation(balanced_current_a=np.empty((0,)), through_power_w=thr * f, drop_power_w=drop * f)
+        det = self._spec.detector
+        dark = self._params.dark_current_a
+        i_drop = det.responsivity_a_per_w * drop + dark[:, 1]
+        i_thr = det.responsivity_a_per_w * thr + dark[:, 0]
+        current = i_drop - i_thr
+        if noise:
+            current += detector_noise_sigma_a(i_drop, i_thr, averaging_time_s, det) * self._noise_rng.standard_normal(
+                current.shape)
+        current = quantize_signed(current, det.readout_bits, det.readout_range_a)
+        return Evaluation(balanced_current_a=current, through_power_w=thr * f, drop_power_w=drop * f)
+
+    def state_dict(self) -> dict:
+        """The chip's changing state (noise and drift streams, clock, temperature, heaters, lasers) as JSON-able
+        values, so a run on an emulated bench can be checkpointed and resumed bit-identically."""
+        return {
+            "seed": self._seed,
+            "noise_rng": self._noise_rng.bit_generator.state,
+            "drift": self._drift.state_dict(),
+            "clock": self._clock.state_dict(),
+            "drive": self._drive.tolist(),
+            "is_current": self._is_current.tolist(),
+            "settling": self._settling.state_dict(),
+            "last_drive_time_s": self._last_drive_time_s,
+            "laser_commanded_m": self._laser_commanded_m.tolist(),
+            "laser_actual_m": self._laser_actual_m.tolist(),
+            "laser_power_w": self._laser_power_w.tolist(),
+            "laser_on": self._laser_on.tolist(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` of a chip with the same seed and spec."""
+        if int(state["seed"]) != self._seed:
+            raise ValueError(f"chip state is for seed {state['seed']}, this chip has seed {self._seed}")
+        self._noise_rng.bit_generator.state = state["noise_rng"]
+        self._drift.load_state_dict(state["drift"])
+        self._clock.load_state_dict(state["clock"])
+        self._drive = np.array(state["drive"], dtype=float)
+        self._is_current = np.array(state["is_current"], dtype=bool)
+        self._settling.load_state_dict(state["settling"])
+        self._last_drive_time_s = float(state["last_drive_time_s"])
+        self._laser_commanded_m = np.array(state["laser_commanded_m"], dtype=float)
+        self._laser_actual_m = np.array(state["laser_actual_m"], dtype=float)
+        self._laser_power_w = np.array(state["laser_power_w"], dtype=float)
+        self._laser_on = np.array(state["laser_on"], dtype=bool)
 
     def close(self) -> None:
         """Stop the worker threads and processes (optional: an unreferenced chip stops its processes too)."""

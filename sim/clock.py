@@ -49,6 +49,15 @@ class VirtualClock:
         """Number of advances per category so far."""
         return dict(self._counts)
 
+    def state_dict(self) -> dict:
+        return {"now_s": self._now_s, "totals": dict(self._totals), "counts": dict(self._counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore time and per-category totals (listeners stay as they are)."""
+        self._now_s = float(state["now_s"])
+        self._totals = defaultdict(float, {k: float(v) for k, v in state["totals"].items()})
+        self._counts = defaultdict(int, {k: int(v) for k, v in state["counts"].items()})
+
     def subscribe(self, listener: Callable[[float], None]) -> None:
         """Call ``listener(dt_s)`` on every advance (used by the drift model)."""
         self._listeners.append(listener)

@@ -61,6 +61,15 @@ def quantize_signed(values: np.ndarray, bits: int, full_scale: float) -> np.ndar
     return np.round(np.clip(values, -full_scale, full_scale) / lsb) * lsb
 
 
+def auto_range_dbm(power_w: np.ndarray, ranges_dbm: tuple[float, ...] | list[float], margin_db: float) -> np.ndarray:
+    """Auto range as a power meter picks it: the most sensitive range whose top holds the power with the margin
+    to spare (the top range when none does), elementwise."""
+    r = np.sort(np.asarray(ranges_dbm, dtype=float))
+    tops = 1e-3 * 10 ** (r / 10)
+    needed = np.asarray(power_w, dtype=float) * 10 ** (margin_db / 10)
+    return r[np.minimum(np.searchsorted(tops, needed, side="left"), r.size - 1)]
+
+
 @dataclass(frozen=True)
 class MeterReading:
     """Power meter result: reading in W and whether the true power exceeded the range top."""
@@ -72,26 +81,39 @@ class MeterReading:
 def meter_reading(
     power_w: np.ndarray,
     averaging_time_s: float,
-    range_dbm: float,
+    range_dbm: float | np.ndarray,
     nonlinearity_db: np.ndarray,
     nonlinearity_phase: np.ndarray,
     spec: PowerMeterSpec,
     rng: np.random.Generator | None,
 ) -> MeterReading:
     """Apply one meter model per element (nonlinearity arrays broadcast against power_w); rng None = noise-free."""
-    if range_dbm not in spec.ranges_dbm:
-        raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {range_dbm!r}")
+    r = np.asarray(range_dbm, dtype=float)
+    known = np.isin(r, spec.ranges_dbm)
+    if not np.all(known):
+        raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {r[~known].flat[0]!r}")
     p = np.asarray(power_w, dtype=float)
     bandwidth_hz(averaging_time_s)
-    with np.errstate(divide="ignore"):
-        p_dbm = 10 * np.log10(np.maximum(p, 1e-30) / 1e-3)
-    err_db = nonlinearity_db * np.sin(2 * math.pi * p_dbm / spec.nonlinearity_period_db + nonlinearity_phase)
-    reading = p * 10 ** (err_db / 10)
+    # reading = p * 10^(err_db / 10), err_db = nl * sin(2 pi p_dbm / period + phase); in place (large batches)
+    x = np.maximum(p, 1e-30)
+    np.log(x, out=x)
+    x *= 2 * math.pi * 10 / math.log(10) / spec.nonlinearity_period_db
+    x += 2 * math.pi * 10 * math.log10(1e3) / spec.nonlinearity_period_db + np.asarray(nonlinearity_phase)
+    np.sin(x, out=x)
+    x *= np.asarray(nonlinearity_db) * (math.log(10) / 10)
+    np.exp(x, out=x)
+    x *= p
+    reading = x
     if rng is not None and spec.noise_w > 0:
         sigma = spec.noise_w * math.sqrt(spec.noise_reference_time_s / averaging_time_s)
-        reading = reading + sigma * rng.standard_normal(reading.shape)
-    top_w = 1e-3 * 10 ** (range_dbm / 10)
+        noise = rng.standard_normal(reading.shape)
+        noise *= sigma
+        reading += noise
+    top_w = 1e-3 * np.exp(r * (math.log(10) / 10)) if r.ndim else 1e-3 * 10 ** (float(r) / 10)
     over = reading > top_w
     lsb = top_w / 2**spec.readout_bits
-    reading = np.round(np.clip(reading, -top_w, top_w) / lsb) * lsb
+    np.clip(reading, -top_w, top_w, out=reading)
+    reading /= lsb
+    np.round(reading, out=reading)
+    reading *= lsb
     return MeterReading(power_w=reading, over_range=over)

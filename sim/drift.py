@@ -29,6 +29,13 @@ class TemperatureDrift:
         """Current chip temperature minus the reference temperature, K."""
         return self._offset_k
 
+    def state_dict(self) -> dict:
+        return {"offset_k": self._offset_k, "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._offset_k = float(state["offset_k"])
+        self._rng.bit_generator.state = state["rng"]
+
     def _on_advance(self, dt_s: float) -> None:
         if dt_s > 0 and self._scale > 0:
             self._offset_k += self._scale * math.sqrt(dt_s) * float(self._rng.standard_normal())

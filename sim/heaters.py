@@ -79,6 +79,14 @@ class ThermalSettling:
         decay = math.exp(-max(now_s - self._t0, 0.0) / self._tau)
         return self._target + (self._start - self._target) * decay
 
+    def state_dict(self) -> dict:
+        return {"target_w": self._target.tolist(), "start_w": self._start.tolist(), "t0_s": self._t0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._target = np.array(state["target_w"], dtype=float)
+        self._start = np.array(state["start_w"], dtype=float)
+        self._t0 = float(state["t0_s"])
+
     @property
     def target_w(self) -> np.ndarray:
         """Commanded (settled) power."""

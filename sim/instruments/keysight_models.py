@@ -48,6 +48,7 @@ from labctl.drivers.keysight_sweep import (
     LOGGING_STOP,
 )
 
+from ..detection import auto_range_dbm
 from ..device_model import DeviceModel, Reply
 from ..templates import match
 from . import ModelEntry
@@ -469,12 +470,8 @@ class KeysightPowerMeterModel(DeviceModel):
 
     def _pick_range(self, power_w: float) -> float:
         """Auto range: the most sensitive range whose top holds ``power_w`` with the margin to spare."""
-        needed_w = power_w * 10 ** (AUTO_RANGE_MARGIN_DB / 10)
-        ranges = sorted(self.chip.spec.power_meter.ranges_dbm)
-        for r in ranges:
-            if 1e-3 * 10 ** (r / 10) >= needed_w:
-                return r
-        return ranges[-1]
+        return float(auto_range_dbm(np.asarray(power_w), self.chip.spec.power_meter.ranges_dbm,
+                                    AUTO_RANGE_MARGIN_DB))
 
     # -- readings ----------------------------------------------------------------------------------------------------
     def _optical_w(self, ports: Sequence[int], averaging_s: Sequence[float]) -> np.ndarray:

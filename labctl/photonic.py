@@ -1,0 +1,538 @@
+"""Photonic DFA: ``e @ B_l`` computed on microring weight banks through the calibration and the instruments.
+
+Mapping (see :mod:`labctl.tiling`): bank ``b`` of one heater configuration computes
+``y_b = sum_c w[b, c] G[b, c] P_c``, with ``w`` the ring weights the calibration sets, ``P_c`` the laser power
+of channel ``c`` and ``G[b, c] = |baseline[b, c]| / P_cal[c]`` the readout gain the resonance map measured
+(reading per watt at weight 1). Tiles of ``B_l^T`` are ``usable banks x channels``.
+
+Weights. A ring's achievable range ``[w_min, w_max]`` need not contain 0 (heaters only red-shift), so every ring is
+set to ``w = centre + k_b M / G[b, c]`` with ``centre`` the middle of its range, ``M`` the tile's entry of ``B``
+(|M| <= 1) and ``k_b`` the largest bank gain that keeps every ring of the bank inside its range
+(``k_b = margin * min_c half_range * G``). A bias configuration (every ring at its centre) is read with the same
+encodings, so the centre term cancels exactly instead of being subtracted from a model. Banks whose worst ring has
+less than ``min_half_range`` of usable range are left out of the tiles.
+
+Encoding (offset scheme). The signed error of one sample and column block, ``e`` with ``m = max |e|``, is put on
+non-negative laser powers ``P_c = P_mid + (dP / 2) e_c / m`` with ``P_mid = (P_lo + P_hi) / 2`` and
+``dP = P_hi - P_lo`` (``P_hi`` the calibration power, ``P_lo = low_fraction * P_hi``); the reference encoding
+(every channel at ``P_mid``) is read once per configuration and batch. Then
+``(M e)_b = ((y - y_ref)_tile - (y - y_ref)_bias) * 2 m / (dP k_b)``: dark currents, meter offsets, background
+light and the centre weights cancel, and one reading per sample and tile is all it costs (two passes for e+ and
+e- would cost two). Per-sample ``m`` uses the full power swing for every sample.
+
+Order and counters: :mod:`labctl.tiling`. Per batch the engine counts heater reconfigurations, encodings,
+readings, instrument transactions and projected bench time, and the same quantities for the naive order and the
+physical minimum (no communication latency: bench settle time per configuration, ``laser_settle_s`` per encoding,
+averaging time per reading) from unit costs measured on the bench.
+
+Drift: before the first batch of a session and every ``drift_every`` batches a drift check
+(``Calibration.recenter``) re-measures the calibration's drift references and follows the measured shift of the
+resonances; the references' targets are then set with the shifted model and measured, and when they miss by more
+than ``recalibrate_rmse`` (default: the trip level, 7 bits over the span) the bench is recalibrated through the
+instruments and the new calibration used from the next batch. Every check is recorded with its cost.
+
+Two engines, same code above the readings: :class:`BenchMatVec` reads through the instruments (real or emulated
+bench, unchanged), ``labctl.photonic_fast.FastMatVec`` asks the emulator directly (vectorized over the batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from labctl.tiling import ORDERS, OpCounts, Order, TilePlan, UnitCosts, best_order, op_counts, schedule
+
+if TYPE_CHECKING:
+    from labctl.calibration.calibrate import Calibration
+    from labctl.calibration.hardware import CalibrationHardware
+
+log = logging.getLogger(__name__)
+
+OrderChoice = Literal["auto", "tile", "sample"]
+
+
+class PhotonicSetupError(ValueError):
+    """The calibration or bench cannot carry the feedback matrices (no usable bank, channel or power)."""
+
+
+@dataclass(frozen=True)
+class PhotonicOptions:
+    """Choices of the photonic engine (recorded in the run)."""
+
+    order: OrderChoice = "auto"
+    low_fraction: float = 0.1           # P_lo / P_hi
+    range_margin: float = 0.95          # share of each ring's half range used
+    min_half_range: float = 0.01        # banks whose worst ring reaches less (weight units) are left out
+    averaging_time_s: float = 1e-4      # detector averaging per reading (a source meter may need longer)
+    laser_settle_s: float = 0.02        # laser power settling, for the physical minimum (N777x class)
+    recenter_at_start: bool = True      # drift check + recenter before the first batch of a session
+    drift_every: int = 0                # batches between drift checks (0: never)
+    drift_threshold: float | None = None    # drift check trip level (default: span / 2**7)
+    recalibrate_rmse: float | None = None   # recalibrate when recentered references miss by more (default: trip level)
+
+    def __post_init__(self) -> None:
+        if self.order not in ("auto", "tile", "sample"):
+            raise ValueError(f"order must be 'auto', 'tile' or 'sample', got {self.order!r}")
+        if not 0.0 <= self.low_fraction < 1.0:
+            raise ValueError(f"low_fraction must be in [0, 1), got {self.low_fraction!r}")
+        if not 0.0 < self.range_margin <= 1.0:
+            raise ValueError(f"range_margin must be in (0, 1], got {self.range_margin!r}")
+        if self.averaging_time_s <= 0 or self.laser_settle_s < 0 or self.drift_every < 0:
+            raise ValueError(f"invalid photonic options {self}")
+
+
+@dataclass
+class WeightMapping:
+    """Static map from tile entries to ring weights, derived from a calibration (see the module docstring)."""
+
+    ring_of: np.ndarray          # (B, C) ring of bank b on channel c (-1: none)
+    channels: np.ndarray         # (n_cols,) channels that carry error components
+    banks: np.ndarray            # (n_usable,) banks that compute tile rows
+    centre: np.ndarray           # (B, R) centre of every ring's range
+    gain: np.ndarray             # (B, C) readout units per W at weight 1
+    bank_gain: np.ndarray        # (n_usable,) k_b, readout units per W at |M| = 1
+
+    @classmethod
+    def from_calibration(cls, cal: Calibration, options: PhotonicOptions) -> WeightMapping:
+        w_min, w_max = (np.asarray(a, dtype=float) for a in cal.achievable_range)
+        cor = np.asarray(cal.weights.channel_of_ring, dtype=int)
+        n_banks, n_rings = cor.shape
+        n_ch = int(np.size(cal.weights.wavelengths_m))
+        ring_of = np.full((n_banks, n_ch), -1, dtype=int)
+        bank_idx = np.repeat(np.arange(n_banks), n_rings)
+        ring_of[bank_idx, cor.reshape(-1)] = np.tile(np.arange(n_rings), n_banks)
+        p_cal = np.asarray(cal.rmap.laser_power_w if cal.rmap.laser_power_w is not None else np.ones(n_ch),
+                           dtype=float)
+        gain = np.abs(np.asarray(cal.rmap.baseline, dtype=float)) / p_cal[None, :]
+        centre = 0.5 * (w_min + w_max)
+        half = 0.5 * (w_max - w_min)
+        channels = np.flatnonzero(np.all(ring_of >= 0, axis=0))
+        if channels.size == 0:
+            raise PhotonicSetupError("no WDM channel has a ring in every bank: nothing to encode the error on")
+        ring = ring_of[:, channels]
+        half_bc = np.take_along_axis(half, ring, axis=1)                          # (B, n_cols)
+        worst_half = half_bc.min(axis=1)
+        k = options.range_margin * np.min(half_bc * gain[:, channels], axis=1)     # (B,)
+        banks = np.flatnonzero(worst_half >= options.min_half_range)
+        if banks.size == 0:
+            raise PhotonicSetupError(
+                f"no bank has every ring with at least {options.min_half_range} of weight range "
+                f"(worst half ranges per bank: {np.round(worst_half, 4).tolist()})")
+        left_out = sorted(set(range(n_banks)) - set(banks.tolist()))
+        if left_out:
+            log.warning("banks %s left out of the tiles (a ring reaches less than %.3g of weight range)", left_out,
+                        options.min_half_range)
+        return cls(ring_of=ring_of, channels=channels, banks=banks, centre=centre, gain=gain, bank_gain=k[banks])
+
+    def targets_batch(self, tiles: np.ndarray) -> np.ndarray:
+        """(T, B, R) ring weights for tiles (T, n_usable, n_cols)."""
+        w = np.repeat(self.centre[None], tiles.shape[0], axis=0)
+        rings = self.ring_of[np.ix_(self.banks, self.channels)]
+        g = self.gain[np.ix_(self.banks, self.channels)]
+        w[:, self.banks[:, None], rings] += self.bank_gain[None, :, None] * tiles / g[None]
+        return w
+
+    def describe(self) -> dict[str, Any]:
+        return {"channels": self.channels.tolist(), "banks": self.banks.tolist(),
+                "bank_gain": self.bank_gain.tolist(),
+                "relative_amplitude": (self.bank_gain / np.median(self.gain)).tolist()}
+
+
+@dataclass(frozen=True)
+class OffsetEncoding:
+    """Signed values on non-negative laser powers around ``mid_w`` (module docstring)."""
+
+    low_w: float
+    high_w: float
+    n_channels: int
+    channels: np.ndarray
+
+    @property
+    def mid_w(self) -> float:
+        return 0.5 * (self.low_w + self.high_w)
+
+    @property
+    def swing_w(self) -> float:
+        return self.high_w - self.low_w
+
+    def powers(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Blocks (n_blocks, N, n_cols) -> powers (n_blocks, N + 1, C) (encoding 0: reference) and the scale
+        ``m`` (n_blocks, N) (1 where a sample's block is all zero)."""
+        m = np.max(np.abs(blocks), axis=2)
+        m = np.where(m > 0, m, 1.0)
+        nb, n, _ = blocks.shape
+        p = np.full((nb, n + 1, self.n_channels), self.mid_w)
+        p[:, 1:, self.channels] += 0.5 * self.swing_w * blocks / m[:, :, None]
+        return p, m
+
+
+@dataclass
+class _Tally:
+    """What the hardware did (measured) and the cost references, summed since the last pop."""
+
+    configs: int = 0
+    encodings: int = 0
+    readings: int = 0
+    transactions: float = 0.0
+    time_s: float = 0.0
+    naive_time_s: float = 0.0
+    naive_transactions: float = 0.0
+    minimum_time_s: float = 0.0
+    batches: int = 0
+    drift_checks: int = 0
+    recalibrations: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PhotonicMatVec:
+    """MatVecEngine computing ``e @ B_l`` on the chip; subclasses provide the readings (:meth:`_read_batch`).
+
+    The trainer asks layer by layer with the same error; the engine computes every layer of a batch in one
+    schedule (each tile once) and answers the other layers from that result.
+    """
+
+    kind = "photonic"
+
+    def __init__(self, cal: Calibration, options: PhotonicOptions | None = None, *,
+                 on_recalibrate: Callable[[Calibration], None] | None = None, emulator: Any = None) -> None:
+        """``emulator``: on an emulated bench, the chip behind it, whose state (noise and drift streams, clock)
+        goes into checkpoints so a resumed run is bit-identical; never read for physics here."""
+        self.options = options or PhotonicOptions()
+        self.emulator = emulator
+        self.cal = cal
+        self.hw: CalibrationHardware = cal.require_hardware()
+        self.on_recalibrate = on_recalibrate
+        self.mapping = WeightMapping.from_calibration(cal, self.options)
+        self._setup_encoding()
+        self.plan: TilePlan | None = None
+        self.drives = np.empty((0, 0))
+        self.config_block = np.empty(0, dtype=int)
+        self.costs: UnitCosts | None = None
+        self.order: Order = "sample"
+        self._tally = _Tally()
+        self._matrices: list[np.ndarray] = []
+        self._targets: np.ndarray | None = None
+        self._deltas: np.ndarray | None = None
+        self.tiles = np.empty((0, 0, 0))
+        self._cache_key: bytes | None = None
+        self._cache: list[np.ndarray] = []
+        self._batches = 0
+        self._laser_w: np.ndarray | None = None   # powers as last set (None: unknown)
+        self._config: int | None = None           # configuration as last set
+        self._ready = False
+        self._session_checked = False
+
+    # -- set-up --------------------------------------------------------------------------------------------------
+    def _setup_encoding(self) -> None:
+        hw = self.hw
+        p_cal = self.cal.rmap.laser_power_w
+        high = float(np.min(p_cal)) if p_cal is not None else float(hw.laser_max_power_w)
+        high = min(high, float(hw.laser_max_power_w))
+        if not high > 0:
+            raise PhotonicSetupError(f"no laser power to encode with (calibration power {p_cal}, limit "
+                                     f"{hw.laser_max_power_w} W)")
+        self.encoding = OffsetEncoding(low_w=self.options.low_fraction * high, high_w=high,
+                                       n_channels=hw.n_channels, channels=self.mapping.channels)
+
+    def program(self, matrices: Sequence[np.ndarray]) -> None:
+        self._matrices = [np.asarray(m) for m in matrices]
+        self.plan = TilePlan([m.shape for m in matrices], n_banks=self.mapping.banks.size,
+                             n_cols=self.mapping.channels.size)
+        self.tiles = self.plan.tile_matrices(matrices)
+        self.config_block = self.plan.config_blocks(extra_per_block=1)
+        self._solve_drives()
+        self._cache_key = None
+
+    def _solve_drives(self, *, detunings: bool = True) -> None:
+        """Drive of every configuration (tiles, then one bias per block); ranges and limits checked here.
+
+        The detunings depend only on the targets and are solved once, all tiles in one batch; after a drift
+        check only the cheap detuning -> drive step is repeated (it follows ``common_shift_m``)."""
+        assert self.plan is not None
+        t0 = time.perf_counter()
+        if detunings or self._targets is None:
+            targets = np.concatenate([self.mapping.targets_batch(self.tiles),
+                                      np.repeat(self.mapping.centre[None], self.plan.n_blocks, axis=0)])
+            self._targets = targets
+            self._deltas = self.cal.solve_detunings(targets)
+        assert self._targets is not None and self._deltas is not None
+        self.drives = np.array([self.cal.solve_from_detuning(w, d).drive
+                                for w, d in zip(self._targets, self._deltas)])
+        log.info("solved %d configurations in %.2f s", len(self.drives), time.perf_counter() - t0)
+
+    def start(self) -> None:
+        """Lasers on the WDM grid at the mid power, readout configured, unit costs measured (once)."""
+        if self._ready:
+            return
+        hw = self.hw
+        for k, laser in enumerate(hw.lasers):
+            laser.set_wavelength_m(float(hw.wavelengths_m[k]))
+            laser.set_power_w(self.encoding.mid_w)
+            laser.set_output(True)
+        self._laser_w = np.full(hw.n_channels, self.encoding.mid_w)
+        self._configure_readout()
+        if self.costs is None:
+            self.costs = self._probe_costs()
+        self.order = self._resolve_order()
+        self._ready = True
+
+    def _configure_readout(self) -> None:
+        from labctl.calibration.measure import configure_readout
+
+        self.averaging_time_s = configure_readout(self.hw, float(np.mean(self.hw.wavelengths_m)),
+                                                  self.options.averaging_time_s)
+
+    def _resolve_order(self) -> Order:
+        if self.options.order != "auto":
+            return self.options.order
+        assert self.plan is not None and self.costs is not None
+        return best_order(self.costs, self.drives.shape[0], self.plan.n_blocks, 64)
+
+    def _now(self) -> tuple[float, int]:
+        el = self.hw.elapsed_s()
+        return (time.perf_counter() if el is None else float(el)), int(self.hw.transaction_count())
+
+    def _probe_costs(self) -> UnitCosts:
+        """One configuration, one encoding and one reading, timed on the bench (virtual clock when emulated)."""
+        t0, x0 = self._now()
+        self._set_config(len(self.drives) - 1)
+        t1, x1 = self._now()
+        p = np.full(self.hw.n_channels, self.encoding.mid_w)
+        p[self.mapping.channels] = self.encoding.high_w
+        self._set_lasers(p)
+        t2, x2 = self._now()
+        self.hw.readout.read()
+        t3, x3 = self._now()
+        self._set_lasers(np.full(self.hw.n_channels, self.encoding.mid_w))
+        costs = UnitCosts(config_s=t1 - t0, encode_s=t2 - t1, read_s=t3 - t2, config_tx=x1 - x0,
+                          encode_tx=x2 - x1, read_tx=x3 - x2)
+        log.info("unit costs: %s", costs)
+        return costs
+
+    # -- instrument steps ---------------------------------------------------------------------------------------
+    def _set_config(self, index: int) -> None:
+        self.cal.apply(self.drives[index])          # limits checked, written in one go, settled
+        self._config = index
+
+    def _set_lasers(self, powers_w: np.ndarray) -> bool:
+        """Change only the channels whose power differs; True if anything was sent."""
+        changed = np.flatnonzero(self._laser_w != powers_w) if self._laser_w is not None \
+            else np.arange(powers_w.size)
+        for k in changed:
+            self.hw.lasers[int(k)].set_power_w(float(powers_w[k]))
+        self._laser_w = np.array(powers_w, dtype=float)
+        return changed.size > 0
+
+    # -- the product ----------------------------------------------------------------------------------------------
+    def matvec(self, layer: int, error: np.ndarray) -> np.ndarray:
+        e = np.ascontiguousarray(error)
+        key = e.tobytes() + str(e.shape).encode()
+        if key != self._cache_key:
+            self._cache = self._products(e)
+            self._cache_key = key
+        return self._cache[layer].astype(e.dtype, copy=False)
+
+    def _products(self, error: np.ndarray) -> list[np.ndarray]:
+        assert self.plan is not None, "program() first"
+        self.start()
+        self._maybe_check_drift()
+        plan, n = self.plan, error.shape[0]
+        powers, m = self.encoding.powers(plan.block_inputs(error))
+        readings = self._read_batch(powers, n)                                    # (n_cfg, N + 1, B)
+        d = readings[:, 1:, :] - readings[:, :1, :]
+        d = d[:, :, self.mapping.banks]                                            # usable banks
+        n_tiles = plan.n_tiles
+        d_tiles = d[:n_tiles] - d[n_tiles + plan.block]                             # bias of each tile's block
+        partial = d_tiles * (2.0 * m[plan.block][:, :, None]) / (self.encoding.swing_w * self.mapping.bank_gain)
+        self._account(n)
+        self._batches += 1
+        return plan.assemble(partial, n)
+
+    def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _account(self, n: int) -> None:
+        """Reference costs of this batch: the naive order and the physical minimum."""
+        assert self.plan is not None and self.costs is not None
+        n_cfg, nb = self.drives.shape[0], self.plan.n_blocks
+        naive = op_counts("naive", n_cfg, nb, n)
+        t = self._tally
+        t.naive_time_s += naive.time_s(self.costs)
+        t.naive_transactions += naive.transactions(self.costs)
+        phys = UnitCosts(config_s=self.hw.settle_time_s, encode_s=self.options.laser_settle_s,
+                         read_s=self.averaging_time_s)
+        t.minimum_time_s += min(op_counts(o, n_cfg, nb, n).time_s(phys) for o in ("tile", "sample"))
+        t.batches += 1
+
+    def _record_ops(self, ops: OpCounts, time_s: float, transactions: float) -> None:
+        t = self._tally
+        t.configs += ops.configs
+        t.encodings += ops.encodings
+        t.readings += ops.readings
+        t.time_s += time_s
+        t.transactions += transactions
+
+    # -- drift ------------------------------------------------------------------------------------------------------
+    def _maybe_check_drift(self) -> None:
+        """Before the first batch of a session (lasers re-tuned, chip temperature moved since calibration) and
+        every ``drift_every`` batches."""
+        if not self._session_checked:
+            self._session_checked = True
+            if self.options.recenter_at_start and self.cal.drift_reference is not None:
+                self.check_drift()
+                return
+        every = self.options.drift_every
+        if every and self._batches > 0 and self._batches % every == 0:
+            self.check_drift()
+
+    def check_drift(self) -> dict[str, Any]:
+        """Drift check through the instruments, then follow the shift and confirm: the drift references' target
+        weights are set again with the shifted model and measured; if they still miss by more than
+        ``recalibrate_rmse`` (default: the drift trip level, span / 2**7) the bench is recalibrated."""
+        hw = self.hw
+        t0, x0 = self._now()
+        p_cal = self.cal.rmap.laser_power_w
+        for k, laser in enumerate(hw.lasers):     # the references are read at the calibration powers
+            laser.set_power_w(float(p_cal[k]) if p_cal is not None else self.encoding.high_w)
+        self._laser_w = None
+        self._config = None
+        report = self.cal.recenter(self.options.drift_threshold)
+        limit = self.options.recalibrate_rmse if self.options.recalibrate_rmse is not None else report.threshold
+        residual = self._reference_residual()
+        event: dict[str, Any] = {"batch": self._batches, "rmse": report.rmse, "threshold": report.threshold,
+                                 "tripped": report.tripped, "common_shift_pm": report.common_shift_m * 1e12,
+                                 "residual_rmse": residual, "recalibrated": False}
+        self._tally.drift_checks += 1
+        if residual is not None and residual > limit:
+            self._recalibrate()
+            event["recalibrated"] = True
+            event["calibration_sha256"] = self.cal.sha256
+        else:
+            self._solve_drives(detunings=False)
+        self._ready = False
+        self.start()
+        t1, x1 = self._now()
+        event["time_s"], event["transactions"] = t1 - t0, x1 - x0
+        self._tally.events.append(event)
+        log.info("drift check at batch %d: %s", self._batches, event)
+        return event
+
+    def _reference_residual(self) -> float | None:
+        """RMS error of the drift references' targets set with the (recentered) model, measured now."""
+        ref = self.cal.drift_reference
+        if ref is None:
+            return None
+        measured = []
+        for target in ref.targets:
+            self.cal.set_weights(target, refine=False)
+            measured.append(self.cal.measure_weights())
+        return float(np.sqrt(np.mean((np.array(measured) - ref.targets) ** 2)))
+
+    def _recalibrate(self) -> None:
+        from labctl.calibration.calibrate import calibrate
+
+        log.warning("drift beyond the recalibration level: recalibrating")
+        cal = calibrate(self.hw)
+        self.cal = cal
+        self.mapping = WeightMapping.from_calibration(cal, self.options)
+        self._setup_encoding()
+        self._tally.recalibrations += 1
+        if self.plan is not None:
+            shapes = self.plan.shapes
+            # the plan depends on the usable banks and channels, which a new calibration may change
+            self.plan = TilePlan(shapes, n_banks=self.mapping.banks.size, n_cols=self.mapping.channels.size)
+            self.tiles = self.plan.tile_matrices(self._matrices)
+            self.config_block = self.plan.config_blocks(extra_per_block=1)
+            self._solve_drives()
+        if self.on_recalibrate is not None:
+            self.on_recalibrate(cal)
+
+    # -- MatVecEngine protocol ----------------------------------------------------------------------------------
+    def pop_counters(self) -> dict[str, Any]:
+        t = self._tally
+        self._tally = _Tally()
+        if t.batches == 0 and not t.events:
+            return {}
+        out: dict[str, Any] = {
+            "order": self.order, "batches": t.batches,
+            "reconfigurations": t.configs, "encodings": t.encodings, "readings": t.readings,
+            "transactions": t.transactions, "projected_time_s": t.time_s,
+            "naive_time_s": t.naive_time_s, "naive_transactions": t.naive_transactions,
+            "minimum_time_s": t.minimum_time_s,
+            "ratio_to_naive": t.time_s / t.naive_time_s if t.naive_time_s > 0 else None,
+            "ratio_to_minimum": t.time_s / t.minimum_time_s if t.minimum_time_s > 0 else None,
+            "drift_checks": t.drift_checks, "recalibrations": t.recalibrations,
+            "calibration_sha256": self.cal.sha256,
+        }
+        if t.events:
+            out["drift_events"] = t.events
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.kind, "options": asdict(self.options), "encoding": "offset",
+                "low_w": self.encoding.low_w, "high_w": self.encoding.high_w,
+                "calibration_sha256": self.cal.sha256, "mapping": self.mapping.describe(),
+                "tiles": None if self.plan is None else self.plan.n_tiles,
+                "unit_costs": None if self.costs is None else asdict(self.costs)}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "calibration_sha256": self.cal.sha256, "batches": self._batches,
+            "common_shift_m": np.asarray(self.cal.common_shift_m, dtype=float).tolist(),
+            "laser_w": None if self._laser_w is None else self._laser_w.tolist(),
+            "costs": None if self.costs is None else asdict(self.costs), "order": self.order,
+        }
+        if self.emulator is not None:
+            state["chip"] = self.emulator.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("calibration_sha256") != self.cal.sha256:
+            raise ValueError("checkpoint was made with another calibration "
+                             f"({state.get('calibration_sha256')} != {self.cal.sha256})")
+        self._batches = int(state["batches"])
+        self._session_checked = True
+        self.cal.common_shift_m = np.asarray(state["common_shift_m"], dtype=float)
+        if self.plan is not None:
+            self._solve_drives(detunings=False)
+        if state.get("costs") is not None:
+            self.costs = UnitCosts(**state["costs"])
+        self.start()
+        self.order = state.get("order", self.order)
+        self._laser_w = None if state.get("laser_w") is None else np.array(state["laser_w"], dtype=float)
+        self._config = None
+        if self.emulator is not None and "chip" in state:
+            self.emulator.load_state_dict(state["chip"])
+
+
+class BenchMatVec(PhotonicMatVec):
+    """Readings through the instruments, in the scheduled order; time and transactions as the bench counts them."""
+
+    kind = "photonic-stack"
+
+    def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
+        assert self.plan is not None
+        blocks = self.config_block
+        out = np.empty((self.drives.shape[0], n + 1, self.hw.n_banks))
+        t0, x0 = self._now()
+        configs = encodings = readings = 0
+        for cfg, i in schedule(self.order, blocks, n):
+            if cfg != self._config:
+                self._set_config(cfg)
+                configs += 1
+            if self._set_lasers(powers[blocks[cfg], i]):
+                encodings += 1
+            out[cfg, i] = np.asarray(self.hw.readout.read().balanced, dtype=float)
+            readings += 1
+        t1, x1 = self._now()
+        self._record_ops(OpCounts(configs, encodings, readings), t1 - t0, x1 - x0)
+        return out
+
+
+__all__ = ["ORDERS", "BenchMatVec", "OffsetEncoding", "PhotonicMatVec", "PhotonicOptions", "PhotonicSetupError",
+           "WeightMapping"]

@@ -1,0 +1,185 @@
+"""How the feedback matrices are cut into chip-sized tiles, and in which order tiles and errors meet the bench.
+
+One heater configuration of a weight-bank chip computes ``y_b = sum_c W[b, c] x_c`` for every bank ``b`` at once:
+banks are output rows, WDM channels are input columns. DFA needs ``B_l^T e`` (``B_l`` is (n_out, n_l)), so a tile
+is a block of ``n_banks`` hidden units (rows) by up to ``n_cols`` error components (columns, one per usable
+channel); when the error is longer than a bank has channels, the column blocks' partial sums are added digitally.
+Every element of every ``B_l`` belongs to exactly one tile (``coverage`` checks it).
+
+Three costs dominate on a bench: a heater reconfiguration (write + settle), an encoding (new laser powers: one
+command per laser, each ~20 ms to settle on N777x-class lasers) and a reading. Their order is a choice:
+
+* ``tile``   (tile-major): configure each tile once per mini-batch, stream the batch's encodings through it.
+  Configurations T, encodings T * (N + 1), readings T * (N + 1).
+* ``sample`` (encoding-major): encode each error once per column block, visit every tile of that block.
+  Configurations (N + 1) * T, encodings cb * (N + 1), readings T * (N + 1).
+* ``naive``: each product on its own: per sample and tile configure, encode the reference, read, encode, read.
+  Configurations N * T, encodings 2 * N * T, readings 2 * N * T.
+
+(N samples plus one reference encoding per batch, T tiles, cb column blocks.) When heater writes are cheap and
+laser power changes slow, as on the reference bench, ``sample`` wins by an order of magnitude; on a bench with
+fast modulators and slow heaters ``tile`` wins. ``auto`` picks the cheaper from unit costs measured on the bench.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Order = Literal["tile", "sample", "naive"]
+ORDERS: tuple[str, ...] = ("tile", "sample", "naive")
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """Time (s) and instrument transactions of one configuration, encoding and reading on a bench."""
+
+    config_s: float
+    encode_s: float
+    read_s: float
+    config_tx: float = 0.0
+    encode_tx: float = 0.0
+    read_tx: float = 0.0
+
+
+@dataclass(frozen=True)
+class OpCounts:
+    """Operations of one mini-batch in a given order."""
+
+    configs: int
+    encodings: int
+    readings: int
+
+    def time_s(self, c: UnitCosts) -> float:
+        return self.configs * c.config_s + self.encodings * c.encode_s + self.readings * c.read_s
+
+    def transactions(self, c: UnitCosts) -> float:
+        return self.configs * c.config_tx + self.encodings * c.encode_tx + self.readings * c.read_tx
+
+
+class TilePlan:
+    """Tiles of ``B_l^T`` for a chip of ``n_banks`` banks reading ``n_cols`` usable channels.
+
+    ``rows[t]`` (n_banks,) are the hidden units bank 0.. computes in tile ``t`` (-1: bank idle), ``cols[t]``
+    (n_cols,) the error components on the usable channels (-1: channel held at the reference power),
+    ``layer[t]`` its layer and ``block[t]`` its column block. Tiles are sorted by column block, then layer.
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, int]], n_banks: int, n_cols: int) -> None:
+        if n_banks < 1 or n_cols < 1:
+            raise ValueError(f"a tile needs at least one bank and one channel, got {n_banks} x {n_cols}")
+        self.shapes = [(int(a), int(b)) for a, b in shapes]
+        n_outs = {s[0] for s in self.shapes}
+        if len(n_outs) != 1:
+            raise ValueError(f"every feedback matrix must have the same number of rows (n_out), got {self.shapes}")
+        self.n_out = n_outs.pop()
+        self.n_banks, self.n_cols = int(n_banks), int(n_cols)
+        self.n_blocks = -(-self.n_out // self.n_cols)
+        rows, cols, layer, block = [], [], [], []
+        for cb in range(self.n_blocks):
+            c = np.arange(cb * self.n_cols, (cb + 1) * self.n_cols)
+            c = np.where(c < self.n_out, c, -1)
+            for li, (_, n_l) in enumerate(self.shapes):
+                for r0 in range(0, n_l, self.n_banks):
+                    r = np.arange(r0, r0 + self.n_banks)
+                    rows.append(np.where(r < n_l, r, -1))
+                    cols.append(c)
+                    layer.append(li)
+                    block.append(cb)
+        self.rows = np.array(rows, dtype=int).reshape(-1, self.n_banks)
+        self.cols = np.array(cols, dtype=int).reshape(-1, self.n_cols)
+        self.layer = np.array(layer, dtype=int)
+        self.block = np.array(block, dtype=int)
+
+    @property
+    def n_tiles(self) -> int:
+        return int(self.layer.size)
+
+    def tile_matrices(self, matrices: Sequence[np.ndarray]) -> np.ndarray:
+        """(T, n_banks, n_cols): ``B_l[cols, rows]`` of every tile (zeros where a bank or channel is idle)."""
+        out = np.zeros((self.n_tiles, self.n_banks, self.n_cols))
+        for li, m in enumerate(matrices):
+            if m.shape != self.shapes[li]:
+                raise ValueError(f"matrix {li} has shape {m.shape}, the plan was made for {self.shapes[li]}")
+            sel = np.flatnonzero(self.layer == li)
+            r, c = self.rows[sel], self.cols[sel]
+            valid = (r[:, :, None] >= 0) & (c[:, None, :] >= 0)
+            vals = np.asarray(m, dtype=float)[np.maximum(c, 0)[:, None, :], np.maximum(r, 0)[:, :, None]]
+            out[sel] = np.where(valid, vals, 0.0)
+        return out
+
+    def coverage(self) -> list[np.ndarray]:
+        """How many tiles hold each element of each ``B_l`` (all ones for a correct plan)."""
+        counts = [np.zeros(s, dtype=int) for s in self.shapes]
+        for t in range(self.n_tiles):
+            r, c = self.rows[t], self.cols[t]
+            r, c = r[r >= 0], c[c >= 0]
+            counts[self.layer[t]][np.ix_(c, r)] += 1
+        return counts
+
+    def block_inputs(self, error: np.ndarray) -> np.ndarray:
+        """(n_blocks, N, n_cols) error components per column block (zeros on idle channels)."""
+        e = np.asarray(error)
+        padded = np.zeros((e.shape[0], self.n_blocks * self.n_cols), dtype=float)
+        padded[:, :self.n_out] = e
+        return padded.reshape(e.shape[0], self.n_blocks, self.n_cols).transpose(1, 0, 2)
+
+    def assemble(self, partial: np.ndarray, n_samples: int) -> list[np.ndarray]:
+        """Per-layer (N, n_l) products from per-tile partial sums (T, N, n_banks), adding the column blocks.
+
+        Tiles of one layer and block hold consecutive rows in order, so each is a reshape, not a scatter."""
+        outs = []
+        for li, (_, n_l) in enumerate(self.shapes):
+            out = np.zeros((n_samples, n_l))
+            for cb in range(self.n_blocks):
+                sel = np.flatnonzero((self.layer == li) & (self.block == cb))
+                out += partial[sel].transpose(1, 0, 2).reshape(n_samples, -1)[:, :n_l]
+            outs.append(out)
+        return outs
+
+    def config_blocks(self, extra_per_block: int = 0) -> np.ndarray:
+        """Column block of every configuration the engine visits: the tiles, then ``extra_per_block`` reference
+        configurations per block (an engine's bias references)."""
+        return np.concatenate([self.block, np.repeat(np.arange(self.n_blocks), extra_per_block)]).astype(int)
+
+
+def op_counts(order: Order, n_configs: int, n_blocks: int, n_samples: int) -> OpCounts:
+    """Operations of one mini-batch of ``n_samples`` errors (plus the reference encoding) in ``order``."""
+    t, n = int(n_configs), int(n_samples)
+    if order == "tile":
+        return OpCounts(configs=t, encodings=t * (n + 1), readings=t * (n + 1))
+    if order == "sample":
+        return OpCounts(configs=(n + 1) * t, encodings=int(n_blocks) * (n + 1), readings=t * (n + 1))
+    if order == "naive":
+        return OpCounts(configs=n * t, encodings=2 * n * t, readings=2 * n * t)
+    raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+
+
+def best_order(costs: UnitCosts, n_configs: int, n_blocks: int, n_samples: int) -> Order:
+    """The cheaper of ``tile`` and ``sample`` for these unit costs."""
+    tile = op_counts("tile", n_configs, n_blocks, n_samples).time_s(costs)
+    sample = op_counts("sample", n_configs, n_blocks, n_samples).time_s(costs)
+    return "tile" if tile <= sample else "sample"
+
+
+def schedule(order: Order, config_block: np.ndarray, n_samples: int) -> list[tuple[int, int]]:
+    """The (configuration, encoding) visits of one batch in execution order; encoding 0 is the reference
+    (every channel at its mid power), 1.. the samples.
+
+    ``tile``: each configuration's visits are contiguous (configured once per batch); ``sample``: each encoding's
+    visits are contiguous within a column block (encoded once per block). Both visit every pair exactly once.
+    """
+    n = int(n_samples) + 1
+    blocks = np.asarray(config_block, dtype=int)
+    if order == "tile":
+        return [(t, i) for t in range(blocks.size) for i in range(n)]
+    if order == "sample":
+        visits: list[tuple[int, int]] = []
+        for cb in np.unique(blocks):
+            configs = np.flatnonzero(blocks == cb).tolist()
+            visits.extend((t, i) for i in range(n) for t in configs)
+        return visits
+    raise ValueError(f"schedule order must be 'tile' or 'sample', got {order!r}")
