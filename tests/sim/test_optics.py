@@ -1,5 +1,5 @@
 """Optics: Airy line shape, extinction/drop defaults, energy conservation of the two-bus bank, coherent vs
-incoherent cascade, and the float32 kernel against the float64 truth path for any ring count."""
+incoherent cascade, and the compiled float32 kernel against the float64 truth path for any ring count."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from labctl.sim import Chip, ChipSpec
 from labctl.sim.optics import (
     build_constants,
+    bus_powers,
     fast_port_transmissions,
     fields_f64,
-    plan_tree,
 )
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def test_every_ring_affects_every_channel(fresh_chip: Chip) -> None:
 
 @pytest.mark.parametrize("n_rings", [1, 2, 3, 4, 5, 6, 7, 10, 13, 24, 40])
 def test_kernel_matches_f64_for_any_ring_count(n_rings: int) -> None:
-    """The tree plan covers every ring count; float32 kernel vs the float64 recursion over a sweep."""
+    """Compiled float32 kernel vs the float64 recursion over a sweep, for short and long banks."""
     spec = ChipSpec().with_overrides(
         {"layout": {"n_banks": 2, "n_rings": n_rings}, "lasers": {"n_channels": max(n_rings, 1)}}
     )
@@ -172,20 +172,34 @@ def test_kernel_matches_f64_for_any_ring_count(n_rings: int) -> None:
     np.testing.assert_allclose(drop.transpose(2, 0, 1), np.abs(e_d) ** 2, rtol=0, atol=2e-5)
 
 
-def test_tree_plan_multiplies_in_ring_order() -> None:
-    """Replaying each plan on random 2x2 matrices gives the ordered product M_0 ... M_{R-2} v."""
-    rng = np.random.default_rng(0)
-    for n_rings in range(1, 70):
-        plan = plan_tree(n_rings)
-        assert sorted(plan.order.tolist()) == list(range(n_rings)) and plan.order[-1] == n_rings - 1
-        mats = rng.standard_normal((n_rings, 2, 2)) + 1j * rng.standard_normal((n_rings, 2, 2))
-        want = mats[n_rings - 1][:, 1]
-        for j in range(n_rings - 2, -1, -1):
-            want = mats[j] @ want
-        mem = mats[plan.order].copy()
-        vec = mem[n_rings - 1][:, 1].copy()
-        for mv, a_rows, b_rows in plan.levels:
-            vec = mem[mv] @ vec
-            if a_rows is not None:
-                mem[a_rows] = mem[a_rows] @ mem[b_rows]
-        np.testing.assert_allclose(vec, want, rtol=1e-9)
+def test_kernel_loop_orders_and_chunking_give_the_same_bits(chip: Chip) -> None:
+    """A spectrum (one point, many wavelengths: wavelength loop innermost) and a batch (point loop innermost) run the
+    same float32 operations per element; a point's bus powers do not depend on the batch it is computed in."""
+    p = chip.truth_params()
+    rng = np.random.default_rng(11)
+    drive = rng.uniform(0, 4, (600, chip.n_heaters))
+    res = chip.truth_resonances_m(drive).reshape(600, -1).T.copy()  # (H, n)
+    wl = np.linspace(1549e-9, 1552e-9, 37)
+    k = build_constants(p, chip.n_banks, chip.n_rings, wl)
+    thr, drop = fast_port_transmissions(k, res)  # point loop innermost
+    for i in (0, 257, 599):
+        t1, d1 = fast_port_transmissions(k, res[:, i : i + 1])  # wavelength loop innermost
+        np.testing.assert_array_equal(t1[:, :, 0], thr[:, :, i])
+        np.testing.assert_array_equal(d1[:, :, 0], drop[:, :, i])
+    pin = rng.uniform(1e-4, 2e-3, (wl.size, 600))
+    bt, bd = bus_powers(k, res, pin)
+    np.testing.assert_allclose(bt, np.einsum("bcn,cn->bn", thr, pin), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(bd, np.einsum("bcn,cn->bn", drop, pin), rtol=1e-12, atol=0)
+    for s, e in ((0, 1), (1, 300), (300, 599), (599, 600)):
+        pt, pd = bus_powers(k, res[:, s:e], pin[:, s:e])
+        np.testing.assert_array_equal(pt, bt[:, s:e])
+        np.testing.assert_array_equal(pd, bd[:, s:e])
+
+
+def test_bus_powers_rejects_mismatched_channel_powers(chip: Chip) -> None:
+    k = build_constants(chip.truth_params(), chip.n_banks, chip.n_rings, chip.truth_laser_wavelength_m())
+    res = chip.truth_resonances_m(np.zeros((3, chip.n_heaters))).reshape(3, -1).T.copy()
+    with pytest.raises(ValueError, match="pin_wn"):
+        bus_powers(k, res, np.ones((chip.n_channels + 1, 3)))
+    with pytest.raises(ValueError, match="resonance_m"):
+        bus_powers(k, res[:-1], np.ones((chip.n_channels, 3)))
