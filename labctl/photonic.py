@@ -486,6 +486,9 @@ class PhotonicMatVec:
             "common_shift_m": np.asarray(self.cal.common_shift_m, dtype=float).tolist(),
             "laser_w": None if self._laser_w is None else self._laser_w.tolist(),
             "costs": None if self.costs is None else asdict(self.costs), "order": self.order,
+            # what the readout accepted when the calibration measured weights (learned once per session; a resumed
+            # session must not spend instrument time re-learning it, or its virtual clock would differ)
+            "measure_averaging_s": getattr(self.cal, "_averaging_time_s", None),
         }
         if self.emulator is not None:
             state["chip"] = self.emulator.state_dict()
@@ -497,6 +500,8 @@ class PhotonicMatVec:
                              f"({state.get('calibration_sha256')} != {self.cal.sha256})")
         self._batches = int(state["batches"])
         self._session_checked = True
+        if state.get("measure_averaging_s") is not None:
+            self.cal._averaging_time_s = float(state["measure_averaging_s"])
         self.cal.common_shift_m = np.asarray(state["common_shift_m"], dtype=float)
         if self.plan is not None:
             self._solve_drives(detunings=False)

@@ -1,0 +1,205 @@
+"""Photonic DFA on a small emulated bench (2 banks x 4 rings, 4 WDM channels; the 10-component error takes three
+column blocks): the algebra of the mapping and encoding, gradients through the instruments, the fast path against
+the stack, counters, drift handling and bit-identical resume.
+
+Thresholds: through the instruments ``e @ B`` must correlate with the exact product above 0.995 and stay within
+5 % rms (measured here: ~0.9999 and ~1 %); stack and fast path must agree in error level within a factor 3.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from labctl.calibration.calibrate import Calibration, calibrate
+
+from labctl.bench import Bench
+from labctl.cli import main
+from labctl.feedback import feedback_matrices
+from labctl.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
+from labctl.photonic_fast import FastMatVec
+from labctl.procedures.train import resume_training, run_training
+from labctl.runs import Checkpoint, Run
+from labctl.training import Experiment, TrainConfig
+from tests.calibration.test_calibrate import bench_file
+
+CORRELATION_MIN = 0.995
+REL_RMS_MAX = 0.05
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    tmp = tmp_path_factory.mktemp("photonic")
+    path = bench_file(tmp / "bench.toml", seed=0)
+    with Bench.open(path, lock_dir=tmp / "locks") as bench:
+        cal = calibrate(bench.hardware())
+        cal_file = cal.save(tmp / "calibration.json")
+    return SimpleNamespace(tmp=tmp, bench=path, cal=cal_file, locks=tmp / "locks")
+
+
+def _error(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 10)) * 0.05
+
+
+def _stats(out: np.ndarray, exact: np.ndarray) -> tuple[float, float]:
+    corr = float(np.corrcoef(out.ravel(), exact.ravel())[0, 1])
+    rel = float(np.sqrt(np.mean((out - exact) ** 2)) / np.sqrt(np.mean(exact**2)))
+    return corr, rel
+
+
+class IdealReadout(PhotonicMatVec):
+    """Readings of a perfectly linear chip that realises exactly the targets the engine asked for."""
+
+    def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
+        assert self._targets is not None
+        cor = np.asarray(self.cal.weights.channel_of_ring, dtype=int)
+        g = np.take_along_axis(self.mapping.gain, cor, axis=1)                       # (B, R)
+        p = powers[self.config_block][:, :, cor]                                     # (cfg, N+1, B, R)
+        return np.einsum("cbr,br,cnbr->cnb", self._targets, g, p)
+
+
+def test_mapping_encoding_and_bias_reconstruct_the_product_exactly(small: SimpleNamespace) -> None:
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        cal = Calibration.load(small.cal, bench.hardware())
+        eng = IdealReadout(cal, PhotonicOptions(recenter_at_start=False))
+        mats = feedback_matrices(10, [9, 6], seed=3, dtype=np.float64)
+        eng.program(mats)
+        e = _error(11)
+        e[3] = 0.0                                       # an all-zero error row is allowed
+        for layer, m in enumerate(mats):
+            np.testing.assert_allclose(eng.matvec(layer, e), e @ m, rtol=1e-9, atol=1e-12)
+        # every ring target stays inside its calibrated range
+        lo, hi = cal.achievable_range
+        assert np.all(eng._targets >= lo - 1e-12) and np.all(eng._targets <= hi + 1e-12)
+
+
+def test_stack_gradients_correlate_and_fast_path_matches_statistically(small: SimpleNamespace) -> None:
+    mats = feedback_matrices(10, [12], seed=1, dtype=np.float64)
+    e = _error(24, seed=5)
+    exact = e @ mats[0]
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        cal = Calibration.load(small.cal, bench.hardware())
+        results = {}
+        for cls in (BenchMatVec, FastMatVec):
+            eng = cls(cal, PhotonicOptions(), emulator=bench.emulation.chip)
+            eng.program(mats)
+            results[cls.kind] = eng.matvec(0, e)
+    stats = {k: _stats(v, exact) for k, v in results.items()}
+    for corr, rel in stats.values():
+        assert corr > CORRELATION_MIN and rel < REL_RMS_MAX, stats
+    rel_stack, rel_fast = stats["photonic-stack"][1], stats["photonic-fast"][1]
+    assert 1 / 3 < rel_stack / rel_fast < 3, stats
+    # same calibration, same physics: the two paths differ by about their own noise, not systematically
+    diff = results["photonic-stack"] - results["photonic-fast"]
+    assert abs(float(np.mean(diff))) < 0.5 * float(np.std(diff)) + 1e-3 * float(np.std(exact))
+
+
+@pytest.mark.parametrize("order", ["tile", "sample"])
+def test_counters_follow_the_schedule(small: SimpleNamespace, order: str) -> None:
+    mats = feedback_matrices(10, [4], seed=2, dtype=np.float64)
+    n = 5
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        cal = Calibration.load(small.cal, bench.hardware())
+        eng = BenchMatVec(cal, PhotonicOptions(order=order, recenter_at_start=False))  # type: ignore[arg-type]
+        eng.program(mats)
+        n_cfg = eng.drives.shape[0]
+        assert n_cfg == eng.plan.n_tiles + eng.plan.n_blocks == 2 * 3 + 3
+        tx0 = bench.transaction_count()
+        eng.matvec(0, _error(n))
+        c = eng.pop_counters()
+    assert c["order"] == order and c["readings"] == n_cfg * (n + 1)
+    assert c["reconfigurations"] == (n_cfg if order == "tile" else n_cfg * (n + 1))
+    assert c["transactions"] <= bench.transaction_count() - tx0
+    assert 0 < c["minimum_time_s"] < c["projected_time_s"] < c["naive_time_s"]
+
+
+def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) -> None:
+    mats = feedback_matrices(10, [6], seed=4, dtype=np.float64)
+    e = _error(8)
+    seen: list[Any] = []
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        cal = Calibration.load(small.cal, bench.hardware())
+        # every check recalibrates: the residual can never be below zero
+        opts = PhotonicOptions(recenter_at_start=False, drift_every=1, recalibrate_rmse=0.0)
+        eng = FastMatVec(cal, opts, emulator=bench.emulation.chip, on_recalibrate=seen.append)
+        eng.program(mats)
+        eng.matvec(0, e)
+        bench.emulation.chip.clock.advance(4 * 3600.0, "idle")       # the chip drifts for four hours
+        out = eng.matvec(0, e * 1.01)                                   # batch 2: drift check first
+        c = eng.pop_counters()
+    assert c["drift_checks"] == 1 and c["recalibrations"] == 1 and len(seen) == 1
+    event = c["drift_events"][0]
+    assert event["recalibrated"] and event["calibration_sha256"] == seen[0].sha256 != Calibration.load(small.cal).sha256
+    corr, rel = _stats(out, (e * 1.01) @ mats[0])
+    assert corr > CORRELATION_MIN and rel < REL_RMS_MAX
+
+
+def _final_arrays(run_dir: str) -> dict[str, np.ndarray]:
+    ckpt = Checkpoint.load(Run.open(run_dir).latest_checkpoint_path())
+    return {k: v for k, v in ckpt.arrays.items() if k.startswith(("model", "layer", "W", "b", "optimizer"))} \
+        or ckpt.arrays
+
+
+@pytest.mark.parametrize("path", ["fast", "stack"])
+def test_photonic_resume_is_bit_identical(small: SimpleNamespace, tmp_path: Path, path: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_LOCK_DIR", str(small.locks))
+    exp = Experiment(dataset="digits", hidden=(4,), feedback="photonic", seed=7, n_train=48, n_test=40,
+                     photonic={"path": path, "drift_every": 2},
+                     train=TrainConfig(epochs=2, batch_size=16, lr=0.1, checkpoint_every=1))
+    full = run_training(exp, bench_path=small.bench, calibration=small.cal, root=tmp_path / "full")
+
+    def stop_at_step_4(trainer: Any) -> None:
+        if trainer.step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(exp, bench_path=small.bench, calibration=small.cal, root=tmp_path / "cut",
+                     batch_hooks=[stop_at_step_4])
+    cut_dir = next((tmp_path / "cut").glob("dfa-photonic-*"))
+    assert Run.open(cut_dir).status == "interrupted"
+    resumed = resume_training(cut_dir)
+    assert resumed["status"] == "finished"
+    a, b = _final_arrays(full["run"]), _final_arrays(resumed["run"])
+    assert a.keys() == b.keys() and a
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert [h["test_accuracy"] for h in full["history"]] == [h["test_accuracy"] for h in resumed["history"]]
+    hw = full["history"][-1]["hardware"]
+    assert hw["reconfigurations"] > 0 and hw["drift_checks"] >= 1
+
+
+def test_cli_train_photonic_fast_json(small: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LABCTL_LOCK_DIR", str(small.locks))
+    code = main(["train", "--bench", str(small.bench), "--calibration", str(small.cal), "--dataset", "digits",
+                 "--method", "photonic-dfa", "--path", "fast", "--hidden", "8", "--epochs", "1", "--n-train", "64",
+                 "--n-test", "50", "--lr", "0.1", "--json", "--data-dir", str(tmp_path)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0.0 <= report["test_accuracy"] <= 1.0 and np.isfinite(report["train_loss"])
+    hw = report["history"][0]["hardware"]
+    for key in ("reconfigurations", "transactions", "projected_time_s", "ratio_to_naive", "ratio_to_minimum"):
+        assert hw[key] is not None
+    record = json.loads((Path(report["run"]) / "run.json").read_text())
+    assert record["hardware"]["calibration"]["sha256"] and record["hardware"]["instruments"]
+    assert record["params"]["experiment"]["photonic"]["path"] == "fast"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--method", "dfa", "--path", "fast"], "--path applies to --method photonic-dfa"),
+    (["--hidden", "8,x"], "--hidden"),
+    (["--dataset", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
+    (["--epochs", "-1"], "--epochs"),
+])
+def test_cli_train_bad_arguments_are_named(argv: list[str], needle: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data-dir", str(tmp_path), *argv])
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+    assert not list(tmp_path.glob("*/run.json"))
