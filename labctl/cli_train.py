@@ -130,7 +130,7 @@ def add_training_commands(subparsers: Any) -> None:
     dry = subparsers.add_parser("dry-run", help="the full rehearsal on the (emulated) bench: calibrate, verify, "
                                                 "train briefly with photonic DFA through the instruments")
     dry.add_argument("--bench", help="bench file or embedded bench name (default: the embedded default)")
-    dry.add_argument("--n-train", type=_positive_int, default=256,
+    dry.add_argument("--n-train", type=_positive_int, default=640,
                      help="training samples of the brief run through the instruments")
     dry.add_argument("--fast-epochs", type=_nonneg_int, default=3,
                      help="epochs of the comparison runs (fast path and digital DFA, full digits)")

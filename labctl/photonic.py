@@ -396,6 +396,7 @@ class PhotonicMatVec:
         ``recalibrate_rmse`` (default: the drift trip level, span / 2**7) the bench is recalibrated."""
         hw = self.hw
         t0, x0 = self._now()
+        wall0 = time.perf_counter()
         p_cal = self.cal.rmap.laser_power_w
         for k, laser in enumerate(hw.lasers):     # the references are read at the calibration powers
             laser.set_power_w(float(p_cal[k]) if p_cal is not None else self.encoding.high_w)
@@ -418,6 +419,7 @@ class PhotonicMatVec:
         self.start()
         t1, x1 = self._now()
         event["time_s"], event["transactions"] = t1 - t0, x1 - x0
+        event["wall_s"] = time.perf_counter() - wall0
         self._tally.events.append(event)
         log.info("drift check at batch %d: %s", self._batches, event)
         return event

@@ -35,7 +35,7 @@ def dry_experiment(feedback: str, *, epochs: int, n_train: int | None, path: str
                                                            checkpoint_every=4))
 
 
-def run_dry_run(bench_path: str | Path | None = None, *, root: Path | None = None, n_train: int = 256,
+def run_dry_run(bench_path: str | Path | None = None, *, root: Path | None = None, n_train: int = 640,
                 stack_epochs: int = 1, fast_epochs: int = 3, n_verify: int = 10,
                 echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     from labctl.bench_config import load_bench

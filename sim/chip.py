@@ -721,11 +721,11 @@ class Chip:
         res = _DriveResonances(d, mode, fs, lsb, self._params, base)(0, t_cfg)  # (H, T)
         thr_t, drop_t = fast_port_transmissions(self._constants(self._laser_actual_m), res)  # (B, C, T)
         pin = p * self._input_factor
-        if noise:
-            rin = self._noise_rng.standard_normal(pin.shape)
-            rin *= rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s)
-            rin += 1.0
+        if noise:  # RIN ~1e-4 relative: float32 draws are exact enough and twice as fast for big batches
+            rin = self._noise_rng.standard_normal(pin.shape, dtype=np.float32)
+            rin *= np.float32(rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s))
             pin = pin * rin
+            pin += p * self._input_factor
         thr = np.matmul(pin, thr_t.transpose(2, 1, 0))   # (T, N, C) @ (T, C, B)
         drop = np.matmul(pin, drop_t.transpose(2, 1, 0))
         f = self._output_factor

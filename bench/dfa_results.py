@@ -1,0 +1,208 @@
+"""The DFA results table: BP, ideal DFA, DFA with Filipovich et al.'s noise model (``max|e| * N(0.03, 0.618)`` on
+every element of ``B e``) and photonic DFA on the default emulated bench (fast path: same calibration, same
+physics, emulator called directly), on mnist5k and sklearn digits, several seeds each; then a short photonic run
+through the full instrument stack.
+
+The bench is calibrated once through the instruments (or ``--calibration FILE``); photonic rows use that
+calibration with drift checks every 50 mini-batches (recenter, confirm, recalibrate if needed). Prints mean ± std
+of the final-epoch test accuracy over seeds, the mean wall time per epoch (photonic: with and without the drift
+checks, which go through the instrument stack) and, side by side, the fast-path / digital-DFA epoch-time ratio.
+The stack run trains ``--stack-batches`` mini-batches of the same network and reports its emulator wall time and
+projected bench time per mini-batch and per epoch. Every training is a recorded run under ``--data-dir``; without
+it, a temporary directory that is removed afterwards.
+
+    python bench/dfa_results.py [--epochs 10] [--seeds 0 1 2] [--datasets mnist5k digits]
+                                [--methods bp dfa dfa-noisy dfa-photonic] [--hidden 800 800] [--threads 1]
+                                [--stack-batches 1] [--calibration FILE] [--data-dir DIR] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import labctl
+from labctl.datasets import load_dataset
+from labctl.procedures.train import run_training
+from labctl.training import Experiment, FeedbackKind, Method, TrainConfig
+
+METHODS: dict[str, tuple[Method, FeedbackKind]] = {
+    "bp": ("bp", "digital"), "dfa": ("dfa", "digital"), "dfa-noisy": ("dfa", "noisy"),
+    "dfa-photonic": ("dfa", "photonic"),
+}
+DRIFT_EVERY = 50
+
+
+def _drift_wall_s(history: list[dict[str, Any]]) -> list[float]:
+    return [sum(ev.get("wall_s", 0.0) for ev in (h.get("hardware") or {}).get("drift_events", [])) for h in history]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", default=["mnist5k", "digits"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--hidden", type=int, nargs="+", default=[800, 800])
+    parser.add_argument("--activation", default="relu", choices=["relu", "tanh"])
+    parser.add_argument("--noise-std", type=float, default=0.618)
+    parser.add_argument("--noise-mean", type=float, default=0.03)
+    parser.add_argument("--data-dir", type=Path, default=None, help="keep the run folders here")
+    parser.add_argument("--json", type=Path, default=None, help="write the result rows here")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads (0: the library's default). Fixed by default because float results, "
+                             "so the table's last digits, depend on it; 1 is also far faster on shared cores")
+    parser.add_argument("--stack-batches", type=int, default=1,
+                        help="mini-batches of the short run through the instrument stack (0: skip)")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="calibration of the default emulated bench (default: calibrate it first)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+
+    limits: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if args.threads:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+        limits = threadpool_limits(args.threads, user_api="blas")
+    rows = []
+    stack_row: dict[str, Any] | None = None
+    with limits, tempfile.TemporaryDirectory(prefix="labctl-dfa-bench-") as tmp:
+        root = args.data_dir if args.data_dir is not None else Path(tmp)
+        calibration = args.calibration
+        if calibration is None and ("dfa-photonic" in args.methods or args.stack_batches):
+            from labctl.procedures.calibrate import run_calibration
+
+            t0 = time.perf_counter()
+            report = run_calibration(None, Path(root) / "calibration.json")
+            calibration = Path(report["calibration"])
+            print(f"calibrated the default emulated bench in {time.perf_counter() - t0:.0f} s wall "
+                  f"(projected bench time {report['projected_time_s']:.0f} s): {calibration}", flush=True)
+        for dataset_name in args.datasets:
+            ds = load_dataset(dataset_name)
+            for label in args.methods:
+                method, feedback = METHODS[label]
+                accs: list[float] = []
+                losses: list[float] = []
+                epoch_times: list[float] = []
+                drift_times: list[float] = []
+                curves: list[list[float]] = []
+                run_dirs: list[str] = []
+                hardware: list[dict[str, Any]] = []
+                for seed in args.seeds:
+                    exp = Experiment(dataset=dataset_name, hidden=tuple(args.hidden), activation=args.activation,
+                                     feedback=feedback, noise_std=args.noise_std, noise_mean=args.noise_mean,
+                                     seed=seed, train=TrainConfig(method=method, epochs=args.epochs),
+                                     photonic={"path": "fast", "drift_every": DRIFT_EVERY}
+                                     if feedback == "photonic" else None)
+                    result = run_training(exp, calibration=calibration, root=root)
+                    hist = result["history"]
+                    accs.append(hist[-1]["test_accuracy"])
+                    losses.append(hist[-1]["train_loss"])
+                    epoch_times.extend(h["time_s"] for h in hist)
+                    drift_times.extend(_drift_wall_s(hist))
+                    curves.append([h["test_accuracy"] for h in hist])
+                    run_dirs.append(result["run"])
+                    if result["hardware"]:
+                        hardware.append(result["hardware"])
+                    print(f"  {dataset_name:8s} {label:12s} seed {seed}: test {100 * accs[-1]:.2f}%  "
+                          f"train loss {losses[-1]:.4f}  {np.mean([h['time_s'] for h in hist]):.2f} s/epoch",
+                          flush=True)
+                rows.append({
+                    "dataset": dataset_name, "method": label, "n_train": int(ds.y_train.size),
+                    "n_test": int(ds.y_test.size), "sizes": [ds.n_features, *args.hidden, ds.n_classes],
+                    "epochs": args.epochs, "seeds": args.seeds, "test_accuracy": accs,
+                    "test_accuracy_mean": float(np.mean(accs)), "test_accuracy_std": float(np.std(accs, ddof=1))
+                    if len(accs) > 1 else 0.0, "final_train_loss": losses, "epoch_time_s_mean":
+                    float(np.mean(epoch_times)),
+                    "epoch_time_without_drift_checks_s_mean": float(np.mean(np.subtract(epoch_times, drift_times))),
+                    "test_accuracy_curves": curves,
+                    "runs": run_dirs if args.data_dir is not None else None,
+                    "noise": {"std": args.noise_std, "mean": args.noise_mean} if label == "dfa-noisy" else None,
+                    "hardware_per_run": hardware or None,
+                })
+        if args.stack_batches:
+            stack_row = _stack_run(args, calibration, root)
+
+    print()
+    print(f"labctl {labctl.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
+          f"{os.cpu_count()} cpus, BLAS threads {args.threads or 'default'}; {args.activation}, "
+          f"hidden {args.hidden}, {args.epochs} epochs, SGD lr 0.01 "
+          f"momentum 0.9 batch 64, seeds {args.seeds}; final-epoch test accuracy, mean ± std over seeds")
+    header = (f"{'dataset':9s} {'method':12s} {'n train/test':>12s} {'test acc (%)':>15s} {'s/epoch':>8s} "
+              f"{'(no drift chk)':>14s}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['dataset']:9s} {r['method']:12s} {r['n_train']:>5d}/{r['n_test']:<6d} "
+              f"{100 * r['test_accuracy_mean']:>8.2f} ± {100 * r['test_accuracy_std']:4.2f} "
+              f"{r['epoch_time_s_mean']:>8.3f} {r['epoch_time_without_drift_checks_s_mean']:>14.3f}")
+    by = {(r["dataset"], r["method"]): r for r in rows}
+    for dataset_name in args.datasets:
+        ph, dfa = by.get((dataset_name, "dfa-photonic")), by.get((dataset_name, "dfa"))
+        if ph and dfa:
+            print(f"{dataset_name}: photonic (fast) - digital DFA = "
+                  f"{100 * (ph['test_accuracy_mean'] - dfa['test_accuracy_mean']):+.2f} pp; epoch time ratio "
+                  f"fast/digital {ph['epoch_time_s_mean'] / dfa['epoch_time_s_mean']:.2f} "
+                  f"({ph['epoch_time_without_drift_checks_s_mean'] / dfa['epoch_time_s_mean']:.2f} without the "
+                  f"drift checks)")
+            hw = ph["hardware_per_run"][0] if ph["hardware_per_run"] else {}
+            if hw:
+                print(f"  hardware per run ({args.epochs} epochs, seed {args.seeds[0]}): "
+                      f"{hw['reconfigurations']:.0f} heater configurations, {hw['encodings']:.0f} encodings, "
+                      f"{hw['readings']:.0f} readings, {hw['transactions']:.0f} transactions, projected bench "
+                      f"time {hw['projected_time_s'] / 3600:.1f} h (naive order {hw['naive_time_s'] / 3600:.1f} h, "
+                      f"x{hw['ratio_to_naive']:.3f}; physical minimum {hw['minimum_time_s'] / 3600:.2f} h, "
+                      f"x{hw['ratio_to_minimum']:.1f}); drift checks {hw.get('drift_checks', 0):.0f}, "
+                      f"recalibrations {hw.get('recalibrations', 0):.0f}")
+    if stack_row is not None:
+        s_ = stack_row
+        print(f"stack run ({s_['dataset']}, {s_['batches']} mini-batch(es) of {s_['batch_size']}, sizes "
+              f"{s_['sizes']}): {s_['wall_s_per_batch']:.1f} s emulator wall and {s_['projected_s_per_batch']:.1f} s "
+              f"projected bench time per mini-batch -> per epoch ({s_['batches_per_epoch']} mini-batches) "
+              f"{s_['wall_s_per_epoch'] / 60:.0f} min wall, {s_['projected_s_per_epoch'] / 3600:.1f} h on the bench; "
+              f"{s_['transactions_per_batch']:.0f} transactions per mini-batch")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                         "labctl": labctl.__version__, "rows": rows, "stack": stack_row},
+                                        indent=1, default=str) + "\n")
+        print(f"rows written to {args.json}")
+
+
+def _stack_run(args: argparse.Namespace, calibration: Path | None, root: Path) -> dict[str, Any]:
+    """A few mini-batches of photonic DFA through the full instrument stack (the first dataset, first seed)."""
+    import math
+
+    dataset_name = args.datasets[0]
+    ds = load_dataset(dataset_name)
+    batch = 64
+    n = args.stack_batches * batch
+    exp = Experiment(dataset=dataset_name, hidden=tuple(args.hidden), activation=args.activation,
+                     feedback="photonic", seed=args.seeds[0], n_train=n, n_test=200,
+                     train=TrainConfig(method="dfa", epochs=1, batch_size=batch),
+                     photonic={"path": "stack", "drift_every": DRIFT_EVERY, "recenter_at_start": False})
+    result = run_training(exp, calibration=calibration, root=root)
+    h = result["history"][0]
+    hw = h["hardware"]
+    per_epoch = math.ceil(ds.y_train.size / batch)
+    row = {"dataset": dataset_name, "batches": args.stack_batches, "batch_size": batch,
+           "sizes": [ds.n_features, *args.hidden, ds.n_classes], "batches_per_epoch": per_epoch,
+           "wall_s_per_batch": h["time_s"] / args.stack_batches,
+           "projected_s_per_batch": hw["projected_time_s"] / args.stack_batches,
+           "transactions_per_batch": hw["transactions"] / args.stack_batches, "hardware": hw, "run": result["run"]}
+    row["wall_s_per_epoch"] = row["wall_s_per_batch"] * per_epoch
+    row["projected_s_per_epoch"] = row["projected_s_per_batch"] * per_epoch
+    return row
+
+
+if __name__ == "__main__":
+    main()
