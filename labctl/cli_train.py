@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +66,26 @@ def _train(args: argparse.Namespace) -> int:
     from labctl.cli import _bench_path
     from labctl.procedures.train import resume_training, run_training, summarize
 
+    hooks = [] if args.json else [_epoch_line]
     if args.resume:
-        report = resume_training(Path(args.resume), bench_path=_bench_path(args.bench))
+        report = resume_training(Path(args.resume), bench_path=_bench_path(args.bench), epoch_hooks=hooks)
     else:
         exp = experiment_from_args(args)
         report = run_training(exp, bench_path=_bench_path(args.bench), calibration=args.calibration,
-                              root=args.data_dir)
+                              root=args.data_dir, epoch_hooks=hooks)
     if args.json:
         print(json.dumps(report, indent=2, default=_json_default))
     else:
         print(summarize(report))
     return 0 if report["status"] == "finished" else 1
+
+
+def _epoch_line(record: dict[str, Any]) -> None:
+    """Progress on stderr after every epoch (stdout stays for the report)."""
+    hw = record.get("hardware") or {}
+    extra = f", projected bench time {hw['projected_time_s']:.0f} s" if hw.get("projected_time_s") else ""
+    print(f"[train] epoch {record['epoch']}: train loss {record['train_loss']:.4f}, test accuracy "
+          f"{100 * record['test_accuracy']:.2f} % ({record['time_s']:.1f} s{extra})", file=sys.stderr, flush=True)
 
 
 def _dry_run(args: argparse.Namespace) -> int:

@@ -365,8 +365,8 @@ def run_experiment(exp: Experiment, *, root: str | os.PathLike[str] | None = Non
                    feedback: FeedbackProjector | None = None, kind: str | None = None,
                    bench_file: str | os.PathLike[str] | None = None, instruments: Mapping[str, str] | None = None,
                    calibration: str | os.PathLike[str] | None = None, batch_hooks: list[BatchHook] | None = None,
-                   keep_checkpoints: int = 2, on_start: Callable[[Run], None] | None = None
-                   ) -> tuple[Run, Trainer]:
+                   keep_checkpoints: int = 2, on_start: Callable[[Run], None] | None = None,
+                   epoch_hooks: list[EpochHook] | None = None) -> tuple[Run, Trainer]:
     """Train ``exp`` in a new run folder; run.json is kept current and the run ends finished/failed/interrupted.
 
     Exceptions propagate after the run is marked (``failed`` or, for Ctrl-C, ``interrupted``). ``on_start(run)``
@@ -383,13 +383,15 @@ def run_experiment(exp: Experiment, *, root: str | os.PathLike[str] | None = Non
     if on_start is not None:
         on_start(run)
     trainer.batch_hooks.extend(batch_hooks or [])
+    trainer.epoch_hooks.extend(epoch_hooks or [])
     _drive(run, trainer, keep_checkpoints)
     return run, trainer
 
 
 def resume_experiment(run_dir: str | os.PathLike[str], *, dataset: Dataset | None = None,
                       feedback: FeedbackProjector | None = None, batch_hooks: list[BatchHook] | None = None,
-                      keep_checkpoints: int = 2) -> tuple[Run, Trainer]:
+                      keep_checkpoints: int = 2, epoch_hooks: list[EpochHook] | None = None
+                      ) -> tuple[Run, Trainer]:
     """Continue a run from its latest checkpoint in the same folder; the result equals an uninterrupted run.
 
     The dataset must hash the same as recorded; a custom projector (``feedback``) must be the one used before.
@@ -410,5 +412,6 @@ def resume_experiment(run_dir: str | os.PathLike[str], *, dataset: Dataset | Non
         raise
     run.set_history(trainer.history)
     trainer.batch_hooks.extend(batch_hooks or [])
+    trainer.epoch_hooks.extend(epoch_hooks or [])
     _drive(run, trainer, keep_checkpoints)
     return run, trainer

@@ -19,7 +19,7 @@ import numpy as np
 
 from labctl.feedback import MatVecFeedback
 from labctl.runs import Checkpoint, Run
-from labctl.training import BatchHook, Experiment, Trainer, derive_seeds, resume_experiment, run_experiment
+from labctl.training import BatchHook, EpochHook, Experiment, Trainer, derive_seeds, resume_experiment, run_experiment
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
             log.info("no calibration given: calibrating the bench first")
             cal = calibrate(hw, progress=progress)
             calibration_dir.mkdir(parents=True, exist_ok=True)
-            cal_file = cal.save(calibration_dir / "calibration.json")
+            cal_file = cal.save(calibration_dir / f"calibration-{cal.sha256[:12]}.json")
         else:
             cal_file = Path(calibration)
             cal = Calibration.load(cal_file, hw)
@@ -122,11 +122,12 @@ def _report(run: Run, trainer: Trainer) -> dict[str, Any]:
 
 def run_training(exp: Experiment, *, bench_path: str | Path | None = None, calibration: str | Path | None = None,
                  root: str | Path | None = None, progress: Progress | None = None, lock_dir: Path | None = None,
-                 batch_hooks: list[BatchHook] | None = None) -> dict[str, Any]:
+                 batch_hooks: list[BatchHook] | None = None, epoch_hooks: list[EpochHook] | None = None
+                 ) -> dict[str, Any]:
     """Train ``exp`` in a new run folder under ``root``; returns a JSON-ready report (``test_accuracy``,
     ``train_loss``, per-epoch ``history`` with hardware counters, hardware totals, run folder)."""
     if exp.feedback != "photonic":
-        run, trainer = run_experiment(exp, root=root, batch_hooks=batch_hooks)
+        run, trainer = run_experiment(exp, root=root, batch_hooks=batch_hooks, epoch_hooks=epoch_hooks)
         return _report(run, trainer)
     from labctl.runs import data_dir
 
@@ -137,7 +138,8 @@ def run_training(exp: Experiment, *, bench_path: str | Path | None = None, calib
                            on_recalibrate=_recorder(run_box)) as (feedback, bench, cal_file):
         run, trainer = run_experiment(exp, root=root, dataset=ds, feedback=feedback,
                                       bench_file=_bench_file(bench_path), instruments=bench.identities,
-                                      calibration=cal_file, batch_hooks=batch_hooks, on_start=run_box.append)
+                                      calibration=cal_file, batch_hooks=batch_hooks, on_start=run_box.append,
+                                      epoch_hooks=epoch_hooks)
     return _report(run, trainer)
 
 
@@ -150,12 +152,12 @@ def _checkpoint_calibration(run: Run) -> str | None:
 
 
 def resume_training(run_dir: str | Path, *, bench_path: str | Path | None = None, progress: Progress | None = None,
-                    lock_dir: Path | None = None) -> dict[str, Any]:
+                    lock_dir: Path | None = None, epoch_hooks: list[EpochHook] | None = None) -> dict[str, Any]:
     """Continue a run from its latest checkpoint (photonic runs reopen the recorded bench and calibration)."""
     run = Run.open(run_dir)
     exp = Experiment.from_dict(run.record["params"]["experiment"])
     if exp.feedback != "photonic":
-        run, trainer = resume_experiment(run_dir)
+        run, trainer = resume_experiment(run_dir, epoch_hooks=epoch_hooks)
         return _report(run, trainer)
     hardware = run.record.get("hardware") or {}
     bench_file = bench_path if bench_path is not None else (hardware.get("bench_file") or {}).get("path")
@@ -172,7 +174,7 @@ def resume_training(run_dir: str | Path, *, bench_path: str | Path | None = None
     with photonic_feedback(exp, ds.n_classes, bench_path=bench_file, calibration=cal_file,
                            calibration_dir=Path(run_dir), progress=progress, lock_dir=lock_dir,
                            on_recalibrate=_recorder([run])) as (feedback, _bench, _cal):
-        run, trainer = resume_experiment(run_dir, dataset=ds, feedback=feedback)
+        run, trainer = resume_experiment(run_dir, dataset=ds, feedback=feedback, epoch_hooks=epoch_hooks)
     return _report(run, trainer)
 
 
