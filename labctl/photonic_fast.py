@@ -1,9 +1,10 @@
 """The fast path of photonic DFA: the same engine, calibration and schedule, with the readings taken from the
 emulator in one vectorized call per batch instead of one instrument exchange per reading.
 
-Same physics: ``Chip.evaluate_configs`` gives every configuration's settled response at every encoding with laser
-RIN, detector noise and readout quantization drawn per reading, and the bench's readout model is applied on top
-(the N774x power-meter model with its auto range per reading, or the source meter's compliance). The virtual
+Same physics: every configuration's settled response at every encoding with laser RIN and the readout's noise and
+quantization drawn per reading: ``Chip.meter_readings_configs`` (the N774x meter model in auto range, fused in one
+compiled pass) for off-chip meters, ``Chip.evaluate_configs`` (the balanced detector, then the source meter's
+compliance) for on-chip photodiodes. The virtual
 clock is advanced by the batch's projected bench time (unit costs measured through the instruments times the
 schedule's operation counts), so the chip drifts as it would on the bench, and drift checks and recalibrations
 still go through the instruments. Heater settling transients are not modelled here (every reading is settled, as
@@ -20,7 +21,6 @@ import numpy as np
 
 from labctl.bench_readout import PowerMeterBanks, SourceMeterBanks
 from labctl.photonic import PhotonicMatVec, PhotonicSetupError
-from labctl.sim.detection import auto_range_dbm
 from labctl.sim.instruments.keysight_models import AUTO_RANGE_MARGIN_DB
 from labctl.tiling import op_counts
 
@@ -44,14 +44,11 @@ class FastMatVec(PhotonicMatVec):
         assert self.plan is not None and self.costs is not None
         chip = self.emulator
         cfg_powers = powers[self.config_block]                                   # (n_cfg, N + 1, C)
-        ev = chip.evaluate_configs(self.drives, cfg_powers, self.averaging_time_s, mode=self.hw.mode,
-                                   detector=not self._meter)
         if self._meter:
-            ports = np.stack([ev.through_power_w, ev.drop_power_w], axis=-1)     # (n_cfg, N + 1, B, 2)
-            ranges = auto_range_dbm(ports, chip.spec.power_meter.ranges_dbm, AUTO_RANGE_MARGIN_DB)
-            reading = chip.meter_reading_w(ports, self.averaging_time_s, ranges).power_w  # meter b*2 + port
-            out = reading[..., 1] - reading[..., 0]
+            out = chip.meter_readings_configs(self.drives, cfg_powers, self.averaging_time_s, AUTO_RANGE_MARGIN_DB,
+                                              mode=self.hw.mode)
         else:
+            ev = chip.evaluate_configs(self.drives, cfg_powers, self.averaging_time_s, mode=self.hw.mode)
             limit = float(self.hw.readout.compliance_a)  # type: ignore[attr-defined]
             out = np.clip(ev.balanced_current_a, -limit, limit)
         ops = op_counts(self.order, self.drives.shape[0], self.plan.n_blocks, n)

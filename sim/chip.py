@@ -38,6 +38,7 @@ from .chip_spec import ChipSpec
 from .clock import VirtualClock
 from .detection import (
     MeterReading,
+    bandwidth_hz,
     detector_noise_sigma_a,
     meter_reading,
     quantize_signed,
@@ -713,13 +714,7 @@ class Chip:
             p = np.broadcast_to(p, (t_cfg, *p.shape))
         if p.ndim != 3 or p.shape[0] != t_cfg or p.shape[2] != c:
             raise ValueError(f"input_power_w must have shape (N, {c}) or ({t_cfg}, N, {c}), got {p.shape}")
-        fs = self._full_scale(mode)
-        if mode == "current":
-            self._drive_power_w(d, mode)
-        lsb = fs / (2**self._spec.heaters.dac_bits - 1)
-        base = (self._params.base_resonance_m + self._drift_shift_m())[:, None]
-        res = _DriveResonances(d, mode, fs, lsb, self._params, base)(0, t_cfg)  # (H, T)
-        thr_t, drop_t = fast_port_transmissions(self._constants(self._laser_actual_m), res)  # (B, C, T)
+        thr_t, drop_t = self._config_transmissions(d, mode)
         pin = p * self._input_factor
         if noise:  # RIN ~1e-4 relative: float32 draws are exact enough and twice as fast for big batches
             rin = self._noise_rng.standard_normal(pin.shape, dtype=np.float32)
@@ -741,6 +736,53 @@ class Chip:
                 current.shape)
         current = quantize_signed(current, det.readout_bits, det.readout_range_a)
         return Evaluation(balanced_current_a=current, through_power_w=thr * f, drop_power_w=drop * f)
+
+    def _config_transmissions(self, d: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+        """Settled channel transmissions (B, C, T) of T drives at the current laser wavelengths and temperature."""
+        fs = self._full_scale(mode)
+        if mode == "current":
+            self._drive_power_w(d, mode)
+        lsb = fs / (2**self._spec.heaters.dac_bits - 1)
+        base = (self._params.base_resonance_m + self._drift_shift_m())[:, None]
+        res = _DriveResonances(d, mode, fs, lsb, self._params, base)(0, d.shape[0])  # (H, T)
+        return fast_port_transmissions(self._constants(self._laser_actual_m), res)
+
+    def meter_readings_configs(
+        self,
+        drive: np.ndarray,
+        input_power_w: np.ndarray,
+        averaging_time_s: float,
+        auto_range_margin_db: float,
+        mode: str = "voltage",
+    ) -> np.ndarray:
+        """Balanced power-meter readings (drop - through, W) of T configurations at N power settings, (T, N, B).
+
+        What an off-chip bench reads with one meter per port in auto range (meter b*2 + port): laser RIN and meter
+        noise per reading, the meter's nonlinearity and quantization, fused in one compiled pass
+        (``meter_kernel``) because a photonic-DFA batch is hundreds of thousands of readings."""
+        from .meter_kernel import arg_constants, meter_bank_readings
+
+        d = np.ascontiguousarray(self._check_drive(drive))
+        p = np.asarray(input_power_w, dtype=float)
+        if p.ndim != 3 or p.shape[0] != d.shape[0] or p.shape[2] != self.n_channels:
+            raise ValueError(f"input_power_w must have shape ({d.shape[0]}, N, {self.n_channels}), got {p.shape}")
+        thr_t, drop_t = self._config_transmissions(d, mode)
+        pin = np.ascontiguousarray(p * self._input_factor)
+        rin = self._noise_rng.standard_normal(pin.shape, dtype=np.float32)
+        pm = self._spec.power_meter
+        bandwidth_hz(averaging_time_s)
+        noise = self._noise_rng.standard_normal((*pin.shape[:2], self.n_banks, 2), dtype=np.float32)
+        noise_sigma = float(pm.noise_w * np.sqrt(pm.noise_reference_time_s / averaging_time_s))
+        tops = np.sort(1e-3 * 10 ** (np.asarray(pm.ranges_dbm, dtype=float) / 10))
+        k_arg, c_arg = arg_constants(pm.nonlinearity_period_db)
+        out = np.empty((*pin.shape[:2], self.n_banks))
+        meter_bank_readings(pin, rin, float(rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s)),
+                            np.ascontiguousarray(thr_t), np.ascontiguousarray(drop_t), float(self._output_factor),
+                            np.ascontiguousarray(self._params.meter_nonlinearity_db, dtype=float),
+                            np.ascontiguousarray(self._params.meter_nonlinearity_phase, dtype=float), noise,
+                            noise_sigma, tops,
+                            float(10 ** (auto_range_margin_db / 10)), float(2**pm.readout_bits), k_arg, c_arg, out)
+        return out
 
     def state_dict(self) -> dict:
         """The chip's changing state (noise and drift streams, clock, temperature, heaters, lasers) as JSON-able

@@ -94,26 +94,16 @@ def meter_reading(
         raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {r[~known].flat[0]!r}")
     p = np.asarray(power_w, dtype=float)
     bandwidth_hz(averaging_time_s)
-    # reading = p * 10^(err_db / 10), err_db = nl * sin(2 pi p_dbm / period + phase); in place (large batches)
-    x = np.maximum(p, 1e-30)
-    np.log(x, out=x)
-    x *= 2 * math.pi * 10 / math.log(10) / spec.nonlinearity_period_db
-    x += 2 * math.pi * 10 * math.log10(1e3) / spec.nonlinearity_period_db + np.asarray(nonlinearity_phase)
-    np.sin(x, out=x)
-    x *= np.asarray(nonlinearity_db) * (math.log(10) / 10)
-    np.exp(x, out=x)
-    x *= p
-    reading = x
+    from .meter_kernel import arg_constants, meter_quantize_ufunc, meter_raw_ufunc  # numba: imported on first use
+
+    noise: np.ndarray | float = 0.0
     if rng is not None and spec.noise_w > 0:
-        sigma = spec.noise_w * math.sqrt(spec.noise_reference_time_s / averaging_time_s)
-        noise = rng.standard_normal(reading.shape)
-        noise *= sigma
-        reading += noise
+        noise = rng.standard_normal(p.shape)
+        noise *= spec.noise_w * math.sqrt(spec.noise_reference_time_s / averaging_time_s)
+    k_arg, c_arg = arg_constants(spec.nonlinearity_period_db)
+    raw = meter_raw_ufunc(p, np.asarray(nonlinearity_db, dtype=float), np.asarray(nonlinearity_phase, dtype=float),
+                          noise, k_arg, c_arg)
     top_w = 1e-3 * np.exp(r * (math.log(10) / 10)) if r.ndim else 1e-3 * 10 ** (float(r) / 10)
-    over = reading > top_w
-    lsb = top_w / 2**spec.readout_bits
-    np.clip(reading, -top_w, top_w, out=reading)
-    reading /= lsb
-    np.round(reading, out=reading)
-    reading *= lsb
+    over = raw > top_w
+    reading = meter_quantize_ufunc(raw, top_w, top_w / 2**spec.readout_bits)
     return MeterReading(power_w=reading, over_range=over)
