@@ -71,15 +71,23 @@ def meter_bank_readings(pin: np.ndarray, rin: np.ndarray, rin_sigma: float, thr_
     n_cfg, n, n_ch = pin.shape
     n_b = thr_t.shape[0]
     n_tops = tops.shape[0]
+    pw = np.empty(n_ch)
+    tt = np.empty((n_b, n_ch))
+    dt = np.empty((n_b, n_ch))
     for t in range(n_cfg):  # (prange over t measured slower on the loaded 2-core VM)
+        for b in range(n_b):
+            for c in range(n_ch):
+                tt[b, c] = thr_t[b, c, t]
+                dt[b, c] = drop_t[b, c, t]
         for i in range(n):
+            for c in range(n_ch):
+                pw[c] = pin[t, i, c] * (1.0 + rin_sigma * rin[t, i, c])
             for b in range(n_b):
                 thr = 0.0
                 drop = 0.0
                 for c in range(n_ch):
-                    pw = pin[t, i, c] * (1.0 + rin_sigma * rin[t, i, c])
-                    thr += pw * thr_t[b, c, t]
-                    drop += pw * drop_t[b, c, t]
+                    thr += pw[c] * tt[b, c]
+                    drop += pw[c] * dt[b, c]
                 value = 0.0
                 for port in range(2):
                     p = (thr if port == 0 else drop) * out_factor
