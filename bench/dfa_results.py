@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from labctl.procedures.train import run_training
 
 import labctl
 from labctl.datasets import load_dataset
-from labctl.procedures.train import run_training
 from labctl.training import Experiment, FeedbackKind, Method, TrainConfig
 
 METHODS: dict[str, tuple[Method, FeedbackKind]] = {

@@ -45,7 +45,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from labctl.tiling import ORDERS, OpCounts, Order, TilePlan, UnitCosts, best_order, op_counts, schedule
+from labctl.tiling import (
+    ORDERS,
+    OpCounts,
+    Order,
+    TilePlan,
+    UnitCosts,
+    best_order,
+    op_counts,
+    schedule,
+)
 
 if TYPE_CHECKING:
     from labctl.calibration.calibrate import Calibration

@@ -38,10 +38,11 @@ def dry_experiment(feedback: str, *, epochs: int, n_train: int | None, path: str
 def run_dry_run(bench_path: str | Path | None = None, *, root: Path | None = None, n_train: int = 640,
                 stack_epochs: int = 1, fast_epochs: int = 3, n_verify: int = 10,
                 echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from labctl.bench_config import load_bench
     from labctl.procedures.calibrate import run_calibration
     from labctl.procedures.train import run_training
     from labctl.procedures.verify import run_verification
+
+    from labctl.bench_config import load_bench
     from labctl.runs import data_dir
 
     say = echo or (lambda line: None)
@@ -103,10 +104,10 @@ def summarize(report: dict[str, Any]) -> str:
     cal, ver, stack = report["calibration"], report["verification"], report["stack"]
     lines = [f"dry run on {report['bench']} ({'emulated' if report['emulated'] else 'real'} bench), "
              f"outputs in {report['folder']}",
-             f"  calibration : {cal['calibration']} (sha256 {cal['calibration_sha256'][:16]}...), projected bench "
-             f"time {_s(cal['projected_time_s'])}, {cal['transactions']} transactions",
-             f"  verification: {ver['bits']:.2f} bits measured"
-             + (f", {ver['true_bits']:.2f} bits true" if ver.get("true_bits") is not None else "")]
+             (f"  calibration : {cal['calibration']} (sha256 {cal['calibration_sha256'][:16]}...), projected bench "
+              f"time {_s(cal['projected_time_s'])}, {cal['transactions']} transactions"),
+             (f"  verification: {ver['bits']:.2f} bits measured"
+              + (f", {ver['true_bits']:.2f} bits true" if ver.get("true_bits") is not None else ""))]
     hw = stack["hardware"]
     lines.append(f"  photonic DFA through the instruments ({stack['epochs']} epoch, subset): test accuracy "
                  f"{100 * stack['test_accuracy']:.2f} %, {hw.get('reconfigurations', 0):.0f} heater configurations, "

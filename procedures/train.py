@@ -19,7 +19,15 @@ import numpy as np
 
 from labctl.feedback import MatVecFeedback
 from labctl.runs import Checkpoint, Run
-from labctl.training import BatchHook, EpochHook, Experiment, Trainer, derive_seeds, resume_experiment, run_experiment
+from labctl.training import (
+    BatchHook,
+    EpochHook,
+    Experiment,
+    Trainer,
+    derive_seeds,
+    resume_experiment,
+    run_experiment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +58,9 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
                       ) -> Iterator[tuple[MatVecFeedback, Any, Path]]:
     """Open the bench, bind (or make) the calibration, build the photonic projector; yields (projector, bench,
     calibration file). The bench is left safe (heaters 0, lasers off) on every exit path."""
-    from labctl.bench import Bench
     from labctl.calibration.calibrate import Calibration, calibrate
+
+    from labctl.bench import Bench
     from labctl.photonic import BenchMatVec
 
     path = (exp.photonic or {}).get("path", "stack")

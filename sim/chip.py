@@ -25,10 +25,10 @@ import mmap
 import multiprocessing
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

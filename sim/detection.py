@@ -23,12 +23,13 @@ from .chip_spec import DetectorSpec, PowerMeterSpec
 
 __all__ = [
     "ELEMENTARY_CHARGE_C",
-    "bandwidth_hz",
-    "rin_sigma",
-    "detector_noise_sigma_a",
-    "quantize_signed",
     "MeterReading",
+    "auto_range_dbm",
+    "bandwidth_hz",
+    "detector_noise_sigma_a",
     "meter_reading",
+    "quantize_signed",
+    "rin_sigma",
 ]
 
 ELEMENTARY_CHARGE_C = 1.602176634e-19
@@ -94,7 +95,11 @@ def meter_reading(
         raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {r[~known].flat[0]!r}")
     p = np.asarray(power_w, dtype=float)
     bandwidth_hz(averaging_time_s)
-    from .meter_kernel import arg_constants, meter_quantize_ufunc, meter_raw_ufunc  # numba: imported on first use
+    from .meter_kernel import (  # numba: imported on first use
+        arg_constants,
+        meter_quantize_ufunc,
+        meter_raw_ufunc,
+    )
 
     noise: np.ndarray | float = 0.0
     if rng is not None and spec.noise_w > 0:

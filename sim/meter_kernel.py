@@ -27,7 +27,7 @@ def meter_value(p: float, nl_db: float, phase: float, noise: float, k_arg: float
     """Unquantized reading: ``p * 10^(nl sin(2 pi p_dBm / period + phase) / 10) + noise``.
 
     ``k_arg = 2 pi 10 / (ln 10 period)``, ``c_arg = 2 pi 30 / period`` (p_dBm = 10 log10(p / 1 mW))."""
-    x = p if p > 1e-30 else 1e-30
+    x = max(1e-30, p)
     arg = k_arg * math.log(x) + c_arg + phase
     return p * math.exp(nl_db * math.sin(arg) * _LN10_10) + noise
 

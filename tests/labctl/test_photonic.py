@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 from labctl.calibration.calibrate import Calibration, calibrate
+from labctl.procedures.train import resume_training, run_training
 
 from labctl.bench import Bench
 from labctl.cli import main
 from labctl.feedback import feedback_matrices
 from labctl.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
 from labctl.photonic_fast import FastMatVec
-from labctl.procedures.train import resume_training, run_training
 from labctl.runs import Checkpoint, Run
 from labctl.training import Experiment, TrainConfig
 from tests.calibration.test_calibrate import bench_file

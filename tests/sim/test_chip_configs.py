@@ -4,7 +4,6 @@ checkpoints."""
 from __future__ import annotations
 
 import numpy as np
-
 from labctl.sim.chip import Chip
 from labctl.sim.chip_spec import ChipSpec
 from labctl.sim.detection import auto_range_dbm
