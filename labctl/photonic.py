@@ -27,9 +27,10 @@ averaging time per reading) from unit costs measured on the bench.
 
 Drift: before the first batch of a session and every ``drift_every`` batches a drift check
 (``Calibration.recenter``) re-measures the calibration's drift references and follows the measured shift of the
-resonances; the references' targets are then set with the shifted model and measured, and when they miss by more
-than ``recalibrate_rmse`` (default: the trip level, 7 bits over the span) the bench is recalibrated through the
-instruments and the new calibration used from the next batch. Every check is recorded with its cost.
+resonances; when the check trips, the references' targets are then set with the shifted model and measured, and
+when they miss by more than ``recalibrate_rmse`` (default: the trip level, 7 bits over the span) the bench is
+recalibrated through the instruments and the new calibration used from the next batch. Every check is recorded
+with its cost.
 
 Two engines, same code above the readings: :class:`BenchMatVec` reads through the instruments (real or emulated
 bench, unchanged), ``labctl.photonic_fast.FastMatVec`` asks the emulator directly (vectorized over the batch).
@@ -46,7 +47,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from labctl.tiling import (
-    ORDERS,
     OpCounts,
     Order,
     TilePlan,
@@ -234,6 +234,7 @@ class PhotonicMatVec:
         self._laser_w: np.ndarray | None = None   # powers as last set (None: unknown)
         self._config: int | None = None           # configuration as last set
         self._ready = False
+        self._tuned = False
         self._session_checked = False
 
     # -- set-up --------------------------------------------------------------------------------------------------
@@ -275,15 +276,21 @@ class PhotonicMatVec:
         log.info("solved %d configurations in %.2f s", len(self.drives), time.perf_counter() - t0)
 
     def start(self) -> None:
-        """Lasers on the WDM grid at the mid power, readout configured, unit costs measured (once)."""
+        """Lasers at the mid power (tuned to the WDM grid and switched on once per session: re-tuning would move
+        them by their repeatability), readout configured, unit costs measured (once)."""
         if self._ready:
             return
         hw = self.hw
-        for k, laser in enumerate(hw.lasers):
-            laser.set_wavelength_m(float(hw.wavelengths_m[k]))
-            laser.set_power_w(self.encoding.mid_w)
-            laser.set_output(True)
-        self._laser_w = np.full(hw.n_channels, self.encoding.mid_w)
+        mid = np.full(hw.n_channels, self.encoding.mid_w)
+        if not self._tuned:
+            for k, laser in enumerate(hw.lasers):
+                laser.set_wavelength_m(float(hw.wavelengths_m[k]))
+                laser.set_power_w(self.encoding.mid_w)
+                laser.set_output(True)
+            self._laser_w = mid
+            self._tuned = True
+        else:
+            self._set_lasers(mid)
         self._configure_readout()
         if self.costs is None:
             self.costs = self._probe_costs()
@@ -400,9 +407,9 @@ class PhotonicMatVec:
             self.check_drift()
 
     def check_drift(self) -> dict[str, Any]:
-        """Drift check through the instruments, then follow the shift and confirm: the drift references' target
-        weights are set again with the shifted model and measured; if they still miss by more than
-        ``recalibrate_rmse`` (default: the drift trip level, span / 2**7) the bench is recalibrated."""
+        """Drift check through the instruments, then follow the shift. When the check trips, confirm: the drift
+        references' target weights are set again with the shifted model and measured; if they still miss by more
+        than ``recalibrate_rmse`` (default: the drift trip level, span / 2**7) the bench is recalibrated."""
         hw = self.hw
         t0, x0 = self._now()
         wall0 = time.perf_counter()
@@ -413,7 +420,7 @@ class PhotonicMatVec:
         self._config = None
         report = self.cal.recenter(self.options.drift_threshold)
         limit = self.options.recalibrate_rmse if self.options.recalibrate_rmse is not None else report.threshold
-        residual = self._reference_residual()
+        residual = self._reference_residual() if report.tripped else None
         event: dict[str, Any] = {"batch": self._batches, "rmse": report.rmse, "threshold": report.threshold,
                                  "tripped": report.tripped, "common_shift_pm": report.common_shift_m * 1e12,
                                  "residual_rmse": residual, "recalibrated": False}
@@ -550,5 +557,5 @@ class BenchMatVec(PhotonicMatVec):
         return out
 
 
-__all__ = ["ORDERS", "BenchMatVec", "OffsetEncoding", "PhotonicMatVec", "PhotonicOptions", "PhotonicSetupError",
+__all__ = ["BenchMatVec", "OffsetEncoding", "PhotonicMatVec", "PhotonicOptions", "PhotonicSetupError",
            "WeightMapping"]

@@ -478,16 +478,21 @@ class Chip:
         if worker_rates and n0 > 0:  # balance the next batch: parent share / worker share = parent rate / worker rate
             ratio = (n0 / max(t_parent, 1e-9)) / (sum(worker_rates) / len(worker_rates))
             self._parent_weight = min(max(0.5 * self._parent_weight + 0.5 * ratio, 0.2), 5.0)
-        det = self._spec.detector
-        resp = det.responsivity_a_per_w
         dark = self._params.dark_current_a
-        i_drop = resp * drop + dark[:, 1:2]
-        i_thr = resp * thr + dark[:, 0:1]
+        current = self._balanced_current(thr, drop, dark[:, 0:1], dark[:, 1:2], averaging_time_s, gauss)
+        return current, thr, drop
+
+    def _balanced_current(self, thr: np.ndarray, drop: np.ndarray, dark_thr: np.ndarray, dark_drop: np.ndarray,
+                          averaging_time_s: float, gauss: np.ndarray | None) -> np.ndarray:
+        """Balanced detector current from bus powers: responsivity, dark currents, shot and thermal noise
+        (``gauss``: standard normals, or None for noise-free), clipped and quantized by the readout."""
+        det = self._spec.detector
+        i_drop = det.responsivity_a_per_w * drop + dark_drop
+        i_thr = det.responsivity_a_per_w * thr + dark_thr
         current = i_drop - i_thr
         if gauss is not None:
             current += detector_noise_sigma_a(i_drop, i_thr, averaging_time_s, det) * gauss
-        current = quantize_signed(current, det.readout_bits, det.readout_range_a)
-        return current, thr, drop
+        return quantize_signed(current, det.readout_bits, det.readout_range_a)
 
     def _share_bounds(self, n: int) -> list[int]:
         """Share boundaries on block boundaries: [0, b_1, ..., n]. Share 0 (this process, which also draws the noise
@@ -707,13 +712,7 @@ class Chip:
         product; laser RIN, detector noise and quantization are drawn per reading exactly as in ``evaluate``.
         """
         d = np.ascontiguousarray(self._check_drive(drive))
-        t_cfg = d.shape[0]
-        c = self.n_channels
-        p = np.asarray(input_power_w, dtype=float)
-        if p.ndim == 2:
-            p = np.broadcast_to(p, (t_cfg, *p.shape))
-        if p.ndim != 3 or p.shape[0] != t_cfg or p.shape[2] != c:
-            raise ValueError(f"input_power_w must have shape (N, {c}) or ({t_cfg}, N, {c}), got {p.shape}")
+        p = self._config_powers(input_power_w, d.shape[0])
         thr_t, drop_t = self._config_transmissions(d, mode)
         pin = p * self._input_factor
         if noise:  # RIN ~1e-4 relative: float32 draws are exact enough and twice as fast for big batches
@@ -726,16 +725,20 @@ class Chip:
         f = self._output_factor
         if not detector:  # port powers only (off-chip meters); the on-chip balanced current is left empty
             return Evaluation(balanced_current_a=np.empty((0,)), through_power_w=thr * f, drop_power_w=drop * f)
-        det = self._spec.detector
         dark = self._params.dark_current_a
-        i_drop = det.responsivity_a_per_w * drop + dark[:, 1]
-        i_thr = det.responsivity_a_per_w * thr + dark[:, 0]
-        current = i_drop - i_thr
-        if noise:
-            current += detector_noise_sigma_a(i_drop, i_thr, averaging_time_s, det) * self._noise_rng.standard_normal(
-                current.shape)
-        current = quantize_signed(current, det.readout_bits, det.readout_range_a)
+        gauss = self._noise_rng.standard_normal(thr.shape) if noise else None
+        current = self._balanced_current(thr, drop, dark[:, 0], dark[:, 1], averaging_time_s, gauss)
         return Evaluation(balanced_current_a=current, through_power_w=thr * f, drop_power_w=drop * f)
+
+    def _config_powers(self, input_power_w: np.ndarray, t_cfg: int) -> np.ndarray:
+        """Laser powers (T, N, C) for T configurations from (T, N, C), or (N, C) shared by all of them."""
+        c = self.n_channels
+        p = np.asarray(input_power_w, dtype=float)
+        if p.ndim == 2:
+            p = np.broadcast_to(p, (t_cfg, *p.shape))
+        if p.ndim != 3 or p.shape[0] != t_cfg or p.shape[2] != c:
+            raise ValueError(f"input_power_w must have shape (N, {c}) or ({t_cfg}, N, {c}), got {p.shape}")
+        return p
 
     def _config_transmissions(self, d: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
         """Settled channel transmissions (B, C, T) of T drives at the current laser wavelengths and temperature."""
@@ -763,9 +766,7 @@ class Chip:
         from .meter_kernel import arg_constants, meter_bank_readings
 
         d = np.ascontiguousarray(self._check_drive(drive))
-        p = np.asarray(input_power_w, dtype=float)
-        if p.ndim != 3 or p.shape[0] != d.shape[0] or p.shape[2] != self.n_channels:
-            raise ValueError(f"input_power_w must have shape ({d.shape[0]}, N, {self.n_channels}), got {p.shape}")
+        p = self._config_powers(input_power_w, d.shape[0])
         thr_t, drop_t = self._config_transmissions(d, mode)
         pin = np.ascontiguousarray(p * self._input_factor)
         rin = self._noise_rng.standard_normal(pin.shape, dtype=np.float32)

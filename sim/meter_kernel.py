@@ -9,17 +9,15 @@ drawn by the caller from the chip's numpy Generator, so seeds mean the same on e
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numba as nb
 import numpy as np
 
+from .kernels import (
+    _jit,  # the emulator's one set of compile options (IEEE maths, cached)
+)
+
 _LN10_10 = math.log(10.0) / 10.0
-
-
-def _jit(inline: bool = False) -> Any:
-    return nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False, error_model="numpy",
-                   inline="always" if inline else "never")
 
 
 @_jit(inline=True)
