@@ -44,7 +44,7 @@ import numpy as np
 
 from .heater_request import validate_heater_request
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
-from .instrument import Channel, Instrument, Setting
+from .instrument import Channel, Instrument, LimitedSetting, Setting
 from .interfaces import DriveMode
 from .parsing import Identity, parse_idn, parse_int, parse_scpi_error
 from .transport import BaseTransport, TransportSettings
@@ -85,21 +85,8 @@ FAULT_UNLOCATED = "FAULT:ACTIVE"  # single-board firmware: a fault, but not whic
 MAX_SKIPPED_LINES = 16
 
 
-class _OutputValue(Setting[float]):
+class _OutputValue(LimitedSetting):
     """An immediate single-output write (``CURR``/``VOLT``), held to the driver's configured limit first."""
-
-    def __init__(self, *args: Any, to_si: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.to_si = to_si
-
-    def format_command(self, instance: Any, value: Any) -> str:
-        what = f"{instance.name}.{self.name}"
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise LimitError(f"{what}: {value!r} is not a number") from None
-        instance.parent.check_limit(instance.index, number * self.to_si, what)
-        return super().format_command(instance, value)
 
     def __set__(self, instance: Any, value: Any) -> None:
         super().__set__(instance, value)

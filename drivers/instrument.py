@@ -113,6 +113,26 @@ class Setting(Generic[T]):
         return instance._fill(self.command, value=value)
 
 
+class LimitedSetting(Setting[float]):
+    """A numeric channel setting also held to the limit its instrument configured at connect (not only the
+    hardware range): ``parent.check_limit(index, value_si, what=..., **limit_args)`` runs before the command is
+    rendered, so a refused value never reaches the transport. ``to_si`` converts the instrument's unit to SI."""
+
+    def __init__(self, *args: Any, to_si: float, limit_args: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.to_si = to_si
+        self.limit_args = dict(limit_args or {})
+
+    def format_command(self, instance: Any, value: Any) -> str:
+        what = f"{instance.name}.{self.name}"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise LimitError(f"{what}: {value!r} is not a number") from None
+        instance.parent.check_limit(instance.index, number * self.to_si, what=what, **self.limit_args)
+        return super().format_command(instance, value)
+
+
 def attempt_all(name: str, steps: Any) -> None:
     """Run every step even if some fail (a safe state must try everything), then raise the first failure."""
     first: Exception | None = None

@@ -33,7 +33,7 @@ import numpy as np
 
 from .heater_request import validate_heater_request
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
-from .instrument import Channel, Instrument, Setting
+from .instrument import Channel, Instrument, LimitedSetting, Setting
 from .interfaces import DriveMode
 from .parsing import Identity, parse_int, parse_with_unit
 from .transport import BaseTransport, TransportSettings
@@ -138,22 +138,11 @@ def waiting_lines(transport: BaseTransport, quiet_s: float) -> list[str]:
     return transport.pending_lines(0.0 if waiting else quiet_s)
 
 
-class _DriveSetting(Setting[float]):
+class _DriveSetting(LimitedSetting):
     """A drive setting also held to the channel's limit configured at connect (not only the hardware range)."""
 
     def __init__(self, *args: Any, kind: DriveMode, to_si: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.kind = kind
-        self.to_si = to_si
-
-    def format_command(self, instance: Any, value: Any) -> str:
-        what = f"{instance.name}.{self.name}"
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise LimitError(f"{what}: {value!r} is not a number") from None
-        instance.parent.check_limit(instance.index, number * self.to_si, self.kind, what)
-        return super().format_command(instance, value)
+        super().__init__(*args, to_si=to_si, limit_args={"kind": kind}, **kwargs)
 
 
 class QontrolChannel(Channel):
