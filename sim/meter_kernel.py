@@ -25,9 +25,13 @@ def meter_value(p: float, nl_db: float, phase: float, noise: float, k_arg: float
     """Unquantized reading: ``p * 10^(nl sin(2 pi p_dBm / period + phase) / 10) + noise``.
 
     ``k_arg = 2 pi 10 / (ln 10 period)``, ``c_arg = 2 pi 30 / period`` (p_dBm = 10 log10(p / 1 mW))."""
-    x = max(1e-30, p)
-    arg = k_arg * math.log(x) + c_arg + phase
-    return p * math.exp(nl_db * math.sin(arg) * _LN10_10) + noise
+    # The nonlinearity factor is within +-linearity_db of 1 (0.02 dB: 0.5 %); single precision changes the reading
+    # by < 1e-7 relative (6e-8 max measured over 1e-7..1e-2 W), far below the 16-bit readout step, and its
+    # log/sin/exp cost much less than the double ones (a batch of 208k readings: 28 -> 18 ms).
+    x = np.float32(max(1e-30, p))
+    arg = np.float32(k_arg) * math.log(x) + np.float32(c_arg + phase)
+    factor = math.exp(np.float32(nl_db * _LN10_10) * math.sin(arg))
+    return p * np.float64(factor) + noise
 
 
 @_jit(inline=True)
