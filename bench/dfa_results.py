@@ -4,9 +4,10 @@ physics, emulator called directly), on mnist5k and sklearn digits, several seeds
 through the full instrument stack.
 
 The bench is calibrated once through the instruments (or ``--calibration FILE``); photonic rows use that
-calibration with drift checks every 50 mini-batches (recenter, confirm, recalibrate if needed). Prints mean ± std
-of the final-epoch test accuracy over seeds, the mean wall time per epoch (photonic: with and without the drift
-checks, which go through the instrument stack) and, side by side, the fast-path / digital-DFA epoch-time ratio.
+calibration with drift checks every 50 mini-batches (recenter; when a check trips, confirm and recalibrate if
+needed). Prints mean ± std of the final-epoch test accuracy over seeds, the mean wall time per epoch (photonic:
+with and without the drift checks, which go through the instrument stack) and, side by side, the fast-path /
+digital-DFA epoch-time ratio.
 The stack run trains ``--stack-batches`` mini-batches of the same network and reports its emulator wall time and
 projected bench time per mini-batch and per epoch. Every training is a recorded run under ``--data-dir``; without
 it, a temporary directory that is removed afterwards.
