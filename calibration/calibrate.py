@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from labctl.calibration import artifact
 from labctl.calibration.drift import DriftReference, record_reference
-from labctl.calibration.inversion import DriveLimits, Inversion, drive_for_detuning, solve_drive
+from labctl.calibration.inversion import (
+    DriveLimits,
+    Inversion,
+    drive_for_detuning,
+    drives_for_detunings,
+    solve_drive,
+)
 from labctl.calibration.refine import refine_weights
 from labctl.calibration.weights import WeightModel, measure_weight_model
 
@@ -127,6 +133,14 @@ class Calibration:
         """Drive for ``target`` whose detunings are already solved (follows ``common_shift_m``), limits checked."""
         return drive_for_detuning(np.asarray(target, dtype=float), delta, self.weights, self.rmap, self.thermal,
                                   self._limits, common_shift_m=self.common_shift_m)
+
+    def solve_from_detunings(self, targets: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """Drives (T, N) for T targets (T, B, R) with solved detunings, as :meth:`solve_from_detuning` each.
+
+        Photonic DFA re-solves all its fixed configurations after every drift check: one batch solve instead of
+        a loop; errors name the configuration (``configuration t: bank b ring r: ...``)."""
+        return drives_for_detunings(np.asarray(targets, dtype=float), deltas, self.weights, self.rmap, self.thermal,
+                                    self._limits, common_shift_m=self.common_shift_m)
 
     def drive_for(self, target: np.ndarray) -> np.ndarray:
         return self.solve(target).drive

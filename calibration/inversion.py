@@ -5,7 +5,8 @@ point) -> resonance positions lambda_c - delta -> required shifts from the zero-
 heaters only heat) -> heat h >= 0 solving K h = shift for ALL rings at once (thermal crosstalk couples them,
 within and across banks) -> drive via ThermalModel.drive_for_heat -> limit check (per-ring drive, per-ring and
 total power) raising LimitError that names the ring and the limit. Targets outside the achievable range raise
-ValueError; nothing is clipped.
+ValueError; nothing is clipped. :func:`drives_for_detunings` repeats the detuning -> drive half for a batch of
+configurations with one LU.
 """
 
 from __future__ import annotations
@@ -139,6 +140,75 @@ def drive_for_detuning(w: np.ndarray, delta: np.ndarray, weights: WeightModel, r
     if limits is not None:
         limits.check(drive)
     return Inversion(target=w, delta_m=delta, shift_m=shift, heat=heat, drive=drive)
+
+
+#: A batch row whose exact solution has a heat below this fraction of the row's largest heat is re-solved alone by
+#: :func:`solve_heat` (its non-negativity step, its errors): the one-LU batch solve and a single solve differ in
+#: the last bits, so only rows clear of zero can take the batch result without changing that decision.
+BATCH_NEAR_ZERO_HEAT = 1e-9
+
+
+def drives_for_detunings(w: np.ndarray, delta: np.ndarray, weights: WeightModel, rmap: ResonanceMap,
+                         thermal: ThermalModel, limits: DriveLimits | None = None, *,
+                         common_shift_m: float | np.ndarray = 0.0) -> np.ndarray:
+    """:func:`drive_for_detuning` for T configurations at once: targets and detunings (T, B, R) -> drives (T, N).
+
+    Photonic DFA re-solves all its fixed configurations after every drift check; one LU of the crosstalk for all
+    of them (rows near a non-negativity fix go through :func:`solve_heat` alone) replaces a Python loop of
+    single solves. Same drives as that loop to rounding (one LU, many right-hand sides: ~1e-15 relative) and the
+    same errors: when any configuration fails, they are re-solved one by one and the first failure raises as the
+    single version does (ValueError / LimitError), its message prefixed with ``configuration t: ``.
+    ``common_shift_m``: scalar or (B, R) as for the single version, or (T, B, R) (one per configuration).
+    """
+    w = np.asarray(w, dtype=float)
+    d = np.asarray(delta, dtype=float)
+    nb, nr = weights.shape
+    if d.ndim != 3 or d.shape[1:] != (nb, nr) or w.shape != d.shape:
+        raise ValueError(f"targets and detunings must both have shape (T, {nb}, {nr}), got {w.shape} and {d.shape}")
+    cs = np.asarray(common_shift_m, dtype=float)
+    try:
+        per_cfg = np.broadcast_to(cs, d.shape)
+    except ValueError:
+        raise ValueError(f"common_shift_m must be a scalar, ({nb}, {nr}) or (T, {nb}, {nr}), got {cs.shape}"
+                         ) from None
+    if cs.ndim == 3:
+        cs = per_cfg
+    try:
+        return _drives_batch(d, weights, rmap, thermal, limits, cs)
+    except ValueError as exc:        # LimitError too: find the first failing configuration the single way
+        log.debug("batch inversion of %d configurations failed (%s); locating the configuration", len(d), exc)
+    out = np.empty((d.shape[0], nb * nr))
+    for t in range(d.shape[0]):      # error path only
+        try:
+            out[t] = drive_for_detuning(w[t], d[t], weights, rmap, thermal, limits,
+                                        common_shift_m=cs[t] if cs.ndim == 3 else cs).drive
+        except LimitError as exc:
+            raise LimitError(f"configuration {t}: {exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"configuration {t}: {exc}") from exc
+    log.warning("batch inversion refused a configuration that the single solve accepts (floating-point boundary); "
+                "using the single solves")
+    return out
+
+
+def _drives_batch(delta: np.ndarray, weights: WeightModel, rmap: ResonanceMap, thermal: ThermalModel,
+                  limits: DriveLimits | None, common_shift_m: np.ndarray) -> np.ndarray:
+    """The vectorized steps of :func:`drive_for_detuning`; raises ValueError (LimitError) without locating it."""
+    n_cfg, nb, nr = delta.shape
+    shift = weights.ring_wavelength_m - delta - np.asarray(rmap.center_m, dtype=float) - common_shift_m
+    if (shift < -SHIFT_TOLERANCE_M).any():
+        raise ValueError("a target needs cooling")
+    s = np.maximum(shift, 0.0).reshape(n_cfg, nb * nr)
+    k = np.asarray(thermal.crosstalk, dtype=float)
+    heat = np.linalg.solve(k, s.T).T if n_cfg else np.empty_like(s)      # one LU, every configuration
+    near = (heat < BATCH_NEAR_ZERO_HEAT * np.max(np.abs(heat), axis=1, keepdims=True)).any(axis=1)
+    names = lambda i: f"bank {i // nr} ring {i % nr}"
+    for m in np.nonzero(near)[0]:    # rare: rows that may need solve_heat's non-negativity fix
+        heat[m] = solve_heat(k, s[m], names=names)
+    drive = np.asarray(thermal.drive_for_heat(heat), dtype=float)
+    if limits is not None:
+        limits.check(drive)
+    return drive
 
 
 def apply_drive(hw: CalibrationHardware, drive: np.ndarray, limits: DriveLimits | None = None) -> None:
