@@ -23,6 +23,7 @@ import itertools
 import logging
 import mmap
 import multiprocessing
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -64,6 +65,8 @@ BLOCK_POINTS = 512  # points per drive -> resonance -> optics pass (one compiled
 # measured on the loaded 2-core VM, one threaded gemm per 512-point block cost milliseconds.
 GEMM_POINTS = 160
 SWEEP_CHUNK = 4096  # wavelengths per kernel call in port_spectrum_w
+METER_CHUNK_CONFIGS = 64  # meter_readings_configs: configurations per kernel call and noise stream
+METER_THREADS = min(2, os.cpu_count() or 1)  # meter_readings_configs: chunks computed at once
 PARENT_SHARE_WEIGHT = 1.0  # initial points of this process's share relative to a pool worker's share (then measured)
 PARALLEL_MIN_POINTS = 2048  # smaller batches stay in-process (the process hand-off, ~1-2 ms, would dominate)
 
@@ -255,6 +258,8 @@ class Chip:
         # ufunc calls and the GIL hand-offs eat the overlap), so the default is 1; pass threads=2 to try.
         self._threads = threads if threads is not None else 1
         self._pool: ThreadPoolExecutor | None = None
+        self._meter_pool: ThreadPoolExecutor | None = None   # meter_readings_configs: chunks in parallel
+        self._meter_pool_threads = 0
         if int(workers) < 1:
             raise ValueError(f"workers must be >= 1, got {workers!r}")
         self._workers = int(workers)
@@ -757,32 +762,75 @@ class Chip:
         averaging_time_s: float,
         auto_range_margin_db: float,
         mode: str = "voltage",
+        power_index: np.ndarray | None = None,
     ) -> np.ndarray:
         """Balanced power-meter readings (drop - through, W) of T configurations at N power settings, (T, N, B).
 
         What an off-chip bench reads with one meter per port in auto range (meter b*2 + port): laser RIN and meter
         noise per reading, the meter's nonlinearity and quantization, fused in one compiled pass
-        (``meter_kernel``) because a photonic-DFA batch is hundreds of thousands of readings."""
+        (``meter_kernel``) because a photonic-DFA batch is hundreds of thousands of readings.
+
+        ``input_power_w``: (T, N, C), (N, C) shared by every configuration, or, with ``power_index`` (T,), K
+        settings (K, N, C) of which configuration t reads ``input_power_w[power_index[t]]`` (photonic DFA: one
+        encoding per column block, without a (T, N, C) copy).
+
+        The configurations go in chunks of ``METER_CHUNK_CONFIGS``, each with its own noise stream (seeded from one
+        draw of the chip's noise stream and the chunk's position), so chunks run on ``METER_THREADS`` threads
+        (normals and kernel both release the GIL) and the readings still depend on the seed only, never on the
+        thread count or timing.
+        """
         from .meter_kernel import arg_constants, meter_bank_readings
 
         d = np.ascontiguousarray(self._check_drive(drive))
-        p = self._config_powers(input_power_w, d.shape[0])
+        t_cfg = d.shape[0]
+        if power_index is None:
+            p = self._config_powers(input_power_w, t_cfg)
+            blk = np.arange(t_cfg) if p.strides[0] else np.zeros(t_cfg, dtype=np.int64)
+            p = p[:1] if not p.strides[0] else p
+        else:
+            p = np.asarray(input_power_w, dtype=float)
+            blk = np.asarray(power_index).astype(np.int64, copy=False)
+            if (p.ndim != 3 or p.shape[2] != self.n_channels or blk.shape != (t_cfg,)
+                    or (t_cfg and not 0 <= blk.min() <= blk.max() < p.shape[0])):
+                raise ValueError(f"input_power_w {p.shape} with power_index {blk.shape}: need (K, N, "
+                                 f"{self.n_channels}) and ({t_cfg},) indices in 0..K-1")
         thr_t, drop_t = self._config_transmissions(d, mode)
         pin = np.ascontiguousarray(p * self._input_factor)
-        rin = self._noise_rng.standard_normal(pin.shape, dtype=np.float32)
+        n, n_ch, n_b = pin.shape[1], self.n_channels, self.n_banks
         pm = self._spec.power_meter
         bandwidth_hz(averaging_time_s)
-        noise = self._noise_rng.standard_normal((*pin.shape[:2], self.n_banks, 2), dtype=np.float32)
         noise_sigma = float(pm.noise_w * np.sqrt(pm.noise_reference_time_s / averaging_time_s))
         tops = np.sort(1e-3 * 10 ** (np.asarray(pm.ranges_dbm, dtype=float) / 10))
         k_arg, c_arg = arg_constants(pm.nonlinearity_period_db)
-        out = np.empty((*pin.shape[:2], self.n_banks))
-        meter_bank_readings(pin, rin, float(rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s)),
-                            np.ascontiguousarray(thr_t), np.ascontiguousarray(drop_t), float(self._output_factor),
-                            np.ascontiguousarray(self._params.meter_nonlinearity_db, dtype=float),
-                            np.ascontiguousarray(self._params.meter_nonlinearity_phase, dtype=float), noise,
-                            noise_sigma, tops,
-                            float(10 ** (auto_range_margin_db / 10)), float(2**pm.readout_bits), k_arg, c_arg, out)
+        out = np.empty((t_cfg, n, n_b))
+        fixed = (np.ascontiguousarray(thr_t), np.ascontiguousarray(drop_t), float(self._output_factor),
+                 np.ascontiguousarray(self._params.meter_nonlinearity_db, dtype=float),
+                 np.ascontiguousarray(self._params.meter_nonlinearity_phase, dtype=float))
+        tail = (noise_sigma, tops, float(10 ** (auto_range_margin_db / 10)), float(2**pm.readout_bits), k_arg, c_arg,
+                out)
+        sigma_rin = float(rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s))
+        batch_seed = int(self._noise_rng.integers(2**63))
+
+        def chunk(t0: int) -> None:
+            m = min(METER_CHUNK_CONFIGS, t_cfg - t0)
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(batch_seed, spawn_key=(t0,))))
+            rin = rng.standard_normal((m, n, n_ch), dtype=np.float32)
+            noise = rng.standard_normal((m, n, n_b, 2), dtype=np.float32)
+            meter_bank_readings(pin, blk, t0, rin, sigma_rin, *fixed, noise, *tail)
+
+        starts = list(range(0, t_cfg, METER_CHUNK_CONFIGS))
+        threads = min(METER_THREADS, len(starts))
+        if threads <= 1:
+            for t0 in starts:
+                chunk(t0)
+            return out
+        if self._meter_pool is None or self._meter_pool_threads < threads:
+            if self._meter_pool is not None:
+                self._meter_pool.shutdown()
+            self._meter_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="labctl-sim-meter")
+            self._meter_pool_threads = threads
+        for future in [self._meter_pool.submit(chunk, t0) for t0 in starts]:
+            future.result()
         return out
 
     def state_dict(self) -> dict:
@@ -824,6 +872,9 @@ class Chip:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        if self._meter_pool is not None:
+            self._meter_pool.shutdown()
+            self._meter_pool = None
         self._discard_process_pool()
 
     # ---- ground truth: tests, benchmarks, reports ONLY -------------------------------------------------------

@@ -59,31 +59,33 @@ def meter_quantize_ufunc(reading: float, top: float, lsb: float) -> float:  # pr
 
 
 @_jit()
-def meter_bank_readings(pin: np.ndarray, rin: np.ndarray, rin_sigma: float, thr_t: np.ndarray, drop_t: np.ndarray,
-                        out_factor: float, nl_db: np.ndarray, phase: np.ndarray, noise: np.ndarray,
-                        noise_sigma: float, tops: np.ndarray, margin: float, bits_scale: float, k_arg: float, c_arg: float,
-                        out: np.ndarray) -> None:  # pragma: no cover
-    """Balanced meter readings (drop - through) of T configurations x N power settings x B banks.
+def meter_bank_readings(pin: np.ndarray, blk: np.ndarray, t0: int, rin: np.ndarray, rin_sigma: float,
+                        thr_t: np.ndarray, drop_t: np.ndarray, out_factor: float, nl_db: np.ndarray,
+                        phase: np.ndarray, noise: np.ndarray, noise_sigma: float, tops: np.ndarray, margin: float,
+                        bits_scale: float, k_arg: float, c_arg: float, out: np.ndarray) -> None:  # pragma: no cover
+    """Balanced meter readings (drop - through) of configurations t0 .. t0 + len(rin) - 1, N power settings, B banks.
 
-    pin (T, N, C) bank input powers, rin (T, N, C) standard normals (RIN = 1 + rin_sigma * rin), thr_t/drop_t
-    (B, C, T) channel transmissions, nl_db/phase (B, 2) per-meter nonlinearity, noise (T, N, B, 2) standard normals
-    times noise_sigma (W),
-    tops sorted range tops in W (auto range: the smallest top >= power * margin, else the largest),
-    bits_scale = 2**readout_bits; out (T, N, B)."""
-    n_cfg, n, n_ch = pin.shape
+    pin (K, N, C) bank input powers, configuration t reading pin[blk[t]]; rin (Tc, N, C) standard normals of the
+    chunk (RIN = 1 + rin_sigma * rin); thr_t/drop_t (B, C, T) channel transmissions; nl_db/phase (B, 2)
+    per-meter nonlinearity; noise (Tc, N, B, 2) standard normals times noise_sigma (W); tops sorted range tops in W
+    (auto range: the smallest top >= power * margin, else the largest); bits_scale = 2**readout_bits;
+    out (T, N, B)."""
+    n_chunk, n, n_ch = rin.shape
     n_b = thr_t.shape[0]
     n_tops = tops.shape[0]
     pw = np.empty(n_ch)
     tt = np.empty((n_b, n_ch))
     dt = np.empty((n_b, n_ch))
-    for t in range(n_cfg):  # (prange over t measured slower on the loaded 2-core VM)
+    for j in range(n_chunk):
+        t = t0 + j
+        k = blk[t]
         for b in range(n_b):
             for c in range(n_ch):
                 tt[b, c] = thr_t[b, c, t]
                 dt[b, c] = drop_t[b, c, t]
         for i in range(n):
             for c in range(n_ch):
-                pw[c] = pin[t, i, c] * (1.0 + rin_sigma * rin[t, i, c])
+                pw[c] = pin[k, i, c] * (1.0 + rin_sigma * rin[j, i, c])
             for b in range(n_b):
                 thr = 0.0
                 drop = 0.0
@@ -95,12 +97,12 @@ def meter_bank_readings(pin: np.ndarray, rin: np.ndarray, rin_sigma: float, thr_
                     p = (thr if port == 0 else drop) * out_factor
                     need = p * margin
                     top = tops[n_tops - 1]
-                    for k in range(n_tops):
-                        if tops[k] >= need:
-                            top = tops[k]
+                    for m in range(n_tops):
+                        if tops[m] >= need:
+                            top = tops[m]
                             break
                     r = meter_quantize(meter_value(p, nl_db[b, port], phase[b, port],
-                                                   noise_sigma * noise[t, i, b, port], k_arg, c_arg),
+                                                   noise_sigma * noise[j, i, b, port], k_arg, c_arg),
                                        top, top / bits_scale)
                     value += r if port == 1 else -r
                 out[t, i, b] = value
