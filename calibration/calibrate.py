@@ -160,12 +160,26 @@ class Calibration:
             if self._averaging_time_s is None:    # learn once what the readout accepts (source meters: longer)
                 self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), 1e-4)
             averaging_time_s = self._averaging_time_s
-        cor = np.asarray(self.rmap.channel_of_ring, dtype=int)
-        channels = np.unique(cor)
+        channels = self.measurement_channels
         raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s), dtype=float)
-        w = np.full((hw.n_banks, hw.n_channels), np.nan)
-        w[:, channels] = raw / np.abs(np.asarray(self.rmap.baseline, dtype=float)[:, channels])
-        return np.take_along_axis(w, cor, axis=1)
+        return self.weights_from_readings(raw, channels)
+
+    @property
+    def measurement_channels(self) -> np.ndarray:
+        """The channels :meth:`measure_weights` lights one at a time (those that address a ring), ascending."""
+        return np.unique(np.asarray(self.rmap.channel_of_ring, dtype=int))
+
+    def weights_from_readings(self, raw: np.ndarray, channels: np.ndarray) -> np.ndarray:
+        """Weights (..., B, R) from balanced readings (..., B, len(channels)) taken with one laser on at a time:
+        reading / |baseline| at each ring's channel. Shared by :meth:`measure_weights` and readers of the same
+        readings from elsewhere (photonic DFA's fast path)."""
+        raw = np.asarray(raw, dtype=float)
+        chans = np.asarray(channels, dtype=int)
+        cor = np.asarray(self.rmap.channel_of_ring, dtype=int)
+        n_ch = int(np.size(self.weights.wavelengths_m))
+        w = np.full((*raw.shape[:-1], n_ch), np.nan)
+        w[..., chans] = raw / np.abs(np.asarray(self.rmap.baseline, dtype=float)[:, chans])
+        return np.take_along_axis(w, np.broadcast_to(cor, (*raw.shape[:-1], cor.shape[-1])), axis=-1)
 
     def set_weights(self, target: np.ndarray, refine: bool | None = None, *, details: bool = False,
                     **refine_options: Any) -> Any:
@@ -190,17 +204,19 @@ class Calibration:
                              rmse=result.rmse, history=result.history)
         return result.drive
 
-    def recenter(self, threshold: float | None = None) -> Any:
+    def recenter(self, threshold: float | None = None,
+                 measure: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
         """Drift check, then follow the measured shift of the resonances relative to each channel's laser.
 
         The shift is estimated per channel (chip temperature plus that laser's re-tuning), falling back to the
         common shift for channels the references do not constrain, and used by every later solve. Costs one
-        measurement per drift reference. Returns the DriftReport (``tripped``: the drift was beyond the
+        measurement per drift reference (``measure``: another source of it, see ``drift.check_drift``). Returns the
+        DriftReport (``tripped``: the drift was beyond the
         threshold before the correction; a recalibration is due if that keeps happening).
         """
         from labctl.calibration.drift import check_drift
 
-        report = check_drift(self, threshold=threshold)
+        report = check_drift(self, threshold=threshold, measure=measure)
         per_channel = report.channel_shift_m if report.channel_shift_m is not None \
             else np.full(np.size(self.weights.wavelengths_m), np.nan)
         common = report.common_shift_m if np.isfinite(report.common_shift_m) else 0.0

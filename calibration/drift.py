@@ -12,6 +12,7 @@ an offset is needed; ``Calibration.recenter`` applies that offset per channel.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,18 +83,30 @@ def record_reference(cal: Calibration, *, n_ref: int = 3, seed: int = 777) -> Dr
                           created=now_iso())
 
 
-def check_drift(cal: Calibration, *, threshold: float | None = None) -> DriftReport:
-    """Re-apply the reference drives, re-measure, compare with the recorded weights; trip above ``threshold``."""
+def check_drift(cal: Calibration, *, threshold: float | None = None,
+                measure: Callable[[np.ndarray], np.ndarray] | None = None) -> DriftReport:
+    """Re-apply the reference drives, re-measure, compare with the recorded weights; trip above ``threshold``.
+
+    ``measure(drives (M, N)) -> weights (M, B, R)`` replaces the instrument measurement (apply each drive, then
+    ``cal.measure_weights``) by another source of the same readings: photonic DFA's fast path computes them with
+    the emulator directly."""
     ref = cal.drift_reference
     if ref is None:
         raise ValueError("this calibration has no drift reference (recorded by calibrate())")
     hw = cal.require_hardware()
     thr = cal.span * 2.0**-DEFAULT_THRESHOLD_BITS if threshold is None else float(threshold)
-    now_meas = []
-    for drive in ref.drive:
-        cal.apply(drive)
-        now_meas.append(cal.measure_weights())
-    diff = np.array(now_meas) - ref.measured
+    if measure is None:
+        now_meas = []
+        for drive in ref.drive:
+            cal.apply(drive)
+            now_meas.append(cal.measure_weights())
+        measured = np.array(now_meas)
+    else:
+        measured = np.asarray(measure(np.asarray(ref.drive, dtype=float)), dtype=float)
+        if measured.shape != np.shape(ref.measured):
+            raise ValueError(f"drift measurement has shape {measured.shape}, the references "
+                             f"{np.shape(ref.measured)}")
+    diff = measured - ref.measured
     rmse = float(np.sqrt(np.mean(diff**2)))
     # a red shift eps of the resonances relative to the laser moves the detuning by -eps: dw = -slope * eps.
     # Least squares over all rings (common: chip temperature) and over the rings of each channel (the channel's
