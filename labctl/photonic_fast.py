@@ -4,11 +4,12 @@ emulator in one vectorized call per batch instead of one instrument exchange per
 Same physics: every configuration's settled response at every encoding with laser RIN and the readout's noise and
 quantization drawn per reading: ``Chip.meter_readings_configs`` (the N774x meter model in auto range, fused in one
 compiled pass) for off-chip meters, ``Chip.evaluate_configs`` (the balanced detector, then the source meter's
-compliance) for on-chip photodiodes. The virtual
-clock is advanced by the batch's projected bench time (unit costs measured through the instruments times the
-schedule's operation counts), so the chip drifts as it would on the bench, and drift checks and recalibrations
-still go through the instruments. Heater settling transients are not modelled here (every reading is settled, as
-the stack's settle wait makes it).
+compliance) for on-chip photodiodes. The virtual clock is advanced by the batch's projected bench time (unit costs
+measured through the instruments times the schedule's operation counts), so the chip drifts as it would on the
+bench. Drift checks read their references the same way (one laser at a time at its calibration power, as
+``Calibration.measure_weights`` does) and advance the clock by what the first check, made through the instruments,
+cost; when a check trips, the confirmation and any recalibration go through the instruments. Heater settling
+transients are not modelled here (every reading is settled, as the stack's settle wait makes it).
 
 Only for emulated benches: it needs the :class:`~labctl.sim.chip.Chip` behind the bench.
 """
@@ -40,20 +41,45 @@ class FastMatVec(PhotonicMatVec):
             raise PhotonicSetupError(f"no fast-path model of readout {type(readout).__name__}")
         self._meter = isinstance(readout, PowerMeterBanks)
 
+    def _readings(self, drives: np.ndarray, powers: np.ndarray, averaging_time_s: float,
+                  power_index: np.ndarray | None = None) -> np.ndarray:
+        """Balanced readings (T, N, B) of T drives at N laser power settings: powers (N, C), or (K, N, C) of which
+        drive t reads ``powers[power_index[t]]``."""
+        chip = self.emulator
+        if self._meter:
+            return chip.meter_readings_configs(drives, powers, averaging_time_s, AUTO_RANGE_MARGIN_DB,
+                                               mode=self.hw.mode, power_index=power_index)
+        if power_index is not None:
+            powers = powers[power_index]
+        ev = chip.evaluate_configs(drives, powers, averaging_time_s, mode=self.hw.mode)
+        limit = float(self.hw.readout.compliance_a)  # type: ignore[attr-defined]
+        return np.clip(ev.balanced_current_a, -limit, limit)
+
     def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
         assert self.plan is not None and self.costs is not None
-        chip = self.emulator
-        cfg_powers = powers[self.config_block]                                   # (n_cfg, N + 1, C)
-        if self._meter:
-            out = chip.meter_readings_configs(self.drives, cfg_powers, self.averaging_time_s, AUTO_RANGE_MARGIN_DB,
-                                              mode=self.hw.mode)
-        else:
-            ev = chip.evaluate_configs(self.drives, cfg_powers, self.averaging_time_s, mode=self.hw.mode)
-            limit = float(self.hw.readout.compliance_a)  # type: ignore[attr-defined]
-            out = np.clip(ev.balanced_current_a, -limit, limit)
+        out = self._readings(self.drives, powers, self.averaging_time_s, self.config_block)
         ops = op_counts(self.order, self.drives.shape[0], self.plan.n_blocks, n)
         projected = ops.time_s(self.costs)
-        chip.clock.advance(projected, "photonic fast path")
+        self._advance_clock(projected, "photonic fast path")
         self._record_ops(ops, projected, ops.transactions(self.costs))
         self._config = None
         return out
+
+    # -- drift checks read the references from the emulator too (confirmations and recalibrations do not) ----------
+    def _direct_reference_weights(self) -> bool:
+        return True
+
+    def _reference_weights(self, drives: np.ndarray) -> np.ndarray:
+        """What ``Calibration.measure_weights`` reads: one laser at a time at its calibration power, every bank."""
+        cal = self.cal
+        channels = cal.measurement_channels
+        p_cal = cal.rmap.laser_power_w
+        powers = np.zeros((channels.size, self.hw.n_channels))
+        powers[np.arange(channels.size), channels] = (np.asarray(p_cal, dtype=float)[channels]
+                                                      if p_cal is not None else self.encoding.high_w)
+        t_avg = cal._averaging_time_s if cal._averaging_time_s is not None else self.averaging_time_s
+        raw = self._readings(np.asarray(drives, dtype=float), powers, float(t_avg))   # (M, n, B)
+        return cal.weights_from_readings(np.swapaxes(raw, 1, 2), channels)
+
+    def _advance_clock(self, time_s: float, what: str) -> None:
+        self.emulator.clock.advance(time_s, what)

@@ -123,6 +123,12 @@ def _report(run: Run, trainer: Trainer) -> dict[str, Any]:
         totals["ratio_to_naive"] = totals["projected_time_s"] / totals["naive_time_s"]
     if totals.get("minimum_time_s"):
         totals["ratio_to_minimum"] = totals["projected_time_s"] / totals["minimum_time_s"]
+    errs = [(h["product_error_mean"], h["product_error_std"]) for h in hardware if "product_error_mean" in h]
+    if errs:   # epochs weighted equally (each has the same number of mini-batches)
+        m = np.array(errs)
+        totals["product_error_mean"] = float(m[:, 0].mean())
+        totals["product_error_std"] = float(np.sqrt(max(np.mean(m[:, 1] ** 2 + m[:, 0] ** 2)
+                                                        - totals["product_error_mean"] ** 2, 0.0)))
     return {"run": str(run.path), "status": run.status, "label": run.record["kind"],
             "test_accuracy": last.get("test_accuracy"), "train_loss": last.get("train_loss"),
             "epochs": len(hist), "history": hist, "hardware": totals,
@@ -215,4 +221,7 @@ def summarize(report: dict[str, Any]) -> str:
                      f"{totals.get('minimum_time_s', 0):.0f} s (ratio {totals.get('ratio_to_minimum', float('nan')):.1f})")
         lines.append(f"  drift checks {totals.get('drift_checks', 0):.0f}, recalibrations "
                      f"{totals.get('recalibrations', 0):.0f}")
+    if totals.get("product_error_std") is not None:
+        lines.append(f"  product error (chip - exact e @ B) in units of max|e|: mean {totals['product_error_mean']:+.4f}, "
+                     f"std {totals['product_error_std']:.4f} (Filipovich et al.'s noise model: +0.03, 0.618)")
     return "\n".join(lines)

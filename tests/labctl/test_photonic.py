@@ -62,13 +62,15 @@ class IdealReadout(PhotonicMatVec):
         return np.einsum("cbr,br,cnbr->cnb", self._targets, g, p)
 
 
-def test_mapping_encoding_and_bias_reconstruct_the_product_exactly(small: SimpleNamespace) -> None:
+@pytest.mark.parametrize("n_out", [10, 4])              # three column blocks; one
+def test_mapping_encoding_and_bias_reconstruct_the_product_exactly(small: SimpleNamespace, n_out: int) -> None:
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
         cal = Calibration.load(small.cal, bench.hardware())
         eng = IdealReadout(cal, PhotonicOptions(recenter_at_start=False))
-        mats = feedback_matrices(10, [9, 6], seed=3, dtype=np.float64)
+        mats = feedback_matrices(n_out, [9, 6], seed=3, dtype=np.float64)
         eng.program(mats)
-        e = _error(11)
+        assert eng.plan.n_blocks == -(-n_out // 4)
+        e = _error(11)[:, :n_out]
         e[3] = 0.0                                       # an all-zero error row is allowed
         for layer, m in enumerate(mats):
             np.testing.assert_allclose(eng.matvec(layer, e), e @ m, rtol=1e-9, atol=1e-12)
@@ -136,6 +138,61 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
     assert event["recalibrated"] and event["calibration_sha256"] == seen[0].sha256 != Calibration.load(small.cal).sha256
     corr, rel = _stats(out, (e * 1.01) @ mats[0])
     assert corr > CORRELATION_MIN and rel < REL_RMS_MAX
+
+
+def test_fast_drift_checks_read_the_references_as_the_instruments_do(small: SimpleNamespace) -> None:
+    """After one check through the instruments (which measures what a check costs), the fast path reads the drift
+    references from the emulator: the same weights within the readout's noise, the same bench time charged."""
+    mats = feedback_matrices(10, [6], seed=4, dtype=np.float64)
+    e = _error(8)
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        cal = Calibration.load(small.cal, bench.hardware())
+        eng = FastMatVec(cal, PhotonicOptions(drift_every=1), emulator=bench.emulation.chip)
+        eng.program(mats)
+        out = eng.matvec(0, e)                        # session check, through the instruments
+        tx = bench.transaction_count()
+        eng.matvec(0, e * 1.01)                       # periodic check: direct
+        assert bench.transaction_count() == tx        # nothing went through the instruments
+        c = eng.pop_counters()
+        ref = cal.drift_reference
+        direct = eng._reference_weights(ref.drive)
+        eng._reference_lasers()
+        stack = []
+        for drive in ref.drive:
+            cal.apply(drive)
+            stack.append(cal.measure_weights())
+    first, second = c["drift_events"]
+    assert not first["direct"] and second["direct"]
+    assert second["time_s"] == pytest.approx(first["time_s"]) and second["transactions"] == first["transactions"]
+    diff = direct - np.array(stack)
+    assert np.abs(diff).max() < cal.span * 2.0**-9, np.abs(diff).max()
+    assert np.abs(direct - ref.measured).max() < cal.span * 2.0**-6
+    # the product error in the units of Filipovich et al.'s noise model, as the engine tallies it
+    assert 0 < c["product_error_std"] < 0.05 and abs(c["product_error_mean"]) < 0.05
+    corr, _ = _stats(out, e @ mats[0])
+    assert corr > CORRELATION_MIN
+
+
+def test_fast_drift_confirmation_is_direct_after_one_through_the_instruments(small: SimpleNamespace) -> None:
+    mats = feedback_matrices(10, [6], seed=4, dtype=np.float64)
+    e = _error(8)
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        cal = Calibration.load(small.cal, bench.hardware())
+        # every check trips (threshold 0) and is confirmed; none recalibrates
+        opts = PhotonicOptions(drift_every=1, drift_threshold=0.0, recalibrate_rmse=1.0)
+        eng = FastMatVec(cal, opts, emulator=bench.emulation.chip)
+        eng.program(mats)
+        eng.matvec(0, e)
+        tx = bench.transaction_count()
+        eng.matvec(0, e * 1.01)
+        assert bench.transaction_count() == tx
+        c = eng.pop_counters()
+    first, second = c["drift_events"]
+    assert first["tripped"] and second["tripped"] and not first["direct"] and second["direct"]
+    assert c["recalibrations"] == 0
+    assert second["time_s"] == pytest.approx(first["time_s"]) and second["transactions"] == first["transactions"]
+    assert 0 <= first["residual_rmse"] < 0.05 and 0 <= second["residual_rmse"] < 0.05
+    assert second["residual_rmse"] == pytest.approx(first["residual_rmse"], abs=0.01)
 
 
 def _final_arrays(run_dir: str) -> dict[str, np.ndarray]:
