@@ -1,5 +1,6 @@
 """The DFA results table: BP, ideal DFA, DFA with Filipovich et al.'s noise model (``max|e| * N(0.03, 0.618)`` on
-every element of ``B e``) and photonic DFA on the default emulated bench (fast path: same calibration, same
+every element of ``B e``), the model's two halves apart (``-mean``: N(0.03, 0), a constant offset; ``-std``:
+N(0, 0.618), zero-mean noise) and photonic DFA on the default emulated bench (fast path: same calibration, same
 physics, emulator called directly), on mnist5k and sklearn digits, several seeds each; then a short photonic run
 through the full instrument stack.
 
@@ -13,7 +14,7 @@ projected bench time per mini-batch and per epoch. Every training is a recorded 
 it, a temporary directory that is removed afterwards.
 
     python bench/dfa_results.py [--epochs 10] [--seeds 0 1 2] [--datasets mnist5k digits]
-                                [--methods bp dfa dfa-noisy dfa-photonic] [--hidden 800 800] [--threads 1]
+                                [--methods bp dfa dfa-noisy dfa-noisy-mean dfa-noisy-std dfa-photonic] [--hidden 800 800] [--threads 1]
                                 [--stack-batches 1] [--calibration FILE] [--data-dir DIR] [--json FILE]
 """
 
@@ -39,8 +40,10 @@ from labctl.training import Experiment, FeedbackKind, Method, TrainConfig
 
 METHODS: dict[str, tuple[Method, FeedbackKind]] = {
     "bp": ("bp", "digital"), "dfa": ("dfa", "digital"), "dfa-noisy": ("dfa", "noisy"),
-    "dfa-photonic": ("dfa", "photonic"),
+    "dfa-noisy-mean": ("dfa", "noisy"), "dfa-noisy-std": ("dfa", "noisy"), "dfa-photonic": ("dfa", "photonic"),
 }
+#: the two halves of the noise model, apart: its mean alone (std 0) and its std alone (mean 0)
+ABLATION = {"dfa-noisy-mean": {"std": 0.0}, "dfa-noisy-std": {"mean": 0.0}}
 DRIFT_EVERY = 50
 
 
@@ -99,9 +102,10 @@ def main() -> None:
                 curves: list[list[float]] = []
                 run_dirs: list[str] = []
                 hardware: list[dict[str, Any]] = []
+                noise = {"std": args.noise_std, "mean": args.noise_mean, **ABLATION.get(label, {})}
                 for seed in args.seeds:
                     exp = Experiment(dataset=dataset_name, hidden=tuple(args.hidden), activation=args.activation,
-                                     feedback=feedback, noise_std=args.noise_std, noise_mean=args.noise_mean,
+                                     feedback=feedback, noise_std=noise["std"], noise_mean=noise["mean"],
                                      seed=seed, train=TrainConfig(method=method, epochs=args.epochs),
                                      photonic={"path": "fast", "drift_every": DRIFT_EVERY}
                                      if feedback == "photonic" else None)
@@ -115,7 +119,7 @@ def main() -> None:
                     run_dirs.append(result["run"])
                     if result["hardware"]:
                         hardware.append(result["hardware"])
-                    print(f"  {dataset_name:8s} {label:12s} seed {seed}: test {100 * accs[-1]:.2f}%  "
+                    print(f"  {dataset_name:8s} {label:14s} seed {seed}: test {100 * accs[-1]:.2f}%  "
                           f"train loss {losses[-1]:.4f}  {np.mean([h['time_s'] for h in hist]):.2f} s/epoch",
                           flush=True)
                 rows.append({
@@ -128,7 +132,7 @@ def main() -> None:
                     "epoch_time_without_drift_checks_s_mean": float(np.mean(np.subtract(epoch_times, drift_times))),
                     "test_accuracy_curves": curves,
                     "runs": run_dirs if args.data_dir is not None else None,
-                    "noise": {"std": args.noise_std, "mean": args.noise_mean} if label == "dfa-noisy" else None,
+                    "noise": noise if feedback == "noisy" else None,
                     "hardware_per_run": hardware or None,
                 })
         if args.stack_batches:
@@ -139,12 +143,12 @@ def main() -> None:
           f"{os.cpu_count()} cpus, BLAS threads {args.threads or 'default'}; {args.activation}, "
           f"hidden {args.hidden}, {args.epochs} epochs, SGD lr 0.01 "
           f"momentum 0.9 batch 64, seeds {args.seeds}; final-epoch test accuracy, mean ± std over seeds")
-    header = (f"{'dataset':9s} {'method':12s} {'n train/test':>12s} {'test acc (%)':>15s} {'s/epoch':>8s} "
+    header = (f"{'dataset':9s} {'method':14s} {'n train/test':>12s} {'test acc (%)':>15s} {'s/epoch':>8s} "
               f"{'(no drift chk)':>14s}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['dataset']:9s} {r['method']:12s} {r['n_train']:>5d}/{r['n_test']:<6d} "
+        print(f"{r['dataset']:9s} {r['method']:14s} {r['n_train']:>5d}/{r['n_test']:<6d} "
               f"{100 * r['test_accuracy_mean']:>8.2f} ± {100 * r['test_accuracy_std']:4.2f} "
               f"{r['epoch_time_s_mean']:>8.3f} {r['epoch_time_without_drift_checks_s_mean']:>14.3f}")
     by = {(r["dataset"], r["method"]): r for r in rows}
@@ -165,6 +169,12 @@ def main() -> None:
                       f"x{hw['ratio_to_naive']:.3f}; physical minimum {hw['minimum_time_s'] / 3600:.2f} h, "
                       f"x{hw['ratio_to_minimum']:.1f}); drift checks {hw.get('drift_checks', 0):.0f}, "
                       f"recalibrations {hw.get('recalibrations', 0):.0f}")
+            errs = [h["product_error_std"] for h in ph["hardware_per_run"] or [] if "product_error_std" in h]
+            if errs:
+                means = [h["product_error_mean"] for h in ph["hardware_per_run"]]
+                print(f"  product error (chip - exact e @ B) in units of the batch max|e|, over the runs: mean "
+                      f"{np.mean(means):+.4f}, std {np.mean(errs):.4f} (Filipovich et al.'s model: mean "
+                      f"{args.noise_mean:+.3f}, std {args.noise_std:.3f})")
     if stack_row is not None:
         s_ = stack_row
         print(f"stack run ({s_['dataset']}, {s_['batches']} mini-batch(es) of {s_['batch_size']}, sizes "
