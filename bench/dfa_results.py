@@ -47,6 +47,10 @@ ABLATION = {"dfa-noisy-mean": {"std": 0.0}, "dfa-noisy-std": {"mean": 0.0}}
 DRIFT_EVERY = 50
 
 
+def _noise(args: argparse.Namespace, label: str) -> dict[str, float]:
+    return {"std": args.noise_std, "mean": args.noise_mean, **ABLATION.get(label, {})}
+
+
 def _drift_wall_s(history: list[dict[str, Any]]) -> list[float]:
     return [sum(ev.get("wall_s", 0.0) for ev in (h.get("hardware") or {}).get("drift_events", [])) for h in history]
 
@@ -93,17 +97,15 @@ def main() -> None:
                   f"(projected bench time {report['projected_time_s']:.0f} s): {calibration}", flush=True)
         for dataset_name in args.datasets:
             ds = load_dataset(dataset_name)
-            for label in args.methods:
-                method, feedback = METHODS[label]
-                accs: list[float] = []
-                losses: list[float] = []
-                epoch_times: list[float] = []
-                drift_times: list[float] = []
-                curves: list[list[float]] = []
-                run_dirs: list[str] = []
-                hardware: list[dict[str, Any]] = []
-                noise = {"std": args.noise_std, "mean": args.noise_mean, **ABLATION.get(label, {})}
-                for seed in args.seeds:
+            acc: dict[str, dict[str, list[Any]]] = {
+                label: {k: [] for k in ("accs", "losses", "times", "drift", "curves", "runs", "hardware")}
+                for label in args.methods}
+            # seed-major: every method of a seed runs back to back, so epoch-time ratios compare runs made in the
+            # same few minutes (the shared VM's speed wanders by tens of percent over a benchmark)
+            for seed in args.seeds:
+                for label in args.methods:
+                    method, feedback = METHODS[label]
+                    noise = _noise(args, label)
                     exp = Experiment(dataset=dataset_name, hidden=tuple(args.hidden), activation=args.activation,
                                      feedback=feedback, noise_std=noise["std"], noise_mean=noise["mean"],
                                      seed=seed, train=TrainConfig(method=method, epochs=args.epochs),
@@ -111,29 +113,34 @@ def main() -> None:
                                      if feedback == "photonic" else None)
                     result = run_training(exp, calibration=calibration, root=root)
                     hist = result["history"]
-                    accs.append(hist[-1]["test_accuracy"])
-                    losses.append(hist[-1]["train_loss"])
-                    epoch_times.extend(h["time_s"] for h in hist)
-                    drift_times.extend(_drift_wall_s(hist))
-                    curves.append([h["test_accuracy"] for h in hist])
-                    run_dirs.append(result["run"])
+                    a = acc[label]
+                    a["accs"].append(hist[-1]["test_accuracy"])
+                    a["losses"].append(hist[-1]["train_loss"])
+                    a["times"].append([h["time_s"] for h in hist])
+                    a["drift"].append(_drift_wall_s(hist))
+                    a["curves"].append([h["test_accuracy"] for h in hist])
+                    a["runs"].append(result["run"])
                     if result["hardware"]:
-                        hardware.append(result["hardware"])
-                    print(f"  {dataset_name:8s} {label:14s} seed {seed}: test {100 * accs[-1]:.2f}%  "
-                          f"train loss {losses[-1]:.4f}  {np.mean([h['time_s'] for h in hist]):.2f} s/epoch",
-                          flush=True)
+                        a["hardware"].append(result["hardware"])
+                    print(f"  {dataset_name:8s} {label:14s} seed {seed}: test {100 * a['accs'][-1]:.2f}%  "
+                          f"train loss {a['losses'][-1]:.4f}  {np.mean(a['times'][-1]):.2f} s/epoch", flush=True)
+            for label in args.methods:
+                a = acc[label]
+                times, drift = np.array(a["times"]), np.array(a["drift"])        # (seeds, epochs)
                 rows.append({
                     "dataset": dataset_name, "method": label, "n_train": int(ds.y_train.size),
                     "n_test": int(ds.y_test.size), "sizes": [ds.n_features, *args.hidden, ds.n_classes],
-                    "epochs": args.epochs, "seeds": args.seeds, "test_accuracy": accs,
-                    "test_accuracy_mean": float(np.mean(accs)), "test_accuracy_std": float(np.std(accs, ddof=1))
-                    if len(accs) > 1 else 0.0, "final_train_loss": losses, "epoch_time_s_mean":
-                    float(np.mean(epoch_times)),
-                    "epoch_time_without_drift_checks_s_mean": float(np.mean(np.subtract(epoch_times, drift_times))),
-                    "test_accuracy_curves": curves,
-                    "runs": run_dirs if args.data_dir is not None else None,
-                    "noise": noise if feedback == "noisy" else None,
-                    "hardware_per_run": hardware or None,
+                    "epochs": args.epochs, "seeds": args.seeds, "test_accuracy": a["accs"],
+                    "test_accuracy_mean": float(np.mean(a["accs"])),
+                    "test_accuracy_std": float(np.std(a["accs"], ddof=1)) if len(a["accs"]) > 1 else 0.0,
+                    "final_train_loss": a["losses"], "epoch_time_s_mean": float(times.mean()),
+                    "epoch_time_without_drift_checks_s_mean": float((times - drift).mean()),
+                    "epoch_time_s_per_seed": times.mean(axis=1).tolist(),
+                    "epoch_time_without_drift_checks_s_per_seed": (times - drift).mean(axis=1).tolist(),
+                    "test_accuracy_curves": a["curves"],
+                    "runs": a["runs"] if args.data_dir is not None else None,
+                    "noise": _noise(args, label) if METHODS[label][1] == "noisy" else None,
+                    "hardware_per_run": a["hardware"] or None,
                 })
         if args.stack_batches:
             stack_row = _stack_run(args, calibration, root)
@@ -155,11 +162,15 @@ def main() -> None:
     for dataset_name in args.datasets:
         ph, dfa = by.get((dataset_name, "dfa-photonic")), by.get((dataset_name, "dfa"))
         if ph and dfa:
+            per_seed = np.divide(ph["epoch_time_s_per_seed"], dfa["epoch_time_s_per_seed"])
+            per_seed_nd = np.divide(ph["epoch_time_without_drift_checks_s_per_seed"], dfa["epoch_time_s_per_seed"])
+            ph["epoch_time_ratio_to_dfa_per_seed"] = per_seed.tolist()
+            ph["epoch_time_ratio_to_dfa_without_drift_checks_per_seed"] = per_seed_nd.tolist()
             print(f"{dataset_name}: photonic (fast) - digital DFA = "
                   f"{100 * (ph['test_accuracy_mean'] - dfa['test_accuracy_mean']):+.2f} pp; epoch time ratio "
-                  f"fast/digital {ph['epoch_time_s_mean'] / dfa['epoch_time_s_mean']:.2f} "
-                  f"({ph['epoch_time_without_drift_checks_s_mean'] / dfa['epoch_time_s_mean']:.2f} without the "
-                  f"drift checks)")
+                  f"fast/digital per seed {', '.join(f'{r:.2f}' for r in per_seed)} (mean {per_seed.mean():.2f}; "
+                  f"without the drift checks {', '.join(f'{r:.2f}' for r in per_seed_nd)}, mean "
+                  f"{per_seed_nd.mean():.2f})")
             hw = ph["hardware_per_run"][0] if ph["hardware_per_run"] else {}
             if hw:
                 print(f"  hardware per run ({args.epochs} epochs, seed {args.seeds[0]}): "

@@ -394,12 +394,11 @@ class PhotonicMatVec:
         scale = float(np.abs(error).max()) if error.size else 0.0
         if not scale > 0:
             return
-        e = np.asarray(error, dtype=float)
         t = self._tally
         for m, out in zip(self._matrices, products):
-            diff = (np.asarray(out, dtype=float) - e @ np.asarray(m, dtype=float)) / scale
-            t.err_sum += float(diff.sum())
-            t.err_sumsq += float(np.square(diff).sum())
+            diff = (out - error @ m).ravel()
+            t.err_sum += float(diff.sum()) / scale
+            t.err_sumsq += float(diff @ diff) / scale**2
             t.err_n += diff.size
 
     def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
