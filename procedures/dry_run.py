@@ -102,8 +102,8 @@ def _s(seconds: float | None) -> str:
 
 def summarize(report: dict[str, Any]) -> str:
     cal, ver, stack = report["calibration"], report["verification"], report["stack"]
-    lines = [f"dry run on {report['bench']} ({'emulated' if report['emulated'] else 'real'} bench), "
-             f"outputs in {report['folder']}",
+    lines = [(f"dry run on {report['bench']} ({'emulated' if report['emulated'] else 'real'} bench), "
+              f"outputs in {report['folder']}"),
              (f"  calibration : {cal['calibration']} (sha256 {cal['calibration_sha256'][:16]}...), projected bench "
               f"time {_s(cal['projected_time_s'])}, {cal['transactions']} transactions"),
              (f"  verification: {ver['bits']:.2f} bits measured"
@@ -117,6 +117,10 @@ def summarize(report: dict[str, Any]) -> str:
                      f"{_s(hw.get('naive_time_s'))} (x{hw.get('ratio_to_naive', float('nan')):.3f}); physical "
                      f"minimum {_s(hw.get('minimum_time_s'))} (x{hw.get('ratio_to_minimum', float('nan')):.1f}); "
                      f"emulator wall time {stack['wall_s']:.0f} s")
+    if hw.get("product_error_std") is not None:
+        lines.append(f"      chip's B e minus the exact product, in units of max|e|: mean "
+                     f"{hw['product_error_mean']:+.4f}, std {hw['product_error_std']:.4f} (Filipovich et al.'s noise "
+                     "model: +0.03, 0.618)")
     for key, name in (("fast", "photonic DFA, fast path"), ("digital", "digital DFA")):
         if key in report:
             r = report[key]

@@ -95,12 +95,11 @@ def meter_bank_readings(pin: np.ndarray, blk: np.ndarray, t0: int, rin: np.ndarr
                 value = 0.0
                 for port in range(2):
                     p = (thr if port == 0 else drop) * out_factor
-                    need = p * margin
-                    top = tops[n_tops - 1]
-                    for m in range(n_tops):
-                        if tops[m] >= need:
-                            top = tops[m]
-                            break
+                    need = p * margin   # auto range, searched down from the top (readings sit high: 1-2 steps)
+                    m = n_tops - 1
+                    while m > 0 and tops[m - 1] >= need:
+                        m -= 1
+                    top = tops[m]
                     r = meter_quantize(meter_value(p, nl_db[b, port], phase[b, port],
                                                    noise_sigma * noise[j, i, b, port], k_arg, c_arg),
                                        top, top / bits_scale)
