@@ -8,9 +8,10 @@ the first failing configuration.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,20 +54,20 @@ def _assert_same(batch: np.ndarray, loop: np.ndarray) -> None:
     assert np.max(rel) <= REL_TOL, np.max(rel)
 
 
-def _single_error(cal: Calibration, w: np.ndarray, d: np.ndarray,
-                  limits: DriveLimits | None = None) -> ValueError:
+def _error(solve: Callable[..., Any], cal: Calibration, w: np.ndarray, d: np.ndarray,
+           limits: DriveLimits | None = None) -> ValueError:
+    """The error ``solve`` (drive_for_detuning or drives_for_detunings) raises for targets w, detunings d."""
     with pytest.raises(ValueError) as info:
-        drive_for_detuning(w, d, cal.weights, cal.rmap, cal.thermal, limits or cal._limits,
-                           common_shift_m=cal.common_shift_m)
+        solve(w, d, cal.weights, cal.rmap, cal.thermal, limits or cal._limits, common_shift_m=cal.common_shift_m)
     return info.value
 
 
-def _batch_error(cal: Calibration, targets: np.ndarray, deltas: np.ndarray,
-                 limits: DriveLimits | None = None) -> ValueError:
-    with pytest.raises(ValueError) as info:
-        drives_for_detunings(targets, deltas, cal.weights, cal.rmap, cal.thermal, limits or cal._limits,
-                             common_shift_m=cal.common_shift_m)
-    return info.value
+def _single_error(cal: Calibration, w: np.ndarray, d: np.ndarray, limits: DriveLimits | None = None) -> ValueError:
+    return _error(drive_for_detuning, cal, w, d, limits)
+
+
+def _batch_error(cal: Calibration, w: np.ndarray, d: np.ndarray, limits: DriveLimits | None = None) -> ValueError:
+    return _error(drives_for_detunings, cal, w, d, limits)
 
 
 @pytest.mark.parametrize("shift", ["zero", "scalar", "per_ring"])
