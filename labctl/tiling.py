@@ -93,6 +93,10 @@ class TilePlan:
         self.cols = np.array(cols, dtype=int).reshape(-1, self.n_cols)
         self.layer = np.array(layer, dtype=int)
         self.block = np.array(block, dtype=int)
+        #: tiles of (layer, block): consecutive, as built above
+        self._spans = {(li, cb): slice(int(idx[0]), int(idx[-1]) + 1)
+                       for li in range(len(self.shapes)) for cb in range(self.n_blocks)
+                       for idx in [np.flatnonzero((self.layer == li) & (self.block == cb))]}
 
     @property
     def n_tiles(self) -> int:
@@ -133,10 +137,11 @@ class TilePlan:
         Tiles of one layer and block hold consecutive rows in order, so each is a reshape, not a scatter."""
         outs = []
         for li, (_, n_l) in enumerate(self.shapes):
-            out = np.zeros((n_samples, n_l))
-            for cb in range(self.n_blocks):
-                sel = np.flatnonzero((self.layer == li) & (self.block == cb))
-                out += partial[sel].transpose(1, 0, 2).reshape(n_samples, -1)[:, :n_l]
+            parts = [partial[self._spans[li, cb]].transpose(1, 0, 2).reshape(n_samples, -1)[:, :n_l]
+                     for cb in range(self.n_blocks)]
+            out = parts[0]
+            for extra in parts[1:]:
+                out = out + extra
             outs.append(out)
         return outs
 
