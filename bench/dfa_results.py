@@ -6,9 +6,10 @@ through the full instrument stack.
 
 The bench is calibrated once through the instruments (or ``--calibration FILE``); photonic rows use that
 calibration with drift checks every 50 mini-batches (recenter; when a check trips, confirm and recalibrate if
-needed). Prints mean ± std of the final-epoch test accuracy over seeds, the mean wall time per epoch (photonic:
-with and without the drift checks, which go through the instrument stack) and, side by side, the fast-path /
-digital-DFA epoch-time ratio.
+needed). Each seed's methods run back to back. Prints mean ± std of the final-epoch test accuracy over seeds, the
+mean wall time per epoch (photonic: with and without the drift checks, whose first check and confirmation and any
+recalibration go through the instrument stack), the fast-path / digital-DFA epoch-time ratio per seed, and the
+chip's product error in the noise model's units.
 The stack run trains ``--stack-batches`` mini-batches of the same network and reports its emulator wall time and
 projected bench time per mini-batch and per epoch. Every training is a recorded run under ``--data-dir``; without
 it, a temporary directory that is removed afterwards.
