@@ -547,6 +547,8 @@ class PhotonicMatVec:
 
         log.warning("drift beyond the recalibration level: recalibrating")
         cal = calibrate(self.hw)
+        self._laser_w = None      # calibrating sets lasers and heaters its own way: nothing known is still set
+        self._config = None
         self.cal = cal
         self.mapping = WeightMapping.from_calibration(cal, self.options)
         self._setup_encoding()
