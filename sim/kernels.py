@@ -90,13 +90,7 @@ def _points_pass(z: np.ndarray, cst: np.ndarray, nu: np.ndarray, b: int, c: int,
     zr, zi = z[0, b, j, s:e], z[1, b, j, s:e]
     lr, li, nuj = cst[_LAM_R, b, j, c], cst[_LAM_I, b, j, c], nu[b, j]
     for i in range(m):
-        a0, a1, a2, a3, a4, a5 = _start(zr[i], zi[i], lr, li, nuj)
-        pr[i] = a0
-        pi[i] = a1
-        qr[i] = a2
-        qi[i] = a3
-        tr[i] = a4
-        ti[i] = a5
+        pr[i], pi[i], qr[i], qi[i], tr[i], ti[i] = _start(zr[i], zi[i], lr, li, nuj)
     for j in range(nr - 2, -1, -1):
         zr, zi = z[0, b, j, s:e], z[1, b, j, s:e]
         lr, li = cst[_LAM_R, b, j, c], cst[_LAM_I, b, j, c]
@@ -105,14 +99,8 @@ def _points_pass(z: np.ndarray, cst: np.ndarray, nu: np.ndarray, b: int, c: int,
         cr, ci = cst[_CC_R, b, j, c], cst[_CC_I, b, j, c]
         nuj = nu[b, j]
         for i in range(m):
-            a0, a1, a2, a3, a4, a5 = _step(zr[i], zi[i], lr, li, gr, gi, ar, ai, cr, ci, nuj,
-                                           pr[i], pi[i], qr[i], qi[i], tr[i], ti[i])
-            pr[i] = a0
-            pi[i] = a1
-            qr[i] = a2
-            qi[i] = a3
-            tr[i] = a4
-            ti[i] = a5
+            pr[i], pi[i], qr[i], qi[i], tr[i], ti[i] = _step(zr[i], zi[i], lr, li, gr, gi, ar, ai, cr, ci, nuj,
+                                                             pr[i], pi[i], qr[i], qi[i], tr[i], ti[i])
 
 
 @_jit()
@@ -124,13 +112,7 @@ def _waves_pass(z: np.ndarray, cst: np.ndarray, nu: np.ndarray, b: int, i: int, 
     zr, zi, nuj = z[0, b, j, i], z[1, b, j, i], nu[b, j]
     lr, li = cst[_LAM_R, b, j], cst[_LAM_I, b, j]
     for c in range(nw):
-        a0, a1, a2, a3, a4, a5 = _start(zr, zi, lr[c], li[c], nuj)
-        pr[c] = a0
-        pi[c] = a1
-        qr[c] = a2
-        qi[c] = a3
-        tr[c] = a4
-        ti[c] = a5
+        pr[c], pi[c], qr[c], qi[c], tr[c], ti[c] = _start(zr, zi, lr[c], li[c], nuj)
     for j in range(nr - 2, -1, -1):
         zr, zi, nuj = z[0, b, j, i], z[1, b, j, i], nu[b, j]
         lr, li = cst[_LAM_R, b, j], cst[_LAM_I, b, j]
@@ -138,14 +120,9 @@ def _waves_pass(z: np.ndarray, cst: np.ndarray, nu: np.ndarray, b: int, i: int, 
         ar, ai = cst[_ALP_R, b, j], cst[_ALP_I, b, j]
         cr, ci = cst[_CC_R, b, j], cst[_CC_I, b, j]
         for c in range(nw):
-            a0, a1, a2, a3, a4, a5 = _step(zr, zi, lr[c], li[c], gr[c], gi[c], ar[c], ai[c], cr[c], ci[c], nuj,
-                                           pr[c], pi[c], qr[c], qi[c], tr[c], ti[c])
-            pr[c] = a0
-            pi[c] = a1
-            qr[c] = a2
-            qi[c] = a3
-            tr[c] = a4
-            ti[c] = a5
+            pr[c], pi[c], qr[c], qi[c], tr[c], ti[c] = _step(zr, zi, lr[c], li[c], gr[c], gi[c], ar[c], ai[c],
+                                                             cr[c], ci[c], nuj, pr[c], pi[c], qr[c], qi[c], tr[c],
+                                                             ti[c])
 
 
 @_jit()
