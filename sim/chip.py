@@ -783,10 +783,11 @@ class Chip:
 
         d = np.ascontiguousarray(self._check_drive(drive))
         t_cfg = d.shape[0]
-        if power_index is None:
-            p = self._config_powers(input_power_w, t_cfg)
-            blk = np.arange(t_cfg) if p.strides[0] else np.zeros(t_cfg, dtype=np.int64)
-            p = p[:1] if not p.strides[0] else p
+        if power_index is None:   # (N, C): one setting for all, K = 1; (T, N, C): one per configuration
+            p = np.asarray(input_power_w, dtype=float)
+            shared = p.ndim == 2
+            p = self._config_powers(p, 1 if shared else t_cfg)
+            blk = np.zeros(t_cfg, dtype=np.int64) if shared else np.arange(t_cfg)
         else:
             p = np.asarray(input_power_w, dtype=float)
             blk = np.asarray(power_index).astype(np.int64, copy=False)
