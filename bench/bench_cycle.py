@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.bench import Bench, lasers_on
-from labctl.bench_config import embedded_bench_path, load_bench
+from labctl.bench.bench import Bench, lasers_on
+from labctl.bench.config import embedded_bench_path, load_bench
 
 
 def transactions(bench: Bench) -> int:

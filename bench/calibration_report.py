@@ -37,7 +37,7 @@ import tomli_w
 from labctl.procedures.calibrate import run_calibration
 from labctl.procedures.verify import run_verification
 
-from labctl.bench_config import embedded_bench_path
+from labctl.bench.config import embedded_bench_path
 
 log = logging.getLogger("calibration_report")
 

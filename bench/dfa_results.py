@@ -36,8 +36,8 @@ import numpy as np
 from labctl.procedures.train import run_training
 
 import labctl
-from labctl.datasets import load_dataset
-from labctl.training import Experiment, FeedbackKind, Method, TrainConfig
+from labctl.dfa.datasets import load_dataset
+from labctl.dfa.training import Experiment, FeedbackKind, Method, TrainConfig
 
 METHODS: dict[str, tuple[Method, FeedbackKind]] = {
     "bp": ("bp", "digital"), "dfa": ("dfa", "digital"), "dfa-noisy": ("dfa", "noisy"),

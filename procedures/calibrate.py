@@ -43,7 +43,7 @@ def run_calibration(bench_path: str | Path | None, out: str | Path, *, refine: b
                     progress: Callable[[str, int, int], None] | None = None, lock_dir: Path | None = None,
                     naive_levels: int = NAIVE_LEVELS) -> dict[str, Any]:
     """Calibrate the bench at ``bench_path`` (None: the embedded default), save to ``out``; returns the report."""
-    from labctl.bench import Bench
+    from labctl.bench.bench import Bench
 
     with Bench.open(bench_path, lock_dir=lock_dir) as bench:
         hw = bench.hardware()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labctl.training import Experiment, TrainConfig
+from labctl.dfa.training import Experiment, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ def run_dry_run(bench_path: str | Path | None = None, *, root: Path | None = Non
     from labctl.procedures.train import run_training
     from labctl.procedures.verify import run_verification
 
-    from labctl.bench_config import load_bench
-    from labctl.runs import data_dir
+    from labctl.bench.config import load_bench
+    from labctl.runs.record import data_dir
 
     say = echo or (lambda line: None)
     config, _ = load_bench(bench_path)

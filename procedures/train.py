@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from labctl.feedback import MatVecFeedback
-from labctl.runs import Checkpoint, Run
-from labctl.training import (
+from labctl.dfa.feedback import MatVecFeedback
+from labctl.runs.record import Checkpoint, Run
+from labctl.dfa.training import (
     BatchHook,
     EpochHook,
     Experiment,
@@ -35,7 +35,7 @@ Progress = Callable[[str, int, int], None]
 
 
 def photonic_options(exp: Experiment) -> Any:
-    from labctl.photonic import PhotonicOptions
+    from labctl.dfa.photonic import PhotonicOptions
 
     opts = {k: v for k, v in (exp.photonic or {}).items() if k != "path"}
     try:
@@ -45,7 +45,7 @@ def photonic_options(exp: Experiment) -> Any:
 
 
 def _bench_file(bench_path: str | Path | None) -> Path:
-    from labctl.bench_config import embedded_bench_path
+    from labctl.bench.config import embedded_bench_path
 
     return Path(bench_path) if bench_path is not None else embedded_bench_path("default")
 
@@ -60,8 +60,8 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
     calibration file). The bench is left safe (heaters 0, lasers off) on every exit path."""
     from labctl.calibration.calibrate import Calibration, calibrate
 
-    from labctl.bench import Bench
-    from labctl.photonic import BenchMatVec
+    from labctl.bench.bench import Bench
+    from labctl.dfa.photonic import BenchMatVec
 
     path = (exp.photonic or {}).get("path", "stack")
     options = photonic_options(exp)
@@ -85,7 +85,7 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
                 on_recalibrate(new_cal, out)
 
         if path == "fast":
-            from labctl.photonic_fast import FastMatVec
+            from labctl.dfa.photonic_fast import FastMatVec
 
             engine: Any = FastMatVec(cal, options, emulator=chip, on_recalibrate=saved)
         else:
@@ -144,7 +144,7 @@ def run_training(exp: Experiment, *, bench_path: str | Path | None = None, calib
     if exp.feedback != "photonic":
         run, trainer = run_experiment(exp, root=root, batch_hooks=batch_hooks, epoch_hooks=epoch_hooks)
         return _report(run, trainer)
-    from labctl.runs import data_dir
+    from labctl.runs.record import data_dir
 
     ds = exp.load_dataset()
     run_box: list[Run] = []

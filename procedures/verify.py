@@ -44,7 +44,7 @@ def run_verification(bench_path: str | Path | None, calibration_path: str | Path
     ``recenter`` first measures the drift references and follows the shift of the resonances relative to each
     laser (Calibration.recenter) before verifying.
     """
-    from labctl.bench import Bench
+    from labctl.bench.bench import Bench
 
     with Bench.open(bench_path, lock_dir=lock_dir) as bench:
         hw = bench.hardware()

@@ -22,8 +22,8 @@ from labctl.calibration.drift import check_drift
 from labctl.calibration.verify import verify
 from labctl.procedures.verify import truth_weights_at
 
-from labctl.bench import Bench
-from labctl.safety import check_heater_vector
+from labctl.bench.bench import Bench
+from labctl.bench.safety import check_heater_vector
 
 #: Thresholds (bits over the calibrated span) asserted on the small chip; the report measures the full chips.
 MODEL_BITS = 6.0
@@ -230,7 +230,7 @@ def test_cli_calibrate_then_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     import argparse
     import json
 
-    from labctl.cli_calibration import add_calibration_commands
+    from labctl.cli.calibration import add_calibration_commands
 
     monkeypatch.setenv("LABCTL_LOCK_DIR", str(tmp_path / "locks"))
     parser = argparse.ArgumentParser(prog="labctl")

@@ -13,7 +13,7 @@ from labctl.calibration.inversion import DriveLimits, solve_drive
 from labctl.calibration.refine import refine_weights
 from labctl.drivers.errors import LimitError
 
-from labctl.safety import HeaterLimits
+from labctl.bench.safety import HeaterLimits
 
 from .test_weights import bank, synthetic_sweeps, true_model
 

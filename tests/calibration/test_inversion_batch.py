@@ -24,7 +24,7 @@ from labctl.calibration.inversion import (
 )
 from labctl.drivers.errors import LimitError
 
-from labctl.bench import Bench
+from labctl.bench.bench import Bench
 
 from .test_calibrate import bench_file
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tomli_w
 
-from labctl.bench import Bench
-from labctl.bench_config import embedded_bench_path
+from labctl.bench.bench import Bench
+from labctl.bench.config import embedded_bench_path
 from labctl.calibration.hardware import CalibrationHardware
 from labctl.calibration.measure import SpectrumSession, channel_weights_raw, spectra
 from labctl.drivers.errors import LimitError

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labctl.bench_config import embedded_bench_path
+from labctl.bench.config import embedded_bench_path
 from labctl.calibration.resonances import NM, ResonanceMap, fit_bank, measure_resonance_map
 
 from .test_measure import FACET, RESPONSIVITY_A_PER_W, bench_file, open_bench

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labctl.bench_config import embedded_bench_path
+from labctl.bench.config import embedded_bench_path
 from labctl.calibration.resonances import measure_resonance_map
 from labctl.calibration.thermal import (RingOrderError, ThermalModel, UnreachableHeatError, characterize_heaters,
                                         level_schedule)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labctl.datasets import Dataset, DatasetError
-from labctl.feedback import (
+from labctl.dfa.datasets import Dataset, DatasetError
+from labctl.dfa.feedback import (
     DigitalFeedback,
     ExactMatVec,
     FeedbackProjector,
@@ -19,9 +19,9 @@ from labctl.feedback import (
     NoisyFeedback,
     feedback_matrices,
 )
-from labctl.mlp import MLP, softmax_cross_entropy
-from labctl.runs import Checkpoint, Run
-from labctl.training import Experiment, TrainConfig, Trainer, derive_seeds, resume_experiment, run_experiment
+from labctl.dfa.mlp import MLP, softmax_cross_entropy
+from labctl.runs.record import Checkpoint, Run
+from labctl.dfa.training import Experiment, TrainConfig, Trainer, derive_seeds, resume_experiment, run_experiment
 
 
 def toy_dataset(n_train: int = 300, n_test: int = 100, n_features: int = 20, seed: int = 0) -> Dataset:

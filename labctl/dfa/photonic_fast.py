@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from labctl.bench_readout import PowerMeterBanks, SourceMeterBanks
-from labctl.photonic import PhotonicMatVec, PhotonicSetupError
+from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
+from labctl.dfa.photonic import PhotonicMatVec, PhotonicSetupError
 from labctl.sim.instruments.keysight_models import AUTO_RANGE_MARGIN_DB
-from labctl.tiling import op_counts
+from labctl.dfa.tiling import op_counts
 
 
 class FastMatVec(PhotonicMatVec):

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from labctl.cli.common import bench_path, json_default
+
 METHODS = ("bp", "dfa", "photonic-dfa")
 
 
@@ -40,7 +42,7 @@ _nonneg_int = _int_at_least(0)
 
 
 def experiment_from_args(args: argparse.Namespace) -> Any:
-    from labctl.training import Experiment, TrainConfig
+    from labctl.dfa.training import Experiment, TrainConfig
 
     method = args.method
     if args.path is not None and method != "photonic-dfa":
@@ -61,18 +63,17 @@ def experiment_from_args(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from labctl.cli import _bench_path
     from labctl.procedures.train import resume_training, run_training, summarize
 
     hooks = [] if args.json else [_epoch_line]
     if args.resume:
-        report = resume_training(Path(args.resume), bench_path=_bench_path(args.bench), epoch_hooks=hooks)
+        report = resume_training(Path(args.resume), bench_path=bench_path(args.bench), epoch_hooks=hooks)
     else:
         exp = experiment_from_args(args)
-        report = run_training(exp, bench_path=_bench_path(args.bench), calibration=args.calibration,
+        report = run_training(exp, bench_path=bench_path(args.bench), calibration=args.calibration,
                               root=args.data_dir, epoch_hooks=hooks)
     if args.json:
-        print(json.dumps(report, indent=2, default=_json_default))
+        print(json.dumps(report, indent=2, default=json_default))
     else:
         print(summarize(report))
     return 0 if report["status"] == "finished" else 1
@@ -87,23 +88,16 @@ def _epoch_line(record: dict[str, Any]) -> None:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from labctl.cli import _bench_path
     from labctl.procedures.dry_run import run_dry_run, summarize
 
-    report = run_dry_run(_bench_path(args.bench), root=Path(args.data_dir) if args.data_dir else None,
+    report = run_dry_run(bench_path(args.bench), root=Path(args.data_dir) if args.data_dir else None,
                          n_train=args.n_train, stack_epochs=1, fast_epochs=args.fast_epochs,
                          echo=None if args.json else (lambda line: print(line, flush=True)))
     if args.json:
-        print(json.dumps(report, indent=2, default=_json_default))
+        print(json.dumps(report, indent=2, default=json_default))
     else:
         print(summarize(report))
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    from labctl.cli_calibration import _json_default as default
-
-    return default(value)
 
 
 def add_training_commands(subparsers: Any) -> None:

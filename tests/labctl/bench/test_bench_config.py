@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from labctl.bench_config import BenchConfigError, embedded_bench_path, load_bench, parse_bench
+from labctl.bench.config import BenchConfigError, embedded_bench_path, load_bench, parse_bench
 
 
 def default_dict() -> dict:

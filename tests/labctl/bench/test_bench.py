@@ -15,15 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labctl.bench import Bench, lasers_on
-from labctl.bench_config import embedded_bench_path, load_bench
-from labctl.bench_lock import BenchBusyError
+from labctl.bench.bench import Bench, lasers_on
+from labctl.bench.config import embedded_bench_path, load_bench
+from labctl.bench.lock import BenchBusyError
 from labctl.drivers import qontrol
 from labctl.drivers.errors import (InstrumentConnectionError, InstrumentError, InstrumentReplyError,
                                    InstrumentReportedError, LimitError)
 from labctl.sim.templates import match
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -224,8 +224,8 @@ def test_dropped_heater_connection_still_turns_lasers_off(lock_dir: Path) -> Non
 SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     import numpy as np
-    from labctl.bench import Bench, lasers_on
-    from labctl.bench_config import embedded_bench_path
+    from labctl.bench.bench import Bench, lasers_on
+    from labctl.bench.config import embedded_bench_path
     state = {}
     bench_ref = {}
     try:
@@ -261,7 +261,7 @@ def test_ctrl_c_and_sigterm_mid_run_leave_the_bench_safe(lock_dir: Path, signame
 def test_second_process_on_the_same_bench_is_refused(lock_dir: Path) -> None:
     config, digest = load_bench()
     with Bench.open(None, lock_dir=lock_dir):
-        code = "from labctl.bench import Bench\nwith Bench.open(None):\n    pass\n"
+        code = "from labctl.bench.bench import Bench\nwith Bench.open(None):\n    pass\n"
         env = dict(os.environ, LABCTL_LOCK_DIR=str(lock_dir))
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                                 env=env, cwd=REPO)
@@ -298,8 +298,8 @@ def test_bench_check_cli(lock_dir: Path) -> None:
 EXIT_SCRIPT = textwrap.dedent("""
     import atexit, json
     import numpy as np
-    from labctl.bench import Bench, lasers_on
-    from labctl.bench_config import load_bench
+    from labctl.bench.bench import Bench, lasers_on
+    from labctl.bench.config import load_bench
     config, digest = load_bench()
     bench = Bench.connect(config, digest)
     chip = bench.emulation.chip

@@ -8,6 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
+from labctl.cli.calibration import add_calibration_commands
+from labctl.cli.common import bench_path
+from labctl.cli.train import add_training_commands
+
 log = logging.getLogger("labctl")
 
 
@@ -36,25 +40,12 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_path(value: str | None) -> Path | None:
-    """A bench file path, or the name of an embedded bench ('default', 'current')."""
-    if value is None:
-        return None
-    path = Path(value)
-    if path.exists() or path.suffix == ".toml" or "/" in value:
-        return path
-    from labctl.bench_config import embedded_bench_path
-
-    embedded = embedded_bench_path(value)
-    if not embedded.exists():
-        raise ValueError(f"--bench: {value!r} is neither a file nor an embedded bench name")
-    return embedded
 
 
 def _bench_check(args: argparse.Namespace) -> int:
-    from labctl.bench import Bench
+    from labctl.bench.bench import Bench
 
-    with Bench.open(_bench_path(args.bench)) as bench:
+    with Bench.open(bench_path(args.bench)) as bench:
         status = bench.status()
         limits = bench.config.limits.model_dump()
         report = {
@@ -105,11 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_bench_check)
 
-    from labctl.cli_calibration import add_calibration_commands
-
     add_calibration_commands(sub)
-    from labctl.cli_train import add_training_commands
-
     add_training_commands(sub)
     return parser
 
@@ -119,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    from labctl.bench_lock import BenchBusyError
+    from labctl.bench.lock import BenchBusyError
     from labctl.drivers.errors import InstrumentError
 
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.bench_config import BenchConfig, BenchConfigError
+from labctl.bench.config import BenchConfig, BenchConfigError
 from labctl.sim.chip import Chip
 from labctl.sim.chip_spec import ChipSpec
 from labctl.sim.emulated_bench import EmulatedBench, SimulatedInstrument

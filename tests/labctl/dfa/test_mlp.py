@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.mlp import MLP, softmax_cross_entropy
+from labctl.dfa.mlp import MLP, softmax_cross_entropy
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from labctl.bench_config import DRIVERS, BenchConfig, load_bench
-from labctl.bench_lock import BenchLock
-from labctl.bench_readout import PowerMeterBanks, SourceMeterBanks
+from labctl.bench.config import DRIVERS, BenchConfig, load_bench
+from labctl.bench.lock import BenchLock
+from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
 from labctl.calibration.hardware import CalibrationHardware
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReadout
-from labctl.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
+from labctl.bench.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Bench:
         emulation = None
         try:
             if config.bench.kind == "emulated":
-                from labctl.emulation import build_emulation
+                from labctl.bench.emulation import build_emulation
 
                 emulation = build_emulation(config)
             for name, inst in config.instruments.items():

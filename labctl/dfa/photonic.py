@@ -1,6 +1,6 @@
 """Photonic DFA: ``e @ B_l`` computed on microring weight banks through the calibration and the instruments.
 
-Mapping (see :mod:`labctl.tiling`): bank ``b`` of one heater configuration computes
+Mapping (see :mod:`labctl.dfa.tiling`): bank ``b`` of one heater configuration computes
 ``y_b = sum_c w[b, c] G[b, c] P_c``, with ``w`` the ring weights the calibration sets, ``P_c`` the laser power
 of channel ``c`` and ``G[b, c] = |baseline[b, c]| / P_cal[c]`` the readout gain the resonance map measured
 (reading per watt at weight 1). Tiles of ``B_l^T`` are ``usable banks x channels``.
@@ -20,7 +20,7 @@ non-negative laser powers ``P_c = P_mid + (dP / 2) e_c / m`` with ``P_mid = (P_l
 light and the centre weights cancel, and one reading per sample and tile is all it costs (two passes for e+ and
 e- would cost two). Per-sample ``m`` uses the full power swing for every sample.
 
-Order and counters: :mod:`labctl.tiling`. Per batch the engine counts heater reconfigurations, encodings,
+Order and counters: :mod:`labctl.dfa.tiling`. Per batch the engine counts heater reconfigurations, encodings,
 readings, instrument transactions and projected bench time, and the same quantities for the naive order and the
 physical minimum (no communication latency: bench settle time per configuration, ``laser_settle_s`` per encoding,
 averaging time per reading) from unit costs measured on the bench.
@@ -33,7 +33,7 @@ recalibrated through the instruments and the new calibration used from the next 
 with its cost.
 
 Two engines, same code above the readings: :class:`BenchMatVec` reads through the instruments (real or emulated
-bench, unchanged), ``labctl.photonic_fast.FastMatVec`` asks the emulator directly (vectorized over the batch).
+bench, unchanged), ``labctl.dfa.photonic_fast.FastMatVec`` asks the emulator directly (vectorized over the batch).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from labctl.tiling import (
+from labctl.dfa.tiling import (
     OpCounts,
     Order,
     TilePlan,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import labctl
-from labctl.runs import Checkpoint, Run, atomic_write_json, code_version, data_dir, resume
+from labctl.runs.record import Checkpoint, Run, atomic_write_json, code_version, data_dir, resume
 
 
 def read_json(run: Run) -> dict:

@@ -1,4 +1,4 @@
-"""Training loops for backpropagation and DFA with any :class:`~labctl.feedback.FeedbackProjector`, with
+"""Training loops for backpropagation and DFA with any :class:`~labctl.dfa.feedback.FeedbackProjector`, with
 checkpoints that resume bit-identically and run folders that record everything as the run goes.
 
 Why bit-identical resume: hardware-in-the-loop runs get interrupted (instrument faults, bench time slots), and a
@@ -33,10 +33,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from labctl.datasets import Dataset, DatasetError, load_dataset
-from labctl.feedback import DigitalFeedback, FeedbackProjector, NoisyFeedback
-from labctl.mlp import MLP, Activation, softmax_cross_entropy
-from labctl.runs import Checkpoint, Run, resume
+from labctl.dfa.datasets import Dataset, DatasetError, load_dataset
+from labctl.dfa.feedback import DigitalFeedback, FeedbackProjector, NoisyFeedback
+from labctl.dfa.mlp import MLP, Activation, softmax_cross_entropy
+from labctl.runs.record import Checkpoint, Run, resume
 
 log = logging.getLogger(__name__)
 

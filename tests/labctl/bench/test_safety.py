@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labctl.drivers.errors import InstrumentConnectionError, InstrumentError, LimitError
-from labctl.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
+from labctl.bench.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
 
 
 class RecordingHeaters:

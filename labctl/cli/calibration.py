@@ -5,48 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+from labctl.cli.common import ProgressLine, bench_path, json_default
 
 
-class ProgressLine:
-    """Progress of long steps on stderr: one rewritten line on a terminal, a line per step otherwise."""
-
-    def __init__(self, prefix: str, stream: TextIO | None = None, min_interval_s: float = 0.5) -> None:
-        self.prefix = prefix
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.min_interval_s = min_interval_s
-        self._step: str | None = None
-        self._last = 0.0
-        self._t0 = time.monotonic()
-
-    def __call__(self, step: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        new_step = step != self._step
-        if not (new_step or done >= total or now - self._last >= self.min_interval_s):
-            return
-        self._last = now
-        text = f"[{self.prefix}] {step} {done}/{total} ({now - self._t0:.0f} s)"
-        if self.tty:
-            end = "\n" if done >= total and step == "done" else ""
-            self.stream.write("\r\x1b[K" + text + end)
-        elif new_step or done >= total:
-            self.stream.write(text + "\n")
-        self._step = step
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _bench(value: str | None) -> Path | None:
-    from labctl.cli import _bench_path
-
-    return _bench_path(value)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -54,7 +18,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     progress = None if args.no_progress else ProgressLine("calibrate")
     try:
-        report = run_calibration(_bench(args.bench), Path(args.out), refine=args.refine, progress=progress)
+        report = run_calibration(bench_path(args.bench), Path(args.out), refine=args.refine, progress=progress)
     finally:
         if progress is not None:
             progress.close()
@@ -67,7 +31,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     progress = None if args.no_progress else ProgressLine("verify")
     try:
-        report = run_verification(_bench(args.bench), Path(args.calibration), n=args.n, refine=args.refine,
+        report = run_verification(bench_path(args.bench), Path(args.calibration), n=args.n, refine=args.refine,
                                   seed=args.seed, drift=args.drift, recenter=args.recenter, progress=progress)
     finally:
         if progress is not None:
@@ -81,19 +45,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _emit(report: dict[str, Any], as_json: bool, summarize: Any) -> None:
     if as_json:
-        print(json.dumps(report, indent=2, default=_json_default))
+        print(json.dumps(report, indent=2, default=json_default))
     else:
         print(summarize(report))
 
 
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def add_calibration_commands(subparsers: Any) -> None:

@@ -18,13 +18,13 @@ import pytest
 from labctl.calibration.calibrate import Calibration, calibrate
 from labctl.procedures.train import resume_training, run_training
 
-from labctl.bench import Bench
-from labctl.cli import main
-from labctl.feedback import feedback_matrices
-from labctl.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
-from labctl.photonic_fast import FastMatVec
-from labctl.runs import Checkpoint, Run
-from labctl.training import Experiment, TrainConfig
+from labctl.bench.bench import Bench
+from labctl.cli.main import main
+from labctl.dfa.feedback import feedback_matrices
+from labctl.dfa.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
+from labctl.dfa.photonic_fast import FastMatVec
+from labctl.runs.record import Checkpoint, Run
+from labctl.dfa.training import Experiment, TrainConfig
 from tests.calibration.test_calibrate import bench_file
 
 CORRELATION_MIN = 0.995

@@ -43,7 +43,7 @@ class _Strict(BaseModel):
 
 
 class InstrumentConfig(_Strict):
-    driver: str = Field(description="driver name, one of labctl.bench_config.DRIVERS")
+    driver: str = Field(description="driver name, one of labctl.bench.config.DRIVERS")
     address: str | None = Field(default=None, min_length=1,
                                 description="VISA resource name or serial URL/port (real benches)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the driver")
@@ -229,7 +229,7 @@ def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
 def load_bench(path: str | Path | None = None) -> tuple[BenchConfig, str]:
     """Read and validate a bench file (the embedded default when ``path`` is None); returns (config, sha256)."""
     if path is None:
-        text = (resources.files("labctl") / "benches" / "default.toml").read_text()
+        text = (resources.files("labctl.bench") / "benches" / "default.toml").read_text()
         source = "embedded default bench"
     else:
         try:
@@ -245,4 +245,4 @@ def load_bench(path: str | Path | None = None) -> tuple[BenchConfig, str]:
 
 
 def embedded_bench_path(name: str) -> Path:
-    return Path(str(resources.files("labctl") / "benches" / f"{name}.toml"))
+    return Path(str(resources.files("labctl.bench") / "benches" / f"{name}.toml"))

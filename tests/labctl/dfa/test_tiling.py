@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labctl.tiling import OpCounts, TilePlan, UnitCosts, best_order, op_counts, schedule
+from labctl.dfa.tiling import OpCounts, TilePlan, UnitCosts, best_order, op_counts, schedule
 
 shapes = st.tuples(st.integers(1, 13), st.lists(st.integers(1, 23), min_size=1, max_size=3),
                    st.integers(1, 5), st.integers(1, 6))

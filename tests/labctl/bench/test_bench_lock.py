@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from labctl.bench_lock import BenchBusyError, BenchLock
+from labctl.bench.lock import BenchBusyError, BenchLock
 
 
 def test_second_process_is_refused_with_the_holder_named(tmp_path: Path) -> None:
     with BenchLock("lab-3 bench", directory=tmp_path):
         code = textwrap.dedent(f"""
             from pathlib import Path
-            from labctl.bench_lock import BenchLock, BenchBusyError
+            from labctl.bench.lock import BenchLock, BenchBusyError
             try:
                 BenchLock("lab-3 bench", directory=Path({str(tmp_path)!r})).acquire()
             except BenchBusyError as exc:

@@ -1,0 +1,5 @@
+"""The ``labctl`` command line."""
+
+from labctl.cli.main import main
+
+__all__ = ["main"]

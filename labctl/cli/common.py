@@ -1,0 +1,67 @@
+"""Helpers shared by the command-line modules: bench names, progress lines, JSON output."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def bench_path(value: str | None) -> Path | None:
+    """A bench file path, or the name of an embedded bench ('default', 'current')."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.exists() or path.suffix == ".toml" or "/" in value:
+        return path
+    from labctl.bench.config import embedded_bench_path
+
+    embedded = embedded_bench_path(value)
+    if not embedded.exists():
+        raise ValueError(f"--bench: {value!r} is neither a file nor an embedded bench name")
+    return embedded
+
+
+class ProgressLine:
+    """Progress of long steps on stderr: one rewritten line on a terminal, a line per step otherwise."""
+
+    def __init__(self, prefix: str, stream: TextIO | None = None, min_interval_s: float = 0.5) -> None:
+        self.prefix = prefix
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.min_interval_s = min_interval_s
+        self._step: str | None = None
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        new_step = step != self._step
+        if not (new_step or done >= total or now - self._last >= self.min_interval_s):
+            return
+        self._last = now
+        text = f"[{self.prefix}] {step} {done}/{total} ({now - self._t0:.0f} s)"
+        if self.tty:
+            end = "\n" if done >= total and step == "done" else ""
+            self.stream.write("\r\x1b[K" + text + end)
+        elif new_step or done >= total:
+            self.stream.write(text + "\n")
+        self._step = step
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` default: numpy arrays and scalars as plain lists and numbers."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
