@@ -29,7 +29,6 @@ import numpy as np
 from labctl.calibration import artifact
 from labctl.calibration.drift import DriftReference, record_reference
 from labctl.calibration.inversion import (
-    DriveLimits,
     Inversion,
     drive_for_detuning,
     drives_for_detunings,
@@ -39,7 +38,8 @@ from labctl.calibration.refine import refine_weights
 from labctl.calibration.weights import WeightModel, measure_weight_model
 
 if TYPE_CHECKING:
-    from labctl.calibration.hardware import CalibrationHardware
+    from labctl.drivers.limits import HeaterLimits
+    from labctl.drivers.interfaces import BenchSession
     from labctl.calibration.resonances import ResonanceMap
     from labctl.calibration.thermal import ThermalModel
 
@@ -65,7 +65,7 @@ class Calibration:
 
     def __init__(self, rmap: ResonanceMap, thermal: ThermalModel, weights: WeightModel, *,
                  info: dict[str, Any] | None = None, drift_reference: DriftReference | None = None,
-                 refine_default: bool = False, hw: CalibrationHardware | None = None) -> None:
+                 refine_default: bool = False, hw: BenchSession | None = None) -> None:
         self.rmap = rmap
         self.thermal = thermal
         self.weights = weights
@@ -73,8 +73,8 @@ class Calibration:
         self.drift_reference = drift_reference
         self.refine_default = bool(refine_default)
         self.refine_options: dict[str, Any] = {"tol": None, "max_iter": 6, "damping": 1.0}
-        self.hw: CalibrationHardware | None = None
-        self._limits: DriveLimits | None = None
+        self.hw: BenchSession | None = None
+        self._limits: HeaterLimits | None = None
         self._sha256: str | None = None
         self._averaging_time_s: float | None = None
         #: Session state (not saved): shift of the resonances relative to the lasers since calibration (scalar or
@@ -84,7 +84,7 @@ class Calibration:
             self.attach(hw)
 
     # -- binding -----------------------------------------------------------------------------------------------
-    def attach(self, hw: CalibrationHardware) -> Calibration:
+    def attach(self, hw: BenchSession) -> Calibration:
         """Bind to a bench; refuses another chip, another wiring or other dimensions."""
         chip, wiring = self.info.get("chip_id"), self.info.get("wiring_sha256")
         if chip is not None and hw.chip_id != chip:
@@ -96,10 +96,10 @@ class Calibration:
             raise artifact.CalibrationFileError(f"calibration is for {self.weights.shape} rings, the bench has "
                                                 f"{(hw.n_banks, hw.n_rings)}")
         self.hw = hw
-        self._limits = DriveLimits.from_hardware(hw)
+        self._limits = hw.limits
         return self
 
-    def require_hardware(self) -> CalibrationHardware:
+    def require_hardware(self) -> BenchSession:
         if self.hw is None:
             raise RuntimeError("calibration is not bound to hardware: Calibration.load(path, hw=...) or attach(hw)")
         return self.hw
@@ -239,6 +239,7 @@ class Calibration:
                       "n_heaters": b * r, "n_neighbours": int(self.weights.neighbours.shape[-1])},
             "mode": self.info.get("mode", getattr(self.thermal, "mode", "")),
             "refine_default": self.refine_default,
+            "options": artifact.encode(self.info.get("options", {})),
             "refine_options": artifact.encode(self.refine_options),
             "fit_quality": artifact.encode(self.info.get("fit_quality", {})),
             "timing": artifact.encode(self.info.get("timing", {})),
@@ -302,6 +303,7 @@ class Calibration:
                                     "code_version", "mode") if k in doc}
         info["fit_quality"] = artifact.decode(doc.get("fit_quality", {}))
         info["timing"] = artifact.decode(doc.get("timing", {}))
+        info["options"] = artifact.decode(doc.get("options", {}))
         cal = cls(rmap, thermal, weights, info=info, drift_reference=drift,
                   refine_default=bool(doc.get("refine_default", False)))
         if isinstance(doc.get("refine_options"), dict):
@@ -310,7 +312,7 @@ class Calibration:
         return cal
 
     @classmethod
-    def load(cls, path: str | Path, hw: CalibrationHardware | None = None) -> Calibration:
+    def load(cls, path: str | Path, hw: BenchSession | None = None) -> Calibration:
         """Read a calibration file; with ``hw``, refuse one made for another chip or wiring and bind to ``hw``."""
         doc = artifact.read_document(path, chip_id=None if hw is None else hw.chip_id,
                                      wiring_sha256=None if hw is None else hw.wiring_sha256)
@@ -322,7 +324,7 @@ class Calibration:
 
 # ---- the calibration run -------------------------------------------------------------------------------------------
 @contextmanager
-def _step(name: str, hw: CalibrationHardware, timing: dict[str, Any], progress: Progress | None, index: int,
+def _step(name: str, hw: BenchSession, timing: dict[str, Any], progress: Progress | None, index: int,
           total: int) -> Iterator[None]:
     if progress is not None:
         progress(name, index, total)
@@ -342,7 +344,7 @@ def _summary(values: Any) -> dict[str, float]:
     return {"median": float(np.median(v)), "max": float(np.max(v))}
 
 
-def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress | None = None, *,
+def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
               seed: int = 0) -> Calibration:
     """Run the whole calibration through the instruments and return a Calibration bound to ``hw``.
@@ -353,7 +355,7 @@ def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress 
     from labctl.calibration.thermal import characterize_heaters
 
     timing: dict[str, Any] = {}
-    limits = DriveLimits.from_hardware(hw)
+    limits = hw.limits
     t_start, n_start = hw.elapsed_s(), hw.transaction_count()
     total = 4
     for laser in hw.lasers:          # measurements switch lasers one at a time; start (and end) with all off
@@ -370,6 +372,10 @@ def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress 
                                           check_drive=limits.check)
         info: dict[str, Any] = {
             "created": artifact.now_iso(), "chip_id": hw.chip_id, "bench_sha256": hw.bench_sha256,
+            # what a recalibration of this calibration repeats (``recalibrate``)
+            "options": {"refine": bool(refine), "n_configs": n_configs, "n_levels": n_levels,
+                        "neighbour_channels": neighbour_channels, "n_drift_references": n_drift_references,
+                        "seed": seed},
             "wiring_sha256": hw.wiring_sha256, "instruments": dict(hw.identities),
             "code_version": artifact.code_version(), "mode": str(hw.mode),
             "fit_quality": {
@@ -396,4 +402,14 @@ def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress 
     cal._sha256 = None
     if progress is not None:
         progress("done", total, total)
+    return cal
+
+
+def recalibrate(hw: BenchSession, previous: Calibration, progress: Progress | None = None) -> Calibration:
+    """Calibrate again with the options of the calibration it replaces (a run step: the run decides and records)."""
+    options = dict(previous.info.get("options") or {})
+    options.setdefault("refine", previous.refine_default)
+    cal = calibrate(hw, progress=progress, **options)
+    cal.refine_options.update(previous.refine_options)
+    cal._sha256 = None
     return cal

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from labctl.calibration.weights import WeightModel, solve_heat
 from labctl.drivers.errors import LimitError
 
 if TYPE_CHECKING:
-    from labctl.calibration.hardware import CalibrationHardware
+    from labctl.drivers.interfaces import BenchSession
+    from labctl.drivers.limits import HeaterLimits
     from labctl.calibration.resonances import ResonanceMap
     from labctl.calibration.thermal import ThermalModel
 
@@ -29,57 +30,6 @@ log = logging.getLogger(__name__)
 #: Shifts this far below zero are treated as zero (numerical noise of the inverse), beyond it the ring would need
 #: cooling and the request is refused.
 SHIFT_TOLERANCE_M = 0.05e-12
-
-
-@dataclass(frozen=True)
-class DriveLimits:
-    """Per-ring limits in ring order (row-major bank, ring), as the bench's safety layer enforces them."""
-
-    mode: str
-    max_drive: np.ndarray            # (N,) V or A
-    max_power_w: np.ndarray          # (N,)
-    total_power_w: float
-    n_rings: int
-    #: Worst-case electrical power of a drive vector, as the safety layer estimates it (None: not known here).
-    power_w: Any = None
-
-    @classmethod
-    def from_hardware(cls, hw: CalibrationHardware) -> DriveLimits:
-        limits = getattr(hw.heaters, "limits", None)
-        power = getattr(limits, "power_w", None)
-        return cls(mode=str(hw.mode), max_drive=np.asarray(hw.max_drive, dtype=float),
-                   max_power_w=np.asarray(hw.max_power_w, dtype=float), total_power_w=float(hw.total_power_w),
-                   n_rings=int(hw.n_rings), power_w=power)
-
-    def ring_name(self, index: int) -> str:
-        return f"bank {index // self.n_rings} ring {index % self.n_rings}"
-
-    def check(self, drive: np.ndarray) -> None:
-        """Raise LimitError naming the ring and the limit for the first violation in any row of ``drive``."""
-        d = np.atleast_2d(np.asarray(drive, dtype=float))
-        unit = "V" if self.mode == "voltage" else "A"
-        bad = ~np.isfinite(d) | (d < 0)
-        if bad.any():
-            m, i = (int(v) for v in np.argwhere(bad)[0])
-            raise LimitError(f"{self.ring_name(i)}: drive {d[m, i]!r} {unit} is not a finite value >= 0")
-        over = d > self.max_drive
-        if over.any():
-            m, i = (int(v) for v in np.argwhere(over)[0])
-            raise LimitError(f"{self.ring_name(i)}: drive {d[m, i]:.6g} {unit} exceeds the drive limit "
-                             f"{self.max_drive[i]:.6g} {unit}")
-        if self.power_w is None:
-            return
-        p = np.asarray(self.power_w(d), dtype=float)
-        over_p = p > self.max_power_w
-        if over_p.any():
-            m, i = (int(v) for v in np.argwhere(over_p)[0])
-            raise LimitError(f"{self.ring_name(i)}: drive {d[m, i]:.6g} {unit} dissipates up to {p[m, i] * 1e3:.4g} mW, "
-                             f"over the per-heater power limit {self.max_power_w[i] * 1e3:.4g} mW")
-        total = p.sum(axis=1)
-        if (total > self.total_power_w).any():
-            m = int(np.argmax(total))
-            raise LimitError(f"total heater power would reach {total[m] * 1e3:.5g} mW, over the budget "
-                             f"{self.total_power_w * 1e3:.5g} mW")
 
 
 @dataclass
@@ -94,7 +44,7 @@ class Inversion:
 
 
 def solve_drive(target: np.ndarray, weights: WeightModel, rmap: ResonanceMap, thermal: ThermalModel,
-                limits: DriveLimits | None = None, *, strict: bool = True,
+                limits: HeaterLimits | None = None, *, strict: bool = True,
                 common_shift_m: float | np.ndarray = 0.0) -> Inversion:
     """Drive for target weights (see the module docstring); raises ValueError / LimitError, never clips.
 
@@ -107,7 +57,7 @@ def solve_drive(target: np.ndarray, weights: WeightModel, rmap: ResonanceMap, th
 
 
 def drive_for_detuning(w: np.ndarray, delta: np.ndarray, weights: WeightModel, rmap: ResonanceMap,
-                       thermal: ThermalModel, limits: DriveLimits | None = None, *,
+                       thermal: ThermalModel, limits: HeaterLimits | None = None, *,
                        common_shift_m: float | np.ndarray = 0.0) -> Inversion:
     """The second half of :func:`solve_drive`: detunings (B, R) -> drive. Cheap; a user that keeps fixed targets
     (photonic DFA's tiles) solves the detunings once and repeats only this when the resonances drift."""
@@ -132,7 +82,7 @@ def drive_for_detuning(w: np.ndarray, delta: np.ndarray, weights: WeightModel, r
                 if over.any():
                     i = int(np.argmax(over))
                     unit = "V" if limits.mode == "voltage" else "A"
-                    who = (f"{limits.ring_name(i)}: needs heat {heat[i]:.4g}, beyond its drive limit "
+                    who = (f"{limits.name(i)}: needs heat {heat[i]:.4g}, beyond its drive limit "
                            f"{limits.max_drive[i]:.4g} {unit}; ")
             except ValueError:
                 pass
@@ -149,7 +99,7 @@ BATCH_NEAR_ZERO_HEAT = 1e-9
 
 
 def drives_for_detunings(w: np.ndarray, delta: np.ndarray, weights: WeightModel, rmap: ResonanceMap,
-                         thermal: ThermalModel, limits: DriveLimits | None = None, *,
+                         thermal: ThermalModel, limits: HeaterLimits | None = None, *,
                          common_shift_m: float | np.ndarray = 0.0) -> np.ndarray:
     """:func:`drive_for_detuning` for T configurations at once: targets and detunings (T, B, R) -> drives (T, N).
 
@@ -192,7 +142,7 @@ def drives_for_detunings(w: np.ndarray, delta: np.ndarray, weights: WeightModel,
 
 
 def _drives_batch(delta: np.ndarray, weights: WeightModel, rmap: ResonanceMap, thermal: ThermalModel,
-                  limits: DriveLimits | None, common_shift_m: np.ndarray) -> np.ndarray:
+                  limits: HeaterLimits | None, common_shift_m: np.ndarray) -> np.ndarray:
     """The vectorized steps of :func:`drive_for_detuning`; raises ValueError (LimitError) without locating it."""
     n_cfg, nb, nr = delta.shape
     shift = weights.ring_wavelength_m - delta - np.asarray(rmap.center_m, dtype=float) - common_shift_m
@@ -211,7 +161,7 @@ def _drives_batch(delta: np.ndarray, weights: WeightModel, rmap: ResonanceMap, t
     return drive
 
 
-def apply_drive(hw: CalibrationHardware, drive: np.ndarray, limits: DriveLimits | None = None) -> None:
+def apply_drive(hw: BenchSession, drive: np.ndarray, limits: HeaterLimits | None = None) -> None:
     """Check (ring-named errors) and write one drive vector through the safety-wrapped heaters, then settle."""
-    (limits or DriveLimits.from_hardware(hw)).check(drive)
+    (limits or hw.limits).check(drive)
     hw.set_ring_drive(drive)

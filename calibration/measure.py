@@ -32,7 +32,7 @@ import numpy as np
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import SweepSettings
 
-from .hardware import CalibrationHardware
+from labctl.drivers.interfaces import BenchSession
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Spectra:
 
 
 # -- small helpers -----------------------------------------------------------------------------------------------------
-def configure_readout(hw: CalibrationHardware, wavelength_m: float, averaging_time_s: float) -> float:
+def configure_readout(hw: BenchSession, wavelength_m: float, averaging_time_s: float) -> float:
     """Configure every bank's readout; returns the averaging time actually used.
 
     A source meter cannot integrate as briefly as a power meter averages; when the requested time is refused the
@@ -82,11 +82,11 @@ def configure_readout(hw: CalibrationHardware, wavelength_m: float, averaging_ti
     raise AssertionError("unreachable")
 
 
-def _laser_states(hw: CalibrationHardware) -> list[bool]:
+def _laser_states(hw: BenchSession) -> list[bool]:
     return [bool(laser.get_output()) for laser in hw.lasers]
 
 
-def _set_outputs(hw: CalibrationHardware, wanted: Sequence[bool], current: list[bool]) -> None:
+def _set_outputs(hw: BenchSession, wanted: Sequence[bool], current: list[bool]) -> None:
     """Switch outputs to ``wanted``, offs first (nothing extra reaches the chip), touching only those that differ."""
     for k in np.flatnonzero([c and not w for c, w in zip(current, wanted)]):
         hw.lasers[k].set_output(False)
@@ -97,7 +97,7 @@ def _set_outputs(hw: CalibrationHardware, wanted: Sequence[bool], current: list[
 
 
 @contextmanager
-def only_laser(hw: CalibrationHardware, laser: int | None) -> Iterator[list[bool]]:
+def only_laser(hw: BenchSession, laser: int | None) -> Iterator[list[bool]]:
     """Only ``laser`` on (all off when None) for the block; every output restored afterwards, on every path."""
     before = _laser_states(hw)
     current = list(before)
@@ -110,7 +110,7 @@ def only_laser(hw: CalibrationHardware, laser: int | None) -> Iterator[list[bool
 
 
 # -- per-channel readings ----------------------------------------------------------------------------------------------
-def channel_weights_raw(hw: CalibrationHardware, channels: np.ndarray | None = None,
+def channel_weights_raw(hw: BenchSession, channels: np.ndarray | None = None,
                         averaging_time_s: float = 1e-4, *, restore_lasers: bool = True) -> np.ndarray:
     """Balanced readings (B, C) in the readout unit with ONE laser on at a time (all banks read in parallel per
     laser); lasers restored to their previous on/off state afterwards. Uses hw.readout.
@@ -152,7 +152,7 @@ class SpectrumSession:
     logging power meter on the bank ports, stepped scans otherwise.
     """
 
-    def __init__(self, hw: CalibrationHardware, laser: int = 0, *, averaging_time_s: float = 1e-4,
+    def __init__(self, hw: BenchSession, laser: int = 0, *, averaging_time_s: float = 1e-4,
                  speed_m_per_s: float = SWEEP_SPEED_M_PER_S, stepped: bool | None = None,
                  through_only: bool = False) -> None:
         self.hw = hw
@@ -291,11 +291,11 @@ class SpectrumSession:
         return Spectra(wavelength_m, balanced, through, drop, meter_unit(hw), self.laser, self.power_w)
 
 
-def meter_unit(hw: CalibrationHardware) -> str:
+def meter_unit(hw: BenchSession) -> str:
     return str(getattr(hw.readout, "unit", "W"))
 
 
-def spectra(hw: CalibrationHardware, start_m: float, stop_m: float, step_m: float, laser: int = 0, *,
+def spectra(hw: BenchSession, start_m: float, stop_m: float, step_m: float, laser: int = 0, *,
             averaging_time_s: float = 1e-4, speed_m_per_s: float = SWEEP_SPEED_M_PER_S) -> Spectra:
     """Every bank's spectrum from ``start_m`` to ``stop_m`` with laser ``laser`` (the others off, restored after).
 

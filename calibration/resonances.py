@@ -47,7 +47,7 @@ from scipy.interpolate import BSpline
 from scipy.optimize import least_squares, linear_sum_assignment
 from scipy.signal import find_peaks, peak_widths
 
-from .hardware import CalibrationHardware
+from labctl.drivers.interfaces import BenchSession
 from .measure import Spectra, spectra
 
 log = logging.getLogger(__name__)
@@ -573,7 +573,7 @@ class ResonanceMap:
         return out
 
 
-def band_m(hw: CalibrationHardware, margin_m: float) -> tuple[float, float]:
+def band_m(hw: BenchSession, margin_m: float) -> tuple[float, float]:
     grid = np.asarray(hw.wavelengths_m, dtype=float)
     return float(grid.min() - margin_m), float(grid.max() + margin_m)
 
@@ -591,7 +591,7 @@ def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarra
     return fits
 
 
-def measure_resonance_map(hw: CalibrationHardware, *, step_m: float = 2e-12, margin_m: float = 1.0e-9,
+def measure_resonance_map(hw: BenchSession, *, step_m: float = 2e-12, margin_m: float = 1.0e-9,
                           laser: int = 0, averaging_time_s: float = 1e-4) -> ResonanceMap:
     """All heaters at 0, one scan of the band, every bank fitted; see the module docstring.
 

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from .hardware import CalibrationHardware
+from labctl.drivers.interfaces import BenchSession
 from .measure import SpectrumSession
 from .resonances import NM, ResonanceMap, analyze_spectra
 
@@ -159,7 +159,7 @@ def _schedule_scores(fractions: np.ndarray, max_condition: float) -> np.ndarray:
     return np.where(np.linalg.cond(fractions) <= max_condition, score, -np.inf)
 
 
-def drive_ceiling(hw: CalibrationHardware, margin: float, resistance_ohm: np.ndarray | None) -> np.ndarray:
+def drive_ceiling(hw: BenchSession, margin: float, resistance_ohm: np.ndarray | None) -> np.ndarray:
     """Largest drive characterization will use per ring: the margin times the bench drive limit and, with a
     measured resistance, times the drive at the per-heater power limit."""
     ceiling = margin * np.asarray(hw.max_drive, dtype=float)
@@ -176,7 +176,7 @@ def drive_ceiling(hw: CalibrationHardware, margin: float, resistance_ohm: np.nda
 class _Scanner:
     """Scans the band around predicted positions and fits every bank, started from the predictions."""
 
-    def __init__(self, hw: CalibrationHardware, rmap: ResonanceMap, session: SpectrumSession, step_m: float,
+    def __init__(self, hw: BenchSession, rmap: ResonanceMap, session: SpectrumSession, step_m: float,
                  margin_m: float, stepped_step_m: float, max_shift_m: float) -> None:
         self.hw, self.rmap, self.session = hw, rmap, session
         self.step_m, self.margin_m, self.stepped_step_m = step_m, margin_m, stepped_step_m
@@ -244,7 +244,7 @@ class _Scanner:
         return grid[keep]
 
 
-def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
+def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
                          levels: tuple[float, ...] = (0.2, 0.3, 0.44, 0.58, 0.72, 0.86, 1.0),
                          target_shift_m: float = 2.0e-9, drive_margin: float = 0.8, step_m: float = 10e-12,
                          margin_m: float = 0.6e-9, stepped_step_m: float = 10e-12, laser: int = 0,
@@ -424,7 +424,7 @@ def estimate_fsr(centres_m: np.ndarray, extra_m: list[np.ndarray], tol_m: float 
 
 
 @contextmanager
-def _heaters_to_zero(hw: CalibrationHardware) -> Iterator[None]:
+def _heaters_to_zero(hw: BenchSession) -> Iterator[None]:
     """Every ring heater back to 0 when the block ends, however it ends."""
     try:
         yield
@@ -441,7 +441,7 @@ def _own_bank_heater(heaters: np.ndarray, n_banks: int, n_rings: int) -> np.ndar
     return out
 
 
-def _resistance(hw: CalibrationHardware, drive: np.ndarray) -> np.ndarray | None:
+def _resistance(hw: BenchSession, drive: np.ndarray) -> np.ndarray | None:
     """Per-ring heater resistance from the driver's power read-back (u^2/P or P/u^2), None if not measured."""
     try:
         power = hw.heaters.read_power_w()
@@ -484,7 +484,7 @@ def _heat(u: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return u2 / (1.0 - gamma * u2)
 
 
-def _fit(hw: CalibrationHardware, groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray,
+def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray,
          rows: np.ndarray) -> ThermalModel:
     """Per group: gamma by variable projection around the linear least-squares crosstalk columns (all rings at
     once), then once more with outlying (scan, ring) points down-weighted (a resonance that could not be told

@@ -51,7 +51,7 @@ from labctl.calibration.measure import configure_readout, only_laser
 from scipy.optimize import nnls
 
 if TYPE_CHECKING:
-    from labctl.calibration.hardware import CalibrationHardware
+    from labctl.drivers.interfaces import BenchSession
     from labctl.calibration.resonances import ResonanceMap
     from labctl.calibration.thermal import ThermalModel
 
@@ -561,7 +561,7 @@ def _finalize_windows(model: WeightModel, design: SweepDesign, *, n_range_config
 
 
 # ---- measurement -------------------------------------------------------------------------------------------------
-def run_weight_sweeps(hw: CalibrationHardware, rmap: ResonanceMap, design: SweepDesign, *,
+def run_weight_sweeps(hw: BenchSession, rmap: ResonanceMap, design: SweepDesign, *,
                       averaging_time_s: float = 1e-4, progress: Progress | None = None,
                       check_drive: Callable[[np.ndarray], None] | None = None) -> SweepData:
     """Drive the designed sweeps: one laser on per channel, every bank read in parallel at each level."""
@@ -598,14 +598,14 @@ def run_weight_sweeps(hw: CalibrationHardware, rmap: ResonanceMap, design: Sweep
                      channel_transactions=(total_n - point_n) / n_ch)
 
 
-def _lasers_to_channels(hw: CalibrationHardware, tolerance_m: float = 0.1e-12) -> None:
+def _lasers_to_channels(hw: BenchSession, tolerance_m: float = 0.1e-12) -> None:
     """Put every laser back on its channel wavelength if a scan left it elsewhere (re-tuning costs repeatability)."""
     for c, laser in enumerate(hw.lasers):
         if abs(float(laser.get_wavelength_m()) - float(hw.wavelengths_m[c])) > tolerance_m:
             laser.set_wavelength_m(float(hw.wavelengths_m[c]))
 
 
-def measure_weight_model(hw: CalibrationHardware, rmap: ResonanceMap, thermal: ThermalModel, *,
+def measure_weight_model(hw: BenchSession, rmap: ResonanceMap, thermal: ThermalModel, *,
                          n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2,
                          averaging_time_s: float = 1e-4, seed: int = 0, progress: Progress | None = None,
                          check_drive: Callable[[np.ndarray], None] | None = None) -> WeightModel:

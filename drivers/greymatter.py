@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .clock import Clock
 from .heater_request import validate_heater_request
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
 from .instrument import Channel, Instrument, LimitedSetting, Setting
@@ -182,7 +183,7 @@ class Greymatter(Instrument):
         write_termination="\n", read_termination="\n", timeout_s=2.0, retries=0, baud_rate=115200)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, mode: DriveMode = "current", n_boards: int = BOARDS,
+                 timeout_s: float | None = None, clock: Clock | None = None, mode: DriveMode = "current", n_boards: int = BOARDS,
                  max_current_a: float | Sequence[float] | np.ndarray | None = None,
                  max_voltage_v: float | Sequence[float] | np.ndarray | None = None,
                  connect_attempts: int = 2) -> None:
@@ -206,7 +207,8 @@ class Greymatter(Instrument):
         self._max_code = np.zeros(self.n_channels, dtype=int)
         self._spans = np.zeros(self.n_channels, dtype=int)
         self.connect_attempts = connect_attempts
-        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
+                         clock=clock)
         try:
             self._connect()
         except Exception:

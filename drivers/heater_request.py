@@ -8,14 +8,17 @@ from typing import Any
 import numpy as np
 
 from .errors import LimitError
+from .interfaces import DriveMode
+from .limits import HeaterLimits
 
 
-def validate_heater_request(name: str, values: Any, channels: Any, n_channels: int, limits: np.ndarray,
+def validate_heater_request(who: str, values: Any, channels: Any, n_channels: int, limits: np.ndarray,
                             unit: str, describe: Callable[[int], str] = lambda ch: "") -> tuple[np.ndarray,
                                                                                                 np.ndarray]:
     """Check a whole request (shapes, channel numbers, duplicates, finiteness, 0..limit) before any I/O.
 
-    Returns ``(channels, values)``; ``describe(ch)`` adds the instrument's own name of a channel to messages.
+    Returns ``(channels, values)``; ``describe(ch)`` adds the instrument's own name of a channel to messages. The
+    values are held to the instrument's configured limit by the one heater-limit rule (:mod:`.limits`).
     """
     vals = np.atleast_1d(np.asarray(values, dtype=float))
     if channels is None:
@@ -23,18 +26,20 @@ def validate_heater_request(name: str, values: Any, channels: Any, n_channels: i
     else:
         raw = np.atleast_1d(np.asarray(channels))
         if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
-            raise LimitError(f"{name}: channel numbers must be integers, got {raw!r}")
+            raise LimitError(f"{who}: channel numbers must be integers, got {raw!r}")
         chans = raw.astype(int)
     if vals.ndim != 1 or vals.shape != chans.shape:
-        raise LimitError(f"{name}: {vals.size} values for {chans.size} channels")
+        raise LimitError(f"{who}: {vals.size} values for {chans.size} channels")
     bad = np.flatnonzero((chans < 0) | (chans >= n_channels))
     if bad.size:
-        raise LimitError(f"{name}: channel {chans[bad[0]]} does not exist (0..{n_channels - 1})")
+        raise LimitError(f"{who}: channel {chans[bad[0]]} does not exist (0..{n_channels - 1})")
     if np.unique(chans).size != chans.size:
-        raise LimitError(f"{name}: a channel appears twice in {chans.tolist()}")
-    chan_limits = limits[chans]
-    for k in np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals > chan_limits)):
-        where = describe(int(chans[k]))
-        raise LimitError(f"{name}: channel {chans[k]}{f' ({where})' if where else ''}: {vals[k]:g} {unit} "
-                         f"is outside [0, {chan_limits[k]:g}] {unit}; nothing was written")
+        raise LimitError(f"{who}: a channel appears twice in {chans.tolist()}")
+
+    def name(ch: int) -> str:
+        where = describe(ch)
+        return f"channel {ch}{f' ({where})' if where else ''}"
+
+    mode: DriveMode = "voltage" if unit == "V" else "current"
+    HeaterLimits(mode=mode, max_drive=np.asarray(limits, dtype=float), name=name).check(vals, chans, who=who)
     return chans, vals

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
+from .clock import Clock
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
 from .parsing import Identity, parse_float, parse_idn, parse_int, parse_scpi_error
 from .transport import BaseTransport, TransportSettings, open_transport
@@ -199,7 +200,9 @@ class Instrument(_Addressable):
     label: ClassVar[str] = "instrument"
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, clock: Clock | None = None) -> None:
+        """``resource``: a VISA resource name, a serial port or URL, or an open transport; ``clock``: what the
+        transport's waits pass on (a bench's clock; default the wall clock)."""
         self.name = name or self.label
         if isinstance(resource, BaseTransport):
             self.transport = resource
@@ -208,7 +211,7 @@ class Instrument(_Addressable):
             if timeout_s is not None:
                 settings = replace(settings, timeout_s=timeout_s)
             self.transport = open_transport(resource, name=self.name, resource_manager=resource_manager,
-                                            settings=settings)
+                                            settings=settings, clock=clock)
         self.address = self.transport.address
         log.info("opened %s at %s", self.name, self.address)
 

@@ -8,11 +8,15 @@ which is how limits are enforced without the upper layers noticing. Units are SI
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from .parsing import Identity
+
+if TYPE_CHECKING:
+    from .clock import Clock
+    from .limits import HeaterLimits
 
 DriveMode = Literal["voltage", "current"]
 
@@ -186,3 +190,65 @@ class BankReadout(Protocol):
         ...
 
     def read(self) -> BankReading: ...
+
+
+class BenchSession(Protocol):
+    """One open bench as calibration and training see it (made by the bench: ``labctl.bench.session.Session``).
+
+    Capabilities are the bench's safety-wrapped instruments; ``limits`` are its heater limits in ring order (row-major
+    bank, ring); ``clock`` is the clock the transports wait on (virtual on an emulated bench). Calibration and the
+    DFA engine reach hardware only through this object.
+    """
+
+    heaters: HeaterDriver
+    ring_channels: np.ndarray
+    n_banks: int
+    n_rings: int
+    limits: HeaterLimits
+    lasers: list[TunableLaser]
+    wavelengths_m: np.ndarray
+    laser_max_power_w: float
+    readout: BankReadout
+    clock: Clock
+    settle_time_s: float
+    power_meter: PowerReadout | None
+    sweep_ports: list[tuple[int, int]] | None
+    identities: dict[str, str]
+    bench_sha256: str
+    wiring_sha256: str
+    chip_id: str
+    vectorized: Any
+
+    @property
+    def mode(self) -> DriveMode: ...
+
+    @property
+    def max_drive(self) -> np.ndarray: ...
+
+    @property
+    def max_power_w(self) -> np.ndarray: ...
+
+    @property
+    def total_power_w(self) -> float: ...
+
+    @property
+    def n_channels(self) -> int: ...
+
+    def transaction_count(self) -> int: ...
+
+    def wait(self, seconds: float) -> None: ...
+
+    def elapsed_s(self) -> float: ...
+
+    def set_ring_drive(self, values: np.ndarray) -> None: ...
+
+    def set_laser_powers(self, powers_w: np.ndarray) -> bool: ...
+
+    def forget_lasers(self) -> None: ...
+
+    def read_configurations(self, drives: np.ndarray, powers: np.ndarray, schedule: Any,
+                            power_index: np.ndarray | None = None, current: int | None = None) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

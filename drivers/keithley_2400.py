@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .clock import Clock
 from .errors import InstrumentConnectionError, LimitError
 from .instrument import ScpiInstrument, Setting, attempt_all
 from .parsing import in_range, parse_float, parse_float_list
@@ -87,7 +88,7 @@ class Keithley2400(ScpiInstrument):
     output = Setting(":OUTP?", ":OUTP {value}", "Output on/off.", mapping={True: "1", False: "0"}, default=False)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, termination: str | None = None,
+                 timeout_s: float | None = None, clock: Clock | None = None, termination: str | None = None,
                  line_frequency_hz: float = 50.0) -> None:
         #: Mains frequency the NPLC integration time counts in (50 Hz or 60 Hz, as set on the unit).
         self.line_frequency_hz = line_frequency_hz
@@ -98,7 +99,7 @@ class Keithley2400(ScpiInstrument):
             if timeout_s is not None:
                 settings = replace(settings, timeout_s=timeout_s)
             resource = open_transport(resource, name=name or self.label, resource_manager=resource_manager,
-                                      settings=settings)
+                                      settings=settings, clock=clock)
         super().__init__(resource, name=name)
         self._connect()
 

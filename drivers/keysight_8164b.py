@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .clock import Clock
 from .errors import InstrumentConnectionError, InstrumentReplyError, LimitError
 from .instrument import Channel, ScpiInstrument, Setting
 from .keysight_laser import DEFAULT_PIN, KeysightLaserTree
@@ -166,9 +167,10 @@ class Keysight8164B(ScpiInstrument):
     modules: dict[int, Identity]
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, pin: str = DEFAULT_PIN, poll_interval_s: float | None = None,
+                 timeout_s: float | None = None, clock: Clock | None = None, pin: str = DEFAULT_PIN, poll_interval_s: float | None = None,
                  output_settle_s: float | None = None) -> None:
-        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
+                         clock=clock)
         owns_transport = not isinstance(resource, BaseTransport)
         try:
             self.identity_at_connect = self._connect(pin)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .clock import Clock
 from .errors import InstrumentConnectionError, LimitError
 from .instrument import ScpiInstrument, Setting
 from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
@@ -62,8 +63,9 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
     line_settings: ClassVar[TransportSettings] = TransportSettings(timeout_s=10.0)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, poll_interval_s: float | None = None) -> None:
-        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+                 timeout_s: float | None = None, clock: Clock | None = None, poll_interval_s: float | None = None) -> None:
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
+                         clock=clock)
         if poll_interval_s is not None:
             self.poll_interval_s = poll_interval_s
         owns_transport = not isinstance(resource, BaseTransport)

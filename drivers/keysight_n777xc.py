@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from .clock import Clock
 from .errors import InstrumentConnectionError
 from .instrument import ScpiInstrument
 from .keysight_laser import DEFAULT_PIN, KeysightLaserTree
@@ -33,9 +34,10 @@ class KeysightN777xC(KeysightLaserTree, ScpiInstrument):
     line_settings: ClassVar[TransportSettings] = TransportSettings(timeout_s=10.0)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, pin: str = DEFAULT_PIN, poll_interval_s: float | None = None,
+                 timeout_s: float | None = None, clock: Clock | None = None, pin: str = DEFAULT_PIN, poll_interval_s: float | None = None,
                  output_settle_s: float | None = None) -> None:
-        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
+                         clock=clock)
         if poll_interval_s is not None:
             self.poll_interval_s = poll_interval_s
         if output_settle_s is not None:

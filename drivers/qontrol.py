@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .clock import Clock
 from .heater_request import validate_heater_request
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
 from .instrument import Channel, Instrument, LimitedSetting, Setting
@@ -223,7 +224,7 @@ class Qontrol(Instrument):
         write_termination="\n", read_termination="\n", timeout_s=0.2, retries=0, baud_rate=115200)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, mode: DriveMode = "voltage",
+                 timeout_s: float | None = None, clock: Clock | None = None, mode: DriveMode = "voltage",
                  max_voltage_v: float | Sequence[float] | np.ndarray | None = None,
                  max_current_a: float | Sequence[float] | np.ndarray | None = None,
                  quiet_s: float = 0.05) -> None:
@@ -237,7 +238,8 @@ class Qontrol(Instrument):
         self._errors: list[tuple[int, str]] = []
         self._vmax_v = np.zeros(0)
         self._imax_a = np.zeros(0)
-        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
+                         clock=clock)
         try:
             self._connect(max_voltage_v, max_current_a)
         except Exception:

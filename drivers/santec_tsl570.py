@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .clock import Clock
 from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentReportedError, \
     InstrumentTimeout, LimitError
 from .instrument import ScpiInstrument, Setting, attempt_all
@@ -182,7 +183,7 @@ class SantecTSL570(ScpiInstrument):
                                     validator=Range(MIN_STEP_M, 5e-7, " m"), reply="{:.7E}", default=1e-12, unit="m")
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, write_termination: str | None = None,
+                 timeout_s: float | None = None, clock: Clock | None = None, write_termination: str | None = None,
                  read_termination: str | None = None, block_terminated: bool = True,
                  poll_interval_s: float = 0.1) -> None:
         if not isinstance(resource, BaseTransport):
@@ -195,7 +196,7 @@ class SantecTSL570(ScpiInstrument):
             if timeout_s is not None:
                 overrides["timeout_s"] = timeout_s
             resource = open_transport(resource, name=name or self.label, resource_manager=resource_manager,
-                                      settings=replace(settings, **overrides))
+                                      settings=replace(settings, **overrides), clock=clock)
         super().__init__(resource, name=name)
         self.block_terminated = block_terminated
         self.poll_interval_s = poll_interval_s

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .clock import Clock
 from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, LimitError
 from .instrument import ScpiInstrument, Setting
 from .parsing import in_range, parse_float, parse_int
@@ -87,8 +88,9 @@ class ThorlabsPM100(ScpiInstrument):
                          mapping={"W": "W", "dBm": "DBM"}, default="dBm")
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None) -> None:
-        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s)
+                 timeout_s: float | None = None, clock: Clock | None = None) -> None:
+        super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
+                         clock=clock)
         self.sensor: tuple[str, ...] = ()
         self.wavelength_settable = False
         self._wavelength_limits_nm: tuple[float, float] = WAVELENGTH_WINDOW_NM

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .clock import WALL_CLOCK, Clock
 from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentTimeout
 
 log = logging.getLogger(__name__)
@@ -111,14 +112,15 @@ _GUARD = _InterruptGuard()
 class BaseTransport:
     """Locking, interrupt holding, retries and logging shared by all transports."""
 
-    def __init__(self, name: str, address: str, settings: TransportSettings) -> None:
+    def __init__(self, name: str, address: str, settings: TransportSettings, clock: Clock | None = None) -> None:
         self.name = name
         self.address = address
         self.settings = settings
+        #: What instrument-imposed waits pass on: the wall, or an emulated bench's virtual clock.
+        self.clock: Clock = clock if clock is not None else WALL_CLOCK
         self._lock = threading.RLock()
         #: Lines sent so far (tests and the safety layer's audits use it).
         self.write_count = 0
-        self._sleeper = time.sleep
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _error(self, cls: type[InstrumentError], message: str, command: str | None) -> InstrumentError:
@@ -149,10 +151,9 @@ class BaseTransport:
         raise last
 
     def sleep(self, seconds: float) -> None:
-        """Wait as the instrument requires (settling, polling). An emulated far end supplies a virtual wait
-        (``labctl_sleep`` on its resource manager or serial port) that advances its clock instead of the wall."""
+        """Wait as the instrument requires (settling, polling), on the bench's clock (virtual when emulated)."""
         if seconds > 0:
-            self._sleeper(seconds)
+            self.clock.sleep(seconds, "wait")
 
     def _send(self, command: str) -> None:
         self.write_count += 1
@@ -294,8 +295,8 @@ class VisaTransport(BaseTransport):
     """A pyvisa message-based resource (GPIB, USB-TMC, LAN, ASRL, or a simulated backend)."""
 
     def __init__(self, address: str, *, name: str = "", resource_manager: Any = None,
-                 settings: TransportSettings = TransportSettings()) -> None:
-        super().__init__(name or address, address, settings)
+                 settings: TransportSettings = TransportSettings(), clock: Clock | None = None) -> None:
+        super().__init__(name or address, address, settings, clock)
         import pyvisa
         from pyvisa import constants as vc
 
@@ -306,7 +307,6 @@ class VisaTransport(BaseTransport):
             self._res = self._rm.open_resource(address)
         except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
             raise self._error(InstrumentConnectionError, f"cannot open VISA resource: {exc}", None) from exc
-        self._sleeper = getattr(self._rm, "labctl_sleep", time.sleep)
         self._res.timeout = settings.timeout_s * 1000.0
         self._res.write_termination = settings.write_termination
         self._res.read_termination = settings.read_termination or None
@@ -396,8 +396,8 @@ class SerialTransport(BaseTransport):
     """A pyserial port opened with ``serial.serial_for_url`` so tests and emulators can plug in URL handlers."""
 
     def __init__(self, url: str, *, name: str = "", settings: TransportSettings = TransportSettings(),
-                 port: Any = None) -> None:
-        super().__init__(name or url, url, settings)
+                 port: Any = None, clock: Clock | None = None) -> None:
+        super().__init__(name or url, url, settings, clock)
         import serial
 
         self._serial_mod = serial
@@ -410,7 +410,6 @@ class SerialTransport(BaseTransport):
             except (serial.SerialException, ValueError, OSError) as exc:
                 raise self._error(InstrumentConnectionError, f"cannot open serial port: {exc}", None) from exc
         self._buffer = bytearray()
-        self._sleeper = getattr(self._port, "labctl_sleep", time.sleep)
 
     @property
     def is_open(self) -> bool:
@@ -500,11 +499,12 @@ def is_visa_address(address: str) -> bool:
 
 
 def open_transport(address: str, *, name: str = "", resource_manager: Any = None,
-                   settings: TransportSettings = TransportSettings()) -> BaseTransport:
-    """Open the right transport for an address: VISA resource names go to pyvisa, anything else to pyserial."""
+                   settings: TransportSettings = TransportSettings(), clock: Clock | None = None) -> BaseTransport:
+    """Open the right transport for an address: VISA resource names go to pyvisa, anything else to pyserial.
+    ``clock``: what the transport's waits pass on (default: the wall clock)."""
     if resource_manager is not None or is_visa_address(address):
-        return VisaTransport(address, name=name, resource_manager=resource_manager, settings=settings)
-    return SerialTransport(address, name=name, settings=settings)
+        return VisaTransport(address, name=name, resource_manager=resource_manager, settings=settings, clock=clock)
+    return SerialTransport(address, name=name, settings=settings, clock=clock)
 
 
 def expect_reply(transport: BaseTransport, command: str, reply: str, expected: str) -> None:

@@ -46,7 +46,7 @@ def run_calibration(bench_path: str | Path | None, out: str | Path, *, refine: b
     from labctl.bench.bench import Bench
 
     with Bench.open(bench_path, lock_dir=lock_dir) as bench:
-        hw = bench.hardware()
+        hw = bench.session()
         cal = calibrate(hw, refine=refine, progress=progress)
         path = cal.save(out)
         meta = cal.weights.meta

@@ -58,7 +58,7 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
                       ) -> Iterator[tuple[MatVecFeedback, Any, Path]]:
     """Open the bench, bind (or make) the calibration, build the photonic projector; yields (projector, bench,
     calibration file). The bench is left safe (heaters 0, lasers off) on every exit path."""
-    from labctl.calibration.calibrate import Calibration, calibrate
+    from labctl.calibration.calibrate import Calibration, calibrate, recalibrate
 
     from labctl.bench.bench import Bench
     from labctl.dfa.photonic import BenchMatVec
@@ -67,7 +67,7 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
     options = photonic_options(exp)
     with ExitStack() as stack:
         bench = stack.enter_context(Bench.open(bench_path, lock_dir=lock_dir))
-        hw = bench.hardware()
+        hw = bench.session()
         if calibration is None:
             log.info("no calibration given: calibrating the bench first")
             cal = calibrate(hw, progress=progress)
@@ -76,20 +76,22 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
         else:
             cal_file = Path(calibration)
             cal = Calibration.load(cal_file, hw)
-        chip = bench.emulation.chip if bench.emulation is not None else None
 
-        def saved(new_cal: Any) -> None:
+        def recalibrate_step(previous: Any) -> Any:
+            """A recalibration of this run: the options of the calibration it replaces; saved and recorded."""
+            new_cal = recalibrate(hw, previous, progress=progress)
             calibration_dir.mkdir(parents=True, exist_ok=True)
             out = new_cal.save(calibration_dir / f"calibration-{new_cal.sha256[:12]}.json")
             if on_recalibrate is not None:
                 on_recalibrate(new_cal, out)
+            return new_cal
 
         if path == "fast":
             from labctl.dfa.photonic_fast import FastMatVec
 
-            engine: Any = FastMatVec(cal, options, emulator=chip, on_recalibrate=saved)
+            engine: Any = FastMatVec(cal, options, recalibrate=recalibrate_step)
         else:
-            engine = BenchMatVec(cal, options, emulator=chip, on_recalibrate=saved)
+            engine = BenchMatVec(cal, options, recalibrate=recalibrate_step)
         dtype = np.dtype(exp.dtype).type
         feedback = MatVecFeedback(n_out, exp.hidden, seed=derive_seeds(exp.seed)["feedback"], engine=engine,
                                   dtype=dtype)

@@ -47,7 +47,7 @@ def run_verification(bench_path: str | Path | None, calibration_path: str | Path
     from labctl.bench.bench import Bench
 
     with Bench.open(bench_path, lock_dir=lock_dir) as bench:
-        hw = bench.hardware()
+        hw = bench.session()
         cal = Calibration.load(calibration_path, hw=hw)
         use_refine = cal.refine_default if refine is None else bool(refine)
         for laser in hw.lasers:

@@ -17,6 +17,9 @@ class VirtualClock:
     advance the clock themselves: time accounting belongs to the instruments.
     """
 
+    #: Sleeping advances this clock (the ``labctl.drivers.clock.Clock`` protocol that transports wait on).
+    virtual = True
+
     def __init__(self, start_s: float = 0.0) -> None:
         if not math.isfinite(start_s):
             raise ValueError(f"start_s must be finite, got {start_s!r}")
@@ -40,6 +43,11 @@ class VirtualClock:
         for listener in self._listeners:
             listener(dt_s)
         return self._now_s
+
+    def sleep(self, seconds: float, category: str = "wait") -> None:
+        """A wait on an emulated bench: time passes on this clock at once (no wall-clock wait)."""
+        if seconds > 0:
+            self.advance(seconds, category)
 
     def totals(self) -> dict[str, float]:
         """Seconds charged per category so far."""

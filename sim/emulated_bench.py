@@ -58,10 +58,6 @@ class _SerialEndpoint:
     def connected(self) -> bool:
         return self.model.connected
 
-    def sleep(self, seconds: float) -> None:
-        """Instrument-imposed waits pass on the virtual clock, not the wall clock."""
-        self.model.chip.clock.advance(seconds, "wait")
-
     def write(self, data: bytes) -> None:
         self.device.write(data)
 
@@ -113,8 +109,6 @@ class EmulatedBench:
         import pyvisa
 
         self.resource_manager = pyvisa.ResourceManager(f"{combined}@sim")
-        # drivers' settle and poll waits run on the virtual clock (see BaseTransport.sleep)
-        self.resource_manager.labctl_sleep = lambda seconds: self.chip.clock.advance(seconds, "wait")
         devices = self.resource_manager.visalib.devices
         for inst in instruments:
             address = self.addresses[inst.name]

@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import json
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,10 +24,12 @@ import numpy as np
 from labctl.bench.config import DRIVERS, BenchConfig, load_bench
 from labctl.bench.lock import BenchLock
 from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
-from labctl.calibration.hardware import CalibrationHardware
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReadout
-from labctl.bench.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
+from labctl.bench.safety import SafeHeaterDriver, SafeLaser, SafeStateGuard
+from labctl.bench.session import Session
+from labctl.drivers.clock import Clock, WallClock
+from labctl.drivers.limits import HeaterLimits, ring_namer
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,11 @@ class Bench:
     instruments: dict[str, Any]
     guard: SafeStateGuard
     lock: BenchLock
+    clock: Clock
     emulation: Any = None
     identities: dict[str, str] = field(default_factory=dict)
     _closed: bool = False
+    _session: Session | None = None
 
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -85,9 +88,12 @@ class Bench:
                 from labctl.bench.emulation import build_emulation
 
                 emulation = build_emulation(config)
+            # one clock for the whole bench: transports wait on it, the session settles on it
+            clock: Clock = emulation.clock if emulation is not None else WallClock()
             for name, inst in config.instruments.items():
-                instruments[name] = _open_driver(name, inst.driver, inst.address, inst.options, config, emulation)
-            bench = cls._assemble(config, digest, instruments, guard, lock, emulation)
+                instruments[name] = _open_driver(name, inst.driver, inst.address, inst.options, config, emulation,
+                                                 clock)
+            bench = cls._assemble(config, digest, instruments, guard, lock, emulation, clock)
         except BaseException:
             for name, driver in instruments.items():
                 _safe_close(name, driver)
@@ -99,7 +105,7 @@ class Bench:
 
     @classmethod
     def _assemble(cls, config: BenchConfig, digest: str, instruments: dict[str, Any], guard: SafeStateGuard,
-                  lock: BenchLock, emulation: Any) -> Bench:
+                  lock: BenchLock, emulation: Any, clock: Clock) -> Bench:
         wiring, limits = config.wiring, config.limits
         heater_driver = instruments[wiring.heaters.instrument]
         n_rings = wiring.banks * wiring.rings
@@ -135,7 +141,7 @@ class Bench:
             if name not in handled and hasattr(driver, "safe_state"):
                 guard.register(f"{name} safe state", driver.safe_state)
         bench = cls(config=config, config_sha256=digest, heaters=heaters, lasers=lasers, readout=readout,
-                    instruments=instruments, guard=guard, lock=lock, emulation=emulation)
+                    instruments=instruments, guard=guard, lock=lock, clock=clock, emulation=emulation)
         bench.identities = {name: str(driver.identity()) for name, driver in instruments.items()}
         return bench
 
@@ -159,12 +165,7 @@ class Bench:
 
     def wait(self, seconds: float) -> None:
         """Let the chip settle: wall-clock time on a real bench, virtual time on an emulated one."""
-        if seconds <= 0:
-            return
-        if self.emulation is not None:
-            self.emulation.chip.clock.advance(seconds, "settle")
-        else:
-            time.sleep(seconds)
+        self.clock.sleep(seconds, "settle")
 
     def settle(self) -> None:
         """Wait the heater settling time (5 time constants, at least 1 ms) after a heater change."""
@@ -176,7 +177,7 @@ class Bench:
 
     def projected_time_s(self) -> float | None:
         """Bench time spent so far on an emulated bench (virtual clock), None on a real one."""
-        return None if self.emulation is None else self.emulation.chip.clock.now_s
+        return self.clock.now_s if self.clock.virtual else None
 
     def status(self) -> dict[str, Any]:
         """Identity and error state of every instrument (``labctl bench check``)."""
@@ -200,11 +201,12 @@ class Bench:
             seen[id(transport)] = transport.write_count
         return sum(seen.values())
 
-    def hardware(self) -> CalibrationHardware:
-        """The bench as calibration and training see it: wrapped instruments behind capability interfaces."""
-        w, limits = self.config.wiring, self.config.limits
-        n = w.banks * w.rings
-        key = "heater_max_voltage_v" if w.heaters.mode == "voltage" else "heater_max_current_a"
+    def session(self) -> Session:
+        """The bench as calibration, training and procedures see it (one per open bench): wrapped instruments behind
+        capability interfaces, the heater limits in ring order, the clock, and the batch operation."""
+        if self._session is not None:
+            return self._session
+        w = self.config.wiring
         meter = ports = None
         if isinstance(self.readout, PowerMeterBanks) and len(self.readout.meters) == 1:
             meter = self.readout.meters[0]
@@ -212,16 +214,16 @@ class Bench:
         wiring_text = json.dumps(w.model_dump(), sort_keys=True)
         chip_id = self.config.bench.chip_id or (
             f"emulated seed {self.config.chip.seed}" if self.config.chip is not None else "")
-        return CalibrationHardware(
+        self._session = Session(
             heaters=self.heaters, ring_channels=self.ring_channels, n_banks=w.banks, n_rings=w.rings,
-            mode=w.heaters.mode, max_drive=_per_heater(getattr(limits, key), n),  # type: ignore[arg-type]
-            max_power_w=_per_heater(limits.heater_max_power_w, n),  # type: ignore[arg-type]
-            total_power_w=limits.total_heater_power_w, lasers=list(self.lasers),
-            wavelengths_m=np.asarray(w.wavelengths_m, dtype=float), laser_max_power_w=limits.laser_max_power_w,
-            readout=self.readout, wait=self.wait, settle_time_s=self.settle_time_s, power_meter=meter,
-            sweep_ports=ports, identities=dict(self.identities), bench_sha256=self.config_sha256,
-            wiring_sha256=hashlib.sha256(wiring_text.encode()).hexdigest(), chip_id=chip_id,
-            transaction_count=self.transaction_count, elapsed_s=self.projected_time_s)
+            limits=self.heaters.limits.take(self.ring_channels, ring_namer(w.rings)), lasers=list(self.lasers),
+            wavelengths_m=np.asarray(w.wavelengths_m, dtype=float),
+            laser_max_power_w=self.config.limits.laser_max_power_w, readout=self.readout, clock=self.clock,
+            settle_time_s=self.settle_time_s, power_meter=meter, sweep_ports=ports, identities=dict(self.identities),
+            bench_sha256=self.config_sha256, wiring_sha256=hashlib.sha256(wiring_text.encode()).hexdigest(),
+            chip_id=chip_id, transaction_count=self.transaction_count,
+            vectorized=None if self.emulation is None else self.emulation.vectorized(self.config, self.readout))
+        return self._session
 
     def make_safe(self) -> list[tuple[str, Exception]]:
         return self.guard.make_safe()
@@ -259,10 +261,11 @@ def _readout(config: BenchConfig, instruments: dict[str, Any]) -> BankReadout:
 
 
 def _open_driver(name: str, driver: str, address: str | None, options: dict[str, Any], config: BenchConfig,
-                 emulation: Any) -> Any:
+                 emulation: Any, clock: Clock) -> Any:
     cls = driver_class(driver)
     kwargs: dict[str, Any] = dict(options)
     kwargs.setdefault("name", name)
+    kwargs["clock"] = clock
     if name == config.wiring.heaters.instrument:
         kwargs.setdefault("mode", config.wiring.heaters.mode)
         key = "max_voltage_v" if config.wiring.heaters.mode == "voltage" else "max_current_a"

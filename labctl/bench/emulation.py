@@ -15,10 +15,13 @@ from typing import Any
 import numpy as np
 
 from labctl.bench.config import BenchConfig, BenchConfigError
+from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
 from labctl.sim.chip import Chip
 from labctl.sim.chip_spec import ChipSpec
+from labctl.sim.clock import VirtualClock
 from labctl.sim.emulated_bench import EmulatedBench, SimulatedInstrument
 from labctl.sim.instruments import MODELS
+from labctl.sim.instruments.keysight_models import AUTO_RANGE_MARGIN_DB
 from labctl.sim.profiles import ALL as PROFILES
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,21 @@ class Emulation:
     def resource_manager(self) -> Any:
         return self.bench.resource_manager
 
+    @property
+    def clock(self) -> VirtualClock:
+        """The bench's clock: transports, the session and the engines all wait on it."""
+        return self.chip.clock
+
+    def vectorized(self, config: BenchConfig, readout: Any) -> EmulatedReadings:
+        """The session's vectorized batch for this bench's readout (see :class:`EmulatedReadings`)."""
+        if isinstance(readout, PowerMeterBanks):
+            return EmulatedReadings(self.chip, config.wiring.heaters.mode, meter=True)
+        if isinstance(readout, SourceMeterBanks):
+            return EmulatedReadings(self.chip, config.wiring.heaters.mode, meter=False,
+                                    compliance_a=float(readout.compliance_a))
+        raise BenchConfigError(config.bench.name, [("wiring.detectors", f"no vectorized model of readout "
+                                                                         f"{type(readout).__name__}")])
+
     def address(self, name: str) -> str:
         return self.bench.address(name)
 
@@ -48,6 +66,42 @@ class Emulation:
     def close(self) -> None:
         self.bench.close()
         self.chip.close()
+
+
+class EmulatedReadings:
+    """The emulated bench's vectorized equivalent of the instrument loop (``Session.read_configurations``).
+
+    Same physics as the simulated instruments: every configuration's settled response at every encoding, with laser
+    RIN and the readout's noise and quantization drawn per reading: ``Chip.meter_readings_configs`` (the N774x meter
+    model in auto range, fused in one compiled pass) for off-chip power meters, ``Chip.evaluate_configs`` (balanced
+    detector, then the source meter's compliance) for on-chip photodiodes. Heater settling transients are not
+    modelled (every reading is settled, as the instrument loop's settle wait makes it). It charges no time: the caller
+    charges the batch's projected bench time to the session clock.
+    """
+
+    def __init__(self, chip: Chip, mode: str, *, meter: bool, compliance_a: float | None = None) -> None:
+        self._chip = chip
+        self._mode = mode
+        self._meter = meter
+        self._compliance_a = compliance_a
+
+    def read(self, drives: np.ndarray, powers: np.ndarray, averaging_time_s: float,
+             power_index: np.ndarray | None = None) -> np.ndarray:
+        chip = self._chip
+        if self._meter:
+            return chip.meter_readings_configs(drives, powers, averaging_time_s, AUTO_RANGE_MARGIN_DB,
+                                               mode=self._mode, power_index=power_index)
+        if power_index is not None:
+            powers = powers[power_index]
+        ev = chip.evaluate_configs(drives, powers, averaging_time_s, mode=self._mode)
+        limit = float(self._compliance_a)  # type: ignore[arg-type]
+        return np.clip(ev.balanced_current_a, -limit, limit)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._chip.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._chip.load_state_dict(state)
 
 
 def chip_spec(config: BenchConfig) -> ChipSpec:

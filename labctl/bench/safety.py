@@ -13,75 +13,33 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from labctl.drivers.errors import InstrumentError, LimitError
-from labctl.drivers.interfaces import DriveMode, HeaterDriver, SweepSettings, TunableLaser
+from labctl.drivers.interfaces import HeaterDriver, SweepSettings, TunableLaser
+from labctl.drivers.limits import HeaterLimits
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HeaterLimits:
-    """Per-channel and total limits of a heater driver, in the driver's channel order."""
-
-    mode: DriveMode
-    max_drive: np.ndarray          # (n_channels,) V or A
-    max_power_w: np.ndarray        # (n_channels,)
-    total_power_w: float
-    #: Worst-case resistance for power estimates: the lowest (voltage drive) or highest (current drive).
-    worst_resistance_ohm: float
-    ramp_step: float | None = None
-
-    def power_w(self, drive: np.ndarray) -> np.ndarray:
-        """Worst-case electrical power of a drive vector (V^2/R_min or I^2 R_max)."""
-        if self.mode == "voltage":
-            return drive**2 / self.worst_resistance_ohm
-        return drive**2 * self.worst_resistance_ohm
 
 
 def check_heater_vector(values: Any, channels: np.ndarray, state: np.ndarray, limits: HeaterLimits,
                         who: str) -> np.ndarray:
     """Validate a heater write as a whole; returns the full channel vector after the write.
 
-    ``state`` is the full vector currently applied; ``channels`` the indices written. Raises
-    :class:`LimitError` naming the channel and the limit for the first violation found, before any I/O.
+    ``state`` is the full vector currently applied; ``channels`` the indices written. The rule is the one of
+    :class:`~labctl.drivers.limits.HeaterLimits`; raises :class:`LimitError` naming the channel and the limit for the
+    first violation found, before any I/O.
     """
-    unit = "V" if limits.mode == "voltage" else "A"
     array = np.asarray(values, dtype=float)
     if array.shape != channels.shape:
         raise LimitError(f"{who}: {array.size} values for {channels.size} channels")
     if channels.size and (channels.min() < 0 or channels.max() >= state.size):
         raise LimitError(f"{who}: channel index out of 0..{state.size - 1}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        ch = int(channels[np.argmax(bad)])
-        raise LimitError(f"{who}: channel {ch}: value {array[np.argmax(bad)]!r} is not finite")
-    negative = array < 0
-    if negative.any():
-        i = int(np.argmax(negative))
-        raise LimitError(f"{who}: channel {int(channels[i])}: {array[i]:g} {unit} is negative (heaters take >= 0)")
-    over = array > limits.max_drive[channels]
-    if over.any():
-        i = int(np.argmax(over))
-        raise LimitError(f"{who}: channel {int(channels[i])}: {array[i]:g} {unit} exceeds the limit "
-                         f"{limits.max_drive[channels[i]]:g} {unit}")
-    power = limits.power_w(array)
-    over_p = power > limits.max_power_w[channels]
-    if over_p.any():
-        i = int(np.argmax(over_p))
-        raise LimitError(f"{who}: channel {int(channels[i])}: {array[i]:g} {unit} dissipates up to "
-                         f"{power[i] * 1e3:.3g} mW, over the per-heater limit "
-                         f"{limits.max_power_w[channels[i]] * 1e3:.3g} mW")
+    limits.check(array, channels, state=state, who=who)
     after = state.copy()
     after[channels] = array
-    total = float(limits.power_w(after).sum())
-    if total > limits.total_power_w:
-        raise LimitError(f"{who}: total heater power would reach {total * 1e3:.4g} mW, over the budget "
-                         f"{limits.total_power_w * 1e3:.4g} mW")
     return after
 
 
@@ -92,7 +50,8 @@ class SafeHeaterDriver:
                  ) -> None:
         if inner.mode != limits.mode:
             raise LimitError(f"{inner.name}: driver is in {inner.mode} mode but limits are for {limits.mode}")
-        if limits.max_drive.shape != (inner.n_channels,) or limits.max_power_w.shape != (inner.n_channels,):
+        if limits.max_drive.shape != (inner.n_channels,) or (
+                limits.max_power_w is not None and limits.max_power_w.shape != (inner.n_channels,)):
             raise LimitError(f"{inner.name}: limits given for {limits.max_drive.size} channels, driver has "
                              f"{inner.n_channels}")
         self.inner = inner

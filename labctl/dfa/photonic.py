@@ -58,7 +58,7 @@ from labctl.dfa.tiling import (
 
 if TYPE_CHECKING:
     from labctl.calibration.calibrate import Calibration
-    from labctl.calibration.hardware import CalibrationHardware
+    from labctl.drivers.interfaces import BenchSession
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +212,14 @@ class PhotonicMatVec:
     kind = "photonic"
 
     def __init__(self, cal: Calibration, options: PhotonicOptions | None = None, *,
-                 on_recalibrate: Callable[[Calibration], None] | None = None, emulator: Any = None) -> None:
-        """``emulator``: on an emulated bench, the chip behind it, whose state (noise and drift streams, clock)
-        goes into checkpoints so a resumed run is bit-identical; never read for physics here."""
+                 recalibrate: Callable[[Calibration], Calibration] | None = None) -> None:
+        """``cal``: a calibration bound to the bench session the engine works on. ``recalibrate``: the run's
+        recalibration step, given the calibration it replaces (the run decides how: with that calibration's options,
+        and records it); without one, a drift that needs a recalibration stops the run with an error."""
         self.options = options or PhotonicOptions()
-        self.emulator = emulator
         self.cal = cal
-        self.hw: CalibrationHardware = cal.require_hardware()
-        self.on_recalibrate = on_recalibrate
+        self.hw: BenchSession = cal.require_hardware()
+        self.recalibrate = recalibrate
         self.mapping = WeightMapping.from_calibration(cal, self.options)
         self._setup_encoding()
         self.plan: TilePlan | None = None
@@ -235,7 +235,6 @@ class PhotonicMatVec:
         self._cache_key: bytes | None = None
         self._cache: list[np.ndarray] = []
         self._batches = 0
-        self._laser_w: np.ndarray | None = None   # powers as last set (None: unknown)
         self._config: int | None = None           # configuration as last set
         self._ready = False
         self._tuned = False
@@ -290,14 +289,15 @@ class PhotonicMatVec:
         hw = self.hw
         mid = np.full(hw.n_channels, self.encoding.mid_w)
         if not self._tuned:
+            hw.forget_lasers()
             for k, laser in enumerate(hw.lasers):
                 laser.set_wavelength_m(float(hw.wavelengths_m[k]))
-                laser.set_power_w(self.encoding.mid_w)
+            hw.set_laser_powers(mid)
+            for laser in hw.lasers:
                 laser.set_output(True)
-            self._laser_w = mid
             self._tuned = True
         else:
-            self._set_lasers(mid)
+            hw.set_laser_powers(mid)
         self._configure_readout()
         if self.costs is None:
             self.costs = self._probe_costs()
@@ -344,12 +344,7 @@ class PhotonicMatVec:
 
     def _set_lasers(self, powers_w: np.ndarray) -> bool:
         """Change only the channels whose power differs; True if anything was sent."""
-        changed = np.flatnonzero(self._laser_w != powers_w) if self._laser_w is not None \
-            else np.arange(powers_w.size)
-        for k in changed:
-            self.hw.lasers[int(k)].set_power_w(float(powers_w[k]))
-        self._laser_w = np.array(powers_w, dtype=float)
-        return changed.size > 0
+        return self.hw.set_laser_powers(powers_w)
 
     # -- the product ----------------------------------------------------------------------------------------------
     def matvec(self, layer: int, error: np.ndarray) -> np.ndarray:
@@ -514,9 +509,10 @@ class PhotonicMatVec:
     def _reference_lasers(self) -> None:
         """The drift references are read at the calibration powers."""
         p_cal = self.cal.rmap.laser_power_w
-        for k, laser in enumerate(self.hw.lasers):
-            laser.set_power_w(float(p_cal[k]) if p_cal is not None else self.encoding.high_w)
-        self._laser_w = None
+        self.hw.forget_lasers()      # every channel is set (measuring weights switches lasers one at a time)
+        self.hw.set_laser_powers(np.asarray(p_cal, dtype=float) if p_cal is not None
+                                 else np.full(self.hw.n_channels, self.encoding.high_w))
+        self.hw.forget_lasers()
         self._config = None
 
     def _direct_reference_weights(self) -> bool:
@@ -529,7 +525,8 @@ class PhotonicMatVec:
         raise NotImplementedError
 
     def _advance_clock(self, time_s: float, what: str) -> None:
-        raise NotImplementedError
+        """Charge projected bench time of work done without the instruments to the session's (virtual) clock."""
+        self.hw.clock.sleep(time_s, what)
 
     def _reference_residual(self) -> float | None:
         """RMS error of the drift references' targets set with the (recentered) model, measured now."""
@@ -543,11 +540,11 @@ class PhotonicMatVec:
         return float(np.sqrt(np.mean((np.array(measured) - ref.targets) ** 2)))
 
     def _recalibrate(self) -> None:
-        from labctl.calibration.calibrate import calibrate
-
+        if self.recalibrate is None:
+            raise PhotonicSetupError("the drift needs a recalibration and this run has no recalibration step")
         log.warning("drift beyond the recalibration level: recalibrating")
-        cal = calibrate(self.hw)
-        self._laser_w = None      # calibrating sets lasers and heaters its own way: nothing known is still set
+        cal = self.recalibrate(self.cal)
+        self.hw.forget_lasers()   # calibrating sets lasers and heaters its own way: nothing known is still set
         self._config = None
         self.cal = cal
         self.mapping = WeightMapping.from_calibration(cal, self.options)
@@ -560,8 +557,6 @@ class PhotonicMatVec:
             self.tiles = self.plan.tile_matrices(self._matrices)
             self.config_block = self.plan.config_blocks(extra_per_block=1)
             self._solve_drives()
-        if self.on_recalibrate is not None:
-            self.on_recalibrate(cal)
 
     # -- MatVecEngine protocol ----------------------------------------------------------------------------------
     def pop_counters(self) -> dict[str, Any]:
@@ -599,7 +594,7 @@ class PhotonicMatVec:
         state: dict[str, Any] = {
             "calibration_sha256": self.cal.sha256, "batches": self._batches,
             "common_shift_m": np.asarray(self.cal.common_shift_m, dtype=float).tolist(),
-            "laser_w": None if self._laser_w is None else self._laser_w.tolist(),
+            "laser_w": None if self.hw._laser_w is None else self.hw._laser_w.tolist(),
             "costs": None if self.costs is None else asdict(self.costs), "order": self.order,
             # what the readout accepted when the calibration measured weights (learned once per session; a resumed
             # session must not spend instrument time re-learning it, or its virtual clock would differ)
@@ -607,8 +602,7 @@ class PhotonicMatVec:
             "drift_cost": None if self._drift_cost is None else list(self._drift_cost),
             "confirm_cost": None if self._confirm_cost is None else list(self._confirm_cost),
         }
-        if self.emulator is not None:
-            state["chip"] = self.emulator.state_dict()
+        state.update(self.hw.state_dict())      # the emulator's streams and clock, through the session
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -629,10 +623,9 @@ class PhotonicMatVec:
         self._confirm_cost = None if confirm is None else (float(confirm[0]), int(confirm[1]))
         self.start()
         self.order = state.get("order", self.order)
-        self._laser_w = None if state.get("laser_w") is None else np.array(state["laser_w"], dtype=float)
+        self.hw._laser_w = None if state.get("laser_w") is None else np.array(state["laser_w"], dtype=float)
         self._config = None
-        if self.emulator is not None and "chip" in state:
-            self.emulator.load_state_dict(state["chip"])
+        self.hw.load_state_dict(state)
 
 
 class BenchMatVec(PhotonicMatVec):
@@ -641,21 +634,12 @@ class BenchMatVec(PhotonicMatVec):
     kind = "photonic-stack"
 
     def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
-        assert self.plan is not None
-        blocks = self.config_block
-        out = np.empty((self.drives.shape[0], n + 1, self.hw.n_banks))
         t0, x0 = self._now()
-        configs = encodings = readings = 0
-        for cfg, i in schedule(self.order, blocks, n):
-            if cfg != self._config:
-                self._set_config(cfg)
-                configs += 1
-            if self._set_lasers(powers[blocks[cfg], i]):
-                encodings += 1
-            out[cfg, i] = np.asarray(self.hw.readout.read().balanced, dtype=float)
-            readings += 1
+        out, counts, self._config = self.hw.read_configurations(
+            self.drives, powers, schedule(self.order, self.config_block, n), power_index=self.config_block,
+            current=self._config)
         t1, x1 = self._now()
-        self._record_ops(OpCounts(configs, encodings, readings), t1 - t0, x1 - x0)
+        self._record_ops(OpCounts(counts.configs, counts.encodings, counts.readings), t1 - t0, x1 - x0)
         return out
 
 

@@ -11,7 +11,8 @@ bench. Drift checks read their references the same way (one laser at a time at i
 cost; when a check trips, the confirmation and any recalibration go through the instruments. Heater settling
 transients are not modelled here (every reading is settled, as the stack's settle wait makes it).
 
-Only for emulated benches: it needs the :class:`~labctl.sim.chip.Chip` behind the bench.
+Only for emulated benches: the readings come from the bench session's vectorized batch, which only the emulation
+root supplies (``Session.vectorized``); nothing here knows the chip or an instrument model.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
 from labctl.dfa.photonic import PhotonicMatVec, PhotonicSetupError
-from labctl.sim.instruments.keysight_models import AUTO_RANGE_MARGIN_DB
 from labctl.dfa.tiling import op_counts
 
 
@@ -33,27 +32,15 @@ class FastMatVec(PhotonicMatVec):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.emulator is None:
+        if self.hw.vectorized is None:
             raise PhotonicSetupError("the fast path needs the emulated chip (emulated benches only); use the "
                                      "instrument stack on a real bench")
-        readout = self.hw.readout
-        if not isinstance(readout, PowerMeterBanks | SourceMeterBanks):
-            raise PhotonicSetupError(f"no fast-path model of readout {type(readout).__name__}")
-        self._meter = isinstance(readout, PowerMeterBanks)
 
     def _readings(self, drives: np.ndarray, powers: np.ndarray, averaging_time_s: float,
                   power_index: np.ndarray | None = None) -> np.ndarray:
         """Balanced readings (T, N, B) of T drives at N laser power settings: powers (N, C), or (K, N, C) of which
         drive t reads ``powers[power_index[t]]``."""
-        chip = self.emulator
-        if self._meter:
-            return chip.meter_readings_configs(drives, powers, averaging_time_s, AUTO_RANGE_MARGIN_DB,
-                                               mode=self.hw.mode, power_index=power_index)
-        if power_index is not None:
-            powers = powers[power_index]
-        ev = chip.evaluate_configs(drives, powers, averaging_time_s, mode=self.hw.mode)
-        limit = float(self.hw.readout.compliance_a)  # type: ignore[attr-defined]
-        return np.clip(ev.balanced_current_a, -limit, limit)
+        return self.hw.vectorized.read(drives, powers, averaging_time_s, power_index)
 
     def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
         assert self.plan is not None and self.costs is not None
@@ -80,6 +67,3 @@ class FastMatVec(PhotonicMatVec):
         t_avg = cal._averaging_time_s if cal._averaging_time_s is not None else self.averaging_time_s
         raw = self._readings(np.asarray(drives, dtype=float), powers, float(t_avg))   # (M, n, B)
         return cal.weights_from_readings(np.swapaxes(raw, 1, 2), channels)
-
-    def _advance_clock(self, time_s: float, what: str) -> None:
-        self.emulator.clock.advance(time_s, what)

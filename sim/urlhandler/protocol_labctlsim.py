@@ -43,8 +43,6 @@ class Serial(SerialBase):
         if endpoint is None:
             raise serial.SerialException(f"no simulated instrument at {self._port!r}")
         self._endpoint = endpoint
-        #: waits the driver makes pass on the emulated chip's virtual clock (see BaseTransport.sleep)
-        self.labctl_sleep = endpoint.sleep
         self.is_open = True
 
     def close(self) -> None:

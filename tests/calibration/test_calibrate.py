@@ -142,7 +142,7 @@ def _lasers_off(hw: Any) -> None:
 # ---- mirrored model -------------------------------------------------------------------------------------------------
 def test_mirrored_model_passes_and_wrong_models_fail(tmp_path: Path) -> None:
     with Bench.open(bench_file(tmp_path / "bench.toml", seed=3), lock_dir=tmp_path) as bench:
-        hw, chip = bench.hardware(), bench.emulation.chip
+        hw, chip = bench.session(), bench.emulation.chip
         _lasers_off(hw)
         good = truth_calibration(hw, chip)
         measured, true = true_bits(good, hw, chip, n=6)
@@ -160,7 +160,7 @@ def test_mirrored_model_passes_and_wrong_models_fail(tmp_path: Path) -> None:
 def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     tmp = tmp_path_factory.mktemp("cal")
     with Bench.open(bench_file(tmp / "bench.toml", seed=0), lock_dir=tmp) as bench:
-        hw = bench.hardware()
+        hw = bench.session()
         recorder = RecordingHeaters(hw.heaters)
         hw = dataclasses.replace(hw, heaters=recorder)
         cal = calibrate(hw, refine=False)
@@ -199,7 +199,7 @@ def test_artifact_binds_to_its_chip(calibrated: SimpleNamespace) -> None:
     other = bench_file(c.tmp / "other.toml", seed=1)
     with Bench.open(other, lock_dir=c.tmp / "lock2") as bench, \
             pytest.raises(CalibrationFileError, match="made for chip 'emulated seed 0'"):
-        Calibration.load(path, hw=bench.hardware())
+        Calibration.load(path, hw=bench.session())
 
 
 def test_drift_check_trips_only_after_enough_time(calibrated: SimpleNamespace) -> None:

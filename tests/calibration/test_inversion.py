@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from labctl.calibration import weights as wm
 from labctl.calibration.calibrate import Calibration
-from labctl.calibration.hardware import CalibrationHardware
-from labctl.calibration.inversion import DriveLimits, solve_drive
+from labctl.bench.session import Session
+from labctl.drivers.clock import WallClock
+from labctl.drivers.interfaces import BenchSession
+from labctl.calibration.inversion import solve_drive
 from labctl.calibration.refine import refine_weights
 from labctl.drivers.errors import LimitError
 
-from labctl.bench.safety import HeaterLimits
+from labctl.drivers.limits import HeaterLimits, ring_namer
 
 from .test_weights import bank, synthetic_sweeps, true_model
 
@@ -36,16 +38,15 @@ class RecordingHeaters:
 
 
 def fake_hw(n_banks: int, n_rings: int, *, max_drive: float = 7.0, max_power_w: float = 0.04
-            ) -> tuple[CalibrationHardware, RecordingHeaters]:
+            ) -> tuple[BenchSession, RecordingHeaters]:
     n = n_banks * n_rings
     limits = HeaterLimits(mode="voltage", max_drive=np.full(n, max_drive), max_power_w=np.full(n, max_power_w),
                           total_power_w=0.6, worst_resistance_ohm=900.0)
     heaters = RecordingHeaters(n, limits)
-    hw = CalibrationHardware(heaters=heaters, ring_channels=np.arange(n), n_banks=n_banks, n_rings=n_rings,
-                             mode="voltage", max_drive=np.full(n, max_drive), max_power_w=np.full(n, max_power_w),
-                             total_power_w=0.6, lasers=[], wavelengths_m=1550e-9 + 1e-9 * np.arange(n_rings),
-                             laser_max_power_w=0.01, readout=None, wait=lambda s: None,  # type: ignore[arg-type]
-                             settle_time_s=0.0)
+    hw = Session(heaters=heaters, ring_channels=np.arange(n), n_banks=n_banks, n_rings=n_rings,
+                 limits=limits.take(np.arange(n), ring_namer(n_rings)), lasers=[],
+                 wavelengths_m=1550e-9 + 1e-9 * np.arange(n_rings), laser_max_power_w=0.01,
+                 readout=None, clock=WallClock(), settle_time_s=0.0)  # type: ignore[arg-type]
     return hw, heaters
 
 
@@ -73,15 +74,15 @@ def test_inversion_solves_crosstalk_jointly(models: tuple) -> None:
 
 
 def test_limits_name_ring_and_limit() -> None:
-    limits = DriveLimits(mode="voltage", max_drive=np.full(8, 5.0), max_power_w=np.full(8, 0.02),
-                         total_power_w=0.05, n_rings=4, power_w=lambda d: d**2 / 900.0)
+    limits = HeaterLimits(mode="voltage", max_drive=np.full(8, 5.0), max_power_w=np.full(8, 0.02),
+                          total_power_w=0.05, worst_resistance_ohm=900.0, name=ring_namer(4))
     limits.check(np.full(8, 2.0))
     d = np.full(8, 2.0)
     d[6] = 5.5
-    with pytest.raises(LimitError, match=r"bank 1 ring 2: drive 5\.5 V exceeds the drive limit 5 V"):
+    with pytest.raises(LimitError, match=r"bank 1 ring 2: drive 5\.5 V exceeds the limit 5 V"):
         limits.check(d)
     d[6] = 4.5
-    with pytest.raises(LimitError, match=r"bank 1 ring 2: .* over the per-heater power limit 20 mW"):
+    with pytest.raises(LimitError, match=r"bank 1 ring 2: .* over the per-heater limit 20 mW"):
         limits.check(d)
     with pytest.raises(LimitError, match="total heater power .* over the budget 50 mW"):
         limits.check(np.full(8, 4.0))
@@ -108,7 +109,7 @@ def test_set_weights_checks_everything_before_writing(models: tuple) -> None:
     # a bench with a lower drive limit than the target needs: refused, naming the ring, before any write
     hw_low, heaters_low = fake_hw(2, 4, max_drive=float(np.sort(drive)[-2]) * 0.99)
     cal_low = Calibration(rmap, thermal, model, hw=hw_low)
-    with pytest.raises(LimitError, match=r"bank \d ring \d: drive .* exceeds the drive limit"):
+    with pytest.raises(LimitError, match=r"bank \d ring \d: drive .* exceeds the limit"):
         cal_low.set_weights(target)
     assert heaters_low.writes == []
 

@@ -14,11 +14,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from labctl.drivers.limits import HeaterLimits
 import pytest
 from labctl.calibration import inversion
 from labctl.calibration.calibrate import Calibration, calibrate
 from labctl.calibration.inversion import (
-    DriveLimits,
     drive_for_detuning,
     drives_for_detunings,
 )
@@ -37,7 +37,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     tmp: Path = tmp_path_factory.mktemp("batch")
     with Bench.open(bench_file(tmp / "bench.toml", seed=1), lock_dir=tmp) as bench:
         # the full measurement chain with fewer weight-sweep points (the inversion does not care; keeps it ~4 s)
-        cal = calibrate(bench.hardware(), n_configs=6, n_levels=24, n_drift_references=1)
+        cal = calibrate(bench.session(), n_configs=6, n_levels=24, n_drift_references=1)
         lo, hi = cal.achievable_range
         targets = lo + (hi - lo) * np.random.default_rng(4).uniform(0.02, 0.98, (N_CONFIGS, *lo.shape))
         yield SimpleNamespace(cal=cal, targets=targets, deltas=cal.solve_detunings(targets))
@@ -55,18 +55,18 @@ def _assert_same(batch: np.ndarray, loop: np.ndarray) -> None:
 
 
 def _error(solve: Callable[..., Any], cal: Calibration, w: np.ndarray, d: np.ndarray,
-           limits: DriveLimits | None = None) -> ValueError:
+           limits: HeaterLimits | None = None) -> ValueError:
     """The error ``solve`` (drive_for_detuning or drives_for_detunings) raises for targets w, detunings d."""
     with pytest.raises(ValueError) as info:
         solve(w, d, cal.weights, cal.rmap, cal.thermal, limits or cal._limits, common_shift_m=cal.common_shift_m)
     return info.value
 
 
-def _single_error(cal: Calibration, w: np.ndarray, d: np.ndarray, limits: DriveLimits | None = None) -> ValueError:
+def _single_error(cal: Calibration, w: np.ndarray, d: np.ndarray, limits: HeaterLimits | None = None) -> ValueError:
     return _error(drive_for_detuning, cal, w, d, limits)
 
 
-def _batch_error(cal: Calibration, w: np.ndarray, d: np.ndarray, limits: DriveLimits | None = None) -> ValueError:
+def _batch_error(cal: Calibration, w: np.ndarray, d: np.ndarray, limits: HeaterLimits | None = None) -> ValueError:
     return _error(drives_for_detunings, cal, w, d, limits)
 
 
@@ -151,7 +151,7 @@ def test_cooling_names_configuration_and_ring(small: SimpleNamespace) -> None:
 def test_drive_beyond_limit_names_configuration_and_ring(small: SimpleNamespace) -> None:
     cal = small.cal
     loop = _loop(cal, small.targets, small.deltas)
-    # a bench limit below what one configuration needs on one ring: DriveLimits.check's error
+    # a bench limit below what one configuration needs on one ring: HeaterLimits.check's error
     ring = 6
     order = np.argsort(loop[:, ring])
     t_over = int(order[-1])
@@ -162,7 +162,7 @@ def test_drive_beyond_limit_names_configuration_and_ring(small: SimpleNamespace)
     exc = _batch_error(cal, small.targets, small.deltas, limits)
     assert type(exc) is LimitError and type(single) is LimitError
     assert str(exc) == f"configuration {t_over}: {single}"
-    assert f"configuration {t_over}: bank 1 ring 2: drive" in str(exc) and "exceeds the drive limit" in str(exc)
+    assert f"configuration {t_over}: bank 1 ring 2: drive" in str(exc) and "exceeds the limit" in str(exc)
     # a heat beyond the thermal model's drive range (every ring 20 nm further red): drive_for_heat's error
     deltas = small.deltas.copy()
     deltas[9] -= 20e-9

@@ -15,7 +15,7 @@ import tomli_w
 
 from labctl.bench.bench import Bench
 from labctl.bench.config import embedded_bench_path
-from labctl.calibration.hardware import CalibrationHardware
+from labctl.drivers.interfaces import BenchSession
 from labctl.calibration.measure import SpectrumSession, channel_weights_raw, spectra
 from labctl.drivers.errors import LimitError
 
@@ -54,12 +54,12 @@ def bench_file(tmp: Path, kind: str = "default", *, n_banks: int = 2, n_rings: i
 
 
 @contextmanager
-def open_bench(path: Path | str, lock_dir: Path) -> Iterator[tuple[Bench, CalibrationHardware, Any]]:
+def open_bench(path: Path | str, lock_dir: Path) -> Iterator[tuple[Bench, BenchSession, Any]]:
     with Bench.open(path, lock_dir=lock_dir) as bench:
-        yield bench, bench.hardware(), bench.emulation.chip
+        yield bench, bench.session(), bench.emulation.chip
 
 
-def outputs(hw: CalibrationHardware) -> list[bool]:
+def outputs(hw: BenchSession) -> list[bool]:
     return [bool(laser.get_output()) for laser in hw.lasers]
 
 

@@ -276,7 +276,7 @@ def test_set_answered_with_something_else_than_ok() -> None:
 
 # -- limits: refused before anything is written ------------------------------------------------------------------
 @pytest.mark.parametrize("values, channels, message", [
-    ([0.001, 0.021], [0, 9], r"channel 9 \(board 0 DAC1 CH4\): 0.021 A is outside \[0, 0.02\] A"),
+    ([0.001, 0.021], [0, 9], r"channel 9 \(board 0 DAC1 CH4\): drive 0.021 A exceeds the limit 0.02 A"),
     ([-0.001], [3], "channel 3"),
     ([np.inf], [3], "channel 3"),
     ([0.001], [10], "channel 10 does not exist"),

@@ -329,7 +329,7 @@ def test_bad_identity_replies() -> None:
 
 # -- limits: refused before anything is written ------------------------------------------------------------------
 @pytest.mark.parametrize("values, channels, message", [
-    ([1.0, 7.5], [0, 9], r"channel 9: 7.5 V is outside \[0, 7\] V"),
+    ([1.0, 7.5], [0, 9], r"channel 9: drive 7.5 V exceeds the limit 7 V"),
     ([1.0, -0.1], [0, 1], "channel 1"),
     ([1.0, np.nan], [0, 1], "channel 1"),
     ([1.0], [16], "channel 16 does not exist"),

@@ -40,7 +40,7 @@ def setup() -> Iterator[tuple[Chip, EmulatedBench, Greymatter, Spy]]:
     chip = Chip(ChipSpec(), seed=5)
     spy = Spy(chip)
     bench = EmulatedBench(chip, [SimulatedInstrument("dac", PROFILE, GreymatterModel("dac", WIRING), serial=True)])
-    driver = Greymatter(bench.address("dac"), name="dac", max_current_a=0.02)
+    driver = Greymatter(bench.address("dac"), name="dac", clock=bench.chip.clock, max_current_a=0.02)
     try:
         yield chip, bench, driver, spy
     finally:

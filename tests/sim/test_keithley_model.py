@@ -35,12 +35,12 @@ class Bench:
             SimulatedInstrument("heaters", PROFILES["Qontrol Q8iv"], QontrolModel("heaters", np.arange(40), 5),
                                 serial=True, channel_ids={"outputs": [str(k) for k in range(40)]}),
         ])
-        self.smu = Keithley2400(self.bench.address("smu"), resource_manager=self.bench.resource_manager, name="smu",
+        self.smu = Keithley2400(self.bench.address("smu"), resource_manager=self.bench.resource_manager, clock=self.bench.chip.clock, name="smu",
                                 timeout_s=0.1)
         self.smu.set_compliance_a(10e-3)
         self.smu.set_nplc(NPLC)
         self.smu.set_voltage_v(-1.0)
-        self.heaters = Qontrol(self.bench.address("heaters"), name="heaters", quiet_s=0.002, max_voltage_v=7.0)
+        self.heaters = Qontrol(self.bench.address("heaters"), name="heaters", clock=self.bench.chip.clock, quiet_s=0.002, max_voltage_v=7.0)
 
     def close(self) -> None:
         self.smu.close()

@@ -56,9 +56,9 @@ def bench() -> Iterator[Bench]:
     chip = Chip(ChipSpec(), seed=0)
     chip.set_lasers(on=np.zeros(chip.n_channels, dtype=bool))  # only channel 0 has a laser on this bench
     emulated = build(chip)
-    laser = KeysightN777xC(emulated.address("laser0"), resource_manager=emulated.resource_manager, name="laser0",
+    laser = KeysightN777xC(emulated.address("laser0"), resource_manager=emulated.resource_manager, clock=emulated.chip.clock, name="laser0",
                            timeout_s=TIMEOUT_S, poll_interval_s=0)
-    meter = KeysightN774xA(emulated.address("pm"), resource_manager=emulated.resource_manager, name="pm",
+    meter = KeysightN774xA(emulated.address("pm"), resource_manager=emulated.resource_manager, clock=emulated.chip.clock, name="pm",
                            timeout_s=TIMEOUT_S, poll_interval_s=0)
     laser.set_output(True)
     yield Bench(chip, emulated, laser, meter)
@@ -332,7 +332,7 @@ def test_four_port_meter_and_dark_ports():
     chip = Chip(ChipSpec(), seed=1)
     emulated = build(chip, KEYSIGHT_N7744A, [(2, 1), None, (2, 0)])
     try:
-        meter = KeysightN774xA(emulated.address("pm"), resource_manager=emulated.resource_manager, name="pm",
+        meter = KeysightN774xA(emulated.address("pm"), resource_manager=emulated.resource_manager, clock=emulated.chip.clock, name="pm",
                                timeout_s=TIMEOUT_S)
         assert meter.n_ports == 4
         values = meter.read_all_w()

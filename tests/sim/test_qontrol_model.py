@@ -50,7 +50,7 @@ def _bench(chip: Chip, wiring: np.ndarray, n_modules: int) -> tuple[EmulatedBenc
 def setup() -> Iterator[tuple[Chip, EmulatedBench, Qontrol]]:
     chip = Chip(ChipSpec(), seed=3)
     bench, _ = _bench(chip, WIRING, N_MODULES)
-    driver = Qontrol(bench.address("heaters"), name="heaters", quiet_s=0.002, max_voltage_v=7.0)
+    driver = Qontrol(bench.address("heaters"), name="heaters", clock=bench.chip.clock, quiet_s=0.002, max_voltage_v=7.0)
     try:
         yield chip, bench, driver
     finally:
@@ -154,7 +154,7 @@ def test_current_mode_and_unconnected_outputs() -> None:
     wiring = np.array([4, 9, 17, -1, 30, -1, 2, 11])
     bench, _ = _bench(chip, wiring, 1)
     spy = Spy(chip)
-    q = Qontrol(bench.address("heaters"), name="heaters", quiet_s=0.002, mode="current", max_current_a=0.02)
+    q = Qontrol(bench.address("heaters"), name="heaters", clock=bench.chip.clock, quiet_s=0.002, mode="current", max_current_a=0.02)
     try:
         amps = np.array([1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 7e-3, 8e-3])
         q.set_drive(amps)  # one IVEC0 line in mA

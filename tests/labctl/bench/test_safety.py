@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labctl.drivers.errors import InstrumentConnectionError, InstrumentError, LimitError
-from labctl.bench.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
+from labctl.bench.safety import SafeHeaterDriver, SafeLaser, SafeStateGuard
+from labctl.drivers.limits import HeaterLimits
 
 
 class RecordingHeaters:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labctl.calibration.calibrate import Calibration, calibrate
+from labctl.calibration.calibrate import Calibration, calibrate, recalibrate
 from labctl.procedures.train import resume_training, run_training
 
 from labctl.bench.bench import Bench
@@ -36,7 +36,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     tmp = tmp_path_factory.mktemp("photonic")
     path = bench_file(tmp / "bench.toml", seed=0)
     with Bench.open(path, lock_dir=tmp / "locks") as bench:
-        cal = calibrate(bench.hardware())
+        cal = calibrate(bench.session())
         cal_file = cal.save(tmp / "calibration.json")
     return SimpleNamespace(tmp=tmp, bench=path, cal=cal_file, locks=tmp / "locks")
 
@@ -65,7 +65,7 @@ class IdealReadout(PhotonicMatVec):
 @pytest.mark.parametrize("n_out", [10, 4])              # three column blocks; one
 def test_mapping_encoding_and_bias_reconstruct_the_product_exactly(small: SimpleNamespace, n_out: int) -> None:
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
-        cal = Calibration.load(small.cal, bench.hardware())
+        cal = Calibration.load(small.cal, bench.session())
         eng = IdealReadout(cal, PhotonicOptions(recenter_at_start=False))
         mats = feedback_matrices(n_out, [9, 6], seed=3, dtype=np.float64)
         eng.program(mats)
@@ -84,10 +84,10 @@ def test_stack_gradients_correlate_and_fast_path_matches_statistically(small: Si
     e = _error(24, seed=5)
     exact = e @ mats[0]
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
-        cal = Calibration.load(small.cal, bench.hardware())
+        cal = Calibration.load(small.cal, bench.session())
         results = {}
         for cls in (BenchMatVec, FastMatVec):
-            eng = cls(cal, PhotonicOptions(), emulator=bench.emulation.chip)
+            eng = cls(cal, PhotonicOptions())
             eng.program(mats)
             results[cls.kind] = eng.matvec(0, e)
     stats = {k: _stats(v, exact) for k, v in results.items()}
@@ -105,7 +105,7 @@ def test_counters_follow_the_schedule(small: SimpleNamespace, order: str) -> Non
     mats = feedback_matrices(10, [4], seed=2, dtype=np.float64)
     n = 5
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
-        cal = Calibration.load(small.cal, bench.hardware())
+        cal = Calibration.load(small.cal, bench.session())
         eng = BenchMatVec(cal, PhotonicOptions(order=order, recenter_at_start=False))  # type: ignore[arg-type]
         eng.program(mats)
         n_cfg = eng.drives.shape[0]
@@ -119,15 +119,24 @@ def test_counters_follow_the_schedule(small: SimpleNamespace, order: str) -> Non
     assert 0 < c["minimum_time_s"] < c["projected_time_s"] < c["naive_time_s"]
 
 
+def _recording(bench: Any, seen: list[Any]) -> Any:
+    """A run's recalibration step that also keeps what it made."""
+    def step(previous: Any) -> Any:
+        new = recalibrate(bench.session(), previous)
+        seen.append(new)
+        return new
+    return step
+
+
 def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) -> None:
     mats = feedback_matrices(10, [6], seed=4, dtype=np.float64)
     e = _error(8)
     seen: list[Any] = []
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
-        cal = Calibration.load(small.cal, bench.hardware())
+        cal = Calibration.load(small.cal, bench.session())
         # every check recalibrates: the residual can never be below zero
         opts = PhotonicOptions(recenter_at_start=False, drift_every=1, recalibrate_rmse=0.0)
-        eng = FastMatVec(cal, opts, emulator=bench.emulation.chip, on_recalibrate=seen.append)
+        eng = FastMatVec(cal, opts, recalibrate=_recording(bench, seen))
         eng.program(mats)
         eng.matvec(0, e)
         bench.emulation.chip.clock.advance(4 * 3600.0, "idle")       # the chip drifts for four hours
@@ -146,8 +155,8 @@ def test_fast_drift_checks_read_the_references_as_the_instruments_do(small: Simp
     mats = feedback_matrices(10, [6], seed=4, dtype=np.float64)
     e = _error(8)
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
-        cal = Calibration.load(small.cal, bench.hardware())
-        eng = FastMatVec(cal, PhotonicOptions(drift_every=1), emulator=bench.emulation.chip)
+        cal = Calibration.load(small.cal, bench.session())
+        eng = FastMatVec(cal, PhotonicOptions(drift_every=1))
         eng.program(mats)
         out = eng.matvec(0, e)                        # session check, through the instruments
         tx = bench.transaction_count()
@@ -177,10 +186,10 @@ def test_fast_drift_confirmation_is_direct_after_one_through_the_instruments(sma
     mats = feedback_matrices(10, [6], seed=4, dtype=np.float64)
     e = _error(8)
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
-        cal = Calibration.load(small.cal, bench.hardware())
+        cal = Calibration.load(small.cal, bench.session())
         # every check trips (threshold 0) and is confirmed; none recalibrates
         opts = PhotonicOptions(drift_every=1, drift_threshold=0.0, recalibrate_rmse=1.0)
-        eng = FastMatVec(cal, opts, emulator=bench.emulation.chip)
+        eng = FastMatVec(cal, opts)
         eng.program(mats)
         eng.matvec(0, e)
         tx = bench.transaction_count()
