@@ -8,9 +8,11 @@ Steps (each one bulk instrument exchange per point, progress reported per step):
   4. drift reference (``drift.record_reference``): a few settings measured now, for later drift checks.
 The heaters are left at zero and the lasers off at the end.
 
-``Calibration`` bundles the three models with the provenance of the run (chip, bench and wiring hashes,
-instrument identities, code version) and is bound to the hardware it drives. ``set_weights(W)`` solves, checks
-limits, writes and returns the drive; with ``refine=True`` it closes the loop on measured weights. ``save`` and
+``Calibration`` is data and mathematics: the three models with the provenance of the run (chip, bench and wiring
+hashes, instrument identities, code version, the options it was made with), solving, achievable ranges, artifact
+I/O and the checks that a bench session is the one it was made on. Measuring and setting weights take the bench
+session: ``set_weights(session, W)`` solves, checks limits, writes and returns the drive; with ``refine=True`` it
+closes the loop on measured weights. ``save`` and
 ``load`` go through ``artifact`` (versioned JSON with a content hash; ``sha256`` identifies the calibration in
 every run that uses it).
 """
@@ -61,11 +63,11 @@ class SetResult:
 
 
 class Calibration:
-    """Models of one chip on one bench, bound to that bench's hardware for setting weights."""
+    """Models of one chip on one bench; weights are set and measured through a bench session passed in."""
 
     def __init__(self, rmap: ResonanceMap, thermal: ThermalModel, weights: WeightModel, *,
                  info: dict[str, Any] | None = None, drift_reference: DriftReference | None = None,
-                 refine_default: bool = False, hw: BenchSession | None = None) -> None:
+                 refine_default: bool = False) -> None:
         self.rmap = rmap
         self.thermal = thermal
         self.weights = weights
@@ -73,19 +75,15 @@ class Calibration:
         self.drift_reference = drift_reference
         self.refine_default = bool(refine_default)
         self.refine_options: dict[str, Any] = {"tol": None, "max_iter": 6, "damping": 1.0}
-        self.hw: BenchSession | None = None
-        self._limits: HeaterLimits | None = None
         self._sha256: str | None = None
         self._averaging_time_s: float | None = None
         #: Session state (not saved): shift of the resonances relative to the lasers since calibration (scalar or
         #: (B, R)), set by ``recenter``.
         self.common_shift_m: float | np.ndarray = 0.0
-        if hw is not None:
-            self.attach(hw)
 
-    # -- binding -----------------------------------------------------------------------------------------------
-    def attach(self, hw: BenchSession) -> Calibration:
-        """Bind to a bench; refuses another chip, another wiring or other dimensions."""
+    # -- the bench it belongs to ---------------------------------------------------------------------------------
+    def check_bench(self, hw: BenchSession) -> None:
+        """Refuse a bench session with another chip, another wiring or other dimensions."""
         chip, wiring = self.info.get("chip_id"), self.info.get("wiring_sha256")
         if chip is not None and hw.chip_id != chip:
             raise artifact.CalibrationFileError(f"calibration is for chip {chip!r}, the bench has {hw.chip_id!r}")
@@ -95,14 +93,6 @@ class Calibration:
         if self.weights.shape != (hw.n_banks, hw.n_rings):
             raise artifact.CalibrationFileError(f"calibration is for {self.weights.shape} rings, the bench has "
                                                 f"{(hw.n_banks, hw.n_rings)}")
-        self.hw = hw
-        self._limits = hw.limits
-        return self
-
-    def require_hardware(self) -> BenchSession:
-        if self.hw is None:
-            raise RuntimeError("calibration is not bound to hardware: Calibration.load(path, hw=...) or attach(hw)")
-        return self.hw
 
     # -- ranges ----------------------------------------------------------------------------------------------------
     @property
@@ -120,42 +110,39 @@ class Calibration:
         return self.weights.shape
 
     # -- setting weights ------------------------------------------------------------------------------------------
-    def solve(self, target: np.ndarray, *, strict: bool = True) -> Inversion:
-        """Drive for target weights, limits checked, nothing written."""
-        return solve_drive(target, self.weights, self.rmap, self.thermal, self._limits, strict=strict,
+    def solve(self, target: np.ndarray, *, strict: bool = True, limits: HeaterLimits | None = None) -> Inversion:
+        """Drive for target weights, ranges (and ``limits``, a session's, where given) checked, nothing written."""
+        return solve_drive(target, self.weights, self.rmap, self.thermal, limits, strict=strict,
                            common_shift_m=self.common_shift_m)
 
     def solve_detunings(self, targets: np.ndarray) -> np.ndarray:
         """Detunings (..., B, R) for a batch of targets (..., B, R), range-checked; nothing written."""
         return self.weights.solve(np.asarray(targets, dtype=float), strict=True)
 
-    def solve_from_detuning(self, target: np.ndarray, delta: np.ndarray) -> Inversion:
+    def solve_from_detuning(self, target: np.ndarray, delta: np.ndarray, limits: HeaterLimits | None = None
+                            ) -> Inversion:
         """Drive for ``target`` whose detunings are already solved (follows ``common_shift_m``), limits checked."""
         return drive_for_detuning(np.asarray(target, dtype=float), delta, self.weights, self.rmap, self.thermal,
-                                  self._limits, common_shift_m=self.common_shift_m)
+                                  limits, common_shift_m=self.common_shift_m)
 
-    def solve_from_detunings(self, targets: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    def solve_from_detunings(self, targets: np.ndarray, deltas: np.ndarray, limits: HeaterLimits | None = None
+                             ) -> np.ndarray:
         """Drives (T, N) for T targets (T, B, R) with solved detunings, as :meth:`solve_from_detuning` each.
 
         Photonic DFA re-solves all its fixed configurations after every drift check: one batch solve instead of
         a loop; errors name the configuration (``configuration t: bank b ring r: ...``)."""
         return drives_for_detunings(np.asarray(targets, dtype=float), deltas, self.weights, self.rmap, self.thermal,
-                                    self._limits, common_shift_m=self.common_shift_m)
+                                    limits, common_shift_m=self.common_shift_m)
 
-    def drive_for(self, target: np.ndarray) -> np.ndarray:
-        return self.solve(target).drive
-
-    def apply(self, drive: np.ndarray) -> None:
-        hw = self.require_hardware()
-        assert self._limits is not None
-        self._limits.check(drive)
+    def apply(self, hw: BenchSession, drive: np.ndarray) -> None:
+        """Write a solved drive through the session (its limits checked first, as a whole)."""
+        hw.limits.check(drive)
         hw.set_ring_drive(drive)
 
-    def measure_weights(self, averaging_time_s: float | None = None) -> np.ndarray:
+    def measure_weights(self, hw: BenchSession, averaging_time_s: float | None = None) -> np.ndarray:
         """Weights (B, R) of every ring at its channel: balanced reading / |baseline| (one laser at a time)."""
         from labctl.calibration.measure import channel_weights_raw, configure_readout
 
-        hw = self.require_hardware()
         if averaging_time_s is None:
             if self._averaging_time_s is None:    # learn once what the readout accepts (source meters: longer)
                 self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), 1e-4)
@@ -181,30 +168,31 @@ class Calibration:
         w[..., chans] = raw / np.abs(np.asarray(self.rmap.baseline, dtype=float)[:, chans])
         return np.take_along_axis(w, np.broadcast_to(cor, (*raw.shape[:-1], cor.shape[-1])), axis=-1)
 
-    def set_weights(self, target: np.ndarray, refine: bool | None = None, *, details: bool = False,
+    def set_weights(self, hw: BenchSession, target: np.ndarray, refine: bool | None = None, *, details: bool = False,
                     **refine_options: Any) -> Any:
-        """Apply target weights (B, R); returns the drive written (a SetResult with ``details``).
+        """Apply target weights (B, R) through the session; returns the drive written (a SetResult with ``details``).
 
         Out-of-range targets raise ValueError, limit violations LimitError, both before anything is written.
         ``refine`` (default: the calibration's setting) closes the loop on measured weights (refine.py).
         """
         w = np.asarray(target, dtype=float)
-        inv = self.solve(w)                      # strict: range and limits checked before the first write
-        self.apply(inv.drive)
+        inv = self.solve(w, limits=hw.limits)    # strict: range and limits checked before the first write
+        self.apply(hw, inv.drive)
         use_refine = self.refine_default if refine is None else bool(refine)
         if not use_refine:
             return SetResult(target=w, drive=inv.drive) if details else inv.drive
         opts = {**self.refine_options, **refine_options}
         if opts.get("tol") is None:
             opts["tol"] = self.span * 2.0**-10
-        result = refine_weights(w, solve=lambda req: self.solve(req, strict=False).drive, apply=self.apply,
-                                measure=self.measure_weights, first_drive=inv.drive, **opts)
+        result = refine_weights(w, solve=lambda req: self.solve(req, strict=False, limits=hw.limits).drive,
+                                apply=lambda drive: self.apply(hw, drive),
+                                measure=lambda: self.measure_weights(hw), first_drive=inv.drive, **opts)
         if details:
             return SetResult(target=w, drive=result.drive, iterations=result.iterations, measured=result.measured,
                              rmse=result.rmse, history=result.history)
         return result.drive
 
-    def recenter(self, threshold: float | None = None,
+    def recenter(self, hw: BenchSession, threshold: float | None = None,
                  measure: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
         """Drift check, then follow the measured shift of the resonances relative to each channel's laser.
 
@@ -216,7 +204,7 @@ class Calibration:
         """
         from labctl.calibration.drift import check_drift
 
-        report = check_drift(self, threshold=threshold, measure=measure)
+        report = check_drift(hw, self, threshold=threshold, measure=measure)
         per_channel = report.channel_shift_m if report.channel_shift_m is not None \
             else np.full(np.size(self.weights.wavelengths_m), np.nan)
         common = report.common_shift_m if np.isfinite(report.common_shift_m) else 0.0
@@ -313,12 +301,12 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path, hw: BenchSession | None = None) -> Calibration:
-        """Read a calibration file; with ``hw``, refuse one made for another chip or wiring and bind to ``hw``."""
+        """Read a calibration file; with a bench session ``hw``, refuse one made for another chip or wiring."""
         doc = artifact.read_document(path, chip_id=None if hw is None else hw.chip_id,
                                      wiring_sha256=None if hw is None else hw.wiring_sha256)
         cal = cls.from_document(doc, source=str(path))
         if hw is not None:
-            cal.attach(hw)
+            cal.check_bench(hw)
         return cal
 
 
@@ -347,7 +335,7 @@ def _summary(values: Any) -> dict[str, float]:
 def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
               seed: int = 0) -> Calibration:
-    """Run the whole calibration through the instruments and return a Calibration bound to ``hw``.
+    """Run the whole calibration through the bench session's instruments and return the Calibration.
 
     ``refine`` becomes the calibration's default for ``set_weights`` (closed loop on measured weights).
     """
@@ -387,9 +375,9 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
                 "unusable": [[int(b), int(r)] for b, r in np.argwhere(~(wmodel.w_max > wmodel.w_min))],
             },
         }
-        cal = Calibration(rmap, thermal, wmodel, info=info, refine_default=refine, hw=hw)
+        cal = Calibration(rmap, thermal, wmodel, info=info, refine_default=refine)
         with _step("drift_reference", hw, timing, progress, 3, total):
-            cal.drift_reference = record_reference(cal, n_ref=n_drift_references)
+            cal.drift_reference = record_reference(hw, cal, n_ref=n_drift_references)
     finally:
         try:
             hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))

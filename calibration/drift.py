@@ -20,6 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from labctl.calibration.calibrate import Calibration
+    from labctl.drivers.interfaces import BenchSession
 
 log = logging.getLogger(__name__)
 
@@ -61,29 +62,28 @@ class DriftReport:
                 "calibration_sha256": self.calibration_sha256}
 
 
-def record_reference(cal: Calibration, *, n_ref: int = 3, seed: int = 777) -> DriftReference:
+def record_reference(hw: BenchSession, cal: Calibration, *, n_ref: int = 3, seed: int = 777) -> DriftReference:
     """Solve, apply and measure ``n_ref`` seeded reference targets (mid-range: away from the range ends)."""
     from labctl.calibration.artifact import now_iso
     from labctl.calibration.verify import random_targets
 
-    hw = cal.require_hardware()
     w_min, w_max = cal.achievable_range
     mid, half = 0.5 * (w_min + w_max), 0.5 * (w_max - w_min)
     targets = random_targets(mid - 0.8 * half, mid + 0.8 * half, n_ref, seed)
     drives, deltas, measured = [], [], []
     for t in targets:                # a handful of bulk exchanges
-        inv = cal.solve(t)
-        cal.apply(inv.drive)
+        inv = cal.solve(t, limits=hw.limits)
+        cal.apply(hw, inv.drive)
         drives.append(inv.drive)
         deltas.append(inv.delta_m)
-        measured.append(cal.measure_weights())
+        measured.append(cal.measure_weights(hw))
     now = hw.elapsed_s()
     return DriftReference(targets=targets, drive=np.array(drives), delta_m=np.array(deltas),
                           measured=np.array(measured), elapsed_s=float("nan") if now is None else float(now),
                           created=now_iso())
 
 
-def check_drift(cal: Calibration, *, threshold: float | None = None,
+def check_drift(hw: BenchSession, cal: Calibration, *, threshold: float | None = None,
                 measure: Callable[[np.ndarray], np.ndarray] | None = None) -> DriftReport:
     """Re-apply the reference drives, re-measure, compare with the recorded weights; trip above ``threshold``.
 
@@ -93,13 +93,12 @@ def check_drift(cal: Calibration, *, threshold: float | None = None,
     ref = cal.drift_reference
     if ref is None:
         raise ValueError("this calibration has no drift reference (recorded by calibrate())")
-    hw = cal.require_hardware()
     thr = cal.span * 2.0**-DEFAULT_THRESHOLD_BITS if threshold is None else float(threshold)
     if measure is None:
         now_meas = []
         for drive in ref.drive:
-            cal.apply(drive)
-            now_meas.append(cal.measure_weights())
+            cal.apply(hw, drive)
+            now_meas.append(cal.measure_weights(hw))
         measured = np.array(now_meas)
     else:
         measured = np.asarray(measure(np.asarray(ref.drive, dtype=float)), dtype=float)

@@ -22,6 +22,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from labctl.calibration.calibrate import Calibration
+    from labctl.drivers.interfaces import BenchSession
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,14 @@ def random_targets(w_min: np.ndarray, w_max: np.ndarray, n: int, seed: int = 0) 
     return w_min + (w_max - w_min) * rng.uniform(0.0, 1.0, (n,) + np.shape(w_min))
 
 
-def verify(cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = False,
+def verify(hw: BenchSession, cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = False,
            progress: Callable[[str, int, int], None] | None = None,
            on_applied: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> VerifyResult:
-    """Set ``n`` random weight matrices through ``cal`` (bound to its hardware), measure each, report errors.
+    """Set ``n`` random weight matrices with ``cal`` through the bench session, measure each, report errors.
 
     ``on_applied(i, drive, target)`` is called while vector i is applied (before it is measured), for a
     procedure that wants ground truth at that moment.
     """
-    hw = cal.require_hardware()
     w_min, w_max = cal.achievable_range
     targets = random_targets(w_min, w_max, n, seed)
     measured = np.empty_like(targets)
@@ -76,11 +76,11 @@ def verify(cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = F
     iters: list[int] = []
     t0, n0, wall0 = hw.elapsed_s(), hw.transaction_count(), time.perf_counter()
     for i in range(n):               # one bulk exchange per step (write, then C channel readings)
-        result = cal.set_weights(targets[i], refine=refine, details=True)
+        result = cal.set_weights(hw, targets[i], refine=refine, details=True)
         drives[i] = result.drive
         if on_applied is not None:
             on_applied(i, result.drive, targets[i])
-        measured[i] = cal.measure_weights()    # a fresh measurement, also after refinement (no selection bias)
+        measured[i] = cal.measure_weights(hw)    # a fresh measurement, also after refinement (no selection bias)
         iters.append(result.iterations)
         if progress is not None:
             progress("verify", i + 1, n)

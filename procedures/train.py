@@ -89,9 +89,9 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
         if path == "fast":
             from labctl.dfa.photonic_fast import FastMatVec
 
-            engine: Any = FastMatVec(cal, options, recalibrate=recalibrate_step)
+            engine: Any = FastMatVec(cal, hw, options, recalibrate=recalibrate_step)
         else:
-            engine = BenchMatVec(cal, options, recalibrate=recalibrate_step)
+            engine = BenchMatVec(cal, hw, options, recalibrate=recalibrate_step)
         dtype = np.dtype(exp.dtype).type
         feedback = MatVecFeedback(n_out, exp.hidden, seed=derive_seeds(exp.seed)["feedback"], engine=engine,
                                   dtype=dtype)

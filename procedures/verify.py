@@ -55,13 +55,13 @@ def run_verification(bench_path: str | Path | None, calibration_path: str | Path
                 laser.set_output(False)
         chip = bench.emulation.chip if bench.emulation is not None else None
         true_w: list[np.ndarray] = []
-        recentered = cal.recenter().summary() if recenter else None
+        recentered = cal.recenter(hw).summary() if recenter else None
 
         def on_applied(i: int, drive: np.ndarray, target: np.ndarray) -> None:
             if chip is not None:
                 true_w.append(truth_weights_at(chip, drive, str(hw.mode), cal.rmap.channel_of_ring))
 
-        result = verify(cal, n=n, seed=seed, refine=use_refine, progress=progress, on_applied=on_applied)
+        result = verify(hw, cal, n=n, seed=seed, refine=use_refine, progress=progress, on_applied=on_applied)
         report: dict[str, Any] = {"procedure": "verify", "bench": bench.config.bench.name,
                                   "calibration": str(calibration_path), "chip_id": hw.chip_id,
                                   "bench_sha256": hw.bench_sha256, "seed": seed, **result.summary()}
@@ -73,7 +73,7 @@ def run_verification(bench_path: str | Path | None, calibration_path: str | Path
             report.update({"true_rmse": true_rmse, "true_max_error": float(np.max(np.abs(err))),
                            "true_bits": bits(result.span, true_rmse)})
         if drift and cal.drift_reference is not None:
-            report["drift"] = check_drift(cal).summary()
+            report["drift"] = check_drift(hw, cal).summary()
         hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
     return report
 

@@ -211,14 +211,15 @@ class PhotonicMatVec:
 
     kind = "photonic"
 
-    def __init__(self, cal: Calibration, options: PhotonicOptions | None = None, *,
+    def __init__(self, cal: Calibration, hw: BenchSession, options: PhotonicOptions | None = None, *,
                  recalibrate: Callable[[Calibration], Calibration] | None = None) -> None:
-        """``cal``: a calibration bound to the bench session the engine works on. ``recalibrate``: the run's
-        recalibration step, given the calibration it replaces (the run decides how: with that calibration's options,
-        and records it); without one, a drift that needs a recalibration stops the run with an error."""
+        """``cal``: the calibration of the bench whose session ``hw`` the engine works through. ``recalibrate``: the
+        run's recalibration step, given the calibration it replaces (the run decides how: with that calibration's
+        options, and records it); without one, a drift that needs a recalibration stops the run with an error."""
         self.options = options or PhotonicOptions()
+        cal.check_bench(hw)
         self.cal = cal
-        self.hw: BenchSession = cal.require_hardware()
+        self.hw = hw
         self.recalibrate = recalibrate
         self.mapping = WeightMapping.from_calibration(cal, self.options)
         self._setup_encoding()
@@ -278,7 +279,7 @@ class PhotonicMatVec:
             self._targets = targets
             self._deltas = self.cal.solve_detunings(targets)
         assert self._targets is not None and self._deltas is not None
-        self.drives = self.cal.solve_from_detunings(self._targets, self._deltas)
+        self.drives = self.cal.solve_from_detunings(self._targets, self._deltas, limits=self.hw.limits)
         log.info("solved %d configurations in %.2f s", len(self.drives), time.perf_counter() - t0)
 
     def start(self) -> None:
@@ -339,7 +340,7 @@ class PhotonicMatVec:
 
     # -- instrument steps ---------------------------------------------------------------------------------------
     def _set_config(self, index: int) -> None:
-        self.cal.apply(self.drives[index])          # limits checked, written in one go, settled
+        self.cal.apply(self.hw, self.drives[index])      # limits checked, written in one go, settled
         self._config = index
 
     def _set_lasers(self, powers_w: np.ndarray) -> bool:
@@ -449,12 +450,12 @@ class PhotonicMatVec:
         charged = [0.0, 0]                            # bench time and transactions of the direct steps
         touched = False                               # anything sent to the instruments
         if can_direct and self._drift_cost is not None:
-            report = self.cal.recenter(self.options.drift_threshold, measure=self._reference_weights)
+            report = self.cal.recenter(self.hw, self.options.drift_threshold, measure=self._reference_weights)
             charged = [self._drift_cost[0], self._drift_cost[1]]
             direct = True
         else:
             self._reference_lasers()
-            report = self.cal.recenter(self.options.drift_threshold)
+            report = self.cal.recenter(self.hw, self.options.drift_threshold)
             touched, direct = True, False
         limit = self.options.recalibrate_rmse if self.options.recalibrate_rmse is not None else report.threshold
         residual = None
@@ -502,7 +503,7 @@ class PhotonicMatVec:
         """:meth:`_reference_residual` with the readings from :meth:`_reference_weights`."""
         ref = self.cal.drift_reference
         assert ref is not None
-        drives = np.array([self.cal.solve(target).drive for target in ref.targets])
+        drives = np.array([self.cal.solve(target, limits=self.hw.limits).drive for target in ref.targets])
         measured = self._reference_weights(drives)
         return float(np.sqrt(np.mean((measured - ref.targets) ** 2)))
 
@@ -535,8 +536,8 @@ class PhotonicMatVec:
             return None
         measured = []
         for target in ref.targets:
-            self.cal.set_weights(target, refine=False)
-            measured.append(self.cal.measure_weights())
+            self.cal.set_weights(self.hw, target, refine=False)
+            measured.append(self.cal.measure_weights(self.hw))
         return float(np.sqrt(np.mean((np.array(measured) - ref.targets) ** 2)))
 
     def _recalibrate(self) -> None:

@@ -119,7 +119,7 @@ def truth_calibration(hw: Any, chip: Any, *, center_error_m: float = 0.0, ignore
     model = wm.fit_weight_model(wm.SweepData(drive=design.drive, weight=weight), rmap_true, thermal_true, wl, design)
     rmap = SimpleNamespace(**{**vars(rmap_true), "center_m": center + center_error_m})
     thermal = TruthThermal(chip, ignore_crosstalk=ignore_crosstalk)
-    cal = Calibration(rmap, thermal, model, hw=hw)
+    cal = Calibration(rmap, thermal, model)
     cal._sha256 = "mirrored-truth-model"      # duck-typed truth models are not a savable document
     return cal
 
@@ -127,7 +127,7 @@ def truth_calibration(hw: Any, chip: Any, *, center_error_m: float = 0.0, ignore
 def true_bits(cal: Calibration, hw: Any, chip: Any, n: int, refine: bool = False) -> tuple[float, float]:
     """(measured bits, true bits) of a verification run."""
     truth: list[np.ndarray] = []
-    res = verify(cal, n=n, refine=refine, on_applied=lambda i, d, t: truth.append(
+    res = verify(hw, cal, n=n, refine=refine, on_applied=lambda i, d, t: truth.append(
         truth_weights_at(chip, d, "voltage", cal.rmap.channel_of_ring)))
     rmse = float(np.sqrt(np.mean((np.array(truth) - res.targets) ** 2)))
     return res.bits, float(np.log2(res.span / rmse))
@@ -166,7 +166,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNames
         cal = calibrate(hw, refine=False)
         chip = bench.emulation.chip
         temperature_at_reference_k = chip.truth_temperature_offset_k()
-        drift_now = check_drift(cal)
+        drift_now = check_drift(hw, cal)
         yield SimpleNamespace(bench=bench, hw=hw, chip=chip, cal=cal, recorder=recorder, drift_now=drift_now,
                               temperature_at_reference_k=temperature_at_reference_k, tmp=tmp)
 
@@ -210,7 +210,7 @@ def test_drift_check_trips_only_after_enough_time(calibrated: SimpleNamespace) -
     while not report.tripped and hours < 200:
         c.chip.clock.advance(2 * 3600.0, "idle")       # the chip temperature random-walks with virtual time
         hours += 2
-        report = check_drift(c.cal)
+        report = check_drift(c.hw, c.cal)
     assert report.tripped, "ambient drift never tripped the check"
     assert hours >= 2
     # the estimated common shift follows the chip's true temperature excursion
@@ -219,7 +219,7 @@ def test_drift_check_trips_only_after_enough_time(calibrated: SimpleNamespace) -
     assert abs(report.common_shift_m - true_shift) < 0.3 * abs(true_shift) + 1e-12
     # following the measured shift (re-centring) brings the model back without recalibrating
     before, _ = true_bits(c.cal, c.hw, c.chip, n=3)
-    c.cal.recenter()
+    c.cal.recenter(c.hw)
     after_measured, after_true = true_bits(c.cal, c.hw, c.chip, n=3)
     assert after_true >= MODEL_BITS and after_measured > before, (before, after_measured, after_true)
 

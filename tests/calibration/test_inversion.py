@@ -95,22 +95,22 @@ def test_limits_name_ring_and_limit() -> None:
 def test_set_weights_checks_everything_before_writing(models: tuple) -> None:
     rmap, thermal, _, _, model = models
     hw, heaters = fake_hw(2, 4)
-    cal = Calibration(rmap, thermal, model, hw=hw)
+    cal = Calibration(rmap, thermal, model)
     w_min, w_max = cal.achievable_range
     target = 0.5 * (w_min + w_max)
-    drive = cal.set_weights(target)
+    drive = cal.set_weights(hw, target)
     assert len(heaters.writes) == 1
     np.testing.assert_array_equal(heaters.writes[-1], drive)
     bad = target.copy()
     bad[0, 3] = w_min[0, 3] - 1e-3
     with pytest.raises(ValueError, match="bank 0 ring 3"):
-        cal.set_weights(bad)
+        cal.set_weights(hw, bad)
     assert len(heaters.writes) == 1              # nothing written
     # a bench with a lower drive limit than the target needs: refused, naming the ring, before any write
     hw_low, heaters_low = fake_hw(2, 4, max_drive=float(np.sort(drive)[-2]) * 0.99)
-    cal_low = Calibration(rmap, thermal, model, hw=hw_low)
+    cal_low = Calibration(rmap, thermal, model)
     with pytest.raises(LimitError, match=r"bank \d ring \d: drive .* exceeds the limit"):
-        cal_low.set_weights(target)
+        cal_low.set_weights(hw_low, target)
     assert heaters_low.writes == []
 
 

@@ -66,7 +66,7 @@ class IdealReadout(PhotonicMatVec):
 def test_mapping_encoding_and_bias_reconstruct_the_product_exactly(small: SimpleNamespace, n_out: int) -> None:
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
         cal = Calibration.load(small.cal, bench.session())
-        eng = IdealReadout(cal, PhotonicOptions(recenter_at_start=False))
+        eng = IdealReadout(cal, bench.session(), PhotonicOptions(recenter_at_start=False))
         mats = feedback_matrices(n_out, [9, 6], seed=3, dtype=np.float64)
         eng.program(mats)
         assert eng.plan.n_blocks == -(-n_out // 4)
@@ -87,7 +87,7 @@ def test_stack_gradients_correlate_and_fast_path_matches_statistically(small: Si
         cal = Calibration.load(small.cal, bench.session())
         results = {}
         for cls in (BenchMatVec, FastMatVec):
-            eng = cls(cal, PhotonicOptions())
+            eng = cls(cal, bench.session(), PhotonicOptions())
             eng.program(mats)
             results[cls.kind] = eng.matvec(0, e)
     stats = {k: _stats(v, exact) for k, v in results.items()}
@@ -106,7 +106,7 @@ def test_counters_follow_the_schedule(small: SimpleNamespace, order: str) -> Non
     n = 5
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
         cal = Calibration.load(small.cal, bench.session())
-        eng = BenchMatVec(cal, PhotonicOptions(order=order, recenter_at_start=False))  # type: ignore[arg-type]
+        eng = BenchMatVec(cal, bench.session(), PhotonicOptions(order=order, recenter_at_start=False))  # type: ignore[arg-type]
         eng.program(mats)
         n_cfg = eng.drives.shape[0]
         assert n_cfg == eng.plan.n_tiles + eng.plan.n_blocks == 2 * 3 + 3
@@ -136,7 +136,7 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
         cal = Calibration.load(small.cal, bench.session())
         # every check recalibrates: the residual can never be below zero
         opts = PhotonicOptions(recenter_at_start=False, drift_every=1, recalibrate_rmse=0.0)
-        eng = FastMatVec(cal, opts, recalibrate=_recording(bench, seen))
+        eng = FastMatVec(cal, bench.session(), opts, recalibrate=_recording(bench, seen))
         eng.program(mats)
         eng.matvec(0, e)
         bench.emulation.chip.clock.advance(4 * 3600.0, "idle")       # the chip drifts for four hours
@@ -156,7 +156,7 @@ def test_fast_drift_checks_read_the_references_as_the_instruments_do(small: Simp
     e = _error(8)
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
         cal = Calibration.load(small.cal, bench.session())
-        eng = FastMatVec(cal, PhotonicOptions(drift_every=1))
+        eng = FastMatVec(cal, bench.session(), PhotonicOptions(drift_every=1))
         eng.program(mats)
         out = eng.matvec(0, e)                        # session check, through the instruments
         tx = bench.transaction_count()
@@ -168,8 +168,8 @@ def test_fast_drift_checks_read_the_references_as_the_instruments_do(small: Simp
         eng._reference_lasers()
         stack = []
         for drive in ref.drive:
-            cal.apply(drive)
-            stack.append(cal.measure_weights())
+            cal.apply(bench.session(), drive)
+            stack.append(cal.measure_weights(bench.session()))
     first, second = c["drift_events"]
     assert not first["direct"] and second["direct"]
     assert second["time_s"] == pytest.approx(first["time_s"]) and second["transactions"] == first["transactions"]
@@ -189,7 +189,7 @@ def test_fast_drift_confirmation_is_direct_after_one_through_the_instruments(sma
         cal = Calibration.load(small.cal, bench.session())
         # every check trips (threshold 0) and is confirmed; none recalibrates
         opts = PhotonicOptions(drift_every=1, drift_threshold=0.0, recalibrate_rmse=1.0)
-        eng = FastMatVec(cal, opts)
+        eng = FastMatVec(cal, bench.session(), opts)
         eng.program(mats)
         eng.matvec(0, e)
         tx = bench.transaction_count()
