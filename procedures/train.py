@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from labctl.dfa.drift_steps import DriftSteps
 from labctl.dfa.feedback import MatVecFeedback
 from labctl.runs.record import Checkpoint, Run
 from labctl.dfa.training import (
@@ -55,9 +56,10 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
                       calibration: str | Path | None, calibration_dir: Path,
                       progress: Progress | None = None, lock_dir: Path | None = None,
                       on_recalibrate: Callable[[Any, Path], None] | None = None
-                      ) -> Iterator[tuple[MatVecFeedback, Any, Path]]:
-    """Open the bench, bind (or make) the calibration, build the photonic projector; yields (projector, bench,
-    calibration file). The bench is left safe (heaters 0, lasers off) on every exit path."""
+                      ) -> Iterator[tuple[MatVecFeedback, Any, Path, DriftSteps]]:
+    """Open the bench, check (or make) the calibration, build the photonic projector; yields (projector, bench,
+    calibration file, the run's drift steps: a pre-batch hook). The bench is left safe (heaters 0, lasers off) on
+    every exit path."""
     from labctl.calibration.calibrate import Calibration, calibrate, recalibrate
 
     from labctl.bench.bench import Bench
@@ -89,13 +91,13 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
         if path == "fast":
             from labctl.dfa.photonic_fast import FastMatVec
 
-            engine: Any = FastMatVec(cal, hw, options, recalibrate=recalibrate_step)
+            engine: Any = FastMatVec(cal, hw, options)
         else:
-            engine = BenchMatVec(cal, hw, options, recalibrate=recalibrate_step)
+            engine = BenchMatVec(cal, hw, options)
         dtype = np.dtype(exp.dtype).type
         feedback = MatVecFeedback(n_out, exp.hidden, seed=derive_seeds(exp.seed)["feedback"], engine=engine,
                                   dtype=dtype)
-        yield feedback, bench, cal_file
+        yield feedback, bench, cal_file, DriftSteps(engine, recalibrate_step)
 
 
 def _recorder(run_box: list[Run]) -> Callable[[Any, Path], None]:
@@ -152,11 +154,11 @@ def run_training(exp: Experiment, *, bench_path: str | Path | None = None, calib
     run_box: list[Run] = []
     with photonic_feedback(exp, ds.n_classes, bench_path=bench_path, calibration=calibration,
                            calibration_dir=data_dir(root) / "calibrations", progress=progress, lock_dir=lock_dir,
-                           on_recalibrate=_recorder(run_box)) as (feedback, bench, cal_file):
+                           on_recalibrate=_recorder(run_box)) as (feedback, bench, cal_file, drift):
         run, trainer = run_experiment(exp, root=root, dataset=ds, feedback=feedback,
                                       bench_file=_bench_file(bench_path), instruments=bench.identities,
                                       calibration=cal_file, batch_hooks=batch_hooks, on_start=run_box.append,
-                                      epoch_hooks=epoch_hooks)
+                                      epoch_hooks=epoch_hooks, pre_batch_hooks=[drift])
     return _report(run, trainer)
 
 
@@ -190,8 +192,9 @@ def resume_training(run_dir: str | Path, *, bench_path: str | Path | None = None
     ds = exp.load_dataset()
     with photonic_feedback(exp, ds.n_classes, bench_path=bench_file, calibration=cal_file,
                            calibration_dir=Path(run_dir), progress=progress, lock_dir=lock_dir,
-                           on_recalibrate=_recorder([run])) as (feedback, _bench, _cal):
-        run, trainer = resume_experiment(run_dir, dataset=ds, feedback=feedback, epoch_hooks=epoch_hooks)
+                           on_recalibrate=_recorder([run])) as (feedback, _bench, _cal, drift):
+        run, trainer = resume_experiment(run_dir, dataset=ds, feedback=feedback, epoch_hooks=epoch_hooks,
+                                         pre_batch_hooks=[drift])
     return _report(run, trainer)
 
 

@@ -28,9 +28,11 @@ averaging time per reading) from unit costs measured on the bench.
 Drift: before the first batch of a session and every ``drift_every`` batches a drift check
 (``Calibration.recenter``) re-measures the calibration's drift references and follows the measured shift of the
 resonances; when the check trips, the references' targets are then set with the shifted model and measured, and
-when they miss by more than ``recalibrate_rmse`` (default: the trip level, 7 bits over the span) the bench is
-recalibrated through the instruments and the new calibration used from the next batch. Every check is recorded
-with its cost.
+when they miss by more than ``recalibrate_rmse`` (default: the trip level, 7 bits over the span) the check says a
+recalibration is needed. When to check and whether to recalibrate are the run's steps
+(:class:`labctl.dfa.drift_steps.DriftSteps`): the run recalibrates through the instruments with the options of the
+calibration it replaces, records it, and hands the new calibration to the engine (:meth:`PhotonicMatVec.
+use_calibration`) for the next batch. Every check is recorded with its cost.
 
 Two engines, same code above the readings: :class:`BenchMatVec` reads through the instruments (real or emulated
 bench, unchanged), ``labctl.dfa.photonic_fast.FastMatVec`` asks the emulator directly (vectorized over the batch).
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -211,16 +213,13 @@ class PhotonicMatVec:
 
     kind = "photonic"
 
-    def __init__(self, cal: Calibration, hw: BenchSession, options: PhotonicOptions | None = None, *,
-                 recalibrate: Callable[[Calibration], Calibration] | None = None) -> None:
-        """``cal``: the calibration of the bench whose session ``hw`` the engine works through. ``recalibrate``: the
-        run's recalibration step, given the calibration it replaces (the run decides how: with that calibration's
-        options, and records it); without one, a drift that needs a recalibration stops the run with an error."""
+    def __init__(self, cal: Calibration, hw: BenchSession, options: PhotonicOptions | None = None) -> None:
+        """``cal``: the calibration of the bench whose session ``hw`` the engine works through. Drift checks and
+        recalibrations are the run's steps (:mod:`labctl.dfa.drift_steps`)."""
         self.options = options or PhotonicOptions()
         cal.check_bench(hw)
         self.cal = cal
         self.hw = hw
-        self.recalibrate = recalibrate
         self.mapping = WeightMapping.from_calibration(cal, self.options)
         self._setup_encoding()
         self.plan: TilePlan | None = None
@@ -359,7 +358,6 @@ class PhotonicMatVec:
     def _products(self, error: np.ndarray) -> list[np.ndarray]:
         assert self.plan is not None, "program() first"
         self.start()
-        self._maybe_check_drift()
         plan, n = self.plan, error.shape[0]
         powers, m = self.encoding.powers(plan.block_inputs(error))
         readings = self._read_batch(powers, n)                                    # (n_cfg, N + 1, B)
@@ -422,28 +420,29 @@ class PhotonicMatVec:
         t.transactions += transactions
 
     # -- drift ------------------------------------------------------------------------------------------------------
-    def _maybe_check_drift(self) -> None:
-        """Before the first batch of a session (lasers re-tuned, chip temperature moved since calibration) and
-        every ``drift_every`` batches."""
+    def drift_check_due(self) -> bool:
+        """Whether the options call for a drift check before the next batch: before the first batch of a session
+        (lasers re-tuned, chip temperature moved since calibration) and every ``drift_every`` batches. Asked by the
+        run's drift step (:mod:`labctl.dfa.drift_steps`), which decides; a session counts as checked once asked."""
         if not self._session_checked:
             self._session_checked = True
-            if self.options.recenter_at_start and self.cal.drift_reference is not None:
-                self.check_drift()
-                return
+            return bool(self.options.recenter_at_start and self.cal.drift_reference is not None)
         every = self.options.drift_every
-        if every and self._batches > 0 and self._batches % every == 0:
-            self.check_drift()
+        return bool(every and self._batches > 0 and self._batches % every == 0)
 
     def check_drift(self) -> dict[str, Any]:
         """Drift check, then follow the shift. When the check trips, confirm: the drift references' target weights
         are set again with the shifted model and measured; if they still miss by more than ``recalibrate_rmse``
-        (default: the drift trip level, span / 2**7) the bench is recalibrated.
+        (default: the drift trip level, span / 2**7) the event says ``needs_recalibration`` and the run's
+        recalibration step follows (:meth:`use_calibration`); the engine does not recalibrate by itself.
 
         Check and confirmation measure through the instruments, except where a subclass reads the same physics more
         directly (:meth:`_reference_weights`, the fast path) once one of each through the instruments has measured
         what it costs on the bench (that cost is then charged to the clock); recalibrations always go through the
         instruments.
         """
+        if not self._ready:
+            self.start()
         t0, x0 = self._now()
         wall0 = time.perf_counter()
         can_direct = self._direct_reference_weights()
@@ -478,18 +477,16 @@ class PhotonicMatVec:
                                  "tripped": report.tripped, "common_shift_pm": report.common_shift_m * 1e12,
                                  "residual_rmse": residual, "recalibrated": False, "direct": direct}
         self._tally.drift_checks += 1
-        if residual is not None and residual > limit:
-            self._recalibrate()
-            touched = True
-            event["recalibrated"] = True
-            event["calibration_sha256"] = self.cal.sha256
-        else:
-            self._solve_drives(detunings=False)
+        needs = residual is not None and residual > limit
+        event["needs_recalibration"] = needs
         if touched:
             self._ready = False
-            self.start()
+        if not needs:
+            self._solve_drives(detunings=False)
+            if touched:
+                self.start()
         t1, x1 = self._now()
-        if can_direct and not direct and not event["recalibrated"]:
+        if can_direct and not direct and not needs:
             self._drift_cost = (t1 - t0 - confirm[0], x1 - x0 - confirm[1])
         if charged[0] or charged[1]:
             self._advance_clock(charged[0], "drift check")
@@ -540,17 +537,19 @@ class PhotonicMatVec:
             measured.append(self.cal.measure_weights(self.hw))
         return float(np.sqrt(np.mean((np.array(measured) - ref.targets) ** 2)))
 
-    def _recalibrate(self) -> None:
-        if self.recalibrate is None:
-            raise PhotonicSetupError("the drift needs a recalibration and this run has no recalibration step")
-        log.warning("drift beyond the recalibration level: recalibrating")
-        cal = self.recalibrate(self.cal)
+    def use_calibration(self, cal: Calibration) -> None:
+        """Continue with a new calibration of the same bench (after the run's recalibration step): the mapping, tiles
+        and drives follow it; the last drift event records it."""
+        cal.check_bench(self.hw)
         self.hw.forget_lasers()   # calibrating sets lasers and heaters its own way: nothing known is still set
         self._config = None
+        self._ready = False
         self.cal = cal
         self.mapping = WeightMapping.from_calibration(cal, self.options)
         self._setup_encoding()
         self._tally.recalibrations += 1
+        if self._tally.events:
+            self._tally.events[-1].update(recalibrated=True, calibration_sha256=cal.sha256)
         if self.plan is not None:
             shapes = self.plan.shapes
             # the plan depends on the usable banks and channels, which a new calibration may change

@@ -128,6 +128,8 @@ class Trainer:
         self.checkpoint_hooks: list[CheckpointHook] = []
         self.epoch_hooks: list[EpochHook] = []
         self.batch_hooks: list[BatchHook] = []
+        #: Run before each mini-batch (e.g. the photonic run's drift steps).
+        self.pre_batch_hooks: list[BatchHook] = []
 
     @property
     def n_batches(self) -> int:
@@ -176,6 +178,8 @@ class Trainer:
                 self._sums = _EpochSums()
             while self.batch < self.n_batches:
                 t0 = time.perf_counter()
+                for hook in self.pre_batch_hooks:
+                    hook(self)
                 idx = self._perm[self.batch * bs:(self.batch + 1) * bs]
                 loss, correct = self.train_step(x[idx], y[idx])
                 self._sums.loss_sum += loss * idx.size
@@ -366,7 +370,8 @@ def run_experiment(exp: Experiment, *, root: str | os.PathLike[str] | None = Non
                    bench_file: str | os.PathLike[str] | None = None, instruments: Mapping[str, str] | None = None,
                    calibration: str | os.PathLike[str] | None = None, batch_hooks: list[BatchHook] | None = None,
                    keep_checkpoints: int = 2, on_start: Callable[[Run], None] | None = None,
-                   epoch_hooks: list[EpochHook] | None = None) -> tuple[Run, Trainer]:
+                   epoch_hooks: list[EpochHook] | None = None, pre_batch_hooks: list[BatchHook] | None = None
+                   ) -> tuple[Run, Trainer]:
     """Train ``exp`` in a new run folder; run.json is kept current and the run ends finished/failed/interrupted.
 
     Exceptions propagate after the run is marked (``failed`` or, for Ctrl-C, ``interrupted``). ``on_start(run)``
@@ -382,6 +387,7 @@ def run_experiment(exp: Experiment, *, root: str | os.PathLike[str] | None = Non
                      bench_file=bench_file, instruments=instruments, calibration=calibration)
     if on_start is not None:
         on_start(run)
+    trainer.pre_batch_hooks.extend(pre_batch_hooks or [])
     trainer.batch_hooks.extend(batch_hooks or [])
     trainer.epoch_hooks.extend(epoch_hooks or [])
     _drive(run, trainer, keep_checkpoints)
@@ -390,8 +396,8 @@ def run_experiment(exp: Experiment, *, root: str | os.PathLike[str] | None = Non
 
 def resume_experiment(run_dir: str | os.PathLike[str], *, dataset: Dataset | None = None,
                       feedback: FeedbackProjector | None = None, batch_hooks: list[BatchHook] | None = None,
-                      keep_checkpoints: int = 2, epoch_hooks: list[EpochHook] | None = None
-                      ) -> tuple[Run, Trainer]:
+                      keep_checkpoints: int = 2, epoch_hooks: list[EpochHook] | None = None,
+                      pre_batch_hooks: list[BatchHook] | None = None) -> tuple[Run, Trainer]:
     """Continue a run from its latest checkpoint in the same folder; the result equals an uninterrupted run.
 
     The dataset must hash the same as recorded; a custom projector (``feedback``) must be the one used before.
@@ -411,6 +417,7 @@ def resume_experiment(run_dir: str | os.PathLike[str], *, dataset: Dataset | Non
         run.finish("failed", exc)
         raise
     run.set_history(trainer.history)
+    trainer.pre_batch_hooks.extend(pre_batch_hooks or [])
     trainer.batch_hooks.extend(batch_hooks or [])
     trainer.epoch_hooks.extend(epoch_hooks or [])
     _drive(run, trainer, keep_checkpoints)

@@ -21,6 +21,7 @@ from labctl.procedures.train import resume_training, run_training
 from labctl.bench.bench import Bench
 from labctl.cli.main import main
 from labctl.dfa.feedback import feedback_matrices
+from labctl.dfa.drift_steps import DriftSteps
 from labctl.dfa.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
 from labctl.dfa.photonic_fast import FastMatVec
 from labctl.runs.record import Checkpoint, Run
@@ -36,7 +37,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     tmp = tmp_path_factory.mktemp("photonic")
     path = bench_file(tmp / "bench.toml", seed=0)
     with Bench.open(path, lock_dir=tmp / "locks") as bench:
-        cal = calibrate(bench.session())
+        cal = calibrate(bench.session(), n_configs=8, seed=3)
         cal_file = cal.save(tmp / "calibration.json")
     return SimpleNamespace(tmp=tmp, bench=path, cal=cal_file, locks=tmp / "locks")
 
@@ -136,15 +137,21 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
         cal = Calibration.load(small.cal, bench.session())
         # every check recalibrates: the residual can never be below zero
         opts = PhotonicOptions(recenter_at_start=False, drift_every=1, recalibrate_rmse=0.0)
-        eng = FastMatVec(cal, bench.session(), opts, recalibrate=_recording(bench, seen))
+        eng = FastMatVec(cal, bench.session(), opts)
+        steps = DriftSteps(eng, _recording(bench, seen))               # the run's drift steps
         eng.program(mats)
+        assert steps() is None                                          # first batch: no check (options)
         eng.matvec(0, e)
         bench.emulation.chip.clock.advance(4 * 3600.0, "idle")       # the chip drifts for four hours
-        out = eng.matvec(0, e * 1.01)                                   # batch 2: drift check first
+        assert steps() is not None                                      # batch 2: drift check first
+        out = eng.matvec(0, e * 1.01)
         c = eng.pop_counters()
     assert c["drift_checks"] == 1 and c["recalibrations"] == 1 and len(seen) == 1
     event = c["drift_events"][0]
     assert event["recalibrated"] and event["calibration_sha256"] == seen[0].sha256 != Calibration.load(small.cal).sha256
+    # the run's recalibration repeats the options of the calibration it replaces
+    assert seen[0].info["options"] == Calibration.load(small.cal).info["options"]
+    assert seen[0].info["options"]["n_configs"] == 8 and seen[0].info["options"]["seed"] == 3
     corr, rel = _stats(out, (e * 1.01) @ mats[0])
     assert corr > CORRELATION_MIN and rel < REL_RMS_MAX
 
@@ -157,9 +164,12 @@ def test_fast_drift_checks_read_the_references_as_the_instruments_do(small: Simp
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
         cal = Calibration.load(small.cal, bench.session())
         eng = FastMatVec(cal, bench.session(), PhotonicOptions(drift_every=1))
+        steps = DriftSteps(eng, None)
         eng.program(mats)
+        steps()
         out = eng.matvec(0, e)                        # session check, through the instruments
         tx = bench.transaction_count()
+        steps()
         eng.matvec(0, e * 1.01)                       # periodic check: direct
         assert bench.transaction_count() == tx        # nothing went through the instruments
         c = eng.pop_counters()
@@ -190,9 +200,12 @@ def test_fast_drift_confirmation_is_direct_after_one_through_the_instruments(sma
         # every check trips (threshold 0) and is confirmed; none recalibrates
         opts = PhotonicOptions(drift_every=1, drift_threshold=0.0, recalibrate_rmse=1.0)
         eng = FastMatVec(cal, bench.session(), opts)
+        steps = DriftSteps(eng, None)
         eng.program(mats)
+        steps()
         eng.matvec(0, e)
         tx = bench.transaction_count()
+        steps()
         eng.matvec(0, e * 1.01)
         assert bench.transaction_count() == tx
         c = eng.pop_counters()
