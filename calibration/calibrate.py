@@ -1,7 +1,7 @@
-"""Top level: ``calibrate(hw)`` runs every measurement step and returns a ``Calibration`` that sets weights.
+"""Top level: ``calibrate(session)`` runs every measurement step through a bench session and returns a ``Calibration``.
 
 Steps (each one bulk instrument exchange per point, progress reported per step):
-  1. resonance map (engineer A's ``measure_resonance_map``): zero-drive resonances, widths, channel assignment,
+  1. resonance map (``resonances.measure_resonance_map``): zero-drive resonances, widths, channel assignment,
      the per-bank baseline that normalises readings to weights;
   2. heater characterization (``characterize_heaters``): efficiency, self-heating, crosstalk matrix;
   3. weight sweeps (``weights.measure_weight_model``): the bank-level weight model and achievable ranges;

@@ -104,6 +104,11 @@ class EmulatedReadings:
         self._chip.load_state_dict(state)
 
 
+def check_chip_spec(overrides: dict[str, Any]) -> None:
+    """Raise ValueError naming the key when an emulated bench's ``[chip.spec]`` overrides are not chip parameters."""
+    ChipSpec.from_dict(overrides)
+
+
 def chip_spec(config: BenchConfig) -> ChipSpec:
     assert config.chip is not None
     return ChipSpec().with_overrides(config.chip.spec)

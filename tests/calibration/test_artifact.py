@@ -19,7 +19,7 @@ from .test_weights import bank, synthetic_sweeps, true_model
 
 
 def contract_models(rmap_ns: object, thermal_ns: object) -> tuple[object, object]:
-    """Engineer A's ResonanceMap / ThermalModel built from contract values (extra fields keep their defaults)."""
+    """A ResonanceMap / ThermalModel built from contract values (extra fields keep their defaults)."""
     from labctl.calibration.resonances import ResonanceMap
     from labctl.calibration.thermal import ThermalModel
 
