@@ -73,10 +73,8 @@ def run_calibration(bench_path: str | Path | None, out: str | Path, *, refine: b
                                                float(meta.get("channel_transactions", 0.0))),
             "weight_sweep_points": meta.get("sweep_points"),
         }
-        if bench.emulation is not None:
-            chip = bench.emulation.chip
-            report["emulated"] = {"seed": chip.seed, "spec_overrides": bench.config.chip.spec if bench.config.chip
-                                  else {}}
+        if bench.config.chip is not None:
+            report["emulated"] = {"seed": bench.config.chip.seed, "spec_overrides": bench.config.chip.spec}
     return report
 
 
