@@ -66,7 +66,7 @@ class Bench:
     def open(cls, path: str | Path | None = None, *, lock_dir: Path | None = None) -> Iterator[Bench]:
         """Open the bench described by ``path`` (the embedded default when None) for the ``with`` block."""
         config, digest = load_bench(path)
-        bench = cls.connect(config, digest, lock_dir=lock_dir)
+        bench = cls.connect(config, digest, lock_dir=lock_dir, bench_file=path)
         try:
             with bench.guard:
                 yield bench
@@ -74,9 +74,10 @@ class Bench:
             bench.close()
 
     @classmethod
-    def connect(cls, config: BenchConfig, digest: str, *, lock_dir: Path | None = None) -> Bench:
-        lock = BenchLock(config.bench.name, directory=lock_dir)
-        lock.acquire()
+    def connect(cls, config: BenchConfig, digest: str, *, lock_dir: Path | None = None,
+                bench_file: str | Path | None = None) -> Bench:
+        lock = BenchLock.for_config(config, bench_file=bench_file, directory=lock_dir)
+        lock.acquire()  # every instrument resource of a real bench, before connecting; nothing when emulated
         guard = SafeStateGuard()
         instruments: dict[str, Any] = {}
         emulation = None
