@@ -96,6 +96,7 @@ class Bench:
                 emulation.close()
             lock.release()
             raise
+        bench.guard.arm()  # safe state on SIGTERM and at interpreter exit, with or without ``with``; close disarms
         return bench
 
     @classmethod
@@ -234,6 +235,7 @@ class Bench:
         try:
             self.guard.make_safe()
         finally:
+            self.guard.disarm()
             for name, driver in self.instruments.items():
                 _safe_close(name, driver)
             if self.emulation is not None:
