@@ -92,6 +92,9 @@ def run_sweep(bench_path: str | Path | None, *, start_m: float | None = None, st
         if progress is not None:
             progress("heaters to 0", 0, 1)
         hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
+        for other in hw.lasers:         # start (and end) with every output off, as calibration does: the scan
+            if other.get_output():      # switches on only the swept laser (about 1 s of stabilisation)
+                other.set_output(False)
         swept = hw.lasers[laser]
         swept.set_power_w(power_w)
         swept.set_wavelength_m(0.5 * (start + stop))     # readouts are set up at the scan centre

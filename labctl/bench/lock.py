@@ -235,6 +235,9 @@ def _ensure_folder(directory: Path) -> None:
         directory.mkdir(parents=True)
     except FileExistsError:
         return
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create the lock folder {directory}: {exc.strerror} (set "
+                                 f"{LOCK_DIR_ENV} to a folder every user of the bench can write)") from None
     with contextlib.suppress(OSError):
         os.chmod(directory, 0o1777)         # every user's runs create their lock files here
 
