@@ -69,7 +69,7 @@ class Bench:
     def open(cls, path: str | Path | None = None, *, lock_dir: Path | None = None) -> Iterator[Bench]:
         """Open the bench described by ``path`` (the embedded default when None) for the ``with`` block."""
         config, digest = load_bench(path)
-        bench = cls.connect(config, digest, lock_dir=lock_dir)
+        bench = cls.connect(config, digest, lock_dir=lock_dir, bench_file=path)
         try:
             with bench.guard:
                 yield bench
@@ -77,9 +77,10 @@ class Bench:
             bench.close()
 
     @classmethod
-    def connect(cls, config: BenchConfig, digest: str, *, lock_dir: Path | None = None) -> Bench:
-        lock = BenchLock(config.bench.name, directory=lock_dir)
-        lock.acquire()
+    def connect(cls, config: BenchConfig, digest: str, *, lock_dir: Path | None = None,
+                bench_file: str | Path | None = None) -> Bench:
+        lock = BenchLock.for_config(config, bench_file=bench_file, directory=lock_dir)
+        lock.acquire()  # every instrument resource of a real bench, before connecting; nothing when emulated
         guard = SafeStateGuard()
         instruments: dict[str, Any] = {}
         emulation = None
@@ -101,6 +102,7 @@ class Bench:
                 emulation.close()
             lock.release()
             raise
+        bench.guard.arm()  # safe state on SIGTERM and at interpreter exit, with or without ``with``; close disarms
         return bench
 
     @classmethod
@@ -235,6 +237,7 @@ class Bench:
         try:
             self.guard.make_safe()
         finally:
+            self.guard.disarm()
             for name, driver in self.instruments.items():
                 _safe_close(name, driver)
             if self.emulation is not None:

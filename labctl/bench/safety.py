@@ -166,18 +166,54 @@ class SafeLaser:
         self.inner.safe_state()
 
 
+#: Guards armed in this process; while any is, SIGTERM becomes SystemExit (so ``finally`` blocks and atexit run).
+_armed: list[SafeStateGuard] = []
+_sigterm_previous: Any = None
+_sigterm_installed = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    log.warning("SIGTERM received: making the bench safe and exiting")
+    raise SystemExit(128 + signum)
+
+
+def _watch_sigterm(guard: SafeStateGuard) -> None:
+    global _sigterm_previous, _sigterm_installed
+    _armed.append(guard)
+    if _sigterm_installed:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        log.debug("bench guard armed outside the main thread: SIGTERM handler not installed (atexit still is)")
+        return
+    with contextlib.suppress(ValueError):
+        _sigterm_previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        _sigterm_installed = True
+
+
+def _unwatch_sigterm(guard: SafeStateGuard) -> None:
+    global _sigterm_previous, _sigterm_installed
+    with contextlib.suppress(ValueError):
+        _armed.remove(guard)
+    if _armed or not _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:     # someone else's handler installed since: leave it
+        signal.signal(signal.SIGTERM, _sigterm_previous)
+    _sigterm_previous, _sigterm_installed = None, False
+
+
 class SafeStateGuard:
     """Puts registered instruments in their safe state on every exit path.
 
-    Normal exit and exceptions (``with`` block), KeyboardInterrupt, SIGTERM (turned into SystemExit so that
-    ``finally`` blocks run) and interpreter exit (atexit). Each instrument is made safe independently: one that
+    While armed: normal exit and exceptions (``with`` block), KeyboardInterrupt, SIGTERM (turned into SystemExit
+    so that ``finally`` blocks run) and interpreter exit (atexit). ``arm``/``disarm`` nest (``with guard`` inside
+    an armed guard keeps it armed afterwards); one SIGTERM handler serves every armed guard of the process and the
+    previous handler is back when the last one is disarmed. Each instrument is made safe independently: one that
     has stopped answering is logged and skipped, the others are still made safe.
     """
 
     def __init__(self) -> None:
         self._actions: list[tuple[str, Callable[[], None]]] = []
-        self._done = False
-        self._previous_sigterm: Any = None
+        self._depth = 0
         self.failures: list[tuple[str, Exception]] = []
 
     def register(self, name: str, action: Callable[[], None]) -> None:
@@ -194,30 +230,36 @@ class SafeStateGuard:
                 log.error("safe state: %s failed: %s", name, exc)
                 failures.append((name, exc))
         self.failures = failures
-        self._done = True
         return failures
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        log.warning("SIGTERM received: making the bench safe and exiting")
-        raise SystemExit(128 + signum)
+    @property
+    def armed(self) -> bool:
+        return self._depth > 0
+
+    def arm(self) -> None:
+        """Make safe at interpreter exit and on SIGTERM from now until the matching :meth:`disarm`."""
+        self._depth += 1
+        if self._depth == 1:
+            atexit.register(self._atexit)
+            _watch_sigterm(self)
+
+    def disarm(self) -> None:
+        if self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            atexit.unregister(self._atexit)
+            _unwatch_sigterm(self)
 
     def _atexit(self) -> None:
-        if not self._done:
-            self.make_safe()
+        self.make_safe()    # the bench was never closed (heaters may have been set after an earlier make_safe)
 
     def __enter__(self) -> SafeStateGuard:
-        self._done = False
-        atexit.register(self._atexit)
-        if threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(ValueError):
-                self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.arm()
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.make_safe()
         finally:
-            atexit.unregister(self._atexit)
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None
+            self.disarm()

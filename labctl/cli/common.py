@@ -34,14 +34,21 @@ class ProgressLine:
         self._step: str | None = None
         self._last = 0.0
         self._t0 = time.monotonic()
+        self._step_start = (self._t0, 0)     # (time, done) of a step's first report: its rate gives the ETA
 
     def __call__(self, step: str, done: int, total: int) -> None:
         now = time.monotonic()
         new_step = step != self._step
+        if new_step:
+            self._step_start = (now, done)
         if not (new_step or done >= total or now - self._last >= self.min_interval_s):
             return
         self._last = now
-        text = f"[{self.prefix}] {step} {done}/{total} ({now - self._t0:.0f} s)"
+        t_start, done_start = self._step_start
+        eta = ""
+        if done_start < done < total:
+            eta = f", ETA {(now - t_start) / (done - done_start) * (total - done):.0f} s"
+        text = f"[{self.prefix}] {step} {done}/{total} ({now - self._t0:.0f} s{eta})"
         if self.tty:
             end = "\n" if done >= total and step == "done" else ""
             self.stream.write("\r\x1b[K" + text + end)

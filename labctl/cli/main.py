@@ -9,37 +9,32 @@ import sys
 from pathlib import Path
 
 from labctl.cli.calibration import add_calibration_commands
-from labctl.cli.common import bench_path
+from labctl.cli.common import ProgressLine, bench_path, json_default
 from labctl.cli.train import add_training_commands
 
 log = logging.getLogger("labctl")
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    import numpy as np
+    from labctl.procedures.sweep import plot, report, run_sweep, summarize
 
-    from labctl.procedures import emulated_sweep
-    from labctl.sim.chip_spec import ChipSpec
-
-    spec = ChipSpec.from_toml(Path(args.chip)) if args.chip else ChipSpec()
-    chip = emulated_sweep.default_chip(args.seed, spec)
-    result = emulated_sweep.run_sweep(chip, start_m=args.start_nm * 1e-9, stop_m=args.stop_nm * 1e-9,
-                                      step_m=args.step_pm * 1e-12)
+    progress = None if args.no_progress else ProgressLine("sweep")
+    try:
+        result = run_sweep(bench_path(args.bench), laser=args.laser, progress=progress,
+                           start_m=None if args.start_nm is None else args.start_nm * 1e-9,
+                           stop_m=None if args.stop_nm is None else args.stop_nm * 1e-9,
+                           step_m=None if args.step_pm is None else args.step_pm * 1e-12)
+    finally:
+        if progress is not None:
+            progress.close()
+    rep = report(result)
+    rep["plot"] = str(plot(result, Path(args.out)))
     if args.json:
-        print(json.dumps({
-            "found_nm": [list(np.round(f * 1e9, 4)) for f in result.found_m],
-            "true_nm": (result.truth_m * 1e9).round(4).tolist(),
-            "virtual_time_s": result.virtual_time_s,
-        }))
+        print(json.dumps(rep, indent=2, default=json_default))
     else:
-        print(emulated_sweep.summarize(result))
-    if not args.no_plot:
-        path = emulated_sweep.plot(result, Path(args.out))
-        if not args.json:
-            print(f"plot saved to {path}")
+        print(summarize(rep))
+        print(f"plot saved to {rep['plot']}")
     return 0
-
-
 
 
 def _bench_check(args: argparse.Namespace) -> int:
@@ -77,15 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sweep = sub.add_parser("sweep", help="resonance sweep of the emulated chip: summary and plot")
-    sweep.add_argument("--chip", help="TOML file overriding the emulated chip's parameters")
-    sweep.add_argument("--seed", type=int, default=0, help="chip seed (fabrication randomness)")
-    sweep.add_argument("--start-nm", type=float, default=1549.0)
-    sweep.add_argument("--stop-nm", type=float, default=1560.0)
-    sweep.add_argument("--step-pm", type=float, default=2.0)
-    sweep.add_argument("--out", default="runs/sweep.png", help="where to save the plot")
-    sweep.add_argument("--no-plot", action="store_true")
+    sweep = sub.add_parser("sweep", help="resonance sweep through the bench's instruments (swept laser, every "
+                                         "bank read, heaters at 0): resonances found per bank and a plot")
+    sweep.add_argument("--bench", help="bench file, or an embedded bench name (default: the embedded default)")
+    sweep.add_argument("--start-nm", type=float, help="scan start (default: first WDM channel - 1 nm); the window "
+                                                       "must be at least as wide as the default one")
+    sweep.add_argument("--stop-nm", type=float, help="scan stop (default: last WDM channel + 1 nm)")
+    sweep.add_argument("--step-pm", type=float, help="scan step (default: 2 pm; a bench without a logging power "
+                                                     "meter retunes the laser at every point, ~0.1 s each)")
+    sweep.add_argument("--laser", type=int, default=0, help="WDM channel of the swept laser (default 0)")
+    sweep.add_argument("--out", default="runs/sweep.png", help="where to save the plot (PNG)")
     sweep.add_argument("--json", action="store_true", help="machine-readable output")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     sweep.set_defaults(func=_sweep)
 
     bench = sub.add_parser("bench", help="bench operations")

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from labctl.bench.bench import Bench, lasers_on
 from labctl.bench.config import embedded_bench_path, load_bench
-from labctl.bench.lock import BenchBusyError
 from labctl.drivers import qontrol
 from labctl.drivers.errors import (InstrumentConnectionError, InstrumentError, InstrumentReplyError,
                                    InstrumentReportedError, LimitError)
@@ -258,21 +257,6 @@ def test_ctrl_c_and_sigterm_mid_run_leave_the_bench_safe(lock_dir: Path, signame
     assert all(v == 0 for v in state["heaters"]) and not any(state["lasers_on"])
 
 
-def test_second_process_on_the_same_bench_is_refused(lock_dir: Path) -> None:
-    config, digest = load_bench()
-    with Bench.open(None, lock_dir=lock_dir):
-        code = "from labctl.bench.bench import Bench\nwith Bench.open(None):\n    pass\n"
-        env = dict(os.environ, LABCTL_LOCK_DIR=str(lock_dir))
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                                env=env, cwd=REPO)
-        assert result.returncode != 0
-        assert "BenchBusyError" in result.stderr and "emulated-default" in result.stderr
-        assert f"process {os.getpid()}" in result.stderr
-    with pytest.raises(BenchBusyError):
-        with Bench.open(None, lock_dir=lock_dir), Bench.open(None, lock_dir=lock_dir):
-            pass
-
-
 def test_invalid_bench_file_connects_nothing(tmp_path: Path, lock_dir: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(embedded_bench_path("default").read_text().replace('driver = "qontrol"', 'driver = "nope"'))
@@ -295,32 +279,69 @@ def test_bench_check_cli(lock_dir: Path) -> None:
     assert bad.returncode == 2 and "--bench" in bad.stderr
 
 
-EXIT_SCRIPT = textwrap.dedent("""
-    import atexit, json
+NO_WITH_SCRIPT = textwrap.dedent("""
+    import atexit, json, os, signal, sys
     import numpy as np
     from labctl.bench.bench import Bench, lasers_on
-    from labctl.bench.config import load_bench
-    config, digest = load_bench()
-    bench = Bench.connect(config, digest)
-    chip = bench.emulation.chip
-    # registered first, so it runs last: after the bench's own atexit safe state
-    atexit.register(lambda: print(json.dumps({"heaters": chip.heater_drive().tolist(),
-                                              "lasers_on": chip.laser_on().tolist()})))
-    bench.guard.__enter__()
+    from labctl.bench.config import embedded_bench_path, load_bench
+    ref = {}
+
+    def report():
+        chip = ref["bench"].emulation.chip
+        print(json.dumps({"heaters": chip.heater_drive().tolist(), "lasers_on": chip.laser_on().tolist()}))
+
+    atexit.register(report)      # registered before the bench's own: runs after its safe state
+    config, digest = load_bench(embedded_bench_path(sys.argv[1]))
+    bench = ref["bench"] = Bench.connect(config, digest)     # no ``with``, and never closed
     lasers_on(bench, 1e-3)
-    bench.set_ring_drive(np.full(40, 2.0))
+    bench.set_ring_drive(np.full(40, float(sys.argv[3])))
+    assert ref["bench"].emulation.chip.laser_on().all() and (ref["bench"].emulation.chip.heater_drive() > 0).all()
     print("READY", flush=True)
-    raise SystemExit(0)  # the script forgets to close the bench
+    if sys.argv[2] == "sigterm":
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            bench.readout.read()
+    elif sys.argv[2] == "raise":
+        raise RuntimeError("the script fails")
+    # "exit": the script just ends
 """)
 
 
-def test_interpreter_exit_leaves_the_bench_safe(lock_dir: Path) -> None:
+@pytest.mark.parametrize("bench_name, drive", [("default", 2.0), ("current", 0.002)])
+@pytest.mark.parametrize("ending, returncode", [("sigterm", 128 + 15), ("exit", 0), ("raise", 1)])
+def test_connect_without_with_leaves_the_bench_safe(lock_dir: Path, bench_name: str, drive: float, ending: str,
+                                                     returncode: int) -> None:
     env = dict(os.environ, LABCTL_LOCK_DIR=str(lock_dir))
-    result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=120,
-                            env=env, cwd=REPO)
+    result = subprocess.run([sys.executable, "-c", NO_WITH_SCRIPT, bench_name, ending, str(drive)],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
     assert "READY" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == returncode, result.stderr[-2000:]
     state = json.loads(result.stdout.strip().splitlines()[-1])
     assert all(v == 0 for v in state["heaters"]) and not any(state["lasers_on"])
+
+
+def test_connect_arms_the_guard_and_close_disarms_it(lock_dir: Path) -> None:
+    import signal
+
+    from labctl.bench import safety
+
+    before = signal.getsignal(signal.SIGTERM)     # the guard's own when another bench of this module is open
+    config, digest = load_bench()
+    first = Bench.connect(config, digest)
+    second = Bench.connect(config, digest)          # two benches in one process share the one handler
+    try:
+        assert first.guard.armed and second.guard.armed
+        assert signal.getsignal(signal.SIGTERM) is safety._on_sigterm
+        with first.guard:                           # a ``with`` inside keeps the connection's arming
+            pass
+        assert first.guard.armed
+        first.close()
+        assert not first.guard.armed and signal.getsignal(signal.SIGTERM) is safety._on_sigterm
+    finally:
+        first.close()
+        second.close()
+    assert not second.guard.armed
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_readback_after_writes(lock_dir: Path, tmp_path: Path) -> None:
