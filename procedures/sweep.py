@@ -73,7 +73,7 @@ def run_sweep(bench_path: str | Path | None, *, start_m: float | None = None, st
     if averaging_time_s is None:    # 100 us, or half a step's time in a logging sweep with fine steps
         averaging_time_s = min(DEFAULT_AVERAGING_S, 0.5 * step / SWEEP_SPEED_M_PER_S) if step > 0 else 0.0
     with Bench.open(bench_path, lock_dir=lock_dir) as bench:
-        hw = bench.hardware()
+        hw = bench.session()
         band_start, band_stop = band_m(hw, DEFAULT_MARGIN_M)
         start = band_start if start_m is None else float(start_m)
         stop = band_stop if stop_m is None else float(stop_m)
@@ -102,9 +102,8 @@ def run_sweep(bench_path: str | Path | None, *, start_m: float | None = None, st
             stepped = session.stepped
             sp = _scan(session, start, stop, step, progress)
         truth = None
-        if bench.emulation is not None:     # ground truth, read once the measurement is over: comparison only
-            chip = bench.emulation.chip
-            truth = chip.truth_resonances_m(np.zeros((1, hw.n_banks * hw.n_rings)), str(hw.mode))[0]
+        if bench.truth is not None:         # ground truth, read once the measurement is over: comparison only
+            truth = bench.truth.resonances_m(np.zeros(hw.n_banks * hw.n_rings), str(hw.mode))
         t1, n1 = hw.elapsed_s(), hw.transaction_count()
         n_rings = hw.n_rings
         name, kind, digest = bench.config.bench.name, bench.config.bench.kind, bench.config_sha256

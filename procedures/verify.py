@@ -22,18 +22,6 @@ from labctl.calibration.verify import bits, verify
 log = logging.getLogger(__name__)
 
 
-def truth_reference(chip: Any) -> float:
-    """|weight| of the 'every ring far away' reference on the emulated chip (bus loss only)."""
-    params = chip.truth_params()
-    return float(params.bus_loss_amplitude ** (2 * chip.n_rings))
-
-
-def truth_weights_at(chip: Any, drive: np.ndarray, mode: str, channel_of_ring: np.ndarray) -> np.ndarray:
-    """TRUE weights (B, R) of every ring at its channel for one ring-order drive (emulated benches only)."""
-    w = chip.truth_weights(np.asarray(drive, dtype=float)[None, :], mode=mode)[0] / truth_reference(chip)
-    return np.take_along_axis(w, np.asarray(channel_of_ring, dtype=int), axis=1)
-
-
 def run_verification(bench_path: str | Path | None, calibration_path: str | Path, *, n: int = 20,
                      refine: bool | None = None, seed: int = 12345, drift: bool = False, recenter: bool = False,
                      progress: Callable[[str, int, int], None] | None = None, lock_dir: Path | None = None
@@ -53,13 +41,13 @@ def run_verification(bench_path: str | Path | None, calibration_path: str | Path
         for laser in hw.lasers:
             if laser.get_output():
                 laser.set_output(False)
-        chip = bench.emulation.chip if bench.emulation is not None else None
+        truth = bench.truth               # the emulator's ground truth, reported beside (None on a real bench)
         true_w: list[np.ndarray] = []
         recentered = cal.recenter(hw).summary() if recenter else None
 
         def on_applied(i: int, drive: np.ndarray, target: np.ndarray) -> None:
-            if chip is not None:
-                true_w.append(truth_weights_at(chip, drive, str(hw.mode), cal.rmap.channel_of_ring))
+            if truth is not None:
+                true_w.append(truth.weights_at(drive, str(hw.mode), cal.rmap.channel_of_ring))
 
         result = verify(hw, cal, n=n, seed=seed, refine=use_refine, progress=progress, on_applied=on_applied)
         report: dict[str, Any] = {"procedure": "verify", "bench": bench.config.bench.name,
@@ -67,7 +55,7 @@ def run_verification(bench_path: str | Path | None, calibration_path: str | Path
                                   "bench_sha256": hw.bench_sha256, "seed": seed, **result.summary()}
         report["span_definition"] = "median over rings of (w_max - w_min), weight -1 = every ring far away"
         report["recenter"] = recentered
-        if chip is not None:
+        if truth is not None:
             err = np.array(true_w) - result.targets
             true_rmse = float(np.sqrt(np.mean(err**2)))
             report.update({"true_rmse": true_rmse, "true_max_error": float(np.max(np.abs(err))),

@@ -177,6 +177,12 @@ class Bench:
     def settle_time_s(self) -> float:
         return self.config.bench.settle_time_s
 
+    @property
+    def truth(self) -> Any:
+        """The emulator's ground truth (``labctl.bench.emulation.EmulatorTruth``) for reports and tests; None on a
+        real bench."""
+        return None if self.emulation is None else self.emulation.truth
+
     def projected_time_s(self) -> float | None:
         """Bench time spent so far on an emulated bench (virtual clock), None on a real one."""
         return self.clock.now_s if self.clock.virtual else None

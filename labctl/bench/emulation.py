@@ -46,6 +46,11 @@ class Emulation:
         """The bench's clock: transports, the session and the engines all wait on it."""
         return self.chip.clock
 
+    @property
+    def truth(self) -> EmulatorTruth:
+        """The emulator's ground truth, for reports and tests only (never for calibration or training)."""
+        return EmulatorTruth(self.chip)
+
     def vectorized(self, config: BenchConfig, readout: Any) -> EmulatedReadings:
         """The session's vectorized batch for this bench's readout (see :class:`EmulatedReadings`)."""
         if isinstance(readout, PowerMeterBanks):
@@ -66,6 +71,32 @@ class Emulation:
     def close(self) -> None:
         self.bench.close()
         self.chip.close()
+
+
+class EmulatorTruth:
+    """Ground truth of the emulated chip, in the terms the procedures report in: for reports and tests only.
+
+    Calibration and training never see it; a procedure may print it beside what the instruments measured, labelled
+    as the emulator's truth.
+    """
+
+    def __init__(self, chip: Chip) -> None:
+        self._chip = chip
+
+    @property
+    def reference(self) -> float:
+        """|weight| of the 'every ring far away' reference (bus loss only)."""
+        params = self._chip.truth_params()
+        return float(params.bus_loss_amplitude ** (2 * self._chip.n_rings))
+
+    def weights_at(self, drive: np.ndarray, mode: str, channel_of_ring: np.ndarray) -> np.ndarray:
+        """TRUE weights (B, R) of every ring at its channel for one ring-order drive."""
+        w = self._chip.truth_weights(np.asarray(drive, dtype=float)[None, :], mode=mode)[0] / self.reference
+        return np.take_along_axis(w, np.asarray(channel_of_ring, dtype=int), axis=1)
+
+    def resonances_m(self, drive: np.ndarray, mode: str) -> np.ndarray:
+        """TRUE resonance wavelengths (B, R) at one ring-order drive."""
+        return self._chip.truth_resonances_m(np.asarray(drive, dtype=float)[None, :], mode)[0]
 
 
 class EmulatedReadings:

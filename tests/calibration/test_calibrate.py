@@ -20,7 +20,7 @@ from labctl.calibration.artifact import CalibrationFileError
 from labctl.calibration.calibrate import Calibration, calibrate
 from labctl.calibration.drift import check_drift
 from labctl.calibration.verify import verify
-from labctl.procedures.verify import truth_weights_at
+from labctl.bench.emulation import EmulatorTruth
 
 from labctl.bench.bench import Bench
 from labctl.bench.safety import check_heater_vector
@@ -128,7 +128,7 @@ def true_bits(cal: Calibration, hw: Any, chip: Any, n: int, refine: bool = False
     """(measured bits, true bits) of a verification run."""
     truth: list[np.ndarray] = []
     res = verify(hw, cal, n=n, refine=refine, on_applied=lambda i, d, t: truth.append(
-        truth_weights_at(chip, d, "voltage", cal.rmap.channel_of_ring)))
+        EmulatorTruth(chip).weights_at(d, "voltage", cal.rmap.channel_of_ring)))
     rmse = float(np.sqrt(np.mean((np.array(truth) - res.targets) ** 2)))
     return res.bits, float(np.log2(res.span / rmse))
 
