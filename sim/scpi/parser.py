@@ -76,11 +76,12 @@ class Parser:
                 if unit.is_common:
                     results.append(self._common(unit))
                     continue
-                chain, path = self._resolve(unit, path)
-                results.append(self._bind(unit, chain))
+                parsed, path = self._resolve(unit, path)
+                results.append(parsed)
             except ScpiError as exc:
                 exc.unit = exc.unit or text.strip()
                 results.append(exc)
+                path = getattr(exc, "level", path)
                 if exc.is_command_error:
                     break
         return results
@@ -94,6 +95,18 @@ class Parser:
         if isinstance(result, ScpiError):
             raise result
         return result
+
+    def candidates(self, unit_text: str) -> list[Cmd]:
+        """Every command a (root-level, non-common) unit's header could mean, in the order the parser tries them;
+        more than one means the manual's optional nodes make the spelling ambiguous."""
+        unit = parse_unit(unit_text)
+        words = [_split_mnemonic(w) for w in unit.header.rstrip("?").lstrip(":").split(":")]
+        found: list[Cmd] = []
+        for chain in self._walk(self.tree.root, words, 0, [], unit.is_query, set()):
+            cmd = chain[-1][0].cmd
+            if cmd is not None and cmd not in found:
+                found.append(cmd)
+        return found
 
     # -- common commands -----------------------------------------------------------------------------------------
     def _common(self, unit: ProgramUnit) -> Parsed:
@@ -109,16 +122,27 @@ class Parser:
                       {}, unit.text.strip(), cmd)
 
     # -- node path commands --------------------------------------------------------------------------------------
-    def _resolve(self, unit: ProgramUnit, path: list[Step]) -> tuple[list[Step], list[Step]]:
+    def _resolve(self, unit: ProgramUnit, path: list[Step]) -> tuple[Parsed, list[Step]]:
+        """The command a header means and the new current level. Where optional roots make a header fit several
+        commands (Keithley 2400 ``[:SOURce]``/``[:SENSe]``), the first, in declaration order, whose parameters
+        are accepted wins: ``:FUNC 'CURR'`` is the sense function, ``:FUNC CURR`` the source function [?]."""
         header = unit.header.rstrip("?")
         absolute = header.startswith(":")
         words = [_split_mnemonic(w) for w in header.lstrip(":").split(":")]
         start = [] if absolute else path
         node = start[-1][0] if start else self.tree.root
         problems: set[int] = set()
+        first_error: ScpiError | None = None
         for chain in self._walk(node, words, 0, list(start), unit.is_query, problems):
             explicit = [i for i, (_, _, spelled) in enumerate(chain) if spelled]
-            return chain, chain[: explicit[-1]]
+            try:
+                return self._bind(unit, chain), chain[: explicit[-1]]
+            except ScpiError as exc:
+                if first_error is None:
+                    first_error, level = exc, chain[: explicit[-1]]
+        if first_error is not None:
+            first_error.level = level  # the header was valid: the level moves even if the data is refused
+            raise first_error
         if HEADER_SUFFIX_OUT_OF_RANGE in problems:
             raise ScpiError(HEADER_SUFFIX_OUT_OF_RANGE, f"{unit.header}")
         if any(len(w) > MAX_CHARACTER_DATA for w, _ in words):

@@ -9,9 +9,13 @@ range); instruments.md §3.2. [D] labctl's driver, PyMeasure 0.16 ``keithley2400
 ``OUTPUT %d``, ``:SENSE:FUNCTION:ALL``, ``:CALCULATE3:FORMAT MEAN;:CALCULATE3:DATA?;``) and ``buffer.py``
 (``:STAT:PRES;*CLS;*SRE 1;:STAT:MEAS:ENAB 512;``, ``:TRAC:FEED SENSE;:TRAC:FEED:CONT NEXT;``), lightlab.
 
-The manual's numeric parameters carry no units: a suffix is -138 here [?]. Ranges are the 2400's (±210 V,
-±1.05 A). ``:TRACe`` has the alias ``:DATA`` in the manual; only ``:TRACe`` is declared. Long forms of nodes
-that only short spellings confirm are marked ``confirmed=False``.
+The summary tables print both ``[:SOURce[1]]`` (Table 18-7) and ``[:SENSe[1]]`` as optional roots, so a
+spelling such as ``:VOLT:RANG`` fits a source and a sense command alike; which one the 2400 takes is not in the
+excerpts read [?]. The tree resolves such spellings to the SOURce command (declared first); ``:CURR:PROT``
+has only the SENSe meaning (the compliance), as there is no SOURce CURRent:PROTection in Table 18-7.
+The manual's numeric parameters carry no units: a suffix is -138
+here [?]. Ranges are the 2400's (±210 V, ±1.05 A). ``:TRACe`` has the alias ``:DATA`` in the manual; only
+``:TRACe`` is declared. Long forms of nodes that only short spellings confirm are marked ``confirmed=False``.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ def _source(kind: str, level: Num) -> tuple[Cmd, ...]:
             query=f"source_{name}", query_params=_LIMIT, source=f"{_M} [M]; [D] labctl, PyMeasure"),
         Cmd(node + "[:LEVel]:TRIGgered[:AMPLitude]", set=f"source_{name}_triggered", params=(level,),
             query=f"source_{name}_triggered", query_params=_LIMIT, source=f"{_M} [M]"),
-        Cmd(node + ":RANGe", set=f"source_{name}_range", params=(level,), query=f"source_{name}_range",
-            query_params=_LIMIT, source="[D] PyMeasure ':SOURCE:…:RANGE'"),
+        Cmd(node + ":RANGe", set=f"source_{name}_range",
+            params=(Num("range", lo=level.lo, hi=level.hi, specials=("UP", "DOWN")),), query=f"source_{name}_range",
+            query_params=_LIMIT, source="Table 18-7 ':RANGe <n>|UP|DOWN' [M]; [D] PyMeasure ':SOURCE:…:RANGE'"),
         Cmd(node + ":RANGe:AUTO", set=f"source_{name}_autorange", params=(Bool("on"),),
             query=f"source_{name}_autorange", source="[D] labctl, PyMeasure"),
         Cmd(node + ":MODE", set=f"source_{name}_mode", params=(Choice("mode", options=("FIXed", "LIST", "SWEep")),),
