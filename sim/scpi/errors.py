@@ -96,7 +96,8 @@ class ScpiError(Exception):
         self.message = MESSAGES.get(code, "Error")
         self.detail = detail
         self.unit = unit
-        super().__init__(f"{code},{self.message}" + (f": {detail}" if detail else "") + (f" in {unit!r}" if unit else ""))
+        where = f" in {unit!r}" if unit else ""
+        super().__init__(f"{code},{self.message}" + (f": {detail}" if detail else "") + where)
 
     @property
     def is_command_error(self) -> bool:

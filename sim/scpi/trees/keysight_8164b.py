@@ -27,7 +27,7 @@ TREE = Tree(
      common.WAI, common.OPT)
     + laser_commands("[:SOURce[n]]" + _CHAN, ":TRIGger[n]" + _CHAN, ":OUTPut[n]" + _CHAN,
                      wavelength_m=(1.2e-6, 1.7e-6))
-    + sensor_commands(_CHAN, wavelength_m=(0.8e-6, 1.7e-6), atime_s=(100e-6, 10.0), gain=False)
+    + sensor_commands(_CHAN, wavelength_m=(0.8e-6, 1.7e-6), atime_s=(100e-6, 10.0), gain=False, mainframe=True)
     + SLOT_COMMANDS + status_commands(),
     suffixes={"n": Suffix(0, 4, 0), "m": Suffix(1, 2, 1)},
     source="8163A/B-8164A/B-8166A/B Mainframes Programming Guide; instruments.md §1.1-1.3, §2.2",

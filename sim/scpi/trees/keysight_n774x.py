@@ -31,7 +31,7 @@ TREE = Tree(
     "Keysight N774x",
     (common.IDN, common.RST, common.CLS, common.OPC, common.ESE, common.ESR, common.SRE, common.STB, common.TST,
      common.WAI, common.OPT)
-    + sensor_commands("", wavelength_m=(1.25e-6, 1.65e-6), atime_s=(1e-6, 10.0), gain=True)
+    + sensor_commands("", wavelength_m=(1.25e-6, 1.65e-6), atime_s=(1e-6, 10.0), gain=True, mainframe=False)
     + TRIGGER_COMMANDS + status_commands(),
     suffixes={"n": Suffix(1, 8, 1)},
     source="N774xC Series Multiport Power Meter Programming Guide; instruments.md §2.1",

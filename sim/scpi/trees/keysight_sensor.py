@@ -19,8 +19,9 @@ _LIMIT = (Choice("limit", options=("MINimum", "MAXimum", "DEFault"), optional=Tr
 
 
 def sensor_commands(channel: str, *, wavelength_m: tuple[float, float], atime_s: tuple[float, float],
-                    gain: bool) -> tuple[Cmd, ...]:
-    """Sensor commands; ``channel`` is ``[:CHANnel[m]]`` (8164B) or empty (N774x)."""
+                    gain: bool, mainframe: bool) -> tuple[Cmd, ...]:
+    """Sensor commands; ``channel`` is ``[:CHANnel[m]]`` (8164B) or empty (N774x). ``mainframe`` adds the 816x
+    guide's reference and stability/MinMax commands (pp. 99-114), not seen for the N774x."""
     sens, c = ":SENSe[n]" + channel, channel
     lo, hi = wavelength_m
     commands = (
@@ -64,6 +65,25 @@ def sensor_commands(channel: str, *, wavelength_m: tuple[float, float], atime_s:
             source="[D] labctl, LabExT ':INIT1:CONT ON'"),
         Cmd(":INITiate[n]" + c + "[:IMMediate]", do="initiate", source="[D] LabExT ':INIT1:IMM'"),
     )
+    if mainframe:
+        time = Num("time", units=(SECOND,), bare_unit="S", lo=0.0)
+        commands += (
+            Cmd(sens + ":POWer:REFerence:DISPlay", do="reference_from_display",
+                source="[M] 816x PG p. 112 ':SENSe[n]:[CHANnel[m]]:POWer:REFerence:DISPlay'"),
+            Cmd(sens + ":POWer:REFerence:STATe", set="relative", params=(Bool("relative"),), query="relative",
+                source="[M] 816x PG p. 112 ':POWer:REFerence:STATe <boolean>'"),
+            Cmd(sens + ":POWer:REFerence:STATe:RATio", set="reference_channel",
+                params=(Num("slot", lo=0, hi=255, integer=True, keywords=False, specials=("TOREF",)),
+                        Num("channel", lo=0, hi=2, integer=True, keywords=False)),
+                query="reference_channel", source="[M] 816x PG p. 107/114 ':POWer:REFerence:STATe:RATio 2,1|TOREF,1'"),
+            Cmd(sens + ":FUNCtion:PARameter:MINMax", set="minmax_parameters",
+                params=(Choice("mode", options=("CONTinuous", "WINDow", "REFResh")),
+                        Num("points", lo=1, hi=1_000_000, integer=True)),
+                query="minmax_parameters", source="[M] 816x PG p. 99 ':FUNCtion:PARameter:MINMax?' -> WIND,+10"),
+            Cmd(sens + ":FUNCtion:PARameter:STABility", set="stability_parameters", params=(time, time, time),
+                query="stability_parameters",
+                source="[M] 816x PG p. 99 ':FUNCtion:PARameter:STABility <total>,<period>,<averaging>[NS|US|MS|S]'"),
+        )
     if gain:
         commands += (Cmd(sens + ":POWer:GAIN:AUTO", set="sensor_auto_gain", params=(Bool("on"),),
                          query="sensor_auto_gain", source="[D] LabExT PowerMeterN7744A; instruments.md §2.1"),)

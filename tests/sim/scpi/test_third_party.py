@@ -152,3 +152,17 @@ def test_what_the_instruments_refuse_from_third_party_habits() -> None:
     # QMI's Santec range query spelling in a compound message, then an illegal sweep mode: -222 for the mode only
     results = Parser(TREES["santec_tsl570"]).parse(":WAV:MIN?;:WAV:SWE:MOD 4")
     assert isinstance(results[0], Parsed) and isinstance(results[1], ScpiError) and results[1].code == -222
+
+
+def test_coverage_measurement_counts_only_resolvable_summary_entries() -> None:
+    from labctl.sim.scpi.coverage import measure
+    from labctl.sim.scpi.lexer import parse_unit
+    from labctl.sim.scpi.manual_summaries import SUMMARIES
+
+    for name in TREES:
+        c = measure(name)
+        assert c.summary == len(SUMMARIES[name]) > 10 and c.implemented + len(c.missing) == c.summary
+        parser = Parser(TREES[name])
+        for entry in SUMMARIES[name]:
+            parse_unit(entry)  # every entry is a well-formed header
+            assert bool(parser.candidates(entry)) == (entry not in c.missing)
