@@ -24,6 +24,7 @@ DRIVERS: dict[str, str] = {
     "keithley_2400": "labctl.drivers.keithley_2400:Keithley2400",
     "qontrol": "labctl.drivers.qontrol:Qontrol",
     "greymatter": "labctl.drivers.greymatter:Greymatter",
+    "keysight_daq970a": "labctl.drivers.keysight_daq970a:KeysightDAQ970A",
 }
 
 
