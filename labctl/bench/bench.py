@@ -24,7 +24,7 @@ import numpy as np
 
 from labctl.bench.config import DRIVERS, BenchConfig, load_bench
 from labctl.bench.lock import BenchLock
-from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
+from labctl.bench.readout import AdcBanks, PowerMeterBanks, SourceMeterBanks
 from labctl.calibration.hardware import CalibrationHardware
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReadout
@@ -253,9 +253,14 @@ def _readout(config: BenchConfig, instruments: dict[str, Any]) -> BankReadout:
         ports = [(names.index(d.instrument), int(d.through_port), int(d.drop_port))  # type: ignore[arg-type]
                  for d in detectors]
         return PowerMeterBanks(meters, ports)
-    if all(d.through_port is None for d in detectors):
+    if all(d.channel is not None for d in detectors):
+        names = list(dict.fromkeys(d.instrument for d in detectors))
+        return AdcBanks([instruments[n] for n in names],
+                        [(names.index(d.instrument), int(d.channel), float(d.tia_gain_v_per_a),  # type: ignore[arg-type]
+                          d.tia_offset_v) for d in detectors])
+    if all(d.through_port is None and d.channel is None for d in detectors):
         return SourceMeterBanks([instruments[d.instrument] for d in detectors])
-    raise ValueError("wiring.detectors: mix of power-meter ports and source meters is not supported")
+    raise ValueError("wiring.detectors: one readout kind per bench (power-meter ports, DAQ channels or source meters)")
 
 
 def _open_driver(name: str, driver: str, address: str | None, options: dict[str, Any], config: BenchConfig,

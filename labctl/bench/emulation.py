@@ -115,7 +115,28 @@ def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], 
                 port_map[int(d.through_port)] = (b, 0)  # type: ignore[arg-type]
                 port_map[int(d.drop_port)] = (b, 1)  # type: ignore[arg-type]
             return {"port_map": port_map}, None, {"poll_interval_s": 0.0}
+        if detectors[0][1].channel is not None:
+            return _daq_role(name, config, detectors)
         if len(detectors) != 1:
             raise BenchConfigError(config.bench.name, [("wiring.detectors", f"{name} reads more than one bank")])
         return {"bank": detectors[0][0]}, None, {}
     return {}, None, {}
+
+
+def _daq_role(name: str, config: BenchConfig, detectors: list[tuple[int, Any]]
+              ) -> tuple[dict[str, Any], None, dict[str, Any]]:
+    """The DAQ model reads bank b's balanced current through the TIA the bench file gives for its channel; the
+    emulated mainframe holds a 20-channel multiplexer (40 if a higher channel is wired) in every slot used."""
+    from labctl.sim.instruments.daq_model import TiaChannel
+
+    tias = {int(d.channel): TiaChannel(bank=b, gain_v_per_a=float(d.tia_gain_v_per_a), offset_v=float(d.tia_offset_v))
+            for b, d in detectors}
+    installed: list[int] = []
+    for slot in sorted({ch // 100 for ch in tias}):
+        size = 20 if max(ch % 100 for ch in tias if ch // 100 == slot) <= 20 else 40
+        installed.extend(slot * 100 + k for k in range(1, size + 1))
+    options = config.instruments[name].options
+    kwargs: dict[str, Any] = {"channels": tias, "installed": installed}
+    if "line_frequency_hz" in options:
+        kwargs["line_frequency_hz"] = float(options["line_frequency_hz"])
+    return kwargs, None, {}
