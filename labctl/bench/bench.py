@@ -26,7 +26,7 @@ from labctl.bench.config import DRIVERS, BenchConfig, load_bench
 from labctl.bench.lock import BenchLock
 from labctl.bench.readout import AdcBanks, PowerMeterBanks, SourceMeterBanks
 from labctl.calibration.hardware import CalibrationHardware
-from labctl.drivers.errors import InstrumentError, LimitError
+from labctl.drivers.errors import InstrumentConnectionError, InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReadout
 from labctl.bench.safety import HeaterLimits, SafeHeaterDriver, SafeLaser, SafeStateGuard
 
@@ -136,7 +136,14 @@ class Bench:
                 guard.register(f"{name} safe state", driver.safe_state)
         bench = cls(config=config, config_sha256=digest, heaters=heaters, lasers=lasers, readout=readout,
                     instruments=instruments, guard=guard, lock=lock, emulation=emulation)
-        bench.identities = {name: str(driver.identity()) for name, driver in instruments.items()}
+        identities = {name: driver.identity() for name, driver in instruments.items()}
+        for name, inst in config.instruments.items():
+            got = identities[name]
+            if inst.model is not None and got.model.upper() != inst.model.upper():
+                raise InstrumentConnectionError(f"instruments.{name}.model: the bench file says {inst.model!r}, the "
+                                                f"instrument is {got}", instrument=name,
+                                                address=instruments[name].address)
+        bench.identities = {name: str(identity) for name, identity in identities.items()}
         return bench
 
     # -- use -----------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Bench files: one TOML file describes a bench (instruments, wiring, safety limits, emulated chip).
 
 Validation is complete before anything connects: every problem is reported at once, each with its key path
-(``instruments.heaters.address: field required``), and a file with any problem opens nothing.
+(``instruments.heaters.address: field required``), and a file with any problem opens nothing. Limits are also held
+against the instruments' full scales and a photonic chip's plausible bounds (:mod:`labctl.bench.full_scale`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class InstrumentConfig(_Strict):
     address: str | None = Field(default=None, min_length=1,
                                 description="VISA resource name or serial URL/port (real benches)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the driver")
+    #: The model the bench expects (``*IDN?`` model field, e.g. ``N7778C``; ``Q8iv`` for a Qontrol): limits are
+    #: checked against its full scale before connecting, and the instrument must report it at connect.
+    model: str | None = Field(default=None, min_length=1)
 
     @field_validator("driver")
     @classmethod
@@ -137,6 +141,9 @@ class Limits(_Strict):
     #: Largest heater step in one write when ramping (None: no ramping).
     heater_ramp_step: float | None = Field(default=None, gt=0)
     laser_ramp_step_w: float | None = Field(default=None, gt=0)
+    #: Limit keys allowed beyond the plausible bounds for a photonic chip (labctl.bench.full_scale.PLAUSIBLE),
+    #: e.g. ["laser_max_power_w"] for a bench that really needs more than +20 dBm per laser.
+    force_implausible: list[str] = Field(default_factory=list)
 
     @field_validator("heater_max_voltage_v", "heater_max_current_a", "heater_max_power_w")
     @classmethod
@@ -256,6 +263,11 @@ def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
         config = BenchConfig.model_validate(data)
     except ValidationError as exc:
         raise BenchConfigError(source, _problems(exc)) from None
+    from labctl.bench.full_scale import limit_problems
+
+    problems = limit_problems(config)
+    if problems:
+        raise BenchConfigError(source, problems)
     if config.chip is not None:
         from labctl.sim.chip_spec import ChipSpec
 
@@ -282,6 +294,11 @@ def load_bench(path: str | Path | None = None) -> tuple[BenchConfig, str]:
     except tomllib.TOMLDecodeError as exc:
         raise BenchConfigError(source, [("(syntax)", str(exc))]) from None
     return parse_bench(data, source), hashlib.sha256(text.encode()).hexdigest()
+
+
+def example_bench_paths() -> list[Path]:
+    """Example bench files for real instrument sets (addresses are placeholders), shipped with labctl."""
+    return sorted(Path(str(resources.files("labctl.bench") / "examples")).glob("*.toml"))
 
 
 def embedded_bench_path(name: str) -> Path:
