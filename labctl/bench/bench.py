@@ -262,9 +262,9 @@ def _readout(config: BenchConfig, instruments: dict[str, Any]) -> BankReadout:
         return PowerMeterBanks(meters, ports)
     if all(d.channel is not None for d in detectors):
         names = list(dict.fromkeys(d.instrument for d in detectors))
-        return AdcBanks([instruments[n] for n in names],
-                        [(names.index(d.instrument), int(d.channel), float(d.tia_gain_v_per_a),  # type: ignore[arg-type]
-                          d.tia_offset_v) for d in detectors])
+        wiring = [(names.index(d.instrument), int(d.channel), float(d.tia_gain_v_per_a),  # type: ignore[arg-type]
+                   d.tia_offset_v) for d in detectors]
+        return AdcBanks([instruments[n] for n in names], wiring)
     if all(d.through_port is None and d.channel is None for d in detectors):
         return SourceMeterBanks([instruments[d.instrument] for d in detectors])
     raise ValueError("wiring.detectors: one readout kind per bench (power-meter ports, DAQ channels or source meters)")

@@ -112,7 +112,8 @@ def known_models(driver: str) -> tuple[str, ...] | None:
 
     lists: dict[str, tuple[str, ...]] = {
         "qontrol": tuple(qontrol.FULL_SCALE), "keysight_n777xc": tuple(keysight_n777xc.MODELS),
-        "keysight_n774xa": tuple(keysight_n774xa.PORTS_BY_MODEL), "keysight_8164b": tuple(keysight_8164b.MAINFRAME_MODELS),
+        "keysight_n774xa": tuple(keysight_n774xa.PORTS_BY_MODEL),
+        "keysight_8164b": tuple(keysight_8164b.MAINFRAME_MODELS),
         "keysight_daq970a": tuple(keysight_daq970a.MODELS),
     }
     return lists.get(driver)

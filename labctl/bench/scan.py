@@ -4,8 +4,9 @@ and the bench-file stanza to paste.
 Only identity queries are sent, with short timeouts: ``*IDN?`` to every VISA resource; on serial ports, which give
 no hint of their protocol, the identity commands of the serial instruments labctl drives, one after the other
 until one is answered: ``*IDN?`` at 115200 baud (greymatter; a Qontrol answers it with an ``E10`` error line, which
-it also keeps in its ``log?`` history, and nothing else happens), ``id?`` at 115200 baud (Qontrol), ``*IDN?`` at 9600 baud (SCPI instruments on RS-232 at
-their factory rate, e.g. the Keithley 2400). Nothing is configured, reset or switched.
+it also keeps in its ``log?`` history, and nothing else happens), ``id?`` at 115200 baud (Qontrol), ``*IDN?`` at
+9600 baud (SCPI instruments on RS-232 at their factory rate, e.g. the Keithley 2400). Nothing is configured, reset
+or switched.
 
 The identity -> driver table uses the models each driver accepts (its own constants), so a driver that learns a
 new model is found here too.

@@ -68,7 +68,8 @@ class FastMatVec(PhotonicMatVec):
         t_bank, range_v, line_hz = readout.integration_plan(averaging_time_s)
         ev = self.emulator.evaluate_configs(drives, powers, float(t_bank.max()), mode=self.hw.mode)
         volts = ev.balanced_current_a * readout.gain_v_per_a + readout.offset_v
-        reading, overload = daq_reading_v(volts, range_v, t_bank * line_hz, self.emulator.instrument_normals(volts.shape))
+        normals = self.emulator.instrument_normals(volts.shape)
+        reading, overload = daq_reading_v(volts, range_v, t_bank * line_hz, normals)
         if overload.any():
             bank = int(np.argwhere(overload)[0][-1])
             adc, channel = readout.adcs[readout.wiring[bank][0]], readout.wiring[bank][1]

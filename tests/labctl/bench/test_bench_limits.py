@@ -116,8 +116,8 @@ def test_limit_problems_connect_nothing(tmp_path: Path) -> None:
 
 
 def test_the_model_named_in_the_bench_file_is_checked_at_connect(tmp_path: Path) -> None:
-    text = embedded_bench_path("default").read_text().replace('[instruments.heaters]\ndriver = "qontrol"',
-                                                              '[instruments.heaters]\ndriver = "qontrol"\nmodel = "Q8b"')
+    heaters = '[instruments.heaters]\ndriver = "qontrol"'
+    text = embedded_bench_path("default").read_text().replace(heaters, heaters + '\nmodel = "Q8b"')
     wrong = tmp_path / "wrong.toml"
     wrong.write_text(text)
     with pytest.raises(InstrumentConnectionError, match=r"instruments.heaters.model: the bench file says 'Q8b', the "
