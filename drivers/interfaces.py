@@ -7,6 +7,7 @@ which is how limits are enforced without the upper layers noticing. Units are SI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -161,6 +162,23 @@ class SourceMeter(Identified, Protocol):
 
     def safe_state(self) -> None:
         """Source to 0 V and output off."""
+        ...
+
+
+@runtime_checkable
+class ScanningVoltmeter(Identified, Protocol):
+    """A multiplexed DC voltmeter (a DAQ reading transimpedance-amplifier outputs): one scan reads every channel."""
+
+    def configure_scan(self, channels: Sequence[int]) -> None:
+        """Measure DC volts on ``channels`` (instrument channel numbers); they become the scan list."""
+        ...
+
+    def set_integration_time_s(self, time_s: float) -> float:
+        """Integrate each channel for at least ``time_s``; returns the integration time actually set."""
+        ...
+
+    def read_scan_v(self) -> np.ndarray:
+        """One scan: volts per channel, in the order given to :meth:`configure_scan`."""
         ...
 
 

@@ -608,6 +608,11 @@ class Chip:
         cur, _, _ = self._state_simulate(averaging_time_s)
         return cur[:, 0]
 
+    def instrument_normals(self, shape: int | tuple[int, ...]) -> np.ndarray:
+        """Standard normals from the chip's noise stream, for instrument noise that the chip does not model itself
+        (e.g. a DAQ's ADC noise): drawn here so that a checkpoint of the chip (``state_dict``) covers it."""
+        return self._noise_rng.standard_normal(shape)
+
     def read_port_power_w(self, averaging_time_s: float) -> np.ndarray:
         """Optical power at the [through, drop] ports per bank, with laser RIN but no meter model, (B, 2)."""
         _, thr, drop = self._state_simulate(averaging_time_s)

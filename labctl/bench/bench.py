@@ -23,8 +23,8 @@ import numpy as np
 
 from labctl.bench.config import DRIVERS, BenchConfig, load_bench
 from labctl.bench.lock import BenchLock
-from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
-from labctl.drivers.errors import InstrumentError, LimitError
+from labctl.bench.readout import AdcBanks, PowerMeterBanks, SourceMeterBanks
+from labctl.drivers.errors import InstrumentConnectionError, InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReadout
 from labctl.bench.safety import SafeHeaterDriver, SafeLaser, SafeStateGuard
 from labctl.bench.session import Session
@@ -144,7 +144,14 @@ class Bench:
                 guard.register(f"{name} safe state", driver.safe_state)
         bench = cls(config=config, config_sha256=digest, heaters=heaters, lasers=lasers, readout=readout,
                     instruments=instruments, guard=guard, lock=lock, clock=clock, emulation=emulation)
-        bench.identities = {name: str(driver.identity()) for name, driver in instruments.items()}
+        identities = {name: driver.identity() for name, driver in instruments.items()}
+        for name, inst in config.instruments.items():
+            got = identities[name]
+            if inst.model is not None and got.model.upper() != inst.model.upper():
+                raise InstrumentConnectionError(f"instruments.{name}.model: the bench file says {inst.model!r}, the "
+                                                f"instrument is {got}", instrument=name,
+                                                address=instruments[name].address)
+        bench.identities = {name: str(identity) for name, identity in identities.items()}
         return bench
 
     # -- use -----------------------------------------------------------------------------------------------------
@@ -264,9 +271,14 @@ def _readout(config: BenchConfig, instruments: dict[str, Any]) -> BankReadout:
         ports = [(names.index(d.instrument), int(d.through_port), int(d.drop_port))  # type: ignore[arg-type]
                  for d in detectors]
         return PowerMeterBanks(meters, ports)
-    if all(d.through_port is None for d in detectors):
+    if all(d.channel is not None for d in detectors):
+        names = list(dict.fromkeys(d.instrument for d in detectors))
+        wiring = [(names.index(d.instrument), int(d.channel), float(d.tia_gain_v_per_a),  # type: ignore[arg-type]
+                   d.tia_offset_v) for d in detectors]
+        return AdcBanks([instruments[n] for n in names], wiring)
+    if all(d.through_port is None and d.channel is None for d in detectors):
         return SourceMeterBanks([instruments[d.instrument] for d in detectors])
-    raise ValueError("wiring.detectors: mix of power-meter ports and source meters is not supported")
+    raise ValueError("wiring.detectors: one readout kind per bench (power-meter ports, DAQ channels or source meters)")
 
 
 def _open_driver(name: str, driver: str, address: str | None, options: dict[str, Any], config: BenchConfig,

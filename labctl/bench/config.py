@@ -1,12 +1,14 @@
 """Bench files: one TOML file describes a bench (instruments, wiring, safety limits, emulated chip).
 
 Validation is complete before anything connects: every problem is reported at once, each with its key path
-(``instruments.heaters.address: field required``), and a file with any problem opens nothing.
+(``instruments.heaters.address: field required``), and a file with any problem opens nothing. Limits are also held
+against the instruments' full scales and a photonic chip's plausible bounds (:mod:`labctl.bench.full_scale`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -24,7 +26,12 @@ DRIVERS: dict[str, str] = {
     "keithley_2400": "labctl.drivers.keithley_2400:Keithley2400",
     "qontrol": "labctl.drivers.qontrol:Qontrol",
     "greymatter": "labctl.drivers.greymatter:Greymatter",
+    "keysight_daq970a": "labctl.drivers.keysight_daq970a:KeysightDAQ970A",
 }
+
+
+#: Drivers that read bank outputs as voltages on scan channels (TIAs into a DAQ): their detectors name a channel.
+ADC_DRIVERS: frozenset[str] = frozenset({"keysight_daq970a"})
 
 
 class BenchConfigError(ValueError):
@@ -47,6 +54,9 @@ class InstrumentConfig(_Strict):
     address: str | None = Field(default=None, min_length=1,
                                 description="VISA resource name or serial URL/port (real benches)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the driver")
+    #: The model the bench expects (``*IDN?`` model field, e.g. ``N7778C``; ``Q8iv`` for a Qontrol): limits are
+    #: checked against its full scale before connecting, and the instrument must report it at connect.
+    model: str | None = Field(default=None, min_length=1)
 
     @field_validator("driver")
     @classmethod
@@ -73,17 +83,33 @@ class HeaterWiring(_Strict):
 
 
 class DetectorWiring(_Strict):
-    """Where one bank's output is read: two power-meter ports, or a source meter on a balanced photodiode."""
+    """Where one bank's output is read: two power-meter ports, a source meter on a balanced photodiode, or the
+    balanced photodiode's transimpedance amplifier (TIA) on one channel of a DAQ."""
 
     instrument: str
     #: 0-based interface ports of the power meter (front-panel port 1 is port 0).
     through_port: int | None = Field(default=None, ge=0)
     drop_port: int | None = Field(default=None, ge=0)
+    #: DAQ channel number (slot x 100 + channel, e.g. 101) carrying this bank's TIA output.
+    channel: int | None = Field(default=None, ge=101)
+    #: TIA transimpedance, V/A (negative for an inverting amplifier): volts on the channel per amp of photocurrent.
+    tia_gain_v_per_a: float | None = None
+    #: TIA output with no photocurrent, V (measured with the lasers off); subtracted before dividing by the gain.
+    tia_offset_v: float = 0.0
 
     @model_validator(mode="after")
     def _ports_together(self) -> DetectorWiring:
         if (self.through_port is None) != (self.drop_port is None):
             raise ValueError("give both through_port and drop_port (power meter) or neither (balanced detector)")
+        if (self.channel is None) != (self.tia_gain_v_per_a is None):
+            raise ValueError("give both channel and tia_gain_v_per_a (TIA into a DAQ) or neither")
+        if self.channel is not None and self.through_port is not None:
+            raise ValueError("a detector is either power-meter ports or a DAQ channel, not both")
+        if self.tia_gain_v_per_a is not None and not (math.isfinite(self.tia_gain_v_per_a)
+                                                      and self.tia_gain_v_per_a != 0.0):
+            raise ValueError(f"tia_gain_v_per_a must be finite and non-zero, got {self.tia_gain_v_per_a!r}")
+        if not math.isfinite(self.tia_offset_v):
+            raise ValueError(f"tia_offset_v must be finite, got {self.tia_offset_v!r}")
         return self
 
 
@@ -115,6 +141,9 @@ class Limits(_Strict):
     #: Largest heater step in one write when ramping (None: no ramping).
     heater_ramp_step: float | None = Field(default=None, gt=0)
     laser_ramp_step_w: float | None = Field(default=None, gt=0)
+    #: Limit keys allowed beyond the plausible bounds for a photonic chip (labctl.bench.full_scale.PLAUSIBLE),
+    #: e.g. ["laser_max_power_w"] for a bench that really needs more than +20 dBm per laser.
+    force_implausible: list[str] = Field(default_factory=list)
 
     @field_validator("heater_max_voltage_v", "heater_max_current_a", "heater_max_power_w")
     @classmethod
@@ -168,9 +197,27 @@ class BenchConfig(_Strict):
                 problems.append(f"wiring.wavelengths_m.{i}: {wl!r} m is not a plausible wavelength (give metres)")
         if len(w.detectors) != w.banks:
             problems.append(f"wiring.detectors: {len(w.detectors)} detectors for {w.banks} banks")
+        adc_channels: dict[tuple[str, int], int] = {}
         for i, det in enumerate(w.detectors):
             if det.instrument not in names:
                 problems.append(f"wiring.detectors.{i}.instrument: {det.instrument!r} is not an instrument")
+                continue
+            is_adc = self.instruments[det.instrument].driver in ADC_DRIVERS
+            if is_adc and det.channel is None:
+                problems.append(f"wiring.detectors.{i}.channel: {det.instrument!r} is a DAQ; give the channel and "
+                                "tia_gain_v_per_a of this bank's TIA")
+            elif not is_adc and det.channel is not None:
+                problems.append(f"wiring.detectors.{i}.channel: {det.instrument!r} is not a DAQ "
+                                f"({self.instruments[det.instrument].driver})")
+            elif det.channel is not None:
+                first = adc_channels.setdefault((det.instrument, det.channel), i)
+                if first != i:
+                    problems.append(f"wiring.detectors.{i}.channel: {det.instrument} channel {det.channel} already "
+                                    f"reads detector {first}")
+        kinds = {"power-meter ports" if d.through_port is not None else "DAQ channels" if d.channel is not None
+                 else "source meters" for d in w.detectors}
+        if len(kinds) > 1:
+            problems.append(f"wiring.detectors: mixes {', '.join(sorted(kinds))}; one readout kind per bench")
         n_heaters = w.banks * w.rings
         for key in ("heater_max_voltage_v", "heater_max_current_a", "heater_max_power_w"):
             value = getattr(self.limits, key)
@@ -216,6 +263,11 @@ def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
         config = BenchConfig.model_validate(data)
     except ValidationError as exc:
         raise BenchConfigError(source, _problems(exc)) from None
+    from labctl.bench.full_scale import limit_problems
+
+    problems = limit_problems(config)
+    if problems:
+        raise BenchConfigError(source, problems)
     if config.chip is not None:
         from labctl.bench.emulation import check_chip_spec   # the emulation root knows the chip's parameters
 
@@ -242,6 +294,11 @@ def load_bench(path: str | Path | None = None) -> tuple[BenchConfig, str]:
     except tomllib.TOMLDecodeError as exc:
         raise BenchConfigError(source, [("(syntax)", str(exc))]) from None
     return parse_bench(data, source), hashlib.sha256(text.encode()).hexdigest()
+
+
+def example_bench_paths() -> list[Path]:
+    """Example bench files for real instrument sets (addresses are placeholders), shipped with labctl."""
+    return sorted(Path(str(resources.files("labctl.bench") / "examples")).glob("*.toml"))
 
 
 def embedded_bench_path(name: str) -> Path:

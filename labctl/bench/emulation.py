@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from labctl.bench.config import BenchConfig, BenchConfigError
-from labctl.bench.readout import PowerMeterBanks, SourceMeterBanks
+from labctl.bench.readout import AdcBanks, PowerMeterBanks, SourceMeterBanks
+from labctl.drivers.errors import InstrumentReplyError
 from labctl.sim.chip import Chip
 from labctl.sim.chip_spec import ChipSpec
 from labctl.sim.clock import VirtualClock
 from labctl.sim.emulated_bench import EmulatedBench, SimulatedInstrument
 from labctl.sim.instruments import MODELS
+from labctl.sim.instruments.daq_model import daq_reading_v
 from labctl.sim.instruments.keysight_models import AUTO_RANGE_MARGIN_DB
 from labctl.sim.profiles import ALL as PROFILES
 
@@ -53,11 +55,8 @@ class Emulation:
 
     def vectorized(self, config: BenchConfig, readout: Any) -> EmulatedReadings:
         """The session's vectorized batch for this bench's readout (see :class:`EmulatedReadings`)."""
-        if isinstance(readout, PowerMeterBanks):
-            return EmulatedReadings(self.chip, config.wiring.heaters.mode, meter=True)
-        if isinstance(readout, SourceMeterBanks):
-            return EmulatedReadings(self.chip, config.wiring.heaters.mode, meter=False,
-                                    compliance_a=float(readout.compliance_a))
+        if isinstance(readout, PowerMeterBanks | SourceMeterBanks | AdcBanks):
+            return EmulatedReadings(self.chip, config.wiring.heaters.mode, readout)
         raise BenchConfigError(config.bench.name, [("wiring.detectors", f"no vectorized model of readout "
                                                                          f"{type(readout).__name__}")])
 
@@ -105,28 +104,46 @@ class EmulatedReadings:
     Same physics as the simulated instruments: every configuration's settled response at every encoding, with laser
     RIN and the readout's noise and quantization drawn per reading: ``Chip.meter_readings_configs`` (the N774x meter
     model in auto range, fused in one compiled pass) for off-chip power meters, ``Chip.evaluate_configs`` (balanced
-    detector, then the source meter's compliance) for on-chip photodiodes. Heater settling transients are not
-    modelled (every reading is settled, as the instrument loop's settle wait makes it). It charges no time: the caller
-    charges the batch's projected bench time to the session clock.
+    detector, then the source meter's compliance) for on-chip photodiodes read by source meters, and the same
+    balanced currents through the TIAs into the DAQ model for photodiodes read by an ADC. Heater settling transients
+    are not modelled (every reading is settled, as the instrument loop's settle wait makes it). It charges no time:
+    the caller charges the batch's projected bench time to the session clock.
     """
 
-    def __init__(self, chip: Chip, mode: str, *, meter: bool, compliance_a: float | None = None) -> None:
+    def __init__(self, chip: Chip, mode: str, readout: PowerMeterBanks | SourceMeterBanks | AdcBanks) -> None:
         self._chip = chip
         self._mode = mode
-        self._meter = meter
-        self._compliance_a = compliance_a
+        self._readout = readout
 
     def read(self, drives: np.ndarray, powers: np.ndarray, averaging_time_s: float,
              power_index: np.ndarray | None = None) -> np.ndarray:
-        chip = self._chip
-        if self._meter:
+        chip, readout = self._chip, self._readout
+        if isinstance(readout, PowerMeterBanks):
             return chip.meter_readings_configs(drives, powers, averaging_time_s, AUTO_RANGE_MARGIN_DB,
                                                mode=self._mode, power_index=power_index)
         if power_index is not None:
             powers = powers[power_index]
+        if isinstance(readout, AdcBanks):
+            return self._adc_readings(readout, drives, powers, averaging_time_s)
         ev = chip.evaluate_configs(drives, powers, averaging_time_s, mode=self._mode)
-        limit = float(self._compliance_a)  # type: ignore[arg-type]
+        limit = float(readout.compliance_a)
         return np.clip(ev.balanced_current_a, -limit, limit)
+
+    def _adc_readings(self, readout: AdcBanks, drives: np.ndarray, powers: np.ndarray,
+                      averaging_time_s: float) -> np.ndarray:
+        """What ``AdcBanks.read`` returns: balanced currents through the TIAs, read by the DAQ at the integration
+        time it sets for ``averaging_time_s`` (the driver's own rounding, no I/O), converted back to amps."""
+        t_bank, range_v, line_hz = readout.integration_plan(averaging_time_s)
+        ev = self._chip.evaluate_configs(drives, powers, float(t_bank.max()), mode=self._mode)
+        volts = ev.balanced_current_a * readout.gain_v_per_a + readout.offset_v
+        normals = self._chip.instrument_normals(volts.shape)
+        reading, overload = daq_reading_v(volts, range_v, t_bank * line_hz, normals)
+        if overload.any():
+            bank = int(np.argwhere(overload)[0][-1])
+            adc, channel = readout.adcs[readout.wiring[bank][0]], readout.wiring[bank][1]
+            raise InstrumentReplyError(f"channel {channel} overload: beyond the {range_v[bank]:g} V range (TIA output "
+                                       "too large?)", instrument=adc.name, address=adc.address)
+        return (reading - readout.offset_v) / readout.gain_v_per_a
 
     def state_dict(self) -> dict[str, Any]:
         return self._chip.state_dict()
@@ -205,7 +222,28 @@ def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], 
                 port_map[int(d.through_port)] = (b, 0)  # type: ignore[arg-type]
                 port_map[int(d.drop_port)] = (b, 1)  # type: ignore[arg-type]
             return {"port_map": port_map}, None, {"poll_interval_s": 0.0}
+        if detectors[0][1].channel is not None:
+            return _daq_role(name, config, detectors)
         if len(detectors) != 1:
             raise BenchConfigError(config.bench.name, [("wiring.detectors", f"{name} reads more than one bank")])
         return {"bank": detectors[0][0]}, None, {}
     return {}, None, {}
+
+
+def _daq_role(name: str, config: BenchConfig, detectors: list[tuple[int, Any]]
+              ) -> tuple[dict[str, Any], None, dict[str, Any]]:
+    """The DAQ model reads bank b's balanced current through the TIA the bench file gives for its channel; the
+    emulated mainframe holds a 20-channel multiplexer (40 if a higher channel is wired) in every slot used."""
+    from labctl.sim.instruments.daq_model import TiaChannel
+
+    tias = {int(d.channel): TiaChannel(bank=b, gain_v_per_a=float(d.tia_gain_v_per_a), offset_v=float(d.tia_offset_v))
+            for b, d in detectors}
+    installed: list[int] = []
+    for slot in sorted({ch // 100 for ch in tias}):
+        size = 20 if max(ch % 100 for ch in tias if ch // 100 == slot) <= 20 else 40
+        installed.extend(slot * 100 + k for k in range(1, size + 1))
+    options = config.instruments[name].options
+    kwargs: dict[str, Any] = {"channels": tias, "installed": installed}
+    if "line_frequency_hz" in options:
+        kwargs["line_frequency_hz"] = float(options["line_frequency_hz"])
+    return kwargs, None, {}

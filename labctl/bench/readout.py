@@ -1,8 +1,10 @@
-"""Bank readouts: every bank's output in one call, from a multiport power meter or from source meters.
+"""Bank readouts: every bank's output in one call, from a multiport power meter, source meters or a DAQ.
 
 A weight bank ends in a balanced detector. On an off-chip bench the through and drop ports go to two power
-meter ports and the balance is computed here; on a bench with on-chip balanced photodiodes a source meter per
-bank reads the photocurrent directly. Both satisfy :class:`labctl.drivers.interfaces.BankReadout`.
+meter ports and the balance is computed here; on a bench with on-chip balanced photodiodes either a source meter
+per bank reads the photocurrent directly, or each photocurrent goes through a transimpedance amplifier (TIA) into
+one channel of a scanning DAQ and is converted back to amps here with the TIA's gain and offset. All satisfy
+:class:`labctl.drivers.interfaces.BankReadout`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from labctl.drivers.errors import LimitError
-from labctl.drivers.interfaces import BankReading, PowerReadout, SourceMeter
+from labctl.drivers.interfaces import BankReading, PowerReadout, ScanningVoltmeter, SourceMeter
 
 
 class PowerMeterBanks:
@@ -79,3 +81,53 @@ class SourceMeterBanks:
         if not self._biased:
             self._bias()
         return BankReading(balanced=np.array([m.measure_current_a() for m in self.meters]), unit=self.unit)
+
+
+class AdcBanks:
+    """Each bank's balanced photocurrent through a TIA into a DAQ channel: ``I = (V - offset) / gain`` (A).
+
+    ``wiring[b] = (DAQ index, channel, gain V/A, offset V)``. The scan lists are set up here, once per DAQ in bank
+    order, so a channel missing on the instrument is an error when the bench opens, not at the first reading.
+    """
+
+    unit = "A"
+
+    def __init__(self, adcs: list[ScanningVoltmeter], wiring: list[tuple[int, int, float, float]]) -> None:
+        self.adcs = adcs
+        self.wiring = wiring
+        self.n_banks = len(wiring)
+        self.gain_v_per_a = np.array([w[2] for w in wiring], dtype=float)
+        self.offset_v = np.array([w[3] for w in wiring], dtype=float)
+        if np.any(self.gain_v_per_a == 0) or not np.all(np.isfinite(self.gain_v_per_a)):
+            raise LimitError(f"TIA gains must be finite and non-zero, got {self.gain_v_per_a.tolist()}")
+        self._banks = [np.array([b for b, w in enumerate(wiring) if w[0] == a], dtype=int) for a in range(len(adcs))]
+        for a, adc in enumerate(adcs):
+            if self._banks[a].size:
+                adc.configure_scan([wiring[b][1] for b in self._banks[a]])
+        #: Integration time per bank as last configured, s (the DAQ rounds the request up to what it offers).
+        self.integration_time_s = np.full(self.n_banks, np.nan)
+
+    def integration_plan(self, averaging_time_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per bank: (integration time s, range V, line frequency Hz) that :meth:`configure` with
+        ``averaging_time_s`` sets, computed by the drivers without talking to the instruments."""
+        t, r, f = (np.empty(self.n_banks) for _ in range(3))
+        for a, adc in enumerate(self.adcs):
+            banks = self._banks[a]
+            if banks.size:
+                t[banks] = adc.integration_for(averaging_time_s)[2]  # type: ignore[attr-defined]
+                r[banks] = adc.range_v  # type: ignore[attr-defined]
+                f[banks] = adc.line_frequency_hz  # type: ignore[attr-defined]
+        return t, r, f
+
+    def configure(self, wavelength_m: float, averaging_time_s: float) -> None:
+        """Integration of at least ``averaging_time_s`` on every channel (a DAQ has no wavelength setting)."""
+        for a, adc in enumerate(self.adcs):
+            if self._banks[a].size:
+                self.integration_time_s[self._banks[a]] = adc.set_integration_time_s(averaging_time_s)
+
+    def read(self) -> BankReading:
+        volts = np.empty(self.n_banks)
+        for a, adc in enumerate(self.adcs):
+            if self._banks[a].size:
+                volts[self._banks[a]] = adc.read_scan_v()
+        return BankReading(balanced=(volts - self.offset_v) / self.gain_v_per_a, unit=self.unit)

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 
 def bench_path(value: str | None) -> Path | None:
-    """A bench file path, or the name of an embedded bench ('default', 'current')."""
+    """A bench file path, or the name of an embedded bench ('default', 'current', 'adc')."""
     if value is None:
         return None
     path = Path(value)

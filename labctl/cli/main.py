@@ -67,6 +67,29 @@ def _bench_check(args: argparse.Namespace) -> int:
     return 0 if healthy else 3
 
 
+def _bench_scan(args: argparse.Namespace) -> int:
+    from labctl.bench.scan import scan, summarize
+
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout: {args.timeout:g} s must be positive")
+    resource_manager = None
+    if not args.no_visa:
+        import pyvisa
+
+        try:
+            resource_manager = pyvisa.ResourceManager(args.visa_library)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--visa-library {args.visa_library!r}: {exc}") from None
+    visa = [] if args.no_visa else (args.resource or None)
+    serial = [] if args.no_serial else (args.port or None)
+    found = scan(resource_manager=resource_manager, visa=visa, serial=serial, timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps([f.as_dict() for f in found], indent=2))
+    else:
+        print(summarize(found))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -93,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--bench", help="bench file, or an embedded bench name (default: the embedded default)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_bench_check)
+
+    scan = bench_sub.add_parser("scan", help="ask every VISA resource and serial port who it is (identity queries "
+                                             "only), print the matching labctl driver and a bench-file stanza")
+    scan.add_argument("--json", action="store_true")
+    scan.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for each answer (default 0.5)")
+    scan.add_argument("--visa-library", default="@py",
+                      help="pyvisa library to list and open resources with (default @py: pyvisa-py)")
+    scan.add_argument("--resource", action="append", metavar="NAME",
+                      help="ask only this VISA resource (repeatable; default: every resource the library lists)")
+    scan.add_argument("--port", action="append", metavar="PORT",
+                      help="ask only this serial port or pyserial URL (repeatable; default: every serial port)")
+    scan.add_argument("--no-visa", action="store_true", help="skip VISA resources")
+    scan.add_argument("--no-serial", action="store_true", help="skip serial ports")
+    scan.set_defaults(func=_bench_scan)
 
     add_calibration_commands(sub)
     add_training_commands(sub)

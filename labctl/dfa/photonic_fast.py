@@ -4,7 +4,9 @@ emulator in one vectorized call per batch instead of one instrument exchange per
 Same physics: every configuration's settled response at every encoding with laser RIN and the readout's noise and
 quantization drawn per reading: ``Chip.meter_readings_configs`` (the N774x meter model in auto range, fused in one
 compiled pass) for off-chip meters, ``Chip.evaluate_configs`` (the balanced detector, then the source meter's
-compliance) for on-chip photodiodes. The virtual clock is advanced by the batch's projected bench time (unit costs
+compliance) for on-chip photodiodes read by source meters, and the balanced detector through each bank's TIA
+into the DAQ model (``daq_reading_v``: ADC noise and bits at the integration the DAQ actually set, overload) for
+photodiodes read by a DAQ. The virtual clock is advanced by the batch's projected bench time (unit costs
 measured through the instruments times the schedule's operation counts), so the chip drifts as it would on the
 bench. Drift checks read their references the same way (one laser at a time at its calibration power, as
 ``Calibration.measure_weights`` does) and advance the clock by what the first check, made through the instruments,

@@ -26,7 +26,8 @@ RESPONSIVITY_A_PER_W = 0.9
 # -- small emulated benches (shared by the calibration tests) ----------------------------------------------------------
 def bench_file(tmp: Path, kind: str = "default", *, n_banks: int = 2, n_rings: int = 4, seed: int = 0,
                spacing_m: float = 1.0e-9, spec: dict[str, dict[str, Any]] | None = None) -> Path:
-    """An emulated bench like the embedded ``kind`` one with a smaller chip (one channel per ring)."""
+    """An emulated bench like the embedded ``kind`` one ('default', 'current', 'adc') with a smaller chip (one
+    channel per ring)."""
     cfg = tomllib.loads(Path(embedded_bench_path(kind)).read_text())
     n_ch = n_rings
     cfg["bench"]["name"] = f"test-{kind}-{n_banks}x{n_rings}-{seed}-{spacing_m:g}"
@@ -34,7 +35,7 @@ def bench_file(tmp: Path, kind: str = "default", *, n_banks: int = 2, n_rings: i
                                             "lasers": {"n_channels": n_ch, "channel_spacing_m": spacing_m}}
     for key, value in (spec or {}).items():
         chip_spec.setdefault(key, {}).update(value)
-    cfg["chip"] = {"seed": seed, "spec": chip_spec}
+    cfg["chip"] = {"seed": seed, "spec": {**cfg["chip"].get("spec", {}), **chip_spec}}
     lasers = [f"laser{k}" for k in range(n_ch)]
     instruments = {k: v for k, v in cfg["instruments"].items() if not k.startswith("laser") or k in lasers}
     wiring = cfg["wiring"]
@@ -44,6 +45,8 @@ def bench_file(tmp: Path, kind: str = "default", *, n_banks: int = 2, n_rings: i
     if kind == "default":
         wiring["detectors"] = [{"instrument": "meter", "through_port": 2 * b, "drop_port": 2 * b + 1}
                                for b in range(n_banks)]
+    elif kind == "adc":
+        wiring["detectors"] = wiring["detectors"][:n_banks]
     else:
         instruments = {k: v for k, v in instruments.items() if not k.startswith("smu") or int(k[3:]) < n_banks}
         wiring["detectors"] = [{"instrument": f"smu{b}"} for b in range(n_banks)]
@@ -93,9 +96,11 @@ def test_channel_weights_raw_subset_order_and_no_restore(tmp_path: Path) -> None
             channel_weights_raw(hw, channels=np.array([hw.n_channels]))
 
 
-def test_channel_weights_raw_on_source_meters(tmp_path: Path) -> None:
-    """The 2400 cannot integrate 100 us: the next accepted integration time is used; readings in amps."""
-    with open_bench(bench_file(tmp_path, "current"), tmp_path) as (_, hw, chip):
+@pytest.mark.parametrize("kind", ["current", "adc"])
+def test_channel_weights_raw_on_photodiodes(tmp_path: Path, kind: str) -> None:
+    """Neither the 2400 nor the DAQ integrates 100 us: the next accepted integration time is used; readings in amps
+    (the DAQ's volts converted back through each TIA's gain and offset)."""
+    with open_bench(bench_file(tmp_path, kind), tmp_path) as (_, hw, chip):
         raw = channel_weights_raw(hw)
         truth = chip.truth_weights(np.zeros((1, hw.n_banks * hw.n_rings)), hw.mode)[0]
         scale = chip.laser_power_w()[None, :] * FACET * RESPONSIVITY_A_PER_W
@@ -136,8 +141,9 @@ def test_session_fetches_through_only(tmp_path: Path) -> None:
         assert session.scans == 2 and np.allclose(a.through, b.through, rtol=0.01, atol=1e-7)
 
 
-def test_stepped_spectra_on_source_meters(tmp_path: Path) -> None:
-    with open_bench(bench_file(tmp_path, "current", n_banks=1, n_rings=2), tmp_path) as (_, hw, chip):
+@pytest.mark.parametrize("kind", ["current", "adc"])
+def test_stepped_spectra_on_photodiodes(tmp_path: Path, kind: str) -> None:
+    with open_bench(bench_file(tmp_path, kind, n_banks=1, n_rings=2), tmp_path) as (_, hw, chip):
         before = outputs(hw)
         home = hw.lasers[0].get_wavelength_m()
         t0 = hw.elapsed_s()

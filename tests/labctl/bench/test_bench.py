@@ -244,7 +244,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("bench_name, drive", [("default", 2.0), ("current", 0.002)])
+@pytest.mark.parametrize("bench_name, drive", [("default", 2.0), ("current", 0.002), ("adc", 2.0)])
 @pytest.mark.parametrize("signame, exit_name", [("SIGINT", "KeyboardInterrupt"), ("SIGTERM", "SystemExit")])
 def test_ctrl_c_and_sigterm_mid_run_leave_the_bench_safe(lock_dir: Path, signame: str, exit_name: str,
                                                           bench_name: str, drive: float) -> None:

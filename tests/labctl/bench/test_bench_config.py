@@ -22,7 +22,7 @@ def problems_of(data: dict) -> list[tuple[str, str]]:
     return info.value.problems
 
 
-@pytest.mark.parametrize("name", ["default", "current"])
+@pytest.mark.parametrize("name", ["default", "current", "adc"])
 def test_embedded_benches_are_valid(name: str) -> None:
     config, digest = load_bench(embedded_bench_path(name))
     assert config.bench.kind == "emulated" and len(digest) == 64
@@ -60,6 +60,34 @@ def mutate(edit) -> dict:
 ])
 def test_each_mistake_is_reported_with_its_key_path(edit, path, text) -> None:
     problems = problems_of(mutate(edit))
+    assert any(p == path and text in m for p, m in problems), problems
+
+
+def adc_dict() -> dict:
+    return tomllib.loads(embedded_bench_path("adc").read_text())
+
+
+@pytest.mark.parametrize("edit, path, text", [
+    (lambda d: d["wiring"]["detectors"][1].pop("channel"), "wiring.detectors.1", "both channel and tia_gain"),
+    (lambda d: d["wiring"]["detectors"][1].pop("tia_gain_v_per_a"), "wiring.detectors.1", "both channel"),
+    (lambda d: [x.pop(k) for x in d["wiring"]["detectors"][:1] for k in ("channel", "tia_gain_v_per_a")],
+     "wiring.detectors.0.channel", "is a DAQ; give the channel"),
+    (lambda d: d["wiring"]["detectors"][1].update(tia_gain_v_per_a=0.0), "wiring.detectors.1", "non-zero"),
+    (lambda d: d["wiring"]["detectors"][1].update(tia_offset_v=float("inf")), "wiring.detectors.1", "finite"),
+    (lambda d: d["wiring"]["detectors"][3].update(channel=101), "wiring.detectors.3.channel",
+     "adc channel 101 already reads detector 0"),
+    (lambda d: d["wiring"]["detectors"][2].update(channel=99), "wiring.detectors.2.channel", "greater than or equal"),
+    (lambda d: d["wiring"]["detectors"][2].update(through_port=0, drop_port=1), "wiring.detectors.2", "not both"),
+    (lambda d: d["wiring"]["detectors"][2].update(instrument="laser0"), "wiring.detectors.2.channel",
+     "is not a DAQ (keysight_n777xc)"),
+    (lambda d: [x.pop(k) for x in d["wiring"]["detectors"][:1] for k in ("channel", "tia_gain_v_per_a")]
+     and d["instruments"].update(smu={"driver": "keithley_2400"}) or d["wiring"]["detectors"][0].update(
+         instrument="smu"), "wiring.detectors", "mixes DAQ channels, source meters"),
+])
+def test_daq_detector_mistakes_are_reported_with_their_key_path(edit, path, text) -> None:
+    data = adc_dict()
+    edit(data)
+    problems = problems_of(data)
     assert any(p == path and text in m for p, m in problems), problems
 
 
