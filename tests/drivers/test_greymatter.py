@@ -18,7 +18,7 @@ from labctl.drivers.transport import TransportSettings
 from labctl.sim.profiles.greymatter import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
 
-from .scripted import Exchange, ScriptedTransport
+from labctl.drivers.testing import Exchange, ScriptedTransport
 
 IDN = "greymatter,DAC Controller,001,0.1"
 CURRENT_IDS = [f"BOARD0:DAC{d}:CH{c}" for d in (0, 1) for c in range(5)]  # channels 0..9 of board 0

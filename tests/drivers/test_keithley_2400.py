@@ -14,7 +14,7 @@ from labctl.drivers.interfaces import SourceMeter
 from labctl.drivers.keithley_2400 import Keithley2400
 from labctl.sim.profiles.keithley import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 
 LF = Keithley2400.line_settings
 IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1234567,C30   Mar 17 2006 09:29:29/A02  /K/J"

@@ -16,7 +16,7 @@ from labctl.drivers.keysight_8164b import Keysight8164B
 from labctl.drivers.keysight_sweep import swept_insertion_loss
 from labctl.sim.profiles.keysight import KEYSIGHT_8164B, SIM_POWERS_W
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport, block
+from labctl.drivers.testing import ScriptedTransport, block
 from tests.drivers.test_keysight_laser import (FINISH_SCRIPT, LASER_SETUP, LF, NO_ERROR, SHORT_SWEEP, START_SCRIPT,
                                                WAIT_SCRIPT, configure_script, f64_block)
 

@@ -15,7 +15,7 @@ from labctl.drivers.errors import InstrumentReplyError, InstrumentReportedError,
 from labctl.drivers.interfaces import SweepSettings
 from labctl.drivers.keysight_laser import SWEEP_CHECK_CODES, parse_sweep_check
 from labctl.drivers.keysight_n777xc import KeysightN777xC
-from tests.drivers.scripted import ScriptedTransport, block
+from labctl.drivers.testing import ScriptedTransport, block
 
 #: Line settings for scripted tests: no retries, so a missing reply surfaces at once instead of a re-send.
 LF = replace(KeysightN777xC.line_settings, retries=0)

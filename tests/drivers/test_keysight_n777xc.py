@@ -13,7 +13,7 @@ from labctl.drivers.interfaces import SweepSettings, TunableLaser
 from labctl.drivers.keysight_n777xc import KeysightN777xC
 from labctl.sim.profiles.keysight import KEYSIGHT_N7778C
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 from tests.drivers.test_keysight_laser import LASER_SETUP, LF, N777X_CONNECT, N7778C_IDN, NO_ERROR, make
 
 OPC = ("*OPC?", "1")

@@ -18,7 +18,7 @@ from labctl.drivers.transport import TransportSettings
 from labctl.sim.profiles.qontrol import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
 
-from .scripted import Exchange, ScriptedTransport
+from labctl.drivers.testing import Exchange, ScriptedTransport
 
 N = 16  # two Q8iv modules
 ZEROS8 = ",".join(["0.0000"] * 8)

@@ -15,7 +15,7 @@ from labctl.drivers.interfaces import SweepSettings, TunableLaser
 from labctl.drivers.santec_tsl570 import SantecTSL570
 from labctl.sim.profiles.santec import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 
 CR = SantecTSL570.line_settings
 IDN = "SANTEC,TSL-570,21020001,0001.0000.0001"

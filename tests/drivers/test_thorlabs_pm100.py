@@ -14,7 +14,7 @@ from labctl.drivers.interfaces import PowerReadout
 from labctl.drivers.thorlabs_pm100 import NoLoggingError, ThorlabsPM100
 from labctl.sim.profiles.thorlabs import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 
 LF = ThorlabsPM100.line_settings
 IDN = "Thorlabs,PM100D,P0012345,2.4.0"
