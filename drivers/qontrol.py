@@ -706,6 +706,22 @@ class Qontrol(Instrument):
             raise self._reply_error(FIRMWARE_QUERY, f"expected a firmware version such as 'v2.4.1', got {firmware!r}")
         return Identity("Qontrol", match["model"], match["serial"], firmware)
 
+    def _snapshot_extra(self) -> dict[str, Any]:
+        """Chain, firmware limits and outputs as the modules report them now (``VMAXALL?``, ``IMAXALL?``,
+        ``VALL?`` or ``IALL?``)."""
+        full_v = np.concatenate([np.full(m.n_channels, m.full_scale_v) for m in self.modules])
+        full_a = np.concatenate([np.full(m.n_channels, m.full_scale_a) for m in self.modules])
+        return {
+            "mode": self.mode,
+            "modules": [{"index": m.index, "model": m.model, "serial": m.serial, "first_channel": m.first_channel,
+                         "n_channels": m.n_channels, "full_scale_v": m.full_scale_v, "full_scale_a": m.full_scale_a}
+                        for m in self.modules],
+            "used_channels": self.used_channels.tolist(),
+            "vmax_v": self._read_all(VMAXALL_QUERY, "V", 1.0, full_v).tolist(),
+            "imax_a": self._read_all(IMAXALL_QUERY, "mA", 1e-3, full_a).tolist(),
+            "drive": {"values": self.read_drive().tolist(), "unit": "V" if self.mode == "voltage" else "A"},
+        }
+
     def read_errors(self) -> list[tuple[int, str]]:
         """Asynchronous error lines received so far (and now waiting), as (code, text); clears them."""
         with self.transport.transaction():

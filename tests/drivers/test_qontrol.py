@@ -547,6 +547,10 @@ def test_pyvisa_sim_two_module_chain(tmp_path: Path) -> None:
     assert info.value.command == "NOT_A_COMMAND"
     driver.safe_state()
     driver.check_errors()
+    snap = driver.snapshot()
+    assert snap["identity"] == {"maker": "Qontrol", "model": "Q8iv", "serial": "0001", "firmware": "v2.4.1"}
+    assert [m["serial"] for m in snap["modules"]] == ["0001", "0002"] and snap["used_channels"] == list(range(16))
+    assert snap["vmax_v"] == [12.0] * 16 and snap["drive"] == {"values": [0.0] * 16, "unit": "V"}
     driver.close()
 
 
