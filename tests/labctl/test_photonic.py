@@ -125,8 +125,9 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
     seen: list[Any] = []
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
         cal = Calibration.load(small.cal, bench.hardware())
-        # every check recalibrates: the residual can never be below zero
-        opts = PhotonicOptions(recenter_at_start=False, drift_every=1, recalibrate_rmse=0.0)
+        # every check trips and recalibrates: no rmse is below zero (whether four hours of the random walk alone
+        # trip the check depends on how many clock advances came before, i.e. on every transaction count)
+        opts = PhotonicOptions(recenter_at_start=False, drift_every=1, drift_threshold=0.0, recalibrate_rmse=0.0)
         eng = FastMatVec(cal, opts, emulator=bench.emulation.chip, on_recalibrate=seen.append)
         eng.program(mats)
         eng.matvec(0, e)
