@@ -21,8 +21,8 @@ then ``:SYST:ERR?`` must be clean.
 Older frames. ``:READ[n]:POW:ALL:CONF?`` and ``:READ[n]:POW:ALL?`` exist from mainframe firmware v3.0x on ([M] 816x
 programming guide, ":READ[n][:CHANnel[m]]:POWer:ALL:CONFig?", "affects: All power meters (v3.0x firmware or
 later)"). A frame that does not answer the configuration query within :attr:`Keysight8164B.conf_probe_timeout_s`
-still connects (a malformed answer is still an error): its error queue is cleared (``*CLS``), the power channels come from
-the identified modules (:data:`SENSOR_CHANNELS`) and :meth:`Keysight8164BPowerMeter.read_all_w` reads them one
+still connects (a malformed answer is still an error): its error queue is cleared (``*CLS``), the power channels
+come from the identified modules (:data:`SENSOR_CHANNELS`) and :meth:`Keysight8164BPowerMeter.read_all_w` reads them one
 ``:READ<n>:CHAN<m>:POW?`` at a time. A frame without front modules never asks.
 """
 

@@ -8,7 +8,8 @@ driver converts from metres. The power unit is forced to W at connect (``SENS:PO
 answers in W.
 
 At connect the driver first drains the error queue (stale entries are logged, not blamed on its own commands
-later) and ends by requiring it clean. It reads the sensor head (``SYST:SENS:IDN?`` -> ``name,sn,cal_msg,type,subtype,flags``):
+later) and ends by requiring it clean. It reads the sensor head
+(``SYST:SENS:IDN?`` -> ``name,sn,cal_msg,type,subtype,flags``):
 ``no sensor`` (nothing plugged in) or a head without the power flag is refused with a clear error, and the
 head's wavelength range (``SENS:CORR:WAV? MIN|MAX``) is read so out-of-range wavelengths are refused before
 anything is sent. Flags are read in the PM100D/PM100USB format (1 power, 2 energy, 16 response settable,

@@ -17,8 +17,8 @@ from labctl.drivers.keysight_sweep import swept_insertion_loss
 from labctl.sim.profiles.keysight import KEYSIGHT_8164B, SIM_POWERS_W
 from labctl.sim.protocol import render_text, yaml_path
 from labctl.drivers.testing import ScriptedTransport, block
-from tests.drivers.test_keysight_laser import (POWER_READ, FRAME_FINISH_SCRIPT, LASER_SETUP, LF, NO_ERROR, SHORT_SWEEP, START_SCRIPT,
-                                               WAIT_SCRIPT, configure_script, f64_block)
+from tests.drivers.test_keysight_laser import (FRAME_FINISH_SCRIPT, LASER_SETUP, LF, NO_ERROR, POWER_READ, SHORT_SWEEP,
+                                               START_SCRIPT, WAIT_SCRIPT, configure_script, f64_block)
 
 IDN = "Keysight Technologies,8164B,MY48100123,V5.25(72637)"
 LASER_IDN = "Keysight Technologies,81600B,DE41400321,V4.3(70310)"

@@ -18,8 +18,8 @@ from labctl.drivers.keysight_sweep import swept_insertion_loss
 from labctl.sim.profiles.keysight import KEYSIGHT_N7744A, KEYSIGHT_N7745A, SIM_POWERS_W
 from labctl.sim.protocol import render_text, yaml_path
 from labctl.drivers.testing import Late, ScriptedTransport, block
-from tests.drivers.test_keysight_laser import (POWER_READ, FINISH_SCRIPT, LF, NO_ERROR, SHORT_SWEEP, START_SCRIPT, WAIT_SCRIPT,
-                                               configure_script, f64_block)
+from tests.drivers.test_keysight_laser import (FINISH_SCRIPT, LF, NO_ERROR, POWER_READ, SHORT_SWEEP, START_SCRIPT,
+                                               WAIT_SCRIPT, configure_script, f64_block)
 from tests.drivers.test_keysight_laser import make as make_laser
 
 IDN = {4: "Keysight Technologies,N7744A,MY55100044,V1.250", 8: "Keysight Technologies,N7745A,MY55100045,V1.250"}
