@@ -312,8 +312,16 @@ class SantecTSL570(ScpiInstrument):
         self.power_dbm = w_to_dbm(power)
 
     def get_power_w(self) -> float:
-        """The power setpoint in W."""
-        return dbm_to_w(self.power_dbm)
+        """The power setpoint in W, read in the unit the laser reports (``:POW:UNIT?`` first: dBm as set at
+        connect, or mW after a front-panel change; the bare ``:POW?`` number means either)."""
+        command = type(self).power_dbm.query
+        assert command is not None
+        with self.transport.transaction():
+            if self.power_unit == "dBm":
+                return dbm_to_w(self.power_dbm)
+            power_mw = self.query_parsed(command, in_range(parse_float, 0.0, 100.0))
+        log.warning("%s: power unit is mW (changed on the front panel?); converting %g mW", self.name, power_mw)
+        return power_mw * 1e-3
 
     def measured_power_w(self) -> float:
         """The built-in monitor's reading (``:POW:ACT?``, dBm) in W."""

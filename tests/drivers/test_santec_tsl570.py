@@ -124,11 +124,18 @@ def test_a_tune_that_never_finishes_times_out_naming_opc():
 
 
 def test_power_in_dbm_converted_to_watts():
-    laser, t = make([(":POW 0.00", None), (":POW 3.01", None), (":POW?", "-3.00"), (":POW:ACT?", "-3.02")])
+    laser, t = make([(":POW 0.00", None), (":POW 3.01", None), (":POW:UNIT?", "0"), (":POW?", "-3.00"),
+                     (":POW:ACT?", "-3.02")])
     laser.set_power_w(1e-3)
     laser.set_power_w(2e-3)
     assert laser.get_power_w() == pytest.approx(1e-3 * 10 ** -0.3)
     assert laser.measured_power_w() == pytest.approx(1e-3 * 10 ** -0.302)
+    t.assert_done()
+
+
+def test_power_read_back_in_mw_after_a_front_panel_unit_change_is_converted():
+    laser, t = make([(":POW:UNIT?", "1"), (":POW?", "2.50")])
+    assert laser.get_power_w() == pytest.approx(2.5e-3)
     t.assert_done()
 
 
@@ -367,7 +374,8 @@ def test_closing_a_laser_used_alone_switches_it_off_first():
     (":TRIG:OUTP?", "7", lambda laser: laser.trigger_output_mode),
 ])
 def test_malformed_replies_name_the_command(query, reply, call):
-    laser, _ = make([(query, reply)])
+    unit = [(":POW:UNIT?", "0")] if query == ":POW?" else []
+    laser, _ = make(unit + [(query, reply)])
     with pytest.raises(InstrumentReplyError) as info:
         call(laser)
     assert info.value.command == query
