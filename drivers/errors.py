@@ -47,5 +47,10 @@ class InstrumentReportedError(InstrumentError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
+class ComplianceError(InstrumentReportedError):
+    """A source meter reading was taken with the source at its compliance limit: the value is the limit, not the
+    device's current (flagged by the instrument's status word)."""
+
+
 class LimitError(ValueError):
     """A requested setting lies outside an instrument's or the bench's limits; nothing was sent."""

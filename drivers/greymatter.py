@@ -172,10 +172,11 @@ def decode_faults(mask: int) -> list[tuple[int, int]]:
 class Greymatter(Instrument):
     """The greymatter DAC controller as a :class:`~labctl.drivers.interfaces.HeaterDriver`.
 
-    Connecting identifies the controller, reads each used DAC's resolution, **zeroes every output it owns** and
-    then writes the spans chosen from the configured limits (smallest span covering each channel's limit). Zeroing
-    is required: there is no read-back, and a span change rescales whatever code a DAC holds, so the only way to
-    know (and make safe) the outputs is to set them.
+    Connecting identifies the controller, reads each used DAC's resolution, writes the spans chosen from the
+    configured limits (smallest span covering each channel's limit), then **zeroes every output it owns** and
+    loads spans and zeros together with one ``LDAC``. Zeroing is required: there is no read-back, so the only way
+    to know (and make safe) the outputs is to set them; spans come first so that no code is ever latched in a
+    span this driver did not choose.
     """
 
     label: ClassVar[str] = "greymatter"
@@ -291,11 +292,15 @@ class Greymatter(Instrument):
         else:
             self._spans = np.array([voltage_span_for(lim) for lim in self._limit])
             self._full_scale = np.array([VOLTAGE_SPANS_V[s][1] for s in self._spans])
-        # zero in the present span, load; then the spans (pending until an update), load again
+        # Spans before any code: a code is only ever latched in the span chosen here. Written first, the zero
+        # codes would be applied by the first update in whatever span the DAC holds (mid-scale of a unipolar
+        # voltage span left by someone else is 2.5 or 5 V, not 0 V; and the 0adb0d3 firmware updates on every
+        # CODE). The firmware itself orders them so: LTC2662::init() writes the span, then update_all(); and its
+        # CURR conversion uses the span it holds (current_ma_to_code reads span_[channel]). One LDAC then
+        # applies spans and zero codes together.
         everything = np.arange(self.n_channels)
-        self._write_codes(everything, self._zero_codes())
-        self._ack(LOAD_ALL)
         self._write_spans()
+        self._write_codes(everything, self._zero_codes())
         self._ack(LOAD_ALL)
         self._commanded[:] = self._code_values(everything, self._zero_codes())
 
@@ -465,6 +470,19 @@ class Greymatter(Instrument):
     # -- identity and errors -------------------------------------------------------------------------------------
     def identity(self) -> Identity:
         return self.query_parsed(IDN_QUERY, parse_idn)
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        """Resolutions are read back (``RES?``); spans and drive are what the driver wrote: the firmware has no
+        output or span read-back, so they are labelled as commanded."""
+        return {
+            "mode": self.mode,
+            "resolution_bits": {DAC_ID.format(board=b, dac=d): self.dac(b, d).resolution
+                                for b, d in self._used_dacs()},
+            "commanded": {"spans": self._spans.tolist(), "span_full_scale": self.span_full_scale().tolist(),
+                          "drive": self.read_drive().tolist(), "unit": "A" if self.mode == "current" else "V",
+                          "read_back": False},
+            "limits": self.max_drive().tolist(),
+        }
 
     def reset(self) -> None:
         """``*RST`` (every DAC re-initialised, spans back to their power-on value), then the driver's own

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
+import numpy as np
+
 from .clock import Clock
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
 from .parsing import Identity, parse_float, parse_idn, parse_int, parse_scpi_error
@@ -39,6 +41,8 @@ class Setting(Generic[T]):
     formats its answer and its power-on value; they are used only to generate the protocol simulation.
     ``mapping`` translates Python values to instrument tokens (and back, for queries). ``ack`` is the line a
     set command answers with on instruments that acknowledge every command (Qontrol, greymatter: ``OK``).
+    ``snapshot=False`` keeps a query out of :meth:`Instrument.snapshot` (readings that trigger a measurement, or
+    replies whose unit depends on another setting and are reported by the driver in SI instead).
     """
 
     def __init__(
@@ -54,8 +58,10 @@ class Setting(Generic[T]):
         default: Any = None,
         unit: str = "",
         ack: str | None = None,
+        snapshot: bool = True,
     ) -> None:
         self.query = query
+        self.snapshot = snapshot
         self.command = command
         self.__doc__ = doc
         self.parse = parse
@@ -180,6 +186,18 @@ class _Addressable:
     def query_parsed(self, command: str, parse: Callable[[str], T] = parse_float) -> T:  # type: ignore[assignment]
         return self.parse_reply(command, self.query(command), parse)
 
+    def read_settings(self) -> dict[str, dict[str, Any]]:
+        """Every declared setting that can be queried, read back now: ``{name: {"value": v[, "unit": u]}}``."""
+        settings: dict[str, dict[str, Any]] = {}
+        for setting in type(self).settings_declared():
+            if setting.query is None or not setting.snapshot:
+                continue
+            entry: dict[str, Any] = {"value": plain(getattr(self, setting.name))}
+            if setting.unit:
+                entry["unit"] = setting.unit
+            settings[setting.name] = entry
+        return settings
+
     @classmethod
     def settings_declared(cls) -> Iterator[Setting[Any]]:
         """All :class:`Setting` declarations of this class (for simulation generation and conformance tests)."""
@@ -191,6 +209,19 @@ class _Addressable:
                     yield value
 
 
+def plain(value: Any) -> Any:
+    """A value as JSON can hold it (numpy scalars and arrays become Python numbers and lists)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
+
+
 class Instrument(_Addressable):
     """Base for all drivers: owns the transport and the instrument's line settings."""
 
@@ -198,6 +229,9 @@ class Instrument(_Addressable):
     line_settings: ClassVar[TransportSettings] = TransportSettings()
     #: A short label used in logs and errors when the caller gives no name.
     label: ClassVar[str] = "instrument"
+    #: Whether :meth:`close` first puts the instrument in its safe state (lasers: output off), so that a driver
+    #: used without the bench leaves its instrument as the bench would.
+    safe_on_close: ClassVar[bool] = False
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
                  timeout_s: float | None = None, clock: Clock | None = None) -> None:
@@ -227,9 +261,37 @@ class Instrument(_Addressable):
     def check_errors(self) -> None:
         """Raise :class:`InstrumentReportedError` if the instrument has recorded errors (drains them)."""
 
+    def snapshot(self) -> dict[str, Any]:
+        """The instrument's current settings, read back from it, for run records (QCoDeS-style snapshot).
+
+        ``{"name", "address", "driver", "identity": {...}, "settings": {name: {"value", "unit"}}}`` plus what the
+        driver adds (channels, ports, modules). Values are plain JSON types; nothing is changed on the instrument.
+        """
+        identity = self.identity()
+        snap: dict[str, Any] = {
+            "name": self.name,
+            "address": self.address,
+            "driver": f"{type(self).__module__}.{type(self).__qualname__}",
+            "identity": {"maker": identity.maker, "model": identity.model, "serial": identity.serial,
+                         "firmware": identity.firmware},
+            "settings": self.read_settings(),
+        }
+        snap.update(plain(self._snapshot_extra()))
+        return snap
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        """What a driver reads back beyond its instrument-level settings (channels, modules, SI conversions)."""
+        return {}
+
     def close(self) -> None:
-        self.transport.close()
-        log.info("closed %s at %s", self.name, self.address)
+        """Close the connection; with :attr:`safe_on_close`, after :meth:`safe_state` (whose failure is raised once
+        the connection is closed, so that an instrument left unsafe does not go unnoticed)."""
+        try:
+            if self.safe_on_close and self.transport.is_open:
+                self.safe_state()  # type: ignore[attr-defined]
+        finally:
+            self.transport.close()
+            log.info("closed %s at %s", self.name, self.address)
 
     def __enter__(self: Any) -> Any:
         return self
@@ -269,9 +331,14 @@ class ScpiInstrument(Instrument):
     def identity(self) -> Identity:
         return self.query_parsed("*IDN?", parse_idn)
 
-    def operation_complete(self) -> None:
-        """Block until pending operations finish (``*OPC?`` answers 1)."""
-        value = self.query_parsed("*OPC?", parse_int)
+    def operation_complete(self, timeout_s: float | None = None) -> None:
+        """Block until pending operations finish (``*OPC?`` answers 1), waiting up to ``timeout_s`` for the reply
+        (default: the line timeout) when the operation may take longer than an ordinary reply."""
+        if timeout_s is None:
+            value = self.query_parsed("*OPC?", parse_int)
+        else:
+            with self.transport.timeout_for(timeout_s):
+                value = self.query_parsed("*OPC?", parse_int)
         if value != 1:
             raise InstrumentReplyError(f"*OPC? answered {value}, expected 1", instrument=self.name,
                                        address=self.address, command="*OPC?")

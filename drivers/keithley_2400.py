@@ -4,10 +4,22 @@ Connection: GPIB, factory address 24 (``GPIB0::24::INSTR``), LF terminators with
 9600 baud 8N1 without flow control, whose terminator is set on the instrument (CR, LF, CRLF or LFCR): pass the
 same one as ``termination=`` (default LF).
 
-Configuration at connect (the driver owns the measurement set-up): voltage source in fixed mode with source
-auto-ranging, current measurement with auto-range, and ``:FORM:ELEM CURR`` so that every ``:READ?`` reply holds
-only currents (the default element list is VOLT,CURR,RES,TIME,STAT, five numbers per reading). The output state
-is left untouched at connect.
+Configuration at connect (the driver owns the measurement set-up): the error queue is drained first (stale
+entries are logged, so they are not blamed on the driver's commands later), then voltage source in fixed mode
+with source auto-ranging, current measurement with auto-range, ``:FORM:ELEM CURR,STAT`` so that every ``:READ?``
+reading is a current and its status word (the default element list is VOLT,CURR,RES,TIME,STAT), and the current
+compliance ``compliance_a`` (``:SENS:CURR:PROT``), read back; the integration time is read back; then the error
+queue must be clean. The output state is left untouched at connect.
+
+Compliance. A reading taken while the source sits at its compliance limit is the limit, not the device's current.
+Each reading's status word says so: bit 3 "in real compliance" and bit 16 "in range compliance" ([M] status word
+of the :FORMat:ELEMents STATus element, 2400-series user's manual §18 "SCPI Command Reference", the table
+continued on p. 18-51; bit 3 also as listed for the 2400-compatible GSM-20H10 and the Keithley 6430 [?: bit 3 not
+read on the 2400 page itself]). Such a reading raises :class:`~labctl.drivers.errors.ComplianceError` from
+:meth:`Keithley2400.measure_current_a` and :meth:`Keithley2400.list_sweep_current_a`;
+:meth:`Keithley2400.read_current` returns the value with its flag for callers that handle it.
+``:SENS:CURR:PROT:TRIP?`` ([M] p. 18-68, "Query current compliance state") says the same about the present state,
+at the cost of one more transaction per reading, so the status word is used instead.
 
 Readings use ``:READ?`` rather than ``:MEAS:CURR?``: ``:MEAS`` runs ``:CONF:CURR`` first, which per the 2400
 manual resets the current-function settings to their ``*RST`` values and switches the output on [?]; a driver
@@ -16,15 +28,18 @@ must not silently lose the compliance and NPLC it was given, nor turn on a sourc
 
 Bulk: a list sweep sends the voltages with ``:SOUR:LIST:VOLT`` (100 per command, continued with
 ``:SOUR:LIST:VOLT:APP``, 2500 at most), selects ``:SOUR:VOLT:MODE LIST``, sets ``:TRIG:COUN <N>``, switches the
-output on and reads all N currents from one ``:READ?``. Afterwards the source returns to fixed mode with a
-trigger count of 1 and the output is restored to its previous state. The single ``:READ?`` must finish within the
-transport timeout (about N x (NPLC / line frequency + source delay)); open the driver with a long enough
-``timeout_s`` for long lists. The output is written as ``:OUTP 1|0`` everywhere (one spelling, instruments.md §0).
+output on and reads all N readings from one ``:READ?``. Afterwards the source returns to fixed mode with a
+trigger count of 1 and the output is restored to its previous state. The one ``:READ?`` is given as long as the
+sweep can take (:meth:`Keithley2400.sweep_timeout_s`: N x (3 x NPLC / line frequency + 10 ms) on top of the line
+timeout; the factor 3 covers auto-zero's extra conversions and the 10 ms the source delay, both generous bounds
+rather than manual figures [?]). The output is written as ``:OUTP 1|0`` everywhere (one spelling, instruments.md
+§0).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -32,7 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .clock import Clock
-from .errors import InstrumentConnectionError, LimitError
+from .errors import ComplianceError, InstrumentConnectionError, InstrumentReplyError, LimitError
 from .instrument import ScpiInstrument, Setting, attempt_all
 from .parsing import in_range, parse_float, parse_float_list
 from .transport import BaseTransport, TransportSettings, open_transport
@@ -46,7 +61,10 @@ SOURCE_LIST_MODE = ":SOUR:VOLT:MODE LIST"
 SOURCE_VOLTAGE_AUTORANGE = ":SOUR:VOLT:RANG:AUTO 1"
 SENSE_CURRENT = ":SENS:FUNC 'CURR'"
 SENSE_CURRENT_AUTORANGE = ":SENS:CURR:RANG:AUTO 1"
-FORMAT_CURRENT_ONLY = ":FORM:ELEM CURR"
+FORMAT_ELEMENTS = ":FORM:ELEM {elements}"
+#: Every reading is (current, status word).
+READING_ELEMENTS = ("CURR", "STAT")
+FORMAT_READINGS = FORMAT_ELEMENTS.format(elements=",".join(READING_ELEMENTS))
 READ_QUERY = ":READ?"
 LIST_VOLTAGES = ":SOUR:LIST:VOLT {values}"
 LIST_VOLTAGES_APPEND = ":SOUR:LIST:VOLT:APP {values}"
@@ -61,7 +79,35 @@ CURRENT_REPLY_LIMIT_A = 1.1
 LIST_CHUNK = 100
 LIST_MAX_POINTS = 2500
 
-_parse_current = in_range(parse_float, -CURRENT_REPLY_LIMIT_A, CURRENT_REPLY_LIMIT_A)
+#: Status-word bits of a reading taken at compliance: 3 = in real compliance, 16 = in range compliance.
+COMPLIANCE_BITS: dict[int, str] = {3: "real compliance", 16: "range compliance"}
+#: The compliance the driver sets at connect unless told otherwise, A (the bank readout biases photodiodes with
+#: the same 10 mA, labctl.bench_readout.SourceMeterBanks).
+DEFAULT_COMPLIANCE_A = 0.01
+#: Bound on one point of a list sweep beyond its integration: auto-zero conversions and the source delay.
+AUTOZERO_FACTOR = 3.0
+POINT_OVERHEAD_S = 0.01
+
+
+def parse_readings(text: str, n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``current,status`` pairs of ``n_points`` readings: (currents A, status words)."""
+    values = parse_float_list(text)  # every field a finite number; 9.91e37 (NaN) refused
+    if len(values) != len(READING_ELEMENTS) * n_points:
+        raise ValueError(f"expected {n_points} readings of {'/'.join(READING_ELEMENTS)}, got {len(values)} numbers")
+    pairs = np.array(values).reshape(n_points, len(READING_ELEMENTS))
+    currents, status = pairs[:, 0], pairs[:, 1]
+    worst = float(np.max(np.abs(currents)))
+    if worst > CURRENT_REPLY_LIMIT_A:
+        raise ValueError(f"reading {worst:g} A is beyond the 2400's {CURRENT_REPLY_LIMIT_A:g} A")
+    if np.any((status < 0) | (status >= 2 ** 24) | (status != np.round(status))):
+        raise ValueError(f"status words {status.tolist()[:3]} are not 24-bit integers")
+    return currents, status.astype(np.int64)
+
+
+def compliance_flags(status: np.ndarray) -> np.ndarray:
+    """True where a reading's status word says the source was at compliance."""
+    mask = sum(1 << bit for bit in COMPLIANCE_BITS)
+    return (status & mask) != 0
 
 
 class Keithley2400(ScpiInstrument):
@@ -89,9 +135,12 @@ class Keithley2400(ScpiInstrument):
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
                  timeout_s: float | None = None, clock: Clock | None = None, termination: str | None = None,
-                 line_frequency_hz: float = 50.0) -> None:
+                 line_frequency_hz: float = 50.0, compliance_a: float = DEFAULT_COMPLIANCE_A) -> None:
         #: Mains frequency the NPLC integration time counts in (50 Hz or 60 Hz, as set on the unit).
         self.line_frequency_hz = line_frequency_hz
+        self._initial_compliance = type(self).compliance_a.validator(compliance_a,  # type: ignore[union-attr]
+                                                                    f"{name or self.label}.compliance_a")
+        self._nplc: float | None = None
         if not isinstance(resource, BaseTransport):
             settings = self.line_settings
             if termination is not None:
@@ -113,10 +162,15 @@ class Keithley2400(ScpiInstrument):
                         ident.model)
         log.info("%s: %s", self.name, ident)
         with self.transport.transaction():
+            for code, message in self.read_errors():
+                log.warning("%s: stale error in the queue at connect: %d %s", self.name, code, message)
             self.source_function = "voltage"
             for command in (SOURCE_FIXED_MODE, SOURCE_VOLTAGE_AUTORANGE, SENSE_CURRENT, SENSE_CURRENT_AUTORANGE,
-                            FORMAT_CURRENT_ONLY):
+                            FORMAT_READINGS):
                 self.write(command)
+            self.set_compliance_a(self._initial_compliance)
+            self._nplc = self.nplc
+            self.check_errors()
 
     # -- SourceMeter ----------------------------------------------------------------------------------------------
     def set_voltage_v(self, voltage_v: float) -> None:
@@ -126,14 +180,29 @@ class Keithley2400(ScpiInstrument):
         return self.source_voltage_v
 
     def set_compliance_a(self, current_a: float) -> None:
-        self.compliance_a = current_a
+        """``:SENS:CURR:PROT``, read back: a compliance the instrument did not take is refused."""
+        with self.transport.transaction():
+            self.compliance_a = current_a
+            got = self.compliance_a
+        if not math.isclose(got, float(current_a), rel_tol=1e-3):
+            raise InstrumentReplyError(f"compliance reads back {got:g} A, {float(current_a):g} A was set",
+                                       instrument=self.name, address=self.address,
+                                       command=type(self).compliance_a.query)
 
     def set_nplc(self, nplc: float) -> None:
         self.nplc = nplc
+        self._nplc = float(nplc)
 
     def set_integration_time_s(self, time_s: float) -> None:
         """Integration time in seconds, sent as NPLC at the configured line frequency (refused outside 0.01..10)."""
-        self.nplc = float(time_s) * self.line_frequency_hz
+        self.set_nplc(float(time_s) * self.line_frequency_hz)
+
+    def sweep_timeout_s(self, n_points: int) -> float:
+        """How long one ``:READ?`` of ``n_points`` may take (module docstring): the line timeout plus
+        ``n_points`` x (3 x NPLC / line frequency + 10 ms), the NPLC as last read or written."""
+        nplc = self._nplc if self._nplc is not None else float(type(self).nplc.validator.hi)  # type: ignore
+        per_point = AUTOZERO_FACTOR * nplc / self.line_frequency_hz + POINT_OVERHEAD_S
+        return self.transport.settings.timeout_s + n_points * per_point
 
     def set_output(self, enabled: bool) -> None:
         self.output = bool(enabled)
@@ -141,9 +210,26 @@ class Keithley2400(ScpiInstrument):
     def get_output(self) -> bool:
         return self.output
 
+    def read_current(self) -> tuple[float, bool]:
+        """One reading (``:READ?``): the current in A and whether the source was at compliance; output on."""
+        with self.transport.timeout_for(self.sweep_timeout_s(1)):
+            currents, status = self.query_parsed(READ_QUERY, lambda text: parse_readings(text, 1))
+        return float(currents[0]), bool(compliance_flags(status)[0])
+
     def measure_current_a(self) -> float:
-        """One current reading (``:READ?`` with ``:FORM:ELEM CURR``); the output must be on."""
-        return self.query_parsed(READ_QUERY, _parse_current)
+        """One current reading; a reading at compliance raises :class:`ComplianceError` (the value would be the
+        limit, not the photocurrent)."""
+        current, at_compliance = self.read_current()
+        if at_compliance:
+            raise self._compliance_error([0], np.array([current]))
+        return current
+
+    def _compliance_error(self, points: Any, currents: np.ndarray) -> ComplianceError:
+        where = f"point{'s' if len(points) > 1 else ''} {list(points)[:5]}" if len(currents) > 1 else "the reading"
+        return ComplianceError(f"source at compliance for {where} (reading {float(currents[points[0]]):g} A at "
+                               f"the {self.compliance_a:g} A limit): the value is the limit, not the device's "
+                               "current; raise the compliance or lower the signal", errors=[(3, "compliance")],
+                               instrument=self.name, address=self.address, command=READ_QUERY)
 
     @staticmethod
     def _format_list(values: Sequence[float]) -> str:
@@ -167,7 +253,8 @@ class Keithley2400(ScpiInstrument):
         return commands, values.size
 
     def list_sweep_current_a(self, voltages_v: np.ndarray) -> np.ndarray:
-        """Source each voltage in turn and read every current from one ``:READ?`` (LIST mode)."""
+        """Source each voltage in turn and read every current from one ``:READ?`` (LIST mode), waiting as long as
+        the sweep can take; readings at compliance raise :class:`ComplianceError` naming the points."""
         commands, n_points = self._list_commands(voltages_v)
         with self.transport.transaction():
             was_on = self.output
@@ -177,27 +264,18 @@ class Keithley2400(ScpiInstrument):
             self.write(TRIGGER_COUNT.format(count=n_points))
             self.output = True
             try:
-                reply = self.transport.query(READ_QUERY, retries=0)  # a retry would run the sweep again
+                with self.transport.timeout_for(self.sweep_timeout_s(n_points)):
+                    reply = self.transport.query(READ_QUERY, retries=0)  # a retry would run the sweep again
             finally:
                 self.write(SOURCE_FIXED_MODE)
                 self.write(TRIGGER_COUNT.format(count=1))
                 if not was_on:
                     self.output = False
-        currents = self.parse_reply(READ_QUERY, reply, self._parse_currents(n_points))
-        return np.asarray(currents, dtype=float)
-
-    @staticmethod
-    def _parse_currents(n_points: int) -> Any:
-        def parse(text: str) -> list[float]:
-            values = parse_float_list(text)  # every field a finite number; 9.91e37 (NaN) refused
-            if len(values) != n_points:
-                raise ValueError(f"expected {n_points} readings, got {len(values)}")
-            worst = max(abs(v) for v in values)
-            if worst > CURRENT_REPLY_LIMIT_A:
-                raise ValueError(f"reading {worst:g} A is beyond the 2400's {CURRENT_REPLY_LIMIT_A:g} A")
-            return values
-
-        return parse
+        currents, status = self.parse_reply(READ_QUERY, reply, lambda text: parse_readings(text, n_points))
+        flagged = np.flatnonzero(compliance_flags(status))
+        if flagged.size:
+            raise self._compliance_error(flagged.tolist(), currents)
+        return currents.astype(float)
 
     def safe_state(self) -> None:
         """Fixed mode, source to 0 V, then output off (zero before disable, as lightlab does).
@@ -209,4 +287,7 @@ class Keithley2400(ScpiInstrument):
         """
         attempt_all(self.name, (lambda: self.write(SOURCE_FIXED_MODE), lambda: self.set_voltage_v(0.0),
                                 lambda: self.set_output(False)))
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {"line_frequency_hz": self.line_frequency_hz, "reading_elements": list(READING_ELEMENTS)}
 

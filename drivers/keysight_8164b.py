@@ -12,9 +12,18 @@ One connection serves the whole frame, so :class:`Keysight8164B` owns it and off
 * ``frame.power_meter``: every power channel as one :class:`~labctl.drivers.interfaces.PowerReadout`; its ports
   follow ``:READ1:POW:ALL:CONF?`` (the order of ``:READ1:POW:ALL?``) and map to ``(slot, channel)`` pairs.
 
-Closing a view does nothing: close the frame. Connect: ``*IDN?`` (8164B), ``*CLS``, ``:SLOT<n>:EMPT?`` and
-``:SLOT<n>:IDN?`` for slots 0..4, the laser set-up (``:LOCK?``, ``:SOUR0:POW:UNIT 1``, ``:SOUR0:WAV? MIN|MAX``),
-``:READ1:POW:ALL:CONF?``, ``:SENS<n>:CHAN<m>:POW:UNIT 1`` per power channel, then ``:SYST:ERR?`` must be clean.
+Closing a view does nothing: close the frame (which switches the laser off first). Connect: ``*IDN?`` (8164B),
+``*CLS``, ``:SLOT<n>:EMPT?`` and ``:SLOT<n>:IDN?`` for slots 0..4, the laser set-up (``:LOCK?``,
+``:SOUR0:POW:UNIT 1``, ``:SOUR0:WAV? MIN|MAX``), then, only when a front slot holds a module,
+``:READ1:POW:ALL:CONF?``; ``:SENS<n>:CHAN<m>:POW:UNIT 1`` and ``:SENS<n>:CHAN<m>:POW:ATIM?`` per power channel;
+then ``:SYST:ERR?`` must be clean.
+
+Older frames. ``:READ[n]:POW:ALL:CONF?`` and ``:READ[n]:POW:ALL?`` exist from mainframe firmware v3.0x on ([M] 816x
+programming guide, ":READ[n][:CHANnel[m]]:POWer:ALL:CONFig?", "affects: All power meters (v3.0x firmware or
+later)"). A frame that does not answer the configuration query within :attr:`Keysight8164B.conf_probe_timeout_s`
+still connects (a malformed answer is still an error): its error queue is cleared (``*CLS``), the power channels
+come from the identified modules (:data:`SENSOR_CHANNELS`) and :meth:`Keysight8164BPowerMeter.read_all_w` reads them one
+``:READ<n>:CHAN<m>:POW?`` at a time. A frame without front modules never asks.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .clock import Clock
-from .errors import InstrumentConnectionError, InstrumentReplyError, LimitError
+from .errors import InstrumentConnectionError, InstrumentReplyError, InstrumentTimeout, LimitError
 from .instrument import Channel, ScpiInstrument, Setting
 from .keysight_laser import DEFAULT_PIN, KeysightLaserTree
 from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
@@ -46,6 +55,11 @@ POWER_ALL_QUERY = ":READ1:POW:ALL?"
 POWER_ALL_ORDER_QUERY = ":READ1:POW:ALL:CONF?"
 #: Fixed power ranges of the 816x power sensors in dBm (+10 down to -70 in 10 dB steps).
 SENSOR_RANGES_DBM = (10, 0, -10, -20, -30, -40, -50, -60, -70)
+#: Power channels per front-slot module model, used only when :data:`POWER_ALL_ORDER_QUERY` is not answered
+#: (firmware before v3.0x). Dual sensor 81635A and dual head interface 81619A have two channels ([M] the guide's
+#: "dual sensors" notes); the single-channel list is Keysight's 816x power sensor line [?: not from a manual page].
+SENSOR_CHANNELS: dict[str, int] = {"81630B": 1, "81632B": 1, "81633B": 1, "81634B": 1, "81636B": 1, "81618A": 1,
+                                   "81635A": 2, "81619A": 2}
 
 
 class Keysight81634BSensor(KeysightPowerSensor):
@@ -76,6 +90,13 @@ class Keysight81634BSensor(KeysightPowerSensor):
 class Keysight8164BLaser(KeysightLaserTree, Channel):
     """The slot-0 laser of an 8164B as a :class:`~labctl.drivers.interfaces.TunableLaser`."""
 
+    has_trigger_configuration = True
+    trigger_configuration = Setting(
+        None, ":TRIG:CONF {value}",
+        "Mainframe trigger routing: LOOP feeds the output trigger back to the input (laser + PM in one 8164B); "
+        "DEF, PASS, DIS ([D] LabExT LaserMainframeKeysight: 'trig:conf loop' / 'trig:conf def').",
+        validator=OneOf(("DIS", "DEF", "PASS", "LOOP")), default="DEF")
+
     def __init__(self, mainframe: Keysight8164B) -> None:
         super().__init__(mainframe, LASER_SLOT)
         self.mainframe = mainframe
@@ -92,12 +113,17 @@ class Keysight8164BLaser(KeysightLaserTree, Channel):
     def check_errors(self) -> None:
         self.mainframe.check_errors()
 
-    def operation_complete(self) -> None:
-        self.mainframe.operation_complete()
+    def operation_complete(self, timeout_s: float | None = None) -> None:
+        self.mainframe.operation_complete(timeout_s)
 
     def close(self) -> None:
         """The frame owns the connection; close the :class:`Keysight8164B`."""
         log.debug("%s: close() on a view does nothing", self.name)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The laser's settings read back now, power in W whatever ``:SOUR0:POW:UNIT`` says."""
+        return {"settings": self.read_settings(), "power_w": self.get_power_w(),
+                "wavelength_limits_m": list(self.wavelength_limits_m()), "locked": self.is_locked()}
 
 
 class Keysight8164BPowerMeter(KeysightSensorReadout):
@@ -109,11 +135,14 @@ class Keysight8164BPowerMeter(KeysightSensorReadout):
     #: The 816x frames log up to about 10 001 points (LabExT note).
     max_logging_points: ClassVar[int] = 10_001
 
-    def __init__(self, mainframe: Keysight8164B, sensors: list[Keysight81634BSensor]) -> None:
+    def __init__(self, mainframe: Keysight8164B, sensors: list[Keysight81634BSensor],
+                 read_all_supported: bool = True) -> None:
         self.mainframe = mainframe
         self.sensors = list(sensors)
         self.name = f"{mainframe.name}.power"
         self.address = mainframe.address
+        #: Whether the frame answers ``:READ1:POW:ALL?`` (firmware v3.0x or later); else channel by channel.
+        self.read_all_supported = read_all_supported
 
     @property
     def ports(self) -> list[tuple[int, int]]:
@@ -144,11 +173,18 @@ class Keysight8164BPowerMeter(KeysightSensorReadout):
         raise LimitError(f"{self.name}: no power channel in slot {slot}, channel {channel}; have {self.ports}")
 
     def read_all_w(self) -> np.ndarray:
-        """``:READ1:POW:ALL?``: every power channel in one self-triggered reading, watts, in port order."""
-        values = self.transport.query_binary(POWER_ALL_QUERY, "f")
+        """``:READ1:POW:ALL?``: every power channel in one self-triggered reading, watts, in port order; on a
+        frame without it, ``:READ<n>:CHAN<m>:POW?`` per channel (module docstring)."""
+        with self.transport.timeout_for(self.reading_timeout_s()):
+            if self.read_all_supported:
+                command = POWER_ALL_QUERY
+                values = self.transport.query_binary(command, "f")
+            else:
+                command = str(Keysight81634BSensor.power_w.query)  # per channel, :READ<n>:CHAN<m>:POW?
+                values = np.array([s.power_w for s in self.sensors])
         return check_power_array(values, expected=self.n_ports, what="power block",
                                  error=lambda m: InstrumentReplyError(m, instrument=self.name, address=self.address,
-                                                                      command=POWER_ALL_QUERY))
+                                                                      command=command))
 
     def close(self) -> None:
         """The frame owns the connection; close the :class:`Keysight8164B`."""
@@ -159,6 +195,10 @@ class Keysight8164B(ScpiInstrument):
     """The 8164B frame: owns the connection, identifies the modules, offers ``laser`` and ``power_meter``."""
 
     label: ClassVar[str] = "8164B"
+    #: Closing the frame switches its laser off first (a frame used without the bench is left safe).
+    safe_on_close: ClassVar[bool] = True
+    #: How long connect waits for ``:READ1:POW:ALL:CONF?`` before treating the frame as older firmware, s.
+    conf_probe_timeout_s: ClassVar[float] = 3.0
     #: LF both ways; old power modules are slow to answer and ``*OPC?`` waits for wavelength moves.
     line_settings: ClassVar[TransportSettings] = TransportSettings(timeout_s=10.0)
 
@@ -194,11 +234,14 @@ class Keysight8164B(ScpiInstrument):
         self.laser = Keysight8164BLaser(self) if LASER_SLOT in self.modules else None
         if self.laser is not None:
             self.laser.prepare_laser(pin)
-        sensors = [Keysight81634BSensor(self, slot, channel) for slot, channel in self.power_channel_order()]
-        self.power_meter = Keysight8164BPowerMeter(self, sensors)
+        order, read_all = self._power_channels()
+        sensors = [Keysight81634BSensor(self, slot, channel) for slot, channel in order]
+        self.power_meter = Keysight8164BPowerMeter(self, sensors, read_all_supported=read_all)
         with self.transport.transaction():
             for sensor in sensors:
                 sensor.unit_watt = True
+            for sensor in sensors:
+                sensor.refresh_averaging_time()
         self.check_errors()
         log.info("%s: %s; modules %s", self.name, identity,
                  {slot: module.model for slot, module in self.modules.items()})
@@ -217,10 +260,32 @@ class Keysight8164B(ScpiInstrument):
             raise LimitError(f"{self.name}: slot {slot!r} is not one of {list(SLOTS)}")
         return slot
 
-    def power_channel_order(self) -> list[tuple[int, int]]:
+    def _power_channels(self) -> tuple[list[tuple[int, int]], bool]:
+        """(slot, channel) of every power channel and whether the all-channel queries exist (module docstring)."""
+        front = {slot: module for slot, module in self.modules.items() if slot != LASER_SLOT}
+        if not front:
+            return [], False
+        try:
+            with self.transport.timeout_for(self.conf_probe_timeout_s):
+                return self.power_channel_order(retries=0), True
+        except InstrumentTimeout as exc:
+            log.warning("%s: %s not answered (%s): firmware before v3.0x? Reading power channels one by one",
+                        self.name, POWER_ALL_ORDER_QUERY, exc.detail)
+            self.clear_status()  # the unknown query left -113 in the error queue
+        order: list[tuple[int, int]] = []
+        for slot, module in sorted(front.items()):
+            channels = SENSOR_CHANNELS.get(module.model)
+            if channels is None:
+                log.warning("%s: slot %d holds %s, not a known power sensor; not used", self.name, slot,
+                            module.model)
+                continue
+            order += [(slot, channel) for channel in range(1, channels + 1)]
+        return order, False
+
+    def power_channel_order(self, retries: int | None = None) -> list[tuple[int, int]]:
         """``:READ1:POW:ALL:CONF?``: the (slot, channel) of each value of ``:READ1:POW:ALL?``, in order."""
         command = POWER_ALL_ORDER_QUERY
-        raw = self.transport.query_binary(command, "H")
+        raw = self.transport.query_binary(command, "H", retries=retries)
 
         def bad(message: str) -> InstrumentReplyError:
             return InstrumentReplyError(message, instrument=self.name, address=self.address, command=command)
@@ -241,3 +306,12 @@ class Keysight8164B(ScpiInstrument):
         """Laser output off (and read back); the power sensors have nothing to switch off."""
         if self.laser is not None:
             self.laser.safe_state()
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {
+            "modules": {str(slot): str(module) for slot, module in self.modules.items()},
+            "laser": None if self.laser is None else self.laser.snapshot(),
+            "power_channels": [{"slot": s.slot, "channel": s.channel, "settings": s.read_settings()}
+                               for s in self.power_meter.sensors],  # type: ignore[attr-defined]
+            "read_all_supported": self.power_meter.read_all_supported,
+        }

@@ -9,13 +9,25 @@ item 7), which is what lets one protocol simulation serve driver and tests:
 
 * wavelengths (``:SOUR0:WAV``, sweep ``STAR``/``STOP``/``STEP``) are sent in metres without a suffix (metres is
   the default unit) and every wavelength query answers in metres;
-* power: ``:SOUR0:POW:UNIT 1`` (watts) is set at connect, after which a power value without a suffix is taken in
-  the current unit (watts) and ``:SOUR0:POW?`` answers in watts;
+* power is sent with an explicit unit, ``:SOUR0:POW <value>MW`` in milliwatts, so a front-panel change of
+  ``:SOUR0:POW:UNIT`` cannot turn a watt value into dBm. MW is the unit the family's guides list for power values
+  ([M] 816x guide unit set ``PW|NW|UW|MW|W|DBM``; N774xC guide: ``PW, NW, UW, MW, Watt``, so a bare ``W`` is not
+  safe on the N77xx instruments) and the one public N777xC drivers send ([D] pymeasure ``KeysightN7776C``
+  ``SOUR0:POW %f mW``, autosweep ``KeysightN777C.source_power_mw``). ``:SOUR0:POW?`` answers in the unit of
+  ``:SOUR0:POW:UNIT`` (set to 1 = W at connect), so every power read-back also reads the unit and converts a dBm
+  answer (autosweep asserts the unit before trusting the value, as here);
 * sweep speed is sent with the documented ``NM/S`` suffix (the manual examples all carry it; whether a bare
   value means m/s is not confirmed), and ``:SOUR0:WAV:SWE:SPE?`` answers in m/s.
 
 The trigger queries (``:TRIG0:INP?``, ``:TRIG0:OUTP?``, ``:TRIG:CONF?``) are not used: the spelling of their
-replies (short or long mnemonic) is not confirmed, so the driver only sets them.
+replies (short or long mnemonic) is not confirmed, so the driver only sets them. ``:TRIG:CONF`` (mainframe trigger
+routing) is a command of the 816x mainframes: LabExT's ``LaserMainframeKeysight`` (816x) sends ``trig:conf loop``
+and ``trig:conf def``, pymeasure's ``KeysightN7776C`` has no such command and autosweep's ``KeysightN777C`` defines
+it without ever sending it. Whether a stand-alone N777xC accepts it is unconfirmed [?], so only hosts that declare
+:attr:`KeysightLaserTree.has_trigger_configuration` (the 8164B laser) send it; an N777xC never does.
+
+Waits: ``*OPC?`` after a wavelength move is given :attr:`KeysightLaserTree.tune_timeout_s` (not the line timeout a
+caller may have shortened); sweeps are bounded by their own duration (:meth:`KeysightLaserTree.wait_sweep`).
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ log = logging.getLogger(__name__)
 WAVELENGTH_ENVELOPE_M = (1.2e-6, 1.7e-6)
 #: Settable laser power (W); the bench's safety layer narrows this further.
 POWER_LIMITS_W = (1e-6, 0.05)
+#: Plausible dBm reply when ``:SOUR0:POW:UNIT`` is 0 (-60 dBm .. +20 dBm).
+POWER_PLAUSIBLE_DBM = (-60.0, 20.0)
 #: Plausible reply range for power queries (W).
 POWER_PLAUSIBLE_W = (0.0, 0.1)
 #: Sweep step (m): 0.1 pm is the finest step of the family.
@@ -157,7 +171,7 @@ class KeysightLaserTree:
     query: Callable[[str], str]
     query_parsed: Callable[..., Any]
     check_errors: Callable[[], None]
-    operation_complete: Callable[[], None]
+    operation_complete: Callable[..., None]
 
     #: Seconds between status polls while arming or running a sweep (tests set 0).
     poll_interval_s: float = 0.1
@@ -165,6 +179,11 @@ class KeysightLaserTree:
     arm_timeout_s: float = 10.0
     #: Pause after switching the output on; LabExT waits about 1 s for the laser to stabilise.
     output_settle_s: float = 1.0
+    #: Longest wait for ``*OPC?`` after a wavelength move, s. No tuning time is given in the guides consulted [?];
+    #: 30 s bounds a full-range move with a wide margin and does not depend on the line timeout a caller chose.
+    tune_timeout_s: float = 30.0
+    #: Whether the host routes mainframe triggers (``:TRIG:CONF``): 816x frames only (module docstring).
+    has_trigger_configuration: bool = False
 
     _limits_m: tuple[float, float] | None = None
     _expected_points: int | None = None
@@ -178,10 +197,14 @@ class KeysightLaserTree:
         "Output wavelength in metres (sent without suffix: metres is the default unit).",
         parse=parse_wavelength_m, validator=Range(*WAVELENGTH_ENVELOPE_M, " m"), reply="{:+.8E}",
         default=1.55e-6, unit="m")
-    power_w = Setting(
-        ":SOUR0:POW?", ":SOUR0:POW {value:.6E}",
-        "Output power in watts (valid once :SOUR0:POW:UNIT 1 is set, which the driver does at connect).",
-        parse=parse_power_w, validator=Range(*POWER_LIMITS_W, " W"), reply="{:+.6E}", default=1e-3, unit="W")
+    power_mw = Setting(
+        None, ":SOUR0:POW {value:.6E}MW",
+        "Output power set in milliwatts with the unit written out (independent of :SOUR0:POW:UNIT).",
+        validator=Range(POWER_LIMITS_W[0] * 1e3, POWER_LIMITS_W[1] * 1e3, " mW"), default=1.0, unit="mW")
+    power_reading = Setting(
+        ":SOUR0:POW?", None,
+        "Output power as the laser answers it, in the unit of :SOUR0:POW:UNIT (read with get_power_w()).",
+        parse=parse_float, reply="{:+.6E}", default=1e-3, snapshot=False)
     output_enabled = Setting(
         ":SOUR0:POW:STAT?", ":SOUR0:POW:STAT {value:d}", "Laser output on (1) or off (0).",
         parse=parse_bool, validator=Boolean(), reply="{:d}", default=0)
@@ -229,11 +252,6 @@ class KeysightLaserTree:
         None, ":TRIG0:OUTP {value}",
         "Laser trigger output: STF = one pulse per sweep step finished (one per lambda-log point); DIS, SWF, SWST.",
         validator=OneOf(("DIS", "STF", "SWF", "SWST")), default="DIS")
-    trigger_configuration = Setting(
-        None, ":TRIG:CONF {value}",
-        "Mainframe trigger routing: LOOP feeds the output trigger back to the input (laser + PM in one 8164B); "
-        "DEF, PASS, DIS.",
-        validator=OneOf(("DIS", "DEF", "PASS", "LOOP")), default="DEF")
 
     # -- helpers -------------------------------------------------------------------------------------------------------
     def _reply_error(self, message: str, command: str) -> InstrumentReplyError:
@@ -270,7 +288,7 @@ class KeysightLaserTree:
                                               instrument=self.name, address=self.address, command=LOCK_QUERY)
 
     def prepare_laser(self, pin: str = DEFAULT_PIN) -> None:
-        """Connect-time set-up: unlock if locked, power unit W, read the unit's wavelength limits."""
+        """Connect-time set-up: unlock if locked, power unit W (for read-backs), read the wavelength limits."""
         with self._exchange():
             if self.is_locked():
                 log.info("%s: laser is locked; unlocking", self.name)
@@ -302,26 +320,41 @@ class KeysightLaserTree:
                              f"[{lo:g}, {hi:g}] m")
 
     def set_wavelength_m(self, wavelength_m: float) -> None:
-        """Tune, wait for the move to finish (``*OPC?``) and check the error queue."""
+        """Tune, wait for the move to finish (``*OPC?``, up to :attr:`tune_timeout_s`), check the error queue."""
         command = self._command("wavelength_m", wavelength_m)
         self._check_in_limits("wavelength_m", float(wavelength_m))
         with self._exchange():
             self.write(command)
-            self.operation_complete()
+            self.operation_complete(self.tune_timeout_s)
             self.check_errors()
 
     def get_wavelength_m(self) -> float:
         return self.wavelength_m
 
     def set_power_w(self, power_w: float) -> None:
-        command = self._command("power_w", power_w)
+        """``:SOUR0:POW <mW>MW`` (explicit unit), ``*OPC?``, error queue."""
+        try:
+            power_mw = float(power_w) * 1e3
+        except (TypeError, ValueError):
+            raise LimitError(f"{self.name}.power_w: {power_w!r} is not a number") from None
+        command = self._command("power_mw", power_mw)
         with self._exchange():
             self.write(command)
             self.operation_complete()
             self.check_errors()
 
     def get_power_w(self) -> float:
-        return self.power_w
+        """``:SOUR0:POW:UNIT?`` then ``:SOUR0:POW?``: the reply is taken in the unit the laser says it uses."""
+        command = KeysightLaserTree.power_reading.query
+        assert command is not None
+        with self._exchange():
+            unit_watt = self.power_unit_watt
+            reply = self.query(command)
+        if unit_watt:
+            return self.parse_reply(command, reply, parse_power_w)
+        power_dbm = self.parse_reply(command, reply, in_range(parse_float, *POWER_PLAUSIBLE_DBM))
+        log.warning("%s: power unit is dBm (changed on the front panel?); converting %g dBm", self.name, power_dbm)
+        return 1e-3 * 10.0 ** (power_dbm / 10.0)
 
     def set_output(self, enabled: bool) -> None:
         command = self._command("output_enabled", enabled)
@@ -348,10 +381,14 @@ class KeysightLaserTree:
     def configure_sweep(self, sweep: SweepSettings, *, trigger_loop: bool = False) -> int:
         """§1.3 steps 1-4: trigger set-up, continuous sweep with lambda logging, consistency checks, point count.
 
-        ``trigger_loop`` adds ``:TRIG:CONF LOOP`` (power meter in the same 8164B frame); otherwise the laser's
-        trigger output must be cabled to the meter's trigger input. Returns ``:SOUR0:WAV:SWE:EXP?``, the number
-        of triggers (and of lambda-log points) the sweep will produce.
+        ``trigger_loop`` adds ``:TRIG:CONF LOOP`` (power meter in the same 8164B frame; refused on a host without
+        mainframe trigger routing); otherwise the laser's trigger output must be cabled to the meter's trigger
+        input. Returns ``:SOUR0:WAV:SWE:EXP?``, the number of triggers (and of lambda-log points) the sweep will
+        produce.
         """
+        if trigger_loop and not self.has_trigger_configuration:
+            raise LimitError(f"{self.name}: a trigger loop (:TRIG:CONF LOOP) exists only in 816x mainframes; cable "
+                             "the laser's trigger output to the meter instead")
         if not sweep.start_m < sweep.stop_m:
             raise LimitError(f"{self.name}: sweep start {sweep.start_m:g} m must be below stop {sweep.stop_m:g} m")
         if not 0 < sweep.step_m <= sweep.stop_m - sweep.start_m:
@@ -441,10 +478,12 @@ class KeysightLaserTree:
         return values.astype(np.float64)
 
     def finish_sweep(self, *, abort: bool = False) -> None:
-        """§1.3 step 9 (laser): triggers back to idle, routing to default; ``abort`` also stops a running sweep."""
+        """§1.3 step 9 (laser): triggers back to idle (and, in an 816x frame, routing to default: ``:TRIG:CONF DEF``
+        is never sent to a stand-alone laser); ``abort`` also stops a running sweep."""
         with self._exchange():
             if abort:
                 self.sweep_state = SWEEP_STOP
             self.trigger_input = "IGN"
             self.trigger_output = "DIS"
-            self.trigger_configuration = "DEF"
+            if self.has_trigger_configuration:
+                self.write(self._command("trigger_configuration", "DEF"))

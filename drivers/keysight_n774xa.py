@@ -5,14 +5,26 @@ LAN (VXI-11 ``TCPIP0::<ip>::inst0::INSTR``) or USB-TMC, LF terminator. Port n = 
 commands and the logging function are the Keysight power-sensor tree in :mod:`labctl.drivers.keysight_sweep`.
 
 Connect: ``*IDN?`` (model gives the port count), ``*CLS``, then per port ``:SENS<n>:POW:UNIT 1`` (readings and
-logged data in watts) and ``:INIT<n>:CONT 1`` (so that ``:FETC:POW:ALL?`` returns fresh values), then
-``:SYST:ERR?`` must be clean. Interface ports are 0-based: interface port p is instrument port p + 1.
+logged data in watts), ``:INIT<n>:CONT 1`` (so that the all-port fetch returns fresh values) and
+``:SENS<n>:POW:ATIM?`` (the averaging time bounds how long a reading may take), then ``:SYST:ERR?`` must be clean.
+Interface ports are 0-based: interface port p is instrument port p + 1.
+
+Every port in one transaction (``read_all``):
+
+* ``"csv"`` (default): ``:FETC:POW:ALL:CSV?``, the short form of ``:FETCh:POWer:ALL:CSV?`` that public code sends to
+  the N774x ([D] two public lab scripts reading an 8-port Keysight multiport meter with
+  ``fetch:power:all:csv?`` / ``FETCh:POWer:ALL:CSV?`` and splitting the reply on commas). The reply is ASCII, one
+  number per port; the values are taken in the unit set at connect (W) [?: the guide excerpt consulted does not
+  state the CSV unit];
+* ``"binary"``: ``:FETC:POW:ALL?``, a float32 little-endian block (autosweep's ``KeysightN7745C.fetch_power_all``
+  sends it; its own comment doubts the guide's "always W"). Kept as an option: not confirmed by the guide excerpts
+  consulted [?].
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -20,7 +32,7 @@ from .clock import Clock
 from .errors import InstrumentConnectionError, LimitError
 from .instrument import ScpiInstrument, Setting
 from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
-from .parsing import Identity, in_range, parse_float
+from .parsing import Identity, in_range, parse_float, parse_float_list
 from .transport import BaseTransport, TransportSettings
 from .validators import OneOf, Range
 
@@ -29,8 +41,11 @@ log = logging.getLogger(__name__)
 #: Port count per model (``*IDN?`` field 2); the C versions share the command set.
 PORTS_BY_MODEL: dict[str, int] = {"N7744A": 4, "N7745A": 8, "N7744C": 4, "N7745C": 8}
 
-#: ``:FETC:POW:ALL?``: one float32 little-endian value per port, in watts (manual), ordered by port.
+#: ``:FETC:POW:ALL:CSV?``: every port's last value as comma-separated ASCII, ordered by port (module docstring).
+FETCH_ALL_CSV_QUERY = ":FETC:POW:ALL:CSV?"
+#: ``:FETC:POW:ALL?``: one float32 little-endian value per port, ordered by port [?] (module docstring).
 FETCH_ALL_QUERY = ":FETC:POW:ALL?"
+READ_ALL_MODES = ("csv", "binary")
 
 #: Fixed power ranges in dBm (10 dB steps).
 RANGES_DBM = (10, 0, -10, -20, -30)
@@ -63,7 +78,11 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
     line_settings: ClassVar[TransportSettings] = TransportSettings(timeout_s=10.0)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, clock: Clock | None = None, poll_interval_s: float | None = None) -> None:
+                 timeout_s: float | None = None, clock: Clock | None = None, poll_interval_s: float | None = None,
+                 read_all: Literal["csv", "binary"] = "csv") -> None:
+        if read_all not in READ_ALL_MODES:
+            raise ValueError(f"read_all must be one of {READ_ALL_MODES}, got {read_all!r}")
+        self.read_all_mode = read_all
         super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
                          clock=clock)
         if poll_interval_s is not None:
@@ -89,6 +108,8 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
                 port.unit_watt = True
             for port in self.sensors:
                 port.continuous = True
+            for port in self.sensors:
+                port.refresh_averaging_time()
         self.check_errors()
         log.info("%s: %s with %d ports", self.name, identity, self.n_ports)
         return identity
@@ -102,7 +123,17 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
         return sensor
 
     def read_all_w(self) -> np.ndarray:
-        """``:FETC:POW:ALL?``: every port's last reading in watts, one transaction, ordered by port."""
-        values = self.transport.query_binary(FETCH_ALL_QUERY, "f")
-        return check_power_array(values, expected=self.n_ports, what="power block",
-                                 error=lambda m: self._reply_error(m, FETCH_ALL_QUERY))
+        """Every port's last reading in watts, one transaction, ordered by port (``read_all`` chooses the
+        spelling: ``:FETC:POW:ALL:CSV?`` or ``:FETC:POW:ALL?``)."""
+        with self.transport.timeout_for(self.reading_timeout_s()):
+            if self.read_all_mode == "csv":
+                command = FETCH_ALL_CSV_QUERY
+                values = np.array(self.query_parsed(command, parse_float_list))
+            else:
+                command = FETCH_ALL_QUERY
+                values = self.transport.query_binary(command, "f")
+        return check_power_array(values, expected=self.n_ports, what="power reply",
+                                 error=lambda m: self._reply_error(m, command))
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {"read_all": self.read_all_mode, "ports": self.snapshot_ports()}

@@ -5,7 +5,8 @@ LAN (VXI-11 ``TCPIP0::<ip>::inst0::INSTR``), USB-TMC or GPIB, LF terminator. The
 what is specific to the stand-alone box: which models answer ``*IDN?``, and the connect sequence.
 
 Connect: ``*IDN?`` (model must be N7776C or N7778C), ``*CLS``, ``:LOCK?`` (and ``:LOCK 0,<pin>`` if locked),
-``:SOUR0:POW:UNIT 1``, ``:SOUR0:WAV? MIN``/``MAX``, then ``:SYST:ERR?`` must be clean.
+``:SOUR0:POW:UNIT 1``, ``:SOUR0:WAV? MIN``/``MAX``, then ``:SYST:ERR?`` must be clean. Closing the driver stops
+any sweep and switches the output off first (:meth:`KeysightLaserTree.safe_state`), as the bench would.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class KeysightN777xC(KeysightLaserTree, ScpiInstrument):
     """N7776C/N7778C as a :class:`~labctl.drivers.interfaces.TunableLaser`."""
 
     label: ClassVar[str] = "N777xC"
+    safe_on_close: ClassVar[bool] = True
     #: LF both ways; a generous timeout because ``*OPC?`` after a wavelength move waits for the laser to settle.
     line_settings: ClassVar[TransportSettings] = TransportSettings(timeout_s=10.0)
 
@@ -61,3 +63,7 @@ class KeysightN777xC(KeysightLaserTree, ScpiInstrument):
         self.check_errors()
         log.info("%s: %s, tuning range %.3f-%.3f nm", self.name, identity, *(x * 1e9 for x in self._limits_m or ()))
         return identity
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {"power_w": self.get_power_w(), "wavelength_limits_m": list(self.wavelength_limits_m()),
+                "locked": self.is_locked()}

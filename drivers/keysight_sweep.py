@@ -84,10 +84,10 @@ class KeysightPowerSensor(Channel):
         parse=parse_bool, validator=Boolean(), reply="{:d}", default=1)
     power_w = Setting(
         ":READ{ch}:POW?", None, "A new, self-triggered power reading in watts (over-range >1e20 is refused).",
-        parse=parse_power_w, reply="{:+.6E}", default=1.0e-5, unit="W")
+        parse=parse_power_w, reply="{:+.6E}", default=1.0e-5, unit="W", snapshot=False)
     fetched_power_w = Setting(
         ":FETC{ch}:POW?", None, "The last power reading in watts (needs continuous triggering or :INIT:IMM).",
-        parse=parse_power_w, reply="{:+.6E}", default=1.0e-5, unit="W")
+        parse=parse_power_w, reply="{:+.6E}", default=1.0e-5, unit="W", snapshot=False)
     continuous = Setting(
         None, ":INIT{ch}:CONT {value:d}", "Continuous software triggering (1) or single (0).",
         validator=Boolean(), default=1)
@@ -98,6 +98,17 @@ class KeysightPowerSensor(Channel):
 
     #: Whether this channel accepts the logging set-up (only the master channel of a dual head does).
     is_logging_master: bool = True
+    #: The averaging time last read from or written to the channel, s (None: unknown, assume the longest).
+    known_averaging_time_s: float | None = None
+
+    def refresh_averaging_time(self) -> float:
+        """Read ``:SENS<n>:POW:ATIM?`` into :attr:`known_averaging_time_s` (it bounds the reading timeout)."""
+        self.known_averaging_time_s = float(self.averaging_time_s)  # type: ignore[attr-defined]
+        return self.known_averaging_time_s
+
+    def longest_averaging_time_s(self) -> float:
+        """The longest averaging time this channel accepts, s (from its declared validator)."""
+        return float(type(self).averaging_time_s.validator.hi)  # type: ignore[attr-defined]
 
 
 @runtime_checkable
@@ -121,6 +132,9 @@ class KeysightSensorReadout:
     max_logging_points: ClassVar[int] = 1_000_000
     #: Seconds between logging-state polls (tests set 0).
     poll_interval_s: float = 0.1
+    #: A reading takes up to this many averaging times beyond the line timeout (LabExT's ``power`` property sets
+    #: its VISA timeout to 1.1 averaging times for the same reason).
+    averaging_timeout_factor: ClassVar[float] = 1.1
 
     sensors: list[KeysightPowerSensor]
     _logging_points: int | None = None
@@ -164,8 +178,21 @@ class KeysightSensorReadout:
                     for s in self._targets(port)])
 
     def set_averaging_time_s(self, averaging_time_s: float, port: int | None = None) -> None:
+        """Averaging time of one port or all; remembered, because it bounds how long a reading may take."""
+        targets = self._targets(port)
         self._send([type(s).averaging_time_s.format_command(s, averaging_time_s)  # type: ignore[attr-defined]
-                    for s in self._targets(port)])
+                    for s in targets])
+        for s in targets:
+            s.known_averaging_time_s = float(averaging_time_s)
+
+    def reading_timeout_s(self, sensors: Sequence[KeysightPowerSensor] | None = None) -> float:
+        """How long a reading of ``sensors`` (default all) may take: the line timeout plus
+        :attr:`averaging_timeout_factor` times their longest averaging time (the longest the model accepts where
+        it is unknown)."""
+        chosen = self.sensors if sensors is None else sensors
+        longest = max((s.known_averaging_time_s if s.known_averaging_time_s is not None
+                       else s.longest_averaging_time_s() for s in chosen), default=0.0)
+        return self.transport.settings.timeout_s + self.averaging_timeout_factor * longest
 
     def set_range_dbm(self, range_dbm: float | None, port: int | None = None) -> None:
         """A fixed range (``:RANG:AUTO 0`` then ``:RANG <dBm>DBM``), or auto range when ``range_dbm`` is None."""
@@ -180,9 +207,14 @@ class KeysightSensorReadout:
 
     # -- readings ------------------------------------------------------------------------------------------------------
     def read_power_w(self, port: int) -> float:
-        """``:READ<port>:POW?``: a fresh reading in watts."""
+        """``:READ<port>:POW?``: a fresh reading in watts (waits up to :meth:`reading_timeout_s`)."""
         (sensor,) = self._targets(port)
-        return sensor.power_w
+        with self.transport.timeout_for(self.reading_timeout_s([sensor])):
+            return sensor.power_w
+
+    def snapshot_ports(self) -> list[dict[str, Any]]:
+        """Each port's settings read back now (unit, range, wavelength, averaging time...)."""
+        return [{"id": s.id, "settings": s.read_settings()} for s in self.sensors]
 
     # -- logging (instruments.md §1.3 step 5, §2.1) --------------------------------------------------------------------
     def configure_logging(self, n_points: int, averaging_time_s: float, triggered: bool = True) -> None:

@@ -18,6 +18,21 @@ Multi-line replies: ``VALL?``, ``IALL?``, ``VMAXALL?``, ``IMAXALL?`` and ``VIPAL
 so the driver reads exactly ``n_channels`` lines. ``nupall?`` (chain enumeration) and ``log?`` answer an unknown
 number of lines, so the driver reads the first line with the normal timeout and the rest until the line stays
 quiet for ``quiet_s`` (the library's 50 ms inter-message gap), see :func:`read_until_quiet`.
+
+Staying in step. The modules answer every line in order but have no echo and no sequence number, so a reply that
+arrives after the 0.2 s timeout would otherwise be read as the answer to the next command (``V4?`` returning V3's
+value, and so on for as long as commands keep coming). The qontrol library only reads whatever is waiting before
+each command (``issue_command`` calls ``receive()`` first), which does not help when the late line comes after the
+next command went out. This driver therefore, after any timeout or any reply line that cannot be an answer to the
+command sent (:func:`reply_shape`: ``OK`` for a set, ``<number> V`` for ``V<ch>?``, ...):
+
+1. drains the line until it stays quiet for ``quiet_s`` (error lines are kept for :meth:`Qontrol.check_errors`);
+2. confirms with a query whose answer is known since connect (``id?``, or ``vfull?`` when ``id?`` itself failed),
+   discarding every line up to that answer; a unit that never gives it raises
+   :class:`~labctl.drivers.errors.InstrumentConnectionError` (reconnect);
+3. sends the command again, ``retries`` times at most (default once): every command the driver sends is a query
+   or an absolute set (``V3=1.2000``, ``VVEC0=...``, ``nup=0``), so repeating it is harmless. When the retries
+   are spent, the last failure is raised, with the line already back in step.
 """
 
 from __future__ import annotations
@@ -33,7 +48,8 @@ import numpy as np
 
 from .clock import Clock
 from .heater_request import validate_heater_request
-from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
+from .errors import (InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentReportedError,
+                     InstrumentTimeout, LimitError)
 from .instrument import Channel, Instrument, LimitedSetting, Setting
 from .interfaces import DriveMode
 from .parsing import Identity, parse_int, parse_with_unit
@@ -62,6 +78,8 @@ IVEC_SET = "IVEC{start}={values}"  # the same for currents in mA (library set_al
 VALUE_FORMAT = "{:.4f}"
 
 OK = "OK"
+#: Most lines read while looking for the known answer during a resynchronisation (a full multi-line reply or two).
+RESYNC_MAX_LINES = 256
 #: Bytes the modules may put in front of a reply (ACK seen before OK; NUL before chain entries, per the library).
 LEADING_NOISE = "\x06\x00"
 ERROR_LINE = re.compile(r"[A-Za-z]{1,3}(\d+):(\d+)")
@@ -120,6 +138,29 @@ def describe_error(code: int, ch: int) -> str:
 def clean_line(line: str) -> str:
     """A reply line without surrounding whitespace and leading ACK/NUL bytes."""
     return line.strip().lstrip(LEADING_NOISE).strip()
+
+
+_NUMBER = r"[+-]?\d+(?:\.\d*)?"
+_VOLTS = re.compile(rf"{_NUMBER}\s*V")
+_MILLIAMPS = re.compile(rf"{_NUMBER}\s*mA")
+_REPLY_SHAPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (re.compile(r"[A-Za-z]+\d*=.*"), re.compile(re.escape(OK))),               # every set answers OK
+    (re.compile(r"(?i)(vmax|v)\d+\?|vfull\?|vall\?|vmaxall\?"), _VOLTS),
+    (re.compile(r"(?i)(imax|i)\d+\?|ifull\?|iall\?|imaxall\?"), _MILLIAMPS),
+    (re.compile(r"(?i)vipall\?"), VIP_LINE),
+    (re.compile(r"(?i)id\?"), DEVICE_ID),
+    (re.compile(r"(?i)nupall\?|nup\?"), CHAIN_LINE),
+    (re.compile(r"(?i)nchan\?"), re.compile(r"\d+")),
+    (re.compile(r"(?i)firmware\?"), re.compile(r"\S+")),
+)
+
+
+def reply_shape(command: str) -> re.Pattern[str] | None:
+    """The form every reply line to ``command`` must have (None: any line, e.g. ``log?``)."""
+    for pattern, shape in _REPLY_SHAPES:
+        if pattern.fullmatch(command.strip()):
+            return shape
+    return None
 
 
 def read_until_quiet(transport: BaseTransport, quiet_s: float) -> list[str]:
@@ -208,18 +249,22 @@ class _CommsRetry(Exception):
 class Qontrol(Instrument):
     """A chain of Qontrol Q8-family modules as one :class:`~labctl.drivers.interfaces.HeaterDriver`.
 
-    Connecting enumerates the chain, checks the full scale, then **sets and reads back** every channel's firmware
-    limits ``VMAX``/``IMAX`` from ``max_voltage_v``/``max_current_a`` (per channel or scalar; default: the module
-    full scale) and refuses to continue if the read-back differs, so the limits the bench believes in are the ones
-    the firmware enforces.
+    Connecting enumerates the chain, checks the full scale, then **sets and reads back** the firmware limits
+    ``VMAX``/``IMAX`` of the channels in ``used_channels`` (all channels when None) from ``max_voltage_v``/
+    ``max_current_a`` (per channel or scalar; default: the module full scale) and refuses to continue if the
+    read-back differs, so the limits the bench believes in are the ones the firmware enforces. Channels outside
+    ``used_channels`` keep the limits someone else may have set for them: they are read back, never rewritten.
 
     Connect sequence: ``nup=0``, ``nupall?`` (``nup?`` if unrecognised), ``id?``, ``nchan?``, ``vfull?``,
-    ``ifull?``, ``VMAX<ch>=`` and ``IMAX<ch>=`` for every channel, ``VMAXALL?``, ``IMAXALL?``. Current mode writes
-    ``I<ch>=``/``IVEC`` in mA; ``IVEC`` comes from the library's ``set_all_values`` (the recordings show ``VVEC``
-    only).
+    ``ifull?``, ``VMAX<ch>=`` and ``IMAX<ch>=`` for every used channel, ``VMAXALL?``, ``IMAXALL?``. Current mode
+    writes ``I<ch>=``/``IVEC`` in mA; ``IVEC`` comes from the library's ``set_all_values`` (the recordings show
+    ``VVEC`` only). ``retries`` bounds how often a command is sent again after the line lost step (module
+    docstring).
     """
 
     label: ClassVar[str] = "qontrol"
+    #: How long the known-answer query of a resynchronisation may take, s (ten reply timeouts).
+    resync_timeout_s: ClassVar[float] = 2.0
     line_settings: ClassVar[TransportSettings] = TransportSettings(
         write_termination="\n", read_termination="\n", timeout_s=0.2, retries=0, baud_rate=115200)
 
@@ -227,11 +272,19 @@ class Qontrol(Instrument):
                  timeout_s: float | None = None, clock: Clock | None = None, mode: DriveMode = "voltage",
                  max_voltage_v: float | Sequence[float] | np.ndarray | None = None,
                  max_current_a: float | Sequence[float] | np.ndarray | None = None,
-                 quiet_s: float = 0.05) -> None:
+                 quiet_s: float = 0.05, used_channels: Sequence[int] | np.ndarray | None = None,
+                 retries: int = 1) -> None:
         if mode not in ("voltage", "current"):
             raise ValueError(f"mode must be 'voltage' or 'current', got {mode!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
         self.mode: DriveMode = mode
         self.quiet_s = quiet_s
+        self.retries = int(retries)
+        self._used_request = None if used_channels is None else [int(c) for c in np.ravel(used_channels)]
+        self.used_channels: np.ndarray = np.zeros(0, dtype=int)
+        #: (query, reply) pairs whose answer is known since connect: how the driver confirms it is back in step.
+        self._known_answers: list[tuple[str, str]] = []
         self.modules: list[QontrolModule] = []
         self.n_channels = 0
         self.device_id = ""
@@ -258,12 +311,15 @@ class Qontrol(Instrument):
         if not match or match["model"] != top.model:
             raise self._reply_error(ID_QUERY, f"expected '{top.model}-<serial>' (module 0 of the chain), got "
                                               f"{self.device_id!r}")
+        self._known_answers = [(ID_QUERY, self.device_id)]
         # nchan? is recorded from a single module only ("8") [?]: accept the per-module or the chain total
         nchan = self.query_parsed(NCHAN_QUERY, parse_int)
         if nchan not in (top.n_channels, self.n_channels):
             raise self._reply_error(NCHAN_QUERY, f"{nchan} channels, but the chain enumerated {top.n_channels} "
                                                  f"per module and {self.n_channels} in total")
-        vfull = self.query_parsed(VFULL_QUERY, parse_with_unit("V"))
+        vfull_line = self.query(VFULL_QUERY)
+        vfull = self.parse_reply(VFULL_QUERY, vfull_line, parse_with_unit("V"))
+        self._known_answers.append((VFULL_QUERY, vfull_line))
         ifull_a = self.query_parsed(IFULL_QUERY, parse_with_unit("mA")) * 1e-3
         for command, got, table in ((VFULL_QUERY, vfull, top.full_scale_v), (IFULL_QUERY, ifull_a, top.full_scale_a)):
             if not math.isclose(got, table, rel_tol=1e-3):
@@ -304,35 +360,48 @@ class Qontrol(Instrument):
             raise self._reply_error(command, "no module enumerated")
         return modules
 
-    def _limits(self, value: Any, full: np.ndarray, what: str, unit: str) -> np.ndarray:
-        """Per-channel limits from a scalar or a vector, each within [0, module full scale]."""
+    def _limits(self, value: Any, full: np.ndarray, what: str, unit: str, used: np.ndarray) -> np.ndarray:
+        """Per-channel limits from a scalar or a vector, each used one within [0, module full scale]."""
         if value is None:
             return full.copy()
         limits = np.broadcast_to(np.asarray(value, dtype=float), full.shape).copy() if np.ndim(value) == 0 \
             else np.asarray(value, dtype=float)
         if limits.shape != full.shape:
             raise LimitError(f"{self.name} {what}: {limits.size} values for {full.size} channels")
-        for ch in np.flatnonzero(~np.isfinite(limits) | (limits < 0) | (limits > full)):
+        bad = ~np.isfinite(limits) | (limits < 0) | (limits > full)
+        for ch in used[bad[used]]:
             raise LimitError(f"{self.name} {what}[{ch}]: {limits[ch]:g} {unit} is outside [0, {full[ch]:g}] {unit} "
                              "(module full scale)")
         return limits
 
+    def _used(self) -> np.ndarray:
+        """The channels this driver may configure (``used_channels``, checked against the chain)."""
+        if self._used_request is None:
+            return np.arange(self.n_channels)
+        used = np.array(sorted(set(self._used_request)), dtype=int)
+        if used.size != len(self._used_request):
+            raise LimitError(f"{self.name} used_channels: a channel appears twice in {self._used_request}")
+        for ch in used[(used < 0) | (used >= self.n_channels)]:
+            raise LimitError(f"{self.name} used_channels: channel {ch} does not exist (0..{self.n_channels - 1})")
+        return used
+
     def _apply_limits(self, max_voltage_v: Any, max_current_a: Any) -> None:
         full_v = np.concatenate([np.full(m.n_channels, m.full_scale_v) for m in self.modules])
         full_a = np.concatenate([np.full(m.n_channels, m.full_scale_a) for m in self.modules])
-        vmax = self._limits(max_voltage_v, full_v, "max_voltage_v", "V")
-        imax = self._limits(max_current_a, full_a, "max_current_a", "A")
-        # No bulk VMAX/IMAX set is documented, so one line per channel; read-back uses the bulk queries.
-        for ch in range(self.n_channels):
-            self.channel(ch).vmax_v = float(vmax[ch])
-        for ch in range(self.n_channels):
-            self.channel(ch).imax_ma = float(imax[ch]) * 1e3
+        self.used_channels = used = self._used()
+        vmax = self._limits(max_voltage_v, full_v, "max_voltage_v", "V", used)
+        imax = self._limits(max_current_a, full_a, "max_current_a", "A", used)
+        # No bulk VMAX/IMAX set is documented, so one line per used channel; read-back uses the bulk queries.
+        for ch in used:
+            self.channel(int(ch)).vmax_v = float(vmax[ch])
+        for ch in used:
+            self.channel(int(ch)).imax_ma = float(imax[ch]) * 1e3
         self._vmax_v = self._read_all(VMAXALL_QUERY, "V", 1.0, full_v)
         self._imax_a = self._read_all(IMAXALL_QUERY, "mA", 1e-3, full_a)
         for command, got, wanted, full, unit in ((VMAXALL_QUERY, self._vmax_v, vmax, full_v, "V"),
                                                  (IMAXALL_QUERY, self._imax_a, imax, full_a, "A")):
             tolerance = full / 65535.0 + (1e-4 if unit == "V" else 1e-7)  # one DAC step plus the last digit
-            for ch in np.flatnonzero(np.abs(got - wanted) > tolerance):
+            for ch in used[np.abs(got[used] - wanted[used]) > tolerance[used]]:
                 raise self._reply_error(command, f"channel {ch} limit reads back {got[ch]:g} {unit}, "
                                                  f"{wanted[ch]:g} {unit} was set; refusing to continue")
 
@@ -360,16 +429,7 @@ class Qontrol(Instrument):
     def _collect_waiting(self) -> None:
         """Read lines that arrived unasked; error lines are kept for :meth:`check_errors`, the rest logged."""
         for raw in waiting_lines(self.transport, self.quiet_s):
-            line = clean_line(raw)
-            error = self._error_of(line)
-            if error is None:
-                if line:
-                    log.warning("%s: discarding unexpected line %r", self.name, line)
-            elif error[0] == NOTICE_POWERED_UP:
-                log.info("%s: %s", self.name, describe_error(*error))
-            else:
-                log.warning("%s: asynchronous %s", self.name, describe_error(*error))
-                self._errors.append((error[0], describe_error(*error)))
+            self._discard(raw, "(arrived unasked)")
 
     def _take(self, command: str, raw: str) -> str | None:
         """One reply line: None for a power-up notice, raises for an error line, E15 asks for a retry."""
@@ -391,19 +451,89 @@ class Qontrol(Instrument):
         """Send ``command`` and read ``n_lines`` reply lines, or (None) one line and then lines until quiet.
 
         Error lines raise :class:`InstrumentReportedError` naming the command; ``E15`` (serial comms error) makes
-        the driver send the command once more, as the library does (but never more than once).
+        the driver send the command once more, as the library does. A timeout, or a line that cannot answer
+        ``command`` (:func:`reply_shape`), puts the line back in step (:meth:`resynchronise`) and sends the
+        command again, at most ``retries`` times; then the last failure is raised.
         """
+        shape = reply_shape(command)
         with self.transport.transaction():
             self._collect_waiting()
-            for attempt in (1, 2):
-                self.transport.write(command)
+            failure: InstrumentError | None = None
+            for attempt in range(1 + self.retries):
+                if attempt:
+                    log.warning("%s: sending %r again (attempt %d of %d)", self.name, command, attempt + 1,
+                                1 + self.retries)
                 try:
-                    return self._read_reply(command, n_lines)
-                except _CommsRetry as exc:
-                    if attempt == 2:
-                        raise self._reported(command, [(ERROR_COMMS, exc.line)]) from None
-                    log.warning("%s: %s on %r, sending it once more", self.name, exc.line, command)
+                    lines = self._send_and_read(command, n_lines)
+                except InstrumentTimeout as exc:
+                    failure = exc
+                else:
+                    foreign = [line for line in lines if shape is not None and not shape.fullmatch(line)]
+                    if not foreign:
+                        return lines
+                    failure = self._reply_error(command, f"reply line {foreign[0]!r} cannot answer {command!r}: "
+                                                         "the line was out of step")
+                log.warning("%s: %s; resynchronising", self.name, failure.detail)
+                self.resynchronise(command)
+            assert failure is not None
+            raise failure
+
+    def _send_and_read(self, command: str, n_lines: int | None) -> list[str]:
+        for attempt in (1, 2):
+            self.transport.write(command)
+            try:
+                return self._read_reply(command, n_lines)
+            except _CommsRetry as exc:
+                if attempt == 2:
+                    raise self._reported(command, [(ERROR_COMMS, exc.line)]) from None
+                log.warning("%s: %s on %r, sending it once more", self.name, exc.line, command)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def resynchronise(self, failed_command: str | None = None) -> None:
+        """Bring the line back in step: drain it, then confirm with a query whose answer is known.
+
+        Lines read meanwhile are discarded (error lines are kept for :meth:`check_errors`). The confirming query is
+        ``id?`` (``vfull?`` when ``failed_command`` was ``id?``, so that a late ``id?`` reply cannot pass for the
+        confirmation). Before connect has learnt these answers, the line is only drained.
+        """
+        with self.transport.transaction():
+            for raw in read_until_quiet(self.transport, self.quiet_s):
+                self._discard(raw, "while draining")
+            failed = (failed_command or "").strip().lower()
+            known = [(query, answer) for query, answer in self._known_answers if query.lower() != failed]
+            if not known:
+                return
+            query, answer = known[0]
+            self.transport.write(query)
+            # a module slow enough to miss one reply may be slow with the next: wait longer than for a reply
+            with self.transport.timeout_for(max(self.resync_timeout_s, self.transport.timeout_s)):
+                for _ in range(RESYNC_MAX_LINES):
+                    try:
+                        line = clean_line(self.transport.read_line())
+                    except InstrumentTimeout:
+                        raise InstrumentConnectionError(
+                            f"lost step with the modules: no answer to {query!r} within {self.transport.timeout_s:g} "
+                            "s while resynchronising; reconnect",
+                            instrument=self.name, address=self.address, command=query) from None
+                    if line == answer:
+                        log.info("%s: back in step (%r answered %r)", self.name, query, answer)
+                        return
+                    self._discard(line, f"before the answer to {query!r}")
+            raise InstrumentConnectionError(
+                f"lost step with the modules: {RESYNC_MAX_LINES} lines without the answer {answer!r} to {query!r}; "
+                "reconnect", instrument=self.name, address=self.address, command=query)
+
+    def _discard(self, raw: str, when: str) -> None:
+        line = clean_line(raw)
+        error = self._error_of(line)
+        if error is None:
+            if line:
+                log.warning("%s: discarding %r %s", self.name, line, when)
+        elif error[0] == NOTICE_POWERED_UP:
+            log.info("%s: %s", self.name, describe_error(*error))
+        else:
+            log.warning("%s: %s %s", self.name, describe_error(*error), when)
+            self._errors.append((error[0], describe_error(*error)))
 
     def _read_reply(self, command: str, n_lines: int | None) -> list[str]:
         lines: list[str] = []
@@ -578,6 +708,22 @@ class Qontrol(Instrument):
             raise self._reply_error(FIRMWARE_QUERY, f"expected a firmware version such as 'v2.4.1', got {firmware!r}")
         return Identity("Qontrol", match["model"], match["serial"], firmware)
 
+    def _snapshot_extra(self) -> dict[str, Any]:
+        """Chain, firmware limits and outputs as the modules report them now (``VMAXALL?``, ``IMAXALL?``,
+        ``VALL?`` or ``IALL?``)."""
+        full_v = np.concatenate([np.full(m.n_channels, m.full_scale_v) for m in self.modules])
+        full_a = np.concatenate([np.full(m.n_channels, m.full_scale_a) for m in self.modules])
+        return {
+            "mode": self.mode,
+            "modules": [{"index": m.index, "model": m.model, "serial": m.serial, "first_channel": m.first_channel,
+                         "n_channels": m.n_channels, "full_scale_v": m.full_scale_v, "full_scale_a": m.full_scale_a}
+                        for m in self.modules],
+            "used_channels": self.used_channels.tolist(),
+            "vmax_v": self._read_all(VMAXALL_QUERY, "V", 1.0, full_v).tolist(),
+            "imax_a": self._read_all(IMAXALL_QUERY, "mA", 1e-3, full_a).tolist(),
+            "drive": {"values": self.read_drive().tolist(), "unit": "V" if self.mode == "voltage" else "A"},
+        }
+
     def read_errors(self) -> list[tuple[int, str]]:
         """Asynchronous error lines received so far (and now waiting), as (code, text); clears them."""
         with self.transport.transaction():
@@ -592,11 +738,10 @@ class Qontrol(Instrument):
             raise self._reported(None, errors)
 
     def error_log(self) -> list[str]:
-        """The module's error history from ``log?`` (lines such as ``#  0, E00:01, 2 m ago``)."""
-        with self.transport.transaction():
-            self._collect_waiting()
-            self.transport.write(LOG_QUERY)
-            lines = [clean_line(self._read_line(LOG_QUERY))]
-            lines += [clean_line(line) for line in read_until_quiet(self.transport, self.quiet_s)]
-        return [line for line in lines if line]
+        """The module's error history from ``log?`` (lines such as ``#  0, E00:01, 2 m ago``).
+
+        An error line in reply (``E10:00`` from firmware without ``log?``) raises
+        :class:`InstrumentReportedError`; it is never returned as a history entry.
+        """
+        return [line for line in self._exchange(LOG_QUERY, None) if line]
 

@@ -29,15 +29,25 @@ in 0.1 pm (Legacy mode: Santec's LAN sample, QMI). The driver therefore decodes 
 ``:READ:POIN?`` (4 or 8 bytes per point) and accepts an interpretation only if every value is a plausible
 wavelength (metres, or nm which it converts); anything else raises :class:`InstrumentReplyError`.
 
-Block terminator: Santec's sample reads the block with ``expect_termination=False``. That call can only return
-on a CR-terminated raw socket if a CR arrives, so the unit evidently sends one; reading it as part of the block
-(``block_terminated=True``, the default) keeps the line clean. With ``block_terminated=False`` the driver reads
-just the block (as Santec does) and then resynchronises with ``*OPC?``, skipping one empty line if a stray CR
-was left behind.
+Block terminator: Santec's own sample reads the block with ``expect_termination=False`` ([D] santec
+python-samples ``tsl_instrument.py`` ``get_wavelength_logging_data``), and whether a terminator follows is not
+documented. The driver reads just the block, then asks ``*OPC?`` and skips one empty line first if a stray
+terminator was left behind: a block with or without its terminator leaves the line in step either way.
+
+Operation complete. On the TSL-570 ``*OPC?`` answers at once, ``0`` while an operation (a tune) is in progress
+and ``1`` when it is done ([D] Santec sample ``get_operation_complete_query``: '0' "In operation", '1'
+"Operation completed"; NQCP ``Santec_TSL570_Ethernet_Driver.get_operation_status``; QMI ``operation_complete``
+reads it as a boolean). After ``:WAV`` the driver therefore polls ``*OPC?`` until ``1``, for at most
+``tune_timeout_s`` (a generous bound: no tuning time is documented in the sources consulted [?]).
+
+Trigger output. ``:TRIG:OUTP 3`` (step) and ``:TRIG:OUTP:STEP`` give one pulse per step; the period mode is set
+explicitly too, ``:TRIG:OUTP:SETT 0`` = periodic in wavelength ([D] Santec sample
+``set_output_trigger_period_mode``: "0: periodic in wavelength, 1: periodic in time"; a public lab note records
+the same on a TSL-775). QMI's ``set_trigger_output_period_mode`` documents the opposite encoding [?]: the value is
+read back and the unit's own manual should settle it.
 
 Not covered: ``:READ:DAT:POW?`` (power log; its format is undocumented here), frequency commands, fine tuning,
-coherence control, attenuator/manual power mode. ``:TRIG:OUTP:SETT`` (trigger periodic in wavelength or time)
-is not written because public sources disagree on its encoding [?]; the unit's default is relied upon.
+coherence control, attenuator/manual power mode.
 """
 
 from __future__ import annotations
@@ -120,6 +130,14 @@ def _parse_wavelength_m(text: str) -> float:
     return value
 
 
+def _parse_opc(text: str) -> int:
+    """``*OPC?`` on the TSL: 0 (operation in progress) or 1 (done)."""
+    value = parse_int(text)
+    if value not in (0, 1):
+        raise ValueError(f"expected 0 or 1, got {text!r}")
+    return value
+
+
 def _parse_status(text: str) -> int:
     value = parse_int(text)
     if value not in (SWEEP_STOPPED, SWEEP_RUNNING, SWEEP_WAITING_TRIGGER, SWEEP_PREPARING):
@@ -177,15 +195,23 @@ class SantecTSL570(ScpiInstrument):
                                     mapping={True: "1", False: "0"}, default=False)
     trigger_output_mode = Setting(":TRIG:OUTP?", ":TRIG:OUTP {value}", "Trigger output timing.",
                                   mapping={"none": "0", "stop": "1", "start": "2", "step": "3"}, default="none")
+    trigger_output_period = Setting(":TRIG:OUTP:SETT?", ":TRIG:OUTP:SETT {value}",
+                                    "Output trigger period mode: 0 = periodic in wavelength (Santec sample), "
+                                    "1 = in time [?: QMI documents the opposite].",
+                                    mapping={"wavelength": "0", "time": "1"}, default="time")
     trigger_output_step_m = Setting(":TRIG:OUTP:STEP?", ":TRIG:OUTP:STEP {value:.7E}",
                                     "Wavelength interval of the step trigger output, m (0.1 pm resolution).",
                                     parse=in_range(parse_float, MIN_STEP_M, 5e-7),
                                     validator=Range(MIN_STEP_M, 5e-7, " m"), reply="{:.7E}", default=1e-12, unit="m")
 
+    #: Closing the driver stops any sweep and switches the output off first, as the bench would.
+    safe_on_close: ClassVar[bool] = True
+    #: Longest wait for ``*OPC?`` to answer 1 after a wavelength change, s (module docstring).
+    tune_timeout_s: ClassVar[float] = 30.0
+
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
                  timeout_s: float | None = None, clock: Clock | None = None, write_termination: str | None = None,
-                 read_termination: str | None = None, block_terminated: bool = True,
-                 poll_interval_s: float = 0.1) -> None:
+                 read_termination: str | None = None, poll_interval_s: float = 0.1) -> None:
         if not isinstance(resource, BaseTransport):
             settings = self.line_settings_for(resource)
             overrides: dict[str, Any] = {}
@@ -198,7 +224,6 @@ class SantecTSL570(ScpiInstrument):
             resource = open_transport(resource, name=name or self.label, resource_manager=resource_manager,
                                       settings=replace(settings, **overrides), clock=clock)
         super().__init__(resource, name=name)
-        self.block_terminated = block_terminated
         self.poll_interval_s = poll_interval_s
         self._limits_m: tuple[float, float] = WAVELENGTH_WINDOW_M
         self._sweep: SweepSettings | None = None
@@ -248,7 +273,31 @@ class SantecTSL570(ScpiInstrument):
         return value
 
     def set_wavelength_m(self, wavelength_m: float) -> None:
-        self.wavelength_m = self._check_in_limits("wavelength_m", wavelength_m)
+        """``:WAV <m>``, then wait for the tune to finish (``*OPC?`` until 1, module docstring)."""
+        value = self._check_in_limits("wavelength_m", wavelength_m)
+        with self.transport.transaction():
+            self.wavelength_m = value
+            self.wait_operation_complete(self.tune_timeout_s)
+
+    def wait_operation_complete(self, timeout_s: float, *, after_block: bool = False) -> None:
+        """Poll ``*OPC?`` until it answers 1 (0 = an operation is in progress), for at most ``timeout_s``.
+
+        ``after_block`` accepts one empty line first: the terminator a data block may have left behind.
+        """
+        deadline = time.monotonic() + timeout_s
+        skip_empty = after_block
+        with self.transport.transaction():
+            while True:
+                reply = self.query(OPC_QUERY)
+                if skip_empty and reply.strip() == "":
+                    reply = self.transport.read_line()
+                skip_empty = False
+                if self.parse_reply(OPC_QUERY, reply, _parse_opc) == 1:
+                    return
+                if time.monotonic() >= deadline:
+                    raise InstrumentTimeout(f"operation still in progress after {timeout_s:g} s (*OPC? answers 0)",
+                                            instrument=self.name, address=self.address, command=OPC_QUERY)
+                self.transport.sleep(self.poll_interval_s)
 
     def get_wavelength_m(self) -> float:
         return self.wavelength_m
@@ -264,8 +313,16 @@ class SantecTSL570(ScpiInstrument):
         self.power_dbm = w_to_dbm(power)
 
     def get_power_w(self) -> float:
-        """The power setpoint in W."""
-        return dbm_to_w(self.power_dbm)
+        """The power setpoint in W, read in the unit the laser reports (``:POW:UNIT?`` first: dBm as set at
+        connect, or mW after a front-panel change; the bare ``:POW?`` number means either)."""
+        command = type(self).power_dbm.query
+        assert command is not None
+        with self.transport.transaction():
+            if self.power_unit == "dBm":
+                return dbm_to_w(self.power_dbm)
+            power_mw = self.query_parsed(command, in_range(parse_float, 0.0, 100.0))
+        log.warning("%s: power unit is mW (changed on the front panel?); converting %g mW", self.name, power_mw)
+        return power_mw * 1e-3
 
     def measured_power_w(self) -> float:
         """The built-in monitor's reading (``:POW:ACT?``, dBm) in W."""
@@ -317,6 +374,7 @@ class SantecTSL570(ScpiInstrument):
             self.trigger_input_external = False
             self.trigger_input_standby = False
             self.trigger_output_mode = "step"
+            self.trigger_output_period = "wavelength"
             self.trigger_output_step_m = sweep.step_m
             self.check_errors()
         self._sweep = sweep
@@ -376,19 +434,9 @@ class SantecTSL570(ScpiInstrument):
         return values
 
     def _read_log_block(self) -> bytes:
-        if self.block_terminated:
-            return self.transport.query_binary(LOG_DATA_QUERY, "u1").tobytes()
-        # Santec's own reading: the block only, then resynchronise on *OPC? (a stray CR shows up as an empty line).
-        settings = self.transport.settings
-        self.transport.settings = replace(settings, read_termination="")
-        try:
-            raw = self.transport.query_binary(LOG_DATA_QUERY, "u1").tobytes()
-        finally:
-            self.transport.settings = settings
-        reply = self.query(OPC_QUERY)
-        if reply.strip() == "":
-            reply = self.transport.read_line()
-        self.parse_reply(OPC_QUERY, reply, lambda t: in_range(parse_int, 1, 1)(t))
+        """The block alone (as Santec's sample reads it), then ``*OPC?`` past a terminator that may follow it."""
+        raw = self.transport.query_binary(LOG_DATA_QUERY, "u1", expect_termination=False).tobytes()
+        self.wait_operation_complete(self.transport.timeout_s, after_block=True)
         return raw
 
     def _decode_log(self, raw: bytes, n_points: int) -> np.ndarray:
@@ -417,6 +465,9 @@ class SantecTSL570(ScpiInstrument):
     def safe_state(self) -> None:
         """Stop any sweep, then switch the output off; both are attempted even if one fails."""
         attempt_all(self.name, (self.stop_sweep, lambda: self.set_output(False)))
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {"power_w": self.get_power_w(), "wavelength_limits_m": list(self.wavelength_limits_m())}
 
     # -- alerts ----------------------------------------------------------------------------------------------------
     def read_alerts(self) -> list[tuple[int, str]]:

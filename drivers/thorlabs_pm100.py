@@ -7,7 +7,9 @@ Units: the correction wavelength is set and read in **nm** (``SENS:CORR:WAV``), 
 driver converts from metres. The power unit is forced to W at connect (``SENS:POW:UNIT W``) so ``MEAS:POW?``
 answers in W.
 
-At connect the driver reads the sensor head (``SYST:SENS:IDN?`` -> ``name,sn,cal_msg,type,subtype,flags``):
+At connect the driver first drains the error queue (stale entries are logged, not blamed on its own commands
+later) and ends by requiring it clean. It reads the sensor head
+(``SYST:SENS:IDN?`` -> ``name,sn,cal_msg,type,subtype,flags``):
 ``no sensor`` (nothing plugged in) or a head without the power flag is refused with a clear error, and the
 head's wavelength range (``SENS:CORR:WAV? MIN|MAX``) is read so out-of-range wavelengths are refused before
 anything is sent. Flags are read in the PM100D/PM100USB format (1 power, 2 energy, 16 response settable,
@@ -104,6 +106,8 @@ class ThorlabsPM100(ScpiInstrument):
                                             address=self.address, command=IDN_QUERY)
         log.info("%s: %s", self.name, ident)
         with self.transport.transaction():
+            for code, message in self.read_errors():
+                log.warning("%s: stale error in the queue at connect: %d %s", self.name, code, message)
             self.sensor = self.query_parsed(SENSOR_IDN_QUERY, self._parse_sensor)
             flags = int(self.sensor[5])
             if not flags & FLAG_POWER:
@@ -120,6 +124,7 @@ class ThorlabsPM100(ScpiInstrument):
                                                instrument=self.name, address=self.address,
                                                command=WAVELENGTH_MAX_QUERY)
                 self._wavelength_limits_nm = (lo, hi)
+            self.check_errors()
         log.info("%s: sensor %s (s/n %s), wavelength %s", self.name, self.sensor[0], self.sensor[1],
                  f"{self._wavelength_limits_nm[0]:g}-{self._wavelength_limits_nm[1]:g} nm"
                  if self.wavelength_settable else "fixed")
@@ -225,3 +230,7 @@ class ThorlabsPM100(ScpiInstrument):
 
     def logged_power_w(self, port: int) -> np.ndarray:
         raise self._no_logging("logged_power_w")
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {"sensor": list(self.sensor), "wavelength_limits_m": list(self.wavelength_limits_m()),
+                "averaging_time_s": self.get_averaging_time_s()}

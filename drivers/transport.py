@@ -44,7 +44,7 @@ class Transport(Protocol):
     def read_line(self) -> str: ...
 
     def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False,
-                     expect_termination: bool = True) -> np.ndarray: ...
+                     expect_termination: bool = True, retries: int | None = None) -> np.ndarray: ...
 
     def query_raw(self, command: str, n_bytes: int) -> bytes: ...
 
@@ -121,6 +121,7 @@ class BaseTransport:
         self._lock = threading.RLock()
         #: Lines sent so far (tests and the safety layer's audits use it).
         self.write_count = 0
+        self._timeout_override_s: float | None = None
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _error(self, cls: type[InstrumentError], message: str, command: str | None) -> InstrumentError:
@@ -159,6 +160,34 @@ class BaseTransport:
         self.write_count += 1
         self._write(command)
 
+    @property
+    def timeout_s(self) -> float:
+        """The reply timeout in force: the line setting, or the one of an enclosing :meth:`timeout_for`."""
+        return self.settings.timeout_s if self._timeout_override_s is None else self._timeout_override_s
+
+    @contextlib.contextmanager
+    def timeout_for(self, seconds: float) -> Iterator[None]:
+        """Wait up to ``seconds`` for each reply inside the block (holding the lock).
+
+        Drivers use it where one reply takes as long as the measurement behind it (a long averaging time, a list
+        sweep read in one ``:READ?``, a wavelength move ended by ``*OPC?``), and for short probes of commands that
+        older firmware may not answer at all.
+        """
+        if not (seconds > 0 and np.isfinite(seconds)):
+            raise ValueError(f"timeout must be a positive number of seconds, got {seconds!r}")
+        with self._lock:
+            previous = self._timeout_override_s
+            self._timeout_override_s = float(seconds)
+            self._apply_timeout(self.timeout_s)
+            try:
+                yield
+            finally:
+                self._timeout_override_s = previous
+                self._apply_timeout(self.timeout_s)
+
+    def _apply_timeout(self, seconds: float) -> None:
+        """Make the backend wait ``seconds`` for replies (backends that read the timeout per call need nothing)."""
+
     def _recover(self) -> None:
         """Bring the line back to a clean state after a failed exchange (flush stale bytes)."""
 
@@ -190,14 +219,14 @@ class BaseTransport:
             return reply
 
     def query_binary(self, command: str, datatype: str = "f", *, big_endian: bool = False,
-                     expect_termination: bool = True) -> np.ndarray:
+                     expect_termination: bool = True, retries: int | None = None) -> np.ndarray:
         """Query an IEEE 488.2 definite-length block (``#<d><len><bytes>``) and decode it.
 
         ``expect_termination=False`` for instruments that send the block with no terminator after it.
         """
         with self.transaction():
             log.debug("%s <- %r (binary %s)", self.name, command, datatype)
-            raw = self._with_retries(command, lambda: self._query_block(command, expect_termination), None)
+            raw = self._with_retries(command, lambda: self._query_block(command, expect_termination), retries)
             values = decode_block(raw, datatype, big_endian=big_endian,
                                   error=lambda m: self._error(InstrumentReplyError, m, command))
             log.debug("%s -> %d values", self.name, values.size)
@@ -207,7 +236,7 @@ class BaseTransport:
         """Collect lines that arrive until the line stays quiet for ``quiet_s`` (replies of unknown length,
         asynchronous error lines)."""
         lines: list[str] = []
-        with self.transaction(), self._timeout_override(quiet_s):
+        with self.transaction(), self.timeout_for(max(quiet_s, 1e-3)):
             while True:
                 try:
                     lines.append(self._read_line(None))
@@ -218,10 +247,6 @@ class BaseTransport:
     def bytes_waiting(self) -> int | None:
         """Bytes received and not yet read, or None where the backend cannot tell."""
         return None
-
-    @contextlib.contextmanager
-    def _timeout_override(self, timeout_s: float) -> Iterator[None]:
-        yield
 
     def query_raw(self, command: str, n_bytes: int) -> bytes:
         """Query a reply of exactly ``n_bytes`` raw bytes with no header or terminator (e.g. Santec ``TA``)."""
@@ -322,7 +347,7 @@ class VisaTransport(BaseTransport):
     def _translate(self, exc: Exception, command: str | None) -> Exception:
         errors = self._pyvisa.errors
         if isinstance(exc, errors.VisaIOError) and exc.error_code == self._vc.StatusCode.error_timeout:
-            return self._error(InstrumentTimeout, f"no reply within {self.settings.timeout_s:g} s", command)
+            return self._error(InstrumentTimeout, f"no reply within {self.timeout_s:g} s", command)
         if isinstance(exc, errors.VisaIOError) and exc.error_code in (
             self._vc.StatusCode.error_connection_lost, self._vc.StatusCode.error_invalid_object,
             self._vc.StatusCode.error_resource_not_found, self._vc.StatusCode.error_closed,
@@ -365,14 +390,8 @@ class VisaTransport(BaseTransport):
         header = f"#{len(str(len(body)))}{len(body)}".encode()
         return header + body
 
-    @contextlib.contextmanager
-    def _timeout_override(self, timeout_s: float) -> Iterator[None]:
-        previous = self._res.timeout
-        self._res.timeout = max(1.0, timeout_s * 1000.0)
-        try:
-            yield
-        finally:
-            self._res.timeout = previous
+    def _apply_timeout(self, seconds: float) -> None:
+        self._res.timeout = max(1.0, seconds * 1000.0)
 
     def bytes_waiting(self) -> int | None:
         try:
@@ -426,11 +445,11 @@ class SerialTransport(BaseTransport):
             raise self._error(InstrumentTimeout, f"write timed out: {exc}", command) from exc
 
     def _fill(self, command: str | None, until: Any) -> None:
-        deadline = time.monotonic() + self.settings.timeout_s
+        deadline = time.monotonic() + self.timeout_s
         while not until():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._error(InstrumentTimeout, f"no complete reply within {self.settings.timeout_s:g} s"
+                raise self._error(InstrumentTimeout, f"no complete reply within {self.timeout_s:g} s"
                                   + (f" (partial {bytes(self._buffer)!r})" if self._buffer else ""), command)
             try:
                 self._port.timeout = remaining

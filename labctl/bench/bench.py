@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import logging
 from collections.abc import Iterator
@@ -295,6 +296,8 @@ def _open_driver(name: str, driver: str, address: str | None, options: dict[str,
         # the instrument's own limit is a hardware backstop at the largest ring limit; per-channel limits (and
         # zero for unwired outputs) are enforced by the safety wrapper before anything is sent
         kwargs.setdefault(key, float(per_ring.max()))
+        if "used_channels" in inspect.signature(cls).parameters:  # outputs the bench does not wire are left alone
+            kwargs.setdefault("used_channels", list(config.wiring.heaters.channels))
     if emulation is not None:
         target = emulation.address(name)
         kwargs.update(emulation.driver_options(name))

@@ -85,10 +85,9 @@ HEATER_FULL_SCALE: dict[str, Callable[[str, str | None], FullScale]] = {
 
 
 def _keysight_laser(model: str | None) -> FullScale:
-    from labctl.drivers.keysight_laser import KeysightLaserTree
+    from labctl.drivers.keysight_laser import POWER_LIMITS_W
 
-    hi = KeysightLaserTree.power_w.validator.hi  # type: ignore[union-attr]
-    return FullScale(float(hi), "W", f"Keysight {model or 'laser'} power setting")
+    return FullScale(float(POWER_LIMITS_W[1]), "W", f"Keysight {model or 'laser'} power setting")
 
 
 def _santec(model: str | None) -> FullScale:

@@ -17,12 +17,14 @@ Measurement model and the choices made where the driver and reference leave room
 * The photocurrent does not depend on the bias voltage (reverse-biased photodiodes within their operating range);
   no diode I-V curve is modelled, so a list sweep returns one current per point at the same light level.
 * Compliance: a current beyond ``:SENS:CURR:PROT`` reads as ± the compliance value (the source holds the
-  compliance current, as the 2400 does in voltage-source mode); the status bit 3 (compliance) is set in the
-  ``STAT`` element of the default format.
+  compliance current, as the 2400 does in voltage-source mode) and sets status-word bit 3 (in real compliance).
+  The ``STAT`` element also carries bit 12 (I-measure) and bit 14 (V-source), as the 2400's status word does in
+  this configuration, so a driver must test the compliance bits, not the whole word.
 * ``:READ?`` with the output off queues ``+803,"Not permitted with OUTPUT off"`` and answers nothing (the 2400 with
   auto output-off disabled, its default), so the driver's query times out and the error is in ``:SYST:ERR?``.
-* ``:FORM:ELEM CURR`` (the driver's set-up) gives ``+1.234560E-04`` per point; before it, the 2400's default
-  elements VOLT,CURR,RES,TIME,STAT are sent (RES = 9.91e37, TIME = virtual seconds since the bench started).
+* ``:FORM:ELEM <list>`` chooses the elements of each point (the driver's ``CURR,STAT`` gives
+  ``+1.234560E-04,+2.048000E+04``); before it, the 2400's default elements VOLT,CURR,RES,TIME,STAT are sent
+  (RES = 9.91e37, TIME = virtual seconds since the bench started).
 * List mode with ``:TRIG:COUN`` N takes N points cycling through the list; fixed mode takes N points at the fixed
   level. A list longer than 2500 points queues ``-223,"Too much data"``; an unparsable list ``-104,"Data type
   error"``; neither changes the stored list. A trigger count outside 1..2500 queues ``-222,"Data out of range"``.
@@ -39,7 +41,7 @@ import numpy as np
 from pyvisa_sim.component import NoResponse
 
 from labctl.drivers.keithley_2400 import (
-    FORMAT_CURRENT_ONLY,
+    FORMAT_ELEMENTS,
     LIST_MAX_POINTS,
     LIST_VOLTAGES,
     LIST_VOLTAGES_APPEND,
@@ -61,6 +63,9 @@ DEFAULT_SOURCE_DELAY_S = 1e-3
 NAN_REPLY = 9.91e37
 DEFAULT_ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT")
 STATUS_COMPLIANCE = 1 << 3
+#: Status-word bits always set while sourcing voltage and measuring current (bit 12 I-meas, bit 14 V-sour).
+STATUS_CONFIGURATION = (1 << 12) | (1 << 14)
+ELEMENT_NAMES = frozenset(DEFAULT_ELEMENTS)
 ERROR_OUTPUT_OFF = '+803,"Not permitted with OUTPUT off"'
 ERROR_TOO_MUCH_DATA = '-223,"Too much data"'
 ERROR_DATA_TYPE = '-104,"Data type error"'
@@ -140,8 +145,12 @@ class Keithley2400Model(DeviceModel):
         upper = line.strip().upper()
         if upper == SOURCE_FIXED_MODE:
             self.list_mode = False
-        elif upper == FORMAT_CURRENT_ONLY.upper():
-            self.elements = ("CURR",)
+            return
+        found = _pattern(FORMAT_ELEMENTS).match(line.strip())
+        if found is not None:
+            elements = tuple(e.strip().upper() for e in found["elements"].split(","))
+            if elements and set(elements) <= ELEMENT_NAMES:
+                self.elements = elements
 
     # -- commands ----------------------------------------------------------------------------------------------------
     def _store_list(self, text: str, append: bool) -> None:
@@ -182,7 +191,7 @@ class Keithley2400Model(DeviceModel):
 
     def _point(self, volts: float, amps: float, time_s: float, compliance: bool) -> str:
         fields = {"VOLT": volts, "CURR": amps, "RES": NAN_REPLY, "TIME": time_s,
-                  "STAT": float(STATUS_COMPLIANCE if compliance else 0)}
+                  "STAT": float(STATUS_CONFIGURATION | (STATUS_COMPLIANCE if compliance else 0))}
         return ",".join(f"{fields[name]:+.6E}" for name in self.elements)
 
 

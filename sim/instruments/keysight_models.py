@@ -39,7 +39,7 @@ from labctl.drivers.keysight_laser import (
     WAVELENGTH_MAX_QUERY,
     WAVELENGTH_MIN_QUERY,
 )
-from labctl.drivers.keysight_n774xa import FETCH_ALL_QUERY, KeysightN774xPort
+from labctl.drivers.keysight_n774xa import FETCH_ALL_CSV_QUERY, FETCH_ALL_QUERY, KeysightN774xPort
 from labctl.drivers.keysight_sweep import (
     LOGGING_PARAMETERS,
     LOGGING_RESULT_QUERY,
@@ -167,9 +167,13 @@ class KeysightLaserModel(DeviceModel):
     ``lasers.wavelength_repeatability_m``; the lambda log reports these emitted wavelengths (the log is the
     laser's own wavelength measurement, taken as exact). After a sweep the laser is back at its set wavelength.
 
+    Power is set in mW (``:SOUR0:POW <v>MW``, the driver's explicit unit) and ``:SOUR0:POW?`` answers in the unit of
+    ``:SOUR0:POW:UNIT`` (W, or dBm when set to 0). ``:TRIG:CONF`` is not known to this stand-alone laser (an 816x
+    mainframe command; the YAML answers -113 to it).
+
     Not modelled: sweep cycles other than 1 (one cycle runs), pause/continue, dwell/repeat, CHEC? codes 369-374
-    and 378-379 (limits not documented), the lock (``:LOCK?`` is always 0), a power unit other than W, and the
-    wavelength averaging of a meter during one step (each trigger samples one wavelength).
+    and 378-379 (limits not documented), the lock (``:LOCK?`` is always 0), and the wavelength averaging of a
+    meter during one step (each trigger samples one wavelength).
     """
 
     category = "laser"
@@ -195,7 +199,8 @@ class KeysightLaserModel(DeviceModel):
         self._limits_m = (float(dialogues[WAVELENGTH_MIN_QUERY.encode()]),
                           float(dialogues[WAVELENGTH_MAX_QUERY.encode()]))
         self.set_prop(_LASER.wavelength_m.name, float(chip.laser_wavelength_m()[self.channel]))
-        self.set_prop(_LASER.power_w.name, float(chip.laser_power_w()[self.channel]))
+        self.set_prop(_LASER.power_reading.name, float(chip.laser_power_w()[self.channel]))
+        self.set_prop(_LASER.power_mw.name, float(chip.laser_power_w()[self.channel]) * 1e3)
         self.set_prop(_LASER.output_enabled.name, int(chip.laser_on()[self.channel]))
         self.set_prop(_LASER.sweep_speed_m_per_s.name, self.prop(_LASER.sweep_speed_nm_per_s.name) * 1e-9)
 
@@ -204,7 +209,7 @@ class KeysightLaserModel(DeviceModel):
         timing = self.chip.spec.timing
         if match(_LASER.wavelength_m.command, line) is not None:
             return timing.laser_wavelength_change_s
-        if match(_LASER.power_w.command, line) is not None:
+        if match(_LASER.power_mw.command, line) is not None:
             return timing.laser_power_change_s
         return timing.scpi_query_s
 
@@ -226,6 +231,8 @@ class KeysightLaserModel(DeviceModel):
             return ieee_block(self._lambda_log_m.astype("<f8").tobytes())
         if match(SWEEP_PMAX_QUERY, line) is not None:
             return keysight_float(self.chip.spec.lasers.max_power_w)
+        if line == _LASER.power_reading.query:
+            return self._power_reply()
         state = match(_LASER.sweep_state.command, line)
         if state is not None:
             return self._sweep_state_command(state["value"])
@@ -239,12 +246,15 @@ class KeysightLaserModel(DeviceModel):
                 self._refuse(_LASER.wavelength_m.name, float(self.chip.laser_wavelength_m()[self.channel]))
                 return
             self._push(wavelength_m=value)
-        elif match(_LASER.power_w.command, line) is not None:
-            value = float(self.prop(_LASER.power_w.name))
+        elif match(_LASER.power_mw.command, line) is not None:
+            # set in mW (the unit written out), held and read back in W: two YAML properties, one setting
+            value = float(self.prop(_LASER.power_mw.name)) * 1e-3
             lasers = self.chip.spec.lasers
             if not lasers.min_power_w <= value <= lasers.max_power_w:
-                self._refuse(_LASER.power_w.name, float(self.chip.laser_power_w()[self.channel]))
+                previous = float(self.chip.laser_power_w()[self.channel])
+                self._refuse(_LASER.power_mw.name, previous * 1e3)
                 return
+            self.set_prop(_LASER.power_reading.name, value)
             self._push(power_w=value)
         elif match(_LASER.output_enabled.command, line) is not None:
             self._push(on=bool(self.prop(_LASER.output_enabled.name)))
@@ -253,6 +263,13 @@ class KeysightLaserModel(DeviceModel):
             self.set_prop(_LASER.sweep_speed_m_per_s.name, self.prop(_LASER.sweep_speed_nm_per_s.name) * 1e-9)
 
     # -- helpers -----------------------------------------------------------------------------------------------------
+    def _power_reply(self) -> str:
+        """``:SOUR0:POW?`` in the unit of ``:SOUR0:POW:UNIT`` (1 = W, 0 = dBm)."""
+        power_w = float(self.prop(_LASER.power_reading.name))
+        if bool(int(self.prop(_LASER.power_unit_watt.name))):
+            return _LASER.power_reading.reply.format(power_w)
+        return _LASER.power_reading.reply.format(10.0 * math.log10(max(power_w, 1e-12) / 1e-3))
+
     def _refuse(self, prop: str, previous: float) -> None:
         log.warning("%s: %s out of range; kept %g", self.name, prop, previous)
         self.set_prop(prop, previous)
@@ -342,7 +359,7 @@ class KeysightLaserModel(DeviceModel):
         on = bool(self.prop(_LASER.output_enabled.name))
         record = SweepRecord(laser=self.name, channel=self.channel, t0_s=chip.clock.now_s,
                              step_period_s=step / speed, speed_m_per_s=speed, wavelengths_m=emitted,
-                             power_w=float(self.prop(_LASER.power_w.name)) if on else 0.0, chip=chip)
+                             power_w=float(self.prop(_LASER.power_reading.name)) if on else 0.0, chip=chip)
         if self.prop(_LASER.trigger_output.name) == "STF":
             assert self.bench is not None
             for inst in self.bench.instruments.values():
@@ -395,8 +412,10 @@ class KeysightPowerMeterModel(DeviceModel):
     range picks the most sensitive range of ``spec.power_meter.ranges_dbm`` that holds the signal with 0.2 dB to
     spare. Over-range readings come back as float32 max (> 1e20, the Keysight marker); in dBm a reading <= 0 W
     does too. ``:FETC`` returns the last reading when continuous triggering is off (a fresh one otherwise).
-    Latency: averaging time + meter overhead per reading; ``:FETC:POW:ALL?`` measures all ports in parallel
-    (the longest averaging time + overhead). ``:FETC:POW:ALL?`` is always in W (the manual's statement).
+    Latency: averaging time + meter overhead per reading; the all-port fetches measure all ports in parallel
+    (the longest averaging time + overhead). ``:FETC:POW:ALL?`` (binary) is always in W (the manual's statement);
+    ``:FETC:POW:ALL:CSV?`` answers each port in its selected unit, ``+1.23456789E-006`` style, comma-separated
+    (the CSV unit is not documented in the excerpts consulted: an assumption of this model).
 
     Logging: ``:SENS<n>:FUNC:PAR:LOGG N,t`` (shared by all ports, as on the N774x), ``:FUNC:STAT LOGG,STAR``
     arms the port with its trigger input at that moment: SME logs one sample per laser step trigger (a sweep
@@ -625,7 +644,7 @@ class KeysightPowerMeterModel(DeviceModel):
         p = self._port_index(match(_PORT.fetched_power_w.query, line))
         if p is not None and bool(self._port_prop(p, _PORT.continuous)):
             return self._averaging_s(p) + timing.meter_overhead_s
-        if line == FETCH_ALL_QUERY:
+        if line in (FETCH_ALL_QUERY, FETCH_ALL_CSV_QUERY):
             return max(self._averaging_s(p) for p in range(len(self._ports))) + timing.meter_overhead_s
         return timing.scpi_query_s
 
@@ -633,6 +652,12 @@ class KeysightPowerMeterModel(DeviceModel):
         if line == FETCH_ALL_QUERY:
             values = self._fetch(range(len(self._ports)))
             return ieee_block(values.astype("<f4").tobytes())
+        if line == FETCH_ALL_CSV_QUERY:
+            ports = range(len(self._ports))
+            values = self._fetch(ports)
+            unit_watt = np.array([bool(self._port_prop(p, _PORT.unit_watt)) for p in ports])
+            shown = np.where(unit_watt, values, self._in_unit(values, False))
+            return ",".join(keysight_float(v) for v in shown.tolist())
         p = self._port_index(match(_PORT.power_w.query, line))
         if p is not None:
             return self._format_reading(p, float(self._measure([p])[0]))

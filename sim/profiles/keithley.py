@@ -22,10 +22,11 @@ PROFILES = [
             (k.SOURCE_VOLTAGE_AUTORANGE, None),
             (k.SENSE_CURRENT, None),
             (k.SENSE_CURRENT_AUTORANGE, None),
-            (k.FORMAT_CURRENT_ONLY, None),
-            # One reading with :FORM:ELEM CURR: the current alone (a static value; list sweeps need the bench
-            # emulator, their protocol is checked byte for byte in tests/drivers/test_keithley_2400.py).
-            (k.READ_QUERY, "+1.234560E-06"),
+            (k.FORMAT_READINGS, None),
+            # One reading with :FORM:ELEM CURR,STAT: the current and the status word (V-source, I-measure, not in
+            # compliance). A static value; list sweeps need the bench emulator, their protocol is checked byte for
+            # byte in tests/drivers/test_keithley_2400.py.
+            (k.READ_QUERY, "+1.234560E-06,+2.048000E+04"),
         ),
         error_queue=KEITHLEY_ERROR_QUEUE,
         defaults={"source_function": "current"},

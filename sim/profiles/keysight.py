@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from labctl.drivers.keysight_8164b import Keysight8164B, Keysight8164BLaser, Keysight81634BSensor
-from labctl.drivers.keysight_n774xa import KeysightN774xA, KeysightN774xPort
+from labctl.drivers.keysight_n774xa import FETCH_ALL_CSV_QUERY, FETCH_ALL_QUERY, KeysightN774xA, KeysightN774xPort
 from labctl.drivers.keysight_n777xc import KeysightN777xC
 
 from ..protocol import SimProfile
@@ -91,7 +91,8 @@ def _n774x(model: str, n_ports: int, host: str, serial: str) -> SimProfile:
         dialogues=(
             ("*CLS", None),
             ("*OPC?", "1"),
-            (":FETC:POW:ALL?", static_block(np.resize(SIM_POWERS_W, n_ports))),
+            (FETCH_ALL_QUERY, static_block(np.resize(SIM_POWERS_W, n_ports))),
+            (FETCH_ALL_CSV_QUERY, ",".join(f"{v:+.8E}" for v in np.resize(SIM_POWERS_W, n_ports).tolist())),
         ),
         channels={"port": (KeysightN774xPort, tuple(str(n) for n in range(1, n_ports + 1)))},
     )

@@ -73,6 +73,14 @@ SUMMARIES: dict[str, tuple[str, ...]] = {
         # named there, not implemented
         ":FREQuency:SWEep:STARt", ":FREQuency:SWEep:STOP", ":FREQuency:SWEep:STEP",
     ),
+    "keysight_daq970a": (
+        # 34970A/34972A User's Guide ch. 4-5 (DC volts, integration time, scanning, triggering); DAQ970A PG p.215
+        ":CONFigure:VOLTage:DC", ":MEASure:VOLTage:DC?", ":SENSe:VOLTage:DC:NPLCycles", ":SENSe:VOLTage:DC:APERture",
+        ":SENSe:VOLTage:DC:RANGe", ":ROUTe:SCAN", ":ROUTe:SCAN:SIZE?", ":TRIGger:SOURce", ":TRIGger:COUNt",
+        ":INITiate", ":FETCh?", ":READ?", ":ABORt", ":SYSTem:ERRor?", ":SYSTem:CTYPe?",
+        # named there, not implemented (not used for photodiode scans)
+        ":SENSe:VOLTage:DC:RESolution", ":CALCulate:SCALe:GAIN", ":CALCulate:SCALe:OFFSet", ":TRIGger:TIMer",
+    ),
     "thorlabs_pm100": (
         # instruments.md §2.3 table
         ":SENSe:CORRection:WAVelength", ":MEASure:POWer?", ":CONFigure:POWer", ":INITiate", ":FETCh?", ":READ?",

@@ -1,12 +1,14 @@
 """Conformance over every driver that has a simulation profile: the same promises hold for all of them.
 
 Each driver opens through ``pyvisa.ResourceManager("<shipped yaml>@sim")``, identifies itself, reports a clean
-error state, refuses out-of-range settings without sending anything, and closes. The shipped YAML must equal a
+error state, refuses out-of-range settings without sending anything, reports its settings as a JSON snapshot,
+and closes. The shipped YAML must equal a
 fresh rendering from the driver's declarations, so command spellings live in one place.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -77,6 +79,11 @@ def test_driver_conformance(profile: SimProfile, tmp_path: Path) -> None:
             with pytest.raises(LimitError, match=setting.name):
                 setattr(driver, setting.name, bad)
         assert _count_writes(driver) == sent_before, "a refused setting reached the transport"
+
+        snap = driver.snapshot()
+        assert json.loads(json.dumps(snap)) == snap   # plain JSON for the run records
+        assert snap["identity"]["model"] == identity.model and snap["address"] == resource
+        assert _count_writes(driver) >= sent_before   # queries only: nothing refused, nothing changed
 
         driver.close()
         with pytest.raises(InstrumentConnectionError):

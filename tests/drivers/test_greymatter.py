@@ -18,22 +18,21 @@ from labctl.drivers.transport import TransportSettings
 from labctl.sim.profiles.greymatter import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
 
-from .scripted import Exchange, ScriptedTransport
+from labctl.drivers.testing import Exchange, ScriptedTransport
 
 IDN = "greymatter,DAC Controller,001,0.1"
 CURRENT_IDS = [f"BOARD0:DAC{d}:CH{c}" for d in (0, 1) for c in range(5)]  # channels 0..9 of board 0
 
 
 def current_connect(span: int = 4, res: tuple[str, str] = ("16", "16")) -> list[Exchange]:
-    """One board in current mode: identify, resolutions, zero, load, spans, load."""
+    """One board in current mode: identify, resolutions, spans (before any code), zero codes, one load."""
     return [
         ("*IDN?", IDN),
         ("BOARD0:DAC0:RES?", res[0]),
         ("BOARD0:DAC1:RES?", res[1]),
-        *((f"{out}:CODE 0", "OK") for out in CURRENT_IDS),
-        ("LDAC", "OK"),
         (f"BOARD0:DAC0:SPAN:ALL {span}", "OK"),
         (f"BOARD0:DAC1:SPAN:ALL {span}", "OK"),
+        *((f"{out}:CODE 0", "OK") for out in CURRENT_IDS),
         ("LDAC", "OK"),
     ]
 
@@ -65,10 +64,11 @@ def test_channel_map() -> None:
 
 def test_mixed_limits_give_per_channel_spans() -> None:
     limits = [0.003] * 5 + [0.02] * 4 + [0.15]
-    script = current_connect()[:14] + [
+    script = current_connect()[:3] + [
         ("BOARD0:DAC0:SPAN:ALL 1", "OK"),        # all five at 3 mA -> 3.125 mA span
         *((f"BOARD0:DAC1:CH{c}:SPAN 4", "OK") for c in range(4)),
         ("BOARD0:DAC1:CH4:SPAN 7", "OK"),        # 150 mA -> 200 mA span
+        *((f"{out}:CODE 0", "OK") for out in CURRENT_IDS),
         ("LDAC", "OK"),
     ]
     driver, transport = open_current([], max_current_a=limits, connect=script)
@@ -80,9 +80,8 @@ def test_voltage_mode_connect_keeps_zero_volts_mid_scale() -> None:
     script: list[Exchange] = [
         ("*IDN?", IDN),
         ("BOARD0:DAC2:RES?", "16"),
-        *((f"BOARD0:DAC2:CH{c}:CODE 32768", "OK") for c in range(4)),  # 0 V in the (bipolar) power-on span
-        ("LDAC", "OK"),
-        ("BOARD0:DAC2:SPAN:ALL 2", "OK"),  # 4 V limit -> +/-5 V, still mid-scale = 0 V
+        ("BOARD0:DAC2:SPAN:ALL 2", "OK"),  # 4 V limit -> +/-5 V, written before any code
+        *((f"BOARD0:DAC2:CH{c}:CODE 32768", "OK") for c in range(4)),  # mid-scale: 0 V in that bipolar span
         ("LDAC", "OK"),
         ("BOARD0:DAC2:CH1:CODE 45875", "OK"),  # 2 V: floor((2 + 5) / 10 * 65535 + 0.5)
         ("LDAC", "OK"),
@@ -356,6 +355,10 @@ def test_pyvisa_sim_all_boards(tmp_path: Path) -> None:
     driver.safe_state()
     assert np.all(driver.read_drive() == 0.0)
     driver.check_errors()
+    snap = driver.snapshot()
+    assert snap["identity"]["maker"] == "greymatter" and snap["mode"] == "current"
+    assert snap["resolution_bits"]["BOARD7:DAC1"] == 16 and len(snap["resolution_bits"]) == 16
+    assert snap["commanded"]["read_back"] is False and snap["commanded"]["spans"] == [4] * 80
     driver.close()
 
 

@@ -8,26 +8,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labctl.drivers.errors import (InstrumentConnectionError, InstrumentReplyError, InstrumentReportedError,
-                                   InstrumentTimeout, LimitError)
+from labctl.drivers.errors import (ComplianceError, InstrumentConnectionError, InstrumentReplyError,
+                                   InstrumentReportedError, InstrumentTimeout, LimitError)
 from labctl.drivers.interfaces import SourceMeter
 from labctl.drivers.keithley_2400 import Keithley2400
 from labctl.sim.profiles.keithley import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import Late, ScriptedTransport
 
 LF = Keithley2400.line_settings
 IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1234567,C30   Mar 17 2006 09:29:29/A02  /K/J"
-CONNECT = [
-    ("*IDN?", IDN),
-    (":SOUR:FUNC VOLT", None),
-    (":SOUR:VOLT:MODE FIXED", None),
-    (":SOUR:VOLT:RANG:AUTO 1", None),
-    (":SENS:FUNC 'CURR'", None),
-    (":SENS:CURR:RANG:AUTO 1", None),
-    (":FORM:ELEM CURR", None),
-]
 NO_ERROR = (":SYST:ERR?", '0,"No error"')
+NPLC = "+1.000000E+00"
+
+
+def connect_script(stale_errors: tuple[str, ...] = (), compliance: str = "1.000000E-02",
+                   compliance_back: str = "+1.000000E-02") -> list[tuple[str, str | None]]:
+    return [
+        ("*IDN?", IDN),
+        *((":SYST:ERR?", e) for e in stale_errors), NO_ERROR,    # drained (and logged) before anything is set
+        (":SOUR:FUNC VOLT", None),
+        (":SOUR:VOLT:MODE FIXED", None),
+        (":SOUR:VOLT:RANG:AUTO 1", None),
+        (":SENS:FUNC 'CURR'", None),
+        (":SENS:CURR:RANG:AUTO 1", None),
+        (":FORM:ELEM CURR,STAT", None),
+        (f":SENS:CURR:PROT {compliance}", None), (":SENS:CURR:PROT?", compliance_back),
+        (":SENS:CURR:NPLC?", NPLC),
+        NO_ERROR,
+    ]
+
+
+CONNECT = connect_script()
+#: Status words of readings: V-source and I-measure bits set (20480), and the same at real compliance (bit 3).
+OK_STATUS, AT_COMPLIANCE = 20480.0, 20488.0
 
 
 def make(script, connect=CONNECT):
@@ -39,12 +53,39 @@ def sci(values) -> str:
     return ",".join(f"{v:.6E}" for v in values)
 
 
+def readings(currents, status=None) -> str:
+    """``current,status`` per point, as :FORM:ELEM CURR,STAT makes the 2400 answer."""
+    status = [OK_STATUS] * len(currents) if status is None else status
+    return ",".join(f"{i:+.6E},{s:+.6E}" for i, s in zip(currents, status))
+
+
 # -- connect / identify -------------------------------------------------------------------------------------------
 def test_connect_configures_voltage_source_and_current_only_replies():
     smu, t = make([])
     t.assert_done()
     assert isinstance(smu, SourceMeter)
     assert t.sent[0] == b"*IDN?\n"
+
+
+def test_connect_drains_stale_errors_sets_and_reads_back_the_compliance(caplog):
+    stale = ('-113,"Undefined header"', '+802,"OUTPUT blocked by output enable"')
+    transport = ScriptedTransport(connect_script(stale, "1.000000E-03", "+1.000000E-03"), settings=LF)
+    with caplog.at_level("WARNING", logger="labctl.drivers.keithley_2400"):
+        Keithley2400(transport, compliance_a=1e-3)
+    transport.assert_done()
+    assert sum("stale error" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_compliance_the_unit_did_not_take_is_refused_at_connect():
+    transport = ScriptedTransport(connect_script(compliance_back="+1.050000E-01")[:-2], settings=LF)
+    with pytest.raises(InstrumentReplyError, match="compliance reads back 0.105 A"):
+        Keithley2400(transport)
+
+
+def test_a_configuration_the_unit_refused_fails_the_connect():
+    script = connect_script()[:-1] + [(":SYST:ERR?", '-222,"Parameter data out of range"'), NO_ERROR]
+    with pytest.raises(InstrumentReportedError, match="-222"):
+        Keithley2400(ScriptedTransport(script, settings=LF))
 
 
 def test_other_instrument_is_refused():
@@ -63,7 +104,8 @@ def test_serial_line_settings_follow_the_instruments_terminator(fake_serial):
     """RS-232 at 9600 8N1; the 2400's terminator is set on its front panel, the driver is told the same one."""
     from tests.drivers import protocol_fakeinst
 
-    replies = {b"*IDN?\r": (IDN + "\r").encode()}
+    replies = {b"*IDN?\r": (IDN + "\r").encode(), b":SYST:ERR?\r": b'0,"No error"\r',
+               b":SENS:CURR:PROT?\r": b"+1.000000E-02\r", b":SENS:CURR:NPLC?\r": b"+1.000000E+00\r"}
     fake_serial["k2400"] = lambda line: replies.get(line)
     protocol_fakeinst.TERMINATORS["k2400"] = b"\r"
     smu = Keithley2400("fakeinst://k2400", termination="\r")
@@ -77,6 +119,7 @@ def test_serial_line_settings_follow_the_instruments_terminator(fake_serial):
 def test_source_voltage_compliance_nplc_output():
     smu, t = make([(":SOUR:VOLT -1.500000E+00", None), (":SOUR:VOLT?", "-1.500000E+00"),
                    (":SENS:CURR:PROT 1.000000E-03", None), (":SENS:CURR:PROT?", "+1.000000E-03"),
+                   (":SENS:CURR:PROT?", "+1.000000E-03"),
                    (":SENS:CURR:NPLC 0.1", None), (":SENS:CURR:NPLC?", "+1.000000E-01"),
                    (":OUTP 1", None), (":OUTP?", "1"), (":SOUR:FUNC?", "VOLT")])
     smu.set_voltage_v(-1.5)
@@ -92,8 +135,20 @@ def test_source_voltage_compliance_nplc_output():
 
 
 def test_measure_current_reads_one_current():
-    smu, t = make([(":READ?", "-2.345678E-09")])
+    smu, t = make([(":READ?", readings([-2.345678e-9]))])
     assert smu.measure_current_a() == pytest.approx(-2.345678e-9)
+    t.assert_done()
+
+
+def test_a_reading_at_compliance_is_flagged_and_raised_not_returned():
+    smu, t = make([(":READ?", readings([1e-2], [AT_COMPLIANCE])), (":SENS:CURR:PROT?", "+1.000000E-02"),
+                   (":READ?", readings([1e-2], [AT_COMPLIANCE])),
+                   (":READ?", readings([3e-3], [OK_STATUS + (1 << 16)]))])   # range compliance (bit 16)
+    with pytest.raises(ComplianceError, match="compliance") as info:
+        smu.measure_current_a()
+    assert info.value.command == ":READ?"
+    assert smu.read_current() == (pytest.approx(1e-2), True)
+    assert smu.read_current() == (pytest.approx(3e-3), True)
     t.assert_done()
 
 
@@ -102,7 +157,7 @@ def test_list_sweep_short_list_in_one_command():
     volts = np.array([0.0, -0.5, -1.0])
     amps = np.array([1.2e-10, -3.4e-7, -8.9e-7])
     smu, t = make([(":OUTP?", "0"), (":SOUR:LIST:VOLT " + sci(volts), None), (":SOUR:VOLT:MODE LIST", None),
-                   (":TRIG:COUN 3", None), (":OUTP 1", None), (":READ?", sci(amps)),
+                   (":TRIG:COUN 3", None), (":OUTP 1", None), (":READ?", readings(amps)),
                    (":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None), (":OUTP 0", None)])
     np.testing.assert_allclose(smu.list_sweep_current_a(volts), amps, rtol=1e-6)
     t.assert_done()
@@ -114,7 +169,7 @@ def test_list_sweep_of_250_points_appends_in_chunks_of_100_and_keeps_output_on()
     script = [(":OUTP?", "1"), (":SOUR:LIST:VOLT " + sci(volts[:100]), None),
               (":SOUR:LIST:VOLT:APP " + sci(volts[100:200]), None),
               (":SOUR:LIST:VOLT:APP " + sci(volts[200:]), None), (":SOUR:VOLT:MODE LIST", None),
-              (":TRIG:COUN 250", None), (":OUTP 1", None), (":READ?", sci(amps)),
+              (":TRIG:COUN 250", None), (":OUTP 1", None), (":READ?", readings(amps)),
               (":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None)]
     smu, t = make(script)
     got = smu.list_sweep_current_a(volts)
@@ -129,7 +184,7 @@ def test_list_sweep_of_2500_points_uses_25_commands():
         ((":SOUR:LIST:VOLT " if i == 0 else ":SOUR:LIST:VOLT:APP ") + sci(volts[i:i + 100]), None)
         for i in range(0, 2500, 100)] + [
         (":SOUR:VOLT:MODE LIST", None), (":TRIG:COUN 2500", None), (":OUTP 1", None),
-        (":READ?", sci(np.full(2500, 1e-9))), (":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None)])
+        (":READ?", readings(np.full(2500, 1e-9))), (":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None)])
     assert smu.list_sweep_current_a(volts).size == 2500
     t.assert_done()
 
@@ -139,8 +194,9 @@ LIST_PREFIX = [(":OUTP?", "0"), (":SOUR:LIST:VOLT 0.000000E+00,1.000000E+00", No
 LIST_RESTORE = [(":SOUR:VOLT:MODE FIXED", None), (":TRIG:COUN 1", None), (":OUTP 0", None)]
 
 
-@pytest.mark.parametrize("reply", ["+1.0E-06", "+1.0E-06,+2.0E-06,+3.0E-06", "+1.0E-06,+9.910000E+37",
-                                   "+1.0E-06,abc", "+1.0E-06,,", "+1.0E-06,+2.5E+00", ""])
+@pytest.mark.parametrize("reply", ["+1.0E-06,0", "+1.0E-06,0,+2.0E-06,0,+3.0E-06,0", "+1.0E-06,0,+9.910000E+37,0",
+                                   "+1.0E-06,0,abc,0", "+1.0E-06,0,,", "+1.0E-06,0,+2.5E+00,0", "",
+                                   "+1.0E-06,0,+2.0E-06,0.5", "+1.0E-06,-1,+2.0E-06,0"])
 def test_list_sweep_bad_replies_raise_after_restoring_fixed_mode(reply):
     smu, t = make(LIST_PREFIX + [(":READ?", reply)] + LIST_RESTORE)
     with pytest.raises(InstrumentReplyError, match=r":READ\?"):
@@ -155,9 +211,32 @@ def test_list_sweep_timeout_is_not_retried_and_restores_fixed_mode():
     t.assert_done()
 
 
+def test_list_sweep_points_at_compliance_raise_naming_the_points():
+    smu, t = make(LIST_PREFIX + [(":READ?", readings([1e-6, 1e-2], [OK_STATUS, AT_COMPLIANCE]))] + LIST_RESTORE
+                  + [(":SENS:CURR:PROT?", "+1.000000E-02")])
+    with pytest.raises(ComplianceError, match=r"point \[1\]"):
+        smu.list_sweep_current_a(np.array([0.0, 1.0]))
+    t.assert_done()
+
+
+def test_a_long_list_sweep_is_given_as_long_as_it_takes():
+    # 2500 points at NPLC 10 (50 Hz) take minutes; the reply comes after 600 s, far past the 5 s line timeout
+    volts = np.zeros(2500)
+    smu, t = make([(":SENS:CURR:NPLC 10", None), (":OUTP?", "1")] + [
+        ((":SOUR:LIST:VOLT " if i == 0 else ":SOUR:LIST:VOLT:APP ") + sci(volts[i:i + 100]), None)
+        for i in range(0, 2500, 100)] + [
+        (":SOUR:VOLT:MODE LIST", None), (":TRIG:COUN 2500", None), (":OUTP 1", None),
+        (":READ?", Late(readings(np.full(2500, 1e-9)), 600.0)), (":SOUR:VOLT:MODE FIXED", None),
+        (":TRIG:COUN 1", None)])
+    smu.set_nplc(10)
+    assert smu.sweep_timeout_s(2500) > 600.0
+    assert smu.list_sweep_current_a(volts).size == 2500
+    t.assert_done()
+
+
 # -- strict parsing ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reply", ["+9.910000E+37", "-9.91E37", "garbage", "", "+1.0E-06,+2.0E-06",
-                                   "+5.000000E+00", "nan"])
+@pytest.mark.parametrize("reply", ["+9.910000E+37,0", "-9.91E37,0", "garbage", "", "+1.0E-06,0,+2.0E-06,0",
+                                   "+5.000000E+00,0", "nan,0", "+1.0E-06"])
 def test_bad_current_readings_name_the_command(reply):
     smu, _ = make([(":READ?", reply)])
     with pytest.raises(InstrumentReplyError) as info:
@@ -269,5 +348,9 @@ def test_pyvisa_sim_basic_operations(tmp_path: Path):
     smu.check_errors()
     smu.safe_state()
     assert smu.get_output() is False and smu.get_voltage_v() == 0.0
+    snap = smu.snapshot()
+    assert snap["identity"]["model"] == "MODEL 2400"
+    assert snap["settings"]["compliance_a"] == {"value": pytest.approx(1e-3), "unit": "A"}
+    assert snap["settings"]["output"]["value"] is False and snap["reading_elements"] == ["CURR", "STAT"]
     smu.close()
     rm.close()

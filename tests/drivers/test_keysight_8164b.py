@@ -16,9 +16,9 @@ from labctl.drivers.keysight_8164b import Keysight8164B
 from labctl.drivers.keysight_sweep import swept_insertion_loss
 from labctl.sim.profiles.keysight import KEYSIGHT_8164B, SIM_POWERS_W
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport, block
-from tests.drivers.test_keysight_laser import (FINISH_SCRIPT, LASER_SETUP, LF, NO_ERROR, SHORT_SWEEP, START_SCRIPT,
-                                               WAIT_SCRIPT, configure_script, f64_block)
+from labctl.drivers.testing import ScriptedTransport, block
+from tests.drivers.test_keysight_laser import (FRAME_FINISH_SCRIPT, LASER_SETUP, LF, NO_ERROR, POWER_READ, SHORT_SWEEP,
+                                               START_SCRIPT, WAIT_SCRIPT, configure_script, f64_block)
 
 IDN = "Keysight Technologies,8164B,MY48100123,V5.25(72637)"
 LASER_IDN = "Keysight Technologies,81600B,DE41400321,V4.3(70310)"
@@ -45,10 +45,19 @@ def slots_script(filled: dict[int, str]) -> list[tuple[str, str | None]]:
 
 
 FILLED = {0: LASER_IDN, 1: PM_IDN.format(1), 2: PM_IDN.format(2)}
+ATIM = "+1.00000000E-004"
+
+
+def channels_setup(channels: list[tuple[int, int]], atim: str = ATIM) -> list[tuple[str, str | None]]:
+    """Unit W on every power channel, then each channel's averaging time read back."""
+    return ([(f":SENS{slot}:CHAN{ch}:POW:UNIT 1", None) for slot, ch in channels]
+            + [(f":SENS{slot}:CHAN{ch}:POW:ATIM?", atim) for slot, ch in channels])
+
+
 CONNECT = [
     ("*IDN?", IDN), ("*CLS", None), *slots_script(FILLED), *LASER_SETUP,
     (":READ1:POW:ALL:CONF?", u16_block([1, 1, 2, 1])),
-    (":SENS1:CHAN1:POW:UNIT 1", None), (":SENS2:CHAN1:POW:UNIT 1", None),
+    *channels_setup([(1, 1), (2, 1)]),
     NO_ERROR,
 ]
 
@@ -79,10 +88,32 @@ def test_views_identify_through_the_frame():
 
 def test_frame_without_laser():
     connect = [("*IDN?", IDN), ("*CLS", None), *slots_script({3: PM_IDN.format(3)}),
-               (":READ1:POW:ALL:CONF?", u16_block([3, 1])), (":SENS3:CHAN1:POW:UNIT 1", None), NO_ERROR]
+               (":READ1:POW:ALL:CONF?", u16_block([3, 1])), *channels_setup([(3, 1)]), NO_ERROR]
     frame, t = make(connect=connect)
     assert frame.laser is None and frame.power_meter.ports == [(3, 1)]
     frame.safe_state()  # nothing to switch off
+    t.assert_done()
+
+
+def test_frame_without_power_modules_never_asks_for_the_channel_order():
+    connect = [("*IDN?", IDN), ("*CLS", None), *slots_script({0: LASER_IDN}), *LASER_SETUP, NO_ERROR]
+    frame, t = make(connect=connect)
+    assert frame.laser is not None and frame.power_meter.n_ports == 0
+    t.assert_done()
+
+
+def test_older_firmware_without_the_channel_order_query_still_connects_its_laser():
+    # firmware before v3.0x: :READ1:POW:ALL:CONF? is not answered (and leaves -113 in the queue)
+    filled = {0: LASER_IDN, 1: PM_IDN.format(1), 2: "Keysight Technologies,81635A,DE2,V1.0",
+              3: "Keysight Technologies,81689A,DE3,V1.0"}   # a compact laser module: not a power channel
+    connect = [("*IDN?", IDN), ("*CLS", None), *slots_script(filled), *LASER_SETUP,
+               (":READ1:POW:ALL:CONF?", None), ("*CLS", None),
+               *channels_setup([(1, 1), (2, 1), (2, 2)]), NO_ERROR]
+    frame, t = make([(":READ1:CHAN1:POW?", "+1.0E-005"), (":READ2:CHAN1:POW?", "+2.0E-005"),
+                     (":READ2:CHAN2:POW?", "+3.0E-005")], connect=connect)
+    assert frame.laser is not None
+    assert frame.power_meter.ports == [(1, 1), (2, 1), (2, 2)] and not frame.power_meter.read_all_supported
+    np.testing.assert_allclose(frame.power_meter.read_all_w(), [1e-5, 2e-5, 3e-5])
     t.assert_done()
 
 
@@ -90,7 +121,7 @@ def test_dual_head_logs_on_the_master_channel_only():
     connect = [("*IDN?", IDN), ("*CLS", None),
                *slots_script({1: "Keysight Technologies,81635A,DE1,V1.0"}),
                (":READ1:POW:ALL:CONF?", u16_block([1, 1, 1, 2])),
-               (":SENS1:CHAN1:POW:UNIT 1", None), (":SENS1:CHAN2:POW:UNIT 1", None), NO_ERROR]
+               *channels_setup([(1, 1), (1, 2)]), NO_ERROR]
     script = [(":SENS1:CHAN1:FUNC:STAT LOGG,STOP", None), (":TRIG1:CHAN1:INP SME", None),
               (":SENS1:CHAN1:POW:UNIT 1", None), (":SENS1:CHAN1:FUNC:PAR:LOGG 3,1.000000E-04", None), NO_ERROR,
               (":SENS1:CHAN2:FUNC:RES?", f32_block([1e-6, 2e-6, 3e-6]))]
@@ -136,7 +167,7 @@ def test_malformed_slot_replies_name_the_command(query, reply):
 # -- laser in slot 0 ---------------------------------------------------------------------------------------------------
 def test_laser_commands_go_to_sour0_and_sync_through_the_frame():
     frame, t = make([(":SOUR0:WAV 1.55000000E-06", None), OPC, NO_ERROR, (":SOUR0:WAV?", "+1.55000000E-006"),
-                     (":SOUR0:POW 1.000000E-03", None), OPC, NO_ERROR, (":SOUR0:POW?", "+1.00000000E-003"),
+                     (":SOUR0:POW 1.000000E+00MW", None), OPC, NO_ERROR, *POWER_READ,
                      (":SOUR0:POW:STAT 1", None), OPC, NO_ERROR, (":SOUR0:POW:STAT?", "1")])
     laser = frame.laser
     laser.set_wavelength_m(1.55e-6)
@@ -149,12 +180,13 @@ def test_laser_commands_go_to_sour0_and_sync_through_the_frame():
 
 
 def test_safe_state_and_close():
-    frame, t = make([(":SOUR0:WAV:SWE 0", None), (":SOUR0:POW:STAT 0", None), (":SOUR0:POW:STAT?", "0")])
+    off = [(":SOUR0:WAV:SWE 0", None), (":SOUR0:POW:STAT 0", None), (":SOUR0:POW:STAT?", "0")]
+    frame, t = make(off + off)
     frame.laser.close()
     frame.power_meter.close()
     assert t.is_open  # views do not own the connection
     frame.safe_state()
-    frame.close()
+    frame.close()  # a frame used alone switches its laser off on close, as the bench would
     assert not t.is_open
     t.assert_done()
 
@@ -345,12 +377,12 @@ def sensor_setup(range_dbm: str, centre: str) -> list[tuple[str, str | None]]:
 def test_swept_insertion_loss_in_one_frame_uses_the_trigger_loop():
     wavelengths = np.linspace(SHORT_SWEEP.start_m, SHORT_SWEEP.stop_m, 5) + 1e-14
     script = (configure_script(SHORT_SWEEP, 5, loop=True)
-              + [(":SOUR0:POW?", "+1.00000000E-003")]          # range from the set power: 0 dBm
+              + POWER_READ          # range from the set power: 0 dBm
               + sensor_setup("0", "1.55002000E-06")
               + CONFIGURE_LOGGING + START_LOGGING + START_SCRIPT + WAIT_SCRIPT + WAIT_LOGGING
               + [(":SENS1:CHAN1:FUNC:RES?", f32_block(POWERS[0])), (":SENS2:CHAN1:FUNC:RES?", f32_block(POWERS[1])),
                  (":SOUR0:READ:DATA? LLOG", f64_block(wavelengths))]
-              + FINISH_LOGGING + FINISH_SCRIPT)
+              + FINISH_LOGGING + FRAME_FINISH_SCRIPT)
     frame, t = make(script)
     wl, p = swept_insertion_loss(frame.laser, frame.power_meter, [0, 1], SHORT_SWEEP, 1e-4, 0.0)
     np.testing.assert_array_equal(wl, wavelengths)
@@ -366,7 +398,7 @@ def test_swept_insertion_loss_with_an_explicit_range_and_one_port():
                  (":SENS2:CHAN1:POW:WAV 1.55002000E-06", None)]
               + CONFIGURE_LOGGING + START_LOGGING + START_SCRIPT + WAIT_SCRIPT + WAIT_LOGGING
               + [(":SENS2:CHAN1:FUNC:RES?", f32_block(POWERS[1])), (":SOUR0:READ:DATA? LLOG", f64_block(wavelengths))]
-              + FINISH_LOGGING + FINISH_SCRIPT)
+              + FINISH_LOGGING + FRAME_FINISH_SCRIPT)
     frame, t = make(script)
     wl, p = swept_insertion_loss(frame.laser, frame.power_meter, [1], SHORT_SWEEP, 1e-4, 0.0, range_dbm=-10)
     assert p.shape == (1, 5)
@@ -374,9 +406,9 @@ def test_swept_insertion_loss_with_an_explicit_range_and_one_port():
 
 
 def test_swept_insertion_loss_cleans_up_and_aborts_when_a_step_fails():
-    script = (configure_script(SHORT_SWEEP, 5, loop=True)[:-4] + [(":SOUR0:WAV:SWE:CHEC?", "372,Stepsize too small")]
+    script = (configure_script(SHORT_SWEEP, 5, loop=True)[:-5] + [(":SOUR0:WAV:SWE:CHEC?", "372,Stepsize too small")]
               + [(f":SENS{slot}:CHAN1:FUNC:STAT LOGG,STOP", None) for slot in (1, 2)] + FINISH_LOGGING
-              + [(":SOUR0:WAV:SWE 0", None)] + FINISH_SCRIPT)
+              + [(":SOUR0:WAV:SWE 0", None)] + FRAME_FINISH_SCRIPT)
     frame, t = make(script)
     with pytest.raises(InstrumentReportedError, match="step too small"):
         swept_insertion_loss(frame.laser, frame.power_meter, [0, 1], SHORT_SWEEP, 1e-4, 0.0)
@@ -394,7 +426,7 @@ class DroppingTransport(ScriptedTransport):
 
 
 def test_swept_insertion_loss_keeps_the_original_error_when_clean_up_fails_too():
-    script = (configure_script(SHORT_SWEEP, 5, loop=True)[:-4] + [(":SOUR0:WAV:SWE:CHEC?", "380,Start too small")])
+    script = (configure_script(SHORT_SWEEP, 5, loop=True)[:-5] + [(":SOUR0:WAV:SWE:CHEC?", "380,Start too small")])
     t = DroppingTransport(CONNECT + script, settings=LF)
     frame = Keysight8164B(t, poll_interval_s=0)
     with pytest.raises(InstrumentReportedError, match="start wavelength too small"):
@@ -481,8 +513,8 @@ def test_pyvisa_sim_basic_operations(sim_rm):
     laser, pm = frame.laser, frame.power_meter
     laser.set_wavelength_m(1.5512345e-6)
     assert laser.get_wavelength_m() == pytest.approx(1.5512345e-6, abs=1e-16)
-    laser.set_power_w(3e-3)
-    assert laser.get_power_w() == pytest.approx(3e-3)
+    laser.set_power_w(3e-3)  # accepted; the static simulation's read-back stays at its 1 mW
+    assert laser.get_power_w() == pytest.approx(1e-3)
     laser.set_output(True)
     assert laser.get_output() is True
     assert laser.configure_sweep(SweepSettings(1.52e-6, 1.58e-6, 1e-11, 40e-9), trigger_loop=True) == 6001
@@ -505,4 +537,9 @@ def test_pyvisa_sim_basic_operations(sim_rm):
     frame.check_errors()
     frame.safe_state()
     assert laser.get_output() is False
+    snap = frame.snapshot()
+    assert snap["identity"]["model"] == "8164B" and snap["modules"]["1"].startswith("Keysight Technologies 81634B")
+    assert snap["laser"]["power_w"] == pytest.approx(1e-3) and snap["laser"]["locked"] is False
+    assert [(c["slot"], c["channel"]) for c in snap["power_channels"]] == [(1, 1), (2, 1)]
+    assert snap["power_channels"][0]["settings"]["range_dbm"]["value"] == -30.0
     frame.close()

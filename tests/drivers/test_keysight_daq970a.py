@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from labctl.drivers.errors import InstrumentConnectionError, InstrumentReplyError, LimitError
 from labctl.drivers.interfaces import ScanningVoltmeter
 from labctl.drivers.keysight_daq970a import KeysightDAQ970A, channel_list, parse_channel_list
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 
 IDN = "Keysight Technologies,DAQ970A,MY58000123,A.03.02-01.00-03.02-00.02-03-02"
 CONNECT = [("*IDN?", IDN), ("*CLS", None), (":SYST:ERR?", '+0,"No error"')]

@@ -15,7 +15,7 @@ from labctl.drivers.errors import InstrumentReplyError, InstrumentReportedError,
 from labctl.drivers.interfaces import SweepSettings
 from labctl.drivers.keysight_laser import SWEEP_CHECK_CODES, parse_sweep_check
 from labctl.drivers.keysight_n777xc import KeysightN777xC
-from tests.drivers.scripted import ScriptedTransport, block
+from labctl.drivers.testing import ScriptedTransport, block
 
 #: Line settings for scripted tests: no retries, so a missing reply surfaces at once instead of a re-send.
 LF = replace(KeysightN777xC.line_settings, retries=0)
@@ -53,12 +53,16 @@ def sweep_settings_script(sweep: SweepSettings, *, loop: bool) -> list[tuple[str
     ]
 
 
+#: Every power read-back: the unit first, then the value in that unit (1 mW here).
+POWER_READ = [(":SOUR0:POW:UNIT?", "1"), (":SOUR0:POW?", "+1.00000000E-003")]
+
+
 def configure_script(sweep: SweepSettings, points: int, *, loop: bool = False) -> list[tuple[str, str | None]]:
     """§1.3 steps 1-4: settings, error check, CHEC?, PMAX? against the set power, EXP?."""
     return sweep_settings_script(sweep, loop=loop) + [
         (":SOUR0:WAV:SWE:CHEC?", "0,OK"),
         (f":SOUR0:WAV:SWE:PMAX? {sweep.start_m * 1e9:.4f}NM,{sweep.stop_m * 1e9:.4f}NM", "+1.00000000E-002"),
-        (":SOUR0:POW?", "+1.00000000E-003"),
+        *POWER_READ,
         (":SOUR0:WAV:SWE:EXP?", f"+{points}"),
     ]
 
@@ -70,7 +74,9 @@ START_SCRIPT = [
     (":SOUR0:WAV:SWE:SOFT", None),
 ]
 WAIT_SCRIPT = [(":SOUR0:WAV:SWE?", "+1"), (":SOUR0:WAV:SWE?", "+0")]
-FINISH_SCRIPT = [(":TRIG0:INP IGN", None), (":TRIG0:OUTP DIS", None), (":TRIG:CONF DEF", None)]
+#: §1.3 step 9 on a stand-alone laser: no :TRIG:CONF (an 816x mainframe command); FRAME_FINISH_SCRIPT in a frame.
+FINISH_SCRIPT = [(":TRIG0:INP IGN", None), (":TRIG0:OUTP DIS", None)]
+FRAME_FINISH_SCRIPT = FINISH_SCRIPT + [(":TRIG:CONF DEF", None)]
 
 
 def f64_block(values: np.ndarray) -> bytes:
@@ -90,9 +96,10 @@ def test_configure_sweep_follows_the_recipe_and_returns_expected_points():
     t.assert_done()
 
 
-def test_configure_sweep_with_trigger_loop():
-    laser, t = make(configure_script(SWEEP, 6001, loop=True))
-    assert laser.configure_sweep(SWEEP, trigger_loop=True) == 6001
+def test_a_stand_alone_laser_refuses_a_trigger_loop_before_sending_anything():
+    laser, t = make()
+    with pytest.raises(LimitError, match="816x"):
+        laser.configure_sweep(SWEEP, trigger_loop=True)
     t.assert_done()
 
 
@@ -127,7 +134,7 @@ def test_power_above_pmax_over_the_sweep_range_is_refused():
     script = sweep_settings_script(SWEEP, loop=False) + [
         (":SOUR0:WAV:SWE:CHEC?", "0,OK"),
         (":SOUR0:WAV:SWE:PMAX? 1520.0000NM,1580.0000NM", "+5.00000000E-004"),
-        (":SOUR0:POW?", "+1.00000000E-003"),
+        *POWER_READ,
     ]
     laser, t = make(script)
     with pytest.raises(InstrumentReportedError, match="exceeds") as info:

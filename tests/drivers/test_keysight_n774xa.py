@@ -17,9 +17,9 @@ from labctl.drivers import keysight_sweep
 from labctl.drivers.keysight_sweep import swept_insertion_loss
 from labctl.sim.profiles.keysight import KEYSIGHT_N7744A, KEYSIGHT_N7745A, SIM_POWERS_W
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport, block
-from tests.drivers.test_keysight_laser import (FINISH_SCRIPT, LF, NO_ERROR, SHORT_SWEEP, START_SCRIPT, WAIT_SCRIPT,
-                                               configure_script, f64_block)
+from labctl.drivers.testing import Late, ScriptedTransport, block
+from tests.drivers.test_keysight_laser import (FINISH_SCRIPT, LF, NO_ERROR, POWER_READ, SHORT_SWEEP, START_SCRIPT,
+                                               WAIT_SCRIPT, configure_script, f64_block)
 from tests.drivers.test_keysight_laser import make as make_laser
 
 IDN = {4: "Keysight Technologies,N7744A,MY55100044,V1.250", 8: "Keysight Technologies,N7745A,MY55100045,V1.250"}
@@ -29,16 +29,21 @@ def each(template: str, ports, reply: str | None = None) -> list[tuple[str, str 
     return [(template.format(n=n), reply) for n in ports]
 
 
-def connect_script(n_ports: int = 4, idn: str | None = None) -> list[tuple[str, str | None]]:
+def connect_script(n_ports: int = 4, idn: str | None = None,
+                   atim: str = "+1.00000000E-004") -> list[tuple[str, str | None]]:
     ports = range(1, n_ports + 1)
     return [("*IDN?", idn or IDN[n_ports]), ("*CLS", None), *each(":SENS{n}:POW:UNIT 1", ports),
-            *each(":INIT{n}:CONT 1", ports), NO_ERROR]
+            *each(":INIT{n}:CONT 1", ports), *each(":SENS{n}:POW:ATIM?", ports, atim), NO_ERROR]
 
 
-def make(script=(), n_ports: int = 4):
-    transport = ScriptedTransport(connect_script(n_ports) + list(script), settings=LF,
+def make(script=(), n_ports: int = 4, read_all: str = "csv", atim: str = "+1.00000000E-004"):
+    transport = ScriptedTransport(connect_script(n_ports, atim=atim) + list(script), settings=LF,
                                   address="TCPIP0::10.0.0.44::inst0::INSTR")
-    return KeysightN774xA(transport, poll_interval_s=0), transport
+    return KeysightN774xA(transport, poll_interval_s=0, read_all=read_all), transport
+
+
+def csv(values) -> str:
+    return ",".join(f"{v:+.8E}" for v in values)
 
 
 def f32_block(values) -> bytes:
@@ -106,9 +111,53 @@ def test_single_readings_trigger_and_continuous():
     t.assert_done()
 
 
-def test_read_all_is_one_float32_block_in_watts():
+def test_read_all_uses_the_csv_spelling_of_public_code_by_default():
+    values = [1e-5, 2e-5, 3e-6, 4e-9]
+    meter, t = make([(":FETC:POW:ALL:CSV?", csv(values))])
+    np.testing.assert_allclose(meter.read_all_w(), values)
+    t.assert_done()
+
+
+@pytest.mark.parametrize("reply, match", [
+    (csv([1e-5, 2e-5, 3e-5]), "holds 3 values, expected 4"),
+    (csv([1e-5, 2e-5, 9.91e37, 1e-5]), "over-range"),
+    (csv([-10.0, -20.0, -30.0, -40.0]), "plausible"),        # dBm, not W
+    ("1e-5;2e-5;3e-5;4e-5", "expected a number"),
+    ("", "expected"),
+])
+def test_bad_csv_reading_is_a_reply_error(reply, match):
+    meter, t = make([(":FETC:POW:ALL:CSV?", reply)])
+    with pytest.raises(InstrumentReplyError, match=match) as info:
+        meter.read_all_w()
+    assert info.value.command == ":FETC:POW:ALL:CSV?"
+
+
+def test_unknown_read_all_mode_is_refused():
+    with pytest.raises(ValueError, match="read_all"):
+        KeysightN774xA(ScriptedTransport([], settings=LF), read_all="fast")  # type: ignore[arg-type]
+
+
+def test_readings_wait_as_long_as_the_averaging_time_needs():
+    # 10 s averaging (read at connect) against the 10 s line timeout: the reply at 10.5 s must still be read
+    meter, t = make([(":FETC:POW:ALL:CSV?", Late(csv([1e-5] * 4), 10.5)),
+                     (":READ2:POW?", Late("+1.00000000E-005", 10.5))], atim="+1.00000000E+001")
+    np.testing.assert_allclose(meter.read_all_w(), [1e-5] * 4)
+    assert meter.read_power_w(1) == pytest.approx(1e-5)
+    assert meter.transport.timeout_s == LF.timeout_s   # only for those readings
+    t.assert_done()
+
+
+def test_a_shorter_averaging_time_set_through_the_driver_shortens_the_wait():
+    meter, t = make([*each(":SENS{n}:POW:ATIM 1.000000E-03", range(1, 5)),
+                     (":READ1:POW?", Late("+1.00000000E-005", 10.5))], atim="+1.00000000E+001")
+    meter.set_averaging_time_s(1e-3)
+    with pytest.raises(InstrumentTimeout):
+        meter.read_power_w(0)
+
+
+def test_read_all_binary_option_is_one_float32_block_in_watts():
     values = np.array([1e-5, 2e-5, 3e-6, 4e-9], dtype="<f4")
-    meter, t = make([(":FETC:POW:ALL?", f32_block(values))])
+    meter, t = make([(":FETC:POW:ALL?", f32_block(values))], read_all="binary")
     np.testing.assert_array_equal(meter.read_all_w(), values.astype(float))
     t.assert_done()
 
@@ -121,7 +170,7 @@ def test_read_all_is_one_float32_block_in_watts():
     ([-10.0, -20.0, -30.0, -40.0], "plausible"),              # dBm, not W
 ])
 def test_bad_bulk_reading_is_a_reply_error(payload, match):
-    meter, t = make([(":FETC:POW:ALL?", f32_block(payload))])
+    meter, t = make([(":FETC:POW:ALL?", f32_block(payload))], read_all="binary")
     with pytest.raises(InstrumentReplyError, match=match) as info:
         meter.read_all_w()
     assert info.value.command == ":FETC:POW:ALL?"
@@ -130,14 +179,14 @@ def test_bad_bulk_reading_is_a_reply_error(payload, match):
 
 @pytest.mark.parametrize("reply", [block(b"\x00" * 15), b"1e-5,2e-5,3e-5,4e-5\n", b"#216" + b"\x00" * 16 + b"!"])
 def test_malformed_bulk_block_is_a_reply_error(reply):
-    meter, t = make([(":FETC:POW:ALL?", reply)])
+    meter, t = make([(":FETC:POW:ALL?", reply)], read_all="binary")
     with pytest.raises(InstrumentReplyError) as info:
         meter.read_all_w()
     assert info.value.command == ":FETC:POW:ALL?"
 
 
 def test_truncated_bulk_block_times_out_naming_the_command():
-    meter, t = make([(":FETC:POW:ALL?", b"#216" + b"\x00" * 8 + b"\n")])
+    meter, t = make([(":FETC:POW:ALL?", b"#216" + b"\x00" * 8 + b"\n")], read_all="binary")
     with pytest.raises(InstrumentTimeout) as info:
         meter.read_all_w()
     assert info.value.command == ":FETC:POW:ALL?"
@@ -243,7 +292,7 @@ def meter_setup(ports, range_dbm: str, centre: str):
 
 def test_swept_insertion_loss_with_a_separate_laser_uses_the_trigger_cable():
     wavelengths = np.linspace(SHORT_SWEEP.start_m, SHORT_SWEEP.stop_m, 5)
-    laser, lt = make_laser(configure_script(SHORT_SWEEP, 5, loop=False) + [(":SOUR0:POW?", "+1.00000000E-003")]
+    laser, lt = make_laser(configure_script(SHORT_SWEEP, 5, loop=False) + POWER_READ
                            + START_SCRIPT + WAIT_SCRIPT + [(":SOUR0:READ:DATA? LLOG", f64_block(wavelengths))]
                            + FINISH_SCRIPT)
     meter, mt = make(meter_setup((1, 3), "0", "1.55002000E-06") + configure_logging(5, "1.000000E-04")
@@ -330,7 +379,11 @@ def test_pyvisa_sim_basic_operations(tmp_path: Path, profile, resource):
     meter.set_averaging_time_s(5e-4, port=1)
     assert meter.port(2).averaging_time_s == pytest.approx(5e-4)
     assert meter.read_power_w(0) == pytest.approx(1e-5)
-    np.testing.assert_array_equal(meter.read_all_w(), np.resize(SIM_POWERS_W, n).astype(float))
+    np.testing.assert_allclose(meter.read_all_w(), np.resize(SIM_POWERS_W, n).astype(float), rtol=1e-7)
+    snap = meter.snapshot()
+    assert snap["read_all"] == "csv" and len(snap["ports"]) == n
+    assert snap["ports"][1]["settings"]["averaging_time_s"] == {"value": pytest.approx(5e-4), "unit": "s"}
+    assert "power_w" not in snap["ports"][0]["settings"]   # a snapshot never triggers a reading
     with pytest.raises(LimitError):
         meter.set_range_dbm(-40)
     meter.write(":SENS1:POW:RANG -40DBM")  # not an N774x range: the simulated meter refuses it

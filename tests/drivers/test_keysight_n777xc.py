@@ -13,7 +13,7 @@ from labctl.drivers.interfaces import SweepSettings, TunableLaser
 from labctl.drivers.keysight_n777xc import KeysightN777xC
 from labctl.sim.profiles.keysight import KEYSIGHT_N7778C
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 from tests.drivers.test_keysight_laser import LASER_SETUP, LF, N777X_CONNECT, N7778C_IDN, NO_ERROR, make
 
 OPC = ("*OPC?", "1")
@@ -90,10 +90,18 @@ def test_wavelength_sent_in_metres_waits_for_opc_and_checks_errors():
     t.assert_done()
 
 
-def test_power_in_watts():
-    laser, t = make([(":SOUR0:POW 2.500000E-03", None), OPC, NO_ERROR, (":SOUR0:POW?", "+2.50000000E-003")])
+def test_power_is_sent_with_its_unit_and_read_back_in_the_unit_the_laser_reports():
+    laser, t = make([(":SOUR0:POW 2.500000E+00MW", None), OPC, NO_ERROR,
+                     (":SOUR0:POW:UNIT?", "1"), (":SOUR0:POW?", "+2.50000000E-003")])
     laser.set_power_w(2.5e-3)
     assert laser.get_power_w() == pytest.approx(2.5e-3)
+    t.assert_done()
+
+
+def test_power_read_back_in_dbm_after_a_front_panel_unit_change_is_converted():
+    # the bug of a bare ":SOUR0:POW <W>": with :SOUR0:POW:UNIT 0 the same number would mean dBm
+    laser, t = make([(":SOUR0:POW:UNIT?", "0"), (":SOUR0:POW?", "+3.97940009E+000")])
+    assert laser.get_power_w() == pytest.approx(2.5e-3, rel=1e-6)
     t.assert_done()
 
 
@@ -133,12 +141,12 @@ def test_sweep_settings_read_back():
 
 def test_plain_setting_spellings():
     laser, t = make([(":SOUR0:WAV:SWE:MODE STEP", None), (":SOUR0:WAV:SWE:SPE 0.5000NM/S", None),
-                     (":TRIG0:OUTP SWF", None), (":TRIG:CONF PASS", None), (":SOUR0:WAV:SWE 2", None),
+                     (":TRIG0:OUTP SWF", None), (":SOUR0:WAV:SWE 2", None),
                      (":SOUR0:WAV:SWE:CYCL 3", None)])
     laser.sweep_mode = "STEP"
     laser.sweep_speed_nm_per_s = 0.5
     laser.trigger_output = "SWF"
-    laser.trigger_configuration = "PASS"
+    assert not hasattr(type(laser), "trigger_configuration")  # :TRIG:CONF is an 816x mainframe command
     laser.sweep_state = 2
     laser.sweep_cycles = 3
     t.assert_done()
@@ -179,9 +187,17 @@ def test_safe_state_raises_if_the_output_stays_on():
         laser.safe_state()
 
 
-def test_close_closes_the_transport():
-    laser, t = make()
+def test_closing_a_laser_used_alone_switches_it_off_first():
+    laser, t = make([(":SOUR0:WAV:SWE 0", None), (":SOUR0:POW:STAT 0", None), (":SOUR0:POW:STAT?", "0")])
     laser.close()
+    assert not t.is_open
+    t.assert_done()
+
+
+def test_close_still_closes_when_the_safe_state_fails_and_says_so():
+    laser, t = make([(":SOUR0:WAV:SWE 0", None), (":SOUR0:POW:STAT 0", None), (":SOUR0:POW:STAT?", "1")])
+    with pytest.raises(InstrumentReportedError, match="still on"):
+        laser.close()
     assert not t.is_open
 
 
@@ -194,14 +210,15 @@ def test_close_closes_the_transport():
     (":SOUR0:WAV?", "+1.55E-006,+1.56E-006", lambda l: l.get_wavelength_m()),
     (":SOUR0:POW?", "NaN", lambda l: l.get_power_w()),
     (":SOUR0:POW?", "+5.0E-001", lambda l: l.get_power_w()),             # 0.5 W is implausible
-    (":SOUR0:POW?", "-3.0", lambda l: l.get_power_w()),                  # dBm, not W
+    (":SOUR0:POW?", "-3.0", lambda l: l.get_power_w()),                  # a negative power in W
     (":SOUR0:POW:STAT?", "2", lambda l: l.get_output()),
     (":SOUR0:WAV:SWE:MODE?", "CONTINUOUS", lambda l: l.sweep_mode),
     (":SOUR0:WAV:SWE:SPE?", "+40", lambda l: l.sweep_speed_m_per_s),    # nm/s, not m/s
     (":LOCK?", "maybe", lambda l: l.is_locked()),
 ])
 def test_malformed_replies_name_the_command(query, reply, read):
-    laser, t = make([(query, reply)])
+    unit = [(":SOUR0:POW:UNIT?", "1")] if query == ":SOUR0:POW?" else []
+    laser, t = make(unit + [(query, reply)])
     with pytest.raises(InstrumentReplyError) as info:
         read(laser)
     assert info.value.command == query
@@ -238,7 +255,7 @@ def test_inverted_limits_are_a_reply_error():
     lambda l: l.set_output(2),
     lambda l: setattr(l, "sweep_mode", "FAST"),
     lambda l: setattr(l, "trigger_input", "BOGUS"),
-    lambda l: setattr(l, "trigger_configuration", "LOOPBACK"),
+    lambda l: setattr(l, "power_mw", 60.0),
     lambda l: setattr(l, "sweep_cycles", 0),
     lambda l: setattr(l, "sweep_state", 4),
     lambda l: setattr(l, "sweep_speed_nm_per_s", 1000),
@@ -274,8 +291,8 @@ def test_pyvisa_sim_basic_operations(sim_rm, resource):
     assert laser.wavelength_limits_m() == (1.49e-6, 1.64e-6)
     laser.set_wavelength_m(1.5512345e-6)
     assert laser.get_wavelength_m() == pytest.approx(1.5512345e-6, abs=1e-16)
-    laser.set_power_w(2e-3)
-    assert laser.get_power_w() == pytest.approx(2e-3)
+    laser.set_power_w(2e-3)  # the static simulation accepts it; its read-back stays at the profile's 1 mW
+    assert laser.get_power_w() == pytest.approx(1e-3)
     laser.set_output(True)
     assert laser.get_output() is True
     # the canonical sweep of the profile: CHEC?, PMAX? and EXP? are static dialogues
@@ -295,5 +312,9 @@ def test_pyvisa_sim_basic_operations(sim_rm, resource):
     laser.check_errors()
     laser.safe_state()
     assert laser.get_output() is False
+    snap = laser.snapshot()
+    assert snap["identity"]["model"] == "N7778C" and snap["power_w"] == pytest.approx(1e-3)
+    assert snap["settings"]["wavelength_m"] == {"value": pytest.approx(1.5512345e-6), "unit": "m"}
+    assert snap["settings"]["output_enabled"]["value"] is False
     laser.close()
 

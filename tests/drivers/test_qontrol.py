@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labctl.drivers.errors import InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
+from labctl.drivers.errors import (InstrumentConnectionError, InstrumentReplyError, InstrumentReportedError,
+                                   InstrumentTimeout, LimitError)
 from labctl.drivers.interfaces import HeaterDriver
 from labctl.drivers.parsing import Identity
 from labctl.drivers.qontrol import Qontrol, describe_error
@@ -18,7 +19,7 @@ from labctl.drivers.transport import TransportSettings
 from labctl.sim.profiles.qontrol import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
 
-from .scripted import Exchange, ScriptedTransport
+from labctl.drivers.testing import Exchange, Late, ScriptedTransport
 
 N = 16  # two Q8iv modules
 ZEROS8 = ",".join(["0.0000"] * 8)
@@ -26,6 +27,15 @@ ZEROS8 = ",".join(["0.0000"] * 8)
 
 def lines(texts: list[str]) -> str:
     return "\n".join(texts)
+
+
+CONFIRM = ("id?", "Q8iv-0001")  # the known answer the driver confirms with after losing step
+
+
+def refused_twice(command: str, reply: str | None, confirm: Exchange = CONFIRM) -> list[Exchange]:
+    """A reply that cannot answer ``command``, on the first attempt and on the one retry, each followed by the
+    resynchronisation's known-answer query."""
+    return [(command, reply), confirm, (command, reply), confirm]
 
 
 def connect_script(vmax_v: list[float] | None = None, imax_ma: list[float] | None = None,
@@ -88,7 +98,6 @@ def test_nupall_unrecognised_falls_back_to_nup() -> None:
 
 @pytest.mark.parametrize("chain, message", [
     ("Q8iv-0001: 0\nQ8iv-0002: 2", "chain index 2"),
-    ("Q8iv-0001 0", "expected '<model>-<serial>: <index>'"),
     ("Z9x-0001: 0", "unsupported module type"),
 ])
 def test_bad_chain_replies_are_refused(chain: str, message: str) -> None:
@@ -97,6 +106,15 @@ def test_bad_chain_replies_are_refused(chain: str, message: str) -> None:
         Qontrol(transport, quiet_s=0.0)
     assert info.value.command == "nupall?"
     assert not transport.is_open  # a failed connect closes the port
+
+
+def test_chain_reply_of_the_wrong_form_is_sent_again_then_refused() -> None:
+    # before connect knows an answer to confirm with, the line is only drained between the attempts
+    transport = ScriptedTransport([("nup=0", "OK"), ("nupall?", "Q8iv-0001 0"), ("nupall?", "Q8iv-0001 0")])
+    with pytest.raises(InstrumentReplyError, match="cannot answer 'nupall[?]'") as info:
+        Qontrol(transport, quiet_s=0.0)
+    assert info.value.command == "nupall?"
+    transport.assert_done()
 
 
 def test_id_must_name_the_first_module_of_the_chain() -> None:
@@ -121,6 +139,29 @@ def test_limit_read_back_that_differs_is_refused() -> None:
     with pytest.raises(InstrumentReplyError, match=r"channel 9 limit reads back 12 V, 7 V was set") as info:
         Qontrol(transport, max_voltage_v=7.0, quiet_s=0.0)
     assert info.value.command == "VMAXALL?"
+
+
+def test_limits_of_unused_channels_are_read_back_not_rewritten() -> None:
+    used = [0, 1, 2, 9]
+    vmax_back = [7.0 if ch in used else 10.0 for ch in range(N)]   # someone set 10 V on the other outputs
+    imax_back = [20.0 if ch in used else 24.0 for ch in range(N)]
+    script = connect_script()[:6] + [
+        *((f"VMAX{ch}=7.0000", "OK") for ch in used),
+        *((f"IMAX{ch}=20.0000", "OK") for ch in used),
+        ("VMAXALL?", lines([f"{v:+.4f} V" for v in vmax_back])),
+        ("IMAXALL?", lines([f"{i:+.4f} mA" for i in imax_back])),
+    ]
+    transport = ScriptedTransport(script)
+    driver = Qontrol(transport, max_voltage_v=7.0, max_current_a=0.020, used_channels=used, quiet_s=0.0)
+    transport.assert_done()
+    assert np.allclose(driver.max_drive(), vmax_back)   # what the firmware enforces, used or not
+    assert driver.used_channels.tolist() == used
+
+
+def test_used_channels_must_exist() -> None:
+    transport = ScriptedTransport(connect_script()[:6])
+    with pytest.raises(LimitError, match="channel 16 does not exist"):
+        Qontrol(transport, used_channels=[0, 16], quiet_s=0.0)
 
 
 def test_configured_limit_above_full_scale_is_refused_before_any_limit_is_written() -> None:
@@ -265,6 +306,14 @@ def test_error_log() -> None:
     transport.assert_done()
 
 
+def test_error_log_refused_by_the_firmware_is_an_error_not_an_entry() -> None:
+    driver, transport = open_scripted([("log?", "E10:00")])
+    with pytest.raises(InstrumentReportedError, match="unrecognised command") as info:
+        driver.error_log()
+    assert info.value.command == "log?"
+    transport.assert_done()
+
+
 def test_check_ack_maps_error_lines() -> None:
     driver, _ = open_scripted([])
     with pytest.raises(InstrumentReportedError, match="unrecognised channel 99") as info:
@@ -281,29 +330,32 @@ def test_error_descriptions() -> None:
 
 
 # -- strict parsing ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reply, message", [
-    (["+0.2077 V"] * 15 + ["garbage"], "expected '<number> V'"),
-    (["+0.2077 V"] * 15 + ["+0.2077 mA"], "expected '<number> V'"),
-    (["+0.2077 V"] * 15 + ["+99.0000 V"], "implausible"),
-    (["+0.2077 V"] * 15 + ["nan V"], "expected a number"),
-])
-def test_malformed_vall_replies_name_the_command(reply: list[str], message: str) -> None:
-    driver, _ = open_scripted([("VALL?", lines(reply))])
-    with pytest.raises(InstrumentReplyError, match=message) as info:
+@pytest.mark.parametrize("bad_line", ["garbage", "+0.2077 mA", "nan V", "OK"])
+def test_vall_line_of_the_wrong_form_is_never_accepted(bad_line: str) -> None:
+    driver, transport = open_scripted(refused_twice("VALL?", lines(["+0.2077 V"] * 15 + [bad_line])))
+    with pytest.raises(InstrumentReplyError, match="cannot answer 'VALL[?]'") as info:
+        driver.read_drive()
+    assert info.value.command == "VALL?"
+    transport.assert_done()
+
+
+def test_implausible_vall_reading_names_the_command() -> None:
+    driver, _ = open_scripted([("VALL?", lines(["+0.2077 V"] * 15 + ["+99.0000 V"]))])
+    with pytest.raises(InstrumentReplyError, match="implausible") as info:
         driver.read_drive()
     assert info.value.command == "VALL?"
 
 
 def test_too_few_lines_time_out_naming_the_command() -> None:
-    driver, _ = open_scripted([("VALL?", lines(["+0.2077 V"] * 15))])
+    driver, transport = open_scripted(refused_twice("VALL?", lines(["+0.2077 V"] * 15)))
     with pytest.raises(InstrumentTimeout) as info:
         driver.read_drive()
     assert info.value.command == "VALL?"
+    transport.assert_done()
 
 
 @pytest.mark.parametrize("bad, message", [
     ("0,3: +0.2082 V, -0.0037 mA", "module,port"),
-    ("0,0: +0.2082 V", "expected '<module>,<port>"),
     ("0,0: +0.2082 V, -0.0037 mA, 999999.0 mW", "implausible"),
 ])
 def test_malformed_vipall_replies(bad: str, message: str) -> None:
@@ -315,16 +367,108 @@ def test_malformed_vipall_replies(bad: str, message: str) -> None:
     assert info.value.command == "VIPALL?"
 
 
-def test_set_answered_with_something_else_than_ok() -> None:
-    driver, _ = open_scripted([("V2=1.0000", "+1.0000 V")])
-    with pytest.raises(InstrumentReplyError, match="expected 'OK'"):
+def test_vipall_line_of_the_wrong_form_is_never_accepted() -> None:
+    replies = [f"{ch // 8},{ch % 8}: +0.2082 V, -0.0037 mA" for ch in range(N)]
+    replies[0] = "0,0: +0.2082 V"
+    driver, transport = open_scripted(refused_twice("VIPALL?", lines(replies)))
+    with pytest.raises(InstrumentReplyError, match="cannot answer 'VIPALL[?]'"):
+        driver.read_power_w()
+    transport.assert_done()
+
+
+def test_set_answered_with_something_else_than_ok_is_sent_again_after_resynchronising() -> None:
+    driver, transport = open_scripted([("V2=1.0000", "+1.0000 V"), CONFIRM, ("V2=1.0000", "OK")])
+    driver.set_drive(np.array([1.0]), np.array([2]))
+    transport.assert_done()
+
+
+def test_set_never_answered_ok_is_refused() -> None:
+    driver, transport = open_scripted(refused_twice("V2=1.0000", "+1.0000 V"))
+    with pytest.raises(InstrumentReplyError, match="cannot answer 'V2=1.0000'"):
         driver.set_drive(np.array([1.0]), np.array([2]))
+    transport.assert_done()
 
 
-def test_bad_identity_replies() -> None:
-    driver, _ = open_scripted([("id?", "hello")])
+def test_bad_identity_replies_are_confirmed_with_vfull() -> None:
+    # id? itself failed, so a late id? reply must not pass for the confirmation: vfull? is used instead
+    driver, transport = open_scripted(refused_twice("id?", "hello", confirm=("vfull?", "+12.0000 V")))
     with pytest.raises(InstrumentReplyError, match="id"):
         driver.identity()
+    transport.assert_done()
+
+
+# -- late replies (issue 14, item 1) -----------------------------------------------------------------------------
+def open_late(extra: list[Exchange], **kwargs: object) -> tuple[Qontrol, ScriptedTransport]:
+    """A chain on a scripted port with the driver's own line settings (0.2 s timeout), so late replies time out."""
+    transport = ScriptedTransport(connect_script() + extra, name="qontrol", address="ASRL9::INSTR",
+                                  settings=Qontrol.line_settings)
+    return Qontrol(transport, quiet_s=0.05, **kwargs), transport  # type: ignore[arg-type]
+
+
+def test_a_late_reply_is_drained_confirmed_and_the_query_sent_again() -> None:
+    driver, transport = open_late([
+        ("V3?", Late("+3.0000 V", 0.3)),   # arrives 0.1 s after the driver gave up waiting
+        CONFIRM,
+        ("V3?", "+3.0000 V"),
+        ("V4?", "+4.0000 V"),
+        ("V5?", "+5.0000 V"),
+    ])
+    assert driver.channel(3).voltage_v == 3.0
+    assert driver.channel(4).voltage_v == 4.0   # not V3's late value
+    assert driver.channel(5).voltage_v == 5.0   # not V4's
+    transport.assert_done()
+
+
+def test_the_stream_stays_in_step_when_the_retry_is_late_too() -> None:
+    driver, transport = open_late([
+        ("V3?", Late("+3.0000 V", 0.3)), CONFIRM,
+        ("V3?", Late("+3.0000 V", 0.3)), CONFIRM,
+        ("V4?", "+4.0000 V"),
+    ])
+    with pytest.raises(InstrumentTimeout) as info:
+        driver.channel(3).voltage_v
+    assert info.value.command == "V3?"
+    assert driver.channel(4).voltage_v == 4.0
+    transport.assert_done()
+
+
+def test_a_late_multi_line_reply_is_discarded_before_the_confirmation() -> None:
+    late_vall = lines([f"{0.1 * ch:+.4f} V" for ch in range(N)])
+    fresh_vall = lines([f"{0.2 * ch:+.4f} V" for ch in range(N)])
+    driver, transport = open_late([("VALL?", Late(late_vall, 0.5)), CONFIRM, ("VALL?", fresh_vall)])
+    assert np.allclose(driver.read_drive(), 0.2 * np.arange(N))
+    transport.assert_done()
+
+
+def test_a_late_set_acknowledge_does_not_pass_for_the_next_reply() -> None:
+    driver, transport = open_late([
+        ("V2=1.0000", Late("OK", 0.25)), CONFIRM, ("V2=1.0000", "OK"),
+        ("V2?", "+1.0000 V"),
+    ])
+    driver.set_drive(np.array([1.0]), np.array([2]))
+    assert driver.channel(2).voltage_v == 1.0
+    transport.assert_done()
+
+
+def test_error_lines_met_while_resynchronising_are_kept_for_check_errors() -> None:
+    driver, transport = open_late([("V3?", Late("E02:07\n+3.0000 V", 0.3)), CONFIRM, ("V3?", "+3.0000 V")])
+    assert driver.channel(3).voltage_v == 3.0
+    with pytest.raises(InstrumentReportedError, match="over-current on channel 7"):
+        driver.check_errors()
+    transport.assert_done()
+
+
+def test_no_known_answer_while_resynchronising_means_reconnect() -> None:
+    driver, transport = open_late([("V3?", Late("+3.0000 V", 0.3)), ("id?", None)])
+    with pytest.raises(InstrumentConnectionError, match="lost step"):
+        driver.channel(3).voltage_v
+
+
+def test_retries_can_be_switched_off() -> None:
+    driver, transport = open_late([("V3?", None), CONFIRM], retries=0)
+    with pytest.raises(InstrumentTimeout):
+        driver.channel(3).voltage_v
+    transport.assert_done()
 
 
 # -- limits: refused before anything is written ------------------------------------------------------------------
@@ -403,6 +547,10 @@ def test_pyvisa_sim_two_module_chain(tmp_path: Path) -> None:
     assert info.value.command == "NOT_A_COMMAND"
     driver.safe_state()
     driver.check_errors()
+    snap = driver.snapshot()
+    assert snap["identity"] == {"maker": "Qontrol", "model": "Q8iv", "serial": "0001", "firmware": "v2.4.1"}
+    assert [m["serial"] for m in snap["modules"]] == ["0001", "0002"] and snap["used_channels"] == list(range(16))
+    assert snap["vmax_v"] == [12.0] * 16 and snap["drive"] == {"values": [0.0] * 16, "unit": "V"}
     driver.close()
 
 

@@ -15,7 +15,7 @@ from labctl.drivers.interfaces import SweepSettings, TunableLaser
 from labctl.drivers.santec_tsl570 import SantecTSL570
 from labctl.sim.profiles.santec import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 
 CR = SantecTSL570.line_settings
 IDN = "SANTEC,TSL-570,21020001,0001.0000.0001"
@@ -51,8 +51,10 @@ CONFIGURE = [
     (":TRIG:INP:EXT 0", None),
     (":TRIG:INP:STAN 0", None),
     (":TRIG:OUTP 3", None),
+    (":TRIG:OUTP:SETT 0", None),       # periodic in wavelength, set explicitly
     (":TRIG:OUTP:STEP 1.0000000E-12", None),
 ]
+OPC_DONE = ("*OPC?", "1")
 
 
 # -- connect / identify ----------------------------------------------------------------------------------------
@@ -105,19 +107,35 @@ def test_line_settings_per_transport():
 
 
 # -- plain settings ------------------------------------------------------------------------------------------------
-def test_wavelength_in_metres_without_unit():
-    laser, t = make([(":WAV 1.5500001E-06", None), (":WAV?", "1.5500001E-06")])
+def test_wavelength_in_metres_without_unit_waits_for_the_tune():
+    laser, t = make([(":WAV 1.5500001E-06", None), ("*OPC?", "0"), ("*OPC?", "0"), OPC_DONE,
+                     (":WAV?", "1.5500001E-06")])
     laser.set_wavelength_m(1.5500001e-6)
     assert laser.get_wavelength_m() == pytest.approx(1.5500001e-6, abs=1e-16)
+    assert t.now_s == pytest.approx(2 * 0.001)   # two polls at poll_interval_s
     t.assert_done()
 
 
+def test_a_tune_that_never_finishes_times_out_naming_opc():
+    laser, t = make([(":WAV 1.5500001E-06", None), ("*OPC?", "0"), ("*OPC?", "0")])
+    laser.tune_timeout_s = 0.0
+    with pytest.raises(InstrumentTimeout, match=r"\*OPC\?"):
+        laser.set_wavelength_m(1.5500001e-6)
+
+
 def test_power_in_dbm_converted_to_watts():
-    laser, t = make([(":POW 0.00", None), (":POW 3.01", None), (":POW?", "-3.00"), (":POW:ACT?", "-3.02")])
+    laser, t = make([(":POW 0.00", None), (":POW 3.01", None), (":POW:UNIT?", "0"), (":POW?", "-3.00"),
+                     (":POW:ACT?", "-3.02")])
     laser.set_power_w(1e-3)
     laser.set_power_w(2e-3)
     assert laser.get_power_w() == pytest.approx(1e-3 * 10 ** -0.3)
     assert laser.measured_power_w() == pytest.approx(1e-3 * 10 ** -0.302)
+    t.assert_done()
+
+
+def test_power_read_back_in_mw_after_a_front_panel_unit_change_is_converted():
+    laser, t = make([(":POW:UNIT?", "1"), (":POW?", "2.50")])
+    assert laser.get_power_w() == pytest.approx(2.5e-3)
     t.assert_done()
 
 
@@ -201,7 +219,7 @@ def _wavelengths_with_cr_byte(n: int) -> np.ndarray:
 
 def test_logged_wavelengths_float32_block():
     wl = _wavelengths_with_cr_byte(5)
-    laser, t = make([(":READ:POIN?", "5"), (":READ:DAT?", cr_block(wl.tobytes()))])
+    laser, t = make([(":READ:POIN?", "5"), (":READ:DAT?", cr_block(wl.tobytes())), OPC_DONE])
     got = laser.logged_wavelengths_m()
     np.testing.assert_allclose(got, wl.astype(float), rtol=0, atol=1e-18)
     assert got.dtype == np.float64
@@ -210,30 +228,29 @@ def test_logged_wavelengths_float32_block():
 
 def test_logged_wavelengths_float64_metres_block():
     wl = np.array([1.5e-6, 1.5000001e-6, 1.5000002e-6], dtype="<f8")
-    laser, t = make([(":READ:POIN?", "3"), (":READ:DAT?", cr_block(wl.tobytes()))])
+    laser, t = make([(":READ:POIN?", "3"), (":READ:DAT?", cr_block(wl.tobytes())), OPC_DONE])
     np.testing.assert_array_equal(laser.logged_wavelengths_m(), wl)
     t.assert_done()
 
 
 def test_logged_wavelengths_legacy_int32_tenth_picometres():
     wl = np.array([15000000, 15000010, 15000020], dtype="<i4")  # 1500.0000 nm, +1 pm, +2 pm
-    laser, t = make([(":READ:POIN?", "3"), (":READ:DAT?", cr_block(wl.tobytes()))])
+    laser, t = make([(":READ:POIN?", "3"), (":READ:DAT?", cr_block(wl.tobytes())), OPC_DONE])
     np.testing.assert_allclose(laser.logged_wavelengths_m(), [1.5e-6, 1.500001e-6, 1.500002e-6], atol=1e-16)
 
 
 def test_logged_wavelengths_in_nm_are_converted():
     wl = np.array([1500.0, 1500.5, 1501.0], dtype="<f4")
-    laser, _ = make([(":READ:POIN?", "3"), (":READ:DAT?", cr_block(wl.tobytes()))])
+    laser, _ = make([(":READ:POIN?", "3"), (":READ:DAT?", cr_block(wl.tobytes())), OPC_DONE])
     np.testing.assert_allclose(laser.logged_wavelengths_m(), wl.astype(float) * 1e-9)
 
 
 @pytest.mark.parametrize("trailing_cr", [True, False])
-def test_unterminated_block_reading_resynchronises_with_opc(trailing_cr):
+def test_block_with_or_without_terminator_leaves_the_line_in_step(trailing_cr):
     """Santec's sample reads the block without its terminator; a left-over CR must not shift later replies."""
     wl = _wavelengths_with_cr_byte(4)
     block = cr_block(wl.tobytes(), b"\r" if trailing_cr else b"")
-    laser, t = make([(":READ:POIN?", "4"), (":READ:DAT?", block), ("*OPC?", "1"), (":WAV?", "1.5500000E-06")],
-                    block_terminated=False)
+    laser, t = make([(":READ:POIN?", "4"), (":READ:DAT?", block), OPC_DONE, (":WAV?", "1.5500000E-06")])
     np.testing.assert_allclose(laser.logged_wavelengths_m(), wl.astype(float), atol=1e-18)
     assert laser.get_wavelength_m() == pytest.approx(1.55e-6)
     assert t.settings.read_termination == "\r"
@@ -242,7 +259,7 @@ def test_unterminated_block_reading_resynchronises_with_opc(trailing_cr):
 
 def test_block_length_must_match_point_count():
     wl = np.full(3, 1.55e-6, dtype="<f4")
-    laser, _ = make([(":READ:POIN?", "5"), (":READ:DAT?", cr_block(wl.tobytes()))])
+    laser, _ = make([(":READ:POIN?", "5"), (":READ:DAT?", cr_block(wl.tobytes())), OPC_DONE])
     with pytest.raises(InstrumentReplyError, match=r":READ:DAT\?.*5 points"):
         laser.logged_wavelengths_m()
 
@@ -264,17 +281,17 @@ def test_truncated_block_body_times_out_naming_the_command():
         laser.logged_wavelengths_m()
 
 
-def test_block_without_terminator_is_a_reply_error_when_one_is_expected():
+def test_junk_after_the_block_is_a_reply_error():
     wl = np.full(2, 1.55e-6, dtype="<f4")
-    laser, _ = make([(":READ:POIN?", "2"), (":READ:DAT?", cr_block(wl.tobytes(), b"X"))])
-    with pytest.raises(InstrumentReplyError, match="terminator"):
+    laser, _ = make([(":READ:POIN?", "2"), (":READ:DAT?", cr_block(wl.tobytes(), b"X")), OPC_DONE])
+    with pytest.raises(InstrumentReplyError, match=r"\*OPC\?"):
         laser.logged_wavelengths_m()
 
 
 @pytest.mark.parametrize("values", [np.array([1.55e-6, np.nan], "<f4"), np.array([0.0, 1.0], "<f4"),
                                     np.array([1.55e-6, 1.9e-6], "<f4")])
 def test_implausible_logged_values_are_refused(values):
-    laser, _ = make([(":READ:POIN?", "2"), (":READ:DAT?", cr_block(values.tobytes()))])
+    laser, _ = make([(":READ:POIN?", "2"), (":READ:DAT?", cr_block(values.tobytes())), OPC_DONE])
     with pytest.raises(InstrumentReplyError, match=r":READ:DAT\?.*not wavelengths"):
         laser.logged_wavelengths_m()
 
@@ -337,10 +354,11 @@ def test_safe_state_on_a_dead_link_raises():
         laser.safe_state()
 
 
-def test_close_closes_the_transport():
-    laser, t = make([])
+def test_closing_a_laser_used_alone_switches_it_off_first():
+    laser, t = make([(":WAV:SWE 0", None), (":POW:STAT 0", None)])
     laser.close()
     assert not t.is_open
+    t.assert_done()
 
 
 # -- strict parsing ----------------------------------------------------------------------------------------------------
@@ -356,7 +374,8 @@ def test_close_closes_the_transport():
     (":TRIG:OUTP?", "7", lambda laser: laser.trigger_output_mode),
 ])
 def test_malformed_replies_name_the_command(query, reply, call):
-    laser, _ = make([(query, reply)])
+    unit = [(":POW:UNIT?", "0")] if query == ":POW?" else []
+    laser, _ = make(unit + [(query, reply)])
     with pytest.raises(InstrumentReplyError) as info:
         call(laser)
     assert info.value.command == query
@@ -422,6 +441,7 @@ def test_pyvisa_sim_basic_operations(sim_rm, resource):
     assert laser.configure_sweep(SweepSettings(1.50e-6, 1.51e-6, 1e-12, 200e-9)) == 10001
     assert (laser.sweep_speed_nm_per_s, laser.sweep_mode, laser.trigger_output_mode) == (
         200, "continuous_one_way", "step")
+    assert laser.trigger_output_period == "wavelength"  # the simulated unit powers up "time"
     assert laser.trigger_output_step_m == pytest.approx(1e-12)
     laser.start_sweep()
     laser.wait_sweep(timeout_s=2.0)
@@ -436,4 +456,7 @@ def test_pyvisa_sim_basic_operations(sim_rm, resource):
         laser.logged_wavelengths_m()
     laser.safe_state()
     assert laser.get_output() is False
+    snap = laser.snapshot()
+    assert snap["settings"]["trigger_output_period"]["value"] == "wavelength"
+    assert snap["power_w"] == pytest.approx(1e-3) and snap["identity"]["model"] == "TSL-570"
     laser.close()

@@ -14,19 +14,21 @@ from labctl.drivers.interfaces import PowerReadout
 from labctl.drivers.thorlabs_pm100 import NoLoggingError, ThorlabsPM100
 from labctl.sim.profiles.thorlabs import PROFILES
 from labctl.sim.protocol import render_text, yaml_path
-from tests.drivers.scripted import ScriptedTransport
+from labctl.drivers.testing import ScriptedTransport
 
 LF = ThorlabsPM100.line_settings
 IDN = "Thorlabs,PM100D,P0012345,2.4.0"
 SENSOR = "S122C,19012345,12-MAR-2019,1,2,33"
+NO_ERROR = ("SYST:ERR?", '0,"No error"')
 CONNECT = [
     ("*IDN?", IDN),
+    NO_ERROR,                        # the queue is drained before anything is set
     ("SYST:SENS:IDN?", SENSOR),
     ("SENS:POW:UNIT W", None),
     ("SENS:CORR:WAV? MIN", "7.000000E+02"),
     ("SENS:CORR:WAV? MAX", "1.800000E+03"),
+    NO_ERROR,                        # and must be clean after the set-up
 ]
-NO_ERROR = ("SYST:ERR?", '0,"No error"')
 
 
 def make(script, connect=CONNECT):
@@ -46,38 +48,50 @@ def test_connect_reads_sensor_sets_watts_and_wavelength_range():
 
 
 def test_quoted_sensor_fields_and_capital_maker_are_accepted():
-    connect = [("*IDN?", "THORLABS,PM100USB,1907123,1.6.0"),
-               ("SYST:SENS:IDN?", '"S130C","210921324","21-SEP-2021",1,3,33')] + CONNECT[2:]
+    connect = [("*IDN?", "THORLABS,PM100USB,1907123,1.6.0"), NO_ERROR,
+               ("SYST:SENS:IDN?", '"S130C","210921324","21-SEP-2021",1,3,33')] + CONNECT[3:]
     meter, t = make([], connect)
     assert meter.sensor[0] == "S130C"
     t.assert_done()
 
 
 def test_no_sensor_is_a_clear_connection_error():
-    connect = [("*IDN?", IDN), ("SYST:SENS:IDN?", "no sensor")]
+    connect = [("*IDN?", IDN), NO_ERROR, ("SYST:SENS:IDN?", "no sensor")]
     with pytest.raises(InstrumentConnectionError, match="no sensor head"):
         make([], connect)
 
 
 def test_energy_only_head_is_refused():
-    connect = [("*IDN?", IDN), ("SYST:SENS:IDN?", "ES111C,19000001,01-JAN-2019,3,1,2")]
+    connect = [("*IDN?", IDN), NO_ERROR, ("SYST:SENS:IDN?", "ES111C,19000001,01-JAN-2019,3,1,2")]
     with pytest.raises(InstrumentConnectionError, match="cannot measure power"):
         make([], connect)
 
 
 def test_fixed_wavelength_head_skips_the_range_queries():
-    connect = [("*IDN?", IDN), ("SYST:SENS:IDN?", "S401C,19000002,01-JAN-2019,2,1,1"), ("SENS:POW:UNIT W", None)]
+    connect = [("*IDN?", IDN), NO_ERROR, ("SYST:SENS:IDN?", "S401C,19000002,01-JAN-2019,2,1,1"),
+               ("SENS:POW:UNIT W", None), NO_ERROR]
     meter, t = make([], connect)
     t.assert_done()
     with pytest.raises(LimitError, match="fixed wavelength"):
         meter.set_wavelength_m(1.55e-6)
-    assert len(t.sent) == 3
+    assert len(t.sent) == 5
+
+
+def test_stale_errors_are_drained_at_connect_and_a_refused_set_up_fails_it(caplog):
+    stale = [("*IDN?", IDN), ("SYST:ERR?", '-113,"Undefined header"'), NO_ERROR]
+    with caplog.at_level("WARNING", logger="labctl.drivers.thorlabs_pm100"):
+        meter, t = make([], stale + CONNECT[2:])
+    t.assert_done()
+    assert any("stale error" in r.getMessage() for r in caplog.records)
+    refused = CONNECT[:-1] + [("SYST:ERR?", '-222,"Data out of range"'), NO_ERROR]
+    with pytest.raises(InstrumentReportedError, match="-222"):
+        make([], refused)
 
 
 @pytest.mark.parametrize("reply", ["S122C,19012345,12-MAR-2019,1,2", "S122C,1,x,one,2,33", ""])
 def test_malformed_sensor_identity_is_a_reply_error(reply):
     with pytest.raises(InstrumentReplyError, match=r"SYST:SENS:IDN\?"):
-        make([], [("*IDN?", IDN), ("SYST:SENS:IDN?", reply)])
+        make([], [("*IDN?", IDN), NO_ERROR, ("SYST:SENS:IDN?", reply)])
 
 
 def test_other_instrument_is_refused():
@@ -234,5 +248,8 @@ def test_pyvisa_sim_basic_operations(tmp_path: Path):
     with pytest.raises(InstrumentReportedError):
         meter.check_errors()
     meter.check_errors()
+    snap = meter.snapshot()
+    assert snap["settings"]["wavelength_nm"] == {"value": pytest.approx(1310.0), "unit": "nm"}
+    assert snap["settings"]["power_unit"]["value"] == "W" and snap["sensor"][0] == "S122C"
     meter.close()
     rm.close()

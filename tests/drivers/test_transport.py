@@ -14,7 +14,7 @@ import pytest
 from labctl.drivers.errors import InstrumentConnectionError, InstrumentReplyError, InstrumentTimeout
 from labctl.drivers.transport import SerialTransport, TransportSettings, VisaTransport, decode_block, open_transport
 
-from .scripted import ScriptedTransport, block
+from labctl.drivers.testing import ScriptedTransport, block
 
 FAST = TransportSettings(timeout_s=0.2, retries=1, retry_delay_s=0.0)
 

@@ -153,3 +153,23 @@ def test_disconnect_raises_a_connection_error_naming_the_instrument(
     bench.disconnect("dac")
     with pytest.raises(InstrumentConnectionError, match="dac"):
         g.set_drive(np.array([1e-3]), channels=np.array([0]))
+
+
+def test_connect_never_latches_a_code_in_a_span_it_did_not_choose() -> None:
+    """A voltage DAC left in a unipolar span (0..5 V) by someone else: connect writes the bipolar span before the
+    zero (mid-scale) codes, so no heater ever sees the 2.5 V that mid-scale means in the old span."""
+    chip = Chip(ChipSpec(), seed=5)
+    spy = Spy(chip)
+    model = GreymatterModel("dac", [], boards=1, voltage_heater_map=np.arange(4))
+    model.vspan_pending[:4] = model.vspan_active[:4] = 0   # 0..5 V, as a previous user left it
+    bench = EmulatedBench(chip, [SimulatedInstrument("dac", PROFILE, model, serial=True)])
+    try:
+        driver = Greymatter(bench.address("dac"), name="dac", mode="voltage", n_boards=1, max_voltage_v=4.0)
+        applied = [call["values"] for call in spy.calls]
+        assert all(np.all(np.abs(v) < 1e-3) for v in applied), applied
+        assert np.all(np.abs(chip.heater_drive()[:4]) < 1e-3)
+        driver.set_drive(np.array([2.0]), np.array([1]))
+        assert chip.heater_drive()[1] == pytest.approx(2.0, abs=1e-3)
+        driver.close()
+    finally:
+        bench.close()

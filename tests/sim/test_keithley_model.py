@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from labctl.drivers.errors import InstrumentTimeout
+from labctl.drivers.errors import ComplianceError, InstrumentTimeout
 from labctl.drivers.keithley_2400 import READ_QUERY, Keithley2400
 from labctl.drivers.qontrol import Qontrol
 from labctl.sim import Chip, ChipSpec
@@ -136,17 +136,25 @@ def test_list_sweep_reads_every_point(bench: Bench) -> None:
     assert bench.smu_model.list_mode is False and bench.smu_model.trigger_count == 1
 
 
-def test_compliance_clamps_the_reading(bench: Bench) -> None:
+def test_compliance_clamps_the_reading_and_the_driver_refuses_it(bench: Bench) -> None:
     bench.smu.set_output(True)
-    free = bench.smu.measure_current_a()
-    limit = abs(free) / 4
+    current, at_compliance = bench.smu.read_current()
+    assert not at_compliance
+    limit = abs(current) / 4
     bench.smu.set_compliance_a(limit)
-    assert bench.smu.measure_current_a() == pytest.approx(np.sign(free) * limit, rel=1e-6)
+    clamped, at_compliance = bench.smu.read_current()
+    assert clamped == pytest.approx(np.sign(current) * limit, rel=1e-6) and at_compliance
+    with pytest.raises(ComplianceError):
+        bench.smu.measure_current_a()   # the limit is never returned as a photocurrent
+    with pytest.raises(ComplianceError, match="point"):
+        bench.smu.list_sweep_current_a(np.array([-1.0, -0.5]))
+    bench.smu.set_compliance_a(10e-3)
+    assert bench.smu.measure_current_a() == pytest.approx(current, rel=0.2)
 
 
 def test_default_elements_before_form_elem(bench: Bench) -> None:
     bench.smu.set_output(True)
-    bench.smu_model.elements = DEFAULT_ELEMENTS  # as after power-on, before the driver's :FORM:ELEM CURR
+    bench.smu_model.elements = DEFAULT_ELEMENTS  # as after power-on, before the driver's :FORM:ELEM CURR,STAT
     fields = [float(f) for f in bench.smu.query(READ_QUERY).split(",")]
     assert len(fields) == 5
     assert fields[0] == pytest.approx(-1.0) and fields[2] == 9.91e37

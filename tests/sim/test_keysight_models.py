@@ -239,6 +239,33 @@ def test_laser_settings_reach_the_chip_and_limits_are_refused(bench):
     assert laser.get_power_w() == pytest.approx(2e-3) and chip.laser_power_w()[0] == pytest.approx(2e-3)
 
 
+def test_power_read_back_follows_the_unit_the_laser_is_set_to(bench):
+    laser = bench.laser
+    laser.set_power_w(2e-3)                       # sent as ":SOUR0:POW 2.000000E+00MW"
+    laser.write(":SOUR0:POW:UNIT 0")              # somebody switches the display to dBm
+    assert laser.query(":SOUR0:POW?").startswith("+3.0103")   # the model answers in dBm now
+    assert laser.get_power_w() == pytest.approx(2e-3, rel=1e-5)
+    laser.check_errors()
+
+
+def test_stand_alone_laser_does_not_know_the_mainframe_trigger_routing(bench):
+    bench.laser.write(":TRIG:CONF DEF")
+    with pytest.raises(InstrumentReportedError, match="-113"):
+        bench.laser.check_errors()
+
+
+def test_csv_and_binary_all_port_reads_agree(bench):
+    binary = KeysightN774xA(bench.emulated.address("pm"), resource_manager=bench.emulated.resource_manager,
+                            name="pm-binary", timeout_s=TIMEOUT_S, poll_interval_s=0, read_all="binary")
+    bench.laser.set_wavelength_m(float(bench.resonances_m()[0, 0]))
+    for port in range(8):
+        bench.meter.port(port + 1).continuous = False   # FETC returns the last reading: the same for both
+    bench.meter.read_all_w()
+    csv_w, binary_w = bench.meter.read_all_w(), binary.read_all_w()
+    np.testing.assert_allclose(csv_w, binary_w, rtol=1e-6)   # float32 block vs 9-digit text
+    assert csv_w[1] > 1e-5
+
+
 def test_over_range_reaches_the_driver_as_a_refused_reading(bench):
     bench.laser.set_wavelength_m(float(bench.resonances_m()[0, 0]))
     bench.meter.set_range_dbm(-30.0, port=1)  # the drop port carries about -7 dBm on resonance

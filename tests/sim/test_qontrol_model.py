@@ -190,3 +190,21 @@ def test_disconnect_raises_a_connection_error_naming_the_instrument(
     bench.disconnect("heaters")
     with pytest.raises(InstrumentConnectionError, match="heaters"):
         q.set_drive(np.array([1.0]), channels=np.array([0]))
+
+
+def test_unused_channels_keep_their_limits_and_the_snapshot_reads_the_chain() -> None:
+    chip = Chip(ChipSpec(), seed=3)
+    bench, model = _bench(chip, WIRING, N_MODULES)
+    model.vmax_v[30:] = 10.0   # another experiment's limits on outputs this bench does not use
+    try:
+        driver = Qontrol(bench.address("heaters"), name="heaters", quiet_s=0.002, max_voltage_v=7.0,
+                         used_channels=range(30))
+        assert np.all(model.vmax_v[:30] == 7.0) and np.all(model.vmax_v[30:] == 10.0)
+        driver.set_drive(np.array([1.5, 2.5]), np.array([3, 11]))
+        snap = driver.snapshot()
+        assert snap["vmax_v"][:30] == [7.0] * 30 and snap["vmax_v"][30:] == [10.0] * 10
+        assert snap["drive"]["values"][3] == pytest.approx(1.5) and snap["drive"]["values"][11] == pytest.approx(2.5)
+        assert snap["used_channels"] == list(range(30)) and len(snap["modules"]) == N_MODULES
+        driver.close()
+    finally:
+        bench.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tree import Tree
-from . import keithley_2400, keysight_8164b, keysight_n774x, keysight_n777xc, santec_tsl570, thorlabs_pm100
+from . import keithley_2400, keysight_8164b, keysight_daq970a, keysight_n774x, keysight_n777xc, santec_tsl570, thorlabs_pm100
 
 TREES: dict[str, Tree] = {
     "keysight_8164b": keysight_8164b.TREE,
@@ -12,4 +12,5 @@ TREES: dict[str, Tree] = {
     "santec_tsl570": santec_tsl570.TREE,
     "thorlabs_pm100": thorlabs_pm100.TREE,
     "keithley_2400": keithley_2400.TREE,
+    "keysight_daq970a": keysight_daq970a.TREE,
 }

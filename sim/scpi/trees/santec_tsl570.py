@@ -13,7 +13,7 @@ reconstructed from the short forms and marked ``confirmed=False``.
 from __future__ import annotations
 
 from .. import common
-from ..params import Bool, Choice, Num
+from ..params import Bool, Num
 from ..tree import Cmd, Tree
 from ..units import Unit
 

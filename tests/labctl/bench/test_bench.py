@@ -83,8 +83,8 @@ class TransportAudit:
     def laser_powers_w(self) -> list[float]:
         from labctl.drivers.keysight_laser import KeysightLaserTree
 
-        template = KeysightLaserTree.power_w.command
-        return [float(m["value"]) for name, line in self.lines if name != "heaters"
+        template = KeysightLaserTree.power_mw.command  # power goes out in mW with its unit
+        return [float(m["value"]) * 1e-3 for name, line in self.lines if name != "heaters"
                 for m in [match(template, line)] if m is not None]
 
 
