@@ -35,7 +35,6 @@ re-latches them.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -44,6 +43,7 @@ import numpy as np
 
 from .clock import Clock
 from .heater_request import validate_heater_request
+from .limits import HeaterLimits
 from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
 from .instrument import Channel, Instrument, LimitedSetting, Setting
 from .interfaces import DriveMode
@@ -253,11 +253,8 @@ class Greymatter(Instrument):
         return [(board, dac) for board in range(self.n_boards) for dac in dacs]
 
     def check_limit(self, k: int, value_si: float, what: str) -> None:
-        unit = "A" if self.mode == "current" else "V"
-        limit = float(self._limit[k])
-        # the tolerance only absorbs the mA <-> A round trip of a value already equal to the limit
-        if not math.isfinite(value_si) or not 0.0 <= value_si <= limit * (1.0 + 1e-9):
-            raise LimitError(f"{what}: channel {k}: {value_si:g} {unit} is outside [0, {limit:g}] {unit}")
+        """Refuse (LimitError) a drive value outside [0, the channel's configured limit] (the one heater-limit rule)."""
+        HeaterLimits(mode=self.mode, max_drive=self._limit).check(np.array([value_si]), np.array([k]), who=what)
 
     def note_value(self, k: int, value_si: float) -> None:
         """Record a value written directly to one output (the firmware computed its code)."""

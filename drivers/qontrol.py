@@ -48,6 +48,7 @@ import numpy as np
 
 from .clock import Clock
 from .heater_request import validate_heater_request
+from .limits import HeaterLimits
 from .errors import (InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentReportedError,
                      InstrumentTimeout, LimitError)
 from .instrument import Channel, Instrument, LimitedSetting, Setting
@@ -599,11 +600,8 @@ class Qontrol(Instrument):
 
     def check_limit(self, channel: int, value_si: float, kind: DriveMode, what: str) -> None:
         """Refuse (LimitError) a drive value outside [0, the channel's limit read back at connect]."""
-        limit = float((self._vmax_v if kind == "voltage" else self._imax_a)[channel])
-        unit = "V" if kind == "voltage" else "A"
-        # the tolerance only absorbs the mA <-> A round trip of a value already equal to the limit
-        if not math.isfinite(value_si) or not 0.0 <= value_si <= limit * (1.0 + 1e-9):
-            raise LimitError(f"{what}: channel {channel}: {value_si:g} {unit} is outside [0, {limit:g}] {unit}")
+        limits = self._vmax_v if kind == "voltage" else self._imax_a
+        HeaterLimits(mode=kind, max_drive=limits).check(np.array([value_si]), np.array([channel]), who=what)
 
     def max_drive(self) -> np.ndarray:
         """Firmware limits as read back at connect: VMAX in volts (voltage mode) or IMAX in amps (current mode)."""
