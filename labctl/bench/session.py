@@ -128,6 +128,10 @@ class Session:
         self._laser_w = powers.copy()
         return changed.size > 0
 
+    def note_laser_powers(self, powers_w: np.ndarray) -> None:
+        """The lasers' powers are now these (set one by one by the caller, e.g. while tuning each laser)."""
+        self._laser_w = np.array(powers_w, dtype=float)
+
     def forget_lasers(self) -> None:
         """The lasers' powers are no longer known (something else set them)."""
         self._laser_w = None

@@ -289,12 +289,11 @@ class PhotonicMatVec:
         hw = self.hw
         mid = np.full(hw.n_channels, self.encoding.mid_w)
         if not self._tuned:
-            hw.forget_lasers()
-            for k, laser in enumerate(hw.lasers):
+            for k, laser in enumerate(hw.lasers):      # one laser at a time: tune, mid power, on
                 laser.set_wavelength_m(float(hw.wavelengths_m[k]))
-            hw.set_laser_powers(mid)
-            for laser in hw.lasers:
+                laser.set_power_w(self.encoding.mid_w)
                 laser.set_output(True)
+            hw.note_laser_powers(mid)
             self._tuned = True
         else:
             hw.set_laser_powers(mid)
