@@ -184,7 +184,8 @@ class Greymatter(Instrument):
         write_termination="\n", read_termination="\n", timeout_s=2.0, retries=0, baud_rate=115200)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, clock: Clock | None = None, mode: DriveMode = "current", n_boards: int = BOARDS,
+                 timeout_s: float | None = None, clock: Clock | None = None, mode: DriveMode = "current",
+                 n_boards: int = BOARDS,
                  max_current_a: float | Sequence[float] | np.ndarray | None = None,
                  max_voltage_v: float | Sequence[float] | np.ndarray | None = None,
                  connect_attempts: int = 2) -> None:

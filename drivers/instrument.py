@@ -16,14 +16,20 @@ serial URL/port for serial instruments), or ``Driver(transport)`` with an alread
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import numpy as np
 
 from .clock import Clock
-from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, LimitError
+from .errors import (
+    InstrumentConnectionError,
+    InstrumentError,
+    InstrumentReplyError,
+    InstrumentReportedError,
+    LimitError,
+)
 from .parsing import Identity, parse_float, parse_idn, parse_int, parse_scpi_error
 from .transport import BaseTransport, TransportSettings, open_transport
 from .validators import Validator
@@ -249,6 +255,16 @@ class Instrument(_Addressable):
         self.address = self.transport.address
         log.info("opened %s at %s", self.name, self.address)
 
+    def connect_or_close(self, resource: str | BaseTransport, connect: Callable[[], T]) -> T:
+        """Run the connect sequence; if it fails and this driver opened the transport itself, close it before the
+        error propagates (a failed connect never leaves a port open). Returns what ``connect`` returns."""
+        try:
+            return connect()
+        except BaseException:
+            if not isinstance(resource, BaseTransport):
+                self.transport.close()
+            raise
+
     def write(self, command: str) -> None:
         self.transport.write(command)
 
@@ -330,6 +346,15 @@ class ScpiInstrument(Instrument):
 
     def identity(self) -> Identity:
         return self.query_parsed("*IDN?", parse_idn)
+
+    def expect_model(self, models: Iterable[str], what: str | None = None) -> Identity:
+        """Identify the instrument and refuse one whose model is not in ``models`` (a wrong address or driver)."""
+        identity = self.identity()
+        allowed = list(models)
+        if identity.model not in allowed:
+            raise InstrumentConnectionError(f"expected {what or f'one of {allowed}'}, found {identity}",
+                                            instrument=self.name, address=self.address, command="*IDN?")
+        return identity
 
     def operation_complete(self, timeout_s: float | None = None) -> None:
         """Block until pending operations finish (``*OPC?`` answers 1), waiting up to ``timeout_s`` for the reply

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .clock import Clock
-from .errors import InstrumentConnectionError, InstrumentReplyError, InstrumentTimeout, LimitError
+from .errors import InstrumentReplyError, InstrumentTimeout, LimitError
 from .instrument import Channel, ScpiInstrument, Setting
 from .keysight_laser import DEFAULT_PIN, KeysightLaserTree
 from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
@@ -207,28 +207,20 @@ class Keysight8164B(ScpiInstrument):
     modules: dict[int, Identity]
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, clock: Clock | None = None, pin: str = DEFAULT_PIN, poll_interval_s: float | None = None,
+                 timeout_s: float | None = None, clock: Clock | None = None, pin: str = DEFAULT_PIN,
+                 poll_interval_s: float | None = None,
                  output_settle_s: float | None = None) -> None:
         super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
                          clock=clock)
-        owns_transport = not isinstance(resource, BaseTransport)
-        try:
-            self.identity_at_connect = self._connect(pin)
-            for view in (self.laser, self.power_meter):
-                if view is not None and poll_interval_s is not None:
-                    view.poll_interval_s = poll_interval_s
-            if self.laser is not None and output_settle_s is not None:
-                self.laser.output_settle_s = output_settle_s
-        except BaseException:
-            if owns_transport:
-                self.transport.close()
-            raise
+        self.identity_at_connect = self.connect_or_close(resource, lambda: self._connect(pin))
+        for view in (self.laser, self.power_meter):
+            if view is not None and poll_interval_s is not None:
+                view.poll_interval_s = poll_interval_s
+        if self.laser is not None and output_settle_s is not None:
+            self.laser.output_settle_s = output_settle_s
 
     def _connect(self, pin: str) -> Identity:
-        identity = self.identity()
-        if identity.model not in MAINFRAME_MODELS:
-            raise InstrumentConnectionError(f"expected an 8164B, found {identity}", instrument=self.name,
-                                            address=self.address, command="*IDN?")
+        identity = self.expect_model(MAINFRAME_MODELS, "an 8164B")
         self.clear_status()
         self.modules = {slot: self.slot_identity(slot) for slot in SLOTS if not self.slot_empty(slot)}
         self.laser = Keysight8164BLaser(self) if LASER_SLOT in self.modules else None

@@ -51,7 +51,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from .clock import Clock
-from .errors import InstrumentConnectionError, InstrumentReplyError, LimitError
+from .errors import InstrumentReplyError, LimitError
 from .instrument import ScpiInstrument, Setting
 from .parsing import Identity, parse_float, parse_int
 from .transport import BaseTransport, TransportSettings
@@ -176,19 +176,10 @@ class KeysightDAQ970A(ScpiInstrument):
         self.channels: tuple[int, ...] = ()
         self._order = np.zeros(0, dtype=int)
         self.integration_time_s: float | None = None
-        owns_transport = not isinstance(resource, BaseTransport)
-        try:
-            self.identity_at_connect = self._connect()
-        except BaseException:
-            if owns_transport:
-                self.transport.close()
-            raise
+        self.identity_at_connect = self.connect_or_close(resource, self._connect)
 
     def _connect(self) -> Identity:
-        identity = self.identity()
-        if identity.model not in MODELS:
-            raise InstrumentConnectionError(f"expected one of {list(MODELS)}, found {identity}",
-                                            instrument=self.name, address=self.address, command=IDN_QUERY)
+        identity = self.expect_model(MODELS)
         self.model = identity.model
         self.spec = MODELS[identity.model]
         self.clear_status()

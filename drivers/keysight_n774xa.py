@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from .clock import Clock
-from .errors import InstrumentConnectionError, LimitError
+from .errors import LimitError
 from .instrument import ScpiInstrument, Setting
 from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
 from .parsing import Identity, in_range, parse_float, parse_float_list
@@ -87,19 +87,10 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
                          clock=clock)
         if poll_interval_s is not None:
             self.poll_interval_s = poll_interval_s
-        owns_transport = not isinstance(resource, BaseTransport)
-        try:
-            self.identity_at_connect = self._connect()
-        except BaseException:
-            if owns_transport:
-                self.transport.close()
-            raise
+        self.identity_at_connect = self.connect_or_close(resource, self._connect)
 
     def _connect(self) -> Identity:
-        identity = self.identity()
-        if identity.model not in PORTS_BY_MODEL:
-            raise InstrumentConnectionError(f"expected one of {list(PORTS_BY_MODEL)}, found {identity}",
-                                            instrument=self.name, address=self.address, command="*IDN?")
+        identity = self.expect_model(PORTS_BY_MODEL)
         self.model = identity.model
         self.sensors = [KeysightN774xPort(self, n) for n in range(1, PORTS_BY_MODEL[identity.model] + 1)]
         self.clear_status()

@@ -15,7 +15,6 @@ import logging
 from typing import Any, ClassVar
 
 from .clock import Clock
-from .errors import InstrumentConnectionError
 from .instrument import ScpiInstrument
 from .keysight_laser import DEFAULT_PIN, KeysightLaserTree
 from .parsing import Identity
@@ -36,7 +35,8 @@ class KeysightN777xC(KeysightLaserTree, ScpiInstrument):
     line_settings: ClassVar[TransportSettings] = TransportSettings(timeout_s=10.0)
 
     def __init__(self, resource: str | BaseTransport, *, resource_manager: Any = None, name: str | None = None,
-                 timeout_s: float | None = None, clock: Clock | None = None, pin: str = DEFAULT_PIN, poll_interval_s: float | None = None,
+                 timeout_s: float | None = None, clock: Clock | None = None, pin: str = DEFAULT_PIN,
+                 poll_interval_s: float | None = None,
                  output_settle_s: float | None = None) -> None:
         super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
                          clock=clock)
@@ -44,19 +44,10 @@ class KeysightN777xC(KeysightLaserTree, ScpiInstrument):
             self.poll_interval_s = poll_interval_s
         if output_settle_s is not None:
             self.output_settle_s = output_settle_s
-        owns_transport = not isinstance(resource, BaseTransport)
-        try:
-            self.identity_at_connect = self._connect(pin)
-        except BaseException:
-            if owns_transport:
-                self.transport.close()
-            raise
+        self.identity_at_connect = self.connect_or_close(resource, lambda: self._connect(pin))
 
     def _connect(self, pin: str) -> Identity:
-        identity = self.identity()
-        if identity.model not in MODELS:
-            raise InstrumentConnectionError(f"expected one of {list(MODELS)}, found {identity}",
-                                            instrument=self.name, address=self.address, command="*IDN?")
+        identity = self.expect_model(MODELS)
         self.model = identity.model
         self.clear_status()
         self.prepare_laser(pin)

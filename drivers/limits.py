@@ -99,7 +99,8 @@ class HeaterLimits:
         fail(~np.isfinite(rows), lambda m, i: f"value {rows[m, i]!r} is not finite")
         fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
         limit = self.max_drive[idx]
-        fail(rows > limit * (1.0 + self.rtol), lambda m, i: f"drive {rows[m, i]:.6g} {unit} exceeds the limit {limit[i]:.6g} {unit}")
+        fail(rows > limit * (1.0 + self.rtol),
+             lambda m, i: f"drive {rows[m, i]:.6g} {unit} exceeds the limit {limit[i]:.6g} {unit}")
         if self.worst_resistance_ohm is None:
             return d
         power = self.power_w(rows)

@@ -136,7 +136,7 @@ class Session:
         """The lasers' powers are no longer known (something else set them)."""
         self._laser_w = None
 
-    # -- the batch ------------------------------------------------------------------------------------------------------
+    # -- the batch ----------------------------------------------------------------------------------------------
     def read_configurations(self, drives: np.ndarray, powers: np.ndarray, schedule: Iterable[tuple[int, int]],
                             power_index: np.ndarray | None = None, current: int | None = None
                             ) -> tuple[np.ndarray, BatchCounts, int | None]:
