@@ -278,7 +278,9 @@ def _readout(config: BenchConfig, instruments: dict[str, Any]) -> BankReadout:
                    d.tia_offset_v) for d in detectors]
         return AdcBanks([instruments[n] for n in names], wiring)
     if all(d.through_port is None and d.channel is None for d in detectors):
-        return SourceMeterBanks([instruments[d.instrument] for d in detectors])
+        compliance = config.limits.detector_max_current_a
+        return SourceMeterBanks([instruments[d.instrument] for d in detectors],
+                                **({} if compliance is None else {"compliance_a": compliance}))
     raise ValueError("wiring.detectors: one readout kind per bench (power-meter ports, DAQ channels or source meters)")
 
 
@@ -288,6 +290,8 @@ def _open_driver(name: str, driver: str, address: str | None, options: dict[str,
     kwargs: dict[str, Any] = dict(options)
     kwargs.setdefault("name", name)
     kwargs["clock"] = clock
+    if config.limits.detector_max_current_a is not None and "compliance_a" in inspect.signature(cls).parameters:
+        kwargs.setdefault("compliance_a", config.limits.detector_max_current_a)   # from the bench limits
     if name == config.wiring.heaters.instrument:
         kwargs.setdefault("mode", config.wiring.heaters.mode)
         key = "max_voltage_v" if config.wiring.heaters.mode == "voltage" else "max_current_a"

@@ -136,6 +136,9 @@ class Limits(_Strict):
     #: Highest heater resistance (hot) to assume when turning a current into power for the checks (worst case).
     heater_max_resistance_ohm: float = Field(gt=0)
     laser_max_power_w: float = Field(gt=0)
+    #: Largest photocurrent a source meter may let through an on-chip detector: set as its compliance at connect
+    #: (readings at compliance are errors). None: the driver's default (10 mA).
+    detector_max_current_a: float | None = Field(default=None, gt=0)
     #: Read the drive back after every heater write and fail beyond this difference (V or A); None: no read-back.
     heater_readback_tolerance: float | None = Field(default=None, gt=0)
     #: Largest heater step in one write when ramping (None: no ramping).

@@ -363,3 +363,16 @@ def test_readback_after_writes(lock_dir: Path, tmp_path: Path) -> None:
         model.handle = stuck
         with pytest.raises(InstrumentError, match="read-back of channel 0"):
             bench.set_ring_drive(np.full(40, 1.5))
+
+
+def test_detector_compliance_comes_from_the_bench_limits(tmp_path: Path, lock_dir: Path) -> None:
+    """limits.detector_max_current_a becomes every source meter's compliance at connect (read back) and the bank
+    readout's; without it the driver default holds."""
+    text = embedded_bench_path("current").read_text().replace("detector_max_current_a = 0.010",
+                                                              "detector_max_current_a = 0.004")
+    path = tmp_path / "bench.toml"
+    path.write_text(text)
+    with Bench.open(path) as bench:
+        smus = [bench.instruments[d.instrument] for d in bench.config.wiring.detectors]
+        assert all(smu.compliance_a == pytest.approx(0.004) for smu in smus)
+        assert bench.readout.compliance_a == pytest.approx(0.004)
