@@ -16,7 +16,7 @@ import numpy as np
 
 from labctl.bench.config import BenchConfig, BenchConfigError
 from labctl.bench.readout import AdcBanks, PowerMeterBanks, SourceMeterBanks
-from labctl.drivers.errors import InstrumentReplyError
+from labctl.drivers.errors import ComplianceError, InstrumentReplyError
 from labctl.sim.chip import Chip
 from labctl.sim.chip_spec import ChipSpec
 from labctl.sim.clock import VirtualClock
@@ -126,8 +126,16 @@ class EmulatedReadings:
         if isinstance(readout, AdcBanks):
             return self._adc_readings(readout, drives, powers, averaging_time_s)
         ev = chip.evaluate_configs(drives, powers, averaging_time_s, mode=self._mode)
+        current = ev.balanced_current_a
         limit = float(readout.compliance_a)
-        return np.clip(ev.balanced_current_a, -limit, limit)
+        at_limit = np.abs(current) >= limit
+        if at_limit.any():   # as the source meter: a reading at compliance is an error, not the limit's value
+            t, n, b = (int(v) for v in np.argwhere(at_limit)[0])
+            meter = readout.meters[b]
+            raise ComplianceError(f"source at compliance for bank {b} (configuration {t}, encoding {n}: "
+                                  f"{float(current[t, n, b]):g} A at the {limit:g} A compliance)",
+                                  instrument=meter.name, address=meter.address)
+        return current
 
     def _adc_readings(self, readout: AdcBanks, drives: np.ndarray, powers: np.ndarray,
                       averaging_time_s: float) -> np.ndarray:
