@@ -90,29 +90,44 @@ def encode(value: Any) -> Any:
     raise TypeError(f"cannot store a {type(value).__name__}")
 
 
-def decode(value: Any) -> Any:
+def decode(value: Any, where: str = "value") -> Any:
+    """The inverse of :func:`encode`; a malformed array or number raises :class:`CalibrationFileError` naming
+    ``where`` (the key path)."""
     if isinstance(value, dict):
         if "__ndarray__" in value:
-            dtype = value["__ndarray__"]
-            shape = tuple(int(s) for s in value["shape"])
-            data = value["data"]
-            if dtype == "float64":
-                arr = np.array([_dec_float(x) for x in data], dtype=np.float64)
-            elif dtype == "int64":
-                arr = np.array(data, dtype=np.int64)
-            elif dtype == "bool":
-                arr = np.array(data, dtype=bool)
-            else:
-                raise CalibrationFileError(f"unknown array dtype {dtype!r}")
-            if arr.size != int(np.prod(shape)):
-                raise CalibrationFileError(f"array data has {arr.size} values for shape {list(shape)}")
-            return arr.reshape(shape)
+            return _decode_array(value, where)
         if "__float__" in value:
-            return math.nan if value["__float__"] == "nan" else _dec_float(value["__float__"])
-        return {k: decode(v) for k, v in value.items()}
+            try:
+                return math.nan if value["__float__"] == "nan" else _dec_float(value["__float__"])
+            except (TypeError, ValueError) as exc:
+                raise CalibrationFileError(f"{where}: not a number ({exc})") from None
+        return {k: decode(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [decode(v) for v in value]
+        return [decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def _decode_array(table: dict[str, Any], where: str) -> np.ndarray:
+    shape, data, dtype = table.get("shape"), table.get("data"), table.get("__ndarray__")
+    if not (isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                            for s in shape)):
+        raise CalibrationFileError(f"{where}: array shape must be a list of non-negative integers, got {shape!r}")
+    if not isinstance(data, list):
+        raise CalibrationFileError(f"{where}: array data must be a list, got {type(data).__name__}")
+    try:
+        if dtype == "float64":
+            arr = np.array([_dec_float(x) for x in data], dtype=np.float64)
+        elif dtype == "int64":
+            arr = np.array(data, dtype=np.int64)
+        elif dtype == "bool":
+            arr = np.array(data, dtype=bool)
+        else:
+            raise CalibrationFileError(f"{where}: unknown array dtype {dtype!r}")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CalibrationFileError(f"{where}: array data is not {dtype} ({exc})") from None
+    if arr.ndim != 1 or arr.size != int(np.prod(shape)):
+        raise CalibrationFileError(f"{where}: array data has {arr.size} values for shape {list(shape)}")
+    return arr.reshape(shape)
 
 
 def canonical_json(doc: Any) -> str:
@@ -131,6 +146,8 @@ def dataclass_fields(obj: Any) -> dict[str, Any]:
 
 
 def dataclass_from(cls: type, table: dict[str, Any], what: str) -> Any:
+    if not isinstance(table, dict):
+        raise CalibrationFileError(f"{what}: expected a table of fields, got {type(table).__name__}")
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     required = [f.name for f in dataclasses.fields(cls)
                 if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -140,8 +157,9 @@ def dataclass_from(cls: type, table: dict[str, Any], what: str) -> Any:
     unknown = sorted(set(table) - set(names))
     if unknown:
         raise CalibrationFileError(f"{what}: unknown key(s) {', '.join(unknown)}")
+    values = {k: decode(v, f"{what}.{k}") for k, v in table.items()}
     try:
-        return cls(**{k: decode(v) for k, v in table.items()})
+        return cls(**values)
     except (TypeError, ValueError) as exc:
         raise CalibrationFileError(f"{what}: {exc}") from exc
 

@@ -286,9 +286,10 @@ class Calibration:
         if drift is not None:
             artifact.check_shapes(vars(drift), {"targets": ("M", "B", "R"), "drive": ("M", "N"),
                                                 "delta_m": ("M", "B", "R"), "measured": ("M", "B", "R")},
-                                  {**dims, "M": int(np.shape(drift.targets)[0])}, f"{source}: drift_reference")
-        info: dict[str, Any] = {k: doc[k] for k in ("created", "chip_id", "bench_sha256", "wiring_sha256", "instruments",
-                                    "code_version", "mode") if k in doc}
+                                  {**dims, "M": int((np.shape(drift.targets) or (-1,))[0])},
+                                  f"{source}: drift_reference")
+        info: dict[str, Any] = {k: doc[k] for k in ("created", "chip_id", "bench_sha256", "wiring_sha256",
+                                                    "instruments", "code_version", "mode") if k in doc}
         info["fit_quality"] = artifact.decode(doc.get("fit_quality", {}))
         info["timing"] = artifact.decode(doc.get("timing", {}))
         info["options"] = artifact.decode(doc.get("options", {}))

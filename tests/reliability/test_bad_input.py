@@ -1,0 +1,158 @@
+"""Bad input never ends in a traceback from deep inside: property tests over the parsers of bench files,
+calibration artifacts and instrument replies.
+
+Each mutates a valid document at a random place (hypothesis) and asserts that the result is either accepted or
+refused with the parser's own one-line error that names the offending field, never another exception type.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labctl.bench.config import BenchConfigError, embedded_bench_path, parse_bench
+from labctl.calibration import artifact
+from labctl.calibration.artifact import CalibrationFileError
+from labctl.calibration.calibrate import Calibration
+from labctl.drivers import parsing
+
+#: Values a mistyped or corrupted file can hold.
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.just(-1), st.just(0),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+
+
+def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every key path in a nested dict/list document."""
+    out = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(doc, list) and len(doc) <= 64:
+        for i, v in enumerate(doc):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+def _replace(doc: Any, path: tuple, value: Any, delete: bool) -> Any:
+    out = copy.deepcopy(doc)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    if delete and isinstance(node, dict):
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return out
+
+
+# ---- bench files ------------------------------------------------------------------------------------------------------
+BENCHES = {name: tomllib.loads(embedded_bench_path(name).read_text()) for name in ("default", "current", "adc")}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(BENCHES)), st.data(), JUNK, st.booleans())
+def test_a_mutated_bench_file_is_accepted_or_refused_naming_the_key(name: str, data: st.DataObject, junk: Any,
+                                                                   delete: bool) -> None:
+    doc = BENCHES[name]
+    path = data.draw(st.sampled_from(_paths(doc)))
+    bad = _replace(doc, path, junk, delete)
+    try:
+        parse_bench(bad, source="mutated.toml")
+    except BenchConfigError as exc:
+        assert exc.problems, exc
+        for key, message in exc.problems:
+            assert key and "\n" not in message and "Traceback" not in message, (key, message)
+
+
+# ---- calibration artifacts ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def calibration_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real calibration of a small emulated chip, as its JSON document."""
+    from labctl.bench.bench import Bench
+    from labctl.calibration.calibrate import calibrate
+    from tests.calibration.test_calibrate import bench_file
+
+    tmp = tmp_path_factory.mktemp("artifact")
+    with Bench.open(bench_file(tmp / "bench.toml", seed=2), lock_dir=tmp) as bench:
+        cal = calibrate(bench.session(), n_configs=4, n_levels=16, n_drift_references=1)
+    return json.loads(Path(cal.save(tmp / "cal.json")).read_text())
+
+
+def _artifact_junk() -> st.SearchStrategy[Any]:
+    return st.one_of(JUNK, st.lists(st.floats(allow_nan=True), max_size=5),
+                     st.lists(st.lists(st.floats(-1, 1), min_size=1, max_size=3), min_size=1, max_size=3))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(data=st.data(), junk=_artifact_junk(), delete=st.booleans())
+def test_a_corrupted_calibration_is_refused_in_one_line(calibration_doc: dict[str, Any], tmp_path_factory: Any,
+                                                        data: st.DataObject, junk: Any, delete: bool) -> None:
+    """Mutated, then re-hashed (as an editing tool would): load either works or says what is wrong in one line."""
+    paths = [p for p in _paths(calibration_doc) if p[0] not in ("sha256",)]
+    path = data.draw(st.sampled_from(paths))
+    bad = _replace(calibration_doc, path, junk, delete)
+    bad.pop("sha256", None)
+    try:
+        bad = artifact.finalize(bad)
+    except (TypeError, ValueError):
+        return   # not even serializable as a document: not a file a user can hold
+    out = tmp_path_factory.mktemp("bad") / "cal.json"
+    out.write_text(json.dumps(bad))
+    try:
+        cal = Calibration.load(out)
+    except CalibrationFileError as exc:
+        assert "\n" not in str(exc) and str(exc), exc
+        return
+    # accepted: then it is usable maths (finite ranges where it claims usable rings)
+    w_min, w_max = cal.achievable_range
+    assert w_min.shape == w_max.shape == cal.shape
+
+
+# ---- instrument replies -----------------------------------------------------------------------------------------------
+PARSERS = [parsing.parse_float, parsing.parse_int, parsing.parse_bool, parsing.parse_float_list,
+           parsing.parse_with_unit("V"), parsing.parse_idn, parsing.parse_scpi_error,
+           parsing.in_range(parsing.parse_float, -1.0, 1.0)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PARSERS), st.one_of(st.text(max_size=40), st.from_regex(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")))
+def test_every_reply_parser_returns_a_value_or_a_value_error(parse: Any, text: str) -> None:
+    try:
+        value = parse(text)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    if isinstance(value, float):
+        assert math.isfinite(value)
+    if isinstance(value, list):
+        assert all(math.isfinite(v) for v in value)
+
+
+def test_a_reply_error_names_instrument_and_command() -> None:
+    """A driver turns a parser's ValueError into one line naming the instrument, its address and the command."""
+    from labctl.drivers.errors import InstrumentReplyError
+    from labctl.drivers.keysight_n777xc import KeysightN777xC
+    from labctl.drivers.testing import ScriptedTransport
+
+    transport = ScriptedTransport([("*IDN?", "Keysight Technologies,N7778C,X,1"), ("*IDN?", "garbage")])
+    laser = KeysightN777xC.__new__(KeysightN777xC)
+    laser.name, laser.transport, laser.address = "laser0", transport, transport.address
+    laser.identity()
+    with pytest.raises(InstrumentReplyError) as info:
+        laser.identity()
+    text = str(info.value)
+    assert "laser0" in text and "*IDN?" in text and "\n" not in text
+    np.testing.assert_equal(transport.step, 2)
