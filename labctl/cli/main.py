@@ -8,9 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from labctl.cli.calibration import add_calibration_commands
+import labctl
 from labctl.cli.common import bench_path
-from labctl.cli.train import add_training_commands
+from labctl.cli.plans import OneLineParser, add_plan_commands, add_verbose
+from labctl.cli.runs import add_run_commands
 
 log = logging.getLogger("labctl")
 
@@ -73,9 +74,10 @@ def _bench_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labctl", description=__doc__)
+    parser = OneLineParser(prog="labctl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"labctl {labctl.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     sweep = sub.add_parser("sweep", help="resonance sweep of the emulated chip: summary and plot")
     sweep.add_argument("--chip", help="TOML file overriding the emulated chip's parameters")
@@ -96,27 +98,49 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_bench_check)
 
-    add_calibration_commands(sub)
-    add_training_commands(sub)
+    add_plan_commands(sub)
+    add_run_commands(sub, add_verbose)
+    _verbose_everywhere(parser)
     return parser
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` accepted after any subcommand (``labctl bench check -v``) as well as before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if "-v" not in child._option_string_actions:
+                    add_verbose(child)
+                _verbose_everywhere(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    level = logging.WARNING - 10 * min(args.verbose + getattr(args, "sub_verbose", 0), 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from labctl.bench.lock import BenchBusyError
     from labctl.drivers.errors import InstrumentError
+    from labctl.runs.engine import RunStopped
 
+    # exit status: 2 bad input, 3 instrument failure, 4 bench in use, 5 missed target (the command says), 1 failed
+    # run, 130 paused or stopped (Ctrl-C, SIGTERM)
     try:
         return int(args.func(args))
+    except RunStopped as stop:
+        print(stop.line, file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:
+        print(f"labctl {args.command}: stopped", file=sys.stderr, flush=True)
+        return 130
     except (ValueError, OSError) as exc:
         parser.exit(2, f"labctl {args.command}: error: {exc}\n")
     except InstrumentError as exc:
         parser.exit(3, f"labctl {args.command}: instrument error: {exc}\n")
     except BenchBusyError as exc:
         parser.exit(4, f"labctl {args.command}: {exc}\n")
+    except ArithmeticError as exc:       # TrainingDiverged: the run is recorded as failed
+        parser.exit(1, f"labctl {args.command}: failed: {exc}\n")
     return 1
 
 

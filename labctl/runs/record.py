@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 RUN_FILE = "run.json"
 META_KEY = "__meta__"
-STATUSES = ("running", "finished", "failed", "interrupted")
+STATUSES = ("running", "finished", "failed", "interrupted", "paused")
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
