@@ -371,11 +371,6 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
 
 def train_body(ctx: Any, **v: Any) -> Any:
     """Train in the run folder: a row per mini-batch and per epoch in data.h5, checkpoints as declared."""
-    import time
-
-    from labctl.runs import plan as P
-    from labctl.runs.record import _jsonable
-
     exp = experiment_from(v)
     ds = v["_dataset"]
     run = ctx.run
@@ -387,7 +382,7 @@ def train_body(ctx: Any, **v: Any) -> Any:
     if ctx.resume is not None:
         trainer.restore(ctx.resume)
         run.set_history(trainer.history)
-    elif trainer.history:
+    elif run.history:          # resumed before its first checkpoint: starts over in the same folder
         run.set_history([])
     run.record.update(experiment=exp.to_dict(), seeds=exp.seeds(),
                       dataset={"name": ds.name, "n_train": int(ds.y_train.size), "n_test": int(ds.y_test.size),
@@ -396,9 +391,25 @@ def train_body(ctx: Any, **v: Any) -> Any:
     run.write()
     if drift is not None:
         trainer.pre_batch_hooks.append(drift)
-    stack = photonic and (exp.photonic or {}).get("path", "stack") == "stack"
-    n_batches = trainer.n_batches
-    remaining = max(0, (exp.train.epochs - trainer.epoch) * n_batches - trainer.batch)
+    yield from train_loop(ctx, trainer, exp, engine, checkpoint_s=v["checkpoint_s"], on_epoch=run.add_epoch)
+    report = _report(run, trainer)
+    report["label"] = exp.label
+    report["status"] = "finished"
+    report["expectation"] = _expectation(exp, ds)
+    return report
+
+
+def train_loop(ctx: Any, trainer: Trainer, exp: Experiment, engine: Any, *, checkpoint_s: float | None,
+               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Any:
+    """The training steps as a plan: a row per mini-batch and epoch (``training/...``), progress, projections, and
+    checkpoints (every mini-batch through the instruments, else as configured; none when ``checkpoint_s`` is None)."""
+    import time
+
+    from labctl.runs import plan as P
+    from labctl.runs.record import _jsonable
+
+    stack = exp.feedback == "photonic" and (exp.photonic or {}).get("path", "stack") == "stack"
+    remaining = max(0, (exp.train.epochs - trainer.epoch) * trainer.n_batches - trainer.batch)
     if engine is not None and remaining:
         engine.start()
         est = engine.batch_estimate(exp.train.batch_size)
@@ -407,12 +418,11 @@ def train_body(ctx: Any, **v: Any) -> Any:
                                f"{remaining} mini-batches x {est['configs']} heater writes, {est['encodings']} "
                                f"encodings, {est['readings']} readings at the unit costs measured on this bench; "
                                "drift checks and recalibrations come on top")
-    yield P.Step("train", total=remaining, unit="batch")
+    yield P.Step(f"train ({exp.label})", total=remaining, unit="batch")
     clock = ctx.session.clock if ctx.session is not None else None
     bench0 = clock.now_s if clock is not None else None
     t_seg, seen = time.perf_counter(), 0
     for event in trainer.steps():
-        where = f"epoch {trainer.epoch + 1}, mini-batch {trainer.batch}"
         if event == "batch":
             seen += 1
             row: dict[str, Any] = {"step": trainer.step, "epoch": trainer.epoch + 1, "batch": trainer.batch,
@@ -425,27 +435,26 @@ def train_body(ctx: Any, **v: Any) -> Any:
             yield P.Advance()
             if seen == 2 and remaining > 4:
                 wall = (time.perf_counter() - t_seg) / 2
-                bench = None if bench0 is None else (clock.now_s - bench0) / 2
+                bench = None if bench0 is None or clock is None else (clock.now_s - bench0) / 2
                 yield P.Projection("rest of the training", wall * (remaining - 2),
                                    None if bench is None else bench * (remaining - 2),
                                    "from the first two mini-batches, evaluations not included")
-            due = stack or (exp.train.checkpoint_every > 0 and trainer.step % exp.train.checkpoint_every == 0) \
-                or ctx.engine.seconds_since_checkpoint() >= v["checkpoint_s"]
-            yield P.Checkpoint(trainer.checkpoint, due=due, where=where)
+            if checkpoint_s is not None:
+                due = stack or (exp.train.checkpoint_every > 0 and trainer.step % exp.train.checkpoint_every == 0) \
+                    or ctx.engine.seconds_since_checkpoint() >= checkpoint_s
+                yield P.Checkpoint(trainer.checkpoint, due=due,
+                                   where=f"epoch {trainer.epoch + 1}, mini-batch {trainer.batch}")
         else:
             record = trainer.history[-1]
-            run.add_epoch(_jsonable(record))
+            if on_epoch is not None:
+                on_epoch(_jsonable(record))
             yield P.Data("training/epochs", _flat(record))
             for ev in (record.get("hardware") or {}).get("drift_events", []):
                 yield P.Data("training/drift_checks", {k: val for k, val in ev.items()
                                                        if isinstance(val, int | float | bool) and val is not None})
             ctx.engine.bars.postfix(f"epoch {record['epoch']}: test accuracy {100 * record['test_accuracy']:.1f} %")
-            yield P.Checkpoint(trainer.checkpoint, due=True, where=f"end of epoch {record['epoch']}")
-    report = _report(run, trainer)
-    report["label"] = exp.label
-    report["status"] = "finished"
-    report["expectation"] = _expectation(exp, ds)
-    return report
+            if checkpoint_s is not None:
+                yield P.Checkpoint(trainer.checkpoint, due=True, where=f"end of epoch {record['epoch']}")
 
 
 def _expectation(exp: Experiment, ds: Any) -> str | None:

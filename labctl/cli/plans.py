@@ -17,9 +17,9 @@ from labctl.cli.common import bench_path, json_default
 from labctl.runs import plan as P
 
 #: Plans with a command, in the order ``labctl --help`` lists them.
-PLAN_MODULES = ("labctl.procedures.calibrate",
-                "labctl.procedures.verify", 
-                "labctl.procedures.train", )
+PLAN_MODULES = ("labctl.procedures.resonances", "labctl.procedures.characterize", "labctl.procedures.calibrate",
+                "labctl.procedures.verify", "labctl.procedures.drift_check", "labctl.procedures.recalibrate",
+                "labctl.procedures.train", "labctl.procedures.dry_run", "labctl.procedures.example_weight_scan")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -117,6 +117,11 @@ def run_plan_command(plan: P.Plan, args: argparse.Namespace) -> int:
         if plan.summarize is not None:
             print(plan.summarize(result))
         print(f"run record: {outcome.run_dir} (labctl show {outcome.run_dir}; labctl report {outcome.run_dir})")
+    if plan.report and outcome.run_dir is not None:
+        from labctl.runs.report import write_report
+
+        rep = write_report(outcome.run_dir)
+        print(f"report: {rep.html} ({len(rep.figures)} figures)", file=sys.stderr if args.json else sys.stdout)
     missed = result.get("target_missed") if isinstance(result, dict) else None
     if missed:
         print(f"labctl {plan.name}: {missed}", file=sys.stderr)
