@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ignore_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
     """``-v`` accepted after any subcommand (``labctl bench check -v``) as well as before it."""
     for action in parser._actions:
@@ -117,6 +124,7 @@ def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # the command line a run records
     level = logging.WARNING - 10 * min(args.verbose + getattr(args, "sub_verbose", 0), 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from labctl.bench.lock import BenchBusyError
@@ -128,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RunStopped as stop:
+        _ignore_signals()                # the bench is safe and the record written: let the line out
         print(stop.line, file=sys.stderr, flush=True)
         return 130
     except KeyboardInterrupt:
+        _ignore_signals()
         print(f"labctl {args.command}: stopped", file=sys.stderr, flush=True)
         return 130
     except (ValueError, OSError) as exc:

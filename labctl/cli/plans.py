@@ -98,7 +98,8 @@ def run_plan_command(plan: P.Plan, args: argparse.Namespace) -> int:
 
     given = {p.name: getattr(args, p.name) for p in plan.params if hasattr(args, p.name)}
     resume = getattr(args, "resume", None)
-    engine = RunEngine(data_dir=args.data_dir, bench=bench_path(args.bench), force=args.force, quiet=args.quiet)
+    engine = RunEngine(data_dir=args.data_dir, bench=bench_path(args.bench), force=args.force, quiet=args.quiet,
+                       command=["labctl", *getattr(args, "argv", sys.argv[1:])])
     if args.dry_check:
         out = engine.dry_check(plan, given, resume)
         if args.json:
