@@ -446,9 +446,9 @@ def train_loop(ctx: Any, trainer: Trainer, exp: Experiment, engine: Any, *, chec
                                    where=f"epoch {trainer.epoch + 1}, mini-batch {trainer.batch}")
         else:
             record = trainer.history[-1]
+            yield P.Data("training/epochs", _flat(record))          # data first, then run.json's history
             if on_epoch is not None:
                 on_epoch(_jsonable(record))
-            yield P.Data("training/epochs", _flat(record))
             for ev in (record.get("hardware") or {}).get("drift_events", []):
                 yield P.Data("training/drift_checks", {k: val for k, val in ev.items()
                                                        if isinstance(val, int | float | bool) and val is not None})
