@@ -96,6 +96,8 @@ def dry_run_body(ctx: Any, *, n_train: int, fast_epochs: int, n_verify: int) -> 
         report["fast"] = _brief(fast)
         report["digital"] = _brief(digital)
     report["wall_s"] = time.perf_counter() - t0
+    report["expectation"] = ("the brief run through the instruments (one epoch on a subset) is expected to score "
+                             "low: it rehearses the procedure; the full-digits rows show what longer training gives")
     yield P.Note("stages", [k for k in ("calibration", "verification", "stack", "fast", "digital") if k in report])
     return report
 
@@ -141,6 +143,8 @@ def summarize(report: dict[str, Any]) -> str:
                 line += f", projected bench time {_s(r['hardware']['projected_time_s'])}"
             lines.append(line)
     lines.append(f"  total wall time {report['wall_s']:.0f} s")
+    if report.get("expectation"):
+        lines.append(f"  note: {report['expectation']}")
     return "\n".join(lines)
 
 

@@ -275,3 +275,48 @@ def test_sigkill_leaves_a_readable_record_and_resume_finishes(tmp_path: Path) ->
     bad = subprocess.run([sys.executable, "-m", "labctl", "train", "--resume", str(run), "--lr", "0.1"], cwd=REPO,
                          env=env, text=True, capture_output=True, timeout=60)
     assert bad.returncode == 2 and "--lr: the run was started with 0.05" in bad.stderr
+
+
+def test_the_other_procedures_record_their_data(lab: SimpleNamespace, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--bench", str(lab.bench), "--quiet", "--json"]
+    assert main(["resonances", *common]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["true_error_pm"]["max_abs"] < 5.0            # located within a few pm of the emulator's truth
+    with h5py.File(Path(res["run"]) / "data.h5", "r") as h5:
+        assert h5["resonance_map/center_m"].shape == (1, 2, 4) and h5["truth/center_m"].shape == (2, 4)
+    assert main(["drift-check", "--calibration", str(lab.cal_run), *common]) == 0
+    drift = json.loads(capsys.readouterr().out)
+    with h5py.File(Path(drift["run"]) / "data.h5", "r") as h5:
+        assert h5["drift/rmse"][0] == pytest.approx(drift["rmse"])
+    assert main(["weight-scan", "--calibration", str(lab.cal_run), "--points", "4", "--ring", "1", *common]) == 0
+    scan = json.loads(capsys.readouterr().out)
+    assert scan["rmse_scanned_ring"] < 0.05
+    with h5py.File(Path(scan["run"]) / "data.h5", "r") as h5:
+        assert h5["scan/measured"].shape == (4, 2, 4)
+        assert np.all(np.diff(h5["scan/weight"][()]) > 0)
+    assert main(["recalibrate", "--calibration", str(lab.cal_run), *common]) == 0
+    recal = json.loads(capsys.readouterr().out)
+    arts = _record(Path(recal["run"]))["artifacts"]
+    assert [a["note"] for a in arts] == ["replaced by this run", "made by this run"]
+    assert recal["calibration_sha256"] != recal["replaced_sha256"]
+
+
+def test_dry_run_leaves_a_full_record_and_report(lab: SimpleNamespace, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dry-run", "--bench", str(lab.bench), "--n-train", "64", "--fast-epochs", "1", "--n-verify", "2",
+                 "--data-dir", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "expected to score low" in out and "report: " in out
+    run = next(tmp_path.glob("dry-run-*"))
+    rec = _record(run)
+    assert rec["status"] == "finished" and rec["notes"]["stages"] == ["calibration", "verification", "stack",
+                                                                     "fast", "digital"]
+    with h5py.File(run / "data.h5", "r") as h5:
+        for group in ("calibrate/resonance_map", "calibrate/weight_sweeps", "verify/verification",
+                      "train_stack/training/batches", "train_fast/training/epochs", "train_digital/training/epochs"):
+            assert group in h5, group
+        assert h5["train_stack/training/batches/hw_readings"][-1] > 0
+    figs = {p.name for p in (run / "report").glob("*.png")}
+    assert figs == {"spectra.png", "heaters.png", "weights.png", "verification.png", "training.png",
+                    "bench_time.png"}
+    assert "Training curves" in (run / "report" / "index.html").read_text()
