@@ -371,6 +371,8 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
 
 def train_body(ctx: Any, **v: Any) -> Any:
     """Train in the run folder: a row per mini-batch and per epoch in data.h5, checkpoints as declared."""
+    from labctl.runs import plan as P
+
     exp = experiment_from(v)
     ds = v["_dataset"]
     run = ctx.run
@@ -378,6 +380,8 @@ def train_body(ctx: Any, **v: Any) -> Any:
     feedback, drift, engine = None, None, None
     if photonic:
         feedback, drift, engine = yield from _photonic_setup(ctx, exp, ds.n_classes, v["calibration"])
+        if ctx.resume is None:      # Ctrl-C during the calibration pauses here; a resume reuses the calibration
+            yield P.Checkpoint(None, where="before the first mini-batch (calibration saved)")
     trainer = exp.build(ds, feedback)
     if ctx.resume is not None:
         trainer.restore(ctx.resume)
@@ -421,10 +425,12 @@ def train_loop(ctx: Any, trainer: Trainer, exp: Experiment, engine: Any, *, chec
     yield P.Step(f"train ({exp.label})", total=remaining, unit="batch")
     clock = ctx.session.clock if ctx.session is not None else None
     bench0 = clock.now_s if clock is not None else None
-    t_seg, seen = time.perf_counter(), 0
+    seen, first = 0, (time.perf_counter(), bench0)
     for event in trainer.steps():
         if event == "batch":
             seen += 1
+            if seen == 1:           # the first mini-batch also starts the session (unit costs, drift check)
+                first = (time.perf_counter(), clock.now_s if clock is not None else None)
             row: dict[str, Any] = {"step": trainer.step, "epoch": trainer.epoch + 1, "batch": trainer.batch,
                                    **trainer.last_batch}
             if engine is not None:
@@ -434,11 +440,11 @@ def train_loop(ctx: Any, trainer: Trainer, exp: Experiment, engine: Any, *, chec
             yield P.Data("training/batches", row)
             yield P.Advance()
             if seen == 2 and remaining > 4:
-                wall = (time.perf_counter() - t_seg) / 2
-                bench = None if bench0 is None or clock is None else (clock.now_s - bench0) / 2
+                wall = time.perf_counter() - first[0]
+                bench = None if first[1] is None or clock is None else clock.now_s - first[1]
                 yield P.Projection("rest of the training", wall * (remaining - 2),
                                    None if bench is None else bench * (remaining - 2),
-                                   "from the first two mini-batches, evaluations not included")
+                                   "from the second mini-batch; evaluations and drift checks not included")
             if checkpoint_s is not None:
                 due = stack or (exp.train.checkpoint_every > 0 and trainer.step % exp.train.checkpoint_every == 0) \
                     or ctx.engine.seconds_since_checkpoint() >= checkpoint_s

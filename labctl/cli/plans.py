@@ -48,7 +48,7 @@ def param_help(p: P.Param) -> str:
     if p.flag:
         if p.default is not None:
             bits.append(f"(default: {'on' if p.default else 'off'})")
-    else:
+    elif p.default is not None:
         default = ",".join(map(str, p.default)) if isinstance(p.default, tuple) else p.default
         bits.append(f"(default: {default})")
     if p.on_resume:

@@ -320,3 +320,29 @@ def test_dry_run_leaves_a_full_record_and_report(lab: SimpleNamespace, tmp_path:
     assert figs == {"spectra.png", "heaters.png", "weights.png", "verification.png", "training.png",
                     "bench_time.png"}
     assert "Training curves" in (run / "report" / "index.html").read_text()
+
+
+def test_ctrl_c_while_a_photonic_run_calibrates_pauses_before_training_and_resume_reuses_it(
+        lab: SimpleNamespace, tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    proc = _labctl(["train", "--method", "photonic-dfa", "--bench", str(lab.bench), "--dataset", "digits",
+                    "--hidden", "8", "--epochs", "1", "--n-train", "64", "--n-test", "50", "--lr", "0.1"], env)
+    _wait_for(lambda: (_run_dir(tmp_path) / "run.json").is_file()
+              and bool(_record(_run_dir(tmp_path)).get("instruments")))
+    proc.send_signal(signal.SIGINT)                     # the run is calibrating the bench now
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "paused at " in last and "bench safe (heaters 0, lasers off)" in last and "--resume" in last
+    run = _run_dir(tmp_path)
+    rec = _record(run)
+    assert rec["status"] == "paused"
+    assert rec["instruments"]["end"]["_safety"]["heater_drive_applied"] is not None
+    made = [a for a in rec["artifacts"] if a["note"] == "made by this run"]
+    assert len(made) == 1
+    resumed = subprocess.run([sys.executable, "-m", "labctl", "train", "--resume", str(run), "--quiet"], cwd=REPO,
+                             env=env, text=True, capture_output=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    rec = _record(run)
+    assert rec["status"] == "finished" and len(rec["history"]) == 1
+    assert [a for a in rec["artifacts"] if a["note"] == "made by this run"] == made      # calibrated once
