@@ -103,7 +103,9 @@ def earlier_run(ctx: Any, procedure: str) -> dict[str, Any] | None:
     return None
 
 
-def projection_from_earlier(ctx: Any, procedure: str, what: str) -> P.Projection:
+def projection_from_earlier(ctx: Any, procedure: str, what: str, scale_by: str | None = None) -> P.Projection:
+    """Projected times from the latest finished run of ``procedure`` on this bench; ``scale_by``: a parameter the
+    work is proportional to (verification vectors)."""
     rec = earlier_run(ctx, procedure)
     if rec is None:
         return P.Projection(what, None, None, f"no earlier {procedure} run of this bench in {ctx.engine.root} "
@@ -111,4 +113,11 @@ def projection_from_earlier(ctx: Any, procedure: str, what: str) -> P.Projection
     segs = rec.get("segments") or []
     wall = sum(s.get("wall_s") or 0.0 for s in segs)
     bench = sum(s.get("bench_s") or 0.0 for s in segs)
-    return P.Projection(what, wall, bench or None, f"as the earlier run {rec['id']} took")
+    basis = f"as the earlier run {rec['id']} took"
+    if scale_by is not None:
+        before = (rec.get("params") or {}).get(scale_by)
+        if isinstance(before, int | float) and before > 0:
+            factor = float(ctx.values[scale_by]) / float(before)
+            wall, bench = wall * factor, bench * factor
+            basis += f", scaled from --{scale_by.replace('_', '-')} {before} to {ctx.values[scale_by]}"
+    return P.Projection(what, wall, bench or None, basis)

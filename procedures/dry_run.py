@@ -159,7 +159,21 @@ def _register() -> Any:
                 P.Param("fast_epochs", int, 3, "epochs of the comparison runs (fast path and digital DFA, all "
                         "digits; emulated benches)", min=0),
                 P.Param("n_verify", int, 10, "random weight vectors of the verification", min=1)),
-        body=dry_run_body, summarize=summarize, report=True))
+        body=dry_run_body, summarize=summarize, report=True, dry_check=_dry_check))
+
+
+def _dry_check(ctx: Any) -> dict[str, Any]:
+    from labctl.procedures.dry_checks import calibration_estimate
+
+    out = calibration_estimate(ctx, n_configs=10, n_levels=40, n_drift_references=3)
+    v = ctx.values
+    out["lines"] += [f"then: verification of {v['n_verify']} random weight vectors; photonic DFA through the "
+                     f"instruments on {v['n_train']} digits samples (1 epoch); on an emulated bench the fast path "
+                     f"and digital DFA for {v['fast_epochs']} epochs",
+                     "the heater configurations of verification and training are solved from the calibration this "
+                     "run makes and checked against the limits before their first write"]
+    out["counts"]["verification_vectors"] = v["n_verify"]
+    return out
 
 
 DRY_RUN = _register()

@@ -138,9 +138,12 @@ def _dry_check(ctx: Any) -> dict[str, Any]:
 
 def verify_body(ctx: Any, *, calibration: str, n: int, seed: int, refine: bool | None, drift: bool,
                 recenter: bool, min_bits: float | None) -> Any:
+    from labctl.calibration.artifact import read_document
+    from labctl.procedures.common import projection_from_earlier
     from labctl.runs import plan as P
 
-    yield P.Artifact("calibration", calibration, None, "verified by this run")
+    yield P.Artifact("calibration", calibration, str(read_document(calibration)["sha256"]), "verified by this run")
+    yield projection_from_earlier(ctx, "verify", "verification", scale_by="n")
     yield P.Step("verify", total=n, unit="vector")
     report = verification_report(ctx.bench, calibration, n=n, refine=refine, seed=seed, drift=drift,
                                  recenter=recenter, progress=ctx.progress)
