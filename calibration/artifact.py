@@ -254,7 +254,9 @@ def check_shapes(arrays: dict[str, np.ndarray], expected: dict[str, tuple[str, .
     for name, symbols in expected.items():
         if name not in arrays:
             raise CalibrationFileError(f"{what}: missing array {name}")
-        shape = tuple(np.shape(arrays[name]))
+        if not isinstance(arrays[name], np.ndarray):
+            raise CalibrationFileError(f"{what}.{name}: expected an array, got {type(arrays[name]).__name__}")
+        shape = tuple(arrays[name].shape)
         want = tuple(dims.get(s, -1) for s in symbols)
         if len(shape) != len(want) or any(w not in (-1, s) for w, s in zip(want, shape)):
             raise CalibrationFileError(f"{what}.{name}: shape {list(shape)} does not match "

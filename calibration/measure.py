@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -61,6 +61,13 @@ class Spectra:
 
 
 # -- small helpers -----------------------------------------------------------------------------------------------------
+def emit(hw: BenchSession, stream: str, **row: Any) -> None:
+    """Raw data for the run's record when the session records one (``Session.emit``); nothing otherwise."""
+    tap = getattr(hw, "emit", None)
+    if tap is not None:
+        tap(stream, **row)
+
+
 def configure_readout(hw: BenchSession, wavelength_m: float, averaging_time_s: float) -> float:
     """Configure every bank's readout; returns the averaging time actually used.
 

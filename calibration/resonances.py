@@ -48,7 +48,7 @@ from scipy.optimize import least_squares, linear_sum_assignment
 from scipy.signal import find_peaks, peak_widths
 
 from labctl.drivers.interfaces import BenchSession
-from .measure import Spectra, spectra
+from .measure import Spectra, emit, spectra
 
 log = logging.getLogger(__name__)
 
@@ -628,6 +628,8 @@ def measure_resonance_map(hw: BenchSession, *, step_m: float = 2e-12, margin_m: 
         raise ResonanceFitError(f"baseline not negative: {baseline}")
     channel_of_ring = np.tile(np.where(np.arange(nr) < nc, np.arange(nr), -1), (nb, 1))
     _check_order(center, channel_wl)
+    emit(hw, "resonance_map", wavelength_m=sp.wavelength_m, balanced=sp.balanced, through=sp.through, drop=sp.drop,
+         center_m=center, fwhm_m=fwhm, unit=sp.unit)
     stats = {"transactions": hw.transaction_count() - n0, "points": int(sp.wavelength_m.size),
              "bench_time_s": None if t0 is None else (hw.elapsed_s() or 0.0) - t0}
     log.info("resonance map: %d points, %d transactions, %s s of bench time, fit rmse %s", stats["points"],

@@ -44,7 +44,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from labctl.drivers.interfaces import BenchSession
-from .measure import SpectrumSession
+from .measure import SpectrumSession, emit
 from .resonances import NM, ResonanceMap, analyze_spectra
 
 log = logging.getLogger(__name__)
@@ -374,6 +374,8 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     shifts = np.vstack(shifts_rows)
     drives = np.vstack(drives_rows)
     rows = np.asarray(group_of_row)
+    for drive_row, shift_row, group in zip(drives, shifts, rows):
+        emit(hw, "heater_steps", drive=drive_row, shift_m=shift_row, group=group)
     model = _fit(hw, groups, shifts, drives, rows)
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     _verify_order(model.crosstalk, nb, nr)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from labctl.calibration.measure import emit
 
 if TYPE_CHECKING:
     from labctl.calibration.calibrate import Calibration
@@ -82,6 +83,7 @@ def verify(hw: BenchSession, cal: Calibration, *, n: int = 20, seed: int = 12345
             on_applied(i, result.drive, targets[i])
         measured[i] = cal.measure_weights(hw)    # a fresh measurement, also after refinement (no selection bias)
         iters.append(result.iterations)
+        emit(hw, "verification", index=i, target=targets[i], measured=measured[i], drive=result.drive)
         if progress is not None:
             progress("verify", i + 1, n)
     err = measured - targets

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from labctl.calibration.measure import configure_readout, only_laser
+from labctl.calibration.measure import configure_readout, emit, only_laser
 from scipy.optimize import nnls
 
 if TYPE_CHECKING:
@@ -585,6 +585,7 @@ def run_weight_sweeps(hw: BenchSession, rmap: ResonanceMap, design: SweepDesign,
                 tb = hw.elapsed_s()
                 point_t += 0.0 if ta is None or tb is None else tb - ta
                 point_n += hw.transaction_count() - na
+            emit(hw, "weight_sweeps", channel=c, drive=design.drive[c], weight=weight[c])
             if progress is not None:
                 progress("weight sweeps", c + 1, n_ch)
     t1 = hw.elapsed_s()

@@ -76,6 +76,8 @@ class Session:
     transaction_count: Callable[[], int] = lambda: 0
     #: The emulated bench's vectorized batch (None on a real bench).
     vectorized: VectorizedReadings | None = None
+    #: Receivers of raw data from layers above (the run engine's record): ``tap(stream, **row)``.
+    taps: list[Callable[..., None]] = field(default_factory=list)
     #: Laser powers as last set through :meth:`set_laser_powers` (None: unknown).
     _laser_w: np.ndarray | None = field(default=None, repr=False)
 
@@ -162,6 +164,13 @@ class Session:
             out[cfg, i] = np.asarray(self.readout.read().balanced, dtype=float)
             counts.readings += 1
         return out, counts, current
+
+    # -- the run's record ------------------------------------------------------------------------------------------------
+    def emit(self, stream: str, **row: Any) -> None:
+        """Hand a row of raw data (a spectrum, a heater step, a weight sweep) to whoever records the run; nothing
+        happens when no one does (calibration used from Python)."""
+        for tap in self.taps:
+            tap(stream, **row)
 
     # -- checkpoints --------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -8,9 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from labctl.cli.calibration import add_calibration_commands
+import labctl
 from labctl.cli.common import ProgressLine, bench_path, json_default
-from labctl.cli.train import add_training_commands
+from labctl.cli.plans import OneLineParser, add_plan_commands, add_verbose
+from labctl.cli.runs import add_run_commands
 
 log = logging.getLogger("labctl")
 
@@ -91,9 +92,10 @@ def _bench_scan(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labctl", description=__doc__)
+    parser = OneLineParser(prog="labctl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"labctl {labctl.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     sweep = sub.add_parser("sweep", help="resonance sweep through the bench's instruments (swept laser, every "
                                          "bank read, heaters at 0): resonances found per bank and a plot")
@@ -131,27 +133,59 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--no-serial", action="store_true", help="skip serial ports")
     scan.set_defaults(func=_bench_scan)
 
-    add_calibration_commands(sub)
-    add_training_commands(sub)
+    add_plan_commands(sub)
+    add_run_commands(sub, add_verbose)
+    _verbose_everywhere(parser)
     return parser
+
+
+def _ignore_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` accepted after any subcommand (``labctl bench check -v``) as well as before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if "-v" not in child._option_string_actions:
+                    add_verbose(child)
+                _verbose_everywhere(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # the command line a run records
+    level = logging.WARNING - 10 * min(args.verbose + getattr(args, "sub_verbose", 0), 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from labctl.bench.lock import BenchBusyError
     from labctl.drivers.errors import InstrumentError
+    from labctl.runs.engine import RunStopped
 
+    # exit status: 2 bad input, 3 instrument failure, 4 bench in use, 5 missed target (the command says), 1 failed
+    # run, 130 paused or stopped (Ctrl-C, SIGTERM)
     try:
         return int(args.func(args))
+    except RunStopped as stop:
+        _ignore_signals()                # the bench is safe and the record written: let the line out
+        print(stop.line, file=sys.stderr, flush=True)
+        return 130
+    except KeyboardInterrupt:
+        _ignore_signals()
+        print(f"labctl {args.command}: stopped", file=sys.stderr, flush=True)
+        return 130
     except (ValueError, OSError) as exc:
         parser.exit(2, f"labctl {args.command}: error: {exc}\n")
     except InstrumentError as exc:
         parser.exit(3, f"labctl {args.command}: instrument error: {exc}\n")
     except BenchBusyError as exc:
         parser.exit(4, f"labctl {args.command}: {exc}\n")
+    except ArithmeticError as exc:       # TrainingDiverged: the run is recorded as failed
+        parser.exit(1, f"labctl {args.command}: failed: {exc}\n")
     return 1
 
 

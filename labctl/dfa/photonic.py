@@ -557,6 +557,24 @@ class PhotonicMatVec:
             self.config_block = self.plan.config_blocks(extra_per_block=1)
             self._solve_drives()
 
+    # -- for the run's record and projections ---------------------------------------------------------------------
+    def running_counters(self) -> dict[str, float]:
+        """Counters since the last :meth:`pop_counters` (the epoch so far), not reset: a per-batch record."""
+        t = self._tally
+        return {"reconfigurations": t.configs, "encodings": t.encodings, "readings": t.readings,
+                "transactions": t.transactions, "projected_time_s": t.time_s, "naive_time_s": t.naive_time_s,
+                "minimum_time_s": t.minimum_time_s, "drift_checks": t.drift_checks,
+                "recalibrations": t.recalibrations}
+
+    def batch_estimate(self, n_samples: int) -> dict[str, float] | None:
+        """Operations and bench time of one mini-batch of ``n_samples`` from the unit costs measured on the bench
+        (None before :meth:`start` measured them)."""
+        if self.costs is None or self.plan is None:
+            return None
+        ops = op_counts(self.order, self.drives.shape[0], self.plan.n_blocks, n_samples)
+        return {"configs": ops.configs, "encodings": ops.encodings, "readings": ops.readings,
+                "time_s": ops.time_s(self.costs), "transactions": ops.transactions(self.costs)}
+
     # -- MatVecEngine protocol ----------------------------------------------------------------------------------
     def pop_counters(self) -> dict[str, Any]:
         t = self._tally

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -123,6 +123,7 @@ class Trainer:
         self.batch = 0  # next mini-batch within the epoch
         self.step = 0  # mini-batches done in the whole run
         self.history: list[dict[str, Any]] = []
+        self.last_batch: dict[str, Any] = {}
         self._perm: np.ndarray | None = None
         self._sums = _EpochSums()
         self.checkpoint_hooks: list[CheckpointHook] = []
@@ -170,6 +171,13 @@ class Trainer:
 
     def run(self) -> list[dict[str, Any]]:
         """Train to ``config.epochs`` from wherever the trainer stands; returns the history."""
+        for _ in self.steps():
+            pass
+        return self.history
+
+    def steps(self) -> Iterator[str]:
+        """Train to ``config.epochs``, yielding ``"batch"`` after every mini-batch (``last_batch`` says how it
+        went) and ``"epoch"`` after every epoch's evaluation: the places where a run records and checkpoints."""
         x, y = self.dataset.x_train, self.dataset.y_train
         bs, cfg = self.config.batch_size, self.config
         while not self.done:
@@ -187,13 +195,17 @@ class Trainer:
                 self._sums.seen += int(idx.size)
                 self.batch += 1
                 self.step += 1
-                self._sums.time_s += time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
+                self._sums.time_s += elapsed
+                self.last_batch = {"loss": loss, "accuracy": correct / max(int(idx.size), 1),
+                                   "samples": int(idx.size), "time_s": elapsed}
                 for hook in self.batch_hooks:
                     hook(self)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self._emit_checkpoint()
+                yield "batch"
             self._end_epoch()
-        return self.history
+            yield "epoch"
 
     def _end_epoch(self) -> None:
         t0 = time.perf_counter()

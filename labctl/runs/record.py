@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 RUN_FILE = "run.json"
 META_KEY = "__meta__"
-STATUSES = ("running", "finished", "failed", "interrupted")
+STATUSES = ("running", "finished", "failed", "interrupted", "paused")
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -311,3 +311,16 @@ def resume(run_dir: str | os.PathLike[str]) -> tuple[Run, Checkpoint]:
     run.write()
     log.info("resuming %s from %s", run.path, path.name)
     return run, checkpoint
+
+
+def _duration(rec: dict[str, Any], key: str) -> float | None:
+    vals = [s.get(key) for s in rec.get("segments") or [] if s.get(key) is not None]
+    return float(sum(vals)) if vals else None
+
+
+def run_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One line of ``labctl runs``: id, procedure, status, start, bench, wall and bench time (summed over the
+    run's segments), folder."""
+    return {"id": rec.get("id"), "procedure": rec.get("procedure") or rec.get("kind"), "status": rec.get("status"),
+            "created": rec.get("created"), "bench": (rec.get("bench") or {}).get("name"),
+            "wall_s": _duration(rec, "wall_s"), "bench_s": _duration(rec, "bench_s"), "path": rec.get("path")}

@@ -79,7 +79,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNames
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABCTL_LOCK_DIR", str(c.locks))
         c.code, c.report = _cli(["calibrate", "--bench", str(c.bench), "--out", str(c.cal), "--json",
-                                 "--no-progress"])
+                                 "--quiet"])
     yield c
 
 
@@ -91,7 +91,7 @@ def test_cli_calibrate_then_verify_on_the_daq_bench(calibrated: SimpleNamespace,
     monkeypatch.setenv("LABCTL_LOCK_DIR", str(c.locks))
     for refine, bits in (("--no-refine", MODEL_BITS), ("--refine", REFINED_BITS)):
         code, result = _cli(["verify", "--bench", str(c.bench), "--calibration", str(c.cal), "--n", "3", refine,
-                             "--json", "--no-progress", "--min-bits", str(bits)])
+                             "--json", "--quiet", "--min-bits", str(bits)])
         assert code == 0 and result["calibration_sha256"] == c.report["calibration_sha256"]
         assert result["bits"] >= bits and result["true_bits"] >= bits, (refine, result["bits"], result["true_bits"])
 

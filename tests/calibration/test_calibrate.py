@@ -227,25 +227,21 @@ def test_drift_check_trips_only_after_enough_time(calibrated: SimpleNamespace) -
 # ---- command line ---------------------------------------------------------------------------------------------------
 def test_cli_calibrate_then_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
     import json
 
-    from labctl.cli.calibration import add_calibration_commands
+    from labctl.cli.main import main
 
     monkeypatch.setenv("LABCTL_LOCK_DIR", str(tmp_path / "locks"))
-    parser = argparse.ArgumentParser(prog="labctl")
-    add_calibration_commands(parser.add_subparsers(dest="command", required=True))
+    monkeypatch.setenv("LABCTL_DATA", str(tmp_path / "runs"))
     bench = bench_file(tmp_path / "bench.toml", seed=2)
     out = tmp_path / "cal.json"
-    args = parser.parse_args(["calibrate", "--bench", str(bench), "--out", str(out), "--json"])
-    assert args.func(args) == 0
+    assert main(["calibrate", "--bench", str(bench), "--out", str(out), "--json", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["calibration_sha256"] == json.loads(out.read_text())["sha256"]
     assert report["projected_time_s"] > 0 and report["transactions"] > 0
     assert report["naive_full_grid"]["elapsed_s"] > report["timing"]["weights"]["elapsed_s"]
-    args = parser.parse_args(["verify", "--bench", str(bench), "--calibration", str(out), "--n", "3", "--no-refine",
-                              "--json", "--min-bits", str(MODEL_BITS)])
-    assert args.func(args) == 0
+    assert main(["verify", "--bench", str(bench), "--calibration", str(out), "--n", "3", "--no-refine", "--json",
+                 "--quiet", "--min-bits", str(MODEL_BITS)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["calibration_sha256"] == report["calibration_sha256"]
     assert result["true_bits"] >= MODEL_BITS and result["bits"] >= MODEL_BITS

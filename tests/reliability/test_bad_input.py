@@ -61,7 +61,7 @@ def _replace(doc: Any, path: tuple, value: Any, delete: bool) -> Any:
 BENCHES = {name: tomllib.loads(embedded_bench_path(name).read_text()) for name in ("default", "current", "adc")}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(BENCHES)), st.data(), JUNK, st.booleans())
 def test_a_mutated_bench_file_is_accepted_or_refused_naming_the_key(name: str, data: st.DataObject, junk: Any,
                                                                    delete: bool) -> None:
@@ -95,7 +95,7 @@ def _artifact_junk() -> st.SearchStrategy[Any]:
                      st.lists(st.lists(st.floats(-1, 1), min_size=1, max_size=3), min_size=1, max_size=3))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(data=st.data(), junk=_artifact_junk(), delete=st.booleans())
 def test_a_corrupted_calibration_is_refused_in_one_line(calibration_doc: dict[str, Any], tmp_path_factory: Any,
@@ -127,7 +127,7 @@ PARSERS = [parsing.parse_float, parsing.parse_int, parsing.parse_bool, parsing.p
            parsing.in_range(parsing.parse_float, -1.0, 1.0)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.sampled_from(PARSERS), st.one_of(st.text(max_size=40), st.from_regex(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")))
 def test_every_reply_parser_returns_a_value_or_a_value_error(parse: Any, text: str) -> None:
     try:

@@ -267,7 +267,7 @@ def test_cli_train_photonic_fast_json(small: SimpleNamespace, tmp_path: Path, mo
         assert hw[key] is not None
     record = json.loads((Path(report["run"]) / "run.json").read_text())
     assert record["hardware"]["calibration"]["sha256"] and record["hardware"]["instruments"]
-    assert record["params"]["experiment"]["photonic"]["path"] == "fast"
+    assert record["experiment"]["photonic"]["path"] == "fast" and record["params"]["path"] == "fast"
 
 
 @pytest.mark.parametrize("argv,needle", [

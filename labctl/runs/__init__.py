@@ -1,0 +1,1 @@
+"""Runs: one folder per run with its record and checkpoints."""

@@ -1,0 +1,123 @@
+"""Pieces several plans share: output and input checks made before anything is touched, the calibration file
+argument, the calibration's models as record arrays, and projections from earlier runs of the same bench."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.runs import plan as P
+
+
+def check_new_file(path: str | Path | None, force: bool, option: str) -> None:
+    """An output file that must not exist (unless ``--force``) and whose folder can be made."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise P.ParamError(f"{option}: {target} is a folder, expected a file name")
+    if target.exists() and not force:
+        raise P.ParamError(f"{option}: {target} exists; choose another name or add --force to overwrite it")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not _writable(parent):
+        raise P.ParamError(f"{option}: cannot write in {parent}")
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def calibration_file(value: str | Path | None, option: str = "--calibration") -> Path:
+    """A calibration file, or a run folder that made one (its ``calibration.json``); checked to exist and parse."""
+    from labctl.calibration.artifact import CalibrationFileError, read_document
+
+    if value is None:
+        raise P.ParamError(f"{option}: required (a calibration file, or the run folder of a calibrate run)")
+    path = Path(value)
+    if path.is_dir():
+        path = path / "calibration.json"
+    if not path.is_file():
+        raise P.ParamError(f"{option}: {path} does not exist")
+    try:
+        read_document(path)
+    except (CalibrationFileError, ValueError, OSError, KeyError) as exc:
+        raise P.ParamError(f"{option}: {path}: {exc}") from None
+    return path
+
+
+def calibration_arrays(cal: Any) -> Iterator[P.Message]:
+    """The calibration's models as arrays of the run's HDF5 file (the JSON artifact stays the reference)."""
+    rmap, thermal, weights = cal.rmap, cal.thermal, cal.weights
+    arrays = {
+        "models/center_m": (rmap.center_m, "m", "ring resonance at zero drive"),
+        "models/fwhm_m": (rmap.fwhm_m, "m", "ring linewidth"),
+        "models/channel_of_ring": (rmap.channel_of_ring, "", "WDM channel addressing each ring (-1: none)"),
+        "models/baseline": (rmap.baseline, rmap.unit, "balanced reading with every ring away (weight -1)"),
+        "models/efficiency_m_per_unit": (thermal.efficiency_m_per_unit, f"m/{thermal.heat_unit}",
+                                         "own-ring shift per unit heat"),
+        "models/crosstalk": (thermal.crosstalk, f"m/{thermal.heat_unit}",
+                             "K[i, j]: shift of ring i per unit heat on heater j"),
+        "models/w_min": (weights.w_min, "", "lowest reachable weight (-1: every ring away)"),
+        "models/w_max": (weights.w_max, "", "highest reachable weight"),
+        "models/weight_fit_rmse": (weights.fit_rmse, "", "rms residual of the weight model fit"),
+        "models/wavelengths_m": (weights.wavelengths_m, "m", "WDM channel wavelengths"),
+    }
+    for name, (value, unit, meaning) in arrays.items():
+        if value is not None:
+            yield P.Array(name, np.asarray(value), {"unit": unit, "meaning": meaning})
+
+
+def calibration_progress(ctx: Any, n_channels: int, label: str = "calibrate") -> Any:
+    """calibrate()'s progress callback as one bar: resonance map, heaters, one step per channel's weight sweep,
+    drift references."""
+    total = n_channels + 3
+    fixed = {"resonance_map": (0, "resonance map"), "heaters": (1, "heater characterization"),
+             "weights": (2, "weight sweeps"), "drift_reference": (2 + n_channels, "drift references"),
+             "done": (total, "done")}
+
+    def progress(step: str, done: int, _total: int) -> None:
+        pos, text = (2 + done, "weight sweeps") if step == "weight sweeps" else fixed.get(step, (None, step))
+        if pos is None:
+            return
+        ctx.engine.bars.update(label, pos, total)
+        ctx.engine.bars.postfix(text)
+    return progress
+
+
+def earlier_run(ctx: Any, procedure: str) -> dict[str, Any] | None:
+    """The latest finished run of ``procedure`` on this bench (same bench file hash) in the data folder."""
+    from labctl.runs.history import list_runs
+
+    sha = getattr(ctx.session, "bench_sha256", None)
+    for rec in list_runs(ctx.engine.root):
+        if rec.get("procedure") == procedure and rec.get("status") == "finished" \
+                and (rec.get("bench") or {}).get("sha256") == sha and rec.get("id") != ctx.run_dir.name:
+            return rec
+    return None
+
+
+def projection_from_earlier(ctx: Any, procedure: str, what: str, scale_by: str | None = None) -> P.Projection:
+    """Projected times from the latest finished run of ``procedure`` on this bench; ``scale_by``: a parameter the
+    work is proportional to (verification vectors)."""
+    rec = earlier_run(ctx, procedure)
+    if rec is None:
+        return P.Projection(what, None, None, f"no earlier {procedure} run of this bench in {ctx.engine.root} "
+                                              "to project from")
+    segs = rec.get("segments") or []
+    wall = sum(s.get("wall_s") or 0.0 for s in segs)
+    bench = sum(s.get("bench_s") or 0.0 for s in segs)
+    basis = f"as the earlier run {rec['id']} took"
+    if scale_by is not None:
+        before = (rec.get("params") or {}).get(scale_by)
+        if isinstance(before, int | float) and before > 0:
+            factor = float(ctx.values[scale_by]) / float(before)
+            wall, bench = wall * factor, bench * factor
+            basis += f", scaled from --{scale_by.replace('_', '-')} {before} to {ctx.values[scale_by]}"
+    return P.Projection(what, wall, bench or None, basis)
