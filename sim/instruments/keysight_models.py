@@ -37,7 +37,6 @@ from labctl.drivers.keysight_laser import (
 )
 from labctl.drivers.keysight_n774xa import KeysightN774xPort
 
-from ..detection import auto_range_dbm
 from ..device_model import Reply
 from ..scpi.errors import DATA_OUT_OF_RANGE, HEADER_SUFFIX_OUT_OF_RANGE, SETTINGS_CONFLICT, ScpiError
 from ..scpi.model import ScpiModel, block, handles, limit_keyword
@@ -74,8 +73,8 @@ def ieee_block(payload: bytes) -> bytes:
 
 def keysight_float(value: float, digits: int = 8) -> str:
     """Keysight's NR3 style with a three-digit exponent, e.g. ``+1.00000000E-002`` (as the static dialogues)."""
-    mantissa, exponent = f"{value:+.{digits}E}".split("E")
-    return f"{mantissa}E{int(exponent):+04d}"
+    mantissa, _, exponent = f"{value:+.{digits}E}".partition("E")
+    return f"{mantissa}E{exponent[0]}{exponent[1:]:0>3}"
 
 
 def watts(value: float, unit: str | None, unit_watt: bool) -> float:
@@ -534,8 +533,8 @@ class KeysightPowerMeterModel(ScpiModel):
         self.n_ports = 0
         self._logs: list[_PortLog] = []
         self._last_w: dict[int, float] = {}
-        self._auto_range: dict[int, float] = {}
         self._logging_parameters = LOGGING_DEFAULTS
+        self._range_table: tuple[np.ndarray, np.ndarray, float] | None = None
         self._unit_watt: list[bool] = []
         self._range_dbm: list[float] = []
 
@@ -550,14 +549,21 @@ class KeysightPowerMeterModel(ScpiModel):
             if entry is not None and entry[0] >= self.chip.n_banks:
                 raise ValueError(f"{self.name}: port_map[{p}] names bank {entry[0]}; the chip has "
                                  f"{self.chip.n_banks}")
+        #: Per port: the flat index bank*2 + side of the chip port it sees (-1: dark) and the meter model index.
+        self._flat_port = [-1 if w is None else w[0] * 2 + w[1] for w in map(self._wiring, range(self.n_ports))]
+        self._meter_of_port = np.array([max(f, 0) for f in self._flat_port], dtype=int)
         self._power_on()
 
     def _power_on(self) -> None:
+        n = self.n_ports
+        #: Per-port copies of the plain state the readings use (kept by :meth:`store`): the hot path reads lists.
+        self._averaging = [float(self._declared_default(_PORT.averaging_time_s))] * n
+        self._auto_on = [bool(self._declared_default(_PORT.auto_range))] * n
+        self._continuous_on = [bool(self._declared_default(_PORT.continuous))] * n
         self._logs = [_PortLog() for _ in range(self.n_ports)]
         self._unit_watt = [bool(self._declared_default(_PORT.unit_watt))] * self.n_ports
         self._range_dbm = [float(self._declared_default(_PORT.range_dbm))] * self.n_ports
         self._last_w.clear()
-        self._auto_range.clear()
         self._logging_parameters = LOGGING_DEFAULTS
 
     def reset(self) -> None:
@@ -572,14 +578,24 @@ class KeysightPowerMeterModel(ScpiModel):
             raise ScpiError(HEADER_SUFFIX_OUT_OF_RANGE, f"port {n} of a {self.n_ports}-port meter")
         return n - 1
 
+    def store(self, name: str, value: Any, **suffixes: int) -> None:
+        super().store(name, value, **suffixes)
+        p = suffixes["n"] - 1
+        if name == "sensor_averaging_time_s":
+            self._averaging[p] = float(value)
+        elif name == "sensor_auto_range":
+            self._auto_on[p] = bool(value)
+        elif name == "continuous":
+            self._continuous_on[p] = bool(value)
+
     def _averaging_s(self, p: int) -> float:
-        return float(self.value("sensor_averaging_time_s", n=p + 1))
+        return self._averaging[p]
 
     def _auto(self, p: int) -> bool:
-        return bool(self.value("sensor_auto_range", n=p + 1))
+        return self._auto_on[p]
 
     def _continuous(self, p: int) -> bool:
-        return bool(self.value("continuous", n=p + 1))
+        return self._continuous_on[p]
 
     def _wiring(self, p: int) -> tuple[int, int] | None:
         return self.port_map[p] if p < len(self.port_map) else None
@@ -590,8 +606,15 @@ class KeysightPowerMeterModel(ScpiModel):
 
     def _pick_range(self, power_w: float) -> float:
         """Auto range: the most sensitive range whose top holds ``power_w`` with the margin to spare."""
-        return float(auto_range_dbm(np.asarray(power_w), self.chip.spec.power_meter.ranges_dbm,
-                                    AUTO_RANGE_MARGIN_DB))
+        return float(self._pick_ranges(np.asarray([power_w]))[0])
+
+    def _pick_ranges(self, power_w: np.ndarray) -> np.ndarray:
+        """:func:`~labctl.sim.detection.auto_range_dbm` with the meter's range table prepared once."""
+        if self._range_table is None:
+            ranges = np.sort(np.asarray(self.chip.spec.power_meter.ranges_dbm, dtype=float))
+            self._range_table = (ranges, 1e-3 * 10 ** (ranges / 10), 10 ** (AUTO_RANGE_MARGIN_DB / 10))
+        ranges, tops, margin = self._range_table
+        return ranges[np.minimum(np.searchsorted(tops, power_w * margin, side="left"), ranges.size - 1)]
 
     def run_plain(self, call: Parsed) -> Reply:
         if not call.query:
@@ -636,51 +659,42 @@ class KeysightPowerMeterModel(ScpiModel):
 
     # -- readings ----------------------------------------------------------------------------------------------------
     def _optical_w(self, ports: Sequence[int], averaging_s: Sequence[float]) -> np.ndarray:
-        """Optical power at each port (dark ports 0), one chip read per distinct averaging time."""
+        """Optical power at each port (dark ports 0), one chip read per distinct averaging time (in the order the
+        times first appear among the wired ports)."""
         reads: dict[float, np.ndarray] = {}
         out = np.zeros(len(ports))
         for i, (p, t) in enumerate(zip(ports, averaging_s)):
-            wiring = self._wiring(p)
-            if wiring is None:
+            flat = self._flat_port[p]
+            if flat < 0:
                 continue
             if t not in reads:
-                reads[t] = self.chip.read_port_power_w(t)
-            out[i] = reads[t][wiring]
+                reads[t] = self.chip.read_port_power_w(t).reshape(-1)
+            out[i] = reads[t][flat]
         return out
 
-    def _meter(self, optical_w: np.ndarray, ports: Sequence[int], averaging_s: Sequence[float],
-               ranges_dbm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-        """Meter model per port, grouped by (averaging time, range): (reading W, over-range)."""
-        power = np.zeros(optical_w.shape)
-        over = np.zeros(optical_w.shape, dtype=bool)
-        groups: dict[tuple[float, float], list[int]] = {}
-        for i, key in enumerate(zip(averaging_s, ranges_dbm)):
-            groups.setdefault(key, []).append(i)
-        for (t, r), idx in groups.items():
-            meters = np.array([self._meter_index(ports[i]) for i in idx])
-            reading = self.chip.meter_reading_w(optical_w[idx], t, r, meter=meters)
-            power[idx], over[idx] = reading.power_w, reading.over_range
-        return power, over
-
     def _measure(self, ports: Sequence[int]) -> np.ndarray:
-        """Fresh readings in W (over-range already replaced by the marker) for ``ports``."""
-        averaging = [self._averaging_s(p) for p in ports]
+        """Fresh readings in W (over-range already replaced by the marker) for ``ports``: the meter model per port
+        at its averaging time and range, in one pass (:meth:`Chip.meter_reading_groups_w`)."""
+        ports = list(ports)
+        averaging = [self._averaging[p] for p in ports]
         optical = self._optical_w(ports, averaging)
-        ranges: list[float] = []
-        for p, w in zip(ports, optical):
-            if self._auto(p):
-                self._auto_range[p] = self._pick_range(float(w))
-                ranges.append(self._auto_range[p])
-            else:
-                ranges.append(self._range_dbm[p])
-        power, over = self._meter(optical, ports, averaging, ranges)
-        power = np.where(over, OVER_RANGE_MARKER_W, power)
-        for p, w in zip(ports, power):
-            self._last_w[p] = float(w)
+        ranges = np.array([self._range_dbm[p] for p in ports])
+        auto = [self._auto_on[p] for p in ports]
+        if all(auto):
+            ranges = self._pick_ranges(optical)
+        elif any(auto):
+            mask = np.array(auto)
+            ranges[mask] = self._pick_ranges(optical[mask])
+        reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, self._meter_of_port[ports])
+        power = np.where(reading.over_range, OVER_RANGE_MARKER_W, reading.power_w)
+        self._last_w.update(zip(ports, power.tolist()))
         return power
 
     def _fetch(self, ports: Sequence[int]) -> np.ndarray:
-        fresh = [p for p in ports if self._continuous(p) or p not in self._last_w]
+        ports = list(ports)
+        fresh = [p for p in ports if self._continuous_on[p] or p not in self._last_w]
+        if len(fresh) == len(ports):
+            return self._measure(ports)
         if fresh:
             self._measure(fresh)
         return np.array([self._last_w[p] for p in ports])
@@ -722,9 +736,9 @@ class KeysightPowerMeterModel(ScpiModel):
     def _fetch_all_csv(self, call: Parsed) -> Reply:
         ports = range(self.n_ports)
         values = self._fetch(ports)
-        unit_watt = np.array(self._unit_watt)
-        shown = np.where(unit_watt, values, self._in_unit(values, False))
-        return ",".join(keysight_float(v) for v in shown.tolist())
+        if not all(self._unit_watt):
+            values = np.where(np.array(self._unit_watt), values, self._in_unit(values, False))
+        return ",".join(map(keysight_float, values.tolist()))
 
     def latency_s(self, call: Parsed) -> float:  # type: ignore[override]
         timing = self.chip.spec.timing
@@ -750,7 +764,6 @@ class KeysightPowerMeterModel(ScpiModel):
         if self._auto(p):
             # auto ranging stops while logging: the range is the one it sits in for the present signal
             range_dbm = self._pick_range(float(self._optical_w([p], [t_avg])[0]))
-            self._auto_range[p] = range_dbm
         state = _PortLog(active=True, trigger=str(self.value("trigger_input", n=p + 1)), points=points,
                          averaging_time_s=t_avg, range_dbm=range_dbm, unit_watt=self._unit_watt[p])
         self._logs[p] = state

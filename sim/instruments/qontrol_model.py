@@ -123,6 +123,7 @@ class QontrolModel(DeviceModel):
         self.n_modules = n_modules
         self.n_channels = n
         self.heater_map = wiring
+        self._wired: list[bool] = (wiring >= 0).tolist()
         self.vfull_v = float(vfull_v)
         self.ifull_ma = float(ifull_ma)
         self.vmax_v = np.full(n, self.vfull_v)
@@ -148,6 +149,11 @@ class QontrolModel(DeviceModel):
     # -- dispatch ------------------------------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
         text = line.strip()
+        if text[:4] in ("VVEC", "IVEC", "vvec", "ivec"):  # the hot path: one vector line per module and write
+            for template, kind in ((VVEC_SET, "voltage"), (IVEC_SET, "current")):
+                fields = _fields(template, text)
+                if fields is not None:
+                    return self._write(int(fields["start"]), fields["values"].split(","), kind)
         low = text.lower()
         static = self._static.get(low)
         if static is not None:
@@ -225,30 +231,37 @@ class QontrolModel(DeviceModel):
         return OK
 
     def _write(self, start: int, texts: list[str], kind: str) -> str:
-        """``V``/``I`` (one value) or ``VVEC``/``IVEC`` (consecutive channels): all-or-nothing, then one chip call."""
-        chans = np.arange(start, start + len(texts))
-        beyond = chans[chans >= self.n_channels]
-        if beyond.size:
-            return self._error(E_BAD_CHANNEL, int(beyond[0]))
-        values = np.empty(len(texts))
-        for k, text in enumerate(texts):
-            number = _number(text)
-            if number is None:
-                return self._error(E_BAD_PARAMETER, int(chans[k]))
-            values[k] = number
-        limit = (self.vmax_v if kind == "voltage" else self.imax_ma)[chans]
-        bad = np.flatnonzero((values < 0.0) | (values > limit))
-        if bad.size:
-            return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, int(chans[bad[0]]))
+        """``V``/``I`` (one value) or ``VVEC``/``IVEC`` (consecutive channels): all-or-nothing, then one chip call.
+
+        Plain Python on the few values of one line (numpy's per-call cost would dominate)."""
+        stop = start + len(texts)
+        if stop > self.n_channels:
+            return self._error(E_BAD_CHANNEL, max(start, self.n_channels))
+        try:
+            values = [float(text) for text in texts]
+        except ValueError:
+            values = [math.nan]
+        if not all(map(math.isfinite, values)):  # the first value the firmware cannot take, named by its channel
+            bad = next(k for k, text in enumerate(texts) if _number(text) is None)
+            return self._error(E_BAD_PARAMETER, start + bad)
+        part = slice(start, stop)
+        limits = (self.vmax_v if kind == "voltage" else self.imax_ma)[part].tolist()
+        for k, (value, limit) in enumerate(zip(values, limits)):
+            if not 0.0 <= value <= limit:
+                return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, start + k)
+        array = np.array(values)
         if kind == "voltage":
-            self.voltage_v[chans] = values
+            self.voltage_v[part] = array
         else:
-            self.current_ma[chans] = values
-        self.current_mode[chans] = kind == "current"
-        wired = self.heater_map[chans] >= 0
-        if np.any(wired):
-            drive = values[wired] if kind == "voltage" else values[wired] * 1e-3
-            self.chip.set_heater_drive(drive, mode=kind, channels=self.heater_map[chans][wired])
+            self.current_ma[part] = array
+            array *= 1e-3
+        self.current_mode[part] = kind == "current"
+        heaters = self.heater_map[part]
+        wired = self._wired[part]
+        if all(wired):
+            self.chip.set_heater_drive(array, mode=kind, channels=heaters)
+        elif any(wired):
+            self.chip.set_heater_drive(array[heaters >= 0], mode=kind, channels=heaters[heaters >= 0])
         return OK
 
     # -- read-backs --------------------------------------------------------------------------------------------------
