@@ -369,6 +369,9 @@ class VisaTransport(BaseTransport):
         except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
             raise self._error(InstrumentConnectionError, f"cannot open VISA resource: {exc}", None) from exc
         self._res.timeout = settings.timeout_s * 1000.0
+        #: The reply timeout (ms) the resource has, and the one the next read needs (set lazily: a timeout_for
+        #: around every reading would otherwise set the VISA attribute twice per reading).
+        self._timeout_applied_ms = self._timeout_wanted_ms = float(self._res.timeout)
         self._res.write_termination = settings.write_termination
         self._res.read_termination = settings.read_termination or None
         if address.upper().startswith("ASRL"):
@@ -401,12 +404,15 @@ class VisaTransport(BaseTransport):
 
     def _read_line(self, command: str | None) -> str:
         try:
+            if self._timeout_wanted_ms != self._timeout_applied_ms:
+                self._sync_timeout()
             return self._res.read()
         except (self._pyvisa.errors.VisaIOError, OSError, UnicodeDecodeError) as exc:
             raise self._translate(exc, command) from exc
 
     def _read_bytes(self, n_bytes: int, command: str | None) -> bytes:
         try:
+            self._sync_timeout()
             return bytes(self._res.read_bytes(n_bytes))
         except (self._pyvisa.errors.VisaIOError, OSError) as exc:
             raise self._translate(exc, command) from exc
@@ -415,6 +421,7 @@ class VisaTransport(BaseTransport):
         # pyvisa's own block reader copes with terminator bytes inside the payload.
         self.write_count += 1
         try:
+            self._sync_timeout()
             values = self._res.query_binary_values(
                 command, datatype="B", container=bytes,
                 expect_termination=expect_termination and bool(self.settings.read_termination))
@@ -427,7 +434,13 @@ class VisaTransport(BaseTransport):
         return header + body
 
     def _apply_timeout(self, seconds: float) -> None:
-        self._res.timeout = max(1.0, seconds * 1000.0)
+        self._timeout_wanted_ms = max(1.0, seconds * 1000.0)
+
+    def _sync_timeout(self) -> None:
+        """Give the resource the reply timeout the next read needs (only when it changed)."""
+        if self._timeout_wanted_ms != self._timeout_applied_ms:
+            self._res.timeout = self._timeout_wanted_ms
+            self._timeout_applied_ms = self._timeout_wanted_ms
 
     def bytes_waiting(self) -> int | None:
         try:

@@ -83,9 +83,14 @@ class EmulatedBench:
 
     def _factory(self, model: DeviceModel, *, end_signal: bool) -> Any:
         def connect() -> Connection:
-            return Connection(model, end_signal=end_signal, exchange_log=self.exchange_log, lock=self.lock)
+            return Connection(model, end_signal=end_signal, exchange_log=self._log, lock=self.lock)
 
         return connect
+
+    def _log(self, name: str, message: str, reply: str | bytes | None) -> None:
+        """Every connection reports here; ``exchange_log`` (settable at any time) receives the exchange."""
+        if self.exchange_log is not None:
+            self.exchange_log(name, message, reply)
 
     def address(self, name: str) -> str:
         """The VISA resource name or serial URL of a simulated instrument."""

@@ -158,7 +158,7 @@ class EmulatedVisaLibrary(highlevel.VisaLibraryBase):
         attr = attributes.AttributesByID.get(attribute)
         if attr is None or not attr.in_resource(sess.interface):
             return 0, StatusCode.error_nonsupported_attribute
-        if attribute == constants.ResourceAttribute.asrl_avail_num and sess.connection is not None:
+        if attribute == constants.VI_ATTR_ASRL_AVAIL_NUM and sess.connection is not None:
             return sess.connection.waiting(), StatusCode.success
         return sess.attrs.setdefault(attribute, attr.default), StatusCode.success
 
