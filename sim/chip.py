@@ -922,6 +922,12 @@ class Chip:
         self._laser_power_w = np.array(state["laser_power_w"], dtype=float)
         self._laser_on = np.array(state["laser_on"], dtype=bool)
 
+    def warm_up(self) -> None:
+        """Load (or compile) the compiled kernels now, not at the first heater write or reading: a served bench must
+        answer its first messages within a client's timeout (numba import and cache load take about a second)."""
+        kernels().warm_up()
+        meter_model(np.zeros(1), np.zeros(1), np.zeros(1), 0.0, 1.0, self._spec.power_meter)
+
     def close(self) -> None:
         """Stop the worker threads and processes (optional: an unreferenced chip stops its processes too)."""
         if self._pool is not None:

@@ -68,8 +68,9 @@ class Connection:
         self._blocks = model.blocks_in_messages
         self._input = bytearray()
         self._output = bytearray()
-        #: Whether the last message asked something (a read after it that finds nothing is no -420).
-        self._asked = False
+        #: The last message asked something and got no reply (an error took its place, already queued): the next
+        #: read that finds nothing is no -420.
+        self._unanswered = False
         self._termination = model.reply_termination.encode("ascii")
 
     @property
@@ -100,7 +101,7 @@ class Connection:
                 log.debug("%s: unread reply discarded (query interrupted)", self.model.name)
                 self._output.clear()
             reply = self.model.exchange(message)
-        self._asked = "?" in message
+        self._unanswered = reply is None and "?" in message
         if self.exchange_log is not None:
             self.exchange_log(self.model.name, message, reply)
         if reply is None:
@@ -118,9 +119,10 @@ class Connection:
         return data
 
     def read_request(self) -> None:
-        """A GPIB-style read with nothing to read: unless the last message was a query (whose reply an error
-        replaced, already queued), the model may queue -420 (query unterminated, 488.2 §6.3.2.2)."""
-        if self._asked:
+        """A GPIB-style read with nothing to read: the model may queue -420 (query unterminated, 488.2 §6.3.2.2),
+        except for the first such read after a query whose reply an error replaced (that error is queued)."""
+        if self._unanswered:
+            self._unanswered = False
             return
         with self.lock:
             self.model.query_unterminated()

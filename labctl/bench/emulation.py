@@ -152,6 +152,23 @@ class EmulatedReadings:
         self._chip.load_state_dict(state)
 
 
+def serve(config: BenchConfig, *, host: str = "127.0.0.1", base_port: int = 0, follow_wall_clock: bool = False,
+          exchange_log: Any = None) -> tuple[Any, Emulation]:
+    """The emulated side of ``config`` served to other processes (``labctl sim serve``): a
+    :class:`labctl.sim.serve.BenchServer` (VISA instruments on loopback sockets, serial ones on pseudo-terminals)
+    over a freshly built emulation. The caller runs ``server.serve_forever()``, then closes both."""
+    from labctl.sim.serve import BenchServer
+
+    emulation = build_emulation(config)
+    emulation.bench.exchange_log = exchange_log
+    try:
+        server = BenchServer(emulation.bench, host=host, base_port=base_port, follow_wall_clock=follow_wall_clock)
+    except BaseException:
+        emulation.close()
+        raise
+    return server, emulation
+
+
 def check_chip_spec(overrides: dict[str, Any]) -> None:
     """Raise ValueError naming the key when an emulated bench's ``[chip.spec]`` overrides are not chip parameters."""
     ChipSpec.from_dict(overrides)
