@@ -11,6 +11,8 @@ replaced (so a dry run reads the same for the same seed as before they existed):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from labctl.sim import Chip, ChipSpec
@@ -47,7 +49,7 @@ def test_heater_command_is_the_heaters_arithmetic_to_the_bit() -> None:
         now = chip.clock.now_s
         drive[idx] = H.quantize_drive(values, spec.dac_bits, fs)
         is_current[idx] = mode == "current"
-        decay = np.exp(-max(now - t0, 0.0) / tau)
+        decay = math.exp(-max(now - t0, 0.0) / tau)  # as ThermalSettling computes it
         start = target + (start - target) * decay
         target = _reference_power(chip, drive, is_current)
         t0 = now
