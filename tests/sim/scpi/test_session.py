@@ -190,3 +190,12 @@ def test_plain_pyvisa_and_pymeasure_through_the_emulated_resource_manager(bench:
     assert laser.wavelength == pytest.approx(1550.5, abs=1e-9) and laser.output_power_mW == pytest.approx(1.5)
     assert laser.output_enabled is True and laser.check_errors() == []
     assert bench.chip.laser_power_w()[0] == pytest.approx(1.5e-3) and bench.chip.laser_on()[0]
+
+
+def test_coverage_counts_what_each_model_emulates() -> None:
+    from labctl.sim.scpi.coverage import measure
+
+    laser = measure("keysight_n777xc")
+    assert 0 < laser.emulated < laser.actions and laser.emulated + len(laser.not_emulated) == laser.actions
+    assert "set wavelength_m" not in laser.not_emulated and "do sweep_step_next" in laser.not_emulated
+    assert measure("santec_tsl570").actions == 0      # simulated statically only (pyvisa-sim), no physics model
