@@ -35,7 +35,8 @@ from typing import Any, ClassVar
 
 from ..device_model import DeviceModel, Reply
 from .errors import DATA_OUT_OF_RANGE, ScpiError
-from .params import Keyword, Num
+from .mnemonic import Mnemonic
+from .params import Choice, Keyword, Num
 from .parser import Parsed, Parser
 from .status import ESR_OPC, StatusModel
 from .tree import Tree
@@ -245,7 +246,13 @@ class ScpiModel(DeviceModel):
             self._unmodelled[key] = call.args[0] if len(call.args) == 1 else call.args
             return None
         if key in self._unmodelled:
-            return _plain_reply(self._unmodelled[key])
+            value = self._unmodelled[key]
+            param = call.cmd.params[0] if call.cmd is not None and len(call.cmd.params) == 1 else None
+            if isinstance(param, Choice) and param.codes:
+                # a setting that also takes numbers answers with its number (SCPI booleans and coded choices)
+                codes = {Mnemonic.parse(option).short: code for code, option in param.codes}
+                value = codes.get(value, value)
+            return _plain_reply(value)
         log.warning("%s: %s is not emulated; answering nothing", self.name, call.header)
         self.status.push(EXECUTION_ERROR)
         return None

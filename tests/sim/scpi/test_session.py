@@ -199,3 +199,22 @@ def test_coverage_counts_what_each_model_emulates() -> None:
     assert 0 < laser.emulated < laser.actions and laser.emulated + len(laser.not_emulated) == laser.actions
     assert "set wavelength_m" not in laser.not_emulated and "do sweep_step_next" in laser.not_emulated
     assert measure("santec_tsl570").actions == 0      # simulated statically only (pyvisa-sim), no physics model
+
+
+def test_a_remembered_coded_choice_answers_its_number() -> None:
+    """Settings the model only remembers still answer as SCPI does: booleans and coded choices by number
+    (PyMeasure's Keithley2400.auto_zero_enabled writes 1 and reads 1 back)."""
+    from labctl.sim.instruments.keithley_model import Keithley2400Model
+    from labctl.sim.profiles import ALL
+
+    profile = {p.device: p for p in ALL}["Keithley 2400"]
+    emulated = EmulatedBench(Chip(ChipSpec(), seed=0),
+                             [SimulatedInstrument("smu", profile, Keithley2400Model("smu", 0))])
+    try:
+        smu = emulated.connect("smu")
+        assert ask(smu, ":SYSTEM:AZERO:STATE 1;:SYST:AZER?\n") == b"1\n"
+        assert ask(smu, ":SYST:AZER OFF;:SYST:AZER:STAT?\n") == b"0\n"
+        assert ask(smu, ":DISP:ENAB ON;:DISPLAY:ENABLE?\n") == b"1\n"
+        assert errors(smu) == []
+    finally:
+        emulated.close()
