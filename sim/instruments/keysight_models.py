@@ -323,7 +323,7 @@ class KeysightLaserModel(ScpiModel):
             kwargs["on"][ch] = on
         chip.set_lasers(**kwargs)
 
-    # -- sweep settings --------------------------------------------------------------------------------------------------
+    # -- sweep settings ------------------------------------------------------------------------------------------------
     @handles("query sweep_start_m", "query sweep_stop_m")
     def _sweep_limit_or_value(self, call: Parsed) -> Reply:
         keyword = limit_keyword(call)
@@ -391,7 +391,7 @@ class KeysightLaserModel(ScpiModel):
             return self._unmodelled_action(call)
         return f"{self._lambda_log_m.size:+d}"
 
-    # -- sweep state machine ---------------------------------------------------------------------------------------------
+    # -- sweep state machine -------------------------------------------------------------------------------------------
     @handles("query sweep_state")
     def _sweep_state_query(self, call: Parsed) -> Reply:
         return _LASER.sweep_state.reply.format(self.sweep_state)

@@ -190,7 +190,8 @@ def test_faults_end_safe_with_a_clear_error(lock_dir: Path, fault: str) -> None:
         expected: type[Exception] = InstrumentError
     elif fault == "garbage":
         answer = meter_model.exchange
-        meter_model.exchange = lambda message: "garbage,reply" if "POW:ALL" in message else answer(message)  # type: ignore
+        meter_model.exchange = (  # type: ignore[method-assign]
+            lambda message: "garbage,reply" if "POW:ALL" in message else answer(message))
         expected = InstrumentReplyError
     else:
         bench.lasers[3].inner.transport.write(":LABCTL:NOT:A:COMMAND")
