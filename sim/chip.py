@@ -228,6 +228,14 @@ def _shutdown_pool(pool: ProcessPoolExecutor, arena: mmap.mmap | None) -> None:
             pass
 
 
+def _channel_vector(value: object, n: int, dtype: type) -> np.ndarray:
+    """A per-channel vector (n,) of its own: a copy of an (n,) array, or a scalar broadcast."""
+    array = np.asarray(value, dtype=dtype)
+    if array.shape == (n,):
+        return array.copy()
+    return np.broadcast_to(array, (n,)).copy()
+
+
 class Chip:
     """Emulated chip with banks x rings add-drop microrings fed by WDM lasers (see module docstring)."""
 
@@ -371,7 +379,7 @@ class Chip:
         c = self.n_channels
         ls = self._spec.lasers
         if wavelength_m is not None:
-            wl = np.broadcast_to(np.asarray(wavelength_m, dtype=float), (c,)).copy()
+            wl = _channel_vector(wavelength_m, c, float)
             if not np.all(np.isfinite(wl) & (wl > 0)):
                 raise ValueError("laser wavelengths must be finite and > 0")
             err = ls.wavelength_repeatability_m * self._noise_rng.uniform(-1.0, 1.0, c)
@@ -379,12 +387,12 @@ class Chip:
             self._laser_actual_m = np.where(changed, wl + err, self._laser_actual_m)
             self._laser_commanded_m = wl
         if power_w is not None:
-            pw = np.broadcast_to(np.asarray(power_w, dtype=float), (c,)).copy()
+            pw = _channel_vector(power_w, c, float)
             if not np.all((pw >= ls.min_power_w) & (pw <= ls.max_power_w)):
                 raise ValueError(f"laser power must be within [{ls.min_power_w}, {ls.max_power_w}] W, got {pw}")
             self._laser_power_w = pw
         if on is not None:
-            self._laser_on = np.broadcast_to(np.asarray(on, dtype=bool), (c,)).copy()
+            self._laser_on = _channel_vector(on, c, bool)
 
     def laser_wavelength_m(self) -> np.ndarray:
         """Commanded wavelengths, (C,)."""
