@@ -33,7 +33,7 @@ def validate_heater_request(who: str, values: Any, channels: Any, n_channels: in
     bad = np.flatnonzero((chans < 0) | (chans >= n_channels))
     if bad.size:
         raise LimitError(f"{who}: channel {chans[bad[0]]} does not exist (0..{n_channels - 1})")
-    if np.unique(chans).size != chans.size:
+    if len(set(chans.tolist())) != chans.size:
         raise LimitError(f"{who}: a channel appears twice in {chans.tolist()}")
 
     def name(ch: int) -> str:

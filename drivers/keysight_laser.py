@@ -32,10 +32,9 @@ caller may have shortened); sweeps are bounded by their own duration (:meth:`Key
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -263,10 +262,9 @@ class KeysightLaserTree:
         assert isinstance(setting, Setting)
         return setting.format_command(self, value)
 
-    @contextlib.contextmanager
-    def _exchange(self) -> Iterator[None]:
-        with self.transport.transaction():
-            yield
+    def _exchange(self) -> Any:
+        """The transport's transaction (lock held, Ctrl-C deferred) around a multi-line exchange."""
+        return self.transport.transaction()
 
     def _sleep(self, poll_s: float | None) -> None:
         delay = self.poll_interval_s if poll_s is None else poll_s

@@ -96,11 +96,14 @@ class HeaterLimits:
                 m, i = (int(v) for v in np.argwhere(mask)[0])
                 raise LimitError(f"{prefix}{self.name(int(idx[i]))}: {text(m, i)}")
 
-        fail(~np.isfinite(rows), lambda m, i: f"value {rows[m, i]!r} is not finite")
-        fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
         limit = self.max_drive[idx]
-        fail(rows > limit * (1.0 + self.rtol),
-             lambda m, i: f"drive {rows[m, i]:.6g} {unit} exceeds the limit {limit[i]:.6g} {unit}")
+        with np.errstate(invalid="ignore"):
+            within = (rows >= 0) & (rows <= limit * (1.0 + self.rtol))  # False for NaN; +inf fails the limit
+        if not within.all():  # one pass for the common case; the first violation is then named in rule order
+            fail(~np.isfinite(rows), lambda m, i: f"value {rows[m, i]!r} is not finite")
+            fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
+            fail(rows > limit * (1.0 + self.rtol),
+                 lambda m, i: f"drive {rows[m, i]:.6g} {unit} exceeds the limit {limit[i]:.6g} {unit}")
         if self.worst_resistance_ohm is None:
             return d
         power = self.power_w(rows)

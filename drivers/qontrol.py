@@ -292,6 +292,8 @@ class Qontrol(Instrument):
         self._errors: list[tuple[int, str]] = []
         self._vmax_v = np.zeros(0)
         self._imax_a = np.zeros(0)
+        #: Module of every channel (index into ``modules``), for splitting vector writes.
+        self._module_index = np.zeros(0, dtype=int)
         super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
                          clock=clock)
         try:
@@ -306,6 +308,7 @@ class Qontrol(Instrument):
         self._ack(NUP_RESET)
         self.modules = self._enumerate_chain()
         self.n_channels = sum(m.n_channels for m in self.modules)
+        self._module_index = np.concatenate([np.full(m.n_channels, m.index) for m in self.modules])
         self.device_id = self.query(ID_QUERY)
         match = DEVICE_ID.fullmatch(self.device_id)
         top = self.modules[0]
@@ -623,11 +626,14 @@ class Qontrol(Instrument):
         chans, vals = self._validated(values, channels)
         order = np.argsort(chans, kind="stable")
         chans, vals = chans[order], vals[order]
-        module = np.array([self.module_of(int(c)).index for c in chans])
-        breaks = np.flatnonzero((np.diff(chans) != 1) | (np.diff(module) != 0)) + 1
+        module = self._module_index[chans]
+        ends = (np.flatnonzero((np.diff(chans) != 1) | (np.diff(module) != 0)) + 1).tolist() + [chans.size]
+        first = chans.tolist()
         with self.transport.transaction():
-            for run_ch, run_val in zip(np.split(chans, breaks), np.split(vals, breaks)):
-                self._write_run(int(run_ch[0]), run_val)
+            start = 0
+            for end in ends:
+                self._write_run(first[start], vals[start:end])
+                start = end
 
     def _write_run(self, start: int, values_si: np.ndarray) -> None:
         if values_si.size == 1:
@@ -638,7 +644,7 @@ class Qontrol(Instrument):
                 channel.current_ma = float(values_si[0]) * 1e3
             return
         template, scale = (VVEC_SET, 1.0) if self.mode == "voltage" else (IVEC_SET, 1e3)
-        text = ",".join(VALUE_FORMAT.format(v) for v in values_si * scale)
+        text = ",".join(map(VALUE_FORMAT.format, (values_si * scale).tolist()))
         self._ack(template.format(start=start, values=text))
 
     def read_drive(self) -> np.ndarray:

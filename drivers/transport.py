@@ -66,40 +66,48 @@ class TransportSettings:
     retry_delay_s: float = 0.05
 
 
+try:  # the C function behind signal.signal, without its enum conversions: twice per outermost transaction
+    from _signal import signal as _set_handler
+except ImportError:  # pragma: no cover - other Python implementations
+    _set_handler = signal.signal
+
+
 class _InterruptGuard:
     """Defers SIGINT while a transaction runs, then delivers it.
 
     Only the main thread can own signal handlers; elsewhere the guard is a no-op (worker threads are not
-    interrupted by Ctrl-C anyway).
+    interrupted by Ctrl-C anyway). ``enter``/``exit`` nest: the handler is installed by the outermost transaction
+    only (a plain method pair, not a generator context manager: transactions are the drivers' hot path).
     """
 
     def __init__(self) -> None:
         self._pending = False
         self._depth = 0
         self._previous: Any = None
+        self._main = threading.main_thread().ident
 
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def enter(self) -> bool:
+        """Start holding SIGINT; False (nothing to undo) outside the main thread."""
+        if threading.get_ident() != self._main:
+            return False
         if self._depth == 0:
             self._pending = False
             try:
-                self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+                self._previous = _set_handler(signal.SIGINT, self._on_sigint)
             except ValueError:  # not in main interpreter (e.g. embedded); nothing to guard
                 self._previous = None
         self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0 and self._previous is not None:
-                signal.signal(signal.SIGINT, self._previous)
-                self._previous = None
-                if self._pending:
-                    self._pending = False
-                    raise KeyboardInterrupt
+        return True
+
+    def exit(self) -> None:
+        """Stop holding; the outermost exit restores the handler and delivers a Ctrl-C received meanwhile."""
+        self._depth -= 1
+        if self._depth == 0 and self._previous is not None:
+            _set_handler(signal.SIGINT, self._previous)
+            self._previous = None
+            if self._pending:
+                self._pending = False
+                raise KeyboardInterrupt
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         log.warning("Ctrl-C received during an instrument transaction; finishing it first")
@@ -107,6 +115,38 @@ class _InterruptGuard:
 
 
 _GUARD = _InterruptGuard()
+
+
+class _Transaction:
+    """The transport's lock held and Ctrl-C deferred for one exchange (see :meth:`BaseTransport.transaction`)."""
+
+    __slots__ = ("_transport", "_held")
+
+    def __init__(self, transport: BaseTransport) -> None:
+        self._transport = transport
+        self._held = False
+
+    def __enter__(self) -> None:
+        transport = self._transport
+        transport._lock.acquire()
+        try:
+            self._held = _GUARD.enter()
+            if not transport.is_open:
+                raise transport._error(InstrumentConnectionError, "connection is closed", None)
+        except BaseException:
+            self._release()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            if self._held:
+                self._held = False
+                _GUARD.exit()
+        finally:
+            self._transport._lock.release()
 
 
 class BaseTransport:
@@ -127,13 +167,9 @@ class BaseTransport:
     def _error(self, cls: type[InstrumentError], message: str, command: str | None) -> InstrumentError:
         return cls(message, instrument=self.name, address=self.address, command=command)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> _Transaction:
         """Hold the lock and defer Ctrl-C for a multi-step exchange (public so drivers can group steps)."""
-        with self._lock, _GUARD.hold():
-            if not self.is_open:
-                raise self._error(InstrumentConnectionError, "connection is closed", None)
-            yield
+        return _Transaction(self)
 
     def _with_retries(self, command: str, func: Any, retries: int | None) -> Any:
         attempts = 1 + (self.settings.retries if retries is None else retries)
@@ -333,6 +369,9 @@ class VisaTransport(BaseTransport):
         except (pyvisa.errors.VisaIOError, OSError, ValueError) as exc:
             raise self._error(InstrumentConnectionError, f"cannot open VISA resource: {exc}", None) from exc
         self._res.timeout = settings.timeout_s * 1000.0
+        #: The reply timeout (ms) the resource has, and the one the next read needs (set lazily: a timeout_for
+        #: around every reading would otherwise set the VISA attribute twice per reading).
+        self._timeout_applied_ms = self._timeout_wanted_ms = float(self._res.timeout)
         self._res.write_termination = settings.write_termination
         self._res.read_termination = settings.read_termination or None
         if address.upper().startswith("ASRL"):
@@ -365,12 +404,15 @@ class VisaTransport(BaseTransport):
 
     def _read_line(self, command: str | None) -> str:
         try:
+            if self._timeout_wanted_ms != self._timeout_applied_ms:
+                self._sync_timeout()
             return self._res.read()
         except (self._pyvisa.errors.VisaIOError, OSError, UnicodeDecodeError) as exc:
             raise self._translate(exc, command) from exc
 
     def _read_bytes(self, n_bytes: int, command: str | None) -> bytes:
         try:
+            self._sync_timeout()
             return bytes(self._res.read_bytes(n_bytes))
         except (self._pyvisa.errors.VisaIOError, OSError) as exc:
             raise self._translate(exc, command) from exc
@@ -379,6 +421,7 @@ class VisaTransport(BaseTransport):
         # pyvisa's own block reader copes with terminator bytes inside the payload.
         self.write_count += 1
         try:
+            self._sync_timeout()
             values = self._res.query_binary_values(
                 command, datatype="B", container=bytes,
                 expect_termination=expect_termination and bool(self.settings.read_termination))
@@ -391,7 +434,13 @@ class VisaTransport(BaseTransport):
         return header + body
 
     def _apply_timeout(self, seconds: float) -> None:
-        self._res.timeout = max(1.0, seconds * 1000.0)
+        self._timeout_wanted_ms = max(1.0, seconds * 1000.0)
+
+    def _sync_timeout(self) -> None:
+        """Give the resource the reply timeout the next read needs (only when it changed)."""
+        if self._timeout_wanted_ms != self._timeout_applied_ms:
+            self._res.timeout = self._timeout_wanted_ms
+            self._timeout_applied_ms = self._timeout_wanted_ms
 
     def bytes_waiting(self) -> int | None:
         try:

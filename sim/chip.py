@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
 import mmap
 import multiprocessing
 import os
@@ -41,6 +42,7 @@ from .detection import (
     MeterReading,
     bandwidth_hz,
     detector_noise_sigma_a,
+    meter_model,
     meter_reading,
     quantize_signed,
     rin_sigma,
@@ -226,6 +228,14 @@ def _shutdown_pool(pool: ProcessPoolExecutor, arena: mmap.mmap | None) -> None:
             pass
 
 
+def _channel_vector(value: object, n: int, dtype: type) -> np.ndarray:
+    """A per-channel vector (n,) of its own: a copy of an (n,) array, or a scalar broadcast."""
+    array = np.asarray(value, dtype=dtype)
+    if array.shape == (n,):
+        return array.copy()
+    return np.broadcast_to(array, (n,)).copy()
+
+
 class Chip:
     """Emulated chip with banks x rings add-drop microrings fed by WDM lasers (see module docstring)."""
 
@@ -310,36 +320,36 @@ class Chip:
         raise ValueError(f"mode must be 'voltage' or 'current', got {mode!r}")
 
     def set_heater_drive(self, values: np.ndarray, mode: str = "voltage", channels: np.ndarray | None = None) -> None:
-        """Apply a drive (V or A) to all heaters or to ``channels``; quantized by the DAC, starts settling now."""
+        """Apply a drive (V or A) to all heaters or to ``channels``; quantized by the DAC, starts settling now.
+
+        One compiled pass (``kernels.heater_command``, the arithmetic of :mod:`.heaters` in the same order): only the
+        written heaters' powers are computed, the others keep the commanded power they have (elementwise formulas:
+        the same bits as recomputing every heater). Nothing changes when a current is beyond thermal runaway."""
         fs = self._full_scale(mode)
         vals = np.asarray(values, dtype=float)
-        idx = np.arange(self.n_heaters) if channels is None else np.asarray(channels, dtype=int).reshape(-1)
+        n = self.n_heaters
+        idx = np.arange(n) if channels is None else np.asarray(channels, dtype=int).reshape(-1)
         vals = np.broadcast_to(vals, idx.shape) if vals.ndim == 0 else vals.reshape(-1)
         if vals.shape != idx.shape:
             raise ValueError(f"values must have shape {idx.shape}, got {vals.shape}")
-        if not np.all(np.isfinite(vals)):
+        if not np.logical_and.reduce(np.isfinite(vals), axis=None):
             raise ValueError("heater drive values must be finite")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_heaters):
-            raise ValueError(f"heater channels must be in [0, {self.n_heaters}), got {idx.tolist()}")
-        drive = self._drive.copy()
-        is_current = self._is_current.copy()
-        drive[idx] = _heaters.quantize_drive(vals, self._spec.heaters.dac_bits, fs)
-        is_current[idx] = mode == "current"
-        power = self._power_for(drive, is_current)
-        self._drive, self._is_current = drive, is_current
-        self._settling.command(power, self._clock.now_s)
-        self._last_drive_time_s = self._clock.now_s
+        if idx.size and (np.minimum.reduce(idx) < 0 or np.maximum.reduce(idx) >= n):
+            raise ValueError(f"heater channels must be in [0, {n}), got {idx.tolist()}")
+        p, now = self._params, self._clock.now_s
+        start, target = self._settling.arrays()
+        current = mode == "current"
+        runaway = kernels().heater_command(
+            idx, np.ascontiguousarray(vals, dtype=np.float64), current, fs, fs / (2**self._spec.heaters.dac_bits - 1),
+            p.heater_resistance_ohm, 4.0 * p.self_heating_per_w, p.self_heating_per_w, self._settling.decay(now),
+            self._drive, self._is_current, start, target, np.empty((2, idx.size)))
+        if runaway >= 0:
+            raise _heaters.HeaterRunawayError(f"current drive beyond thermal runaway on heater {runaway}")
+        self._settling.restarted(now)
+        self._last_drive_time_s = now
         hs = self._spec.heaters
-        if np.any(power > hs.max_power_w) or power.sum() > hs.max_total_power_w:
-            log.warning("heater power beyond the safe limits (max %.4g W, total %.4g W)", power.max(), power.sum())
-
-    def _power_for(self, drive: np.ndarray, is_current: np.ndarray) -> np.ndarray:
-        p = self._params
-        volt = _heaters.power_from_voltage_w(np.where(is_current, 0.0, drive), p.heater_resistance_ohm,
-                                             p.self_heating_per_w)
-        curr = _heaters.power_from_current_w(np.where(is_current, drive, 0.0), p.heater_resistance_ohm,
-                                             p.self_heating_per_w)
-        return np.where(is_current, curr, volt)
+        if np.maximum.reduce(target) > hs.max_power_w or np.add.reduce(target) > hs.max_total_power_w:
+            log.warning("heater power beyond the safe limits (max %.4g W, total %.4g W)", target.max(), target.sum())
 
     def heater_drive(self) -> np.ndarray:
         """Drive values actually applied (after DAC quantization), (H,)."""
@@ -369,7 +379,7 @@ class Chip:
         c = self.n_channels
         ls = self._spec.lasers
         if wavelength_m is not None:
-            wl = np.broadcast_to(np.asarray(wavelength_m, dtype=float), (c,)).copy()
+            wl = _channel_vector(wavelength_m, c, float)
             if not np.all(np.isfinite(wl) & (wl > 0)):
                 raise ValueError("laser wavelengths must be finite and > 0")
             err = ls.wavelength_repeatability_m * self._noise_rng.uniform(-1.0, 1.0, c)
@@ -377,12 +387,12 @@ class Chip:
             self._laser_actual_m = np.where(changed, wl + err, self._laser_actual_m)
             self._laser_commanded_m = wl
         if power_w is not None:
-            pw = np.broadcast_to(np.asarray(power_w, dtype=float), (c,)).copy()
+            pw = _channel_vector(power_w, c, float)
             if not np.all((pw >= ls.min_power_w) & (pw <= ls.max_power_w)):
                 raise ValueError(f"laser power must be within [{ls.min_power_w}, {ls.max_power_w}] W, got {pw}")
             self._laser_power_w = pw
         if on is not None:
-            self._laser_on = np.broadcast_to(np.asarray(on, dtype=bool), (c,)).copy()
+            self._laser_on = _channel_vector(on, c, bool)
 
     def laser_wavelength_m(self) -> np.ndarray:
         """Commanded wavelengths, (C,)."""
@@ -614,9 +624,23 @@ class Chip:
         return self._noise_rng.standard_normal(shape)
 
     def read_port_power_w(self, averaging_time_s: float) -> np.ndarray:
-        """Optical power at the [through, drop] ports per bank, with laser RIN but no meter model, (B, 2)."""
-        _, thr, drop = self._state_simulate(averaging_time_s)
-        return np.stack([thr[:, 0], drop[:, 0]], axis=1) * self._output_factor
+        """Optical power at the [through, drop] ports per bank, with laser RIN but no meter model, (B, 2).
+
+        The same computation as the one-point :meth:`_simulate`, without the balanced detector it does not report;
+        the detector's noise is still drawn (and dropped) so that the noise stream, hence every later reading, is
+        the same whichever reading an instrument takes."""
+        k = self._constants(self._laser_actual_m)
+        res = self._state_resonances_hn()
+        rin = self._noise_rng.standard_normal((self.n_channels, 1))
+        rin *= rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s)
+        rin += 1.0
+        self._noise_rng.standard_normal((self.n_banks, 1))
+        thr, drop = bus_powers(k, res, np.multiply(self._state_pin_cn(), rin, order="C"))
+        out = np.empty((self.n_banks, 2))
+        out[:, 0] = thr[:, 0]
+        out[:, 1] = drop[:, 0]
+        out *= self._output_factor
+        return out
 
     def meter_reading_w(
         self, power_w: np.ndarray, averaging_time_s: float, range_dbm: float | np.ndarray,
@@ -636,6 +660,39 @@ class Chip:
             m = np.zeros(p.shape, dtype=int) if meter is None else np.asarray(meter, dtype=int)
             nl_b, ph_b = nl.reshape(-1)[m], ph.reshape(-1)[m]
         return meter_reading(p, averaging_time_s, range_dbm, nl_b, ph_b, self._spec.power_meter, self._noise_rng)
+
+    def meter_reading_groups_w(self, power_w: np.ndarray, averaging_time_s: np.ndarray, range_dbm: np.ndarray,
+                               meter: np.ndarray) -> MeterReading:
+        """The power-meter model on readings that differ in averaging time and range, element by element.
+
+        The same numbers, noise draws included, as calling :meth:`meter_reading_w` once per distinct (averaging
+        time, range) pair, in the order the pairs first appear, on that pair's elements; but one pass (an
+        instrument reading all its ports at once pays the model's call overhead once)."""
+        p = np.asarray(power_w, dtype=float).reshape(-1)
+        t = np.asarray(averaging_time_s, dtype=float).reshape(-1)
+        r = np.asarray(range_dbm, dtype=float).reshape(-1)
+        m = np.asarray(meter, dtype=int).reshape(-1)
+        spec = self._spec.power_meter
+        groups: dict[tuple[float, float], list[int]] = {}
+        for i, key in enumerate(zip(t.tolist(), r.tolist())):
+            groups.setdefault(key, []).append(i)
+        order = np.fromiter((i for idx in groups.values() for i in idx), dtype=int, count=p.size)
+        top = np.empty(p.size)
+        sigma = np.empty(p.size)
+        for (t_g, r_g), idx in groups.items():
+            if r_g not in spec.ranges_dbm:
+                raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {r_g!r}")
+            bandwidth_hz(t_g)
+            top[idx] = 1e-3 * 10 ** (r_g / 10)
+            sigma[idx] = spec.noise_w * math.sqrt(spec.noise_reference_time_s / t_g)
+        noise: np.ndarray | float = 0.0
+        if spec.noise_w > 0:
+            noise = np.empty(p.size)
+            noise[order] = self._noise_rng.standard_normal(p.size)
+            noise *= sigma
+        nl = self._params.meter_nonlinearity_db.reshape(-1)[m]
+        ph = self._params.meter_nonlinearity_phase.reshape(-1)[m]
+        return meter_model(p, nl, ph, noise, top, spec)
 
     def port_spectrum_w(
         self,
@@ -872,6 +929,12 @@ class Chip:
         self._laser_actual_m = np.array(state["laser_actual_m"], dtype=float)
         self._laser_power_w = np.array(state["laser_power_w"], dtype=float)
         self._laser_on = np.array(state["laser_on"], dtype=bool)
+
+    def warm_up(self) -> None:
+        """Load (or compile) the compiled kernels now, not at the first heater write or reading: a served bench must
+        answer its first messages within a client's timeout (numba import and cache load take about a second)."""
+        kernels().warm_up()
+        meter_model(np.zeros(1), np.zeros(1), np.zeros(1), 0.0, 1.0, self._spec.power_meter)
 
     def close(self) -> None:
         """Stop the worker threads and processes (optional: an unreferenced chip stops its processes too)."""

@@ -27,6 +27,7 @@ __all__ = [
     "auto_range_dbm",
     "bandwidth_hz",
     "detector_noise_sigma_a",
+    "meter_model",
     "meter_reading",
     "quantize_signed",
     "rin_sigma",
@@ -95,20 +96,24 @@ def meter_reading(
         raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {r[~known].flat[0]!r}")
     p = np.asarray(power_w, dtype=float)
     bandwidth_hz(averaging_time_s)
-    from .meter_kernel import (  # numba: imported on first use
-        arg_constants,
-        meter_quantize_ufunc,
-        meter_raw_ufunc,
-    )
 
     noise: np.ndarray | float = 0.0
     if rng is not None and spec.noise_w > 0:
         noise = rng.standard_normal(p.shape)
         noise *= spec.noise_w * math.sqrt(spec.noise_reference_time_s / averaging_time_s)
-    k_arg, c_arg = arg_constants(spec.nonlinearity_period_db)
-    raw = meter_raw_ufunc(p, np.asarray(nonlinearity_db, dtype=float), np.asarray(nonlinearity_phase, dtype=float),
-                          noise, k_arg, c_arg)
     top_w = 1e-3 * np.exp(r * (math.log(10) / 10)) if r.ndim else 1e-3 * 10 ** (float(r) / 10)
+    return meter_model(p, nonlinearity_db, nonlinearity_phase, noise, top_w, spec)
+
+
+def meter_model(power_w: np.ndarray, nonlinearity_db: np.ndarray, nonlinearity_phase: np.ndarray,
+                noise_w: np.ndarray | float, top_w: np.ndarray | float, spec: PowerMeterSpec) -> MeterReading:
+    """The meter arithmetic (nonlinearity, additive noise already scaled, range clip and readout steps),
+    elementwise with broadcasting."""
+    from .meter_kernel import arg_constants, meter_quantize_ufunc, meter_raw_ufunc  # numba: imported on first use
+
+    k_arg, c_arg = arg_constants(spec.nonlinearity_period_db)
+    raw = meter_raw_ufunc(power_w, np.asarray(nonlinearity_db, dtype=float),
+                          np.asarray(nonlinearity_phase, dtype=float), noise_w, k_arg, c_arg)
     over = raw > top_w
-    reading = meter_quantize_ufunc(raw, top_w, top_w / 2**spec.readout_bits)
+    reading = meter_quantize_ufunc(raw, top_w, np.divide(top_w, 2**spec.readout_bits))
     return MeterReading(power_w=reading, over_range=over)

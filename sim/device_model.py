@@ -1,9 +1,12 @@
-"""Python behaviour of one simulated instrument in front of the shared emulated chip.
+"""Behaviour of one simulated instrument in front of the shared emulated chip.
 
-The pyvisa-sim definition (generated from the driver) keeps the static state and the plain set/query commands;
-a :class:`DeviceModel` sees every message first and answers what needs physics (readings, bulk and binary
-replies, sweeps), and after the YAML has handled a setter it pushes the new state into the chip. Every message
-advances the chip's virtual clock by the instrument's latency, so a dry run knows its projected bench time.
+A model receives whole program messages (the connection in front of it has framed the bytes: one line of a serial
+protocol, one SCPI program message) and returns the reply, or None when the message asks for nothing. It owns the
+instrument's state and charges the chip's virtual clock with what each message costs on the real instrument
+(the reference timing table), so that a dry run knows its projected bench time.
+
+Line-protocol instruments (Qontrol, greymatter) subclass :class:`DeviceModel` and implement :meth:`handle`; SCPI
+instruments subclass :class:`labctl.sim.scpi.model.ScpiModel`, which parses with the instrument's command tree.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .emulated_bench import EmulatedBench
+    from .protocol import SimProfile
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +24,26 @@ Reply = str | bytes | None
 
 
 class DeviceModel:
-    """Base class; subclasses implement :meth:`handle` and :meth:`after` for their instrument."""
+    """Base class; line-protocol subclasses implement :meth:`handle` (and :meth:`latency_s`)."""
 
     #: Clock category for this instrument's messages.
     category = "scpi"
+    #: What ends a reply on the wire.
+    reply_termination = "\n"
+    #: Whether messages may carry IEEE 488.2 definite-length blocks (SCPI), whose bytes the framer steps over.
+    blocks_in_messages = False
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.device: Any = None
         self.bench: EmulatedBench | None = None
+        self.profile: SimProfile | None = None
         self.connected = True
 
     # -- wiring ----------------------------------------------------------------------------------------------
-    def attach(self, device: Any, bench: EmulatedBench) -> None:
-        self.device = device
+    def attach(self, bench: EmulatedBench, profile: SimProfile) -> None:
+        """Join ``bench`` (its chip and clock) as the instrument ``profile`` describes (identity, static facts)."""
         self.bench = bench
+        self.profile = profile
 
     @property
     def chip(self) -> Any:
@@ -42,27 +51,36 @@ class DeviceModel:
         return self.bench.chip
 
     # -- behaviour ---------------------------------------------------------------------------------------------
-    def handle(self, line: str) -> Reply:
-        """Answer ``line`` from the physics, or return None to let the YAML answer it."""
-        return None
+    def exchange(self, message: str) -> Reply:
+        """One whole program message (terminator removed) in, the reply (without terminator) or None out."""
+        self.chip.clock.advance(self.latency_s(message), self.category)
+        return self.handle(message)
 
-    def after(self, line: str) -> None:
-        """Called after the YAML handled ``line`` (typically a setter): push state into the chip."""
+    def handle(self, line: str) -> Reply:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def latency_s(self, line: str) -> float:
         """Virtual time one message takes (instrument timing table of the reference chip)."""
-        timing = self.chip.spec.timing
-        return timing.scpi_query_s
+        return float(self.chip.spec.timing.scpi_query_s)
 
-    # -- pyvisa-sim state helpers ------------------------------------------------------------------------------
-    def prop(self, name: str) -> Any:
-        return self.device._properties[name].get_value()
+    # -- what the connection reports (IEEE 488.2 §6: SCPI models queue -410/-420; line protocols ignore it) ----
+    def query_interrupted(self) -> bool:
+        """A new message arrived while a reply was unread; True makes the connection discard that reply."""
+        return False
 
-    def set_prop(self, name: str, value: Any) -> None:
-        self.device._properties[name]._value = value
+    def query_unterminated(self) -> None:
+        """The controller asked to read (GPIB-style read request) with no reply pending and none coming."""
 
-    def channel_prop(self, group: str, channel: str, name: str) -> Any:
-        return self.device._channels[group]._properties[name]._value[str(channel)]
+    def clear(self) -> None:
+        """Device clear (IEEE 488.2 §5.8): the connection has dropped its buffers; nothing else changes."""
 
-    def set_channel_prop(self, group: str, channel: str, name: str, value: Any) -> None:
-        self.device._channels[group]._properties[name]._value[str(channel)] = value
+    # -- static facts from the profile --------------------------------------------------------------------------
+    def dialogue(self, query: str) -> str:
+        """The profile's fixed reply to ``query`` (identity, installed options, ranges): one place for each fact."""
+        assert self.profile is not None, f"{self.name} has no profile"
+        if query == self.profile.identity_query:
+            return self.profile.identity_reply
+        for q, r in self.profile.dialogues:
+            if q == query and r is not None:
+                return r
+        raise KeyError(f"{self.profile.device}: no fixed reply to {query!r} in its simulation profile")

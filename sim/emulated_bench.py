@@ -1,28 +1,28 @@
 """One emulated chip behind simulated instruments, reachable through the ordinary transports.
 
-VISA instruments go through a pyvisa-sim library built from the shipped YAML files (the drivers' own command
-spellings and static state); every device's matcher is wrapped so that its :class:`DeviceModel` sees each
-message first and answers from the chip. Serial instruments reach the same devices through the
-``labctlsim://`` pyserial URL handler. Drivers run unchanged: only the resource manager or URL differs.
+VISA instruments are resources of an in-process pyvisa backend (:mod:`labctl.sim.visa_library`): every open
+resource is a connection that frames the bytes into program messages and hands them to the instrument's model (a
+SCPI model parses them with the command tree written from the manual). Serial instruments are reached through the
+``labctlsim://`` pyserial URL handler, with the same kind of connection in front of their line-protocol models.
+Drivers run unchanged: only the resource manager or URL differs. All instruments share the chip, its virtual
+clock and one lock (so that connections served from several threads take turns on the chip).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import shutil
-import tempfile
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import serial
-import yaml
 
+from . import visa_library
 from .chip import Chip
+from .connection import Connection, ExchangeLog
 from .device_model import DeviceModel
-from .protocol import SimProfile, yaml_path
+from .protocol import SimProfile
 from .urlhandler import protocol_labctlsim
 
 log = logging.getLogger(__name__)
@@ -35,109 +35,62 @@ _IDS = itertools.count(1)
 
 @dataclass
 class SimulatedInstrument:
-    """An instrument of the emulated bench: its protocol profile, its physics model and its resource name."""
+    """An instrument of the emulated bench: its protocol profile (identity, static facts), its model, and whether
+    it is reached over a serial line."""
 
     name: str
     profile: SimProfile
     model: DeviceModel
-    #: The resource of the profile's YAML this instrument uses (e.g. ``ASRL1::INSTR``); renamed per bench.
-    resource: str | None = None
     serial: bool = False
-    #: Channel ids per channel group, overriding the profile's (e.g. 40 outputs for a 5-module Qontrol chain).
-    channel_ids: dict[str, list[str]] | None = None
-
-
-class _SerialEndpoint:
-    """Adapter from the URL handler to a pyvisa-sim device."""
-
-    def __init__(self, device: Any, model: DeviceModel) -> None:
-        self.device = device
-        self.model = model
-
-    @property
-    def connected(self) -> bool:
-        return self.model.connected
-
-    def write(self, data: bytes) -> None:
-        self.device.write(data)
-
-    def waiting(self) -> int:
-        return sum(len(b) for b in self.device._output_buffers)
-
-    def take(self, n: int) -> bytes:
-        out = bytearray()
-        buffers = self.device._output_buffers
-        while buffers and len(out) < n:
-            head = buffers[0]
-            chunk = head[: n - len(out)]
-            out.extend(chunk)
-            del head[: len(chunk)]
-            if not head:
-                buffers.popleft()
-        return bytes(out)
 
 
 class EmulatedBench:
     """The chip plus its simulated instruments; gives drivers a resource manager and serial URLs."""
 
-    def __init__(self, chip: Chip, instruments: list[SimulatedInstrument]) -> None:
+    def __init__(self, chip: Chip, instruments: list[SimulatedInstrument], *,
+                 exchange_log: ExchangeLog | None = None) -> None:
         self.chip = chip
         self.id = f"bench{next(_IDS)}"
         self.instruments = {inst.name: inst for inst in instruments}
         if len(self.instruments) != len(instruments):
             raise ValueError("simulated instrument names must be unique")
-        self._dir = Path(tempfile.mkdtemp(prefix=f"labctl-{self.id}-"))
+        #: One chip: every connection runs its messages under this lock.
+        self.lock = threading.RLock()
+        self.exchange_log = exchange_log
         self.addresses: dict[str, str] = {}
         resources: dict[str, Any] = {}
         gpib = itertools.count(1)
-        asrl = itertools.count(1)
         for inst in instruments:
-            source = yaml_path(inst.profile)
-            local = self._dir / source.name
-            if not local.exists():
-                shutil.copy(source, local)
-            kind = "ASRL" if inst.serial or (inst.resource or inst.profile.resources[0]).startswith("ASRL") \
-                else "GPIB"
-            address = f"ASRL{next(asrl)}::INSTR" if kind == "ASRL" else f"GPIB0::{next(gpib)}::INSTR"
-            resources[address] = {"device": inst.profile.device, "filename": str(local)}
-            if inst.channel_ids:
-                resources[address]["channel_ids"] = {k: [str(i) for i in v] for k, v in inst.channel_ids.items()}
-            self.addresses[inst.name] = address
-        combined = self._dir / "bench.yaml"
-        combined.write_text(yaml.safe_dump({"spec": "1.1", "resources": resources}, sort_keys=False))
+            inst.model.attach(self, inst.profile)
+            if inst.serial:
+                self.addresses[inst.name] = protocol_labctlsim.register(self.id, inst.name,
+                                                                        self._factory(inst.model, end_signal=False))
+            else:
+                address = f"GPIB0::{next(gpib)}::INSTR"
+                resources[address] = self._factory(inst.model, end_signal=True)
+                self.addresses[inst.name] = address
+        visa_library.register(self.id, resources)
 
         import pyvisa
 
-        self.resource_manager = pyvisa.ResourceManager(f"{combined}@sim")
-        devices = self.resource_manager.visalib.devices
-        for inst in instruments:
-            address = self.addresses[inst.name]
-            device = devices[address]
-            inst.model.attach(device, self)
-            device._match = self._wrap(device._match, inst.model)
-            if inst.serial:
-                self.addresses[inst.name] = protocol_labctlsim.register(self.id, inst.name,
-                                                                        _SerialEndpoint(device, inst.model))
+        self._visa = visa_library.EmulatedVisaLibrary(self.id)
+        self.resource_manager = pyvisa.ResourceManager(self._visa)
         log.info("emulated bench %s with %d instruments", self.id, len(instruments))
 
-    def _wrap(self, original: Callable[[bytes], Any], model: DeviceModel) -> Callable[[bytes], Any]:
-        from pyvisa_sim.component import NoResponse
+    def connect(self, name: str, *, end_signal: bool = False) -> Connection:
+        """A new connection to instrument ``name`` (what a socket or pseudo-terminal server hands its client)."""
+        return self._factory(self.instruments[name].model, end_signal=end_signal)()
 
-        clock = self.chip.clock
+    def _factory(self, model: DeviceModel, *, end_signal: bool) -> Any:
+        def connect() -> Connection:
+            return Connection(model, end_signal=end_signal, exchange_log=self._log, lock=self.lock)
 
-        def matched(query: bytes) -> Any:
-            if not model.connected:
-                return NoResponse
-            line = query.decode("ascii", "replace")
-            clock.advance(model.latency_s(line), model.category)
-            reply = model.handle(line)
-            if reply is None:
-                reply = original(query)
-                model.after(line)
-                return reply
-            return reply.encode("latin-1") if isinstance(reply, str) else reply
+        return connect
 
-        return matched
+    def _log(self, name: str, message: str, reply: str | bytes | None) -> None:
+        """Every connection reports here; ``exchange_log`` (settable at any time) receives the exchange."""
+        if self.exchange_log is not None:
+            self.exchange_log(name, message, reply)
 
     def address(self, name: str) -> str:
         """The VISA resource name or serial URL of a simulated instrument."""
@@ -152,11 +105,10 @@ class EmulatedBench:
 
     def close(self) -> None:
         protocol_labctlsim.unregister(self.id)
+        visa_library.unregister(self.id)
         try:
             self.resource_manager.close()
         finally:
             import pyvisa.highlevel
 
-            pyvisa.highlevel.VisaLibraryBase._registry.pop(
-                (type(self.resource_manager.visalib), self.resource_manager.visalib.library_path), None)
-            shutil.rmtree(self._dir, ignore_errors=True)
+            pyvisa.highlevel.VisaLibraryBase._registry.pop((type(self._visa), self._visa.library_path), None)

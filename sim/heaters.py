@@ -32,7 +32,8 @@ class HeaterRunawayError(ValueError):
 def quantize_drive(values: np.ndarray, bits: int, full_scale: float) -> np.ndarray:
     """Clip to [0, full_scale] and round to the DAC grid (2^bits - 1 steps): what the driver really applies."""
     lsb = full_scale / (2**bits - 1)
-    return np.round(np.clip(values, 0.0, full_scale) / lsb) * lsb
+    # np.clip's result with ufuncs (a fraction of its call overhead; -0.0 kept as clip keeps it), rounded half to even
+    return np.rint(np.minimum(np.maximum(0.0, values), full_scale) / lsb) * lsb
 
 
 def power_from_voltage_w(voltage_v: np.ndarray, r0_ohm: np.ndarray, gamma_per_w: float) -> np.ndarray:
@@ -76,8 +77,21 @@ class ThermalSettling:
 
     def effective_w(self, now_s: float) -> np.ndarray:
         """Effective power at ``now_s`` (>= the last command time)."""
-        decay = math.exp(-max(now_s - self._t0, 0.0) / self._tau)
+        decay = self.decay(now_s)
         return self._target + (self._start - self._target) * decay
+
+    def decay(self, now_s: float) -> float:
+        """How much of the last step is still to come at ``now_s``: exp(-elapsed / time constant)."""
+        return math.exp(-max(now_s - self._t0, 0.0) / self._tau)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The live (start, target) power arrays, for a compiled command that updates them in place (what
+        :meth:`command` computes, for some heaters); call :meth:`restarted` after it."""
+        return self._start, self._target
+
+    def restarted(self, now_s: float) -> None:
+        """The in-place command of :meth:`arrays` took effect at ``now_s``."""
+        self._t0 = now_s
 
     def state_dict(self) -> dict:
         return {"target_w": self._target.tolist(), "start_w": self._start.tolist(), "t0_s": self._t0}

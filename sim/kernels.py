@@ -18,7 +18,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-__all__ = ["POINT_CHUNK", "bank_powers", "half_phase_args", "voltage_heater_power", "warm_up"]
+__all__ = ["POINT_CHUNK", "bank_powers", "half_phase_args", "heater_command", "voltage_heater_power", "warm_up"]
 
 POINT_CHUNK = 256  # points per inner pass: the per-point state (6 float32 rows) stays in L1
 
@@ -192,6 +192,43 @@ def voltage_heater_power(drive: np.ndarray, full_scale: float, inv_lsb: float, l
 
 
 @_jit()
+def heater_command(index: np.ndarray, values: np.ndarray, current: bool, full_scale: float, lsb: float,
+                   r0: np.ndarray, four_gamma: float, gamma: float, decay: float, drive: np.ndarray,
+                   is_current: np.ndarray, start: np.ndarray, target: np.ndarray,
+                   scratch: np.ndarray) -> int:  # pragma: no cover - compiled
+    """One heater command of an instrument, in place: ``values`` (V or A) on heaters ``index``, DAC clip and
+    rounding, self-heating power (the operations of ``heaters`` in the same order: same bits), and the first-order
+    settling restarted from where the effective power is now (``decay`` = exp(-elapsed / tau)). Returns the first
+    heater beyond thermal runaway (nothing changed then), else -1. ``scratch`` holds 2 x len(index) floats."""
+    k = index.size
+    for j in range(k):
+        v = values[j]
+        v = v if v >= 0.0 else 0.0          # np.maximum(0.0, v) (keeps -0.0, as np.clip)
+        v = v if v <= full_scale else full_scale
+        q = np.rint(v / lsb) * lsb
+        h = index[j]
+        sq = q * q
+        if current:
+            i2r = sq * r0[h]
+            g = gamma * i2r
+            if g >= 1.0:
+                return h
+            power = i2r / (1.0 - g)
+        else:
+            power = 2.0 * sq / (r0[h] + np.sqrt(r0[h] * r0[h] + four_gamma * r0[h] * sq))
+        scratch[0, j] = q
+        scratch[1, j] = power
+    for h in range(start.size):
+        start[h] = target[h] + (start[h] - target[h]) * decay
+    for j in range(k):
+        h = index[j]
+        drive[h] = scratch[0, j]
+        is_current[h] = current
+        target[h] = scratch[1, j]
+    return -1
+
+
+@_jit()
 def half_phase_args(resonance: np.ndarray, coef: np.ndarray, ref: np.ndarray, out: np.ndarray
                     ) -> None:  # pragma: no cover - compiled
     """Reduced half phase ref - coef / resonance per (ring, point), (H, n) float64 -> float32 ``out`` (small
@@ -220,3 +257,5 @@ def warm_up() -> None:
     vec = np.ones(1, f64)
     voltage_heater_power(np.zeros((1, 1), f64), 1.0, 1.0, 1.0, vec, vec, vec, np.zeros((1, 1), f64))
     half_phase_args(np.ones((1, 1), f64), vec, vec, np.zeros((1, 1), f32))
+    heater_command(np.zeros(1, np.int64), vec, False, 1.0, 1.0, vec, 0.0, 0.0, 1.0, np.zeros(1), np.zeros(1, bool),
+                   np.zeros(1), np.zeros(1), np.zeros((2, 1)))

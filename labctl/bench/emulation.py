@@ -160,6 +160,23 @@ class EmulatedReadings:
         self._chip.load_state_dict(state)
 
 
+def serve(config: BenchConfig, *, host: str = "127.0.0.1", base_port: int = 0, follow_wall_clock: bool = False,
+          exchange_log: Any = None) -> tuple[Any, Emulation]:
+    """The emulated side of ``config`` served to other processes (``labctl sim serve``): a
+    :class:`labctl.sim.serve.BenchServer` (VISA instruments on loopback sockets, serial ones on pseudo-terminals)
+    over a freshly built emulation. The caller runs ``server.serve_forever()``, then closes both."""
+    from labctl.sim.serve import BenchServer
+
+    emulation = build_emulation(config)
+    emulation.bench.exchange_log = exchange_log
+    try:
+        server = BenchServer(emulation.bench, host=host, base_port=base_port, follow_wall_clock=follow_wall_clock)
+    except BaseException:
+        emulation.close()
+        raise
+    return server, emulation
+
+
 def check_chip_spec(overrides: dict[str, Any]) -> None:
     """Raise ValueError naming the key when an emulated bench's ``[chip.spec]`` overrides are not chip parameters."""
     ChipSpec.from_dict(overrides)
@@ -194,17 +211,15 @@ def build_emulation(config: BenchConfig) -> Emulation:
             raise BenchConfigError(config.bench.name, [(f"instruments.{name}.driver",
                                                         f"{inst.driver!r} has no simulation for emulated benches")])
         device = entry.device
-        model_kwargs, channel_ids, opts = _role(name, inst.driver, config)
+        model_kwargs, opts = _role(name, inst.driver, config)
         model = entry.model(name, **model_kwargs)
-        simulated.append(SimulatedInstrument(name, profiles[device], model, serial=entry.serial,
-                                             channel_ids=channel_ids))
+        simulated.append(SimulatedInstrument(name, profiles[device], model, serial=entry.serial))
         options[name] = opts
     return Emulation(chip=chip, bench=EmulatedBench(chip, simulated), options=options)
 
 
-def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], dict[str, list[str]] | None,
-                                                                 dict[str, Any]]:
-    """Model arguments, channel ids and driver options of instrument ``name`` from the wiring."""
+def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Model arguments and driver options of instrument ``name`` from the wiring."""
     w = config.wiring
     if name == w.heaters.instrument:
         wired = np.asarray(w.heaters.channels, dtype=int)
@@ -212,15 +227,14 @@ def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], 
             n_modules = math.ceil((wired.max() + 1) / QONTROL_CHANNELS_PER_MODULE)
             n_out = n_modules * QONTROL_CHANNELS_PER_MODULE
             extra: dict[str, Any] = {"n_modules": n_modules}
-            ids = {"outputs": [str(i) for i in range(n_out)]}
         else:
             n_out = int(wired.max()) + 1
-            extra, ids = {}, None
+            extra = {}
         heater_map = np.full(n_out, -1, dtype=int)
         heater_map[wired] = np.arange(wired.size)  # chip heater index = ring index, row-major (bank, ring)
-        return {"heater_map": heater_map, **extra}, ids, {}
+        return {"heater_map": heater_map, **extra}, {}
     if name in w.lasers:
-        return {"channel": w.lasers.index(name)}, None, {"poll_interval_s": 0.0, "output_settle_s": 1.0}
+        return {"channel": w.lasers.index(name)}, {"poll_interval_s": 0.0, "output_settle_s": 1.0}
     detectors = [(b, d) for b, d in enumerate(w.detectors) if d.instrument == name]
     if detectors:
         if detectors[0][1].through_port is not None:
@@ -229,17 +243,17 @@ def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], 
             for b, d in detectors:
                 port_map[int(d.through_port)] = (b, 0)  # type: ignore[arg-type]
                 port_map[int(d.drop_port)] = (b, 1)  # type: ignore[arg-type]
-            return {"port_map": port_map}, None, {"poll_interval_s": 0.0}
+            return {"port_map": port_map}, {"poll_interval_s": 0.0}
         if detectors[0][1].channel is not None:
             return _daq_role(name, config, detectors)
         if len(detectors) != 1:
             raise BenchConfigError(config.bench.name, [("wiring.detectors", f"{name} reads more than one bank")])
-        return {"bank": detectors[0][0]}, None, {}
-    return {}, None, {}
+        return {"bank": detectors[0][0]}, {}
+    return {}, {}
 
 
 def _daq_role(name: str, config: BenchConfig, detectors: list[tuple[int, Any]]
-              ) -> tuple[dict[str, Any], None, dict[str, Any]]:
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The DAQ model reads bank b's balanced current through the TIA the bench file gives for its channel; the
     emulated mainframe holds a 20-channel multiplexer (40 if a higher channel is wired) in every slot used."""
     from labctl.sim.instruments.daq_model import TiaChannel
@@ -254,4 +268,4 @@ def _daq_role(name: str, config: BenchConfig, detectors: list[tuple[int, Any]]
     kwargs: dict[str, Any] = {"channels": tias, "installed": installed}
     if "line_frequency_hz" in options:
         kwargs["line_frequency_hz"] = float(options["line_frequency_hz"])
-    return kwargs, None, {}
+    return kwargs, {}

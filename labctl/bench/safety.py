@@ -85,8 +85,9 @@ class SafeHeaterDriver:
             target = check_heater_vector(np.asarray(values, dtype=float).ravel(), idx, self._state, self.limits,
                                          self.name)
             for step in self._ramp(self._state, target):
-                # every intermediate vector is itself validated (QCoDeS-style safe ramping)
-                check_heater_vector(step[idx], idx, self._state, self.limits, self.name)
+                if step is not target:
+                    # every intermediate vector is itself validated (QCoDeS-style safe ramping)
+                    check_heater_vector(step[idx], idx, self._state, self.limits, self.name)
                 self.inner.set_drive(step[idx], idx)
                 self._state = step
             if self.readback_tolerance is not None:

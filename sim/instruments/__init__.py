@@ -19,8 +19,6 @@ class ModelEntry:
     device: str
     model: type[DeviceModel]
     serial: bool = False
-    #: channel group of the profile whose ids must match the instrument's channel count (e.g. "outputs")
-    channel_group: str | None = None
 
 
 def _discover() -> dict[str, ModelEntry]:

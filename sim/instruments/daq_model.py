@@ -3,8 +3,9 @@
 Why a model: the YAML knows only fixed replies; here a scan reads the chip. Channel ``ch`` carries the TIA output
 of bank ``channels[ch].bank``: ``V = gain_v_per_a * I_balanced + offset_v`` (the TIA gain and offset of the bench
 file), and the DMM reads V with its own noise and resolution. Channels in the scan list that no bank is wired to
-read the DMM noise around 0 V. The command spellings are the driver's (:mod:`labctl.drivers.keysight_daq970a`);
-identity, ``*CLS``, ``TRIG:SOUR``/``TRIG:COUN`` and the error queue stay in the YAML.
+read the DMM noise around 0 V. The instrument speaks SCPI through the DAQ970A command tree
+(:mod:`labctl.sim.scpi.trees.keysight_daq970a`); ``TRIG:SOUR``/``TRIG:COUN`` are plain state with the power-on values
+and reply formats of the driver's declarations.
 
 Measurement model (modelled, not measured: the choices where the manual gives no number):
 
@@ -22,7 +23,8 @@ Measurement model (modelled, not measured: the choices where the manual gives no
   sweep, at the end of the first channel's integration: the milliseconds between channels matter neither to heater
   settling (finished before a reading) nor to drift (minutes).
 * Channels: slot 1 holds a 20-channel multiplexer (101..120) unless ``installed`` says otherwise; a channel outside
-  the installed modules queues ``-221,"Settings conflict"`` [?: the real text may differ] and changes nothing. An
+  the installed modules queues ``-221,"Settings conflict"`` [?: the real text may differ] and changes nothing; a
+  channel list that is not ``@<ch>[:<ch>][,...]`` queues ``-103,"Invalid separator"``. An
   NPLC value outside the list or an aperture outside the model's range queues ``-222,"Data out of range"``.
   ``READ?``/``FETC?`` with an empty scan list (or ``FETC?`` before any ``INIT``) queue ``-221`` and answer nothing.
 """
@@ -33,32 +35,25 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
-from pyvisa_sim.component import NoResponse
 
 from labctl.drivers.keysight_daq970a import (
-    APERTURE_SET,
-    CONFIGURE_VOLTAGE,
-    FETCH_QUERY,
-    INITIATE,
     MODELS,
     NPLC_RESOLUTION,
-    NPLC_SET,
     NPLC_VALUES,
     OVER_RANGE_FRACTION,
     RANGES_V,
-    READ_QUERY,
-    SCAN_LIST_SET,
-    SCAN_SIZE_QUERY,
+    KeysightDAQ970A,
     parse_channel_list,
 )
 
-from ..device_model import DeviceModel, Reply
-from ..templates import template_regex
+from ..device_model import Reply
+from ..scpi.errors import DATA_OUT_OF_RANGE, INVALID_SEPARATOR, SETTINGS_CONFLICT, ScpiError
+from ..scpi.model import ScpiModel, handles
+from ..scpi.parser import Parsed
+from ..scpi.trees import keysight_daq970a
 from . import ModelEntry
-from .keysight_models import DATA_OUT_OF_RANGE, SETTINGS_CONFLICT, push_error
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +95,15 @@ def daq_reading_v(volts: np.ndarray, range_v: float | np.ndarray, nplc: float | 
     return reading, overload
 
 
-@lru_cache(maxsize=16)
-def _regex(template: str) -> object:
-    """A driver template as a case-insensitive regex whose fields take any text (SCPI headers ignore case)."""
-    import re
-
-    return re.compile(template_regex(template).pattern, re.IGNORECASE)
-
-
-class DAQ970AModel(DeviceModel):
+class DAQ970AModel(ScpiModel):
     """A DAQ970A-class DMM scanning the TIA outputs of the banks' balanced photodiodes."""
 
     category = "scpi"
+    tree = keysight_daq970a.TREE
+    plain = {
+        "trigger_source": KeysightDAQ970A.trigger_source,
+        "trigger_count": KeysightDAQ970A.trigger_count,
+    }
 
     def __init__(self, name: str, channels: dict[int, TiaChannel] | None = None, *, model: str = "DAQ970A",
                  installed: Iterable[int] = DEFAULT_INSTALLED, line_frequency_hz: float = DEFAULT_LINE_FREQUENCY_HZ,
@@ -137,117 +129,123 @@ class DAQ970AModel(DeviceModel):
         self.scan_list: list[int] = []
         self.memory: list[str] | None = None
 
-    def attach(self, device: object, bench: object) -> None:
-        super().attach(device, bench)
+    def attach(self, bench: object, profile: object) -> None:
+        super().attach(bench, profile)
         bad = [ch for ch, tia in self.wired.items() if not 0 <= tia.bank < self.chip.n_banks]
         if bad:
             raise ValueError(f"{self.name}: channels {bad} read banks the chip does not have ({self.chip.n_banks})")
 
-    # -- dispatch ------------------------------------------------------------------------------------------------
-    def handle(self, line: str) -> Reply:
-        text = line.strip()
-        upper = text.upper()
-        if upper == READ_QUERY:
-            return self._read()
-        if upper == INITIATE:
-            if self._check_scan():
-                self.memory = self._sweeps()
-            return NoResponse
-        if upper == FETCH_QUERY:
-            if self.memory is None:
-                push_error(self.device, SETTINGS_CONFLICT)
-                return NoResponse
-            return ",".join(self.memory)
-        if upper == SCAN_SIZE_QUERY:
-            return f"{len(self.scan_list):+d}"
-        for template, action in ((CONFIGURE_VOLTAGE, self._configure), (NPLC_SET, self._nplc),
-                                 (APERTURE_SET, self._aperture), (SCAN_LIST_SET, self._scan_list)):
-            found = _regex(template).match(text)  # type: ignore[attr-defined]
-            if found is not None:
-                fields = found.groupdict()
-                channels = self._channels(fields.pop("channels"))
-                if channels is not None:
-                    action(channels, *fields.values())
-                return NoResponse
-        return None
+    def reset(self) -> None:
+        super().reset()
+        self.range_v.clear()
+        self.integration_s.clear()
+        self.scan_list = []
+        self.memory = None
 
-    def _channels(self, text: str) -> list[int] | None:
+    # -- dispatch ------------------------------------------------------------------------------------------------
+    @handles("query read")
+    def _read_query(self, call: Parsed) -> Reply:
+        return self._read()
+
+    @handles("do initiate")
+    def _initiate(self, call: Parsed) -> None:
+        if self._check_scan():
+            self.memory = self._sweeps()
+
+    @handles("query fetch")
+    def _fetch(self, call: Parsed) -> Reply:
+        if self.memory is None:
+            raise ScpiError(SETTINGS_CONFLICT, "FETC? before any INIT")
+        return ",".join(self.memory)
+
+    @handles("query scan_size")
+    def _scan_size(self, call: Parsed) -> Reply:
+        return f"{len(self.scan_list):+d}"
+
+    @handles("do configure_dc_volts")
+    def _configure_command(self, call: Parsed) -> None:
+        self._configure(self._channels(call.args[1]), call.args[0])
+
+    @handles("set nplc")
+    def _nplc_command(self, call: Parsed) -> None:
+        self._nplc(self._channels(call.args[1]), call.args[0])
+
+    @handles("set aperture_s")
+    def _aperture_command(self, call: Parsed) -> None:
+        self._aperture(self._channels(call.args[1]), call.args[0])
+
+    @handles("set scan_list")
+    def _scan_list_command(self, call: Parsed) -> None:
+        self._scan_list(self._channels(call.args[0]))
+
+    @handles("query scan_list")
+    def _scan_list_query(self, call: Parsed) -> Reply:
+        return "(@" + ",".join(str(ch) for ch in self.scan_list) + ")"
+
+    def _channels(self, text: str) -> list[int]:
+        """The channels of a channel-list expression's inner text, e.g. ``@101:104,110``."""
+        body = text.strip()
         try:
-            channels = parse_channel_list(text) if text.strip() else []
+            if not body.startswith("@"):
+                raise ValueError(body)
+            channels = parse_channel_list(body[1:]) if body[1:].strip() else []
         except ValueError:
-            push_error(self.device, '-103,"Invalid separator"')
-            return None
+            raise ScpiError(INVALID_SEPARATOR, f"channel list {text!r}") from None
         if any(ch not in self.installed for ch in channels):
-            push_error(self.device, SETTINGS_CONFLICT)
-            return None
+            raise ScpiError(SETTINGS_CONFLICT, f"channels {channels} not on an installed module")
         return channels
 
     # -- configuration commands ---------------------------------------------------------------------------------------
-    def _configure(self, channels: list[int], range_text: str) -> None:
-        try:
-            range_v = float(range_text)
-        except ValueError:
-            range_v = math.nan
+    def _configure(self, channels: list[int], range_value: object) -> None:
+        range_v = float(range_value) if isinstance(range_value, float) else math.nan  # AUTO/MIN/MAX: not modelled
         if range_v not in RANGES_V:
-            push_error(self.device, DATA_OUT_OF_RANGE)
-            return
+            raise ScpiError(DATA_OUT_OF_RANGE, f"range {range_value!r} V is not one of {RANGES_V}")
         for ch in channels:
             self.range_v[ch] = range_v
             self.integration_s[ch] = 1.0 / self.line_frequency_hz  # CONFigure sets 1 PLC
         self.scan_list = sorted(set(channels))  # CONFigure redefines the scan list
         self.memory = None
 
-    def _nplc(self, channels: list[int], nplc_text: str) -> None:
-        try:
-            nplc = float(nplc_text)
-        except ValueError:
-            nplc = math.nan
+    def _nplc(self, channels: list[int], nplc_value: object) -> None:
+        nplc = float(nplc_value) if isinstance(nplc_value, float) else math.nan
         if not ch_ok(channels, self.range_v):
-            push_error(self.device, SETTINGS_CONFLICT)  # a channel without a measurement function
-        elif not any(math.isclose(nplc, n) for n in NPLC_VALUES):
-            push_error(self.device, DATA_OUT_OF_RANGE)
-        else:
-            for ch in channels:
-                self.integration_s[ch] = nplc / self.line_frequency_hz
+            raise ScpiError(SETTINGS_CONFLICT, "a channel without a measurement function")
+        if not any(math.isclose(nplc, n) for n in NPLC_VALUES):
+            raise ScpiError(DATA_OUT_OF_RANGE, f"NPLC {nplc_value!r} is not one of {NPLC_VALUES}")
+        for ch in channels:
+            self.integration_s[ch] = nplc / self.line_frequency_hz
 
-    def _aperture(self, channels: list[int], aperture_text: str) -> None:
+    def _aperture(self, channels: list[int], aperture_value: object) -> None:
         lo, hi = self.spec.aperture_range_s
-        try:
-            aperture = float(aperture_text)
-        except ValueError:
-            aperture = math.nan
+        aperture = float(aperture_value) if isinstance(aperture_value, float) else math.nan
         if not ch_ok(channels, self.range_v):
-            push_error(self.device, SETTINGS_CONFLICT)
-        elif not lo <= aperture <= hi:
-            push_error(self.device, DATA_OUT_OF_RANGE)
-        else:
-            step = self.spec.aperture_step_s
-            for ch in channels:
-                self.integration_s[ch] = round(aperture / step) * step
+            raise ScpiError(SETTINGS_CONFLICT, "a channel without a measurement function")
+        if not lo <= aperture <= hi:
+            raise ScpiError(DATA_OUT_OF_RANGE, f"aperture {aperture_value!r} s outside {lo}..{hi} s")
+        step = self.spec.aperture_step_s
+        for ch in channels:
+            self.integration_s[ch] = round(aperture / step) * step
 
     def _scan_list(self, channels: list[int]) -> None:
         if not ch_ok(channels, self.range_v):
-            push_error(self.device, SETTINGS_CONFLICT)  # a channel without a measurement function
-            return
+            raise ScpiError(SETTINGS_CONFLICT, "a channel without a measurement function")
         self.scan_list = sorted(set(channels))  # sequential scanning: ascending order, duplicates dropped
         self.memory = None
 
     # -- scanning ---------------------------------------------------------------------------------------------------
     def _check_scan(self) -> bool:
         if not self.scan_list:
-            push_error(self.device, SETTINGS_CONFLICT)
-            return False
+            raise ScpiError(SETTINGS_CONFLICT, "empty scan list")
         return True
 
     def _read(self) -> Reply:
-        if not self._check_scan():
-            return NoResponse
+        self._check_scan()
         self.memory = self._sweeps()
         return ",".join(self.memory)
 
     def _sweeps(self) -> list[str]:
-        """``TRIG:COUN`` sweeps through the scan list (the YAML holds the count); the clock moves between sweeps."""
-        count = int(self.prop("trigger_count"))
+        """``TRIG:COUN`` sweeps through the scan list; the clock moves between sweeps."""
+        count = int(self.value("trigger_count"))
         out: list[str] = []
         for _ in range(count):
             out.extend(self._sweep())

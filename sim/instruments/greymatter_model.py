@@ -2,9 +2,9 @@
 
 Why a model: the YAML stores each output's last ``CODE``/``SPAN`` but cannot hold codes pending until ``LDAC``,
 compute an output from code, span and resolution, or drive heaters. Spellings come from
-:mod:`labctl.drivers.greymatter`; ``*IDN?``, ``SYST:ERR?``, ``RES``/``RES?`` (the resolution lives in the YAML
-state and is read from there) and unknown lines (``ERROR:Unknown command``) are left to the YAML. Replies are bare
-lines, no console echo or banner, as the profile documents.
+:mod:`labctl.drivers.greymatter`; the fixed replies (``*IDN?``, ``SYST:ERR?``, ``*RST``) and the reply to an unknown
+line (``ERROR:Unknown command``, also given to a resolution outside ``RESOLUTIONS``, as the generated YAML did) come
+from the simulation profile. Replies are bare lines, no console echo or banner, as the profile documents.
 
 Wiring: ``heater_map[k]`` is the chip heater on current output ``k`` in the driver's current-mode numbering
 (board ``k // 10``, DAC ``(k % 10) // 5``, CH ``k % 5``); ``voltage_heater_map[k]`` (optional) the heater on the
@@ -44,6 +44,8 @@ import numpy as np
 
 from labctl.drivers.greymatter import (
     BOARDS,
+    ERROR_QUERY,
+    IDN_QUERY,
     CURRENT_CHANNELS,
     CURRENT_SPAN_OFF,
     CURRENT_SPANS_MA,
@@ -78,6 +80,7 @@ _OUTPUT_COMMANDS = {
     "voltage": VoltageOutput.voltage_v.command,
 }
 _DAC_COMMANDS = {"span_all": CurrentDac.span_all.command, "resolution": CurrentDac.resolution.command}
+_RESOLUTION_QUERY = str(CurrentDac.resolution.query)
 
 
 @lru_cache(maxsize=32)
@@ -131,9 +134,13 @@ class GreymatterModel(DeviceModel):
         self.vspan_active = self.vspan_pending.copy()
         self._pushed_a = np.zeros(self.n_current)
         self._pushed_v = np.zeros(self.n_voltage)
+        #: Bits per DAC (board, dac 0..2), the driver's declared power-on resolution.
+        self.bits = np.full((BOARDS, VOLTAGE_DAC + 1), int(CurrentDac.resolution.default))
 
-    def attach(self, device: Any, bench: Any) -> None:
-        super().attach(device, bench)
+    def attach(self, bench: Any, profile: Any) -> None:
+        super().attach(bench, profile)
+        self._static = {line: self.dialogue(line) for line in (IDN_QUERY, ERROR_QUERY, RESET)}
+        self._unknown = str(profile.error_reply)
         for wiring, what in ((self.heater_map, "heater_map"), (self.voltage_heater_map, "voltage_heater_map")):
             if np.any(wiring >= self.chip.n_heaters):
                 raise ValueError(f"{self.name}: {what} names heaters beyond the chip's {self.chip.n_heaters}")
@@ -147,9 +154,8 @@ class GreymatterModel(DeviceModel):
         return board * CURRENT_PER_BOARD + dac * CURRENT_CHANNELS + ch
 
     def resolution(self, board: int, dac: int) -> int:
-        """Bits of one DAC, from the YAML state (``RES`` is answered there)."""
-        group = "voltage_dacs" if dac == VOLTAGE_DAC else "current_dacs"
-        return int(self.channel_prop(group, DAC_ID.format(board=board, dac=dac), "resolution"))
+        """Bits of one DAC."""
+        return int(self.bits[board, dac])
 
     def _max_codes(self, voltage: bool) -> np.ndarray:
         if voltage:
@@ -167,6 +173,11 @@ class GreymatterModel(DeviceModel):
             return OK
         if upper == FAULT_QUERY:
             return self._fault_reply()
+        if upper == RESET:
+            self._reinitialise([(b, d) for b in range(BOARDS) for d in (0, 1, VOLTAGE_DAC)])
+            return self._static[RESET]
+        if upper in self._static:
+            return self._static[upper]
         for kind, template in _OUTPUT_COMMANDS.items():
             found = _pattern(template, OUTPUT_ID).match(text)
             if found is not None:
@@ -175,17 +186,21 @@ class GreymatterModel(DeviceModel):
         found = _pattern(_DAC_COMMANDS["span_all"], DAC_ID).match(text)
         if found is not None:
             return self._span_all(int(found["board"]), int(found["dac"]), found["value"])
-        return None
-
-    def after(self, line: str) -> None:
-        text = line.strip()
-        if text.upper() == RESET:
-            self._reinitialise([(b, d) for b in range(BOARDS) for d in (0, 1, VOLTAGE_DAC)])
-            return
         found = _pattern(_DAC_COMMANDS["resolution"], DAC_ID).match(text)
-        if found is not None and _integer(found["value"]) in RESOLUTIONS and int(found["board"]) < BOARDS \
-                and int(found["dac"]) <= VOLTAGE_DAC:
-            self._reinitialise([(int(found["board"]), int(found["dac"]))])
+        if found is not None:
+            return self._set_resolution(int(found["board"]), int(found["dac"]), found["value"])
+        found = _pattern(_RESOLUTION_QUERY, DAC_ID).match(text)
+        if found is not None and int(found["board"]) < BOARDS and int(found["dac"]) <= VOLTAGE_DAC:
+            return f"{self.resolution(int(found['board']), int(found['dac'])):d}"
+        return self._unknown
+
+    def _set_resolution(self, board: int, dac: int, value: str) -> str:
+        bits = _integer(value)
+        if bits not in RESOLUTIONS or board >= BOARDS or dac > VOLTAGE_DAC:
+            return self._unknown
+        self.bits[board, dac] = bits
+        self._reinitialise([(board, dac)])
+        return OK
 
     # -- commands ----------------------------------------------------------------------------------------------------
     @staticmethod

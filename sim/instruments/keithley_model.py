@@ -1,10 +1,12 @@
 """Physics model of a Keithley 2400 biasing one bank's on-chip balanced photodetector (instruments.md §3.2).
 
-Why a model: the YAML answers ``:READ?`` with a constant and knows no list sweep. Here ``:READ?`` returns the
-chip's balanced detector current of bank ``bank`` (``chip.read_balanced_current_a``), and the list-sweep commands
-of :mod:`labctl.drivers.keithley_2400` (``:SOUR:LIST:VOLT``, ``…:APP``, ``:SOUR:VOLT:MODE LIST``,
-``:TRIG:COUN``) are answered. Everything else (identity, source/sense set-up, NPLC, compliance, output, the error
-queue) stays in the YAML, whose state this model reads.
+Why a model: ``:READ?`` returns the chip's balanced detector current of bank ``bank``
+(``chip.read_balanced_current_a``), and the list-sweep commands of :mod:`labctl.drivers.keithley_2400`
+(``:SOUR:LIST:VOLT``, ``…:APP``, ``:SOUR:VOLT:MODE LIST``, ``:TRIG:COUN``) are answered. The instrument speaks
+SCPI through the 2400 command tree (:mod:`labctl.sim.scpi.trees.keithley_2400`): PyMeasure's long forms
+(``:SOURCE:VOLTAGE 1.5``, ``:SENSE:CURRENT:PROTECTION 0.1``, ``OUTPUT 1``) are the same commands as labctl's short
+ones. Source function, source level, compliance, NPLC and output are plain state whose power-on values and reply
+formats come from the driver's declarations (the profile sets the source function to current, as after *RST).
 
 Measurement model and the choices made where the driver and reference leave room:
 
@@ -28,31 +30,26 @@ Measurement model and the choices made where the driver and reference leave room
 * List mode with ``:TRIG:COUN`` N takes N points cycling through the list; fixed mode takes N points at the fixed
   level. A list longer than 2500 points queues ``-223,"Too much data"``; an unparsable list ``-104,"Data type
   error"``; neither changes the stored list. A trigger count outside 1..2500 queues ``-222,"Data out of range"``.
-  Commands without a reply answer nothing (pyvisa-sim ``NoResponse``).
+  Commands without a reply answer nothing.
+* ``:MEASure:CURRent?`` (``:MEASure:VOLTage?``, ``:MEASure?``) is ``:CONFigure`` then ``:READ?`` (2400 manual §17):
+  the sense function is selected and the source turns on (and stays on: auto output-off disabled), then one
+  ``:READ?`` runs. That ``:CONFigure`` also returns the function's other controls to their ``*RST`` values is not
+  modelled.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from functools import lru_cache
 
 import numpy as np
-from pyvisa_sim.component import NoResponse
 
-from labctl.drivers.keithley_2400 import (
-    FORMAT_ELEMENTS,
-    LIST_MAX_POINTS,
-    LIST_VOLTAGES,
-    LIST_VOLTAGES_APPEND,
-    READ_QUERY,
-    SOURCE_FIXED_MODE,
-    SOURCE_LIST_MODE,
-    TRIGGER_COUNT,
-)
+from labctl.drivers.keithley_2400 import LIST_MAX_POINTS, Keithley2400
 
-from ..device_model import DeviceModel, Reply
-from ..templates import template_regex
+from ..device_model import Reply
+from ..scpi.errors import TOO_MUCH_DATA, ScpiError
+from ..scpi.model import ScpiModel, handles
+from ..scpi.parser import Parsed
+from ..scpi.trees import keithley_2400
 from . import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -65,23 +62,23 @@ DEFAULT_ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT")
 STATUS_COMPLIANCE = 1 << 3
 #: Status-word bits always set while sourcing voltage and measuring current (bit 12 I-meas, bit 14 V-sour).
 STATUS_CONFIGURATION = (1 << 12) | (1 << 14)
-ELEMENT_NAMES = frozenset(DEFAULT_ELEMENTS)
-ERROR_OUTPUT_OFF = '+803,"Not permitted with OUTPUT off"'
-ERROR_TOO_MUCH_DATA = '-223,"Too much data"'
-ERROR_DATA_TYPE = '-104,"Data type error"'
+ERROR_OUTPUT_OFF = (803, "Not permitted with OUTPUT off")
+
+_K = Keithley2400
 
 
-@lru_cache(maxsize=16)
-def _pattern(template: str) -> re.Pattern[str]:
-    """The driver's template as a case-insensitive regex (SCPI headers are case-insensitive)."""
-    pattern = template_regex(template).pattern.replace("(?P<count>.+?)", r"(?P<count>[+-]?\d+)")
-    return re.compile(pattern, re.IGNORECASE)
-
-
-class Keithley2400Model(DeviceModel):
+class Keithley2400Model(ScpiModel):
     """A 2400 in voltage-source / current-measure mode on bank ``bank``'s balanced photodetector."""
 
     category = "scpi"
+    tree = keithley_2400.TREE
+    plain = {
+        "source_function": _K.source_function,
+        "source_voltage": _K.source_voltage_v,
+        "compliance_current": _K.compliance_a,
+        "nplc": _K.nplc,
+        "output": _K.output,
+    }
 
     def __init__(self, name: str, bank: int, line_frequency_hz: float = DEFAULT_LINE_FREQUENCY_HZ,
                  source_delay_s: float = DEFAULT_SOURCE_DELAY_S) -> None:
@@ -93,91 +90,94 @@ class Keithley2400Model(DeviceModel):
         self.bank = int(bank)
         self.line_frequency_hz = float(line_frequency_hz)
         self.source_delay_s = float(source_delay_s)
+        self._power_on()
+
+    def _power_on(self) -> None:
         self.list_voltages_v = np.zeros(1)
         self.list_mode = False
         self.trigger_count = 1
         self.elements: tuple[str, ...] = DEFAULT_ELEMENTS
+        self.sense_functions: tuple[str, ...] = ("CURR",)
 
-    def attach(self, device: object, bench: object) -> None:
-        super().attach(device, bench)
+    def attach(self, bench: object, profile: object) -> None:
+        super().attach(bench, profile)
         if self.bank >= self.chip.n_banks:
             raise ValueError(f"{self.name}: bank {self.bank} does not exist (chip has {self.chip.n_banks})")
 
-    # -- state read from the YAML ---------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        super().reset()
+        self._power_on()
+
+    # -- state -----------------------------------------------------------------------------------------------------
     @property
     def integration_time_s(self) -> float:
-        return float(self.prop("nplc")) / self.line_frequency_hz
+        return float(self.value("nplc")) / self.line_frequency_hz
 
     @property
     def output_on(self) -> bool:
-        return str(self.prop("output")).strip() == "1"
-
-    def queue_error(self, entry: str) -> None:
-        """Put an error into the instrument's SCPI error queue (``:SYST:ERR?``, served by the YAML)."""
-        for queue in self.device._error_queues.values():
-            queue._queue.append(entry.encode("ascii"))
-
-    # -- dispatch ------------------------------------------------------------------------------------------------------
-    def handle(self, line: str) -> Reply:
-        text = line.strip()
-        upper = text.upper()
-        if upper == READ_QUERY:
-            return self._read()
-        if upper == SOURCE_LIST_MODE:
-            self.list_mode = True
-            return NoResponse
-        for template, append in ((LIST_VOLTAGES, False), (LIST_VOLTAGES_APPEND, True)):
-            found = _pattern(template).match(text)
-            if found is not None:
-                self._store_list(found["values"], append)
-                return NoResponse
-        found = _pattern(TRIGGER_COUNT).match(text)
-        if found is not None:
-            count = int(found["count"])
-            if not 1 <= count <= LIST_MAX_POINTS:
-                self.queue_error('-222,"Data out of range"')
-            else:
-                self.trigger_count = count
-            return NoResponse
-        return None
-
-    def after(self, line: str) -> None:
-        upper = line.strip().upper()
-        if upper == SOURCE_FIXED_MODE:
-            self.list_mode = False
-            return
-        found = _pattern(FORMAT_ELEMENTS).match(line.strip())
-        if found is not None:
-            elements = tuple(e.strip().upper() for e in found["elements"].split(","))
-            if elements and set(elements) <= ELEMENT_NAMES:
-                self.elements = elements
+        return str(self.value("output")).strip() == "1"
 
     # -- commands ----------------------------------------------------------------------------------------------------
-    def _store_list(self, text: str, append: bool) -> None:
-        try:
-            values = np.array([float(v) for v in text.split(",")])
-        except ValueError:
-            self.queue_error(ERROR_DATA_TYPE)
-            return
+    @handles("set source_voltage_mode")
+    def _source_mode(self, call: Parsed) -> None:
+        self.list_mode = call.args[0] == "LIST"
+
+    @handles("query source_voltage_mode")
+    def _source_mode_query(self, call: Parsed) -> Reply:
+        return "LIST" if self.list_mode else "FIX"
+
+    @handles("set list_voltage", "set list_voltage_append")
+    def _store_list(self, call: Parsed) -> None:
+        values = np.array([float(v) for v in call.args[0]])
+        append = call.action.endswith("append")
         stored = np.concatenate([self.list_voltages_v, values]) if append else values
         if stored.size > LIST_MAX_POINTS:
-            self.queue_error(ERROR_TOO_MUCH_DATA)
-            return
+            raise ScpiError(TOO_MUCH_DATA, f"{stored.size} list points, at most {LIST_MAX_POINTS}")
         self.list_voltages_v = stored
 
-    def _read(self) -> Reply:
+    @handles("query list_voltage")
+    def _list(self, call: Parsed) -> Reply:
+        return ",".join(f"{v:+.6E}" for v in self.list_voltages_v)
+
+    @handles("set trigger_count")
+    def _set_trigger_count(self, call: Parsed) -> None:
+        self.trigger_count = int(call.args[0])
+
+    @handles("query trigger_count")
+    def _trigger_count(self, call: Parsed) -> Reply:
+        return f"{self.trigger_count:d}"
+
+    @handles("set elements")
+    def _set_elements(self, call: Parsed) -> None:
+        self.elements = tuple(call.args[0])
+
+    @handles("query elements")
+    def _elements(self, call: Parsed) -> Reply:
+        return ",".join(self.elements)
+
+    @handles("set sense_functions")
+    def _set_sense(self, call: Parsed) -> None:
+        self.sense_functions = tuple(call.args[0])
+
+    @handles("query sense_functions")
+    def _sense(self, call: Parsed) -> Reply:
+        return ",".join(f'"{f}:DC"' if f in ("VOLT", "CURR") else f'"{f}"' for f in self.sense_functions)
+
+    # -- readings ----------------------------------------------------------------------------------------------------
+    @handles("query read")
+    def _read(self, call: Parsed) -> Reply:
         """One reading per trigger: advance the clock by source delay + integration, then read the chip."""
         if not self.output_on:
-            self.queue_error(ERROR_OUTPUT_OFF)
+            self.status.push(*ERROR_OUTPUT_OFF)
             log.debug("%s: :READ? with the output off", self.name)
-            return NoResponse
+            return None
         n = self.trigger_count
         if self.list_mode:
             volts = np.resize(self.list_voltages_v, n)
         else:
-            volts = np.full(n, float(self.prop("source_voltage_v")))
+            volts = np.full(n, float(self.value("source_voltage")))
         aperture = self.integration_time_s
-        compliance = float(self.prop("compliance_a"))
+        compliance = float(self.value("compliance_current"))
         clock = self.chip.clock
         currents = np.empty(n)
         times = np.empty(n)
@@ -188,6 +188,15 @@ class Keithley2400Model(DeviceModel):
         in_compliance = np.abs(currents) > compliance
         currents = np.where(in_compliance, np.sign(currents) * compliance, currents)
         return ",".join(self._point(v, i, t, c) for v, i, t, c in zip(volts, currents, times, in_compliance))
+
+    @handles("query measure_current", "query measure_voltage", "query measure")
+    def _measure(self, call: Parsed) -> Reply:
+        """``:MEASure[:<function>]?``: ``:CONFigure:<function>`` (function selected, source on), then ``:READ?``."""
+        function = {"query measure_current": "CURR", "query measure_voltage": "VOLT"}.get(call.action)
+        if function is not None:
+            self.sense_functions = (function,)
+        self.store("output", "1")
+        return self._read(call)
 
     def _point(self, volts: float, amps: float, time_s: float, compliance: bool) -> str:
         fields = {"VOLT": volts, "CURR": amps, "RES": NAN_REPLY, "TIME": time_s,

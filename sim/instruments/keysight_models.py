@@ -1,8 +1,11 @@
 """Physics models of the Keysight N7776C/N7778C tunable laser and the N7744A/N7745A multiport power meter.
 
-Both sit in front of the bench's one emulated chip. The pyvisa-sim YAML (generated from the drivers) keeps the
-static state and the plain set/query commands; these models answer what needs physics or state machines, using
-the drivers' own command templates so that every spelling lives in :mod:`labctl.drivers`.
+Both sit in front of the bench's one emulated chip and speak SCPI through the command trees written from their
+programming guides (:mod:`labctl.sim.scpi.trees`): any client spelling the manual allows is understood (long or
+short mnemonics, any case, optional nodes, units such as ``nm``, ``mW``, ``dBm``, ``MIN``/``MAX``), and what the
+instrument refuses queues the standard error. Plain settings take their power-on value and reply format from the
+drivers' declarations (:mod:`labctl.drivers.keysight_laser`, :mod:`labctl.drivers.keysight_n774xa`); the
+installed laser's tuning range and identity come from the simulation profile.
 
 Wiring is known only through the constructor arguments:
 
@@ -25,42 +28,27 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pyvisa_sim.component import NoResponse
 
 from labctl.drivers.keysight_laser import (
-    KeysightLaserTree,
-    LAMBDA_LOG_DATA_QUERY,
     SWEEP_CHECK_CODES,
-    SWEEP_CHECK_QUERY,
-    SWEEP_EXPECTED_POINTS_QUERY,
-    SWEEP_FLAG_QUERY,
-    SWEEP_PMAX_QUERY,
-    SWEEP_SOFTWARE_TRIGGER,
     WAVELENGTH_MAX_QUERY,
     WAVELENGTH_MIN_QUERY,
+    KeysightLaserTree,
 )
-from labctl.drivers.keysight_n774xa import FETCH_ALL_CSV_QUERY, FETCH_ALL_QUERY, KeysightN774xPort
-from labctl.drivers.keysight_sweep import (
-    LOGGING_PARAMETERS,
-    LOGGING_RESULT_QUERY,
-    LOGGING_START,
-    LOGGING_STATE_QUERY,
-    LOGGING_STOP,
-)
+from labctl.drivers.keysight_n774xa import KeysightN774xPort
 
-from ..detection import auto_range_dbm
-from ..device_model import DeviceModel, Reply
-from ..templates import match
+from ..device_model import Reply
+from ..scpi.errors import DATA_OUT_OF_RANGE, HEADER_SUFFIX_OUT_OF_RANGE, SETTINGS_CONFLICT, ScpiError
+from ..scpi.model import ScpiModel, block, handles, limit_keyword
+from ..scpi.params import Keyword, Quantity
+from ..scpi.parser import Parsed
+from ..scpi.trees import keysight_n774x, keysight_n777xc
 from . import ModelEntry
 
 if TYPE_CHECKING:
     from ..chip import Chip
-    from ..emulated_bench import EmulatedBench
 
 log = logging.getLogger(__name__)
-
-#: A command line that the instrument answers with nothing (pyvisa-sim's marker; the bench passes it through).
-NO_REPLY: Any = NoResponse
 
 #: Value a Keysight meter sends for an over-range (or, in dBm, an unrepresentable) reading. The reference only
 #: says "a huge value (>1e20)"; float32 max is used so that the marker survives the float32 blocks unchanged.
@@ -68,10 +56,6 @@ OVER_RANGE_MARKER_W = float(np.finfo(np.float32).max)
 
 #: Finest sweep step of the N777xC family (0.1 pm): CHEC? code 377 when the step is not a multiple of it.
 MIN_SWEEP_STEP_M = 1e-13
-
-#: Standard SCPI errors the models push into the error queue (the YAML only knows -113 "Undefined header").
-DATA_OUT_OF_RANGE = '-222,"Data out of range"'
-SETTINGS_CONFLICT = '-221,"Settings conflict"'
 
 #: Logging buffer of one N774x port (user guide: 1 M samples) and the logging defaults assumed before any
 #: ``:SENS<n>:FUNC:PAR:LOGG`` (not documented; the drivers always set them).
@@ -84,20 +68,24 @@ AUTO_RANGE_MARGIN_DB = 0.2
 
 def ieee_block(payload: bytes) -> bytes:
     """IEEE 488.2 definite-length block ``#<d><len><payload>``."""
-    length = str(len(payload))
-    return f"#{len(length)}{length}".encode("ascii") + payload
+    return block(payload)
 
 
 def keysight_float(value: float, digits: int = 8) -> str:
     """Keysight's NR3 style with a three-digit exponent, e.g. ``+1.00000000E-002`` (as the static dialogues)."""
-    mantissa, exponent = f"{value:+.{digits}E}".split("E")
-    return f"{mantissa}E{int(exponent):+04d}"
+    mantissa, _, exponent = f"{value:+.{digits}E}".partition("E")
+    return f"{mantissa}E{exponent[0]}{exponent[1:]:0>3}"
 
 
-def push_error(device: Any, entry: str) -> None:
-    """Append ``<code>,"<text>"`` to the simulated device's SCPI error queue(s)."""
-    for queue in device._error_queues.values():
-        queue._queue.append(entry.encode("ascii"))
+def watts(value: float, unit: str | None, unit_watt: bool) -> float:
+    """A power parameter in W: with its unit suffix, or bare in the instrument's ``:POW:UNIT`` (W or dBm)."""
+    if unit == "W" or (unit is None and unit_watt):
+        return float(value)
+    return 1e-3 * 10.0 ** (float(value) / 10.0)
+
+
+def dbm(power_w: float) -> float:
+    return 10.0 * math.log10(max(power_w, 1e-12) / 1e-3)
 
 
 # -- the sweep as the laser's trigger output sees it ------------------------------------------------------------------
@@ -149,16 +137,18 @@ class SweepRecord:
 
 # -- laser ------------------------------------------------------------------------------------------------------------
 _LASER = KeysightLaserTree
+_STATE_CODES = {"STOP": 0, "STAR": 1, "PAUS": 2, "CONT": 3}
 
 
-class KeysightLaserModel(DeviceModel):
+class KeysightLaserModel(ScpiModel):
     """N7776C/N7778C whose output is WDM channel ``channel`` of the chip.
 
     Modelled: wavelength / power / output state pushed into ``chip.set_lasers`` (the instrument's state is taken
     from the chip when the bench is built, so both agree from the start); power outside the chip's laser limits
-    and wavelengths outside ``:SOUR0:WAV? MIN``/``MAX`` are refused with -222 and leave the state unchanged;
-    the continuous sweep with lambda logging of instruments.md §1.3 (CHEC? codes 368, 375, 376, 377, 380, 381;
-    EXP?, FLAG?, PMAX?, ``:SOUR0:WAV:SWE 0|1``, ``:SOUR0:WAV:SWE:SOFT``, ``:SOUR0:READ:DATA? LLOG``).
+    and wavelengths outside ``:SOUR0:WAV? MIN``/``MAX`` (the profile's tuning range) are refused with -222 and leave
+    the state unchanged; the continuous sweep with lambda logging of instruments.md §1.3 (CHEC? codes 368, 375, 376,
+    377, 380, 381; EXP?, FLAG?, PMAX?, ``:SOUR0:WAV:SWE 0|1``, ``:SOUR0:WAV:SWE:SOFT``, ``:SOUR0:READ:DATA? LLOG``,
+    ``:SOUR0:READ:POIN? LLOG``); ``:LOCK``.
 
     A sweep runs entirely when it is triggered (``:SOUR0:WAV:SWE:SOFT`` with ``:TRIG0:INP SWS``, or at once on
     ``:SOUR0:WAV:SWE 1`` with any other trigger input): the clock advances by (stop - start) / speed (category
@@ -167,16 +157,27 @@ class KeysightLaserModel(DeviceModel):
     ``lasers.wavelength_repeatability_m``; the lambda log reports these emitted wavelengths (the log is the
     laser's own wavelength measurement, taken as exact). After a sweep the laser is back at its set wavelength.
 
-    Power is set in mW (``:SOUR0:POW <v>MW``, the driver's explicit unit) and ``:SOUR0:POW?`` answers in the unit of
-    ``:SOUR0:POW:UNIT`` (W, or dBm when set to 0). ``:TRIG:CONF`` is not known to this stand-alone laser (an 816x
-    mainframe command; the YAML answers -113 to it).
+    Power: ``:SOUR0:POW <v>MW`` / ``<v>DBM`` / ``<v>W`` in the unit written, a bare value in the unit of
+    ``:SOUR0:POW:UNIT`` (0 = dBm, 1 = W); ``:SOUR0:POW?`` answers in that unit. ``*RST`` switches the output off.
 
     Not modelled: sweep cycles other than 1 (one cycle runs), pause/continue, dwell/repeat, CHEC? codes 369-374
-    and 378-379 (limits not documented), the lock (``:LOCK?`` is always 0), and the wavelength averaging of a
+    and 378-379 (limits not documented), the lock's effect on other commands, and the wavelength averaging of a
     meter during one step (each trigger samples one wavelength).
     """
 
     category = "laser"
+    tree = keysight_n777xc.TREE
+    plain = {
+        "sweep_mode": _LASER.sweep_mode,
+        "sweep_start_m": _LASER.sweep_start_m,
+        "sweep_stop_m": _LASER.sweep_stop_m,
+        "sweep_step_m": _LASER.sweep_step_m,
+        "sweep_speed_m_per_s": _LASER.sweep_speed_m_per_s,
+        "sweep_cycles": _LASER.sweep_cycles,
+        "lambda_logging": _LASER.lambda_logging,
+        "trigger_input": _LASER.trigger_input,
+        "trigger_output": _LASER.trigger_output,
+    }
 
     def __init__(self, name: str, channel: int) -> None:
         super().__init__(name)
@@ -186,94 +187,125 @@ class KeysightLaserModel(DeviceModel):
         self._armed = False
         self._lambda_log_m = np.empty(0)
         self._limits_m = (0.0, math.inf)
+        self._limit_replies = ("", "")
         self._rng = np.random.default_rng()
+        self.wavelength_m = float(_LASER.wavelength_m.default)
+        self.power_w = float(_LASER.power_reading.default)
+        self.output_on = False
+        self.power_unit_watt = bool(_LASER.power_unit_watt.default)
+        self.sweep_state = int(_LASER.sweep_state.default)
+        self.locked = False
 
     # -- wiring ------------------------------------------------------------------------------------------------------
-    def attach(self, device: Any, bench: EmulatedBench) -> None:
-        super().attach(device, bench)
+    def attach(self, bench: Any, profile: Any) -> None:
+        super().attach(bench, profile)
         chip = self.chip
         if self.channel >= chip.n_channels:
             raise ValueError(f"{self.name}: channel {self.channel} is not one of the chip's 0..{chip.n_channels - 1}")
         self._rng = np.random.default_rng([chip.seed, 0x7778, self.channel])
-        dialogues = device._dialogues
-        self._limits_m = (float(dialogues[WAVELENGTH_MIN_QUERY.encode()]),
-                          float(dialogues[WAVELENGTH_MAX_QUERY.encode()]))
-        self.set_prop(_LASER.wavelength_m.name, float(chip.laser_wavelength_m()[self.channel]))
-        self.set_prop(_LASER.power_reading.name, float(chip.laser_power_w()[self.channel]))
-        self.set_prop(_LASER.power_mw.name, float(chip.laser_power_w()[self.channel]) * 1e3)
-        self.set_prop(_LASER.output_enabled.name, int(chip.laser_on()[self.channel]))
-        self.set_prop(_LASER.sweep_speed_m_per_s.name, self.prop(_LASER.sweep_speed_nm_per_s.name) * 1e-9)
+        self._limit_replies = (self.dialogue(WAVELENGTH_MIN_QUERY), self.dialogue(WAVELENGTH_MAX_QUERY))
+        self._limits_m = (float(self._limit_replies[0]), float(self._limit_replies[1]))
+        self.locked = bool(int(self.dialogue(":LOCK?")))
+        self._take_chip_state()
 
-    # -- behaviour ---------------------------------------------------------------------------------------------------
-    def latency_s(self, line: str) -> float:
+    def _take_chip_state(self) -> None:
+        chip = self.chip
+        self.wavelength_m = float(chip.laser_wavelength_m()[self.channel])
+        self.power_w = float(chip.laser_power_w()[self.channel])
+        self.output_on = bool(chip.laser_on()[self.channel])
+
+    def reset(self) -> None:
+        super().reset()
+        self._armed = False
+        self.sweep_state = 0
+        self.power_unit_watt = bool(_LASER.power_unit_watt.default)
+        if self.output_on:
+            self.output_on = False
+            self._push(on=False)
+
+    def latency_s(self, call: Parsed) -> float:  # type: ignore[override]
         timing = self.chip.spec.timing
-        if match(_LASER.wavelength_m.command, line) is not None:
+        if call.action == "set wavelength_m":
             return timing.laser_wavelength_change_s
-        if match(_LASER.power_mw.command, line) is not None:
+        if call.action == "set power":
             return timing.laser_power_change_s
         return timing.scpi_query_s
 
-    def handle(self, line: str) -> Reply:
-        if line == SWEEP_CHECK_QUERY:
-            code = self.sweep_check_code()
-            return "0,OK" if code == 0 else f"{code},{SWEEP_CHECK_CODES[code]}"
-        if line == SWEEP_EXPECTED_POINTS_QUERY:
-            return f"{self._sweep_points():+d}"
-        if line == SWEEP_FLAG_QUERY:
-            return "+1" if self._armed else "+0"
-        if line == SWEEP_SOFTWARE_TRIGGER:
-            if self._armed:
-                self._run_sweep()
-            else:
-                log.info("%s: software trigger while no sweep is armed (ignored)", self.name)
-            return NO_REPLY
-        if line == LAMBDA_LOG_DATA_QUERY:
-            return ieee_block(self._lambda_log_m.astype("<f8").tobytes())
-        if match(SWEEP_PMAX_QUERY, line) is not None:
-            return keysight_float(self.chip.spec.lasers.max_power_w)
-        if line == _LASER.power_reading.query:
-            return self._power_reply()
-        state = match(_LASER.sweep_state.command, line)
-        if state is not None:
-            return self._sweep_state_command(state["value"])
-        return None
+    # -- wavelength, power, output -------------------------------------------------------------------------------------
+    @handles("set wavelength_m")
+    def _set_wavelength(self, call: Parsed) -> None:
+        value = call.args[0]
+        if isinstance(value, Keyword):
+            value = self._limit(value, float(_LASER.wavelength_m.default))
+        lo, hi = self._limits_m
+        if not lo <= float(value) <= hi:
+            log.warning("%s: wavelength %g m outside %g..%g m; kept %g", self.name, value, lo, hi, self.wavelength_m)
+            raise ScpiError(DATA_OUT_OF_RANGE)
+        self.wavelength_m = float(value)
+        self._push(wavelength_m=self.wavelength_m)
 
-    def after(self, line: str) -> None:
-        if match(_LASER.wavelength_m.command, line) is not None:
-            value = float(self.prop(_LASER.wavelength_m.name))
-            lo, hi = self._limits_m
-            if not lo <= value <= hi:
-                self._refuse(_LASER.wavelength_m.name, float(self.chip.laser_wavelength_m()[self.channel]))
-                return
-            self._push(wavelength_m=value)
-        elif match(_LASER.power_mw.command, line) is not None:
-            # set in mW (the unit written out), held and read back in W: two YAML properties, one setting
-            value = float(self.prop(_LASER.power_mw.name)) * 1e-3
-            lasers = self.chip.spec.lasers
-            if not lasers.min_power_w <= value <= lasers.max_power_w:
-                previous = float(self.chip.laser_power_w()[self.channel])
-                self._refuse(_LASER.power_mw.name, previous * 1e3)
-                return
-            self.set_prop(_LASER.power_reading.name, value)
-            self._push(power_w=value)
-        elif match(_LASER.output_enabled.command, line) is not None:
-            self._push(on=bool(self.prop(_LASER.output_enabled.name)))
-        elif match(_LASER.sweep_speed_nm_per_s.command, line) is not None:
-            # set in nm/s, read back in m/s: two YAML properties, one instrument setting
-            self.set_prop(_LASER.sweep_speed_m_per_s.name, self.prop(_LASER.sweep_speed_nm_per_s.name) * 1e-9)
+    @handles("query wavelength_m")
+    def _wavelength(self, call: Parsed) -> Reply:
+        keyword = limit_keyword(call)
+        if keyword is Keyword.MIN:
+            return self._limit_replies[0]
+        if keyword is Keyword.MAX:
+            return self._limit_replies[1]
+        value = float(_LASER.wavelength_m.default) if keyword is Keyword.DEF else self.wavelength_m
+        return _LASER.wavelength_m.reply.format(value)
 
-    # -- helpers -----------------------------------------------------------------------------------------------------
-    def _power_reply(self) -> str:
+    def _limit(self, keyword: Keyword, default: float) -> float:
+        return {Keyword.MIN: self._limits_m[0], Keyword.MAX: self._limits_m[1]}.get(keyword, default)
+
+    @handles("set power")
+    def _set_power(self, call: Parsed) -> None:
+        lasers = self.chip.spec.lasers
+        value = call.args[0]
+        if isinstance(value, Keyword):
+            power_w = {Keyword.MIN: lasers.min_power_w, Keyword.MAX: lasers.max_power_w}.get(value, lasers.power_w)
+        else:
+            assert isinstance(value, Quantity)
+            power_w = watts(value, value.unit, self.power_unit_watt)
+        if not lasers.min_power_w <= power_w <= lasers.max_power_w:
+            log.warning("%s: power %g W outside %g..%g W; kept %g W", self.name, power_w, lasers.min_power_w,
+                        lasers.max_power_w, self.power_w)
+            raise ScpiError(DATA_OUT_OF_RANGE)
+        self.power_w = power_w
+        self._push(power_w=power_w)
+
+    @handles("query power")
+    def _power(self, call: Parsed) -> Reply:
         """``:SOUR0:POW?`` in the unit of ``:SOUR0:POW:UNIT`` (1 = W, 0 = dBm)."""
-        power_w = float(self.prop(_LASER.power_reading.name))
-        if bool(int(self.prop(_LASER.power_unit_watt.name))):
-            return _LASER.power_reading.reply.format(power_w)
-        return _LASER.power_reading.reply.format(10.0 * math.log10(max(power_w, 1e-12) / 1e-3))
+        lasers = self.chip.spec.lasers
+        keyword = limit_keyword(call)
+        power_w = {Keyword.MIN: lasers.min_power_w, Keyword.MAX: lasers.max_power_w,
+                   Keyword.DEF: lasers.power_w}.get(keyword, self.power_w)  # type: ignore[arg-type]
+        return _LASER.power_reading.reply.format(power_w if self.power_unit_watt else dbm(power_w))
 
-    def _refuse(self, prop: str, previous: float) -> None:
-        log.warning("%s: %s out of range; kept %g", self.name, prop, previous)
-        self.set_prop(prop, previous)
-        push_error(self.device, DATA_OUT_OF_RANGE)
+    @handles("set power_unit")
+    def _set_power_unit(self, call: Parsed) -> None:
+        self.power_unit_watt = call.args[0] == "W"
+
+    @handles("query power_unit")
+    def _power_unit(self, call: Parsed) -> Reply:
+        return _LASER.power_unit_watt.reply.format(int(self.power_unit_watt))
+
+    @handles("set output")
+    def _set_output(self, call: Parsed) -> None:
+        self.output_on = bool(call.args[0])
+        self._push(on=self.output_on)
+
+    @handles("query output")
+    def _output(self, call: Parsed) -> Reply:
+        return _LASER.output_enabled.reply.format(int(self.output_on))
+
+    @handles("set lock")
+    def _set_lock(self, call: Parsed) -> None:
+        self.locked = bool(call.args[0])
+
+    @handles("query lock")
+    def _lock(self, call: Parsed) -> Reply:
+        return f"{int(self.locked):d}"
 
     def _push(self, *, wavelength_m: float | None = None, power_w: float | None = None,
               on: bool | None = None) -> None:
@@ -291,10 +323,18 @@ class KeysightLaserModel(DeviceModel):
             kwargs["on"][ch] = on
         chip.set_lasers(**kwargs)
 
+    # -- sweep settings ------------------------------------------------------------------------------------------------
+    @handles("query sweep_start_m", "query sweep_stop_m")
+    def _sweep_limit_or_value(self, call: Parsed) -> Reply:
+        keyword = limit_keyword(call)
+        if keyword in (Keyword.MIN, Keyword.MAX):
+            return self.plain[call.name].reply.format(self._limit(keyword, 0.0))  # type: ignore[arg-type]
+        return self.run_plain(call)
+
     def _sweep_settings(self) -> tuple[float, float, float, float]:
         """(start, stop, step, speed) in m and m/s as the instrument holds them."""
-        return (float(self.prop(_LASER.sweep_start_m.name)), float(self.prop(_LASER.sweep_stop_m.name)),
-                float(self.prop(_LASER.sweep_step_m.name)), float(self.prop(_LASER.sweep_speed_m_per_s.name)))
+        return (float(self.value("sweep_start_m")), float(self.value("sweep_stop_m")),
+                float(self.value("sweep_step_m")), float(self.value("sweep_speed_m_per_s")))
 
     def _sweep_points(self) -> int:
         start, stop, step, _ = self._sweep_settings()
@@ -306,7 +346,7 @@ class KeysightLaserModel(DeviceModel):
         """The ``:SOUR0:WAV:SWE:CHEC?`` code for the current settings (0 when consistent)."""
         start, stop, step, _ = self._sweep_settings()
         lo, hi = self._limits_m
-        llog = bool(self.prop(_LASER.lambda_logging.name))
+        llog = bool(self.value("lambda_logging"))
         ratio = step / MIN_SWEEP_STEP_M
         if stop <= start:
             return 368
@@ -314,69 +354,102 @@ class KeysightLaserModel(DeviceModel):
             return 380
         if stop > hi:
             return 381
-        if llog and self.prop(_LASER.sweep_mode.name) != "CONT":
+        if llog and self.value("sweep_mode") != "CONT":
             return 376
-        if llog and self.prop(_LASER.trigger_output.name) != "STF":
+        if llog and self.value("trigger_output") != "STF":
             return 375
         if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio):
             return 377
         return 0
 
-    def _sweep_state_command(self, text: str) -> Reply:
-        """``:SOUR0:WAV:SWE 0|1|2|3``: stop, start (arm or run), pause, continue."""
-        try:
-            value = int(text)
-        except ValueError:
-            return None  # the YAML answers it (-113, as for any malformed value)
+    @handles("query sweep_check")
+    def _sweep_check(self, call: Parsed) -> Reply:
+        code = self.sweep_check_code()
+        return "0,OK" if code == 0 else f"{code},{SWEEP_CHECK_CODES[code]}"
+
+    @handles("query sweep_expected_points")
+    def _expected_points(self, call: Parsed) -> Reply:
+        return f"{self._sweep_points():+d}"
+
+    @handles("query sweep_flag")
+    def _sweep_flag(self, call: Parsed) -> Reply:
+        return "+1" if self._armed else "+0"
+
+    @handles("query sweep_power_max")
+    def _sweep_power_max(self, call: Parsed) -> Reply:
+        return keysight_float(self.chip.spec.lasers.max_power_w)
+
+    @handles("query readout_data")
+    def _readout_data(self, call: Parsed) -> Reply:
+        if call.args[0] != "LLOG":
+            return self._unmodelled_action(call)
+        return ieee_block(self._lambda_log_m.astype("<f8").tobytes())
+
+    @handles("query readout_points")
+    def _readout_points(self, call: Parsed) -> Reply:
+        if call.args[0] != "LLOG":
+            return self._unmodelled_action(call)
+        return f"{self._lambda_log_m.size:+d}"
+
+    # -- sweep state machine -------------------------------------------------------------------------------------------
+    @handles("query sweep_state")
+    def _sweep_state_query(self, call: Parsed) -> Reply:
+        return _LASER.sweep_state.reply.format(self.sweep_state)
+
+    @handles("set sweep_state")
+    def _sweep_state_command(self, call: Parsed) -> None:
+        """``:SOUR0:WAV:SWE 0|1|2|3`` (STOP|STARt|PAUSe|CONTinue): stop, start (arm or run), pause, continue."""
+        value = _STATE_CODES[call.args[0]]
         if value == 0:
             self._armed = False
-            self.set_prop(_LASER.sweep_state.name, 0)
+            self.sweep_state = 0
         elif value == 1:
             code = self.sweep_check_code()
             if code != 0:
                 log.warning("%s: sweep start refused, CHEC? code %d", self.name, code)
-                push_error(self.device, SETTINGS_CONFLICT)
-                return NO_REPLY
+                raise ScpiError(SETTINGS_CONFLICT)
             self._armed = True
-            self.set_prop(_LASER.sweep_state.name, 1)
-            if self.prop(_LASER.trigger_input.name) != "SWS":
+            self.sweep_state = 1
+            if self.value("trigger_input") != "SWS":
                 self._run_sweep()
-        elif value in (2, 3):
-            log.info("%s: sweep pause/continue has no effect (sweeps run when triggered)", self.name)
         else:
-            return None
-        return NO_REPLY
+            log.info("%s: sweep pause/continue has no effect (sweeps run when triggered)", self.name)
+
+    @handles("do sweep_software_trigger")
+    def _software_trigger(self, call: Parsed) -> None:
+        if self._armed:
+            self._run_sweep()
+        else:
+            log.info("%s: software trigger while no sweep is armed (ignored)", self.name)
 
     def _run_sweep(self) -> None:
         start, stop, step, speed = self._sweep_settings()
-        cycles = int(self.prop(_LASER.sweep_cycles.name))
+        cycles = int(self.value("sweep_cycles"))
         if cycles != 1:
             log.warning("%s: %d sweep cycles requested; the model runs one", self.name, cycles)
         n = self._sweep_points()
         chip = self.chip
         error_m = chip.spec.lasers.wavelength_repeatability_m * self._rng.uniform(-1.0, 1.0)
         emitted = start + step * np.arange(n) + error_m
-        on = bool(self.prop(_LASER.output_enabled.name))
         record = SweepRecord(laser=self.name, channel=self.channel, t0_s=chip.clock.now_s,
                              step_period_s=step / speed, speed_m_per_s=speed, wavelengths_m=emitted,
-                             power_w=float(self.prop(_LASER.power_reading.name)) if on else 0.0, chip=chip)
-        if self.prop(_LASER.trigger_output.name) == "STF":
+                             power_w=self.power_w if self.output_on else 0.0, chip=chip)
+        if self.value("trigger_output") == "STF":
             assert self.bench is not None
             for inst in self.bench.instruments.values():
                 receiver = getattr(inst.model, "receive_sweep", None)
                 if inst.model is not self and receiver is not None:
                     receiver(record)
-        self._lambda_log_m = emitted if bool(self.prop(_LASER.lambda_logging.name)) else np.empty(0)
+        self._lambda_log_m = emitted if bool(self.value("lambda_logging")) else np.empty(0)
         log.info("%s: swept %.4f-%.4f nm, %d points in %.3f s", self.name, start * 1e9, stop * 1e9, n,
                  (stop - start) / speed)
         chip.clock.advance((stop - start) / speed, "sweep")
         self._armed = False
-        self.set_prop(_LASER.sweep_state.name, 0)
+        self.sweep_state = 0
 
 
 # -- power meter ------------------------------------------------------------------------------------------------------
 _PORT = KeysightN774xPort
-_PORT_SETTING_COMMANDS = tuple(s.command for s in _PORT.settings_declared() if s.command is not None)
 _LOGGING_FUNCTION = "LOGGING_STABILITY"
 
 
@@ -404,18 +477,20 @@ class _PortLog:
         return self.active and not self.complete(now_s)
 
 
-class KeysightPowerMeterModel(DeviceModel):
+class KeysightPowerMeterModel(ScpiModel):
     """N7744A/N7745A whose interface port p reads chip bank ``port_map[p][0]``, port ``port_map[p][1]``.
 
-    Readings: ``:READ<n>:POW?``, ``:FETC<n>:POW?`` and ``:FETC:POW:ALL?`` take ``chip.read_port_power_w`` at the
-    port's averaging time through ``chip.meter_reading_w`` (meter index bank*2 + port) at the port's range; auto
+    Readings: ``:READ<n>:POW?``, ``:FETC<n>:POW?`` and ``:FETC:POW:ALL[:CSV]?`` take ``chip.read_port_power_w`` at
+    the port's averaging time through ``chip.meter_reading_w`` (meter index bank*2 + port) at the port's range; auto
     range picks the most sensitive range of ``spec.power_meter.ranges_dbm`` that holds the signal with 0.2 dB to
     spare. Over-range readings come back as float32 max (> 1e20, the Keysight marker); in dBm a reading <= 0 W
-    does too. ``:FETC`` returns the last reading when continuous triggering is off (a fresh one otherwise).
-    Latency: averaging time + meter overhead per reading; the all-port fetches measure all ports in parallel
-    (the longest averaging time + overhead). ``:FETC:POW:ALL?`` (binary) is always in W (the manual's statement);
-    ``:FETC:POW:ALL:CSV?`` answers each port in its selected unit, ``+1.23456789E-006`` style, comma-separated
-    (the CSV unit is not documented in the excerpts consulted: an assumption of this model).
+    does too. ``:FETC`` returns the last reading when continuous triggering is off (a fresh one otherwise);
+    ``:INIT<n>:IMM`` takes one. Latency: averaging time + meter overhead per reading; the all-port fetches measure all
+    ports in parallel (the longest averaging time + overhead). ``:FETC:POW:ALL?`` (binary) is always in W (the
+    manual's statement); ``:FETC:POW:ALL:CSV?`` answers each port in its selected unit, ``+1.23456789E-006`` style,
+    comma-separated (the CSV unit is not documented in the excerpts consulted: an assumption of this model). A port
+    number beyond the unit's ports (5..8 on an N7744A) is -114; a fixed range that is not one of the meter's
+    ranges is -222.
 
     Logging: ``:SENS<n>:FUNC:PAR:LOGG N,t`` (shared by all ports, as on the N774x), ``:FUNC:STAT LOGG,STAR``
     arms the port with its trigger input at that moment: SME logs one sample per laser step trigger (a sweep
@@ -428,11 +503,20 @@ class KeysightPowerMeterModel(DeviceModel):
     ``:FUNC:STAT?`` answers ``LOGGING_STABILITY,PROGRESS|COMPLETE`` or ``NONE,COMPLETE``; ``:FUNC:RES?`` is a
     float32 LE block of the samples logged so far.
 
-    Not modelled: ``:READ:POW:ALL?``/``:INIT:IMM``/``:TRIG NODEA`` (not in the driver), a range query that
-    reports the auto-selected range, and time-resolved heater changes during a logging run.
+    Not modelled: ``:READ:POW:ALL?``, ``:TRIG NODEA``, a range query that reports the auto-selected range, and
+    time-resolved heater changes during a logging run.
     """
 
     category = "power_meter"
+    tree = keysight_n774x.TREE
+    state_suffixes = ("n",)
+    plain = {
+        "sensor_wavelength_m": _PORT.wavelength_m,
+        "sensor_averaging_time_s": _PORT.averaging_time_s,
+        "sensor_auto_range": _PORT.auto_range,
+        "continuous": _PORT.continuous,
+        "trigger_input": _PORT.trigger_input,
+    }
 
     def __init__(self, name: str, port_map: Sequence[tuple[int, int] | None]) -> None:
         super().__init__(name)
@@ -446,39 +530,72 @@ class KeysightPowerMeterModel(DeviceModel):
                 raise ValueError(f"{name}: port_map[{p}] = {entry!r}; expected (bank >= 0, 0 | 1) or None")
             wiring.append((bank, port))
         self.port_map = wiring
-        self._ports: list[str] = []
+        self.n_ports = 0
         self._logs: list[_PortLog] = []
         self._last_w: dict[int, float] = {}
-        self._auto_range: dict[int, float] = {}
         self._logging_parameters = LOGGING_DEFAULTS
+        self._range_table: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._unit_watt: list[bool] = []
+        self._range_dbm: list[float] = []
 
     # -- wiring ------------------------------------------------------------------------------------------------------
-    def attach(self, device: Any, bench: EmulatedBench) -> None:
-        super().attach(device, bench)
-        self._ports = [str(i) for i in device._channels["port"]._ids]
-        if len(self.port_map) > len(self._ports):
+    def attach(self, bench: Any, profile: Any) -> None:
+        super().attach(bench, profile)
+        self.n_ports = len(profile.channels["port"][1])
+        if len(self.port_map) > self.n_ports:
             raise ValueError(f"{self.name}: port_map has {len(self.port_map)} entries but the instrument has "
-                             f"{len(self._ports)} ports")
+                             f"{self.n_ports} ports")
         for p, entry in enumerate(self.port_map):
             if entry is not None and entry[0] >= self.chip.n_banks:
                 raise ValueError(f"{self.name}: port_map[{p}] names bank {entry[0]}; the chip has "
                                  f"{self.chip.n_banks}")
-        self._logs = [_PortLog() for _ in self._ports]
+        #: Per port: the flat index bank*2 + side of the chip port it sees (-1: dark) and the meter model index.
+        self._flat_port = [-1 if w is None else w[0] * 2 + w[1] for w in map(self._wiring, range(self.n_ports))]
+        self._meter_of_port = np.array([max(f, 0) for f in self._flat_port], dtype=int)
+        self._power_on()
+
+    def _power_on(self) -> None:
+        n = self.n_ports
+        #: Per-port copies of the plain state the readings use (kept by :meth:`store`): the hot path reads lists.
+        self._averaging = [float(self._declared_default(_PORT.averaging_time_s))] * n
+        self._auto_on = [bool(self._declared_default(_PORT.auto_range))] * n
+        self._continuous_on = [bool(self._declared_default(_PORT.continuous))] * n
+        self._logs = [_PortLog() for _ in range(self.n_ports)]
+        self._unit_watt = [bool(self._declared_default(_PORT.unit_watt))] * self.n_ports
+        self._range_dbm = [float(self._declared_default(_PORT.range_dbm))] * self.n_ports
+        self._last_w.clear()
+        self._logging_parameters = LOGGING_DEFAULTS
+
+    def reset(self) -> None:
+        super().reset()
+        self._power_on()
 
     # -- per-port state ----------------------------------------------------------------------------------------------
-    def _port_index(self, fields: dict[str, str] | None) -> int | None:
-        if fields is None or fields.get("ch") not in self._ports:
-            return None
-        return self._ports.index(fields["ch"])
+    def _port(self, call: Parsed) -> int:
+        """0-based interface port of a unit's ``n`` suffix (-114 beyond this unit's ports)."""
+        n = call.suffixes.get("n", 1)
+        if not 1 <= n <= self.n_ports:
+            raise ScpiError(HEADER_SUFFIX_OUT_OF_RANGE, f"port {n} of a {self.n_ports}-port meter")
+        return n - 1
 
-    def _port_prop(self, p: int, setting: Any) -> Any:
-        return self.channel_prop("port", self._ports[p], setting.name)
+    def store(self, name: str, value: Any, **suffixes: int) -> None:
+        super().store(name, value, **suffixes)
+        p = suffixes["n"] - 1
+        if name == "sensor_averaging_time_s":
+            self._averaging[p] = float(value)
+        elif name == "sensor_auto_range":
+            self._auto_on[p] = bool(value)
+        elif name == "continuous":
+            self._continuous_on[p] = bool(value)
 
     def _averaging_s(self, p: int) -> float:
-        return float(self._port_prop(p, _PORT.averaging_time_s))
+        return self._averaging[p]
 
-    def _fixed_range_dbm(self, p: int) -> float:
-        return float(self._port_prop(p, _PORT.range_dbm))
+    def _auto(self, p: int) -> bool:
+        return self._auto_on[p]
+
+    def _continuous(self, p: int) -> bool:
+        return self._continuous_on[p]
 
     def _wiring(self, p: int) -> tuple[int, int] | None:
         return self.port_map[p] if p < len(self.port_map) else None
@@ -489,56 +606,95 @@ class KeysightPowerMeterModel(DeviceModel):
 
     def _pick_range(self, power_w: float) -> float:
         """Auto range: the most sensitive range whose top holds ``power_w`` with the margin to spare."""
-        return float(auto_range_dbm(np.asarray(power_w), self.chip.spec.power_meter.ranges_dbm,
-                                    AUTO_RANGE_MARGIN_DB))
+        return float(self._pick_ranges(np.asarray([power_w]))[0])
+
+    def _pick_ranges(self, power_w: np.ndarray) -> np.ndarray:
+        """:func:`~labctl.sim.detection.auto_range_dbm` with the meter's range table prepared once."""
+        if self._range_table is None:
+            ranges = np.sort(np.asarray(self.chip.spec.power_meter.ranges_dbm, dtype=float))
+            self._range_table = (ranges, 1e-3 * 10 ** (ranges / 10), 10 ** (AUTO_RANGE_MARGIN_DB / 10))
+        ranges, tops, margin = self._range_table
+        return ranges[np.minimum(np.searchsorted(tops, power_w * margin, side="left"), ranges.size - 1)]
+
+    def run_plain(self, call: Parsed) -> Reply:
+        if not call.query:
+            self._settings_changed(self._port(call))
+        return super().run_plain(call)
+
+    def _settings_changed(self, p: int) -> None:
+        """The N774x stops a running logging function on any settings change of the port."""
+        if self._logs[p].in_progress(self.chip.clock.now_s):
+            log.info("%s: settings change on port %d stops logging", self.name, p + 1)
+            self._stop(p)
+
+    @handles("set sensor_unit")
+    def _set_unit(self, call: Parsed) -> None:
+        p = self._port(call)
+        self._settings_changed(p)
+        self._unit_watt[p] = call.args[0] == "W"
+
+    @handles("query sensor_unit")
+    def _unit(self, call: Parsed) -> Reply:
+        return _PORT.unit_watt.reply.format(int(self._unit_watt[self._port(call)]))
+
+    @handles("set sensor_range_dbm")
+    def _set_range(self, call: Parsed) -> None:
+        p = self._port(call)
+        ranges = self.chip.spec.power_meter.ranges_dbm
+        value = call.args[0]
+        if isinstance(value, Keyword):
+            value = {Keyword.MIN: min(ranges), Keyword.MAX: max(ranges)}.get(value, _PORT.range_dbm.default)
+        if float(value) not in ranges:
+            raise ScpiError(DATA_OUT_OF_RANGE, f"{value} dBm is not one of the ranges {ranges}")
+        self._settings_changed(p)
+        self._range_dbm[p] = float(value)
+
+    @handles("query sensor_range_dbm")
+    def _range(self, call: Parsed) -> Reply:
+        ranges = self.chip.spec.power_meter.ranges_dbm
+        keyword = limit_keyword(call)
+        value = {Keyword.MIN: min(ranges), Keyword.MAX: max(ranges)}.get(
+            keyword, self._range_dbm[self._port(call)])  # type: ignore[arg-type]
+        return _PORT.range_dbm.reply.format(value)
 
     # -- readings ----------------------------------------------------------------------------------------------------
     def _optical_w(self, ports: Sequence[int], averaging_s: Sequence[float]) -> np.ndarray:
-        """Optical power at each port (dark ports 0), one chip read per distinct averaging time."""
+        """Optical power at each port (dark ports 0), one chip read per distinct averaging time (in the order the
+        times first appear among the wired ports)."""
         reads: dict[float, np.ndarray] = {}
         out = np.zeros(len(ports))
         for i, (p, t) in enumerate(zip(ports, averaging_s)):
-            wiring = self._wiring(p)
-            if wiring is None:
+            flat = self._flat_port[p]
+            if flat < 0:
                 continue
             if t not in reads:
-                reads[t] = self.chip.read_port_power_w(t)
-            out[i] = reads[t][wiring]
+                reads[t] = self.chip.read_port_power_w(t).reshape(-1)
+            out[i] = reads[t][flat]
         return out
 
-    def _meter(self, optical_w: np.ndarray, ports: Sequence[int], averaging_s: Sequence[float],
-               ranges_dbm: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-        """Meter model per port, grouped by (averaging time, range): (reading W, over-range)."""
-        power = np.zeros(optical_w.shape)
-        over = np.zeros(optical_w.shape, dtype=bool)
-        groups: dict[tuple[float, float], list[int]] = {}
-        for i, key in enumerate(zip(averaging_s, ranges_dbm)):
-            groups.setdefault(key, []).append(i)
-        for (t, r), idx in groups.items():
-            meters = np.array([self._meter_index(ports[i]) for i in idx])
-            reading = self.chip.meter_reading_w(optical_w[idx], t, r, meter=meters)
-            power[idx], over[idx] = reading.power_w, reading.over_range
-        return power, over
-
     def _measure(self, ports: Sequence[int]) -> np.ndarray:
-        """Fresh readings in W (over-range already replaced by the marker) for ``ports``."""
-        averaging = [self._averaging_s(p) for p in ports]
+        """Fresh readings in W (over-range already replaced by the marker) for ``ports``: the meter model per port
+        at its averaging time and range, in one pass (:meth:`Chip.meter_reading_groups_w`)."""
+        ports = list(ports)
+        averaging = [self._averaging[p] for p in ports]
         optical = self._optical_w(ports, averaging)
-        ranges: list[float] = []
-        for p, w in zip(ports, optical):
-            if bool(self._port_prop(p, _PORT.auto_range)):
-                self._auto_range[p] = self._pick_range(float(w))
-                ranges.append(self._auto_range[p])
-            else:
-                ranges.append(self._fixed_range_dbm(p))
-        power, over = self._meter(optical, ports, averaging, ranges)
-        power = np.where(over, OVER_RANGE_MARKER_W, power)
-        for p, w in zip(ports, power):
-            self._last_w[p] = float(w)
+        ranges = np.array([self._range_dbm[p] for p in ports])
+        auto = [self._auto_on[p] for p in ports]
+        if all(auto):
+            ranges = self._pick_ranges(optical)
+        elif any(auto):
+            mask = np.array(auto)
+            ranges[mask] = self._pick_ranges(optical[mask])
+        reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, self._meter_of_port[ports])
+        power = np.where(reading.over_range, OVER_RANGE_MARKER_W, reading.power_w)
+        self._last_w.update(zip(ports, power.tolist()))
         return power
 
     def _fetch(self, ports: Sequence[int]) -> np.ndarray:
-        fresh = [p for p in ports if bool(self._port_prop(p, _PORT.continuous)) or p not in self._last_w]
+        ports = list(ports)
+        fresh = [p for p in ports if self._continuous_on[p] or p not in self._last_w]
+        if len(fresh) == len(ports):
+            return self._measure(ports)
         if fresh:
             self._measure(fresh)
         return np.array([self._last_w[p] for p in ports])
@@ -551,12 +707,52 @@ class KeysightPowerMeterModel(DeviceModel):
             return p
         marker = (p <= 0) | (p >= OVER_RANGE_MARKER_W)
         with np.errstate(divide="ignore", invalid="ignore"):
-            dbm = 10 * np.log10(np.where(marker, 1.0, p) / 1e-3)
-        return np.where(marker, OVER_RANGE_MARKER_W, dbm)
+            dbm_values = 10 * np.log10(np.where(marker, 1.0, p) / 1e-3)
+        return np.where(marker, OVER_RANGE_MARKER_W, dbm_values)
 
     def _format_reading(self, p: int, power_w: float) -> str:
-        value = float(self._in_unit(np.array([power_w]), bool(self._port_prop(p, _PORT.unit_watt)))[0])
+        value = float(self._in_unit(np.array([power_w]), self._unit_watt[p])[0])
         return _PORT.power_w.reply.format(value)
+
+    @handles("query read_power")
+    def _read_power(self, call: Parsed) -> Reply:
+        p = self._port(call)
+        return self._format_reading(p, float(self._measure([p])[0]))
+
+    @handles("query fetch_power")
+    def _fetch_power(self, call: Parsed) -> Reply:
+        p = self._port(call)
+        return self._format_reading(p, float(self._fetch([p])[0]))
+
+    @handles("do initiate")
+    def _initiate(self, call: Parsed) -> None:
+        self._measure([self._port(call)])
+
+    @handles("query fetch_power_all")
+    def _fetch_all(self, call: Parsed) -> Reply:
+        return ieee_block(self._fetch(range(self.n_ports)).astype("<f4").tobytes())
+
+    @handles("query fetch_power_all_csv")
+    def _fetch_all_csv(self, call: Parsed) -> Reply:
+        ports = range(self.n_ports)
+        values = self._fetch(ports)
+        if not all(self._unit_watt):
+            values = np.where(np.array(self._unit_watt), values, self._in_unit(values, False))
+        return ",".join(map(keysight_float, values.tolist()))
+
+    def latency_s(self, call: Parsed) -> float:  # type: ignore[override]
+        timing = self.chip.spec.timing
+        action = call.action
+        if action in ("query read_power", "query fetch_power") and self._port_ok(call):
+            p = call.suffixes.get("n", 1) - 1
+            if action == "query read_power" or self._continuous(p):
+                return self._averaging_s(p) + timing.meter_overhead_s
+        if action in ("query fetch_power_all", "query fetch_power_all_csv"):
+            return max(self._averaging_s(p) for p in range(self.n_ports)) + timing.meter_overhead_s
+        return timing.scpi_query_s
+
+    def _port_ok(self, call: Parsed) -> bool:
+        return 1 <= call.suffixes.get("n", 1) <= self.n_ports
 
     # -- logging -----------------------------------------------------------------------------------------------------
     def _stop(self, p: int) -> None:
@@ -564,22 +760,19 @@ class KeysightPowerMeterModel(DeviceModel):
 
     def _start(self, p: int) -> None:
         points, t_avg = self._logging_parameters
-        range_dbm = self._fixed_range_dbm(p)
-        if bool(self._port_prop(p, _PORT.auto_range)):
+        range_dbm = self._range_dbm[p]
+        if self._auto(p):
             # auto ranging stops while logging: the range is the one it sits in for the present signal
             range_dbm = self._pick_range(float(self._optical_w([p], [t_avg])[0]))
-            self._auto_range[p] = range_dbm
-        state = _PortLog(active=True, trigger=str(self._port_prop(p, _PORT.trigger_input)), points=points,
-                         averaging_time_s=t_avg, range_dbm=range_dbm,
-                         unit_watt=bool(self._port_prop(p, _PORT.unit_watt)))
+        state = _PortLog(active=True, trigger=str(self.value("trigger_input", n=p + 1)), points=points,
+                         averaging_time_s=t_avg, range_dbm=range_dbm, unit_watt=self._unit_watt[p])
         self._logs[p] = state
         if state.trigger == "IGN":
             optical = self._optical_w([p], [t_avg])[0]
             self._log_samples(p, np.full(points, optical))
             state.complete_at_s = self.chip.clock.now_s + points * t_avg
         elif state.trigger == "MME":
-            log.warning("%s: trigger input MME is not modelled; port %s will not complete", self.name,
-                        self._ports[p])
+            log.warning("%s: trigger input MME is not modelled; port %d will not complete", self.name, p + 1)
 
     def _log_samples(self, p: int, optical_w: np.ndarray) -> None:
         """Pass logged optical powers through the port's meter model (range frozen at the start) and keep them."""
@@ -614,86 +807,46 @@ class KeysightPowerMeterModel(DeviceModel):
                 self._log_samples(p, np.asarray(optical, dtype=float))
                 state.complete_at_s = float(times[-1]) + state.averaging_time_s
 
-    def _logging_state(self, p: int) -> str:
-        state = self._logs[p]
+    @handles("query function_state")
+    def _function_state(self, call: Parsed) -> Reply:
+        state = self._logs[self._port(call)]
         if not state.active:
             return "NONE,COMPLETE"
         return f"{_LOGGING_FUNCTION},{'COMPLETE' if state.complete(self.chip.clock.now_s) else 'PROGRESS'}"
 
-    def _logging_parameters_command(self, fields: dict[str, str]) -> Reply:
-        try:
-            points, t_avg = int(fields["points"]), float(fields["averaging_time_s"])
-        except ValueError:
-            return None
+    @handles("set function_state")
+    def _set_function_state(self, call: Parsed) -> None:
+        p = self._port(call)
+        function, action = call.args
+        if action == "STOP":
+            self._stop(p)
+        elif function == "LOGG":
+            self._start(p)
+        else:
+            log.warning("%s: function %s is not modelled", self.name, function)
+            raise ScpiError(SETTINGS_CONFLICT)
+
+    @handles("query function_result")
+    def _function_result(self, call: Parsed) -> Reply:
+        state = self._logs[self._port(call)]
+        return ieee_block(self._in_unit(state.values(), state.unit_watt).astype("<f4").tobytes())
+
+    @handles("set logging_parameters")
+    def _set_logging_parameters(self, call: Parsed) -> None:
+        self._port(call)
+        points, t_avg = int(call.args[0]), float(call.args[1])
         if not (1 <= points <= LOGGING_MAX_POINTS and 1e-6 <= t_avg <= 10.0):
-            push_error(self.device, DATA_OUT_OF_RANGE)
-            return NO_REPLY
+            raise ScpiError(DATA_OUT_OF_RANGE)
         now_s = self.chip.clock.now_s
         for p, state in enumerate(self._logs):
             if state.in_progress(now_s):
                 self._stop(p)
         self._logging_parameters = (points, t_avg)
-        return NO_REPLY
 
-    # -- behaviour ---------------------------------------------------------------------------------------------------
-    def latency_s(self, line: str) -> float:
-        timing = self.chip.spec.timing
-        p = self._port_index(match(_PORT.power_w.query, line))
-        if p is not None:
-            return self._averaging_s(p) + timing.meter_overhead_s
-        p = self._port_index(match(_PORT.fetched_power_w.query, line))
-        if p is not None and bool(self._port_prop(p, _PORT.continuous)):
-            return self._averaging_s(p) + timing.meter_overhead_s
-        if line in (FETCH_ALL_QUERY, FETCH_ALL_CSV_QUERY):
-            return max(self._averaging_s(p) for p in range(len(self._ports))) + timing.meter_overhead_s
-        return timing.scpi_query_s
-
-    def handle(self, line: str) -> Reply:
-        if line == FETCH_ALL_QUERY:
-            values = self._fetch(range(len(self._ports)))
-            return ieee_block(values.astype("<f4").tobytes())
-        if line == FETCH_ALL_CSV_QUERY:
-            ports = range(len(self._ports))
-            values = self._fetch(ports)
-            unit_watt = np.array([bool(self._port_prop(p, _PORT.unit_watt)) for p in ports])
-            shown = np.where(unit_watt, values, self._in_unit(values, False))
-            return ",".join(keysight_float(v) for v in shown.tolist())
-        p = self._port_index(match(_PORT.power_w.query, line))
-        if p is not None:
-            return self._format_reading(p, float(self._measure([p])[0]))
-        p = self._port_index(match(_PORT.fetched_power_w.query, line))
-        if p is not None:
-            return self._format_reading(p, float(self._fetch([p])[0]))
-        p = self._port_index(match(LOGGING_STATE_QUERY, line))
-        if p is not None:
-            return self._logging_state(p)
-        p = self._port_index(match(LOGGING_RESULT_QUERY, line))
-        if p is not None:
-            state = self._logs[p]
-            return ieee_block(self._in_unit(state.values(), state.unit_watt).astype("<f4").tobytes())
-        p = self._port_index(match(LOGGING_START, line))
-        if p is not None:
-            self._start(p)
-            return NO_REPLY
-        p = self._port_index(match(LOGGING_STOP, line))
-        if p is not None:
-            self._stop(p)
-            return NO_REPLY
-        fields = match(LOGGING_PARAMETERS, line)
-        if self._port_index(fields) is not None:
-            assert fields is not None
-            return self._logging_parameters_command(fields)
-        return None
-
-    def after(self, line: str) -> None:
-        # the N774x stops a running logging function on any settings change
-        for template in _PORT_SETTING_COMMANDS:
-            p = self._port_index(match(template, line))
-            if p is not None:
-                if self._logs[p].in_progress(self.chip.clock.now_s):
-                    log.info("%s: settings change on port %s stops logging", self.name, self._ports[p])
-                    self._stop(p)
-                return
+    @handles("query logging_parameters")
+    def _logging_parameters_query(self, call: Parsed) -> Reply:
+        points, t_avg = self._logging_parameters
+        return f"{points:+d},{t_avg:+.6E}"
 
 
 REGISTRY = {

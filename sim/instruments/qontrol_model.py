@@ -2,9 +2,9 @@
 
 Why a model and not the YAML: the shipped definition is a static two-module chain at power-on; a bench needs the
 chain length, per-channel limits, drive state and read-backs (``VALL?``, ``VIPALL?`` with power from the chip's
-heaters) to follow what was written. The spellings come from :mod:`labctl.drivers.qontrol`; only the static
-single-line facts (``nup=0``, ``id?``, ``firmware?``, ``nchan?``) and unknown lines (``E10:00``) are left to the
-YAML.
+heaters) to follow what was written. The spellings come from :mod:`labctl.drivers.qontrol`; the static single-line
+facts (``nup=0``, ``id?``, ``firmware?``, ``nchan?``) and the reply to an unknown line (``E10:00``) come from the
+simulation profile (:mod:`labctl.sim.profiles.qontrol`). Commands are case-insensitive, as the firmware takes them.
 
 Wiring: ``heater_map[k]`` is the chip heater driven by instrument channel ``k`` (global across the chain), -1 for an
 unconnected output. Every drive write becomes ONE ``chip.set_heater_drive`` call (a ``VVEC`` line of 8 values is
@@ -77,8 +77,8 @@ E_OVER_VOLTAGE = 1
 E_OVER_CURRENT = 2
 E_BAD_PARAMETER = 11
 E_BAD_CHANNEL = 12
-#: Lines the YAML answers (static facts); anything else reaching the YAML is an unrecognised command.
-_STATIC_LINES = frozenset(s.lower() for s in (NUP_RESET, ID_QUERY, FIRMWARE_QUERY, NCHAN_QUERY))
+#: Lines answered with the profile's fixed reply (static facts).
+_STATIC_LINES = (NUP_RESET, ID_QUERY, FIRMWARE_QUERY, NCHAN_QUERY)
 
 
 @lru_cache(maxsize=64)
@@ -123,6 +123,7 @@ class QontrolModel(DeviceModel):
         self.n_modules = n_modules
         self.n_channels = n
         self.heater_map = wiring
+        self._wired: list[bool] = (wiring >= 0).tolist()
         self.vfull_v = float(vfull_v)
         self.ifull_ma = float(ifull_ma)
         self.vmax_v = np.full(n, self.vfull_v)
@@ -133,8 +134,10 @@ class QontrolModel(DeviceModel):
         #: (code, channel, virtual time) of every error line answered, for ``log?``.
         self.error_history: list[tuple[int, int, float]] = []
 
-    def attach(self, device: Any, bench: Any) -> None:
-        super().attach(device, bench)
+    def attach(self, bench: Any, profile: Any) -> None:
+        super().attach(bench, profile)
+        self._static = {line.lower(): self.dialogue(line) for line in _STATIC_LINES}
+        self._unrecognised = str(profile.error_reply)
         too_big = self.heater_map >= self.chip.n_heaters
         if np.any(too_big):
             raise ValueError(f"{self.name}: heater_map names heaters {self.heater_map[too_big].tolist()}, the chip "
@@ -146,7 +149,15 @@ class QontrolModel(DeviceModel):
     # -- dispatch ------------------------------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
         text = line.strip()
+        if text[:4] in ("VVEC", "IVEC", "vvec", "ivec"):  # the hot path: one vector line per module and write
+            for template, kind in ((VVEC_SET, "voltage"), (IVEC_SET, "current")):
+                fields = _fields(template, text)
+                if fields is not None:
+                    return self._write(int(fields["start"]), fields["values"].split(","), kind)
         low = text.lower()
+        static = self._static.get(low)
+        if static is not None:
+            return static
         if low in (CHAIN_QUERY.lower(), CHAIN_QUERY_OLD.lower()):
             return "\n".join(f"{MODULE_TYPE}-{m + 1:04d}: {m}" for m in range(self.n_modules))
         if low == VFULL_QUERY.lower():
@@ -162,12 +173,12 @@ class QontrolModel(DeviceModel):
             fields = _fields(template, text)
             if fields is not None:
                 return self._write(int(fields["start"]), fields["values"].split(","), kind)
-        return self._channel_command(text)
-
-    def after(self, line: str) -> None:
-        if line.strip().lower() not in _STATIC_LINES:
-            # the YAML answered E10:00 (unrecognised command): keep it in the module's history as the firmware does
+        reply = self._channel_command(text)
+        if reply is None:
+            # unrecognised command: answered E10:00 and kept in the module's history, as the firmware does
             self._record(ERROR_UNRECOGNISED, 0)
+            return self._unrecognised
+        return reply
 
     def _channel_command(self, text: str) -> Reply:
         """Per-channel ``VMAX``/``IMAX``/``V``/``I`` set and get (limits first: ``V{ch}`` must not take ``VMAX``)."""
@@ -220,30 +231,37 @@ class QontrolModel(DeviceModel):
         return OK
 
     def _write(self, start: int, texts: list[str], kind: str) -> str:
-        """``V``/``I`` (one value) or ``VVEC``/``IVEC`` (consecutive channels): all-or-nothing, then one chip call."""
-        chans = np.arange(start, start + len(texts))
-        beyond = chans[chans >= self.n_channels]
-        if beyond.size:
-            return self._error(E_BAD_CHANNEL, int(beyond[0]))
-        values = np.empty(len(texts))
-        for k, text in enumerate(texts):
-            number = _number(text)
-            if number is None:
-                return self._error(E_BAD_PARAMETER, int(chans[k]))
-            values[k] = number
-        limit = (self.vmax_v if kind == "voltage" else self.imax_ma)[chans]
-        bad = np.flatnonzero((values < 0.0) | (values > limit))
-        if bad.size:
-            return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, int(chans[bad[0]]))
+        """``V``/``I`` (one value) or ``VVEC``/``IVEC`` (consecutive channels): all-or-nothing, then one chip call.
+
+        Plain Python on the few values of one line (numpy's per-call cost would dominate)."""
+        stop = start + len(texts)
+        if stop > self.n_channels:
+            return self._error(E_BAD_CHANNEL, max(start, self.n_channels))
+        try:
+            values = [float(text) for text in texts]
+        except ValueError:
+            values = [math.nan]
+        if not all(map(math.isfinite, values)):  # the first value the firmware cannot take, named by its channel
+            bad = next(k for k, text in enumerate(texts) if _number(text) is None)
+            return self._error(E_BAD_PARAMETER, start + bad)
+        part = slice(start, stop)
+        limits = (self.vmax_v if kind == "voltage" else self.imax_ma)[part].tolist()
+        for k, (value, limit) in enumerate(zip(values, limits)):
+            if not 0.0 <= value <= limit:
+                return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, start + k)
+        array = np.array(values)
         if kind == "voltage":
-            self.voltage_v[chans] = values
+            self.voltage_v[part] = array
         else:
-            self.current_ma[chans] = values
-        self.current_mode[chans] = kind == "current"
-        wired = self.heater_map[chans] >= 0
-        if np.any(wired):
-            drive = values[wired] if kind == "voltage" else values[wired] * 1e-3
-            self.chip.set_heater_drive(drive, mode=kind, channels=self.heater_map[chans][wired])
+            self.current_ma[part] = array
+            array *= 1e-3
+        self.current_mode[part] = kind == "current"
+        heaters = self.heater_map[part]
+        wired = self._wired[part]
+        if all(wired):
+            self.chip.set_heater_drive(array, mode=kind, channels=heaters)
+        elif any(wired):
+            self.chip.set_heater_drive(array[heaters >= 0], mode=kind, channels=heaters[heaters >= 0])
         return OK
 
     # -- read-backs --------------------------------------------------------------------------------------------------
@@ -295,5 +313,5 @@ def _number(text: str) -> float | None:
 
 
 REGISTRY = {
-    "qontrol": ModelEntry(device="Qontrol Q8iv", model=QontrolModel, serial=True, channel_group="outputs"),
+    "qontrol": ModelEntry(device="Qontrol Q8iv", model=QontrolModel, serial=True),
 }

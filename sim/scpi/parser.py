@@ -62,8 +62,12 @@ def _split_mnemonic(word: str) -> tuple[str, int | None]:
 class Parser:
     """Parses messages for one tree; ``parse`` is pure, so one parser can serve many connections."""
 
+    #: Headers whose resolution is remembered (a bench sends the same few headers with ever new values).
+    RESOLUTION_CACHE = 4096
+
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
+        self._chains: dict[tuple[object, ...], tuple[list[tuple[Cmd, list[Step], dict[str, int], str]], set[int]]] = {}
 
     # -- messages ------------------------------------------------------------------------------------------------
     def parse(self, message: str) -> list[Parsed | ScpiError]:
@@ -131,17 +135,25 @@ class Parser:
         words = [_split_mnemonic(w) for w in header.lstrip(":").split(":")]
         start = [] if absolute else path
         node = start[-1][0] if start else self.tree.root
-        problems: set[int] = set()
+        key = (header.upper(), unit.is_query, tuple((id(n), s, spelled) for n, s, spelled in start))
+        cached = self._chains.get(key)
+        if cached is None:
+            found: set[int] = set()
+            cached = ([self._prepared(chain) for chain in self._walk(node, words, 0, list(start), unit.is_query,
+                                                                     found)], found)
+            if len(self._chains) >= self.RESOLUTION_CACHE:
+                self._chains.clear()
+            self._chains[key] = cached
+        candidates, problems = cached
         first_error: ScpiError | None = None
-        for chain in self._walk(node, words, 0, list(start), unit.is_query, problems):
-            explicit = [i for i, (_, _, spelled) in enumerate(chain) if spelled]
+        for cmd, level, suffixes, canonical in candidates:
             try:
-                return self._bind(unit, chain), chain[: explicit[-1]]
+                return self._bind(unit, cmd, suffixes, canonical), level
             except ScpiError as exc:
                 if first_error is None:
-                    first_error, level = exc, chain[: explicit[-1]]
+                    first_error, first_level = exc, level
         if first_error is not None:
-            first_error.level = level  # the header was valid: the level moves even if the data is refused
+            first_error.level = first_level  # the header was valid: the level moves even if the data is refused
             raise first_error
         if HEADER_SUFFIX_OUT_OF_RANGE in problems:
             raise ScpiError(HEADER_SUFFIX_OUT_OF_RANGE, f"{unit.header}")
@@ -193,16 +205,23 @@ class Parser:
             out.append(node.spec.long_form(suffix if node.spec.variable or node.spec.fixed is not None else None))
         return ":" + ":".join(out)
 
-    def _bind(self, unit: ProgramUnit, chain: list[Step]) -> Parsed:
+    def _prepared(self, chain: list[Step]) -> tuple[Cmd, list[Step], dict[str, int], str]:
+        """What binding a unit to ``chain`` needs besides its data: the command, the level the next unit of the
+        message continues at, the suffix values and the canonical header (computed once per header spelling)."""
         cmd = chain[-1][0].cmd
         assert cmd is not None
+        explicit = [i for i, (_, _, spelled) in enumerate(chain) if spelled]
         suffixes = {node.spec.variable: value for node, value, _ in chain
                     if node.spec is not None and node.spec.variable is not None}
+        return cmd, chain[: explicit[-1]], suffixes, self._header(chain)
+
+    def _bind(self, unit: ProgramUnit, cmd: Cmd, suffixes: dict[str, int], canonical: str) -> Parsed:
         action = cmd.query_action if unit.is_query else cmd.set_action
         assert action is not None
         params = cmd.query_params if unit.is_query else cmd.params
-        header = self._header(chain) + ("?" if unit.is_query else "")
-        return Parsed(action, self._args(unit, params), unit.is_query, header, suffixes, unit.text.strip(), cmd)
+        header = canonical + ("?" if unit.is_query else "")
+        return Parsed(action, self._args(unit, params), unit.is_query, header, dict(suffixes), unit.text.strip(),
+                      cmd)
 
     # -- parameters ----------------------------------------------------------------------------------------------
     @staticmethod

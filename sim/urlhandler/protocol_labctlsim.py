@@ -1,7 +1,7 @@
 """``labctlsim://<bench id>/<instrument>``: a serial port whose far end is a simulated instrument.
 
-Serial drivers open it through ``serial.serial_for_url`` like any port. Bytes go to the same pyvisa-sim device
-(and its physics model) that a VISA ``ASRL`` resource would reach, so serial and VISA paths share one simulation.
+Serial drivers open it through ``serial.serial_for_url`` like any port. Each open port is a new connection
+(:class:`labctl.sim.connection.Connection`) to the instrument's model on the emulated bench.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any
 import serial
 from serial.serialutil import SerialBase
 
-#: (bench id, instrument name) -> endpoint with ``write(bytes)``, ``take(n) -> bytes``, ``waiting() -> int``,
-#: ``connected``; filled by :class:`labctl.sim.emulated_bench.EmulatedBench`.
+#: (bench id, instrument name) -> factory of a connection with ``write(bytes)``, ``take(n) -> bytes``,
+#: ``waiting() -> int``, ``connected``; filled by :class:`labctl.sim.emulated_bench.EmulatedBench`.
 ENDPOINTS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 
 
-def register(bench_id: str, name: str, endpoint: Any) -> str:
+def register(bench_id: str, name: str, connect: Any) -> str:
     with _LOCK:
-        ENDPOINTS[(bench_id, name)] = endpoint
+        ENDPOINTS[(bench_id, name)] = connect
     return f"labctlsim://{bench_id}/{name}"
 
 
@@ -39,10 +39,10 @@ class Serial(SerialBase):
             raise serial.SerialException("port must be configured before it can be used")
         target = str(self._port).split("://", 1)[-1]
         bench_id, _, name = target.partition("/")
-        endpoint = ENDPOINTS.get((bench_id, name))
-        if endpoint is None:
+        connect = ENDPOINTS.get((bench_id, name))
+        if connect is None:
             raise serial.SerialException(f"no simulated instrument at {self._port!r}")
-        self._endpoint = endpoint
+        self._endpoint = connect()
         self.is_open = True
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ class Bench:
         self.bench = EmulatedBench(self.chip, [
             SimulatedInstrument("smu", PROFILES["Keithley 2400"], self.smu_model),
             SimulatedInstrument("heaters", PROFILES["Qontrol Q8iv"], QontrolModel("heaters", np.arange(40), 5),
-                                serial=True, channel_ids={"outputs": [str(k) for k in range(40)]}),
+                                serial=True),
         ])
         self.smu = Keithley2400(self.bench.address("smu"), resource_manager=self.bench.resource_manager, clock=self.bench.chip.clock, name="smu",
                                 timeout_s=0.1)

@@ -40,9 +40,7 @@ class Spy:
 
 def _bench(chip: Chip, wiring: np.ndarray, n_modules: int) -> tuple[EmulatedBench, QontrolModel]:
     model = QontrolModel("heaters", wiring, n_modules)
-    ids = [str(k) for k in range(8 * n_modules)]
-    bench = EmulatedBench(chip, [SimulatedInstrument("heaters", PROFILE, model, serial=True,
-                                                     channel_ids={"outputs": ids})])
+    bench = EmulatedBench(chip, [SimulatedInstrument("heaters", PROFILE, model, serial=True)])
     return bench, model
 
 
@@ -61,7 +59,7 @@ def setup() -> Iterator[tuple[Chip, EmulatedBench, Qontrol]]:
 def test_registry_entry() -> None:
     entry = MODELS["qontrol"]
     assert entry.model is QontrolModel and entry.device == PROFILE.device
-    assert entry.serial and entry.channel_group == "outputs"
+    assert entry.serial
 
 
 def test_connect_enumerates_the_whole_chain(setup: tuple[Chip, EmulatedBench, Qontrol]) -> None:

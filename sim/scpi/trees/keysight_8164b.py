@@ -26,7 +26,7 @@ TREE = Tree(
     (common.IDN, common.RST, common.CLS, common.OPC, common.ESE, common.ESR, common.SRE, common.STB, common.TST,
      common.WAI, common.OPT)
     + laser_commands("[:SOURce[n]]" + _CHAN, ":TRIGger[n]" + _CHAN, ":OUTPut[n]" + _CHAN,
-                     wavelength_m=(1.2e-6, 1.7e-6))
+                     wavelength_m=(1.2e-6, 1.7e-6), mainframe=True)
     + sensor_commands(_CHAN, wavelength_m=(0.8e-6, 1.7e-6), atime_s=(100e-6, 10.0), gain=False, mainframe=True)
     + SLOT_COMMANDS + status_commands(),
     suffixes={"n": Suffix(0, 4, 0), "m": Suffix(1, 2, 1)},

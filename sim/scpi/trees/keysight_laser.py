@@ -27,9 +27,12 @@ _LIMIT = (Choice("limit", options=("MINimum", "MAXimum", "DEFault"), optional=Tr
 _PG = "816x PG / N777xC PG"
 
 
-def laser_commands(source: str, trigger: str, output: str, *, wavelength_m: tuple[float, float]) -> tuple[Cmd, ...]:
+def laser_commands(source: str, trigger: str, output: str, *, wavelength_m: tuple[float, float],
+                   mainframe: bool) -> tuple[Cmd, ...]:
     """The laser commands under node prefixes ``source`` (e.g. ``[:SOURce[n]][:CHANnel[m]]``), ``trigger`` and
-    ``output``. ``wavelength_m`` is the envelope accepted by the parser (-222 outside)."""
+    ``output``. ``wavelength_m`` is the envelope accepted by the parser (-222 outside). ``mainframe`` adds the 816x
+    trigger routing ``:TRIGger:CONFiguration`` (LabExT's 816x class sends it; no N777xC source does, and labctl's
+    driver never sends it to a stand-alone laser: not in that tree [?])."""
     lo, hi = wavelength_m
     wavelength = Num("wavelength", units=(METRE,), bare_unit="M", lo=lo, hi=hi)
     s, sweep = source, source + ":WAVelength:SWEep"
@@ -106,10 +109,12 @@ def laser_commands(source: str, trigger: str, output: str, *, wavelength_m: tupl
             query="trigger_output", confirmed=False,
             source="[D] DIS|STF|SWF|SWST (labctl, PyMeasure), STFINISHED in public scripts; AVG/MEAS meter "
                    "events and other long forms [?]"),
+    ) + ((
         Cmd(":TRIGger:CONFiguration", set="trigger_configuration",
             params=(Choice("mode", options=("DISabled", "DEFault", "PASSthrough", "LOOPback")),),
             query="trigger_configuration", confirmed=False,
-            source="[D] ':TRIG:CONF LOOP|DEF|PASS|DIS' (labctl, LabExT 'trig:conf?'); long forms [?]"),
+            source="[D] ':TRIG:CONF LOOP|DEF|PASS|DIS' (labctl 8164B, LabExT 816x 'trig:conf?'); long forms [?]"),
+    ) if mainframe else ()) + (
         Cmd(":LOCK", set="lock", params=(Bool("locked"), Num("pin", lo=0, hi=9999, integer=True, keywords=False)),
             query="lock", source="[D] ':LOCK 0,1234' (labctl, PyMeasure, LabExT 'LOCK 0,<pin>')"),
     )

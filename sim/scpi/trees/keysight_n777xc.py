@@ -17,7 +17,7 @@ TREE = Tree(
     "Keysight N777xC",
     (common.IDN, common.RST, common.CLS, common.OPC, common.ESE, common.ESR, common.SRE, common.STB, common.TST,
      common.WAI, common.OPT)
-    + laser_commands("[:SOURce[n]]", ":TRIGger[n]", ":OUTPut[n]", wavelength_m=(1.24e-6, 1.65e-6))
+    + laser_commands("[:SOURce[n]]", ":TRIGger[n]", ":OUTPut[n]", wavelength_m=(1.24e-6, 1.65e-6), mainframe=False)
     + status_commands(),
     suffixes={"n": Suffix(0, 0, 0)},
     source="N777xC Series Tunable Laser Family Programming Guide; instruments.md §1.2",

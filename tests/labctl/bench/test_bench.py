@@ -189,7 +189,9 @@ def test_faults_end_safe_with_a_clear_error(lock_dir: Path, fault: str) -> None:
         bench.readout.meters[0].transport._res.timeout = 50
         expected: type[Exception] = InstrumentError
     elif fault == "garbage":
-        meter_model.handle = lambda line: "garbage,reply" if "POW:ALL" in line else None  # type: ignore
+        answer = meter_model.exchange
+        meter_model.exchange = (  # type: ignore[method-assign]
+            lambda message: "garbage,reply" if "POW:ALL" in message else answer(message))
         expected = InstrumentReplyError
     else:
         bench.lasers[3].inner.transport.write(":LABCTL:NOT:A:COMMAND")

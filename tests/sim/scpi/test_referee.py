@@ -75,7 +75,7 @@ def test_every_line_of_a_bench_session_parses_in_its_tree(bench_lines: dict[str,
     assert {"set wavelength_m", "set power", "set output", "query identity"} <= actions["keysight_n777xc"]
     if bench == "default":
         assert len(lines) > 300
-        assert {"query fetch_power_all", "set logging_parameters", "query function_result"} <= \
+        assert {"query fetch_power_all_csv", "set logging_parameters", "query function_result"} <= \
             actions["keysight_n774xa"]
         assert {"set sweep_start_m", "query readout_data", "do sweep_software_trigger"} <= \
             actions["keysight_n777xc"]

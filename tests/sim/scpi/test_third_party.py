@@ -48,7 +48,6 @@ THIRD_PARTY: list[tuple[str, str, list[str]]] = [
     ("keysight_n777xc", "OUTP0?", ["query output"]),                     # the example [?]
     # LabExT on an N7776C/N7778C (channel 0)
     ("keysight_n777xc", "LOCK 0,1234", ["set lock"]),
-    ("keysight_n777xc", "trig:conf?", ["query trigger_configuration"]),
     ("keysight_n777xc", "sour0:wav:swe:start? min", ["query sweep_start_m"]),
     ("keysight_n777xc", "sour0:wav:swe:pmax? 1540.0nm,1560.0nm", ["query sweep_power_max"]),
     ("keysight_n777xc", "sour0:wav:swe:step 10.0pm", ["set sweep_step_m"]),
@@ -68,6 +67,7 @@ THIRD_PARTY: list[tuple[str, str, list[str]]] = [
     ("keysight_8164b", ":SENS2:CHAN1:POW:WAV 1550.000000 nm", ["set sensor_wavelength_m"]),
     ("keysight_8164b", ":sens1:chan2:pow:wav?", ["query sensor_wavelength_m"]),  # the 816x guide's example
     ("keysight_8164b", "slot0:idn?", ["query slot_identity"]),
+    ("keysight_8164b", "trig:conf?", ["query trigger_configuration"]),  # LabExT LaserMainframeKeysight (816x)
     # PyMeasure Keithley2400 (long forms throughout) and its buffer mixin
     ("keithley_2400", ":FORMAT:ELEMENTS VOLTAGE, CURRENT, RESISTANCE, TIME, STATUS", ["set elements"]),
     ("keithley_2400", ":SOURCE:FUNCTION VOLT", ["set source_function"]),

@@ -1,0 +1,93 @@
+"""The instrument-side fast paths give the same numbers, noise draws included, as the plain computations they
+replaced (so a dry run reads the same for the same seed as before they existed):
+
+* ``Chip.set_heater_drive`` (one compiled pass) against the numpy formulas of :mod:`labctl.sim.heaters` on every
+  heater, voltage and current drive, partial and full writes;
+* ``Chip.read_port_power_w`` against the one-point ``_simulate`` path it shortcuts (ports and the noise stream
+  afterwards);
+* ``Chip.meter_reading_groups_w`` against ``meter_reading_w`` called once per (averaging time, range) group in the
+  order the groups first appear.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from labctl.sim import Chip, ChipSpec
+from labctl.sim import heaters as H
+
+
+def _reference_power(chip: Chip, drive: np.ndarray, is_current: np.ndarray) -> np.ndarray:
+    p = chip.truth_params()
+    volt = H.power_from_voltage_w(np.where(is_current, 0.0, drive), p.heater_resistance_ohm, p.self_heating_per_w)
+    curr = H.power_from_current_w(np.where(is_current, drive, 0.0), p.heater_resistance_ohm, p.self_heating_per_w)
+    return np.where(is_current, curr, volt)
+
+
+def test_heater_command_is_the_heaters_arithmetic_to_the_bit() -> None:
+    chip = Chip(ChipSpec(), seed=4)
+    spec = chip.spec.heaters
+    rng = np.random.default_rng(9)
+    drive = np.zeros(chip.n_heaters)
+    is_current = np.zeros(chip.n_heaters, dtype=bool)
+    target = np.zeros(chip.n_heaters)
+    start = np.zeros(chip.n_heaters)
+    t0 = 0.0
+    tau = chip.spec.thermal.time_constant_s
+    for step in range(60):
+        mode = "current" if step % 3 == 0 else "voltage"
+        fs = spec.dac_full_scale_a if mode == "current" else spec.dac_full_scale_v
+        channels = None if step % 7 == 0 else rng.choice(chip.n_heaters, size=8, replace=False)
+        idx = np.arange(chip.n_heaters) if channels is None else channels
+        values = rng.uniform(-0.05 * fs, 0.6 * fs, idx.size)
+        values[0] = -0.0
+        chip.clock.advance(float(rng.uniform(0, 3 * tau)), "test")  # the settling restarts part-way
+        chip.set_heater_drive(values, mode=mode, channels=channels)
+        # the reference: quantize, recompute every heater's power, restart the settling from the effective power
+        now = chip.clock.now_s
+        drive[idx] = H.quantize_drive(values, spec.dac_bits, fs)
+        is_current[idx] = mode == "current"
+        decay = math.exp(-max(now - t0, 0.0) / tau)  # as ThermalSettling computes it
+        start = target + (start - target) * decay
+        target = _reference_power(chip, drive, is_current)
+        t0 = now
+        assert np.array_equal(chip.heater_drive(), drive)
+        assert np.array_equal(chip.heater_power_w(), target)
+        assert np.array_equal(np.signbit(chip.heater_drive()), np.signbit(drive))
+    state = chip.state_dict()["settling"]
+    assert np.array_equal(np.array(state["start_w"]), start)
+
+
+def test_port_powers_skip_only_the_unreported_detector() -> None:
+    fast, slow = Chip(ChipSpec(), seed=6), Chip(ChipSpec(), seed=6)
+    for chip in (fast, slow):
+        chip.set_heater_drive(np.linspace(0, 3, chip.n_heaters))
+        chip.clock.advance(1e-3, "test")
+    for t in (1e-4, 1e-3, 1e-4):
+        ports = fast.read_port_power_w(t)
+        _, thr, drop = slow._state_simulate(t)
+        assert np.array_equal(ports, np.stack([thr[:, 0], drop[:, 0]], axis=1) * slow._output_factor)
+    # the noise streams are at the same place afterwards: every later reading is the same
+    assert np.array_equal(fast.instrument_normals(5), slow.instrument_normals(5))
+
+
+def test_meter_groups_draw_and_compute_as_one_call_per_group() -> None:
+    fast, slow = Chip(ChipSpec(), seed=8), Chip(ChipSpec(), seed=8)
+    rng = np.random.default_rng(1)
+    power = rng.uniform(1e-7, 2e-3, 12)
+    averaging = np.array([1e-4, 1e-3, 1e-4, 1e-4, 2e-3, 1e-3, 1e-4, 1e-4, 1e-3, 2e-3, 1e-4, 1e-4])
+    ranges = np.array([0.0, 0.0, -10.0, 0.0, 10.0, 0.0, -10.0, -30.0, 0.0, 10.0, 0.0, -30.0])
+    meters = np.arange(12) % 8
+    grouped = fast.meter_reading_groups_w(power, averaging, ranges, meters)
+    expected = np.empty(12)
+    over = np.zeros(12, dtype=bool)
+    groups: dict[tuple[float, float], list[int]] = {}
+    for i, key in enumerate(zip(averaging.tolist(), ranges.tolist())):
+        groups.setdefault(key, []).append(i)
+    for (t, r), idx in groups.items():
+        reading = slow.meter_reading_w(power[idx], t, r, meter=meters[idx])
+        expected[idx], over[idx] = reading.power_w, reading.over_range
+    assert np.array_equal(grouped.power_w, expected) and np.array_equal(grouped.over_range, over)
+    assert np.array_equal(fast.instrument_normals(3), slow.instrument_normals(3))
