@@ -65,6 +65,7 @@ class _SerialEndpoint:
         return sum(len(b) for b in self.device._output_buffers)
 
     def take(self, n: int) -> bytes:
+        self.model.wait_for_reply()
         out = bytearray()
         buffers = self.device._output_buffers
         while buffers and len(out) < n:
@@ -115,6 +116,7 @@ class EmulatedBench:
             device = devices[address]
             inst.model.attach(device, self)
             device._match = self._wrap(device._match, inst.model)
+            device.read = self._wrap_read(device.read, inst.model)
             if inst.serial:
                 self.addresses[inst.name] = protocol_labctlsim.register(self.id, inst.name,
                                                                         _SerialEndpoint(device, inst.model))
@@ -138,6 +140,16 @@ class EmulatedBench:
             return reply.encode("latin-1") if isinstance(reply, str) else reply
 
         return matched
+
+    @staticmethod
+    def _wrap_read(original: Callable[[], Any], model: DeviceModel) -> Callable[[], Any]:
+        """Reading a reply waits (virtual time) until the instrument has it ready (``DeviceModel.reply_ready_s``)."""
+
+        def read() -> Any:
+            model.wait_for_reply()
+            return original()
+
+        return read
 
     def address(self, name: str) -> str:
         """The VISA resource name or serial URL of a simulated instrument."""

@@ -50,7 +50,10 @@ class FastMatVec(PhotonicMatVec):
         ops = op_counts(self.order, self.drives.shape[0], self.plan.n_blocks, n)
         projected = ops.time_s(self.costs)
         self._advance_clock(projected, "photonic fast path")
-        self._record_ops(ops, projected, ops.transactions(self.costs))
+        c = self.costs
+        self._record_ops(ops, projected, ops.transactions(c), ops.time_by_kind_s(c),
+                         {"configure": ops.configs * c.config_tx, "encode": ops.encodings * c.encode_tx,
+                          "read": ops.readings * c.read_tx, "batch": c.batch_tx})
         self._config = None
         return out
 

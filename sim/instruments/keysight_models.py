@@ -39,7 +39,7 @@ from labctl.drivers.keysight_laser import (
     WAVELENGTH_MAX_QUERY,
     WAVELENGTH_MIN_QUERY,
 )
-from labctl.drivers.keysight_n774xa import FETCH_ALL_CSV_QUERY, FETCH_ALL_QUERY, KeysightN774xPort
+from labctl.drivers.keysight_n774xa import FETCH_ALL_CSV_QUERY, FETCH_ALL_QUERY, READ_ALL_QUERY, KeysightN774xPort
 from labctl.drivers.keysight_sweep import (
     LOGGING_PARAMETERS,
     LOGGING_RESULT_QUERY,
@@ -58,6 +58,9 @@ if TYPE_CHECKING:
     from ..emulated_bench import EmulatedBench
 
 log = logging.getLogger(__name__)
+
+#: IEEE 488.2 operation-complete query (the laser answers it when a power change has settled).
+OPC_QUERY = "*OPC?"
 
 #: A command line that the instrument answers with nothing (pyvisa-sim's marker; the bench passes it through).
 NO_REPLY: Any = NoResponse
@@ -209,9 +212,18 @@ class KeysightLaserModel(DeviceModel):
         timing = self.chip.spec.timing
         if match(_LASER.wavelength_m.command, line) is not None:
             return timing.laser_wavelength_change_s
-        if match(_LASER.power_mw.command, line) is not None:
-            return timing.laser_power_change_s
+        if line == OPC_QUERY:
+            # *OPC? answers once a power change has settled (the laser keeps settling while the host talks to
+            # other instruments: that is what lets ten lasers settle at once)
+            settled = float(self.chip.laser_power_settled_s()[self.channel])
+            return max(settled - self.chip.clock.now_s, 0.0) + timing.scpi_query_s
         return timing.scpi_query_s
+
+    def _power_ramp_s(self) -> float:
+        """A power command's output settles ``laser_power_change_s`` after the command is sent (the timing table's
+        "laser power change"); the command's own transfer (``scpi_query_s``) is the first part of that time."""
+        timing = self.chip.spec.timing
+        return max(timing.laser_power_change_s - timing.scpi_query_s, 0.0)
 
     def handle(self, line: str) -> Reply:
         if line == SWEEP_CHECK_QUERY:
@@ -255,7 +267,7 @@ class KeysightLaserModel(DeviceModel):
                 self._refuse(_LASER.power_mw.name, previous * 1e3)
                 return
             self.set_prop(_LASER.power_reading.name, value)
-            self._push(power_w=value)
+            self._push(power_w=value, power_ramp_s=self._power_ramp_s())
         elif match(_LASER.output_enabled.command, line) is not None:
             self._push(on=bool(self.prop(_LASER.output_enabled.name)))
         elif match(_LASER.sweep_speed_nm_per_s.command, line) is not None:
@@ -276,7 +288,7 @@ class KeysightLaserModel(DeviceModel):
         push_error(self.device, DATA_OUT_OF_RANGE)
 
     def _push(self, *, wavelength_m: float | None = None, power_w: float | None = None,
-              on: bool | None = None) -> None:
+              on: bool | None = None, power_ramp_s: float = 0.0) -> None:
         """Full-vector update of the chip's lasers with this channel changed."""
         chip, ch = self.chip, self.channel
         kwargs: dict[str, np.ndarray] = {}
@@ -289,7 +301,7 @@ class KeysightLaserModel(DeviceModel):
         if on is not None:
             kwargs["on"] = chip.laser_on()
             kwargs["on"][ch] = on
-        chip.set_lasers(**kwargs)
+        chip.set_lasers(**kwargs, power_ramp_s=power_ramp_s)
 
     def _sweep_settings(self) -> tuple[float, float, float, float]:
         """(start, stop, step, speed) in m and m/s as the instrument holds them."""
@@ -493,8 +505,11 @@ class KeysightPowerMeterModel(DeviceModel):
                                     AUTO_RANGE_MARGIN_DB))
 
     # -- readings ----------------------------------------------------------------------------------------------------
-    def _optical_w(self, ports: Sequence[int], averaging_s: Sequence[float]) -> np.ndarray:
-        """Optical power at each port (dark ports 0), one chip read per distinct averaging time."""
+    def _optical_w(self, ports: Sequence[int], averaging_s: Sequence[float], window_start_s: float | None = None
+                   ) -> np.ndarray:
+        """Optical power at each port (dark ports 0), one chip read per distinct averaging time: now, or averaged
+        over a window that starts at ``window_start_s`` (evaluated at its middle: heater settling and laser power
+        ramps still in progress show)."""
         reads: dict[float, np.ndarray] = {}
         out = np.zeros(len(ports))
         for i, (p, t) in enumerate(zip(ports, averaging_s)):
@@ -502,7 +517,8 @@ class KeysightPowerMeterModel(DeviceModel):
             if wiring is None:
                 continue
             if t not in reads:
-                reads[t] = self.chip.read_port_power_w(t)
+                at = None if window_start_s is None else window_start_s + 0.5 * t
+                reads[t] = self.chip.read_port_power_w(t, at_s=at)
             out[i] = reads[t][wiring]
         return out
 
@@ -520,10 +536,11 @@ class KeysightPowerMeterModel(DeviceModel):
             power[idx], over[idx] = reading.power_w, reading.over_range
         return power, over
 
-    def _measure(self, ports: Sequence[int]) -> np.ndarray:
-        """Fresh readings in W (over-range already replaced by the marker) for ``ports``."""
+    def _measure(self, ports: Sequence[int], window_start_s: float | None = None) -> np.ndarray:
+        """Fresh readings in W (over-range already replaced by the marker) for ``ports`` (taken now, or over the
+        averaging window that starts at ``window_start_s``)."""
         averaging = [self._averaging_s(p) for p in ports]
-        optical = self._optical_w(ports, averaging)
+        optical = self._optical_w(ports, averaging, window_start_s)
         ranges: list[float] = []
         for p, w in zip(ports, optical):
             if bool(self._port_prop(p, _PORT.auto_range)):
@@ -644,11 +661,34 @@ class KeysightPowerMeterModel(DeviceModel):
         p = self._port_index(match(_PORT.fetched_power_w.query, line))
         if p is not None and bool(self._port_prop(p, _PORT.continuous)):
             return self._averaging_s(p) + timing.meter_overhead_s
-        if line in (FETCH_ALL_QUERY, FETCH_ALL_CSV_QUERY):
+        if line in (FETCH_ALL_QUERY, FETCH_ALL_CSV_QUERY) or (line == READ_ALL_QUERY and self._any_continuous()):
             return max(self._averaging_s(p) for p in range(len(self._ports))) + timing.meter_overhead_s
+        if line == READ_ALL_QUERY:
+            return 0.0      # a self-triggered measurement: the reply comes later (_read_all_triggered)
         return timing.scpi_query_s
 
+    def _any_continuous(self) -> bool:
+        return any(bool(self._port_prop(p, _PORT.continuous)) for p in range(len(self._ports)))
+
+    def _read_all_triggered(self) -> bytes:
+        """``:READ:POW:ALL?`` with continuous triggering off: every port measures over the averaging window that
+        starts now; the block is ready after the window plus the meter's overhead (timing table: "power meter
+        reading: averaging time + 1 ms"), and the host may talk to other instruments meanwhile. A heater or laser
+        command landing inside the window disturbs the reading (the chip counts it)."""
+        ports = range(len(self._ports))
+        chip = self.chip
+        now = chip.clock.now_s
+        window_s = max(self._averaging_s(p) for p in ports)
+        chip.open_reading_window(now + window_s)
+        values = self._measure(ports, window_start_s=now)
+        self.reply_ready_s = now + window_s + chip.spec.timing.meter_overhead_s
+        return ieee_block(values.astype("<f4").tobytes())
+
     def handle(self, line: str) -> Reply:
+        if line == READ_ALL_QUERY:
+            if not self._any_continuous():
+                return self._read_all_triggered()
+            line = FETCH_ALL_QUERY           # with continuous triggering on, :READ equals :FETC
         if line == FETCH_ALL_QUERY:
             values = self._fetch(range(len(self._ports)))
             return ieee_block(values.astype("<f4").tobytes())

@@ -25,6 +25,7 @@ from labctl.dfa.drift_steps import DriftSteps
 from labctl.dfa.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
 from labctl.dfa.photonic_fast import FastMatVec
 from labctl.runs.record import Checkpoint, Run
+from labctl.dfa.tiling import op_counts, schedule
 from labctl.dfa.training import Experiment, TrainConfig
 from tests.calibration.test_calibrate import bench_file
 
@@ -111,13 +112,21 @@ def test_counters_follow_the_schedule(small: SimpleNamespace, order: str) -> Non
         eng.program(mats)
         n_cfg = eng.drives.shape[0]
         assert n_cfg == eng.plan.n_tiles + eng.plan.n_blocks == 2 * 3 + 3
+        eng.start()                                       # unit costs probed: the batch starts from here
+        visits = schedule(order, eng.config_block, n, current=eng._config)  # type: ignore[arg-type]
+        config_changes = sum(1 for k, (t, _) in enumerate(visits)
+                             if t != (eng._config if k == 0 else visits[k - 1][0]))
         tx0 = bench.transaction_count()
         eng.matvec(0, _error(n))
         c = eng.pop_counters()
-    assert c["order"] == order and c["readings"] == n_cfg * (n + 1)
-    assert c["reconfigurations"] == (n_cfg if order == "tile" else n_cfg * (n + 1))
+    assert c["order"] == order and c["readings"] == n_cfg * (n + 1) == len(visits)
+    assert c["reconfigurations"] == config_changes
+    assert config_changes <= op_counts(order, n_cfg, eng.plan.n_blocks, n).configs  # type: ignore[arg-type]
     assert c["transactions"] <= bench.transaction_count() - tx0
-    assert 0 < c["minimum_time_s"] < c["projected_time_s"] < c["naive_time_s"]
+    assert 0 < c["minimum_time_s"] < c["instrument_bound_s"] <= c["projected_time_s"] < c["naive_time_s"]
+    # the time and transactions per operation kind add up to the batch's
+    assert sum(c["time_by_kind_s"].values()) == pytest.approx(c["projected_time_s"], rel=1e-9)
+    assert sum(c["transactions_by_kind"].values()) == pytest.approx(c["transactions"])
 
 
 def _recording(bench: Any, seen: list[Any]) -> Any:
