@@ -33,6 +33,14 @@ def physical_minimum_s(n_configs: int, n_blocks: int, n_samples: int, *, settle_
     return min(op_counts(o, n_configs, n_blocks, n_samples).time_s(costs) for o in ORDERED)
 
 
+def physical_by_kind_s(n_configs: int, n_blocks: int, n_samples: int, *, settle_s: float, laser_settle_s: float,
+                       averaging_s: float) -> dict[str, float]:
+    """:func:`physical_minimum_s` split into the session's operation kinds (its cheaper order)."""
+    costs = UnitCosts(config_s=settle_s, encode_s=laser_settle_s, read_s=averaging_s)
+    order = min(ORDERED, key=lambda o: op_counts(o, n_configs, n_blocks, n_samples).time_s(costs))
+    return op_counts(order, n_configs, n_blocks, n_samples).time_by_kind_s(costs)
+
+
 @dataclass(frozen=True)
 class InstrumentBound:
     """Critical-path cost of each operation kind with the documented commands and every overlap they allow
@@ -91,4 +99,4 @@ class InstrumentBound:
                 "batch": self.read_alone_s}
 
 
-__all__ = ["InstrumentBound", "ORDERED", "physical_minimum_s"]
+__all__ = ["InstrumentBound", "ORDERED", "physical_by_kind_s", "physical_minimum_s"]
