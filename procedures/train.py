@@ -79,9 +79,10 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
             cal_file = Path(calibration)
             cal = Calibration.load(cal_file, hw)
 
-        def recalibrate_step(previous: Any) -> Any:
-            """A recalibration of this run: the options of the calibration it replaces; saved and recorded."""
-            new_cal = recalibrate(hw, previous, progress=progress)
+        def recalibrate_step(previous: Any, scope: str = "full") -> Any:
+            """A recalibration of this run: the options of the calibration it replaces, partial or full (``scope``);
+            saved and recorded."""
+            new_cal = recalibrate(hw, previous, progress=progress, scope=scope)  # type: ignore[arg-type]
             calibration_dir.mkdir(parents=True, exist_ok=True)
             out = new_cal.save(calibration_dir / f"calibration-{new_cal.sha256[:12]}.json")
             if on_recalibrate is not None:
@@ -107,7 +108,8 @@ def _recorder(run_box: list[Run]) -> Callable[[Any, Path], None]:
         run = run_box[0]
         hardware = dict(run.record.get("hardware") or {})
         entries = list(hardware.get("calibrations", []))
-        entries.append({"path": str(file.resolve()), "sha256": cal.sha256, "reason": "drift"})
+        entries.append({"path": str(file.resolve()), "sha256": cal.sha256, "reason": "drift",
+                        "scope": (cal.info.get("recalibration") or {}).get("scope", "full")})
         hardware["calibrations"] = entries
         run.update(hardware=hardware)
     return record

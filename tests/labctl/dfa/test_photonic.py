@@ -134,8 +134,8 @@ def test_counters_follow_the_schedule(small: SimpleNamespace, order: str) -> Non
 
 def _recording(bench: Any, seen: list[Any]) -> Any:
     """A run's recalibration step that also keeps what it made."""
-    def step(previous: Any) -> Any:
-        new = recalibrate(bench.session(), previous)
+    def step(previous: Any, scope: str = "full") -> Any:
+        new = recalibrate(bench.session(), previous, scope=scope)  # type: ignore[arg-type]
         seen.append(new)
         return new
     return step
@@ -159,12 +159,18 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
         assert steps() is not None                                      # batch 2: drift check first
         out = eng.matvec(0, e * 1.01)
         c = eng.pop_counters()
-    assert c["drift_checks"] == 1 and c["recalibrations"] == 1 and len(seen) == 1
+    # a partial recalibration first (heater model kept), confirmed on the previous references' targets: with a
+    # recalibration level of 0 it cannot pass, so a full one follows
+    assert c["drift_checks"] == 1 and c["recalibrations"] == 2 and len(seen) == 2
+    assert [cal_.info["recalibration"]["scope"] for cal_ in seen] == ["weights", "full"]
     event = c["drift_events"][0]
-    assert event["recalibrated"] and event["calibration_sha256"] == seen[0].sha256 != Calibration.load(small.cal).sha256
-    # the run's recalibration repeats the options of the calibration it replaces
-    assert seen[0].info["options"] == Calibration.load(small.cal).info["options"]
-    assert seen[0].info["options"]["n_configs"] == 8 and seen[0].info["options"]["seed"] == 3
+    assert event["recalibration_scope"] == "full" and len(event["confirmations"]) == 1
+    assert event["confirmations"][0]["calibration_sha256"] == seen[0].sha256
+    assert event["recalibrated"] and event["calibration_sha256"] == seen[1].sha256 != Calibration.load(small.cal).sha256
+    # the run's recalibrations repeat the options of the calibration they replace
+    for new in seen:
+        assert new.info["options"] == Calibration.load(small.cal).info["options"]
+        assert new.info["options"]["n_configs"] == 8 and new.info["options"]["seed"] == 3
     corr, rel = _stats(out, (e * 1.01) @ mats[0])
     assert corr > CORRELATION_MIN and rel < REL_RMS_MAX
 
