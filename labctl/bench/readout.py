@@ -102,6 +102,23 @@ class SourceMeterBanks:
             self._bias()
         return BankReading(balanced=np.array([m.measure_current_a() for m in self.meters]), unit=self.unit)
 
+    # -- readings started on every meter at once and collected later ------------------------------------------------
+    @property
+    def can_start_read(self) -> bool:
+        """Every meter can start a reading and answer it later (``start_read_current``/``finish_read_current``)."""
+        return all(hasattr(m, "start_read_current") for m in self.meters)
+
+    def start_read(self) -> None:
+        """Every meter starts one reading now: the banks are read at the same time, not one after the other."""
+        if not self._biased:
+            self._bias()
+        for meter in self.meters:
+            meter.start_read_current()  # type: ignore[attr-defined]
+
+    def finish_read(self) -> BankReading:
+        return BankReading(balanced=np.array([m.finish_read_current()  # type: ignore[attr-defined]
+                                              for m in self.meters]), unit=self.unit)
+
 
 class AdcBanks:
     """Each bank's balanced photocurrent through a TIA into a DAQ channel: ``I = (V - offset) / gain`` (A).

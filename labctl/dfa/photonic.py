@@ -248,6 +248,8 @@ class PhotonicMatVec:
         self._session_checked = False
         #: heater lines from one configuration to the next (instrument-bound minimum), computed once per plan
         self._heater_lines: int | None = None
+        #: bench time of one reading taken on its own (the probe's; the instrument bound of non-meter readouts)
+        self._reading_alone_s: float | None = None
         #: (bench time s, transactions) of one drift check through the instruments, measured by the first one
         self._drift_cost: tuple[float, int] | None = None
         #: the same for the confirmation step of a tripped check
@@ -354,6 +356,10 @@ class PhotonicMatVec:
             self._set_lasers(mid)
             _, counts, self._config = self.hw.read_configurations(drives, powers, visits, current=0)
         self._config = None if self._config is None else first + self._config
+        t0, _ = self._now()                         # one reading on its own (for the instrument bound)
+        self.hw.read_configurations(drives, powers, [visits[-1]], current=visits[-1][0])
+        t1, _ = self._now()
+        self._reading_alone_s = t1 - t0
         per = {"configure": counts.configs, "encode": counts.encodings, "read": counts.readings, "batch": 1}
         unit = {kind: (counts.time_s[kind] / n if n else 0.0, counts.transactions[kind] / n if n else 0.0)
                 for kind, n in per.items()}
@@ -452,10 +458,11 @@ class PhotonicMatVec:
             return None
         if self._heater_lines is None:
             self._heater_lines = self._lines_per_configuration()
-        # a power meter's reading costs what the table says; other readouts (source meters, a DAQ) as measured
+        # a power meter's reading costs what the table says; other readouts (source meters with their source delay,
+        # a DAQ) what one reading on its own took when the unit costs were probed
         overhead = None
-        if getattr(self.hw, "power_meter", None) is None and self.costs is not None:
-            overhead = max(self.costs.read_s - self.averaging_time_s, 0.0)
+        if getattr(self.hw, "power_meter", None) is None and self._reading_alone_s is not None:
+            overhead = max(self._reading_alone_s - self.averaging_time_s, 0.0)
         return InstrumentBound.from_timing(
             timing, heater_lines=self._heater_lines, lasers_per_encoding=int(self.mapping.channels.size),
             settle_s=self.hw.settle_time_s, averaging_s=self.averaging_time_s,
@@ -707,6 +714,7 @@ class PhotonicMatVec:
             "drift_cost": None if self._drift_cost is None else list(self._drift_cost),
             "confirm_cost": None if self._confirm_cost is None else list(self._confirm_cost),
             "config": self._config,
+            "reading_alone_s": self._reading_alone_s,
         }
         state.update(self.hw.state_dict())      # the emulator's streams and clock, through the session
         return state
@@ -724,6 +732,8 @@ class PhotonicMatVec:
             self._solve_drives(detunings=False)
         if state.get("costs") is not None:
             self.costs = UnitCosts(**state["costs"])
+        if state.get("reading_alone_s") is not None:
+            self._reading_alone_s = float(state["reading_alone_s"])
         cost, confirm = state.get("drift_cost"), state.get("confirm_cost")
         self._drift_cost = None if cost is None else (float(cost[0]), int(cost[1]))
         self._confirm_cost = None if confirm is None else (float(confirm[0]), int(confirm[1]))
