@@ -132,9 +132,12 @@ def main() -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from labctl.cli.common import bench_path
     from labctl.procedures.calibrate import run_calibration
 
-    out: dict[str, Any] = {"bench": args.bench or "default", "networks": []}
+    args.bench = None if args.bench is None else str(bench_path(args.bench))
+
+    out: dict[str, Any] = {"bench": Path(args.bench).stem if args.bench else "default", "networks": []}
     with tempfile.TemporaryDirectory() as tmp:
         cal_path = args.calibration
         if cal_path is None:
