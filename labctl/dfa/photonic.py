@@ -21,9 +21,10 @@ light and the centre weights cancel, and one reading per sample and tile is all 
 e- would cost two). Per-sample ``m`` uses the full power swing for every sample.
 
 Order and counters: :mod:`labctl.dfa.tiling`. Per batch the engine counts heater reconfigurations, encodings,
-readings, instrument transactions and projected bench time, and the same quantities for the naive order and the
-physical minimum (no communication latency: bench settle time per configuration, ``laser_settle_s`` per encoding,
-averaging time per reading) from unit costs measured on the bench.
+readings, instrument transactions and bench time (measured through the instruments, or projected from unit costs
+probed through the same instrument loop), split per operation kind (configure, encode, read, batch), and the same
+for the naive order; and the batch's two lower bounds (:mod:`labctl.dfa.bench_time`, defined in
+``docs/bench-time.md``): the physical minimum and the instrument-bound minimum.
 
 Drift: before the first batch of a session and every ``drift_every`` batches a drift check
 (``Calibration.recenter``) re-measures the calibration's drift references and follows the measured shift of the
