@@ -354,7 +354,9 @@ class KeysightLaserTree:
         self.write(self._command("power_mw", power_mw))
 
     def wait_power_settled(self) -> None:
-        """``*OPC?``: returns once the last power command has completed (IEEE 488.2 operation complete)."""
+        """``*OPC?``: returns once the last power command has completed (IEEE 488.2 operation complete). That the
+        N777xC counts the output's settling to the new power as part of the operation is not stated in the guides
+        consulted [?] (the emulator models it so); a bench that finds otherwise waits the settling time instead."""
         self.operation_complete()
 
     def get_power_w(self) -> float:
