@@ -432,6 +432,11 @@ class Greymatter(Instrument):
             self._ack(LOAD_ALL)
         self._commanded[chans] = self._code_values(chans, codes)
 
+    def lines_for(self, channels: np.ndarray) -> int:
+        """Lines that write ``channels``: one ``CODE`` per channel and one ``LDAC`` that applies them together (the
+        user guide has no multi-channel value command; ``SPAN:ALL`` sets spans, not values)."""
+        return int(np.unique(np.ravel(channels)).size) + 1
+
     def read_drive(self) -> np.ndarray:
         """The drive last commanded on every channel (A or V), quantised to the codes written.
 

@@ -141,6 +141,7 @@ class Keithley2400(ScpiInstrument):
         self._initial_compliance = type(self).compliance_a.validator(compliance_a,  # type: ignore[union-attr]
                                                                     f"{name or self.label}.compliance_a")
         self._nplc: float | None = None
+        self._read_pending = False
         if not isinstance(resource, BaseTransport):
             settings = self.line_settings
             if termination is not None:
@@ -223,6 +224,29 @@ class Keithley2400(ScpiInstrument):
         if at_compliance:
             raise self._compliance_error([0], np.array([current]))
         return current
+
+    def start_read_current(self) -> None:
+        """Send ``:READ?`` and return at once: the 2400 takes the reading (source delay, then the integration) when
+        the command arrives and holds the reply in its output queue until :meth:`finish_read_current` reads it;
+        meanwhile the host may talk to instruments on other buses. At most one reading is outstanding."""
+        if self._read_pending:
+            raise InstrumentReplyError("a reading is already outstanding (finish_read_current first)",
+                                       instrument=self.name, address=self.address, command=READ_QUERY)
+        self.transport.write(READ_QUERY)
+        self._read_pending = True
+
+    def finish_read_current(self) -> float:
+        """The current that answers :meth:`start_read_current` (A; a reading at compliance raises)."""
+        if not self._read_pending:
+            raise InstrumentReplyError("no reading outstanding (start_read_current first)", instrument=self.name,
+                                       address=self.address, command=READ_QUERY)
+        self._read_pending = False
+        with self.transport.timeout_for(self.sweep_timeout_s(1)):
+            currents, status = self.parse_reply(READ_QUERY, self.transport.read_line(),
+                                                lambda text: parse_readings(text, 1))
+        if compliance_flags(status)[0]:
+            raise self._compliance_error([0], currents)
+        return float(currents[0])
 
     def _compliance_error(self, points: Any, currents: np.ndarray) -> ComplianceError:
         where = f"point{'s' if len(points) > 1 else ''} {list(points)[:5]}" if len(currents) > 1 else "the reading"

@@ -341,6 +341,22 @@ class KeysightLaserTree:
             self.operation_complete()
             self.check_errors()
 
+    def start_power_w(self, power_w: float) -> None:
+        """``:SOUR0:POW <mW>MW`` and return at once: the output settles on its own (timing table: 20 ms from the
+        command) while the host sets other lasers or instruments. Follow with :meth:`wait_power_settled`, and
+        :meth:`check_errors` before trusting what was measured (a refused value leaves the power unchanged)."""
+        try:
+            power_mw = float(power_w) * 1e3
+        except (TypeError, ValueError):
+            raise LimitError(f"{self.name}.power_w: {power_w!r} is not a number") from None
+        self.write(self._command("power_mw", power_mw))
+
+    def wait_power_settled(self) -> None:
+        """``*OPC?``: returns once the last power command has completed (IEEE 488.2 operation complete). That the
+        N777xC counts the output's settling to the new power as part of the operation is not stated in the guides
+        consulted [?] (the emulator models it so); a bench that finds otherwise waits the settling time instead."""
+        self.operation_complete()
+
     def get_power_w(self) -> float:
         """``:SOUR0:POW:UNIT?`` then ``:SOUR0:POW?``: the reply is taken in the unit the laser says it uses."""
         command = KeysightLaserTree.power_reading.query

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from .clock import Clock
-from .errors import LimitError
+from .errors import InstrumentError, LimitError
 from .instrument import ScpiInstrument, Setting
 from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
 from .parsing import Identity, in_range, parse_float, parse_float_list
@@ -46,6 +46,11 @@ FETCH_ALL_CSV_QUERY = ":FETC:POW:ALL:CSV?"
 #: ``:FETC:POW:ALL?``: one float32 little-endian value per port, ordered by port [?] (module docstring).
 FETCH_ALL_QUERY = ":FETC:POW:ALL?"
 READ_ALL_MODES = ("csv", "binary")
+#: ``:READ:POW:ALL?``: a fresh, self-triggered measurement on every port, answered as one float32 little-endian block
+#: in W ([M] instruments.md §2.1, N774xC programming guide: ``:FETC:POW:ALL?`` / ``:READ:POW:ALL?``). The meter
+#: starts measuring when the query arrives, so the host may send it, talk to other instruments while the meter
+#: averages and answers, and read the block afterwards (:meth:`KeysightN774xA.start_read_all`).
+READ_ALL_QUERY = ":READ:POW:ALL?"
 
 #: Fixed power ranges in dBm (10 dB steps).
 RANGES_DBM = (10, 0, -10, -20, -30)
@@ -83,6 +88,8 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
         if read_all not in READ_ALL_MODES:
             raise ValueError(f"read_all must be one of {READ_ALL_MODES}, got {read_all!r}")
         self.read_all_mode = read_all
+        self._read_pending = False
+        self._continuous = True     # set at connect
         super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
                          clock=clock)
         if poll_interval_s is not None:
@@ -116,6 +123,7 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
     def read_all_w(self) -> np.ndarray:
         """Every port's last reading in watts, one transaction, ordered by port (``read_all`` chooses the
         spelling: ``:FETC:POW:ALL:CSV?`` or ``:FETC:POW:ALL?``)."""
+        self._set_continuous(True)
         with self.transport.timeout_for(self.reading_timeout_s()):
             if self.read_all_mode == "csv":
                 command = FETCH_ALL_CSV_QUERY
@@ -125,6 +133,42 @@ class KeysightN774xA(KeysightSensorReadout, ScpiInstrument):
                 values = self.transport.query_binary(command, "f")
         return check_power_array(values, expected=self.n_ports, what="power reply",
                                  error=lambda m: self._reply_error(m, command))
+
+    def start_read_all(self) -> None:
+        """Send ``:READ:POW:ALL?`` and return at once: every port starts one averaging-time measurement now.
+
+        The reply (one float32 LE block in W) waits in the meter's output queue until :meth:`finish_read_all`;
+        meanwhile the host may talk to other instruments (a heater driver on its serial line), but to no other
+        instrument on this meter's bus and not to this meter. At most one reading is outstanding."""
+        if self._read_pending:
+            raise InstrumentError("a reading is already outstanding (finish_read_all first)", instrument=self.name,
+                                  address=self.address, command=READ_ALL_QUERY)
+        self._set_continuous(False)
+        self.transport.write(READ_ALL_QUERY)
+        self._read_pending = True
+
+    def _set_continuous(self, on: bool) -> None:
+        """``:INIT<n>:CONT 0|1`` on every port where it differs. With continuous triggering off, ``:READ`` is a
+        software trigger followed by a fetch, i.e. a measurement that starts when the query arrives; with it on,
+        ``:READ`` equals ``:FETC`` (the last completed measurement) and the all-port fetch returns fresh values
+        (816x/N77xx programming guides, ``:READ...POW?`` description [M])."""
+        if self._continuous == on:
+            return
+        with self.transport.transaction():
+            for port in self.sensors:
+                port.continuous = on
+        self._continuous = on
+
+    def finish_read_all(self) -> np.ndarray:
+        """The block that answers :meth:`start_read_all`: every port in W, ordered by port."""
+        if not self._read_pending:
+            raise InstrumentError("no reading outstanding (start_read_all first)", instrument=self.name,
+                                  address=self.address, command=READ_ALL_QUERY)
+        self._read_pending = False
+        with self.transport.timeout_for(self.reading_timeout_s()):
+            values = self.transport.read_binary("f", command=READ_ALL_QUERY)
+        return check_power_array(values, expected=self.n_ports, what="power reply",
+                                 error=lambda m: self._reply_error(m, READ_ALL_QUERY))
 
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"read_all": self.read_all_mode, "ports": self.snapshot_ports()}

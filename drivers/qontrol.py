@@ -635,6 +635,13 @@ class Qontrol(Instrument):
                 self._write_run(first[start], vals[start:end])
                 start = end
 
+    def lines_for(self, channels: np.ndarray) -> int:
+        """Fewest lines that can write ``channels``: one per module touched. A line addresses one module at most:
+        ``VVEC`` sets consecutive channels of one module, the qontrol library's ``set_all_values`` sends one
+        ``VVEC`` per module of the chain (ASCII and binary DEXT alike), and a 16-value line overflowed a module's
+        buffer in recorded traffic (``E14:00``), instruments.md §3.1. So a whole chain takes one line per module."""
+        return len({self.module_of(int(c)).index for c in np.ravel(channels)})
+
     def _write_run(self, start: int, values_si: np.ndarray) -> None:
         if values_si.size == 1:
             channel = self.channel(start)

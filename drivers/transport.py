@@ -268,6 +268,17 @@ class BaseTransport:
             log.debug("%s -> %d values", self.name, values.size)
             return values
 
+    def read_binary(self, datatype: str = "f", *, command: str | None = None, big_endian: bool = False,
+                    expect_termination: bool = True) -> np.ndarray:
+        """Read (without sending anything) the definite-length block that answers an earlier :meth:`write` of a
+        query, e.g. after talking to other instruments meanwhile; ``command`` names that query in errors."""
+        with self.transaction():
+            raw = self._read_block(command, expect_termination)
+            values = decode_block(raw, datatype, big_endian=big_endian,
+                                  error=lambda m: self._error(InstrumentReplyError, m, command))
+            log.debug("%s -> %d values", self.name, values.size)
+            return values
+
     def pending_lines(self, quiet_s: float) -> list[str]:
         """Collect lines that arrive until the line stays quiet for ``quiet_s`` (replies of unknown length,
         asynchronous error lines)."""
@@ -306,6 +317,10 @@ class BaseTransport:
     def _query_block(self, command: str, expect_termination: bool = True) -> bytes:
         """Send ``command`` and return the whole definite-length block, header included."""
         self._send(command)
+        return self._read_block(command, expect_termination)
+
+    def _read_block(self, command: str | None, expect_termination: bool = True) -> bytes:
+        """Read a whole definite-length block, header included (its query was sent already)."""
         head = self._read_bytes(2, command)
         if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
             raise self._error(InstrumentReplyError, f"expected a definite-length block '#<d>…', got {head!r}",
@@ -433,6 +448,18 @@ class VisaTransport(BaseTransport):
         header = f"#{len(str(len(body)))}{len(body)}".encode()
         return header + body
 
+    def _read_block(self, command: str | None, expect_termination: bool = True) -> bytes:
+        try:
+            values = self._res.read_binary_values(
+                datatype="B", container=bytes,
+                expect_termination=expect_termination and bool(self.settings.read_termination))
+        except (self._pyvisa.errors.VisaIOError, OSError) as exc:
+            raise self._translate(exc, command) from exc
+        except ValueError as exc:
+            raise self._error(InstrumentReplyError, f"malformed binary block: {exc}", command) from exc
+        body = bytes(values)
+        return f"#{len(str(len(body)))}{len(body)}".encode() + body
+
     def _apply_timeout(self, seconds: float) -> None:
         self._timeout_wanted_ms = max(1.0, seconds * 1000.0)
 
@@ -524,6 +551,17 @@ class SerialTransport(BaseTransport):
         data = bytes(self._buffer[:n_bytes])
         del self._buffer[:n_bytes]
         return data
+
+    def read_binary(self, datatype: str = "f", *, command: str | None = None, big_endian: bool = False,
+                    expect_termination: bool = True) -> np.ndarray:
+        """Read (without sending anything) the definite-length block that answers an earlier :meth:`write` of a
+        query, e.g. after talking to other instruments meanwhile; ``command`` names that query in errors."""
+        with self.transaction():
+            raw = self._read_block(command, expect_termination)
+            values = decode_block(raw, datatype, big_endian=big_endian,
+                                  error=lambda m: self._error(InstrumentReplyError, m, command))
+            log.debug("%s -> %d values", self.name, values.size)
+            return values
 
     def pending_lines(self, quiet_s: float) -> list[str]:
         """Collect lines that arrive until the line stays quiet for ``quiet_s`` (asynchronous error lines)."""

@@ -131,6 +131,14 @@ def summarize(report: dict[str, Any]) -> str:
                      f"{_s(hw.get('naive_time_s'))} (x{hw.get('ratio_to_naive', float('nan')):.3f}); physical "
                      f"minimum {_s(hw.get('minimum_time_s'))} (x{hw.get('ratio_to_minimum', float('nan')):.1f}); "
                      f"emulator wall time {stack['wall_s']:.0f} s")
+    if hw.get("instrument_bound_s") is not None:
+        kinds = hw.get("time_by_kind_s") or {}
+        bound = hw.get("bound_by_kind_s") or {}
+        lines.append(f"      instrument-bound minimum {_s(hw['instrument_bound_s'])} (x"
+                     f"{hw.get('bound_minimum_ratio', float('nan')):.2f} the physical minimum; this run "
+                     f"x{hw.get('ratio_to_instrument_bound', float('nan')):.3f} the bound; docs/bench-time.md)")
+        lines.append("      per operation kind, s (run / bound): " + ", ".join(
+            f"{k} {kinds.get(k, 0.0):.1f} / {bound.get(k, 0.0):.1f}" for k in ("configure", "encode", "read", "batch")))
     if hw.get("product_error_std") is not None:
         lines.append(f"      chip's B e minus the exact product, in units of max|e|: mean "
                      f"{hw['product_error_mean']:+.4f}, std {hw['product_error_std']:.4f} (Filipovich et al.'s noise "

@@ -77,9 +77,10 @@ def photonic_feedback(exp: Experiment, n_out: int, *, bench_path: str | Path | N
             cal_file = Path(calibration)
             cal = Calibration.load(cal_file, hw)
 
-        def recalibrate_step(previous: Any) -> Any:
-            """A recalibration of this run: the options of the calibration it replaces; saved and recorded."""
-            new_cal = recalibrate(hw, previous, progress=progress)
+        def recalibrate_step(previous: Any, scope: str = "full") -> Any:
+            """A recalibration of this run: the options of the calibration it replaces, partial or full (``scope``);
+            saved and recorded."""
+            new_cal = recalibrate(hw, previous, progress=progress, scope=scope)  # type: ignore[arg-type]
             calibration_dir.mkdir(parents=True, exist_ok=True)
             out = new_cal.save(calibration_dir / f"calibration-{new_cal.sha256[:12]}.json")
             if on_recalibrate is not None:
@@ -114,7 +115,8 @@ def _recorder(run_box: list[Run]) -> Callable[[Any, Path], None]:
         run = run_box[0]
         hardware = dict(run.record.get("hardware") or {})
         entries = list(hardware.get("calibrations", []))
-        entries.append({"path": str(file.resolve()), "sha256": cal.sha256, "reason": "drift"})
+        entries.append({"path": str(file.resolve()), "sha256": cal.sha256, "reason": "drift",
+                        "scope": (cal.info.get("recalibration") or {}).get("scope", "full")})
         hardware["calibrations"] = entries
         run.update(hardware=hardware)
     return record
@@ -126,14 +128,25 @@ def _report(run: Run, trainer: Trainer) -> dict[str, Any]:
     hardware = [h.get("hardware") or {} for h in hist]
     totals: dict[str, float] = {}
     for key in ("reconfigurations", "encodings", "readings", "transactions", "projected_time_s", "naive_time_s",
-                "minimum_time_s", "drift_checks", "recalibrations"):
+                "minimum_time_s", "instrument_bound_s", "drift_check_time_s", "drift_checks", "recalibrations"):
         vals = [h[key] for h in hardware if isinstance(h.get(key), int | float)]
         if vals:
             totals[key] = float(sum(vals))
+    for key in ("time_by_kind_s", "transactions_by_kind", "bound_by_kind_s"):     # per operation kind
+        kinds: dict[str, float] = {}
+        for h in hardware:
+            for kind, value in (h.get(key) or {}).items():
+                kinds[kind] = kinds.get(kind, 0.0) + float(value)
+        if kinds:
+            totals[key] = kinds  # type: ignore[assignment]
     if totals.get("naive_time_s"):
         totals["ratio_to_naive"] = totals["projected_time_s"] / totals["naive_time_s"]
     if totals.get("minimum_time_s"):
         totals["ratio_to_minimum"] = totals["projected_time_s"] / totals["minimum_time_s"]
+    if totals.get("instrument_bound_s"):
+        totals["ratio_to_instrument_bound"] = totals["projected_time_s"] / totals["instrument_bound_s"]
+        if totals.get("minimum_time_s"):
+            totals["bound_minimum_ratio"] = totals["instrument_bound_s"] / totals["minimum_time_s"]
     errs = [(h["product_error_mean"], h["product_error_std"]) for h in hardware if "product_error_mean" in h]
     if errs:   # epochs weighted equally (each has the same number of mini-batches)
         m = np.array(errs)
@@ -231,8 +244,14 @@ def summarize(report: dict[str, Any]) -> str:
                      f"({totals['projected_time_s'] / 3600:.2f} h); naive order {totals.get('naive_time_s', 0):.0f} s "
                      f"(ratio {totals.get('ratio_to_naive', float('nan')):.3f}); physical minimum "
                      f"{totals.get('minimum_time_s', 0):.0f} s (ratio {totals.get('ratio_to_minimum', float('nan')):.1f})")
-        lines.append(f"  drift checks {totals.get('drift_checks', 0):.0f}, recalibrations "
-                     f"{totals.get('recalibrations', 0):.0f}")
+        if totals.get("instrument_bound_s"):
+            lines.append(f"  instrument-bound minimum {totals['instrument_bound_s']:.0f} s (ratio "
+                         f"{totals.get('ratio_to_instrument_bound', float('nan')):.3f}; the bound is "
+                         f"{totals.get('bound_minimum_ratio', float('nan')):.2f} x the physical minimum, "
+                         "docs/bench-time.md); per operation kind, s: " + ", ".join(
+                             f"{k} {v:.0f}" for k, v in (totals.get("time_by_kind_s") or {}).items()))
+        lines.append(f"  drift checks {totals.get('drift_checks', 0):.0f} ({totals.get('drift_check_time_s', 0):.0f} s "
+                     f"bench time, not in the above), recalibrations {totals.get('recalibrations', 0):.0f}")
     if totals.get("product_error_std") is not None:
         lines.append(f"  product error (chip - exact e @ B) in units of max|e|: mean {totals['product_error_mean']:+.4f}, "
                      f"std {totals['product_error_std']:.4f} (Filipovich et al.'s noise model: +0.03, 0.618)")

@@ -262,7 +262,15 @@ class Chip:
         self._laser_commanded_m = np.array(self._spec.lasers.channel_wavelengths_m())
         self._laser_actual_m = self._laser_commanded_m.copy()
         self._laser_power_w = np.full(c, self._spec.lasers.power_w)
+        # power ramps: channel k moves linearly from _ramp_from_w[k] at _ramp_t0_s[k] to its set power at _ramp_t1_s[k]
+        self._ramp_from_w = self._laser_power_w.copy()
+        self._ramp_t0_s = np.zeros(c)
+        self._ramp_t1_s = np.zeros(c)
         self._laser_on = np.ones(c, dtype=bool)
+        #: End of the averaging window of the reading in progress (instrument side); a command landing before it
+        #: disturbs that reading (counted in :attr:`disturbed_readings`).
+        self._window_end_s = -math.inf
+        self.disturbed_readings = 0
         self._const_cache: dict[bytes, BankConstants] = {}
         # Measured: a 2-thread pool over chunks gives no gain on the 2-vCPU reference VM (each chunk is ~30 short
         # ufunc calls and the GIL hand-offs eat the overlap), so the default is 1; pass threads=2 to try.
@@ -336,6 +344,7 @@ class Chip:
             raise ValueError("heater drive values must be finite")
         if idx.size and (np.minimum.reduce(idx) < 0 or np.maximum.reduce(idx) >= n):
             raise ValueError(f"heater channels must be in [0, {n}), got {idx.tolist()}")
+        self._check_window("heater command")
         p, now = self._params, self._clock.now_s
         start, target = self._settling.arrays()
         current = mode == "current"
@@ -374,25 +383,67 @@ class Chip:
         wavelength_m: np.ndarray | None = None,
         power_w: np.ndarray | None = None,
         on: np.ndarray | None = None,
+        power_ramp_s: float = 0.0,
     ) -> None:
-        """Set per-channel laser wavelength (each set adds a +-repeatability error), power and on/off, (C,) each."""
+        """Set per-channel laser wavelength (each set adds a +-repeatability error), power and on/off, (C,) each.
+
+        ``power_ramp_s`` > 0: a changed power moves linearly from the power emitted now to the new one over that
+        time (the laser settling after a power command); readings taken meanwhile see the power in between."""
         c = self.n_channels
         ls = self._spec.lasers
+        if not (math.isfinite(power_ramp_s) and power_ramp_s >= 0):
+            raise ValueError(f"power_ramp_s must be finite and >= 0, got {power_ramp_s!r}")
         if wavelength_m is not None:
             wl = _channel_vector(wavelength_m, c, float)
             if not np.all(np.isfinite(wl) & (wl > 0)):
                 raise ValueError("laser wavelengths must be finite and > 0")
             err = ls.wavelength_repeatability_m * self._noise_rng.uniform(-1.0, 1.0, c)
             changed = wl != self._laser_commanded_m
+            if np.any(changed):
+                self._check_window("laser wavelength change")
             self._laser_actual_m = np.where(changed, wl + err, self._laser_actual_m)
             self._laser_commanded_m = wl
         if power_w is not None:
             pw = _channel_vector(power_w, c, float)
             if not np.all((pw >= ls.min_power_w) & (pw <= ls.max_power_w)):
                 raise ValueError(f"laser power must be within [{ls.min_power_w}, {ls.max_power_w}] W, got {pw}")
+            changed = pw != self._laser_power_w
+            if np.any(changed):
+                self._check_window("laser power change")
+                now = self._clock.now_s
+                self._ramp_from_w = np.where(changed, self._laser_power_at(now), self._ramp_from_w)
+                self._ramp_t0_s = np.where(changed, now, self._ramp_t0_s)
+                self._ramp_t1_s = np.where(changed, now + power_ramp_s, self._ramp_t1_s)
             self._laser_power_w = pw
         if on is not None:
-            self._laser_on = _channel_vector(on, c, bool)
+            state = _channel_vector(on, c, bool)
+            if np.any(state != self._laser_on):
+                self._check_window("laser output switched")
+            self._laser_on = state
+
+    def _laser_power_at(self, t_s: float) -> np.ndarray:
+        """Power each laser emits at time ``t_s`` (>= the last power command): on its ramp, or settled."""
+        if t_s >= np.maximum.reduce(self._ramp_t1_s):
+            return self._laser_power_w  # every ramp over (the common case of a reading: no arithmetic per channel)
+        span = self._ramp_t1_s - self._ramp_t0_s
+        frac = np.where(span > 0, np.clip((t_s - self._ramp_t0_s) / np.where(span > 0, span, 1.0), 0.0, 1.0), 1.0)
+        return self._ramp_from_w + (self._laser_power_w - self._ramp_from_w) * frac
+
+    def laser_power_settled_s(self) -> np.ndarray:
+        """Virtual time at which each laser's power has settled after its last power command, (C,)."""
+        return self._ramp_t1_s.copy()
+
+    # ---- reading windows (instrument side) ---------------------------------------------------------------------
+    def open_reading_window(self, end_s: float) -> None:
+        """A reading now averages the chip's output until ``end_s``: a heater or laser command landing before
+        then disturbs it (the instrument has no way to know; the emulator counts it and warns)."""
+        self._window_end_s = max(self._window_end_s, float(end_s))
+
+    def _check_window(self, what: str) -> None:
+        if self._clock.now_s < self._window_end_s:
+            self.disturbed_readings += 1
+            log.warning("%s at t=%.6f s lands inside a reading's averaging window (ends %.6f s): that reading is "
+                        "disturbed", what, self._clock.now_s, self._window_end_s)
 
     def laser_wavelength_m(self) -> np.ndarray:
         """Commanded wavelengths, (C,)."""
@@ -602,20 +653,29 @@ class Chip:
         return _heaters.drive_to_power_w(d, mode, p.heater_resistance_ohm, p.self_heating_per_w)
 
     # ---- readings (instrument side) ----------------------------------------------------------------------------
-    def _state_resonances_hn(self) -> np.ndarray:
-        return self._resonances_hn(self._settling.effective_w(self._clock.now_s)[None, :])
+    def _state_resonances_hn(self, at_s: float | None = None) -> np.ndarray:
+        t = self._clock.now_s if at_s is None else at_s
+        return self._resonances_hn(self._settling.effective_w(t)[None, :])
 
-    def _state_simulate(self, averaging_time_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _state_simulate(self, averaging_time_s: float, at_s: float | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = self._constants(self._laser_actual_m)
-        res = self._state_resonances_hn()
-        return self._simulate(k, lambda s, e: res, 1, self._state_pin_cn(), averaging_time_s, True)
+        res = self._state_resonances_hn(at_s)
+        return self._simulate(k, lambda s, e: res, 1, self._state_pin_cn(at_s), averaging_time_s, True)
 
-    def _state_pin_cn(self) -> np.ndarray:
-        return (self._laser_power_w * self._laser_on * self._input_factor)[:, None]
+    def _state_pin_cn(self, at_s: float | None = None) -> np.ndarray:
+        power = self._laser_power_at(self._clock.now_s if at_s is None else at_s)
+        return (power * self._laser_on * self._input_factor)[:, None]
 
-    def read_balanced_current_a(self, averaging_time_s: float) -> np.ndarray:
-        """Balanced detector current per bank at the current virtual time (heater settling applies), (B,)."""
-        cur, _, _ = self._state_simulate(averaging_time_s)
+    def _reading_time(self, at_s: float | None) -> float | None:
+        if at_s is not None and at_s < self._clock.now_s:
+            raise ValueError(f"a reading cannot look back in time (at_s={at_s} s, now {self._clock.now_s} s)")
+        return at_s
+
+    def read_balanced_current_a(self, averaging_time_s: float, at_s: float | None = None) -> np.ndarray:
+        """Balanced detector current per bank at the current virtual time, or at ``at_s`` (>= now, nothing
+        commanded meanwhile): heater settling and laser power ramps apply, (B,)."""
+        cur, _, _ = self._state_simulate(averaging_time_s, self._reading_time(at_s))
         return cur[:, 0]
 
     def instrument_normals(self, shape: int | tuple[int, ...]) -> np.ndarray:
@@ -623,19 +683,21 @@ class Chip:
         (e.g. a DAQ's ADC noise): drawn here so that a checkpoint of the chip (``state_dict``) covers it."""
         return self._noise_rng.standard_normal(shape)
 
-    def read_port_power_w(self, averaging_time_s: float) -> np.ndarray:
-        """Optical power at the [through, drop] ports per bank, with laser RIN but no meter model, (B, 2).
+    def read_port_power_w(self, averaging_time_s: float, at_s: float | None = None) -> np.ndarray:
+        """Optical power at the [through, drop] ports per bank, with laser RIN but no meter model, (B, 2); at the
+        current virtual time or at ``at_s`` (as :meth:`read_balanced_current_a`).
 
         The same computation as the one-point :meth:`_simulate`, without the balanced detector it does not report;
         the detector's noise is still drawn (and dropped) so that the noise stream, hence every later reading, is
         the same whichever reading an instrument takes."""
+        at_s = self._reading_time(at_s)
         k = self._constants(self._laser_actual_m)
-        res = self._state_resonances_hn()
+        res = self._state_resonances_hn(at_s)
         rin = self._noise_rng.standard_normal((self.n_channels, 1))
         rin *= rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s)
         rin += 1.0
         self._noise_rng.standard_normal((self.n_banks, 1))
-        thr, drop = bus_powers(k, res, np.multiply(self._state_pin_cn(), rin, order="C"))
+        thr, drop = bus_powers(k, res, np.multiply(self._state_pin_cn(at_s), rin, order="C"))
         out = np.empty((self.n_banks, 2))
         out[:, 0] = thr[:, 0]
         out[:, 1] = drop[:, 0]
@@ -911,7 +973,10 @@ class Chip:
             "laser_commanded_m": self._laser_commanded_m.tolist(),
             "laser_actual_m": self._laser_actual_m.tolist(),
             "laser_power_w": self._laser_power_w.tolist(),
+            "laser_ramp": {"from_w": self._ramp_from_w.tolist(), "t0_s": self._ramp_t0_s.tolist(),
+                           "t1_s": self._ramp_t1_s.tolist()},
             "laser_on": self._laser_on.tolist(),
+            "window_end_s": self._window_end_s if math.isfinite(self._window_end_s) else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -928,7 +993,13 @@ class Chip:
         self._laser_commanded_m = np.array(state["laser_commanded_m"], dtype=float)
         self._laser_actual_m = np.array(state["laser_actual_m"], dtype=float)
         self._laser_power_w = np.array(state["laser_power_w"], dtype=float)
+        ramp = state.get("laser_ramp")   # absent in checkpoints made before power ramps were modelled: settled
+        self._ramp_from_w = np.array(ramp["from_w"], dtype=float) if ramp else self._laser_power_w.copy()
+        self._ramp_t0_s = np.array(ramp["t0_s"], dtype=float) if ramp else np.zeros(self.n_channels)
+        self._ramp_t1_s = np.array(ramp["t1_s"], dtype=float) if ramp else np.zeros(self.n_channels)
         self._laser_on = np.array(state["laser_on"], dtype=bool)
+        window = state.get("window_end_s")
+        self._window_end_s = -math.inf if window is None else float(window)
 
     def warm_up(self) -> None:
         """Load (or compile) the compiled kernels now, not at the first heater write or reading: a served bench must
@@ -962,6 +1033,10 @@ class Chip:
     def truth_laser_wavelength_m(self) -> np.ndarray:
         """TRUTH. Actual laser wavelengths including the repeatability error, (C,)."""
         return self._laser_actual_m.copy()
+
+    def truth_laser_power_w(self) -> np.ndarray:
+        """TRUTH. Power each laser emits right now (on its ramp after a power command), (C,)."""
+        return self._laser_power_at(self._clock.now_s) * self._laser_on
 
     def truth_effective_heater_power_w(self) -> np.ndarray:
         """TRUTH. Heater power the rings feel right now (first-order settling toward heater_power_w), (H,)."""

@@ -9,7 +9,9 @@ the model speaks SCPI.
 
 Replies: each reply gets the model's reply terminator and waits in this connection's output queue. A new message
 while a reply is still unread makes a SCPI model queue -410 and the reply is discarded (488.2 §6.3.2.3); a read
-request with nothing to read (GPIB-style, in-process only) makes it queue -420.
+request with nothing to read (GPIB-style, in-process only) makes it queue -420. A reply the instrument has ready
+only later (a measurement still running: ``DeviceModel.reply_ready_s``) is queued at once, and taking its first
+bytes lets virtual time run until it is ready, as a host blocked in its read would wait.
 
 Every exchange can be logged (``exchange_log``): a callable receiving (instrument name, message, reply).
 """
@@ -100,6 +102,7 @@ class Connection:
             if self._output and self.model.query_interrupted():
                 log.debug("%s: unread reply discarded (query interrupted)", self.model.name)
                 self._output.clear()
+                self.model.reply_ready_s = None
             reply = self.model.exchange(message)
         self._unanswered = reply is None and "?" in message
         if self.exchange_log is not None:
@@ -114,6 +117,9 @@ class Connection:
         return len(self._output)
 
     def take(self, n: int) -> bytes:
+        if self._output and self.model.reply_ready_s is not None:
+            with self.lock:
+                self.model.wait_for_reply()  # the host blocks in its read until the instrument has the reply
         data = bytes(self._output[:n])
         del self._output[:n]
         return data
@@ -132,4 +138,5 @@ class Connection:
         self._input.clear()
         self._output.clear()
         with self.lock:
+            self.model.reply_ready_s = None
             self.model.clear()

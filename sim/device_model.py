@@ -38,6 +38,10 @@ class DeviceModel:
         self.bench: EmulatedBench | None = None
         self.profile: SimProfile | None = None
         self.connected = True
+        #: Virtual time at which the reply to the last message is ready, when the instrument goes on working after
+        #: the message arrived (a measurement, then the reply's transfer) while the host may talk to other
+        #: instruments; None: ready at once. Reading the reply waits until then (:mod:`labctl.sim.connection`).
+        self.reply_ready_s: float | None = None
 
     # -- wiring ----------------------------------------------------------------------------------------------
     def attach(self, bench: EmulatedBench, profile: SimProfile) -> None:
@@ -59,8 +63,18 @@ class DeviceModel:
     def handle(self, line: str) -> Reply:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def wait_for_reply(self) -> None:
+        """The host reads the reply: let virtual time reach :attr:`reply_ready_s` (then ready at once)."""
+        ready = self.reply_ready_s
+        if ready is not None:
+            self.reply_ready_s = None
+            wait = ready - self.chip.clock.now_s
+            if wait > 0:
+                self.chip.clock.advance(wait, self.category)
+
     def latency_s(self, line: str) -> float:
-        """Virtual time one message takes (instrument timing table of the reference chip)."""
+        """Virtual time the host waits for one message before it can go on (instrument timing table of the
+        reference chip); a reply that comes later still is announced in :attr:`reply_ready_s`."""
         return float(self.chip.spec.timing.scpi_query_s)
 
     # -- what the connection reports (IEEE 488.2 §6: SCPI models queue -410/-420; line protocols ignore it) ----

@@ -238,7 +238,8 @@ class Bench:
             settle_time_s=self.settle_time_s, power_meter=meter, sweep_ports=ports, identities=dict(self.identities),
             bench_sha256=self.config_sha256, wiring_sha256=hashlib.sha256(wiring_text.encode()).hexdigest(),
             chip_id=chip_id, transaction_count=self.transaction_count,
-            vectorized=None if self.emulation is None else self.emulation.vectorized(self.config, self.readout))
+            vectorized=None if self.emulation is None else self.emulation.vectorized(self.config, self.readout),
+            timing=None if self.emulation is None else self.emulation.timing())
         return self._session
 
     def make_safe(self) -> list[tuple[str, Exception]]:

@@ -7,6 +7,7 @@ physics models. The drivers then open the simulated instruments exactly as they 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ class Emulation:
             return EmulatedReadings(self.chip, config.wiring.heaters.mode, readout)
         raise BenchConfigError(config.bench.name, [("wiring.detectors", f"no vectorized model of readout "
                                                                          f"{type(readout).__name__}")])
+
+    def timing(self) -> dict[str, float]:
+        """The instrument timing table the emulated instruments charge (``ChipSpec.timing``), for projections."""
+        return dataclasses.asdict(self.chip.spec.timing)
 
     def address(self, name: str) -> str:
         return self.bench.address(name)

@@ -40,15 +40,35 @@ class PowerMeterBanks:
             meter.set_averaging_time_s(averaging_time_s)
 
     def read(self) -> BankReading:
+        return self._reading([meter.read_all_w() if self._banks[m].size else None
+                              for m, meter in enumerate(self.meters)])
+
+    def _reading(self, per_meter: list[np.ndarray | None]) -> BankReading:
         through = np.empty(self.n_banks)
         drop = np.empty(self.n_banks)
-        for m, meter in enumerate(self.meters):
-            if self._banks[m].size == 0:
+        for m, values in enumerate(per_meter):
+            if values is None:
                 continue
-            values = meter.read_all_w()
             through[self._banks[m]] = values[self._thr[m]]
             drop[self._banks[m]] = values[self._drop[m]]
         return BankReading(balanced=drop - through, unit=self.unit, through=through, drop=drop)
+
+    # -- a reading started now and collected later (meters that take a self-triggered all-port query) -----------
+    @property
+    def can_start_read(self) -> bool:
+        """Every meter used can start a reading and answer it later (``start_read_all``/``finish_read_all``)."""
+        return all(hasattr(meter, "start_read_all") for m, meter in enumerate(self.meters) if self._banks[m].size)
+
+    def start_read(self) -> None:
+        """Every used meter starts one averaging-time measurement now (see :meth:`finish_read`)."""
+        for m, meter in enumerate(self.meters):
+            if self._banks[m].size:
+                meter.start_read_all()  # type: ignore[attr-defined]
+
+    def finish_read(self) -> BankReading:
+        """The reading started by :meth:`start_read` (its reply may have been on its way meanwhile)."""
+        return self._reading([meter.finish_read_all() if self._banks[m].size else None  # type: ignore[attr-defined]
+                              for m, meter in enumerate(self.meters)])
 
 
 class SourceMeterBanks:
@@ -81,6 +101,23 @@ class SourceMeterBanks:
         if not self._biased:
             self._bias()
         return BankReading(balanced=np.array([m.measure_current_a() for m in self.meters]), unit=self.unit)
+
+    # -- readings started on every meter at once and collected later ------------------------------------------------
+    @property
+    def can_start_read(self) -> bool:
+        """Every meter can start a reading and answer it later (``start_read_current``/``finish_read_current``)."""
+        return all(hasattr(m, "start_read_current") for m in self.meters)
+
+    def start_read(self) -> None:
+        """Every meter starts one reading now: the banks are read at the same time, not one after the other."""
+        if not self._biased:
+            self._bias()
+        for meter in self.meters:
+            meter.start_read_current()  # type: ignore[attr-defined]
+
+    def finish_read(self) -> BankReading:
+        return BankReading(balanced=np.array([m.finish_read_current()  # type: ignore[attr-defined]
+                                              for m in self.meters]), unit=self.unit)
 
 
 class AdcBanks:

@@ -154,6 +154,22 @@ class SafeLaser:
         for k in range(1, n + 1):
             self.inner.set_power_w(self._check_power(start + (target - start) * k / n))
 
+    def start_power_w(self, power_w: float) -> None:
+        """Send a power change without waiting for it to settle (the same limit; not with ramping, which has to
+        wait for each step)."""
+        target = self._check_power(power_w)
+        start = getattr(self.inner, "start_power_w", None)
+        if self.ramp_step_w is not None or start is None:   # a laser that can only set and wait does just that
+            self.set_power_w(target)
+            return
+        start(target)
+
+    def wait_power_settled(self) -> None:
+        """Wait for the power change started by :meth:`start_power_w` (nothing to wait for where it waited)."""
+        wait = getattr(self.inner, "wait_power_settled", None)
+        if wait is not None:
+            wait()
+
     def __getattr__(self, name: str) -> Any:
         # Everything else (wavelength, sweeps, read-outs) carries no hazard beyond power; delegate.
         if name in ("inner",):

@@ -11,7 +11,9 @@ instrument model, a meter range margin, or the chip. Checkpointing the emulator'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,13 +40,42 @@ class VectorizedReadings(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+#: Operation kinds a batch's bench time and transactions are split into (see :class:`BatchCounts`).
+KINDS = ("configure", "encode", "read", "batch")
+
+
 @dataclass
 class BatchCounts:
-    """What one batch through the instruments did: configurations written, encodings set, readings taken."""
+    """What one batch through the instruments did: configurations written, encodings set, readings taken, and the
+    bench time (s) and instrument transactions spent on each kind of operation.
+
+    Kinds: ``configure`` (heater lines and the settle after them), ``encode`` (laser power commands, waiting for
+    them to settle, and collecting the reading in flight before they go out), ``read`` (starting or taking
+    readings), ``batch`` (once per batch: the last reading's reply, the lasers' error queues).
+    """
 
     configs: int = 0
     encodings: int = 0
     readings: int = 0
+    time_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
+    transactions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+
+
+class _KindTimer:
+    """Charges the bench time and transactions of a block of instrument work to one operation kind."""
+
+    def __init__(self, session: Session, counts: BatchCounts) -> None:
+        self._session = session
+        self._counts = counts
+
+    @contextlib.contextmanager
+    def __call__(self, kind: str) -> Iterator[None]:
+        t0, x0 = self._session.clock.now_s, self._session.transaction_count()
+        try:
+            yield
+        finally:
+            self._counts.time_s[kind] += self._session.clock.now_s - t0
+            self._counts.transactions[kind] += self._session.transaction_count() - x0
 
 
 @dataclass
@@ -78,6 +109,9 @@ class Session:
     vectorized: VectorizedReadings | None = None
     #: Receivers of raw data from layers above (the run engine's record): ``tap(stream, **row)``.
     taps: list[Callable[..., None]] = field(default_factory=list)
+    #: The instrument timing table the bench's times are projected with (emulated bench: the emulator's
+    #: ``ChipSpec.timing`` as a dict of its fields), None on a real bench (times are measured there).
+    timing: dict[str, float] | None = None
     #: Laser powers as last set through :meth:`set_laser_powers` (None: unknown).
     _laser_w: np.ndarray | None = field(default=None, repr=False)
 
@@ -139,6 +173,16 @@ class Session:
         self._laser_w = None
 
     # -- the batch ----------------------------------------------------------------------------------------------
+    def heater_lines(self, rings: np.ndarray | None = None) -> int | None:
+        """Instrument lines the heater driver's protocol needs at least to write ``rings`` (ring indices, default
+        all), where the driver says (``lines_for``); None where it does not."""
+        inner = getattr(self.heaters, "inner", self.heaters)
+        lines_for = getattr(inner, "lines_for", None)
+        if lines_for is None:
+            return None
+        index = np.arange(self.ring_channels.size) if rings is None else np.asarray(rings, dtype=int)
+        return int(lines_for(self.ring_channels[index]))
+
     def read_configurations(self, drives: np.ndarray, powers: np.ndarray, schedule: Iterable[tuple[int, int]],
                             power_index: np.ndarray | None = None, current: int | None = None
                             ) -> tuple[np.ndarray, BatchCounts, int | None]:
@@ -146,23 +190,86 @@ class Session:
 
         ``drives`` (T, B*R); ``powers`` (N, C) or (K, N, C) with configuration t reading ``powers[power_index[t]]``;
         ``schedule`` yields (configuration, encoding) pairs; ``current``: the configuration already applied (not
-        rewritten). Every write goes through the safety layer. Returns readings (T, N, B), what was done, and the
-        configuration left applied.
+        rewritten). Returns readings (T, N, B), what was done (counts, and time and transactions per operation
+        kind), and the configuration left applied.
+
+        Every heater write goes through the safety layer (the whole resulting vector is checked), and only the rings
+        whose drive changes are sent. Where the instruments allow it, work overlaps (docs/bench-time.md):
+
+        * laser power changes are all sent first and then waited for together (``*OPC?`` on each), so the lasers
+          settle at the same time instead of one after the other; their error queues are read once per batch;
+        * with a readout that can start a reading and collect it later (the N774x's self-triggered
+          ``:READ:POW:ALL?``), the reading starts when the heaters have settled and its reply is collected after
+          the next configuration's heater lines have gone out (a serial line, another bus): the meter averages
+          and answers while those lines travel, and no heater value lands before its averaging window has ended
+          (a heater line takes effect only once it has arrived). Before laser commands (which share the meter's
+          bus) the reply is collected first.
         """
         drives = np.asarray(drives, dtype=float)
         stacked = powers if powers.ndim == 3 else powers[None]
         index = power_index if power_index is not None else np.zeros(drives.shape[0], dtype=int)
         out = np.empty((drives.shape[0], stacked.shape[1], self.n_banks))
         counts = BatchCounts()
+        timer = _KindTimer(self, counts)
+        readout = self.readout
+        overlap_reads = bool(getattr(readout, "can_start_read", False))
+        known = hasattr(self.heaters, "applied")                # the safety layer keeps a record of every channel
+        pending: tuple[int, int] | None = None
+        settled_at = -math.inf                                 # heaters settled (last line + settle time)
+        commanded: set[int] = set()                            # lasers commanded in this batch
+
+        def collect() -> None:
+            nonlocal pending
+            if pending is not None:
+                out[pending] = np.asarray(readout.finish_read().balanced, dtype=float)  # type: ignore[attr-defined]
+                pending = None
+
         for cfg, i in schedule:
+            target = np.asarray(stacked[index[cfg], i], dtype=float)
+            lasers = (np.flatnonzero(self._laser_w != target) if self._laser_w is not None
+                      else np.arange(target.size))
+            if lasers.size:
+                with timer("encode"):
+                    collect()
+                    self._laser_w = None              # unknown until every command below has gone out
+                    for k in lasers:
+                        _start_power(self.lasers[int(k)], float(target[k]))
+                    self._laser_w = target.copy()
+                commanded.update(int(k) for k in lasers)
+                counts.encodings += 1
             if cfg != current:
-                self.set_ring_drive(drives[cfg])
+                with timer("configure"):
+                    values = drives[cfg]
+                    if known:
+                        applied = self.heaters.applied[self.ring_channels]  # type: ignore[attr-defined]
+                        rings = np.flatnonzero(applied != values)
+                    else:
+                        rings = np.arange(values.size)
+                    if rings.size:
+                        self.heaters.set_drive(values[rings], self.ring_channels[rings])
+                        settled_at = self.clock.now_s + self.settle_time_s
+                    collect()                         # its reply travelled while the heater lines went out
                 current = cfg
                 counts.configs += 1
-            if self.set_laser_powers(stacked[index[cfg], i]):
-                counts.encodings += 1
-            out[cfg, i] = np.asarray(self.readout.read().balanced, dtype=float)
+            if lasers.size:
+                with timer("encode"):
+                    for k in lasers:
+                        _wait_power(self.lasers[int(k)])
+            with timer("configure"):
+                wait = settled_at - self.clock.now_s
+                if wait > 0:
+                    self.wait(wait)
+            with timer("read"):
+                if overlap_reads:
+                    readout.start_read()  # type: ignore[attr-defined]
+                    pending = (cfg, i)
+                else:
+                    out[cfg, i] = np.asarray(readout.read().balanced, dtype=float)
             counts.readings += 1
+        with timer("batch"):
+            collect()
+            for k in sorted(commanded):
+                self.lasers[k].check_errors()
         return out, counts, current
 
     # -- the run's record ------------------------------------------------------------------------------------------------
@@ -181,3 +288,18 @@ class Session:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.vectorized is not None and "emulator" in state:
             self.vectorized.load_state_dict(state["emulator"])
+
+
+def _start_power(laser: TunableLaser, power_w: float) -> None:
+    """Send a power change and go on (lasers that cannot: set and wait)."""
+    start = getattr(laser, "start_power_w", None)
+    if start is None:
+        laser.set_power_w(power_w)
+    else:
+        start(power_w)
+
+
+def _wait_power(laser: TunableLaser) -> None:
+    wait = getattr(laser, "wait_power_settled", None)
+    if wait is not None:
+        wait()

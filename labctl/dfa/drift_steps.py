@@ -3,14 +3,17 @@ holds.
 
 A :class:`DriftSteps` runs before every mini-batch (a trainer pre-batch hook). It asks the engine whether its options
 call for a check now (before the first batch of a session, then every ``drift_every`` batches), runs the check, and
-when the check says the recentered model still misses, runs the run's recalibration step (a new calibration through
-the instruments with the options of the one it replaces; the procedure saves and records it) and hands the new
-calibration to the engine. The engine measures and follows drift; it never recalibrates by itself.
+when the check says the recentered model still misses, recalibrates in proportion to what drifted: first a partial
+recalibration through the instruments (resonance map, weight model and drift references measured again, the heater
+model kept: ``Calibration.recalibrate(scope="weights")``), confirmed on the targets the previous calibration was
+checked with; only when that still misses by more than the recalibration level, a full one. The run's step makes,
+saves and records each calibration; the engine measures and follows drift, and never recalibrates by itself.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +23,14 @@ log = logging.getLogger(__name__)
 class DriftSteps:
     """Pre-batch hook: drift check when due, recalibration when the check says so (module docstring)."""
 
-    def __init__(self, engine: Any, recalibrate: Callable[[Any], Any] | None) -> None:
-        """``engine``: a photonic engine (``drift_check_due``, ``check_drift``, ``use_calibration``, ``cal``);
-        ``recalibrate(previous_calibration) -> calibration``: the run's recalibration step (None: a needed
-        recalibration stops the run with an error naming the drift)."""
+    def __init__(self, engine: Any, recalibrate: Callable[..., Any] | None, *, partial_first: bool = True) -> None:
+        """``engine``: a photonic engine (``drift_check_due``, ``check_drift``, ``use_calibration``,
+        ``confirm_targets``, ``cal``); ``recalibrate(previous_calibration, scope="full"|"weights") ->
+        calibration``: the run's recalibration step (None: a needed recalibration stops the run with an error
+        naming the drift); ``partial_first``: try the partial recalibration before a full one."""
         self.engine = engine
         self.recalibrate = recalibrate
+        self.partial_first = partial_first
 
     def __call__(self, trainer: Any = None) -> dict[str, Any] | None:
         """Run before a mini-batch; returns the drift event when a check ran."""
@@ -38,6 +43,24 @@ class DriftSteps:
                 raise RuntimeError(f"drift check at batch {event['batch']}: the recentered references miss by "
                                    f"{event['residual_rmse']:.4g} (limit {event['threshold']:.4g}) and this run has "
                                    "no recalibration step")
-            log.warning("drift beyond the recalibration level at batch %d: recalibrating", event["batch"])
-            engine.use_calibration(self.recalibrate(engine.cal))
+            wall0 = time.perf_counter()
+            previous = engine.cal
+            limit = engine.options.recalibrate_rmse if engine.options.recalibrate_rmse is not None \
+                else event["threshold"]
+            scope = "full"
+            if self.partial_first and previous.drift_reference is not None:
+                log.warning("drift beyond the recalibration level at batch %d: recalibrating (heater model kept)",
+                            event["batch"])
+                engine.use_calibration(self.recalibrate(previous, scope="weights"))
+                residual = engine.confirm_targets(previous.drift_reference.targets)
+                scope = "weights" if residual <= limit else "full"
+                if scope == "full":
+                    log.warning("the partial recalibration misses the previous references by %.4g (limit %.4g): "
+                                "full recalibration", residual, limit)
+            if scope == "full":
+                if not self.partial_first:
+                    log.warning("drift beyond the recalibration level at batch %d: recalibrating", event["batch"])
+                engine.use_calibration(self.recalibrate(previous, scope="full"))
+            event["recalibration_scope"] = scope
+            event["recalibration_wall_s"] = time.perf_counter() - wall0     # emulator wall time, s
         return event

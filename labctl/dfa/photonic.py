@@ -21,9 +21,10 @@ light and the centre weights cancel, and one reading per sample and tile is all 
 e- would cost two). Per-sample ``m`` uses the full power swing for every sample.
 
 Order and counters: :mod:`labctl.dfa.tiling`. Per batch the engine counts heater reconfigurations, encodings,
-readings, instrument transactions and projected bench time, and the same quantities for the naive order and the
-physical minimum (no communication latency: bench settle time per configuration, ``laser_settle_s`` per encoding,
-averaging time per reading) from unit costs measured on the bench.
+readings, instrument transactions and bench time (measured through the instruments, or projected from unit costs
+probed through the same instrument loop), split per operation kind (configure, encode, read, batch), and the same
+for the naive order; and the batch's two lower bounds (:mod:`labctl.dfa.bench_time`, defined in
+``docs/bench-time.md``): the physical minimum and the instrument-bound minimum.
 
 Drift: before the first batch of a session and every ``drift_every`` batches a drift check
 (``Calibration.recenter``) re-measures the calibration's drift references and follows the measured shift of the
@@ -44,10 +45,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from labctl.dfa.bench_time import ORDERED, InstrumentBound, physical_minimum_s
 from labctl.dfa.tiling import (
     OpCounts,
     Order,
@@ -194,6 +196,12 @@ class _Tally:
     naive_time_s: float = 0.0
     naive_transactions: float = 0.0
     minimum_time_s: float = 0.0
+    bound_time_s: float = 0.0
+    #: bench time and transactions per operation kind (``labctl.bench.session.KINDS``), and the instrument-bound
+    #: minimum's share of each
+    kind_time_s: dict[str, float] = field(default_factory=dict)
+    kind_transactions: dict[str, float] = field(default_factory=dict)
+    bound_kind_s: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     drift_checks: int = 0
     recalibrations: int = 0
@@ -239,6 +247,10 @@ class PhotonicMatVec:
         self._ready = False
         self._tuned = False
         self._session_checked = False
+        #: heater lines from one configuration to the next (instrument-bound minimum), computed once per plan
+        self._heater_lines: int | None = None
+        #: bench time of one reading taken on its own (the probe's; the instrument bound of non-meter readouts)
+        self._reading_alone_s: float | None = None
         #: (bench time s, transactions) of one drift check through the instruments, measured by the first one
         self._drift_cost: tuple[float, int] | None = None
         #: the same for the confirmation step of a tripped check
@@ -279,6 +291,7 @@ class PhotonicMatVec:
             self._deltas = self.cal.solve_detunings(targets)
         assert self._targets is not None and self._deltas is not None
         self.drives = self.cal.solve_from_detunings(self._targets, self._deltas, limits=self.hw.limits)
+        self._heater_lines = None
         log.info("solved %d configurations in %.2f s", len(self.drives), time.perf_counter() - t0)
 
     def start(self) -> None:
@@ -319,20 +332,40 @@ class PhotonicMatVec:
         el = self.hw.elapsed_s()
         return (time.perf_counter() if el is None else float(el)), int(self.hw.transaction_count())
 
+    #: Configurations and encodings of the probe batch that measures the unit costs.
+    PROBE_CONFIGS: ClassVar[int] = 3
+    PROBE_ENCODINGS: ClassVar[int] = 3
+
     def _probe_costs(self) -> UnitCosts:
-        """One configuration, one encoding and one reading, timed on the bench (virtual clock when emulated)."""
-        t0, x0 = self._now()
-        self._set_config(len(self.drives) - 1)
-        t1, x1 = self._now()
-        p = np.full(self.hw.n_channels, self.encoding.mid_w)
-        p[self.mapping.channels] = self.encoding.high_w
-        self._set_lasers(p)
-        t2, x2 = self._now()
-        self.hw.readout.read()
-        t3, x3 = self._now()
-        self._set_lasers(np.full(self.hw.n_channels, self.encoding.mid_w))
-        costs = UnitCosts(config_s=t1 - t0, encode_s=t2 - t1, read_s=t3 - t2, config_tx=x1 - x0,
-                          encode_tx=x2 - x1, read_tx=x3 - x2)
+        """Unit costs measured on the bench (virtual clock when emulated): a small batch through the same instrument
+        loop as the real ones (:meth:`Session.read_configurations`, back and forth over the last
+        ``PROBE_CONFIGS`` configurations at ``PROBE_ENCODINGS`` encodings), whose time and transactions per
+        operation kind, divided by the operations done, are the cost of one configuration, encoding and reading,
+        and of the batch's fixed part. Overlaps the loop makes (laser settles, a reading's reply travelling while
+        the next heater lines go out) are inside these costs, as they are in a real batch."""
+        k = min(self.PROBE_CONFIGS, len(self.drives))
+        first = 0 if self.plan is None or self.plan.n_tiles >= k else len(self.drives) - k  # distinct tiles
+        drives = self.drives[first:first + k]
+        mid = np.full(self.hw.n_channels, self.encoding.mid_w)
+        powers = np.repeat(mid[None], self.PROBE_ENCODINGS, axis=0)
+        for e in range(1, self.PROBE_ENCODINGS):     # alternate high and low on the usable channels
+            powers[e, self.mapping.channels] = self.encoding.high_w if e % 2 else self.encoding.low_w
+        visits = [(t if e % 2 == 0 else k - 1 - t, e) for e in range(self.PROBE_ENCODINGS) for t in range(k)]
+        for _ in range(2):      # once to put the instruments in the loop's modes (e.g. the meter's triggering)
+            self._set_config(first)                 # the probe's first visit changes nothing
+            self._set_lasers(mid)
+            _, counts, self._config = self.hw.read_configurations(drives, powers, visits, current=0)
+        self._config = None if self._config is None else first + self._config
+        t0, _ = self._now()                         # one reading on its own (for the instrument bound)
+        self.hw.read_configurations(drives, powers, [visits[-1]], current=visits[-1][0])
+        t1, _ = self._now()
+        self._reading_alone_s = t1 - t0
+        per = {"configure": counts.configs, "encode": counts.encodings, "read": counts.readings, "batch": 1}
+        unit = {kind: (counts.time_s[kind] / n if n else 0.0, counts.transactions[kind] / n if n else 0.0)
+                for kind, n in per.items()}
+        costs = UnitCosts(config_s=unit["configure"][0], encode_s=unit["encode"][0], read_s=unit["read"][0],
+                          config_tx=unit["configure"][1], encode_tx=unit["encode"][1], read_tx=unit["read"][1],
+                          batch_s=unit["batch"][0], batch_tx=unit["batch"][1])
         log.info("unit costs: %s", costs)
         return costs
 
@@ -398,25 +431,70 @@ class PhotonicMatVec:
         raise NotImplementedError
 
     def _account(self, n: int) -> None:
-        """Reference costs of this batch: the naive order and the physical minimum."""
+        """Reference costs of this batch: the naive order, the physical minimum and the instrument-bound minimum
+        (docs/bench-time.md)."""
         assert self.plan is not None and self.costs is not None
         n_cfg, nb = self.drives.shape[0], self.plan.n_blocks
         naive = op_counts("naive", n_cfg, nb, n)
         t = self._tally
         t.naive_time_s += naive.time_s(self.costs)
         t.naive_transactions += naive.transactions(self.costs)
-        phys = UnitCosts(config_s=self.hw.settle_time_s, encode_s=self.options.laser_settle_s,
-                         read_s=self.averaging_time_s)
-        t.minimum_time_s += min(op_counts(o, n_cfg, nb, n).time_s(phys) for o in ("tile", "sample"))
+        t.minimum_time_s += physical_minimum_s(n_cfg, nb, n, settle_s=self.hw.settle_time_s,
+                                               laser_settle_s=self.options.laser_settle_s,
+                                               averaging_s=self.averaging_time_s)
+        bound = self.instrument_bound()
+        if bound is not None:
+            order = min(ORDERED, key=lambda o: bound.batch_s(o, n_cfg, nb, n))
+            t.bound_time_s += bound.batch_s(order, n_cfg, nb, n)
+            for kind, value in bound.by_kind_s(order, n_cfg, nb, n).items():
+                t.bound_kind_s[kind] = t.bound_kind_s.get(kind, 0.0) + value
         t.batches += 1
 
-    def _record_ops(self, ops: OpCounts, time_s: float, transactions: float) -> None:
+    def instrument_bound(self) -> InstrumentBound | None:
+        """Critical-path costs per operation kind with the bench's documented commands (docs/bench-time.md), from
+        the timing table the bench projects with (None on a real bench, whose times are measured)."""
+        timing = getattr(self.hw, "timing", None)
+        if timing is None or self.plan is None:
+            return None
+        if self._heater_lines is None:
+            self._heater_lines = self._lines_per_configuration()
+        # a power meter's reading costs what the table says; other readouts (source meters with their source delay,
+        # a DAQ) what one reading on its own took when the unit costs were probed
+        overhead = None
+        if getattr(self.hw, "power_meter", None) is None and self._reading_alone_s is not None:
+            overhead = max(self._reading_alone_s - self.averaging_time_s, 0.0)
+        return InstrumentBound.from_timing(
+            timing, heater_lines=self._heater_lines, lasers_per_encoding=int(self.mapping.channels.size),
+            settle_s=self.hw.settle_time_s, averaging_s=self.averaging_time_s,
+            reading_overlaps=bool(getattr(self.hw.readout, "can_start_read", False)), reading_overhead_s=overhead)
+
+    def _lines_per_configuration(self) -> int:
+        """Heater lines from one configuration to the next in schedule order (the most over the plan's
+        consecutive configurations of a block), by the heater driver's protocol; every ring when it cannot say."""
+        hw, blocks = self.hw, self.config_block
+        lines = 0
+        for cb in np.unique(blocks):
+            configs = np.flatnonzero(blocks == cb)
+            for a, b in zip(configs[:-1], configs[1:]):
+                changed = np.flatnonzero(self.drives[a] != self.drives[b])
+                lines = max(lines, hw.heater_lines(changed) or 0) if changed.size else lines
+        if lines == 0:
+            lines = hw.heater_lines() or int(hw.ring_channels.size)
+        return lines
+
+    def _record_ops(self, ops: OpCounts, time_s: float, transactions: float,
+                    kind_time_s: dict[str, float] | None = None,
+                    kind_transactions: dict[str, float] | None = None) -> None:
         t = self._tally
         t.configs += ops.configs
         t.encodings += ops.encodings
         t.readings += ops.readings
         t.time_s += time_s
         t.transactions += transactions
+        for kind, value in (kind_time_s or {}).items():
+            t.kind_time_s[kind] = t.kind_time_s.get(kind, 0.0) + value
+        for kind, value in (kind_transactions or {}).items():
+            t.kind_transactions[kind] = t.kind_transactions.get(kind, 0.0) + value
 
     # -- drift ------------------------------------------------------------------------------------------------------
     def drift_check_due(self) -> bool:
@@ -495,13 +573,38 @@ class PhotonicMatVec:
         log.info("drift check at batch %d: %s", self._batches, event)
         return event
 
-    def _direct_residual(self) -> float:
+    def _direct_residual(self, targets: np.ndarray | None = None) -> float:
         """:meth:`_reference_residual` with the readings from :meth:`_reference_weights`."""
-        ref = self.cal.drift_reference
-        assert ref is not None
-        drives = np.array([self.cal.solve(target, limits=self.hw.limits).drive for target in ref.targets])
+        if targets is None:
+            ref = self.cal.drift_reference
+            assert ref is not None
+            targets = ref.targets
+        drives = np.array([self.cal.solve(target, limits=self.hw.limits).drive for target in targets])
         measured = self._reference_weights(drives)
-        return float(np.sqrt(np.mean((measured - ref.targets) ** 2)))
+        return float(np.sqrt(np.mean((measured - targets) ** 2)))
+
+    def confirm_targets(self, targets: np.ndarray) -> float:
+        """RMS error of ``targets`` (M, B, R) set with the engine's calibration and measured now: how well a new
+        calibration does on the weights the one it replaced was checked with. Measured as a tripped drift check's
+        confirmation is (directly where the engine reads the chip directly, charging what a confirmation through
+        the instruments costs); recorded on the last drift event."""
+        t0, x0 = self._now()
+        targets = np.asarray(targets, dtype=float)
+        if self._direct_reference_weights() and self._confirm_cost is not None:
+            residual = self._direct_residual(targets)
+            self._advance_clock(self._confirm_cost[0], "drift check")
+            charged = self._confirm_cost
+        else:
+            self._reference_lasers()
+            residual = self._reference_residual(targets)
+            self._ready = False
+            charged = (0.0, 0)
+        t1, x1 = self._now()
+        if self._tally.events:
+            self._tally.events[-1].setdefault("confirmations", []).append(
+                {"residual_rmse": residual, "calibration_sha256": self.cal.sha256,
+                 "time_s": t1 - t0, "transactions": x1 - x0 + charged[1]})
+        return residual
 
     def _reference_lasers(self) -> None:
         """The drift references are read at the calibration powers."""
@@ -525,16 +628,19 @@ class PhotonicMatVec:
         """Charge projected bench time of work done without the instruments to the session's (virtual) clock."""
         self.hw.clock.sleep(time_s, what)
 
-    def _reference_residual(self) -> float | None:
-        """RMS error of the drift references' targets set with the (recentered) model, measured now."""
-        ref = self.cal.drift_reference
-        if ref is None:
-            return None
+    def _reference_residual(self, targets: np.ndarray | None = None) -> float | None:
+        """RMS error of the drift references' targets (or ``targets``) set with the (recentered) model, measured
+        now through the instruments."""
+        if targets is None:
+            ref = self.cal.drift_reference
+            if ref is None:
+                return None
+            targets = ref.targets
         measured = []
-        for target in ref.targets:
+        for target in targets:
             self.cal.set_weights(self.hw, target, refine=False)
             measured.append(self.cal.measure_weights(self.hw))
-        return float(np.sqrt(np.mean((np.array(measured) - ref.targets) ** 2)))
+        return float(np.sqrt(np.mean((np.array(measured) - targets) ** 2)))
 
     def use_calibration(self, cal: Calibration) -> None:
         """Continue with a new calibration of the same bench (after the run's recalibration step): the mapping, tiles
@@ -589,6 +695,13 @@ class PhotonicMatVec:
             "minimum_time_s": t.minimum_time_s,
             "ratio_to_naive": t.time_s / t.naive_time_s if t.naive_time_s > 0 else None,
             "ratio_to_minimum": t.time_s / t.minimum_time_s if t.minimum_time_s > 0 else None,
+            "instrument_bound_s": t.bound_time_s if t.bound_time_s > 0 else None,
+            "ratio_to_instrument_bound": t.time_s / t.bound_time_s if t.bound_time_s > 0 else None,
+            "bound_minimum_ratio": t.bound_time_s / t.minimum_time_s if t.bound_time_s > 0 < t.minimum_time_s
+            else None,
+            "time_by_kind_s": dict(t.kind_time_s), "transactions_by_kind": dict(t.kind_transactions),
+            "bound_by_kind_s": dict(t.bound_kind_s),
+            "drift_check_time_s": sum(float(e.get("time_s") or 0.0) for e in t.events),
             "drift_checks": t.drift_checks, "recalibrations": t.recalibrations,
             "calibration_sha256": self.cal.sha256,
         }
@@ -618,6 +731,8 @@ class PhotonicMatVec:
             "measure_averaging_s": getattr(self.cal, "_averaging_time_s", None),
             "drift_cost": None if self._drift_cost is None else list(self._drift_cost),
             "confirm_cost": None if self._confirm_cost is None else list(self._confirm_cost),
+            "config": self._config,
+            "reading_alone_s": self._reading_alone_s,
         }
         state.update(self.hw.state_dict())      # the emulator's streams and clock, through the session
         return state
@@ -635,14 +750,25 @@ class PhotonicMatVec:
             self._solve_drives(detunings=False)
         if state.get("costs") is not None:
             self.costs = UnitCosts(**state["costs"])
+        if state.get("reading_alone_s") is not None:
+            self._reading_alone_s = float(state["reading_alone_s"])
         cost, confirm = state.get("drift_cost"), state.get("confirm_cost")
         self._drift_cost = None if cost is None else (float(cost[0]), int(cost[1]))
         self._confirm_cost = None if confirm is None else (float(confirm[0]), int(confirm[1]))
         self.start()
         self.order = state.get("order", self.order)
-        self.hw._laser_w = None if state.get("laser_w") is None else np.array(state["laser_w"], dtype=float)
+        laser_w = None if state.get("laser_w") is None else np.array(state["laser_w"], dtype=float)
+        config = state.get("config")
         self._config = None
-        self.hw.load_state_dict(state)
+        if config is not None and self.plan is not None and 0 <= int(config) < len(self.drives):
+            self._resume_instruments(int(config), laser_w)
+        self.hw._laser_w = laser_w
+        self.hw.load_state_dict(state)      # the emulator's state (and clock) as checkpointed, after the above
+
+    def _resume_instruments(self, config: int, laser_w: np.ndarray | None) -> None:
+        """Bring the instruments where the checkpointed run left them before a batch: the configuration applied
+        (its bench time does not count: the emulator's clock is restored afterwards, and a real bench cannot be
+        rewound anyway). Subclasses that read through the instruments also put them in the loop's modes."""
 
 
 class BenchMatVec(PhotonicMatVec):
@@ -650,13 +776,23 @@ class BenchMatVec(PhotonicMatVec):
 
     kind = "photonic-stack"
 
+    def _resume_instruments(self, config: int, laser_w: np.ndarray | None) -> None:
+        """The configuration applied and one visit through the instrument loop (its reading discarded), so the
+        readout is in the loop's triggering mode and the heaters' record holds the configuration, as they were
+        after the checkpointed batch."""
+        powers = (laser_w if laser_w is not None else np.full(self.hw.n_channels, self.encoding.mid_w))[None]
+        self._set_config(config)
+        self.hw.read_configurations(self.drives, powers, [(config, 0)], current=config)
+        self._config = config
+
     def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
         t0, x0 = self._now()
         out, counts, self._config = self.hw.read_configurations(
-            self.drives, powers, schedule(self.order, self.config_block, n), power_index=self.config_block,
-            current=self._config)
+            self.drives, powers, schedule(self.order, self.config_block, n, current=self._config),
+            power_index=self.config_block, current=self._config)
         t1, x1 = self._now()
-        self._record_ops(OpCounts(counts.configs, counts.encodings, counts.readings), t1 - t0, x1 - x0)
+        self._record_ops(OpCounts(counts.configs, counts.encodings, counts.readings), t1 - t0, x1 - x0,
+                         dict(counts.time_s), {k: float(v) for k, v in counts.transactions.items()})
         return out
 
 

@@ -10,15 +10,18 @@ Three costs dominate on a bench: a heater reconfiguration (write + settle), an e
 command per laser, each ~20 ms to settle on N777x-class lasers) and a reading. Their order is a choice:
 
 * ``tile``   (tile-major): configure each tile once per mini-batch, stream the batch's encodings through it.
-  Configurations T, encodings T * (N + 1), readings T * (N + 1).
+  Configurations T, encodings T * N + cb, readings T * (N + 1).
 * ``sample`` (encoding-major): encode each error once per column block, visit every tile of that block.
-  Configurations (N + 1) * T, encodings cb * (N + 1), readings T * (N + 1).
+  Configurations (N + 1) * (T - cb) + cb, encodings cb * (N + 1), readings T * (N + 1).
 * ``naive``: each product on its own: per sample and tile configure, encode the reference, read, encode, read.
   Configurations N * T, encodings 2 * N * T, readings 2 * N * T.
 
-(N samples plus one reference encoding per batch, T tiles, cb column blocks.) When heater writes are cheap and
-laser power changes slow, as on the reference bench, ``sample`` wins by an order of magnitude; on a bench with
-fast modulators and slow heaters ``tile`` wins. ``auto`` picks the cheaper from unit costs measured on the bench.
+(N samples plus one reference encoding per batch, T configurations, cb column blocks.) Both ordered schedules go
+back and forth ("snake"): ``sample`` visits a block's configurations forward for one encoding and backward for
+the next, so the configuration at the turn is read with both encodings without being written again; ``tile``
+does the same with the encodings at the turn between two configurations. When heater writes are cheap and laser
+power changes slow, as on the reference bench, ``sample`` wins by an order of magnitude; on a bench with fast
+modulators and slow heaters ``tile`` wins. ``auto`` picks the cheaper from unit costs measured on the bench.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ ORDERS: tuple[str, ...] = ("tile", "sample", "naive")
 
 @dataclass(frozen=True)
 class UnitCosts:
-    """Time (s) and instrument transactions of one configuration, encoding and reading on a bench."""
+    """Time (s) and instrument transactions of one configuration, encoding and reading on a bench, and of what a
+    batch costs once (``batch_s``: e.g. the last reading's reply and the lasers' error queues)."""
 
     config_s: float
     encode_s: float
@@ -43,6 +47,8 @@ class UnitCosts:
     config_tx: float = 0.0
     encode_tx: float = 0.0
     read_tx: float = 0.0
+    batch_s: float = 0.0
+    batch_tx: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,16 @@ class OpCounts:
     readings: int
 
     def time_s(self, c: UnitCosts) -> float:
-        return self.configs * c.config_s + self.encodings * c.encode_s + self.readings * c.read_s
+        return self.configs * c.config_s + self.encodings * c.encode_s + self.readings * c.read_s + c.batch_s
 
     def transactions(self, c: UnitCosts) -> float:
-        return self.configs * c.config_tx + self.encodings * c.encode_tx + self.readings * c.read_tx
+        return (self.configs * c.config_tx + self.encodings * c.encode_tx + self.readings * c.read_tx
+                + c.batch_tx)
+
+    def time_by_kind_s(self, c: UnitCosts) -> dict[str, float]:
+        """Bench time per operation kind (the session's kinds: configure, encode, read, batch)."""
+        return {"configure": self.configs * c.config_s, "encode": self.encodings * c.encode_s,
+                "read": self.readings * c.read_s, "batch": c.batch_s}
 
 
 class TilePlan:
@@ -152,12 +164,13 @@ class TilePlan:
 
 
 def op_counts(order: Order, n_configs: int, n_blocks: int, n_samples: int) -> OpCounts:
-    """Operations of one mini-batch of ``n_samples`` errors (plus the reference encoding) in ``order``."""
-    t, n = int(n_configs), int(n_samples)
+    """Operations of one mini-batch of ``n_samples`` errors (plus the reference encoding) in ``order`` (the
+    back-and-forth schedules of :func:`schedule`, starting from a configuration and encoding not yet set)."""
+    t, n, cb = int(n_configs), int(n_samples), int(n_blocks)
     if order == "tile":
-        return OpCounts(configs=t, encodings=t * (n + 1), readings=t * (n + 1))
+        return OpCounts(configs=t, encodings=t * n + cb, readings=t * (n + 1))
     if order == "sample":
-        return OpCounts(configs=(n + 1) * t, encodings=int(n_blocks) * (n + 1), readings=t * (n + 1))
+        return OpCounts(configs=(n + 1) * (t - cb) + cb, encodings=cb * (n + 1), readings=t * (n + 1))
     if order == "naive":
         return OpCounts(configs=n * t, encodings=2 * n * t, readings=2 * n * t)
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
@@ -170,21 +183,32 @@ def best_order(costs: UnitCosts, n_configs: int, n_blocks: int, n_samples: int) 
     return "tile" if tile <= sample else "sample"
 
 
-def schedule(order: Order, config_block: np.ndarray, n_samples: int) -> list[tuple[int, int]]:
+def schedule(order: Order, config_block: np.ndarray, n_samples: int, current: int | None = None
+             ) -> list[tuple[int, int]]:
     """The (configuration, encoding) visits of one batch in execution order; encoding 0 is the reference
     (every channel at its mid power), 1.. the samples.
 
-    ``tile``: each configuration's visits are contiguous (configured once per batch); ``sample``: each encoding's
-    visits are contiguous within a column block (encoded once per block). Both visit every pair exactly once.
+    ``tile``: each configuration's visits are contiguous (configured once per batch), its encodings forward and
+    backward in turn; ``sample``: each encoding's visits are contiguous within a column block (encoded once per
+    block), the block's configurations forward and backward in turn. Both visit every pair exactly once.
+    ``current``: the configuration applied now; a ``sample`` schedule whose first block ends with it starts
+    backward, so it is not written again.
     """
     n = int(n_samples) + 1
     blocks = np.asarray(config_block, dtype=int)
+    visits: list[tuple[int, int]] = []
     if order == "tile":
-        return [(t, i) for t in range(blocks.size) for i in range(n)]
-    if order == "sample":
-        visits: list[tuple[int, int]] = []
         for cb in np.unique(blocks):
+            for k, t in enumerate(np.flatnonzero(blocks == cb).tolist()):
+                encodings = range(n) if k % 2 == 0 else range(n - 1, -1, -1)
+                visits.extend((t, i) for i in encodings)
+        return visits
+    if order == "sample":
+        for b, cb in enumerate(np.unique(blocks)):
             configs = np.flatnonzero(blocks == cb).tolist()
-            visits.extend((t, i) for i in range(n) for t in configs)
+            flip = b == 0 and current is not None and len(configs) > 1 and configs[-1] == current
+            for i in range(n):
+                forward = (i % 2 == 0) != flip
+                visits.extend((t, i) for t in (configs if forward else configs[::-1]))
         return visits
     raise ValueError(f"schedule order must be 'tile' or 'sample', got {order!r}")

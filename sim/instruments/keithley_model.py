@@ -13,9 +13,11 @@ Measurement model and the choices made where the driver and reference leave room
 * Integration time = NPLC / line frequency; the line frequency is an assumption of the bench, 50 Hz by default
   (``line_frequency_hz``). Autozero and other per-reading overheads are not modelled; each point adds a source
   delay of ``source_delay_s`` (default 1 ms, the order of the 2400's auto source delay on the µA..mA ranges).
-* Each reading advances the virtual clock by source delay + integration time and then reads the chip once, so heater
-  settling and drift act between the points of a sweep. The message itself costs ``timing.scpi_query_s`` (category
-  ``scpi`` throughout).
+* Each reading of a list sweep advances the virtual clock by source delay + integration time and then reads the
+  chip once, so heater settling and drift act between the points of a sweep. The message itself costs
+  ``timing.scpi_query_s`` (category ``scpi`` throughout). A single reading in fixed mode starts when its ``:READ?``
+  arrives and is ready ``source delay + integration + scpi_query_s`` later; the host waits for it only when it
+  reads the reply (so it may take readings of several meters at once, or talk to the heater driver meanwhile).
 * The photocurrent does not depend on the bias voltage (reverse-biased photodiodes within their operating range);
   no diode I-V curve is modelled, so a list sweep returns one current per point at the same light level.
 * Compliance: a current beyond ``:SENS:CURR:PROT`` reads as ± the compliance value (the source holds the
@@ -63,6 +65,8 @@ STATUS_COMPLIANCE = 1 << 3
 #: Status-word bits always set while sourcing voltage and measuring current (bit 12 I-meas, bit 14 V-sour).
 STATUS_CONFIGURATION = (1 << 12) | (1 << 14)
 ERROR_OUTPUT_OFF = (803, "Not permitted with OUTPUT off")
+#: Queries that take readings (``:MEASure`` is ``:CONFigure`` then ``:READ?``, which turns the output on).
+SINGLE_READING_ACTIONS = ("query read", "query measure_current", "query measure_voltage", "query measure")
 
 _K = Keithley2400
 
@@ -164,6 +168,33 @@ class Keithley2400Model(ScpiModel):
         return ",".join(f'"{f}:DC"' if f in ("VOLT", "CURR") else f'"{f}"' for f in self.sense_functions)
 
     # -- readings ----------------------------------------------------------------------------------------------------
+    def latency_s(self, call: Parsed) -> float:  # type: ignore[override]
+        if call.action in SINGLE_READING_ACTIONS and not self.list_mode and self.trigger_count == 1 and (
+                self.output_on or call.action != "query read"):
+            return 0.0  # the reading starts when the command arrives; its reply comes later (_read_single)
+        return super().latency_s(call)
+
+    def _single_reading(self) -> bool:
+        return self.output_on and not self.list_mode and self.trigger_count == 1
+
+    def _read_single(self) -> Reply:
+        """One reading in fixed mode: the source delay, then the integration window, both starting when the
+        command arrives (evaluated at the window's middle: heater settling and laser ramps still in progress
+        show); the reply is ready after them and the query's transfer (``timing.scpi_query_s``), and the host may
+        talk to other instruments meanwhile. A command landing inside the window disturbs the reading."""
+        chip = self.chip
+        now = chip.clock.now_s
+        aperture = self.integration_time_s
+        start = now + self.source_delay_s
+        chip.open_reading_window(start + aperture)
+        current = float(chip.read_balanced_current_a(aperture, at_s=start + 0.5 * aperture)[self.bank])
+        self.reply_ready_s = start + aperture + chip.spec.timing.scpi_query_s
+        compliance = float(self.value("compliance_current"))
+        in_compliance = abs(current) > compliance
+        if in_compliance:
+            current = float(np.sign(current) * compliance)
+        return self._point(float(self.value("source_voltage")), current, self.reply_ready_s, in_compliance)
+
     @handles("query read")
     def _read(self, call: Parsed) -> Reply:
         """One reading per trigger: advance the clock by source delay + integration, then read the chip."""
@@ -171,6 +202,8 @@ class Keithley2400Model(ScpiModel):
             self.status.push(*ERROR_OUTPUT_OFF)
             log.debug("%s: :READ? with the output off", self.name)
             return None
+        if self._single_reading():
+            return self._read_single()
         n = self.trigger_count
         if self.list_mode:
             volts = np.resize(self.list_voltages_v, n)

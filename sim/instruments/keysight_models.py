@@ -159,6 +159,10 @@ class KeysightLaserModel(ScpiModel):
 
     Power: ``:SOUR0:POW <v>MW`` / ``<v>DBM`` / ``<v>W`` in the unit written, a bare value in the unit of
     ``:SOUR0:POW:UNIT`` (0 = dBm, 1 = W); ``:SOUR0:POW?`` answers in that unit. ``*RST`` switches the output off.
+    A power command costs one SCPI exchange; the output then ramps linearly to the new power and has settled
+    ``laser_power_change_s`` after the command was sent (``chip.set_lasers(power_ramp_s=...)``), while the host may
+    talk to other instruments; ``*OPC?`` answers once the ramp is over (that the N777xC counts the settling as part
+    of the operation is not confirmed by the guides consulted [?]).
 
     Not modelled: sweep cycles other than 1 (one cycle runs), pause/continue, dwell/repeat, CHEC? codes 369-374
     and 378-379 (limits not documented), the lock's effect on other commands, and the wavelength averaging of a
@@ -227,9 +231,18 @@ class KeysightLaserModel(ScpiModel):
         timing = self.chip.spec.timing
         if call.action == "set wavelength_m":
             return timing.laser_wavelength_change_s
-        if call.action == "set power":
-            return timing.laser_power_change_s
+        if call.action == "query operation_complete":
+            # *OPC? answers once a power change has settled (the laser keeps settling while the host talks to
+            # other instruments: that is what lets ten lasers settle at once)
+            settled = float(self.chip.laser_power_settled_s()[self.channel])
+            return max(settled - self.chip.clock.now_s, 0.0) + timing.scpi_query_s
         return timing.scpi_query_s
+
+    def _power_ramp_s(self) -> float:
+        """A power command's output settles ``laser_power_change_s`` after the command is sent (the timing table's
+        "laser power change"); the command's own transfer (``scpi_query_s``) is the first part of that time."""
+        timing = self.chip.spec.timing
+        return max(timing.laser_power_change_s - timing.scpi_query_s, 0.0)
 
     # -- wavelength, power, output -------------------------------------------------------------------------------------
     @handles("set wavelength_m")
@@ -271,7 +284,7 @@ class KeysightLaserModel(ScpiModel):
                         lasers.max_power_w, self.power_w)
             raise ScpiError(DATA_OUT_OF_RANGE)
         self.power_w = power_w
-        self._push(power_w=power_w)
+        self._push(power_w=power_w, power_ramp_s=self._power_ramp_s())
 
     @handles("query power")
     def _power(self, call: Parsed) -> Reply:
@@ -308,7 +321,7 @@ class KeysightLaserModel(ScpiModel):
         return f"{int(self.locked):d}"
 
     def _push(self, *, wavelength_m: float | None = None, power_w: float | None = None,
-              on: bool | None = None) -> None:
+              on: bool | None = None, power_ramp_s: float = 0.0) -> None:
         """Full-vector update of the chip's lasers with this channel changed."""
         chip, ch = self.chip, self.channel
         kwargs: dict[str, np.ndarray] = {}
@@ -321,7 +334,7 @@ class KeysightLaserModel(ScpiModel):
         if on is not None:
             kwargs["on"] = chip.laser_on()
             kwargs["on"][ch] = on
-        chip.set_lasers(**kwargs)
+        chip.set_lasers(**kwargs, power_ramp_s=power_ramp_s)
 
     # -- sweep settings ------------------------------------------------------------------------------------------------
     @handles("query sweep_start_m", "query sweep_stop_m")
@@ -490,7 +503,11 @@ class KeysightPowerMeterModel(ScpiModel):
     manual's statement); ``:FETC:POW:ALL:CSV?`` answers each port in its selected unit, ``+1.23456789E-006`` style,
     comma-separated (the CSV unit is not documented in the excerpts consulted: an assumption of this model). A port
     number beyond the unit's ports (5..8 on an N7744A) is -114; a fixed range that is not one of the meter's
-    ranges is -222.
+    ranges is -222. ``:READ:POW:ALL?`` with continuous triggering off is self-triggered: every port averages over
+    the window that starts when the query arrives (evaluated at its middle, so a ring still settling shows), the
+    host is free meanwhile and its read waits until the window plus the meter overhead is over (``reply_ready_s``);
+    a heater or laser command inside the window disturbs the reading (``Chip.disturbed_readings``). With continuous
+    triggering on it answers as ``:FETC:POW:ALL?``.
 
     Logging: ``:SENS<n>:FUNC:PAR:LOGG N,t`` (shared by all ports, as on the N774x), ``:FUNC:STAT LOGG,STAR``
     arms the port with its trigger input at that moment: SME logs one sample per laser step trigger (a sweep
@@ -503,7 +520,7 @@ class KeysightPowerMeterModel(ScpiModel):
     ``:FUNC:STAT?`` answers ``LOGGING_STABILITY,PROGRESS|COMPLETE`` or ``NONE,COMPLETE``; ``:FUNC:RES?`` is a
     float32 LE block of the samples logged so far.
 
-    Not modelled: ``:READ:POW:ALL?``, ``:TRIG NODEA``, a range query that reports the auto-selected range, and
+    Not modelled: ``:READ:POW:ALL:CSV?``, ``:TRIG NODEA``, a range query that reports the auto-selected range, and
     time-resolved heater changes during a logging run.
     """
 
@@ -658,9 +675,11 @@ class KeysightPowerMeterModel(ScpiModel):
         return _PORT.range_dbm.reply.format(value)
 
     # -- readings ----------------------------------------------------------------------------------------------------
-    def _optical_w(self, ports: Sequence[int], averaging_s: Sequence[float]) -> np.ndarray:
+    def _optical_w(self, ports: Sequence[int], averaging_s: Sequence[float], window_start_s: float | None = None
+                   ) -> np.ndarray:
         """Optical power at each port (dark ports 0), one chip read per distinct averaging time (in the order the
-        times first appear among the wired ports)."""
+        times first appear among the wired ports): now, or averaged over a window that starts at ``window_start_s``
+        (evaluated at its middle: heater settling and laser power ramps still in progress show)."""
         reads: dict[float, np.ndarray] = {}
         out = np.zeros(len(ports))
         for i, (p, t) in enumerate(zip(ports, averaging_s)):
@@ -668,16 +687,18 @@ class KeysightPowerMeterModel(ScpiModel):
             if flat < 0:
                 continue
             if t not in reads:
-                reads[t] = self.chip.read_port_power_w(t).reshape(-1)
+                at = None if window_start_s is None else window_start_s + 0.5 * t
+                reads[t] = self.chip.read_port_power_w(t, at_s=at).reshape(-1)
             out[i] = reads[t][flat]
         return out
 
-    def _measure(self, ports: Sequence[int]) -> np.ndarray:
-        """Fresh readings in W (over-range already replaced by the marker) for ``ports``: the meter model per port
-        at its averaging time and range, in one pass (:meth:`Chip.meter_reading_groups_w`)."""
+    def _measure(self, ports: Sequence[int], window_start_s: float | None = None) -> np.ndarray:
+        """Fresh readings in W (over-range already replaced by the marker) for ``ports`` (taken now, or over the
+        averaging window that starts at ``window_start_s``): the meter model per port at its averaging time and
+        range, in one pass (:meth:`Chip.meter_reading_groups_w`)."""
         ports = list(ports)
         averaging = [self._averaging[p] for p in ports]
-        optical = self._optical_w(ports, averaging)
+        optical = self._optical_w(ports, averaging, window_start_s)
         ranges = np.array([self._range_dbm[p] for p in ports])
         auto = [self._auto_on[p] for p in ports]
         if all(auto):
@@ -732,6 +753,25 @@ class KeysightPowerMeterModel(ScpiModel):
     def _fetch_all(self, call: Parsed) -> Reply:
         return ieee_block(self._fetch(range(self.n_ports)).astype("<f4").tobytes())
 
+    @handles("query read_power_all")
+    def _read_all(self, call: Parsed) -> Reply:
+        if any(self._continuous_on):
+            return self._fetch_all(call)  # with continuous triggering on, :READ equals :FETC
+        return self._read_all_triggered()
+
+    def _read_all_triggered(self) -> bytes:
+        """``:READ:POW:ALL?`` with continuous triggering off: every port measures over the averaging window that
+        starts now; the block is ready after the window plus the meter's overhead (timing table: "power meter
+        reading: averaging time + 1 ms"), and the host may talk to other instruments meanwhile. A heater or laser
+        command landing inside the window disturbs the reading (the chip counts it)."""
+        chip = self.chip
+        now = chip.clock.now_s
+        window_s = max(self._averaging)
+        chip.open_reading_window(now + window_s)
+        values = self._measure(range(self.n_ports), window_start_s=now)
+        self.reply_ready_s = now + window_s + chip.spec.timing.meter_overhead_s
+        return ieee_block(values.astype("<f4").tobytes())
+
     @handles("query fetch_power_all_csv")
     def _fetch_all_csv(self, call: Parsed) -> Reply:
         ports = range(self.n_ports)
@@ -747,8 +787,11 @@ class KeysightPowerMeterModel(ScpiModel):
             p = call.suffixes.get("n", 1) - 1
             if action == "query read_power" or self._continuous(p):
                 return self._averaging_s(p) + timing.meter_overhead_s
-        if action in ("query fetch_power_all", "query fetch_power_all_csv"):
+        if action in ("query fetch_power_all", "query fetch_power_all_csv") or (
+                action == "query read_power_all" and any(self._continuous_on)):
             return max(self._averaging_s(p) for p in range(self.n_ports)) + timing.meter_overhead_s
+        if action == "query read_power_all":
+            return 0.0  # a self-triggered measurement: the reply comes later (_read_all_triggered)
         return timing.scpi_query_s
 
     def _port_ok(self, call: Parsed) -> bool:

@@ -119,7 +119,11 @@ def test_photonic_fast_path_matches_the_stack_on_the_daq_bench(calibrated: Simpl
         for drive in ref.drive:
             cal.apply(hw, drive)
             stack.append(cal.measure_weights(hw))
-    assert np.abs(direct - np.array(stack)).max() < cal.span * 2.0**-8
+    # compared as rms and mean, not max: the difference of two readings carries the DAQ's noise twice (std
+    # ~0.002 here), so the largest of the 24 sits near span/256 by chance alone; a systematic gap would not
+    diff_ref = direct - np.array(stack)
+    assert float(np.sqrt(np.mean(diff_ref**2))) < cal.span * 2.0**-9
+    assert abs(float(np.mean(diff_ref))) < cal.span * 2.0**-10
     stats = {}
     for kind, value in out.items():
         stats[kind] = (float(np.corrcoef(value.ravel(), exact.ravel())[0, 1]),

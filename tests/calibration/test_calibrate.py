@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 from labctl.calibration import weights as wm
 from labctl.calibration.artifact import CalibrationFileError
-from labctl.calibration.calibrate import Calibration, calibrate
+from labctl.calibration.calibrate import Calibration, calibrate, recalibrate
 from labctl.calibration.drift import check_drift
 from labctl.calibration.verify import verify
 from labctl.bench.emulation import EmulatorTruth
@@ -222,6 +222,25 @@ def test_drift_check_trips_only_after_enough_time(calibrated: SimpleNamespace) -
     c.cal.recenter(c.hw)
     after_measured, after_true = true_bits(c.cal, c.hw, c.chip, n=3)
     assert after_true >= MODEL_BITS and after_measured > before, (before, after_measured, after_true)
+
+
+def test_a_partial_recalibration_keeps_the_heater_model_and_measures_the_rest(calibrated: SimpleNamespace) -> None:
+    """After drift, ``recalibrate(scope="weights")`` keeps the heater model (heaters move rings the same way at any
+    chip temperature) and measures the resonance map, weight model and drift references again: cheaper than the
+    calibration, as accurate."""
+    c = calibrated
+    c.chip.clock.advance(6 * 3600.0, "idle")
+    t0, x0 = c.hw.elapsed_s(), c.hw.transaction_count()
+    new = recalibrate(c.hw, c.cal, scope="weights")
+    spent_s, spent_tx = c.hw.elapsed_s() - t0, c.hw.transaction_count() - x0
+    assert new.thermal is c.cal.thermal and "heaters" not in new.info["timing"]
+    assert new.rmap is not c.cal.rmap and new.drift_reference is not None
+    assert new.info["recalibration"] == {"scope": "weights", "replaces": c.cal.sha256}
+    assert Calibration.from_document(new.to_document()).info["recalibration"]["scope"] == "weights"
+    full = c.cal.info["timing"]["total"]
+    assert spent_s < 0.8 * full["elapsed_s"] and spent_tx < full["transactions"]
+    measured, true = true_bits(new, c.hw, c.chip, n=8)
+    assert measured >= MODEL_BITS and true >= MODEL_BITS, (measured, true)
 
 
 # ---- command line ---------------------------------------------------------------------------------------------------

@@ -354,3 +354,20 @@ def test_pyvisa_sim_basic_operations(tmp_path: Path):
     assert snap["settings"]["output"]["value"] is False and snap["reading_elements"] == ["CURR", "STAT"]
     smu.close()
     rm.close()
+
+
+def test_a_reading_started_now_is_collected_later():
+    """``start_read_current`` sends ``:READ?`` alone (the 2400 measures when it arrives), ``finish_read_current``
+    reads and checks the reply; one reading outstanding at most; compliance raises as for a plain reading."""
+    smu, t = make([(":READ?", readings([-2.5e-9])), (":READ?", readings([1e-2], [AT_COMPLIANCE])),
+                   (":SENS:CURR:PROT?", "+1.000000E-02")])
+    smu.start_read_current()
+    with pytest.raises(InstrumentReplyError, match="outstanding"):
+        smu.start_read_current()
+    assert smu.finish_read_current() == pytest.approx(-2.5e-9)
+    with pytest.raises(InstrumentReplyError, match="no reading outstanding"):
+        smu.finish_read_current()
+    smu.start_read_current()
+    with pytest.raises(ComplianceError):
+        smu.finish_read_current()
+    t.assert_done()

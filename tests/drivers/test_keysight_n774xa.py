@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labctl.drivers.errors import (InstrumentConnectionError, InstrumentReplyError, InstrumentReportedError,
-                                   InstrumentTimeout, LimitError)
+from labctl.drivers.errors import (InstrumentConnectionError, InstrumentError, InstrumentReplyError,
+                                   InstrumentReportedError, InstrumentTimeout, LimitError)
 from labctl.drivers.interfaces import PowerReadout
 from labctl.drivers.keysight_n774xa import KeysightN774xA
 from labctl.drivers import keysight_sweep
@@ -392,3 +392,31 @@ def test_pyvisa_sim_basic_operations(tmp_path: Path, profile, resource):
     meter.check_errors()
     meter.close()
     rm.close()
+
+
+def test_a_reading_started_now_is_collected_later_with_single_triggering():
+    """``start_read_all`` switches every port to single triggering once (``:READ`` then measures from the moment it
+    arrives) and sends ``:READ:POW:ALL?`` alone; ``finish_read_all`` reads the block; the all-port fetch turns
+    continuous triggering back on. At most one reading is outstanding."""
+    values = np.array([1e-5, 2e-5, 3e-6, 4e-9], dtype="<f4")
+    meter, t = make([*each(":INIT{n}:CONT 0", range(1, 5)), (":READ:POW:ALL?", f32_block(values)),
+                     (":READ:POW:ALL?", f32_block(values[::-1])),
+                     *each(":INIT{n}:CONT 1", range(1, 5)), (":FETC:POW:ALL:CSV?", csv(values))])
+    meter.start_read_all()
+    with pytest.raises(InstrumentError, match="outstanding"):
+        meter.start_read_all()
+    np.testing.assert_array_equal(meter.finish_read_all(), values.astype(float))
+    meter.start_read_all()                             # already single-triggered: the query alone
+    np.testing.assert_array_equal(meter.finish_read_all(), values[::-1].astype(float))
+    with pytest.raises(InstrumentError, match="no reading outstanding"):
+        meter.finish_read_all()
+    np.testing.assert_allclose(meter.read_all_w(), values.astype(float), rtol=1e-6)
+    t.assert_done()
+
+
+def test_a_bad_started_reading_is_a_reply_error_naming_the_query():
+    meter, t = make([*each(":INIT{n}:CONT 0", range(1, 5)), (":READ:POW:ALL?", f32_block([1e-5, 9.91e37, 0, 0]))])
+    meter.start_read_all()
+    with pytest.raises(InstrumentReplyError, match="over-range") as info:
+        meter.finish_read_all()
+    assert info.value.command == ":READ:POW:ALL?"

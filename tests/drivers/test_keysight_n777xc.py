@@ -318,3 +318,14 @@ def test_pyvisa_sim_basic_operations(sim_rm, resource):
     assert snap["settings"]["output_enabled"]["value"] is False
     laser.close()
 
+
+
+def test_a_power_change_can_be_sent_and_waited_for_later():
+    """``start_power_w`` sends the command alone (the laser settles while the host sets the other lasers),
+    ``wait_power_settled`` is the ``*OPC?`` that ends the wait; limits are checked before anything is sent."""
+    laser, t = make([(":SOUR0:POW 1.250000E+00MW", None), OPC])
+    laser.start_power_w(1.25e-3)
+    laser.wait_power_settled()
+    with pytest.raises(LimitError):
+        laser.start_power_w(0.2)
+    t.assert_done()

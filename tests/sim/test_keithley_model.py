@@ -174,3 +174,30 @@ def test_disconnect_times_out_naming_the_instrument(bench: Bench) -> None:
     bench.bench.disconnect("smu")
     with pytest.raises(InstrumentTimeout, match="smu"):
         bench.smu.measure_current_a()
+
+
+def test_a_started_reading_measures_from_its_arrival_while_the_host_goes_on(bench: Bench) -> None:
+    """``:READ?`` in fixed mode: the reading (source delay, then the integration) starts when the command arrives and
+    the reply is ready after it and the query's transfer; the host's other work meanwhile costs nothing extra, and
+    a heater command landing inside the integration window is counted as disturbing it."""
+    chip, smu, timing = bench.chip, bench.smu, bench.chip.spec.timing
+    smu.set_output(True)
+    aperture = NPLC / LINE_HZ
+    reading_s = bench.smu_model.source_delay_s + aperture + timing.scpi_query_s
+    t0 = chip.clock.now_s
+    smu.start_read_current()
+    assert chip.clock.now_s == t0
+    chip.clock.advance(0.5 * reading_s, "elsewhere")
+    smu.finish_read_current()
+    assert chip.clock.now_s - t0 == pytest.approx(reading_s)          # waits only for the rest
+    t1 = chip.clock.now_s
+    smu.start_read_current()
+    chip.clock.advance(2 * reading_s, "elsewhere")
+    smu.finish_read_current()
+    assert chip.clock.now_s - t1 == pytest.approx(2 * reading_s)      # ready long since: no wait
+    assert chip.disturbed_readings == 0
+    smu.start_read_current()
+    chip.clock.advance(bench.smu_model.source_delay_s + 0.5 * aperture, "elsewhere")
+    bench.heaters.set_drive(np.array([1.0]), np.array([0]))           # lands inside the integration window
+    smu.finish_read_current()
+    assert chip.disturbed_readings == 1

@@ -25,6 +25,7 @@ from labctl.dfa.drift_steps import DriftSteps
 from labctl.dfa.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
 from labctl.dfa.photonic_fast import FastMatVec
 from labctl.runs.record import Checkpoint, Run
+from labctl.dfa.tiling import op_counts, schedule
 from labctl.dfa.training import Experiment, TrainConfig
 from tests.calibration.test_calibrate import bench_file
 
@@ -111,19 +112,30 @@ def test_counters_follow_the_schedule(small: SimpleNamespace, order: str) -> Non
         eng.program(mats)
         n_cfg = eng.drives.shape[0]
         assert n_cfg == eng.plan.n_tiles + eng.plan.n_blocks == 2 * 3 + 3
+        eng.start()                                       # unit costs probed: the batch starts from here
+        visits = schedule(order, eng.config_block, n, current=eng._config)  # type: ignore[arg-type]
+        config_changes = sum(1 for k, (t, _) in enumerate(visits)
+                             if t != (eng._config if k == 0 else visits[k - 1][0]))
         tx0 = bench.transaction_count()
         eng.matvec(0, _error(n))
         c = eng.pop_counters()
-    assert c["order"] == order and c["readings"] == n_cfg * (n + 1)
-    assert c["reconfigurations"] == (n_cfg if order == "tile" else n_cfg * (n + 1))
+    assert c["order"] == order and c["readings"] == n_cfg * (n + 1) == len(visits)
+    assert c["reconfigurations"] == config_changes
+    assert config_changes <= op_counts(order, n_cfg, eng.plan.n_blocks, n).configs  # type: ignore[arg-type]
     assert c["transactions"] <= bench.transaction_count() - tx0
-    assert 0 < c["minimum_time_s"] < c["projected_time_s"] < c["naive_time_s"]
+    assert 0 < c["minimum_time_s"] < c["instrument_bound_s"] <= c["projected_time_s"] < c["naive_time_s"]
+    # the loop takes the overlaps the instrument bound assumes, in either order (the bound is the cheaper order's)
+    bound_of_order = eng.instrument_bound().batch_s(order, n_cfg, eng.plan.n_blocks, n)  # type: ignore[union-attr]
+    assert c["instrument_bound_s"] <= bound_of_order <= c["projected_time_s"] < 1.1 * bound_of_order
+    # the time and transactions per operation kind add up to the batch's
+    assert sum(c["time_by_kind_s"].values()) == pytest.approx(c["projected_time_s"], rel=1e-9)
+    assert sum(c["transactions_by_kind"].values()) == pytest.approx(c["transactions"])
 
 
 def _recording(bench: Any, seen: list[Any]) -> Any:
     """A run's recalibration step that also keeps what it made."""
-    def step(previous: Any) -> Any:
-        new = recalibrate(bench.session(), previous)
+    def step(previous: Any, scope: str = "full") -> Any:
+        new = recalibrate(bench.session(), previous, scope=scope)  # type: ignore[arg-type]
         seen.append(new)
         return new
     return step
@@ -147,12 +159,18 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
         assert steps() is not None                                      # batch 2: drift check first
         out = eng.matvec(0, e * 1.01)
         c = eng.pop_counters()
-    assert c["drift_checks"] == 1 and c["recalibrations"] == 1 and len(seen) == 1
+    # a partial recalibration first (heater model kept), confirmed on the previous references' targets: with a
+    # recalibration level of 0 it cannot pass, so a full one follows
+    assert c["drift_checks"] == 1 and c["recalibrations"] == 2 and len(seen) == 2
+    assert [cal_.info["recalibration"]["scope"] for cal_ in seen] == ["weights", "full"]
     event = c["drift_events"][0]
-    assert event["recalibrated"] and event["calibration_sha256"] == seen[0].sha256 != Calibration.load(small.cal).sha256
-    # the run's recalibration repeats the options of the calibration it replaces
-    assert seen[0].info["options"] == Calibration.load(small.cal).info["options"]
-    assert seen[0].info["options"]["n_configs"] == 8 and seen[0].info["options"]["seed"] == 3
+    assert event["recalibration_scope"] == "full" and len(event["confirmations"]) == 1
+    assert event["confirmations"][0]["calibration_sha256"] == seen[0].sha256
+    assert event["recalibrated"] and event["calibration_sha256"] == seen[1].sha256 != Calibration.load(small.cal).sha256
+    # the run's recalibrations repeat the options of the calibration they replace
+    for new in seen:
+        assert new.info["options"] == Calibration.load(small.cal).info["options"]
+        assert new.info["options"]["n_configs"] == 8 and new.info["options"]["seed"] == 3
     corr, rel = _stats(out, (e * 1.01) @ mats[0])
     assert corr > CORRELATION_MIN and rel < REL_RMS_MAX
 
