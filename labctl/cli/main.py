@@ -10,6 +10,7 @@ from pathlib import Path
 
 from labctl.cli.calibration import add_calibration_commands
 from labctl.cli.common import ProgressLine, bench_path, json_default
+from labctl.cli.study import add_study_commands
 from labctl.cli.train import add_training_commands
 
 log = logging.getLogger("labctl")
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_calibration_commands(sub)
     add_training_commands(sub)
+    add_study_commands(sub)
     return parser
 
 

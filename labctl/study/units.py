@@ -80,5 +80,5 @@ def label(name: str, overrides: Mapping[str, str] | None = None) -> str:
     """Axis label: the name, its meaning when labctl knows it, and its unit."""
     unit = unit_of(name, overrides)
     meaning = FIGURES.get(name, ("", ""))[1]
-    text = f"{name} ({meaning})" if meaning else name
-    return f"{text} [{'dimensionless' if unit == '1' else unit}]"
+    text = f"{name} [{'dimensionless' if unit == '1' else unit}]"
+    return f"{text}\n{meaning}" if meaning else text
