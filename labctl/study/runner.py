@@ -216,7 +216,8 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
             yield client
         return
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **SINGLE_THREAD_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):   # set before numpy is imported
+    # environment set before numpy is imported; no statistical profiler sampling the job's thread every 10 ms
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR, env=SINGLE_THREAD_ENV)
     with cluster, Client(cluster) as client:
