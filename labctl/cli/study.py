@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ def _study(args: argparse.Namespace) -> int:
     from labctl.study.spec import load_spec
 
     spec = load_spec(args.spec)
+    if not args.verbose:      # Dask's own INFO lines (scheduler, nanny start and stop) would bury the progress bar
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         outcome = run_study(spec, root=args.data_dir, scheduler=args.scheduler, workers=args.workers, new=args.new,
                             retry_failed=args.retry_failed, progress=not args.no_progress)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
 BENCH_FILE = "bench.toml"
+LOG_FILE = "job.log"
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,12 @@ def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
     info = {"study": str(study_dir), "job": payload["job"], "case": payload["case"]}
     procedure = payload["procedure"]
     status, error, figures, run_path = "finished", None, {}, None
+    # the job's log lines go to its folder (on a worker they would otherwise interleave on the worker's stderr)
+    handler = logging.FileHandler(job_dir / LOG_FILE)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
     try:
         with threadpool_limits(1, user_api="blas"):
             if procedure == "calibrate-verify":
@@ -178,6 +185,9 @@ def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
         log.info("job %s failed: %s", payload["job"], error)
         (job_dir / "error.txt").write_text("".join(traceback.format_exception(exc)))
         run_path = latest_run(job_dir)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
     row = {"job": payload["job"], "index": payload["index"], "case": payload["case"], "status": status,
            "error": error, "run": None if run_path is None else str(Path(run_path).relative_to(study_dir)),
            "wall_s": time.perf_counter() - t0, "started": started, "ended": time.time(),

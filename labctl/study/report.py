@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,7 +310,7 @@ def _overlay(study: Study, plot: Mapping[str, Any], path: Path) -> Path | None:
     unit = units.pop() if len(units) == 1 else "mixed"
     if plot.get("xlog", False):
         ax.set_xscale("symlog", linthresh=float(plot.get("linthresh", 1e-3)))
-    ax.set_xlabel(str(plot.get("xlabel") or " or ".join(x_names)) + f" [{unit}]")
+    ax.set_xlabel(textwrap.fill(str(plot.get("xlabel") or " or ".join(x_names)) + f" [{unit}]", 90), fontsize=9)
     ax.set_ylabel(label(y, study.units))
     ax.set_title(str(plot.get("title") or f"{study.name}: {y} vs {' / '.join(x_names)}"), fontsize=9)
     ax.legend(fontsize=7)
