@@ -218,8 +218,10 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **SINGLE_THREAD_ENV}
     # environment set before numpy is imported; no statistical profiler sampling the job's thread every 10 ms
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False}):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, env=SINGLE_THREAD_ENV)
+        # no dashboard; the scheduler's HTTP endpoint on a free local port (never 8787: other clusters run here)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR, env=SINGLE_THREAD_ENV,
+                               scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
     with cluster, Client(cluster) as client:
         yield client
 
