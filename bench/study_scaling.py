@@ -2,8 +2,8 @@
 
 The study: ``--jobs`` calibrate-verify jobs (verification: 4 vectors, model only) on a mid-size emulated chip
 (2 banks x 5 rings on 5 WDM channels, the default bench's instruments), one chip seed per job. It runs three
-times on the same spec, each in a fresh study folder: in this process without Dask (serial reference), on a
-LocalCluster of 1 worker and on one of 2 workers (processes, one thread each, as ``labctl study`` starts them).
+times or more on the same spec, each in a fresh study folder: in this process without Dask (serial reference),
+then ``--repeats`` pairs of runs on a LocalCluster of 1 worker and on one of 2 workers (alternating which goes first) (processes, one thread each, as ``labctl study`` starts them).
 Each cluster is started and warmed (every worker imports labctl and loads the compiled chip kernels) before its
 clock starts; start-up is printed separately, as it is paid once per study, not per job.
 
@@ -14,12 +14,13 @@ Printed:
   machine load    load average, and the cores other processes kept busy during each run (from /proc/stat minus
                   this process tree): the machine is shared, and the 2-worker run needs both cores free
 
-    python bench/study_scaling.py [--jobs 8] [--keep DIR]
+    python bench/study_scaling.py [--jobs 8] [--repeats 2] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -137,8 +138,11 @@ def timed_run(spec: Any, root: Path, workers: int | None) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="pairs of 1- and 2-worker runs, alternating which goes first (the load drifts)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the study folders here")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)     # the jobs' warnings are in their job.log files
     with tempfile.TemporaryDirectory(prefix="labctl-study-scaling-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -146,9 +150,10 @@ def main() -> int:
         print(f"study: {args.jobs} calibrate-verify jobs on a {BANKS}x{RINGS}-ring emulated chip; machine: "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
         warm(str(folder))                       # this process too (the serial run's kernels)
-        runs = []
-        for workers in (None, 1, 2):
-            r = timed_run(spec, folder / f"run-{workers or 0}", workers)
+        plan = [None] + [w for rep in range(args.repeats) for w in ((1, 2) if rep % 2 == 0 else (2, 1))]
+        runs: list[dict[str, Any]] = []
+        for i, workers in enumerate(plan):
+            r = timed_run(spec, folder / f"run-{i}-{workers or 0}", workers)
             runs.append(r)
             rows = r["outcome"].rows
             walls = [row["wall_s"] for row in rows]
@@ -159,19 +164,24 @@ def main() -> int:
                   f"mean {r['job_mean_s']:.2f} s, overhead/job {r['overhead_per_job_s'] * 1e3:7.1f} ms; other "
                   f"processes kept {r['load']['others_cores_busy']:.2f} cores busy, we {r['load']['our_cores_busy']:.2f}"
                   + (f"; {len(bad)} jobs FAILED" if bad else ""), flush=True)
-        serial, one, two = runs
-        same = [(a["job"], a["figures"]) for a in serial["outcome"].rows] == \
-            [(a["job"], a["figures"]) for a in two["outcome"].rows] == \
-            [(a["job"], a["figures"]) for a in one["outcome"].rows]
-        speedup = one["makespan_s"] / two["makespan_s"]
-        share = one["overhead_per_job_s"] / one["job_mean_s"]
-        print(f"speed-up 2 workers over 1: {speedup:.2f}x (target >= 1.7x; {two['load']['others_cores_busy']:.2f} of "
-              f"{os.cpu_count()} cores were busy with other processes during the 2-worker run)")
-        print(f"per-job scheduling overhead (1 worker): {one['overhead_per_job_s'] * 1e3:.1f} ms = {100 * share:.2f} % of "
-              f"a {one['job_mean_s']:.2f} s job (target <= 2 %); 2 workers incl. the idle tail: "
-              f"{two['overhead_per_job_s'] * 1e3:.1f} ms = {100 * two['overhead_per_job_s'] / two['job_mean_s']:.2f} %")
-        print(f"dask against the serial run in this process: makespan {one['makespan_s']:.1f} s vs {serial['makespan_s']:.1f} s;"
-              f" every job's figures identical in all three runs: {same}")
+        serial = runs[0]
+        ones = [r for r in runs[1:] if r["workers"] == 1]
+        twos = [r for r in runs[1:] if r["workers"] == 2]
+        reference = [(a["job"], a["figures"]) for a in serial["outcome"].rows]
+        same = all([(a["job"], a["figures"]) for a in r["outcome"].rows] == reference for r in runs)
+        speedups = [a["makespan_s"] / b["makespan_s"] for a, b in zip(ones, twos)]
+        shares = [r["overhead_per_job_s"] / r["job_mean_s"] for r in ones]
+        others = statistics.fmean(r["load"]["others_cores_busy"] for r in twos)
+        print(f"speed-up 2 workers over 1: {statistics.median(speedups):.2f}x median of {len(speedups)} "
+              f"({', '.join(f'{x:.2f}' for x in speedups)}; target >= 1.7x); other processes kept {others:.2f} of "
+              f"{os.cpu_count()} cores busy during the 2-worker runs")
+        each = ", ".join(f"{r['overhead_per_job_s'] * 1e3:.1f} ms of {r['job_mean_s']:.2f} s" for r in ones)
+        print(f"per-job scheduling overhead (1 worker): {statistics.median(shares) * 100:.2f} % of a job, median of "
+              f"{len(shares)} ({each}"
+              f"; target <= 2 %); 2 workers, idle tail included: "
+              + ", ".join(f"{100 * r['overhead_per_job_s'] / r['job_mean_s']:.2f} %" for r in twos))
+        print(f"serial in this process, no Dask: makespan {serial['makespan_s']:.1f} s; every job's figures identical in "
+              f"all {len(runs)} runs: {same}")
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -175,7 +175,8 @@ def _format_axis(axis: Any, unit: str, values: Sequence[float], allow_log: bool 
 def _title(study: Study, case: str, rows: list[dict[str, Any]], what: str) -> str:
     failed = sum(r.get("status") != "finished" for r in rows)
     head = f"{study.name}" + (f" / {case}" if case else "")
-    return f"{head}: {what}\n{len(rows)} jobs, {failed} failed" + (" (crosses)" if failed else "")
+    return (textwrap.fill(f"{head}: {what}", 75) + f"\n{len(rows)} jobs, {failed} failed"
+            + (" (crosses)" if failed else ""))
 
 
 def _safe(name: str) -> str:
@@ -312,7 +313,8 @@ def _overlay(study: Study, plot: Mapping[str, Any], path: Path) -> Path | None:
         ax.set_xscale("symlog", linthresh=float(plot.get("linthresh", 1e-3)))
     ax.set_xlabel(textwrap.fill(str(plot.get("xlabel") or " or ".join(x_names)) + f" [{unit}]", 90), fontsize=9)
     ax.set_ylabel(label(y, study.units))
-    ax.set_title(str(plot.get("title") or f"{study.name}: {y} vs {' / '.join(x_names)}"), fontsize=9)
+    ax.set_title(textwrap.fill(str(plot.get("title") or f"{study.name}: {y} vs {' / '.join(x_names)}"), 80),
+                 fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
