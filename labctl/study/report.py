@@ -189,6 +189,7 @@ def draw(study: Study, out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -211,6 +212,7 @@ def draw(study: Study, out_dir: Path) -> list[Path]:
                     ax.legend(loc="upper left", fontsize=8)
                 ax.set_xlabel(label(f, study.units))
                 ax.set_ylabel("jobs [count]")
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
                 _format_axis(ax.xaxis, unit_of(f, study.units), values, allow_log=False)
                 ax.set_title(_title(study, case, rows, f"histogram of {f}"), fontsize=9)
                 files.append(_save(fig, out_dir / f"{prefix}hist-{_safe(f)}.png"))
