@@ -13,6 +13,7 @@ from labctl.cli.common import ProgressLine, bench_path, json_default
 from labctl.cli.plans import OneLineParser, add_plan_commands, add_verbose
 from labctl.cli.runs import add_run_commands
 from labctl.cli.sim import add_sim_commands
+from labctl.cli.study import add_study_commands
 
 log = logging.getLogger("labctl")
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_commands(sub)
     add_run_commands(sub, add_verbose)
     add_sim_commands(sub)
+    add_study_commands(sub)
     _verbose_everywhere(parser)
     return parser
 

@@ -108,6 +108,14 @@ def _report(args: argparse.Namespace) -> int:
     from labctl.runs.history import find_run
     from labctl.runs.report import write_report
 
+    folder = Path(args.run)
+    if folder.is_dir():
+        from labctl.study.report import is_study
+
+        if is_study(folder):              # a study folder: its own drawing (labctl study)
+            from labctl.cli.study import report_study_folder
+
+            return report_study_folder(folder, args)
     run_dir = find_run(args.run, args.data_dir)
     out = write_report(run_dir, Path(args.out) if args.out else None)
     if args.json:
@@ -135,8 +143,9 @@ def add_run_commands(subparsers: Any, add_verbose: Any) -> None:
     add_verbose(show)
     show.set_defaults(func=_show)
 
-    rep = subparsers.add_parser("report", help="figures (PNG) and a one-page HTML summary of one run")
-    rep.add_argument("run", metavar="RUN", help="run folder, run id (or prefix), or 'latest'")
+    rep = subparsers.add_parser("report", help="figures (PNG) and a one-page HTML summary of one run, or the plots "
+                                               "and tables of a study folder")
+    rep.add_argument("run", metavar="RUN", help="run folder, run id (or prefix), 'latest', or a study folder")
     rep.add_argument("--data-dir", default=None)
     rep.add_argument("--out", default=None, help="folder for the report (default: RUN/report)")
     rep.add_argument("--json", action="store_true")

@@ -22,8 +22,10 @@ LAYERS: dict[str, tuple[str, set[str]]] = {
     "labctl.dfa": ("labctl/dfa", {"labctl.drivers", "labctl.calibration", "labctl.runs", "labctl.bench", "labctl"}),
     "labctl.procedures": ("procedures", {"labctl.drivers", "labctl.calibration", "labctl.bench", "labctl.dfa",
                                          "labctl.runs", "labctl"}),
+    "labctl.study": ("labctl/study", {"labctl.drivers", "labctl.calibration", "labctl.bench", "labctl.dfa",
+                                      "labctl.runs", "labctl.procedures", "labctl"}),
     "labctl.cli": ("labctl/cli", {"labctl.drivers", "labctl.calibration", "labctl.bench", "labctl.dfa",
-                                  "labctl.runs", "labctl.procedures", "labctl"}),
+                                  "labctl.runs", "labctl.procedures", "labctl.study", "labctl"}),
     "labctl.sim": ("sim", {"labctl.drivers"}),
 }
 SUBPACKAGES = sorted({name for name in LAYERS} | {"labctl.sim"}, key=len, reverse=True)
@@ -69,7 +71,8 @@ def test_layers_point_one_way() -> None:
     assert _violations() == []
 
 
-@pytest.mark.parametrize("package", ["labctl.calibration", "labctl.dfa", "labctl.procedures", "labctl.cli"])
+@pytest.mark.parametrize("package", ["labctl.calibration", "labctl.dfa", "labctl.procedures", "labctl.study",
+                                     "labctl.cli"])
 def test_nothing_above_the_session_imports_the_simulator(package: str) -> None:
     folder = REPO / LAYERS[package][0]
     offenders = [f"{p.relative_to(REPO)}:{line}" for p in folder.rglob("*.py") for line, m in _imports(p)
