@@ -40,16 +40,21 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .clock import Clock
-from .heater_request import validate_heater_request
-from .limits import HeaterLimits
-from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
-from .instrument import Channel, Instrument, LimitedSetting, Setting
-from .interfaces import DriveMode
-from .parsing import Identity, parse_idn, parse_int, parse_scpi_error
-from .transport import BaseTransport, TransportSettings
-from .validators import IntRange, OneOf, Range
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import (
+    InstrumentError,
+    InstrumentReplyError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    LimitError,
+)
+from labctl.drivers.heater_request import validate_heater_request
+from labctl.drivers.instrument import Channel, Instrument, LimitedSetting, Setting
+from labctl.drivers.interfaces import DriveMode
+from labctl.drivers.limits import HeaterLimits
+from labctl.drivers.parsing import Identity, parse_idn, parse_int, parse_scpi_error
+from labctl.drivers.transport import BaseTransport, TransportSettings
+from labctl.drivers.validators import IntRange, OneOf, Range
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from .errors import LimitError
-from .interfaces import DriveMode
-from .limits import HeaterLimits
+from labctl.drivers.errors import LimitError
+from labctl.drivers.interfaces import DriveMode
+from labctl.drivers.limits import HeaterLimits
 
 
 def validate_heater_request(who: str, values: Any, channels: Any, n_channels: int, limits: np.ndarray,

@@ -21,18 +21,23 @@ from dataclasses import replace
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import numpy as np
-
-from .clock import Clock
-from .errors import (
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import (
     InstrumentConnectionError,
     InstrumentError,
     InstrumentReplyError,
     InstrumentReportedError,
     LimitError,
 )
-from .parsing import Identity, parse_float, parse_idn, parse_int, parse_scpi_error
-from .transport import BaseTransport, TransportSettings, open_transport
-from .validators import Validator
+from labctl.drivers.parsing import (
+    Identity,
+    parse_float,
+    parse_idn,
+    parse_int,
+    parse_scpi_error,
+)
+from labctl.drivers.transport import BaseTransport, TransportSettings, open_transport
+from labctl.drivers.validators import Validator
 
 log = logging.getLogger(__name__)
 

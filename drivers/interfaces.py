@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-
-from .parsing import Identity
+from labctl.drivers.parsing import Identity
 
 if TYPE_CHECKING:
-    from .clock import Clock
-    from .limits import HeaterLimits
+    from labctl.drivers.clock import Clock
+    from labctl.drivers.limits import HeaterLimits
 
 DriveMode = Literal["voltage", "current"]
 

@@ -45,13 +45,17 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .clock import Clock
-from .errors import ComplianceError, InstrumentConnectionError, InstrumentReplyError, LimitError
-from .instrument import ScpiInstrument, Setting, attempt_all
-from .parsing import in_range, parse_float, parse_float_list
-from .transport import BaseTransport, TransportSettings, open_transport
-from .validators import Range
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import (
+    ComplianceError,
+    InstrumentConnectionError,
+    InstrumentReplyError,
+    LimitError,
+)
+from labctl.drivers.instrument import ScpiInstrument, Setting, attempt_all
+from labctl.drivers.parsing import in_range, parse_float, parse_float_list
+from labctl.drivers.transport import BaseTransport, TransportSettings, open_transport
+from labctl.drivers.validators import Range
 
 log = logging.getLogger(__name__)
 

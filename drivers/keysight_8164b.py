@@ -32,15 +32,24 @@ import logging
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .clock import Clock
-from .errors import InstrumentReplyError, InstrumentTimeout, LimitError
-from .instrument import Channel, ScpiInstrument, Setting
-from .keysight_laser import DEFAULT_PIN, KeysightLaserTree
-from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
-from .parsing import Identity, in_range, parse_bool, parse_float, parse_idn
-from .transport import BaseTransport, TransportSettings
-from .validators import OneOf, Range
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import InstrumentReplyError, InstrumentTimeout, LimitError
+from labctl.drivers.instrument import Channel, ScpiInstrument, Setting
+from labctl.drivers.keysight_laser import DEFAULT_PIN, KeysightLaserTree
+from labctl.drivers.keysight_sweep import (
+    KeysightPowerSensor,
+    KeysightSensorReadout,
+    check_power_array,
+)
+from labctl.drivers.parsing import (
+    Identity,
+    in_range,
+    parse_bool,
+    parse_float,
+    parse_idn,
+)
+from labctl.drivers.transport import BaseTransport, TransportSettings
+from labctl.drivers.validators import OneOf, Range
 
 log = logging.getLogger(__name__)
 

@@ -49,13 +49,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-
-from .clock import Clock
-from .errors import InstrumentReplyError, LimitError
-from .instrument import ScpiInstrument, Setting
-from .parsing import Identity, parse_float, parse_int
-from .transport import BaseTransport, TransportSettings
-from .validators import IntRange
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import InstrumentReplyError, LimitError
+from labctl.drivers.instrument import ScpiInstrument, Setting
+from labctl.drivers.parsing import Identity, parse_float, parse_int
+from labctl.drivers.transport import BaseTransport, TransportSettings
+from labctl.drivers.validators import IntRange
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from .errors import InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
-from .instrument import Setting
-from .interfaces import SweepSettings
-from .parsing import in_range, parse_bool, parse_float, parse_int
-from .validators import Boolean, IntRange, OneOf, Range
+from labctl.drivers.errors import (
+    InstrumentReplyError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    LimitError,
+)
+from labctl.drivers.instrument import Setting
+from labctl.drivers.interfaces import SweepSettings
+from labctl.drivers.parsing import in_range, parse_bool, parse_float, parse_int
+from labctl.drivers.validators import Boolean, IntRange, OneOf, Range
 
 log = logging.getLogger(__name__)
 

@@ -27,14 +27,17 @@ import logging
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-
-from .clock import Clock
-from .errors import InstrumentError, LimitError
-from .instrument import ScpiInstrument, Setting
-from .keysight_sweep import KeysightPowerSensor, KeysightSensorReadout, check_power_array
-from .parsing import Identity, in_range, parse_float, parse_float_list
-from .transport import BaseTransport, TransportSettings
-from .validators import OneOf, Range
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import InstrumentError, LimitError
+from labctl.drivers.instrument import ScpiInstrument, Setting
+from labctl.drivers.keysight_sweep import (
+    KeysightPowerSensor,
+    KeysightSensorReadout,
+    check_power_array,
+)
+from labctl.drivers.parsing import Identity, in_range, parse_float, parse_float_list
+from labctl.drivers.transport import BaseTransport, TransportSettings
+from labctl.drivers.validators import OneOf, Range
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from .clock import Clock
-from .instrument import ScpiInstrument
-from .keysight_laser import DEFAULT_PIN, KeysightLaserTree
-from .parsing import Identity
-from .transport import BaseTransport, TransportSettings
+from labctl.drivers.clock import Clock
+from labctl.drivers.instrument import ScpiInstrument
+from labctl.drivers.keysight_laser import DEFAULT_PIN, KeysightLaserTree
+from labctl.drivers.parsing import Identity
+from labctl.drivers.transport import BaseTransport, TransportSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-
-from .errors import InstrumentError, InstrumentReplyError, InstrumentReportedError, InstrumentTimeout, LimitError
-from .instrument import Channel, Setting
-from .interfaces import PowerReadout, SweepSettings, TunableLaser
-from .parsing import in_range, parse_bool, parse_float
-from .validators import Boolean, IntRange, OneOf
+from labctl.drivers.errors import (
+    InstrumentError,
+    InstrumentReplyError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    LimitError,
+)
+from labctl.drivers.instrument import Channel, Setting
+from labctl.drivers.interfaces import PowerReadout, SweepSettings, TunableLaser
+from labctl.drivers.parsing import in_range, parse_bool, parse_float
+from labctl.drivers.validators import Boolean, IntRange, OneOf
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-
-from .errors import LimitError
-from .interfaces import DriveMode
+from labctl.drivers.errors import LimitError
+from labctl.drivers.interfaces import DriveMode
 
 
 def channel_name(index: int) -> str:

@@ -45,17 +45,22 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .clock import Clock
-from .heater_request import validate_heater_request
-from .limits import HeaterLimits
-from .errors import (InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentReportedError,
-                     InstrumentTimeout, LimitError)
-from .instrument import Channel, Instrument, LimitedSetting, Setting
-from .interfaces import DriveMode
-from .parsing import Identity, parse_int, parse_with_unit
-from .transport import BaseTransport, TransportSettings
-from .validators import Range
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import (
+    InstrumentConnectionError,
+    InstrumentError,
+    InstrumentReplyError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    LimitError,
+)
+from labctl.drivers.heater_request import validate_heater_request
+from labctl.drivers.instrument import Channel, Instrument, LimitedSetting, Setting
+from labctl.drivers.interfaces import DriveMode
+from labctl.drivers.limits import HeaterLimits
+from labctl.drivers.parsing import Identity, parse_int, parse_with_unit
+from labctl.drivers.transport import BaseTransport, TransportSettings
+from labctl.drivers.validators import Range
 
 log = logging.getLogger(__name__)
 

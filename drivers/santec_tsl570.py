@@ -60,15 +60,25 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .clock import Clock
-from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentReportedError, \
-    InstrumentTimeout, LimitError
-from .instrument import ScpiInstrument, Setting, attempt_all
-from .interfaces import SweepSettings
-from .parsing import in_range, parse_float, parse_int
-from .transport import BaseTransport, TransportSettings, is_visa_address, open_transport
-from .validators import IntRange, OneOf, Range
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import (
+    InstrumentConnectionError,
+    InstrumentError,
+    InstrumentReplyError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    LimitError,
+)
+from labctl.drivers.instrument import ScpiInstrument, Setting, attempt_all
+from labctl.drivers.interfaces import SweepSettings
+from labctl.drivers.parsing import in_range, parse_float, parse_int
+from labctl.drivers.transport import (
+    BaseTransport,
+    TransportSettings,
+    is_visa_address,
+    open_transport,
+)
+from labctl.drivers.validators import IntRange, OneOf, Range
 
 log = logging.getLogger(__name__)
 

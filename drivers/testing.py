@@ -37,8 +37,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InstrumentTimeout
-from .transport import BaseTransport, TransportSettings
+from labctl.drivers.errors import InstrumentTimeout
+from labctl.drivers.transport import BaseTransport, TransportSettings
 
 __all__ = ["Exchange", "Late", "ScriptedTransport", "block", "expected_protocol"]
 

@@ -31,13 +31,17 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-
-from .clock import Clock
-from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, LimitError
-from .instrument import ScpiInstrument, Setting
-from .parsing import in_range, parse_float, parse_int
-from .transport import BaseTransport, TransportSettings
-from .validators import IntRange, Range
+from labctl.drivers.clock import Clock
+from labctl.drivers.errors import (
+    InstrumentConnectionError,
+    InstrumentError,
+    InstrumentReplyError,
+    LimitError,
+)
+from labctl.drivers.instrument import ScpiInstrument, Setting
+from labctl.drivers.parsing import in_range, parse_float, parse_int
+from labctl.drivers.transport import BaseTransport, TransportSettings
+from labctl.drivers.validators import IntRange, Range
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-from .clock import WALL_CLOCK, Clock
-from .errors import InstrumentConnectionError, InstrumentError, InstrumentReplyError, InstrumentTimeout
+from labctl.drivers.clock import WALL_CLOCK, Clock
+from labctl.drivers.errors import (
+    InstrumentConnectionError,
+    InstrumentError,
+    InstrumentReplyError,
+    InstrumentTimeout,
+)
 
 log = logging.getLogger(__name__)
 

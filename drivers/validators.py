@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LimitError
+from labctl.drivers.errors import LimitError
 
 
 class Validator:

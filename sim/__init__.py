@@ -3,9 +3,9 @@
 ``labctl.sim`` never imports calibration, procedures or the run engine.
 """
 
-from .chip import Chip, Evaluation
-from .chip_spec import ChipSpec, ChipSpecError
-from .clock import VirtualClock
-from .detection import MeterReading
+from labctl.sim.chip import Chip, Evaluation
+from labctl.sim.chip_spec import ChipSpec, ChipSpecError
+from labctl.sim.clock import VirtualClock
+from labctl.sim.detection import MeterReading
 
 __all__ = ["Chip", "ChipSpec", "ChipSpecError", "Evaluation", "MeterReading", "VirtualClock"]

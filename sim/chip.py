@@ -33,12 +33,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
-
-from . import heaters as _heaters
-from .chip_params import ChipParams, draw_chip_params, spawn_streams
-from .chip_spec import ChipSpec
-from .clock import VirtualClock
-from .detection import (
+from labctl.sim import heaters as _heaters
+from labctl.sim.chip_params import ChipParams, draw_chip_params, spawn_streams
+from labctl.sim.chip_spec import ChipSpec
+from labctl.sim.clock import VirtualClock
+from labctl.sim.detection import (
     MeterReading,
     bandwidth_hz,
     detector_noise_sigma_a,
@@ -47,8 +46,8 @@ from .detection import (
     quantize_signed,
     rin_sigma,
 )
-from .drift import TemperatureDrift
-from .optics import (
+from labctl.sim.drift import TemperatureDrift
+from labctl.sim.optics import (
     BankConstants,
     build_constants,
     bus_powers,
@@ -903,7 +902,7 @@ class Chip:
         (normals and kernel both release the GIL) and the readings still depend on the seed only, never on the
         thread count or timing.
         """
-        from .meter_kernel import arg_constants, meter_bank_readings
+        from labctl.sim.meter_kernel import arg_constants, meter_bank_readings
 
         d = np.ascontiguousarray(self._check_drive(drive))
         t_cfg = d.shape[0]

@@ -15,8 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from .chip_spec import ChipSpec
+from labctl.sim.chip_spec import ChipSpec
 
 __all__ = ["ChipParams", "draw_chip_params", "nominal_self_coupling", "spawn_streams"]
 

@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from .device_model import DeviceModel
+from labctl.sim.device_model import DeviceModel
 
 log = logging.getLogger(__name__)
 

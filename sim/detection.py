@@ -18,8 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from .chip_spec import DetectorSpec, PowerMeterSpec
+from labctl.sim.chip_spec import DetectorSpec, PowerMeterSpec
 
 __all__ = [
     "ELEMENTARY_CHARGE_C",
@@ -109,7 +108,11 @@ def meter_model(power_w: np.ndarray, nonlinearity_db: np.ndarray, nonlinearity_p
                 noise_w: np.ndarray | float, top_w: np.ndarray | float, spec: PowerMeterSpec) -> MeterReading:
     """The meter arithmetic (nonlinearity, additive noise already scaled, range clip and readout steps),
     elementwise with broadcasting."""
-    from .meter_kernel import arg_constants, meter_quantize_ufunc, meter_raw_ufunc  # numba: imported on first use
+    from labctl.sim.meter_kernel import (  # numba: imported on first use
+        arg_constants,
+        meter_quantize_ufunc,
+        meter_raw_ufunc,
+    )
 
     k_arg, c_arg = arg_constants(spec.nonlinearity_period_db)
     raw = meter_raw_ufunc(power_w, np.asarray(nonlinearity_db, dtype=float),

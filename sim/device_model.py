@@ -15,8 +15,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .emulated_bench import EmulatedBench
-    from .protocol import SimProfile
+    from labctl.sim.emulated_bench import EmulatedBench
+    from labctl.sim.protocol import SimProfile
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from .clock import VirtualClock
+from labctl.sim.clock import VirtualClock
 
 __all__ = ["TemperatureDrift"]
 

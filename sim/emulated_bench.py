@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import serial
-
-from . import visa_library
-from .chip import Chip
-from .connection import Connection, ExchangeLog
-from .device_model import DeviceModel
-from .protocol import SimProfile
-from .urlhandler import protocol_labctlsim
+from labctl.sim import visa_library
+from labctl.sim.chip import Chip
+from labctl.sim.connection import Connection, ExchangeLog
+from labctl.sim.device_model import DeviceModel
+from labctl.sim.protocol import SimProfile
+from labctl.sim.urlhandler import protocol_labctlsim
 
 log = logging.getLogger(__name__)
 

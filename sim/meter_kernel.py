@@ -12,8 +12,7 @@ import math
 
 import numba as nb
 import numpy as np
-
-from .kernels import (
+from labctl.sim.kernels import (
     _jit,  # the emulator's one set of compile options (IEEE maths, cached)
 )
 

@@ -63,8 +63,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
-
-from .chip_params import ChipParams
+from labctl.sim.chip_params import ChipParams
 
 __all__ = [
     "BankConstants",
@@ -159,7 +158,7 @@ def build_constants(params: ChipParams, n_banks: int, n_rings: int, wavelength_m
 def kernels() -> ModuleType:
     """The compiled kernels (``labctl.sim.kernels``), imported on first use: importing numba costs ~0.5 s that code
     paths without the chip optics should not pay."""
-    from . import kernels as compiled
+    from labctl.sim import kernels as compiled
 
     return compiled
 

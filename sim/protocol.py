@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from labctl.drivers.instrument import Setting
 
 log = logging.getLogger(__name__)
@@ -175,7 +174,7 @@ def yaml_path(device_or_profile: str | SimProfile) -> Path:
 
 def all_profiles() -> list[SimProfile]:
     """Every instrument profile known to labctl (one module per instrument in :mod:`labctl.sim.profiles`)."""
-    from . import profiles
+    from labctl.sim import profiles
 
     return profiles.ALL
 

@@ -27,8 +27,8 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .connection import Connection
-from .emulated_bench import EmulatedBench
+from labctl.sim.connection import Connection
+from labctl.sim.emulated_bench import EmulatedBench
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,9 @@ import random
 import threading
 from typing import Any
 
+from labctl.sim.connection import Connection
 from pyvisa import attributes, constants, errors, highlevel, rname
 from pyvisa.util import LibraryPath
-
-from .connection import Connection
 
 log = logging.getLogger(__name__)
 

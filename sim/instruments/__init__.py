@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 
-from ..device_model import DeviceModel
+from labctl.sim.device_model import DeviceModel
 
 
 @dataclass(frozen=True)

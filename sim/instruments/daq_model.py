@@ -37,7 +37,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-
 from labctl.drivers.keysight_daq970a import (
     MODELS,
     NPLC_RESOLUTION,
@@ -47,13 +46,17 @@ from labctl.drivers.keysight_daq970a import (
     KeysightDAQ970A,
     parse_channel_list,
 )
-
-from ..device_model import Reply
-from ..scpi.errors import DATA_OUT_OF_RANGE, INVALID_SEPARATOR, SETTINGS_CONFLICT, ScpiError
-from ..scpi.model import ScpiModel, handles
-from ..scpi.parser import Parsed
-from ..scpi.trees import keysight_daq970a
-from . import ModelEntry
+from labctl.sim.device_model import Reply
+from labctl.sim.instruments import ModelEntry
+from labctl.sim.scpi.errors import (
+    DATA_OUT_OF_RANGE,
+    INVALID_SEPARATOR,
+    SETTINGS_CONFLICT,
+    ScpiError,
+)
+from labctl.sim.scpi.model import ScpiModel, handles
+from labctl.sim.scpi.parser import Parsed
+from labctl.sim.scpi.trees import keysight_daq970a
 
 log = logging.getLogger(__name__)
 

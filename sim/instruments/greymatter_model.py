@@ -41,16 +41,15 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
 from labctl.drivers.greymatter import (
     BOARDS,
-    ERROR_QUERY,
-    IDN_QUERY,
     CURRENT_CHANNELS,
     CURRENT_SPAN_OFF,
     CURRENT_SPANS_MA,
     DAC_ID,
+    ERROR_QUERY,
     FAULT_QUERY,
+    IDN_QUERY,
     LOAD_ALL,
     OK,
     OUTPUT_ID,
@@ -64,10 +63,9 @@ from labctl.drivers.greymatter import (
     CurrentOutput,
     VoltageOutput,
 )
-
-from ..device_model import DeviceModel, Reply
-from ..templates import template_regex
-from . import ModelEntry
+from labctl.sim.device_model import DeviceModel, Reply
+from labctl.sim.instruments import ModelEntry
+from labctl.sim.templates import template_regex
 
 log = logging.getLogger(__name__)
 

@@ -44,15 +44,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-
 from labctl.drivers.keithley_2400 import LIST_MAX_POINTS, Keithley2400
-
-from ..device_model import Reply
-from ..scpi.errors import TOO_MUCH_DATA, ScpiError
-from ..scpi.model import ScpiModel, handles
-from ..scpi.parser import Parsed
-from ..scpi.trees import keithley_2400
-from . import ModelEntry
+from labctl.sim.device_model import Reply
+from labctl.sim.instruments import ModelEntry
+from labctl.sim.scpi.errors import TOO_MUCH_DATA, ScpiError
+from labctl.sim.scpi.model import ScpiModel, handles
+from labctl.sim.scpi.parser import Parsed
+from labctl.sim.scpi.trees import keithley_2400
 
 log = logging.getLogger(__name__)
 

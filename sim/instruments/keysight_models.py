@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from labctl.drivers.keysight_laser import (
     SWEEP_CHECK_CODES,
     WAVELENGTH_MAX_QUERY,
@@ -36,17 +35,21 @@ from labctl.drivers.keysight_laser import (
     KeysightLaserTree,
 )
 from labctl.drivers.keysight_n774xa import KeysightN774xPort
-
-from ..device_model import Reply
-from ..scpi.errors import DATA_OUT_OF_RANGE, HEADER_SUFFIX_OUT_OF_RANGE, SETTINGS_CONFLICT, ScpiError
-from ..scpi.model import ScpiModel, block, handles, limit_keyword
-from ..scpi.params import Keyword, Quantity
-from ..scpi.parser import Parsed
-from ..scpi.trees import keysight_n774x, keysight_n777xc
-from . import ModelEntry
+from labctl.sim.device_model import Reply
+from labctl.sim.instruments import ModelEntry
+from labctl.sim.scpi.errors import (
+    DATA_OUT_OF_RANGE,
+    HEADER_SUFFIX_OUT_OF_RANGE,
+    SETTINGS_CONFLICT,
+    ScpiError,
+)
+from labctl.sim.scpi.model import ScpiModel, block, handles, limit_keyword
+from labctl.sim.scpi.params import Keyword, Quantity
+from labctl.sim.scpi.parser import Parsed
+from labctl.sim.scpi.trees import keysight_n774x, keysight_n777xc
 
 if TYPE_CHECKING:
-    from ..chip import Chip
+    from labctl.sim.chip import Chip
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
 from labctl.drivers.qontrol import (
     CHAIN_QUERY,
     CHAIN_QUERY_OLD,
@@ -63,10 +62,9 @@ from labctl.drivers.qontrol import (
     VVEC_SET,
     QontrolChannel,
 )
-
-from ..device_model import DeviceModel, Reply
-from ..templates import template_regex
-from . import ModelEntry
+from labctl.sim.device_model import DeviceModel, Reply
+from labctl.sim.instruments import ModelEntry
+from labctl.sim.templates import template_regex
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ..protocol import SimProfile
+from labctl.sim.protocol import SimProfile
 
 
 def _discover() -> list[SimProfile]:

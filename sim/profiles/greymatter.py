@@ -28,8 +28,7 @@ from labctl.drivers.greymatter import (
     VoltageDac,
     VoltageOutput,
 )
-
-from ..protocol import SimProfile
+from labctl.sim.protocol import SimProfile
 
 CURRENT_OUTPUTS = tuple(OUTPUT_ID.format(board=b, dac=d, ch=c)
                         for b in range(BOARDS) for d in CURRENT_DACS for c in range(CURRENT_CHANNELS))

@@ -12,12 +12,19 @@ are covered by the byte-exact tests instead.
 from __future__ import annotations
 
 import numpy as np
-
-from labctl.drivers.keysight_8164b import Keysight8164B, Keysight8164BLaser, Keysight81634BSensor
-from labctl.drivers.keysight_n774xa import FETCH_ALL_CSV_QUERY, FETCH_ALL_QUERY, KeysightN774xA, KeysightN774xPort
+from labctl.drivers.keysight_8164b import (
+    Keysight8164B,
+    Keysight8164BLaser,
+    Keysight81634BSensor,
+)
+from labctl.drivers.keysight_n774xa import (
+    FETCH_ALL_CSV_QUERY,
+    FETCH_ALL_QUERY,
+    KeysightN774xA,
+    KeysightN774xPort,
+)
 from labctl.drivers.keysight_n777xc import KeysightN777xC
-
-from ..protocol import SimProfile
+from labctl.sim.protocol import SimProfile
 
 
 def static_block(values: np.ndarray) -> str:

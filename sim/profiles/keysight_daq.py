@@ -8,8 +8,7 @@ YAML alone. On an emulated bench the scan commands are answered by :mod:`labctl.
 from __future__ import annotations
 
 from labctl.drivers import keysight_daq970a as d
-
-from ..protocol import SimProfile
+from labctl.sim.protocol import SimProfile
 
 CANONICAL = "101:104"
 

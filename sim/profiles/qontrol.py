@@ -27,8 +27,7 @@ from labctl.drivers.qontrol import (
     Qontrol,
     QontrolChannel,
 )
-
-from ..protocol import SimProfile
+from labctl.sim.protocol import SimProfile
 
 MODULES = 2
 PER_MODULE = 8

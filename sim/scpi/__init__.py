@@ -6,11 +6,20 @@ the real instrument would understand it, and rejected with the code the real ins
 :class:`ScpiError` per program message unit. Trees: :data:`labctl.sim.scpi.trees.TREES`.
 """
 
-from .errors import ScpiError
-from .params import Bool, Block, Choice, Expr, Keyword, Num, Quantity, Str
-from .parser import Parsed, Parser
-from .tree import Cmd, Suffix, Tree
-from .units import Unit
+from labctl.sim.scpi.errors import ScpiError
+from labctl.sim.scpi.params import (
+           Block,
+           Bool,
+           Choice,
+           Expr,
+           Keyword,
+           Num,
+           Quantity,
+           Str,
+)
+from labctl.sim.scpi.parser import Parsed, Parser
+from labctl.sim.scpi.tree import Cmd, Suffix, Tree
+from labctl.sim.scpi.units import Unit
 
 __all__ = ["Block", "Bool", "Choice", "Cmd", "Expr", "Keyword", "Num", "Parsed", "Parser", "Quantity", "ScpiError",
            "Str", "Suffix", "Tree", "Unit"]

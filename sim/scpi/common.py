@@ -8,8 +8,8 @@ service_request_enable, ``*STB?`` status_byte, ``*TST?`` self_test, ``*WAI`` do 
 
 from __future__ import annotations
 
-from .params import Num
-from .tree import Cmd
+from labctl.sim.scpi.params import Num
+from labctl.sim.scpi.tree import Cmd
 
 _REGISTER = (Num("mask", lo=0, hi=255, integer=True, keywords=False),)
 _SOURCE = "IEEE 488.2-1992 §10 (mandatory and optional common commands)"

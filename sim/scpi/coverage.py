@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from .manual_summaries import SUMMARIES
-from .parser import Parser
-from .trees import TREES
+from labctl.sim.scpi.manual_summaries import SUMMARIES
+from labctl.sim.scpi.parser import Parser
+from labctl.sim.scpi.trees import TREES
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def measure(instrument: str) -> Coverage:
 def _emulation(instrument: str) -> tuple[set[str], tuple[str, ...]]:
     """The tree's actions and those the emulated bench's model of this instrument does not emulate (no model: the
     instrument is simulated statically only, by its pyvisa-sim definition)."""
-    from ..instruments import MODELS
-    from .model import _COMMON, ScpiModel
+    from labctl.sim.instruments import MODELS
+    from labctl.sim.scpi.model import _COMMON, ScpiModel
 
     entry = MODELS.get(instrument)
     if entry is None or not issubclass(entry.model, ScpiModel) or entry.model.tree is not TREES[instrument]:

@@ -13,7 +13,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from .errors import (
+from labctl.sim.scpi.errors import (
+    CHARACTER_DATA_TOO_LONG,
     EXPONENT_TOO_LARGE,
     HEADER_SEPARATOR_ERROR,
     INVALID_BLOCK_DATA,
@@ -22,7 +23,6 @@ from .errors import (
     INVALID_STRING_DATA,
     SYNTAX_ERROR,
     TOO_MANY_DIGITS,
-    CHARACTER_DATA_TOO_LONG,
     ScpiError,
 )
 

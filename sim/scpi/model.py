@@ -33,13 +33,13 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from ..device_model import DeviceModel, Reply
-from .errors import DATA_OUT_OF_RANGE, ScpiError
-from .mnemonic import Mnemonic
-from .params import Choice, Keyword, Num
-from .parser import Parsed, Parser
-from .status import ESR_OPC, StatusModel
-from .tree import Tree
+from labctl.sim.device_model import DeviceModel, Reply
+from labctl.sim.scpi.errors import DATA_OUT_OF_RANGE, ScpiError
+from labctl.sim.scpi.mnemonic import Mnemonic
+from labctl.sim.scpi.params import Choice, Keyword, Num
+from labctl.sim.scpi.parser import Parsed, Parser
+from labctl.sim.scpi.status import ESR_OPC, StatusModel
+from labctl.sim.scpi.tree import Tree
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import (
+from labctl.sim.scpi.errors import (
     BLOCK_DATA_NOT_ALLOWED,
     CHARACTER_DATA_NOT_ALLOWED,
     DATA_OUT_OF_RANGE,
@@ -35,9 +35,9 @@ from .errors import (
     SUFFIX_NOT_ALLOWED,
     ScpiError,
 )
-from .lexer import DataElement
-from .mnemonic import Mnemonic
-from .units import Unit, resolve, scale
+from labctl.sim.scpi.lexer import DataElement
+from labctl.sim.scpi.mnemonic import Mnemonic
+from labctl.sim.scpi.units import Unit, resolve, scale
 
 _NOT_ALLOWED = {
     "numeric": NUMERIC_DATA_NOT_ALLOWED,

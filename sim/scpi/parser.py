@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import (
+from labctl.sim.scpi.errors import (
     HEADER_SUFFIX_OUT_OF_RANGE,
     MISSING_PARAMETER,
     MNEMONIC_TOO_LONG,
@@ -28,9 +28,14 @@ from .errors import (
     UNDEFINED_HEADER,
     ScpiError,
 )
-from .lexer import MAX_CHARACTER_DATA, ProgramUnit, parse_unit, split_units
-from .params import Param
-from .tree import Cmd, Node, Tree
+from labctl.sim.scpi.lexer import (
+    MAX_CHARACTER_DATA,
+    ProgramUnit,
+    parse_unit,
+    split_units,
+)
+from labctl.sim.scpi.params import Param
+from labctl.sim.scpi.tree import Cmd, Node, Tree
 
 Step = tuple[Node, "int | None", bool]  # node, suffix value, whether the client spelled it
 

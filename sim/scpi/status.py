@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from .errors import MESSAGES
+from labctl.sim.scpi.errors import MESSAGES
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .mnemonic import Mnemonic
-from .params import Param
+from labctl.sim.scpi.mnemonic import Mnemonic
+from labctl.sim.scpi.params import Param
 
 _ELEMENT = re.compile(r"\[(:(?:[^\[\]]|\[[A-Za-z0-9]+\])+)\]|(:[A-Za-z][A-Za-z0-9_]*(?:\[[A-Za-z0-9]+\])?)")
 _MNEMONIC = re.compile(r"([A-Za-z][A-Za-z_]*?)(\d*)(?:\[([A-Za-z]|\d+)\])?$")

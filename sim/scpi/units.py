@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import INVALID_SUFFIX, SUFFIX_TOO_LONG, ScpiError
+from labctl.sim.scpi.errors import INVALID_SUFFIX, SUFFIX_TOO_LONG, ScpiError
 
 #: Multiplier -> power of ten (kept as exponents so that ``1550NM`` is exactly ``1550 / 1e9``).
 MULTIPLIERS: dict[str, int] = {

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ..tree import Tree
-from . import keithley_2400, keysight_8164b, keysight_daq970a, keysight_n774x, keysight_n777xc, santec_tsl570, thorlabs_pm100
+from labctl.sim.scpi.tree import Tree
+from labctl.sim.scpi.trees import (
+    keithley_2400,
+    keysight_8164b,
+    keysight_daq970a,
+    keysight_n774x,
+    keysight_n777xc,
+    santec_tsl570,
+    thorlabs_pm100,
+)
 
 TREES: dict[str, Tree] = {
     "keysight_8164b": keysight_8164b.TREE,

@@ -20,9 +20,9 @@ here [?]. Ranges are the 2400's (±210 V, ±1.05 A). ``:TRACe`` has the alias ``
 
 from __future__ import annotations
 
-from .. import common
-from ..params import Bool, Choice, Expr, Num, Str
-from ..tree import Cmd, Tree
+from labctl.sim.scpi import common
+from labctl.sim.scpi.params import Bool, Choice, Expr, Num, Str
+from labctl.sim.scpi.tree import Cmd, Tree
 
 _M = "2400 manual §18"
 _LIMIT = (Choice("limit", options=("MINimum", "MAXimum", "DEFault"), optional=True),)

@@ -8,10 +8,10 @@ error, not a syntax one). See :mod:`.keysight_laser` and :mod:`.keysight_sensor`
 
 from __future__ import annotations
 
-from .. import common
-from ..tree import Cmd, Suffix, Tree
-from .keysight_laser import laser_commands, status_commands
-from .keysight_sensor import sensor_commands
+from labctl.sim.scpi import common
+from labctl.sim.scpi.tree import Cmd, Suffix, Tree
+from labctl.sim.scpi.trees.keysight_laser import laser_commands, status_commands
+from labctl.sim.scpi.trees.keysight_sensor import sensor_commands
 
 _CHAN = "[:CHANnel[m]]"
 

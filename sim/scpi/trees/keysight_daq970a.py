@@ -11,9 +11,9 @@ The VOLTage aperture spelling is unconfirmed (marked), as is the optional ``[:SE
 
 from __future__ import annotations
 
-from .. import common
-from ..params import Choice, Expr, Num
-from ..tree import Cmd, Tree
+from labctl.sim.scpi import common
+from labctl.sim.scpi.params import Choice, Expr, Num
+from labctl.sim.scpi.tree import Cmd, Tree
 
 _G = "34970A/34972A User's Guide"
 _LIMIT = (Choice("limit", options=("MINimum", "MAXimum", "DEFault"), optional=True),)

@@ -19,9 +19,15 @@ physics model's to enforce.
 
 from __future__ import annotations
 
-from ..params import Bool, Choice, Num
-from ..tree import Cmd
-from .keysight_units import DBM, METRE, METRE_PER_SECOND, SECOND, WATT
+from labctl.sim.scpi.params import Bool, Choice, Num
+from labctl.sim.scpi.tree import Cmd
+from labctl.sim.scpi.trees.keysight_units import (
+    DBM,
+    METRE,
+    METRE_PER_SECOND,
+    SECOND,
+    WATT,
+)
 
 _LIMIT = (Choice("limit", options=("MINimum", "MAXimum", "DEFault"), optional=True),)
 _PG = "816x PG / N777xC PG"

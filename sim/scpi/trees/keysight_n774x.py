@@ -9,11 +9,11 @@ A 4-port unit refusing ports 5-8 is the model's business (the parser takes the f
 
 from __future__ import annotations
 
-from .. import common
-from ..params import Choice
-from ..tree import Cmd, Suffix, Tree
-from .keysight_laser import status_commands
-from .keysight_sensor import sensor_commands
+from labctl.sim.scpi import common
+from labctl.sim.scpi.params import Choice
+from labctl.sim.scpi.tree import Cmd, Suffix, Tree
+from labctl.sim.scpi.trees.keysight_laser import status_commands
+from labctl.sim.scpi.trees.keysight_sensor import sensor_commands
 
 TRIGGER_COMMANDS = (
     Cmd(":TRIGger[n]:INPut", set="trigger_input",

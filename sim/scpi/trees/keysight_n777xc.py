@@ -9,9 +9,9 @@ sheet) bound the wavelength at parse level; the unit's ``MIN``/``MAX`` is the mo
 
 from __future__ import annotations
 
-from .. import common
-from ..tree import Suffix, Tree
-from .keysight_laser import laser_commands, status_commands
+from labctl.sim.scpi import common
+from labctl.sim.scpi.tree import Suffix, Tree
+from labctl.sim.scpi.trees.keysight_laser import laser_commands, status_commands
 
 TREE = Tree(
     "Keysight N777xC",

@@ -11,9 +11,9 @@ POWer:WAVelength?``, example ``:sens1:chan2:pow:wav?``; logging function; ``:REA
 
 from __future__ import annotations
 
-from ..params import Bool, Choice, Num
-from ..tree import Cmd
-from .keysight_units import DBM, METRE, SECOND
+from labctl.sim.scpi.params import Bool, Choice, Num
+from labctl.sim.scpi.tree import Cmd
+from labctl.sim.scpi.trees.keysight_units import DBM, METRE, SECOND
 
 _LIMIT = (Choice("limit", options=("MINimum", "MAXimum", "DEFault"), optional=True),)
 

@@ -10,7 +10,7 @@ suffixes [?].
 
 from __future__ import annotations
 
-from ..units import Unit
+from labctl.sim.scpi.units import Unit
 
 METRE = Unit("M", ("PM", "NM", "UM", "MM", "M"))
 DECIBEL = Unit("DB", ("MDB", "DB"))

@@ -12,10 +12,10 @@ reconstructed from the short forms and marked ``confirmed=False``.
 
 from __future__ import annotations
 
-from .. import common
-from ..params import Bool, Num
-from ..tree import Cmd, Tree
-from ..units import Unit
+from labctl.sim.scpi import common
+from labctl.sim.scpi.params import Bool, Num
+from labctl.sim.scpi.tree import Cmd, Tree
+from labctl.sim.scpi.units import Unit
 
 METRE = Unit("M")
 HERTZ = Unit("HZ")

@@ -11,10 +11,10 @@ metre suffixes) is accepted [?]. Commands of the manual's summary not listed in 
 
 from __future__ import annotations
 
-from .. import common
-from ..params import Bool, Choice, Num
-from ..tree import Cmd, Tree
-from ..units import Unit
+from labctl.sim.scpi import common
+from labctl.sim.scpi.params import Bool, Choice, Num
+from labctl.sim.scpi.tree import Cmd, Tree
+from labctl.sim.scpi.units import Unit
 
 _S = "instruments.md §2.3"
 _LIMIT = (Choice("limit", options=("MINimum", "MAXimum", "DEFault"), optional=True),)
