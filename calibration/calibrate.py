@@ -363,7 +363,8 @@ def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress 
         with _step("resonance_map", hw, timing, progress, 0, total):
             rmap = measure_resonance_map(hw)
         with _step("heaters", hw, timing, progress, 1, total):
-            thermal = characterize_heaters(hw, rmap)
+            thermal = characterize_heaters(hw, rmap, progress=progress)
+        rmap = rmap.in_ring_order(thermal.resonance_of_ring)     # ring r: the resonance heater r moves
         with _step("weights", hw, timing, progress, 2, total):
             wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
                                           neighbour_channels=neighbour_channels, seed=seed, progress=progress,

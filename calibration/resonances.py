@@ -30,14 +30,15 @@ On benches that only see the balanced photocurrent (drop - through) the zeros ar
 trace is fitted as a smooth envelope plus a Lorentzian and a dispersive term per pole (its partial-fraction form),
 and the *poles* are reported as centres, with the pull that implies (documented accuracy: tens of pm).
 
-Ring identity: ring ``i`` of a bank is designed blue of channel ``i`` with less than half a channel spacing of
-fabrication spread, so the resonances sorted by wavelength are rings ``0..R-1`` and ring ``i`` belongs to channel
-``i``. :func:`labctl.calibration.thermal.characterize_heaters` verifies it (each heater must move its own ring
-most) and refuses a map whose order is wrong.
+Ring identity: the k-th resonance of a bank by wavelength serves channel k (heaters only red-shift, so the order
+along the grid is kept). Which ring (heater) it is, the heaters decide: fabrication offsets of a few tenths of a
+nanometre swap neighbouring rings against a 1 nm grid. :func:`labctl.calibration.thermal.characterize_heaters`
+finds the resonance each heater moves and :meth:`ResonanceMap.in_ring_order` puts the map in ring order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -559,6 +560,25 @@ class ResonanceMap:
     def n_rings(self) -> int:
         return int(self.center_m.shape[1])
 
+    def in_ring_order(self, resonance_of_ring: np.ndarray | None) -> ResonanceMap:
+        """The map with ring r of bank b being resonance ``resonance_of_ring[b, r]`` of the scan (wavelength order):
+        what heater r moves (``ThermalModel.resonance_of_ring``). Channels stay with the resonances (the k-th
+        resonance of a bank by wavelength serves channel k), so a ring's channel follows it."""
+        if resonance_of_ring is None:
+            return self
+        idx = np.asarray(resonance_of_ring, dtype=int)
+        if idx.shape != self.center_m.shape or not np.all(np.sort(idx, axis=1) == np.arange(self.n_rings)):
+            raise ValueError(f"resonance_of_ring must be a permutation of 0..{self.n_rings - 1} per bank, got "
+                             f"{idx.tolist()}")
+        if np.array_equal(idx, np.broadcast_to(np.arange(self.n_rings), idx.shape)):
+            return self
+        take = lambda a: None if a is None else np.take_along_axis(np.asarray(a), idx, axis=1)  # noqa: E731
+        return dataclasses.replace(self, center_m=take(self.center_m), fwhm_m=take(self.fwhm_m),
+                                   extinction_db=take(self.extinction_db), drop_peak=take(self.drop_peak),
+                                   channel_of_ring=take(self.channel_of_ring), pole_m=take(self.pole_m),
+                                   pole_fwhm_m=take(self.pole_fwhm_m), zero_width_m=take(self.zero_width_m),
+                                   stats={**self.stats, "resonance_of_ring": idx.tolist()})
+
     def guess(self, bank: int, center_m: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Starting values for tracking bank ``bank``'s rings to ``center_m`` (default: the map's centres)."""
         c0 = self.center_m[bank]
@@ -573,9 +593,10 @@ class ResonanceMap:
         return out
 
 
-def band_m(hw: CalibrationHardware, margin_m: float) -> tuple[float, float]:
+def band_m(hw: CalibrationHardware, margin_m: float, red_margin_m: float | None = None) -> tuple[float, float]:
+    """Scan band: ``margin_m`` blue of the first channel, ``red_margin_m`` (default the same) red of the last."""
     grid = np.asarray(hw.wavelengths_m, dtype=float)
-    return float(grid.min() - margin_m), float(grid.max() + margin_m)
+    return float(grid.min() - margin_m), float(grid.max() + (margin_m if red_margin_m is None else red_margin_m))
 
 
 def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarray]] | None = None
@@ -591,17 +612,21 @@ def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarra
     return fits
 
 
-def measure_resonance_map(hw: CalibrationHardware, *, step_m: float = 2e-12, margin_m: float = 1.0e-9,
+def measure_resonance_map(hw: CalibrationHardware, *, step_m: float = 2e-12, margin_m: float = 1.5e-9,
+                          red_margin_m: float = 0.9e-9,
                           laser: int = 0, averaging_time_s: float = 1e-4) -> ResonanceMap:
     """All heaters at 0, one scan of the band, every bank fitted; see the module docstring.
 
-    Cost on the default bench: one 11 nm logging sweep (about 1.3 s) plus the laser outputs switched off and back
+    The band reaches ``margin_m`` blue of the first channel (rings are designed blue of their channel, and a
+    fabrication offset of up to a channel spacing puts the bluest up to 1.3 nm blue of channel 0 on the reference
+    grid) and ``red_margin_m`` red of the last: together less than a free spectral range of the reference rings
+    (11.4 nm), so no ring is seen twice. Cost on the default bench: one 11 nm logging sweep (about 1.3 s) plus the laser outputs switched off and back
     on (about 1 s per laser that was on). On a stepped bench every point costs a laser retune (about 0.1 s): use
     ``step_m`` of 5-10 pm there (the fit needs about 20 points per linewidth).
     """
     t0, n0 = hw.elapsed_s(), hw.transaction_count()
     hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
-    start, stop = band_m(hw, margin_m)
+    start, stop = band_m(hw, margin_m, red_margin_m)
     sp = spectra(hw, start, stop, step_m, laser=laser, averaging_time_s=averaging_time_s)
     fits = analyze_spectra(sp, hw.n_rings)
     nb, nr, nc = hw.n_banks, hw.n_rings, hw.n_channels
@@ -648,7 +673,7 @@ def _drop_peaks(sp: Spectra, bank: int, fit: BankFit) -> np.ndarray:
 
 
 def _check_order(center: np.ndarray, channel_wl: np.ndarray) -> None:
-    """Warn when a ring sits more than half a channel spacing from its design place (order assignment at risk)."""
+    """Log resonances more than half a channel spacing from their design place (the heaters decide their ring)."""
     nr = center.shape[1]
     if channel_wl.size < 2:
         return
@@ -657,5 +682,5 @@ def _check_order(center: np.ndarray, channel_wl: np.ndarray) -> None:
     offset = center[:, :k] - channel_wl[None, :k]
     far = np.abs(offset - np.median(offset)) > 0.5 * spacing
     if far.any():
-        log.warning("rings %s are more than half a channel spacing from their design place; the order "
-                    "assignment will be checked by the heaters", np.argwhere(far).tolist())
+        log.info("resonances %s (bank, index) are more than half a channel spacing from their design place; the "
+                 "heater steps decide which ring each is", np.argwhere(far).tolist())
