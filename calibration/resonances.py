@@ -495,40 +495,50 @@ def bare_linewidths(pole_fwhm_m: np.ndarray) -> np.ndarray:
     return np.full_like(w, float(np.mean(w)))
 
 
-#: The far level is fitted on this fraction of the scan: the points farthest from every ring (in linewidths).
-FAR_FRACTION = 0.10
-#: A straight line needs the far points spread over at least this fraction of the band (else a constant level).
-FAR_MIN_SPREAD = 0.4
+#: Far-level fit on balanced-only benches: how far (nm) each pole may move and by what factor its width may change.
+FAR_POLE_MOVE_NM = 0.05
+FAR_WIDTH_FACTOR = 2.0
 
 
-def _far_level(sp: Spectra, bank: int, fit: BankFit, channel_wl: np.ndarray) -> np.ndarray:
-    """Through level with every ring far away, at ``channel_wl``, readout units.
+def _far_level(sp: Spectra, bank: int, fit: BankFit) -> tuple[float, float]:
+    """The bank's level with every ring absent (weight -1) and its relative standard uncertainty, readout units.
 
-    With both ports: through + drop (energy conservation: the bus coupling between rings only moves light between
-    the ports; what is missing is the rings' own loss) on the ``FAR_FRACTION`` of the scan farthest from every ring
-    in units of its linewidth, a straight line over the band (a constant when those points cluster in less than
-    ``FAR_MIN_SPREAD`` of it). Ranking by distance instead of a fixed distance keeps the estimate on the points
-    least touched by the rings' loss tails on any chip: with wide lines few points are 3 linewidths from every
-    ring (on a loaded-Q-5000 chip the old 3-linewidth rule fell back to the envelope and was off by up to 12 %;
-    the farthest tenth is within about 4 %, and within about 1.6 % on the reference chip where the 3-linewidth
-    rule gave 1.8 %, scored against the emulator). Balanced only: a straight line through the fitted envelope.
-    The line admits a coupler tilt, not a curvature.
+    No heater setting clears the band (the rings of a bank fill nearly a free spectral range, and their tails
+    reach several % of the level a nanometre away), so the level is a model's extrapolation: the trace as one
+    constant plus a Lorentzian and a dispersive term per fitted pole (rings and other features of the scan),
+    linear in the constant and the amplitudes. With both ports the trace is through + drop, in which the bus
+    coupling between rings only moves light between the ports and what is left of each ring is its own loss (a
+    dip of ~15 %); with the balanced output alone it is minus the balanced trace (full-depth features), and the
+    poles and widths are refined with the constant (variable projection, bounded). The level is taken constant
+    over the band (flat facets, as on the reference chip: a tilt term trades with the coherent ripple of the
+    rings' tails and was worse on every emulated chip tried).
+
+    The coherent coupling of the rings through the two buses is not a sum of pole terms, so the fit leaves a
+    misfit (about 0.3 % of the level with both ports, 2-3 % on the balanced output); it is returned as the
+    level's relative standard uncertainty. Scored against the emulator: within 0.3 % (both ports) and up to 5 %
+    (balanced only) of the true level, where the former rules (a line through the farthest tenth of the scan,
+    or through the fitted envelope) were off by up to 0.7 % and 8 %.
     """
-    wl = sp.wavelength_m
+    x = (sp.wavelength_m - fit.x0_m) / NM
+    c = (np.r_[fit.pole_m, fit.extra_m] - fit.x0_m) / NM
+    w = np.r_[fit.pole_fwhm_m, np.full(fit.extra_m.size, float(np.median(fit.pole_fwhm_m)))] / NM
+    ones = np.ones((1, x.size))
     if sp.through is not None and sp.drop is not None:
-        x = (wl - fit.x0_m) / NM
-        z = (fit.center_m - fit.x0_m) / NM
-        w = fit.pole_fwhm_m / NM
-        dist = np.min(np.abs(x[:, None] - z[None, :]) / w[None, :], axis=1)
-        away = dist >= np.quantile(dist, 1.0 - FAR_FRACTION)
-        total = sp.through[away, bank] + sp.drop[away, bank]
-        lo, hi = np.quantile(x[away], [0.1, 0.9])
-        if hi - lo >= FAR_MIN_SPREAD * float(np.ptp(x)):
-            coef = np.polynomial.polynomial.polyfit(x[away], total, 1)
-            return np.polynomial.polynomial.polyval((channel_wl - fit.x0_m) / NM, coef)
-        log.info("bank %d: the points far from every ring cluster; constant far level", bank)
-        return np.full(np.shape(channel_wl), float(np.median(total)))
-    return fit.far_level(channel_wl)
+        y = sp.through[:, bank] + sp.drop[:, bank]
+        model = _PoleModel(x, c.size, ones, y)
+        coef, pred = model.solve_linear(np.r_[c, np.log(w)])
+    else:
+        y = -np.asarray(sp.balanced[:, bank], dtype=float)
+        model = _PoleModel(x, c.size, ones, y)
+        theta0 = np.r_[c, np.log(w)]
+        step = np.r_[np.full(c.size, FAR_POLE_MOVE_NM), np.full(c.size, np.log(FAR_WIDTH_FACTOR))]
+        sol = least_squares(model.residual, theta0, method="trf", x_scale="jac", bounds=(theta0 - step,
+                                                                                           theta0 + step))
+        coef, pred = model.solve_linear(sol.x)
+    level = float(coef[0])
+    if not level > 0:
+        raise ResonanceFitError(f"bank {bank}: no positive level with every ring away (fit gave {level:.4g})")
+    return level, float(np.sqrt(np.mean((pred - y) ** 2)) / level)
 
 
 # -- the map -------------------------------------------------------------------------------------------------------------
@@ -551,6 +561,9 @@ class ResonanceMap:
     laser_power_w: np.ndarray | None = None   # (C,) channel laser powers the baseline is scaled to
     measured_ports: bool = True               # False: balanced only (centres are poles)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: (B,) relative standard uncertainty of |baseline| (the far-level model's misfit, see ``_far_level``): a common
+    #: scale of the bank's weights that no reading checks. None in files written before it was estimated.
+    baseline_uncertainty: np.ndarray | None = None
 
     @property
     def n_banks(self) -> int:
@@ -640,15 +653,16 @@ def measure_resonance_map(hw: CalibrationHardware, *, step_m: float = 2e-12, mar
     if ports:
         assert sp.drop is not None
         drop_peak = np.vstack([_drop_peaks(sp, b, fits[b]) for b in range(nb)])
-        # the drop port with every ring away: the meter's floor (dark), taken from the quietest part of the trace
-        background = np.percentile(sp.drop, 0.5, axis=0)
     else:
         drop_peak = np.full((nb, nr), np.nan)
-        background = np.zeros(nb)
     channel_wl = np.asarray(hw.wavelengths_m, dtype=float)
     powers = np.array([float(laser_.get_power_w()) for laser_ in hw.lasers])
-    far = np.vstack([_far_level(sp, b, fits[b], channel_wl) for b in range(nb)])
-    baseline = (background[:, None] - far) * (powers / sp.laser_power_w)[None, :]
+    levels = [_far_level(sp, b, fits[b]) for b in range(nb)]
+    # balanced reading at weight -1: minus the level (the drop port's own floor is in the fitted constant; the
+    # former subtraction of the drop trace's lowest reading took the rings' tails there for a dark floor)
+    far = np.array([lv for lv, _ in levels])[:, None] * np.ones((1, channel_wl.size))
+    baseline = -far * (powers / sp.laser_power_w)[None, :]
+    baseline_uncertainty = np.array([u for _, u in levels])
     if np.any(baseline >= 0):
         raise ResonanceFitError(f"baseline not negative: {baseline}")
     channel_of_ring = np.tile(np.where(np.arange(nr) < nc, np.arange(nr), -1), (nb, 1))
@@ -660,7 +674,8 @@ def measure_resonance_map(hw: CalibrationHardware, *, step_m: float = 2e-12, mar
     return ResonanceMap(center_m=center, fwhm_m=fwhm, extinction_db=extinction, drop_peak=drop_peak,
                         channel_of_ring=channel_of_ring, fit_rmse=np.array([f.rmse for f in fits]),
                         baseline=baseline, pole_m=pole, pole_fwhm_m=pole_w, zero_width_m=zero_w, unit=sp.unit,
-                        laser_power_w=powers, measured_ports=ports, stats=stats)
+                        laser_power_w=powers, measured_ports=ports, stats=stats,
+                        baseline_uncertainty=baseline_uncertainty)
 
 
 def _drop_peaks(sp: Spectra, bank: int, fit: BankFit) -> np.ndarray:
