@@ -342,6 +342,18 @@ def _summary(values: Any) -> dict[str, float]:
     return {"median": float(np.median(v)), "max": float(np.max(v))}
 
 
+def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
+    """One warning for every ring whose achievable range had to shrink (the artifact keeps the details)."""
+    if not restricted:
+        return
+    held = sum(1 for e in restricted if any("held" in why for why in e["reasons"]))
+    first = restricted[0]
+    log.warning("%d ring(s) cannot reach part of their weight range and were restricted (%d held at one weight); "
+                "first: bank %d ring %d: %s, range %.3f..%.3f (all in the calibration file's fit_quality.restricted)",
+                len(restricted), held, first["bank"], first["ring"], "; ".join(first["reasons"]), first["range"][0],
+                first["range"][1])
+
+
 def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
               seed: int = 0) -> Calibration:
@@ -380,8 +392,12 @@ def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress 
                 "span": wmodel.span,
                 "usable_rings": int(np.sum(wmodel.w_max > wmodel.w_min)),
                 "unusable": [[int(b), int(r)] for b, r in np.argwhere(~(wmodel.w_max > wmodel.w_min))],
+                "restricted": list(wmodel.meta.get("restricted", [])),
+                "reference_uncertainty": None if rmap.baseline_uncertainty is None
+                else [float(u) for u in rmap.baseline_uncertainty],
             },
         }
+        _warn_restricted(wmodel.meta.get("restricted", []))
         cal = Calibration(rmap, thermal, wmodel, info=info, refine_default=refine, hw=hw)
         with _step("drift_reference", hw, timing, progress, 3, total):
             cal.drift_reference = record_reference(cal, n_ref=n_drift_references)
