@@ -3,7 +3,8 @@
 Steps (each one bulk instrument exchange per point, progress reported per step):
   1. resonance map (engineer A's ``measure_resonance_map``): zero-drive resonances, widths, channel assignment,
      the per-bank baseline that normalises readings to weights;
-  2. heater characterization (``characterize_heaters``): efficiency, self-heating, crosstalk matrix;
+  2. heater characterization (``characterize_heaters``): efficiency, self-heating, crosstalk matrix, and which
+     resonance each heater moves (the map is put in ring order);
   3. weight sweeps (``weights.measure_weight_model``): the bank-level weight model and achievable ranges;
   4. drift reference (``drift.record_reference``): a few settings measured now, for later drift checks.
 The heaters are left at zero and the lasers off at the end.

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from .drive_writes import DriveWriter
 from .hardware import CalibrationHardware
 from .measure import SpectrumSession
 from .resonances import NM, ResonanceMap, analyze_spectra
@@ -186,14 +187,17 @@ class _Scanner:
     """Scans the band around predicted positions and fits every bank, started from the predictions."""
 
     def __init__(self, hw: CalibrationHardware, rmap: ResonanceMap, session: SpectrumSession, step_m: float,
-                 margin_m: float, stepped_step_m: float, max_shift_m: float) -> None:
+                 margin_m: float, stepped_step_m: float, max_shift_m: float, stepped_window_fwhm: float = 3.0
+                 ) -> None:
         self.hw, self.rmap, self.session = hw, rmap, session
+        self.writer = DriveWriter(hw)          # a heater step changes a group's heaters: only those are sent
         self.step_m, self.margin_m, self.stepped_step_m = step_m, margin_m, stepped_step_m
         lo = float(np.min(rmap.center_m)) - margin_m
         hi = float(np.max(rmap.center_m)) + max_shift_m + margin_m
         self.band = (lo, hi)
         width = rmap.pole_fwhm_m if rmap.pole_fwhm_m is not None else rmap.fwhm_m
-        self.half_window_m = 3.0 * float(np.max(width))
+        self.max_width_m = float(np.max(width))
+        self.half_window_m = stepped_window_fwhm * self.max_width_m
         self.scans = 0
         self.times_s: list[float] = []
         #: features of the zero-drive scan that are no ring (other orders of the rings), per bank
@@ -205,7 +209,7 @@ class _Scanner:
     def measure(self, drive: np.ndarray, predicted_m: np.ndarray) -> np.ndarray:
         """Apply ``drive`` (all rings), scan, and return the fitted ring resonances (B, R)."""
         hw = self.hw
-        hw.set_ring_drive(drive)
+        self.writer.write(drive)
         t = hw.elapsed_s()
         if self.session.stepped:
             grid = self._windows(predicted_m)
@@ -237,14 +241,15 @@ class _Scanner:
             return extra
         ref = self._ref_m[bank]
         copies = np.r_[ref - self.fsr_m, ref + self.fsr_m]
-        tol = 2 * self.half_window_m / 3
+        tol = 2.0 * self.max_width_m
         unexplained = extra[np.all(np.abs(extra[:, None] - copies[None, :]) > tol, axis=1)] if extra.size else extra
         moved = np.r_[predicted_m - self.fsr_m, predicted_m + self.fsr_m]
         lo, hi = self.band
         return np.r_[unexplained, moved[(moved > lo - tol) & (moved < hi + tol)]]
 
     def _windows(self, predicted_m: np.ndarray) -> np.ndarray:
-        """Stepped benches: only wavelengths near a predicted resonance (each point costs a laser retune)."""
+        """Stepped benches: only wavelengths of the band's grid near a predicted resonance (each point costs a laser
+        retune and a reading of every bank)."""
         step = self.stepped_step_m
         lo = predicted_m.ravel() - self.half_window_m
         hi = predicted_m.ravel() + self.half_window_m
@@ -256,7 +261,8 @@ class _Scanner:
 def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
                          levels: tuple[float, ...] = (0.03, 0.2, 0.3, 0.44, 0.58, 0.72, 0.86, 1.0),
                          target_shift_m: float = 2.0e-9, drive_margin: float = 0.8, step_m: float = 10e-12,
-                         margin_m: float = 0.6e-9, stepped_step_m: float = 10e-12, laser: int = 0,
+                         margin_m: float = 0.6e-9, stepped_step_m: float = 25e-12, stepped_window_fwhm: float = 1.2,
+                         stepped_levels: tuple[float, ...] = (0.03, 0.25, 0.45, 0.65, 0.85, 1.0), laser: int = 0,
                          averaging_time_s: float = 1e-4, bootstrap_fraction: float = 0.05,
                          banks_per_group: int | None = None,
                          progress: Callable[[str, int, int], None] | None = None) -> ThermalModel:
@@ -265,13 +271,20 @@ def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
     (``resonance_of_ring``).
 
     ``levels`` are fractions of ``target_shift_m`` (own shift of the highest level, about the largest operating
-    shift). The first is the probe, small enough (a fraction of a linewidth) that every resonance is tracked from
+    shift); ``stepped_levels`` replace them on benches whose spectra are stepped point by point (each point a
+    laser retune and a reading of every bank), where the scans are also confined to ``stepped_window_fwhm``
+    linewidths around every predicted resonance on a ``stepped_step_m`` grid. There the poles, not the rings'
+    own resonances, are tracked (tens of pm of coupling pull that moves with the neighbours), so the finer
+    scans of a logging bench buy nothing: about 70 scans of ~450 points each, about 50 s here, where 92 scans
+    of ~1200 points took 170 s. The first is the probe, small enough (a fraction of a linewidth) that every resonance is tracked from
     where it was: the probe shows which resonance each heater moves. Heaters driven together: one per bank, at
     most ``len(levels) - 2`` banks (and at most ``banks_per_group``) at a time, so that every ring's fit keeps
     spare scans for the nonlinearity. The first group is preceded by one bootstrap scan at ``bootstrap_fraction``
     of the drive ceiling, which fixes the probe drive from a measured efficiency. ``progress(step, done, total)``
     is called after every scan.
     """
+    if hw.power_meter is None or hw.sweep_ports is None:
+        levels = stepped_levels
     if len(levels) < 2 or not all(0 < f <= 1 for f in levels):
         raise ValueError(f"levels must be at least two fractions in (0, 1], got {levels}")
     nb, nr = hw.n_banks, hw.n_rings
@@ -297,7 +310,7 @@ def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
     own = np.full(n, -1)                        # heater -> resonance it moves (global index b * R + k)
     with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s, through_only=True) as session, \
             _heaters_to_zero(hw):
-        scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m)
+        scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m, stepped_window_fwhm)
         ref_times: list[float] = []
         ref_offsets: list[float] = []
         pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []   # (group, time, centres, drive)
@@ -398,7 +411,7 @@ def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
     model.stats = {"scans": scans, "transactions": hw.transaction_count() - n0, "bench_time_s": elapsed,
                    "groups": len(groups), "group_size": group_size,
                    "max_drive_used": float(np.max(drives)), "drift_m": float(np.ptp(ref_offsets)),
-                   "rings_off_design_order": swapped}
+                   "rings_off_design_order": swapped, "fsr_m": scanner.fsr_m}
     log.info("thermal characterization: %d scans, %d transactions, %s s of bench time", scans,
              model.stats["transactions"], elapsed)
     return model

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from labctl.calibration.drive_writes import DriveWriter
 from labctl.calibration.measure import configure_readout, only_laser
 from scipy.optimize import nnls
 
@@ -683,6 +684,7 @@ def run_weight_sweeps(hw: CalibrationHardware, rmap: ResonanceMap, design: Sweep
     t0, n0 = hw.elapsed_s(), hw.transaction_count()
     point_t, point_n = 0.0, 0
     _lasers_to_channels(hw)
+    writer = DriveWriter(hw)         # a sweep point moves one ring per bank: only those channels are sent
     with only_laser(hw, None):       # every output off; the previous states come back at the end
         for c in range(n_ch):        # one bulk exchange per level; C laser switches in total
             averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[c]), averaging_time_s)
@@ -690,7 +692,7 @@ def run_weight_sweeps(hw: CalibrationHardware, rmap: ResonanceMap, design: Sweep
                 ta, na = hw.elapsed_s(), hw.transaction_count()
                 for s in range(n_cfg):
                     for g in range(n_lvl):
-                        hw.set_ring_drive(design.drive[c, s, g])
+                        writer.write(design.drive[c, s, g])
                         weight[c, s, g] = hw.readout.read().balanced / baseline[:, c]
                 tb = hw.elapsed_s()
                 point_t += 0.0 if ta is None or tb is None else tb - ta
