@@ -374,7 +374,7 @@ def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress 
             laser.set_output(False)
     try:
         with _step("resonance_map", hw, timing, progress, 0, total):
-            rmap = measure_resonance_map(hw)
+            rmap = measure_resonance_map(hw, progress=progress)
         with _step("heaters", hw, timing, progress, 1, total):
             thermal = characterize_heaters(hw, rmap, progress=progress)
         rmap = rmap.in_ring_order(thermal.resonance_of_ring)     # ring r: the resonance heater r moves

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ from scipy.optimize import least_squares, linear_sum_assignment
 from scipy.signal import find_peaks, peak_widths
 
 from .hardware import CalibrationHardware
-from .measure import Spectra, spectra
+from .measure import Spectra, SpectrumSession, spectra
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,19 @@ class _ZeroPoleModel:
         return np.prod(num / den, axis=0)
 
 
+#: Columns per product in :func:`_gram`: small products stay on one thread in OpenBLAS (on the shared 2-core
+#: machine a threaded product of a few hundred columns cost ten times a sum of single-threaded ones).
+GRAM_CHUNK = 64
+
+
+def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b.T summed over column chunks of ``GRAM_CHUNK`` (same result to rounding, single-threaded BLAS)."""
+    out = np.zeros((a.shape[0], b.shape[0]))
+    for s in range(0, a.shape[1], GRAM_CHUNK):    # a handful of chunks per spectrum
+        out += a[:, s:s + GRAM_CHUNK] @ b[:, s:s + GRAM_CHUNK].T
+    return out
+
+
 # -- balanced only: poles ----------------------------------------------------------------------------------------------
 class _PoleModel:
     """Balanced trace = spline envelope + sum_k (a_k Re L_k + b_k Im L_k), L_k = 1/(1 + 2i (x - p_k)/w_k).
@@ -156,7 +170,7 @@ class _PoleModel:
         return np.vstack([self.basis, den, -y * den])
 
     def _solver(self, a: np.ndarray) -> Any:
-        gram = a @ a.T
+        gram = _gram(a, a)
         scale = np.sqrt(np.diag(gram)) + 1e-30
         gram_n = gram / scale[:, None] / scale[None, :] + self.RIDGE * np.eye(gram.shape[0])
         return lambda rhs: np.linalg.solve(gram_n, rhs / scale[:, None] if rhs.ndim == 2 else rhs / scale) / (
@@ -181,7 +195,7 @@ class _PoleModel:
         dm_dy = ca * (-2.0 * y * den * den) + cb * (2.0 * y * y * den * den - den)      # (n, W)
         dy_dp = -2.0 / np.exp(theta[n:, None])
         d = np.vstack([dm_dy * dy_dp, dm_dy * (-y)])                                     # (2n, W): d/dp, d/dlog w
-        return (d - solve(a @ d.T).T @ a).T
+        return (d - solve(_gram(a, d)).T @ a).T
 
 
 # -- one bank ------------------------------------------------------------------------------------------------------------
@@ -659,8 +673,8 @@ def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarra
 
 
 def measure_resonance_map(hw: CalibrationHardware, *, step_m: float | None = None, margin_m: float = 1.5e-9,
-                          red_margin_m: float = 0.9e-9,
-                          laser: int = 0, averaging_time_s: float = 1e-4) -> ResonanceMap:
+                          red_margin_m: float = 0.9e-9, laser: int = 0, averaging_time_s: float = 1e-4,
+                          progress: Callable[[str, int, int], None] | None = None) -> ResonanceMap:
     """All heaters at 0, one scan of the band, every bank fitted; see the module docstring.
 
     The band reaches ``margin_m`` blue of the first channel (rings are designed blue of their channel, and a
@@ -676,7 +690,7 @@ def measure_resonance_map(hw: CalibrationHardware, *, step_m: float | None = Non
     t0, n0 = hw.elapsed_s(), hw.transaction_count()
     hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
     start, stop = band_m(hw, margin_m, red_margin_m)
-    sp = spectra(hw, start, stop, step_m, laser=laser, averaging_time_s=averaging_time_s)
+    sp = _map_scan(hw, start, stop, step_m, laser, averaging_time_s, progress)
     fits = analyze_spectra(sp, hw.n_rings)
     nb, nr, nc = hw.n_banks, hw.n_rings, hw.n_channels
     center = np.vstack([f.center_m for f in fits])
@@ -712,6 +726,27 @@ def measure_resonance_map(hw: CalibrationHardware, *, step_m: float | None = Non
                         baseline=baseline, pole_m=pole, pole_fwhm_m=pole_w, zero_width_m=zero_w, unit=sp.unit,
                         laser_power_w=powers, measured_ports=ports, stats=stats,
                         baseline_uncertainty=baseline_uncertainty)
+
+
+#: Stepped scans of the map are taken in this many pieces, with a progress report after each.
+MAP_SCAN_PIECES = 10
+
+
+def _map_scan(hw: CalibrationHardware, start: float, stop: float, step_m: float, laser: int,
+              averaging_time_s: float, progress: Callable[[str, int, int], None] | None) -> Spectra:
+    """The map's scan: one logging sweep, or a stepped scan in pieces (a point costs a laser retune and a reading
+    of every bank: about 1200 points on the source-meter bench) with progress after each piece."""
+    if progress is None or (hw.power_meter is not None and hw.sweep_ports is not None):
+        return spectra(hw, start, stop, step_m, laser=laser, averaging_time_s=averaging_time_s)
+    grid = start + step_m * np.arange(int(np.floor((stop - start) / step_m + 1e-6)) + 1)
+    parts = []
+    with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s) as session:
+        for k, piece in enumerate(np.array_split(grid, MAP_SCAN_PIECES)):
+            parts.append(session.scan_points(piece))
+            progress("resonance map: laser steps", k + 1, MAP_SCAN_PIECES)
+    first = parts[0]
+    return Spectra(np.concatenate([p.wavelength_m for p in parts]), np.vstack([p.balanced for p in parts]),
+                   None, None, first.unit, first.laser, first.laser_power_w)
 
 
 def _drop_peaks(sp: Spectra, bank: int, fit: BankFit) -> np.ndarray:

@@ -275,15 +275,16 @@ def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
     laser retune and a reading of every bank), where the scans are also confined to ``stepped_window_fwhm``
     linewidths around every predicted resonance on a ``stepped_step_m`` grid. There the poles, not the rings'
     own resonances, are tracked (tens of pm of coupling pull that moves with the neighbours), so the finer
-    scans of a logging bench buy nothing: about 70 scans of ~450 points each, about 50 s here, where 92 scans
-    of ~1200 points took 170 s. The first is the probe, small enough (a fraction of a linewidth) that every resonance is tracked from
+    scans of a logging bench buy nothing: 72 scans of ~400 points each, where 92 scans of ~1200 points took
+    three times as long. The first is the probe, small enough (a fraction of a linewidth) that every resonance is tracked from
     where it was: the probe shows which resonance each heater moves. Heaters driven together: one per bank, at
     most ``len(levels) - 2`` banks (and at most ``banks_per_group``) at a time, so that every ring's fit keeps
     spare scans for the nonlinearity. The first group is preceded by one bootstrap scan at ``bootstrap_fraction``
     of the drive ceiling, which fixes the probe drive from a measured efficiency. ``progress(step, done, total)``
     is called after every scan.
     """
-    if hw.power_meter is None or hw.sweep_ports is None:
+    stepped = hw.power_meter is None or hw.sweep_ports is None
+    if stepped:
         levels = stepped_levels
     if len(levels) < 2 or not all(0 < f <= 1 for f in levels):
         raise ValueError(f"levels must be at least two fractions in (0, 1], got {levels}")
