@@ -22,9 +22,15 @@ calibration, the refinement and the verification. Whatever is common to them can
 * the reading noise of the verification's own readings is no error of the weight set, but adds to
   ``measured - target``; it is measured (two readings of one setting) and removed in quadrature.
 
-So ``accuracy^2 = mean((measured - target)^2) - noise^2 + mean((u_b target)^2)`` (observable part plus the
-reference part). Not in the estimate, and named in the report: the readout's own nonlinearity (power-meter
-linearity, about 0.02 dB on N774x meters), which no reading with one meter separates either.
+* the readout's own nonlinearity cancels the same way (one meter cannot check itself). A power meter's
+  data-sheet linearity (``POWER_METER_LINEARITY_DB``: +-0.02 dB for the N774x class, reference-chip.md; not
+  confirmed here from Keysight's data sheet) enters as a type-B term: a weight is (drop - through) / level, each
+  reading off by up to that bound (uniform) relative to the level's, so with drop ~ (1 + w)/2 and through
+  ~ (1 - w)/2 of the level its standard uncertainty is ``s sqrt((1 + 3 w^2) / 2)``, s = bound / sqrt(3).
+  Source meters on on-chip photodiodes are linear far below this and get none.
+
+So ``accuracy^2 = mean((measured - target)^2) - noise^2 + mean((u_b target)^2) + linearity^2`` (observable part,
+reference part, readout part).
 
 Confidence intervals (95 %) come from the number of vectors: the accuracy's observable part and the precision are
 resampled over vectors (targets) with replacement (bootstrap, seeded); the reference part is held fixed.
@@ -50,6 +56,8 @@ log = logging.getLogger(__name__)
 #: Bootstrap resamples for the confidence intervals, and their level.
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95
+#: Data-sheet linearity bound of the power meters that read the bank ports (see the module docstring).
+POWER_METER_LINEARITY_DB = 0.02
 
 
 @dataclass
@@ -72,6 +80,7 @@ class VerifyResult:
     noise_rms: float = float("nan")             # reading noise of one weight reading (two readings of a setting)
     observable_rms: float = float("nan")        # accuracy seen by the readings (noise removed)
     reference_rms: float = 0.0                  # accuracy part from the reference level's uncertainty
+    linearity_rms: float = 0.0                  # accuracy part from the readout's data-sheet nonlinearity
     accuracy_bits_ci: tuple[float, float] = (float("nan"), float("nan"))
     precision_rms: float = float("nan")
     precision_bits: float = float("nan")
@@ -88,13 +97,13 @@ class VerifyResult:
                 "accuracy_bits_ci95": list(self.accuracy_bits_ci), "raw_rmse": self.raw_rmse,
                 "raw_bits": bits(self.span, self.raw_rmse), "noise_rms": self.noise_rms,
                 "observable_rms": self.observable_rms, "observable_bits": bits(self.span, self.observable_rms),
-                "reference_rms": self.reference_rms, "precision_rms": self.precision_rms,
+                "reference_rms": self.reference_rms, "linearity_rms": self.linearity_rms,
+                "precision_rms": self.precision_rms,
                 "precision_bits": self.precision_bits, "precision_bits_ci95": list(self.precision_bits_ci),
                 "precision_targets": int(np.unique(self.setting_target[self.n:]).size),
                 "settings": int(self.setting_target.size), "elapsed_s": self.elapsed_s, "wall_s": self.wall_s,
                 "transactions": self.transactions, "calibration_sha256": self.calibration_sha256,
-                "mean_refine_iterations": float(np.mean(self.refine_iterations)) if self.refine_iterations else 0.0,
-                "not_estimated": "readout nonlinearity (one meter cannot check itself)"}
+                "mean_refine_iterations": float(np.mean(self.refine_iterations)) if self.refine_iterations else 0.0}
 
 
 def bits(span: float, rmse: float) -> float:
@@ -116,14 +125,22 @@ def reference_uncertainty(cal: Calibration) -> np.ndarray:
     return np.zeros(nb) if u is None else np.nan_to_num(np.asarray(u, dtype=float).reshape(nb), nan=0.0)
 
 
-def accuracy_estimate(measured: np.ndarray, targets: np.ndarray, noise_rms: float,
-                      reference_u: np.ndarray) -> tuple[float, float, float]:
-    """(accuracy rms, observable rms, reference rms) from readings of n settings (n, B, R): see the module
-    docstring. The observable part is floored at zero (never negative variance)."""
+def linearity_rms(targets: np.ndarray, linearity_db: float) -> float:
+    """rms weight error of a readout whose readings are each within +-``linearity_db`` (uniform), see the module
+    docstring."""
+    s = (10.0 ** (abs(linearity_db) / 10.0) - 1.0) / np.sqrt(3.0)
+    return float(s * np.sqrt(np.mean((1.0 + 3.0 * np.asarray(targets) ** 2) / 2.0)))
+
+
+def accuracy_estimate(measured: np.ndarray, targets: np.ndarray, noise_rms: float, reference_u: np.ndarray,
+                      linearity: float = 0.0) -> tuple[float, float, float]:
+    """(accuracy rms, observable rms, reference rms) from readings of n settings (n, B, R) and the readout's
+    linearity part (rms): see the module docstring. The observable part is floored at zero (never negative
+    variance)."""
     mse_obs = float(np.mean((measured - targets) ** 2)) - noise_rms ** 2
     ref_ms = float(np.mean((reference_u[None, :, None] * targets) ** 2))
     obs = float(np.sqrt(max(mse_obs, 0.0)))
-    return float(np.sqrt(max(mse_obs, 0.0) + ref_ms)), obs, float(np.sqrt(ref_ms))
+    return float(np.sqrt(max(mse_obs, 0.0) + ref_ms + linearity ** 2)), obs, float(np.sqrt(ref_ms))
 
 
 def precision_estimate(measured: np.ndarray, target_of: np.ndarray) -> float:
@@ -150,6 +167,7 @@ def _interval(samples: np.ndarray, span: float) -> tuple[float, float]:
 
 def verify(cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = False,
            precision_targets: int | None = None, repeats: int = 3, noise_pairs: int = 2,
+           readout_linearity_db: float | None = None,
            progress: Callable[[str, int, int], None] | None = None,
            on_applied: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> VerifyResult:
     """Set ``n`` random weight matrices through ``cal`` (bound to its hardware), measure each, report accuracy and
@@ -157,7 +175,8 @@ def verify(cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = F
 
     Then ``precision_targets`` of them (default: a quarter, at least 2) are set again ``repeats - 1`` more times,
     the targets taken in turn so that every setting starts from another one. The first ``noise_pairs`` settings
-    are read twice (reading noise). ``on_applied(k, drive, target)`` is called while setting k is applied (before
+    are read twice (reading noise). ``readout_linearity_db``: the readout's linearity bound (default: the power
+    meters' data-sheet value when the bank ports are read by power meters, else 0). ``on_applied(k, drive, target)`` is called while setting k is applied (before
     it is measured), for a procedure that wants ground truth at that moment; settings are numbered as
     ``setting_target`` lists them.
     """
@@ -188,7 +207,10 @@ def verify(cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = F
     err = first - targets
     noise = float(np.sqrt(np.mean(np.square(pairs)) / 2.0)) if pairs else 0.0
     ref_u = reference_uncertainty(cal)
-    acc, obs, ref = accuracy_estimate(first, targets, noise, ref_u)
+    if readout_linearity_db is None:
+        readout_linearity_db = POWER_METER_LINEARITY_DB if hw.power_meter is not None else 0.0
+    lin = linearity_rms(targets, readout_linearity_db)
+    acc, obs, ref = accuracy_estimate(first, targets, noise, ref_u, lin)
     target_of = np.asarray(order)
     prec = precision_estimate(measured, target_of)
     span = cal.span
@@ -198,7 +220,7 @@ def verify(cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = F
     rep = np.unique(target_of[n:])
     for m in range(BOOTSTRAP):       # resampling only (no instrument): vectors with replacement
         pick = rng.integers(0, n, n)
-        boot_acc[m] = accuracy_estimate(first[pick], targets[pick], noise, ref_u)[0]
+        boot_acc[m] = accuracy_estimate(first[pick], targets[pick], noise, ref_u, lin)[0]
         if rep.size:
             chosen = rng.choice(rep, rep.size)
             rows = np.concatenate([np.flatnonzero(target_of == t) for t in chosen])
@@ -210,7 +232,8 @@ def verify(cal: Calibration, *, n: int = 20, seed: int = 12345, refine: bool = F
                        refine_iterations=iters, elapsed_s=None if t0 is None or t1 is None else t1 - t0,
                        wall_s=time.perf_counter() - wall0, transactions=hw.transaction_count() - n0,
                        calibration_sha256=cal.sha256, raw_rmse=float(np.sqrt(np.mean(err ** 2))), noise_rms=noise,
-                       observable_rms=obs, reference_rms=ref, accuracy_bits_ci=_interval(boot_acc, span),
+                       observable_rms=obs, reference_rms=ref, linearity_rms=lin,
+                       accuracy_bits_ci=_interval(boot_acc, span),
                        precision_rms=prec, precision_bits=bits(span, prec),
                        precision_bits_ci=_interval(boot_prec, span), setting_target=target_of,
                        setting_measured=measured, setting_drives=drives)

@@ -117,7 +117,8 @@ def summarize(report: dict[str, Any]) -> str:
               f"{report['precision_rms']:.5f} -> {report['precision_bits']:.2f} bits{ci('precision_bits_ci95')} "
               f"({report['precision_targets']} targets, each set "
               f"{1 + (report['settings'] - report['n']) // max(report['precision_targets'], 1)} times)"),
-             f"  not estimated: {report.get('not_estimated', '')}; max |reading - target| {report['max_error']:.4f}"]
+             (f"            readout linearity {report['linearity_rms']:.5f} (data-sheet bound of the meters; none "
+              f"for source meters); max |reading - target| {report['max_error']:.4f}")]
     if "true_rmse" in report:
         lines.append(f"  true (emulator): accuracy {report['true_rmse']:.5f} -> {report['true_bits']:.2f} bits, "
                      f"precision {report['true_precision_bits']:.2f} bits; without one scale per bank "
