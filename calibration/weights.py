@@ -25,10 +25,14 @@ Operating window: heaters only red-shift. A ring starting delta0 blue of its cha
 (delta from its peak up to min(delta0 - worst crosstalk, cap)): weights from low to the peak as it is heated. A ring
 starting too close to (or red of) its channel uses the *far* branch (delta from its peak down to -cap). ``cap``
 (0.45 channel spacings) keeps every ring at least half a spacing away from the neighbouring channels, where its
-tail would dominate them. The achievable range [w_min, w_max] is the range reachable for every configuration of
-the neighbours inside their windows (evaluated with the model), so any target in range is reachable jointly. A
-ring for which no weight is reachable for every neighbour setting is held at one value (w_min = w_max) and
-reported unusable rather than failing the bank.
+tail would dominate them. The windows are then narrowed jointly (:func:`joint_windows`): any detunings inside
+them must need no cooling (the neighbours' crosstalk can already push a ring past part of its window) and no heat
+beyond a heater's drive limit. The achievable range [w_min, w_max] is the range reachable for every configuration
+of the neighbours inside their windows (evaluated with the model), so any target in range is reachable jointly.
+What cannot be reached shrinks the range instead of stopping the calibration: a ring red of its channel (its peak
+is out of reach), a window cut by crosstalk or by the drive limit, a ring with no weight reachable for every
+neighbour setting (held at one value, w_min = w_max). Each is recorded with its reasons in ``meta["restricted"]``
+(and in the calibration file), and the calibration warns once.
 
 Inverse (``WeightModel.solve``): a fixed point over the neighbour terms; inside it every ring's own curve is
 inverted on its monotone window by vectorized bisection (all rings at once, 48 halvings: exact to far below a
