@@ -343,6 +343,17 @@ def _summary(values: Any) -> dict[str, float]:
     return {"median": float(np.median(v)), "max": float(np.max(v))}
 
 
+def _effective_max_drive(limits: DriveLimits) -> np.ndarray:
+    """(N,) largest drive of every heater that passes the bench's limits on its own: the drive limit, or less
+    where the per-heater power limit binds first (power as the safety layer estimates it, worst case)."""
+    if limits.power_w is None:
+        return np.asarray(limits.max_drive, dtype=float).copy()
+    grid = np.linspace(0.0, 1.0, 1001)[:, None] * np.asarray(limits.max_drive, dtype=float)[None, :]
+    ok = np.asarray(limits.power_w(grid), dtype=float) <= np.asarray(limits.max_power_w, dtype=float)[None, :]
+    last = ok.shape[0] - 1 - np.argmax(ok[::-1], axis=0)
+    return grid[last, np.arange(grid.shape[1])]
+
+
 def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
     """One warning for every ring whose achievable range had to shrink (the artifact keeps the details)."""
     if not restricted:
@@ -378,6 +389,7 @@ def calibrate(hw: CalibrationHardware, refine: bool = False, progress: Progress 
         with _step("heaters", hw, timing, progress, 1, total):
             thermal = characterize_heaters(hw, rmap, progress=progress)
         rmap = rmap.in_ring_order(thermal.resonance_of_ring)     # ring r: the resonance heater r moves
+        thermal.max_drive = _effective_max_drive(limits)         # the windows respect the power limits too
         with _step("weights", hw, timing, progress, 2, total):
             wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
                                           neighbour_channels=neighbour_channels, seed=seed, progress=progress,

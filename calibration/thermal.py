@@ -360,7 +360,8 @@ def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
             centres = measure(drive, ref)
             pending.append((gi, scanner.times_s[-1], centres, drive.copy()))
             probe_shift = centres - ref
-            mine = _identify(hw, heaters, probe_shift, eta_guess * u_probe ** 2, own, center0)
+            mine = _identify(hw, heaters, probe_shift, eta_guess * u_probe ** 2, own, center0,
+                             close_m=float(np.median(width)))
             own[heaters] = mine
             eta_own = probe_shift[mine] / u_probe ** 2
             u_top = np.minimum(np.sqrt(target_shift_m / eta_own), ceiling[heaters])
@@ -401,9 +402,13 @@ def characterize_heaters(hw: CalibrationHardware, rmap: ResonanceMap, *,
     drives = np.vstack(drives_rows)
     rows = np.asarray(group_of_row)
     model = _fit(hw, groups, shifts, drives, rows, own)
+    settled = _settle_pairs(hw, model.crosstalk, own, center0, float(np.median(width)))
+    if not np.array_equal(settled, own):
+        own = settled
+        model = _fit(hw, groups, shifts, drives, rows, own)
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
-    _verify_order(hw, model.crosstalk, nb, nr)
+    _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)))
     swapped = int(np.sum(model.resonance_of_ring != np.arange(nr)[None, :]))
     if swapped:
         log.info("ring order: %d heater(s) move a resonance other than the one at their design place "
@@ -500,13 +505,15 @@ def _heater_name(hw: CalibrationHardware, j: int) -> str:
 
 
 def _identify(hw: CalibrationHardware, heaters: np.ndarray, shift: np.ndarray, expected: np.ndarray | None,
-              own: np.ndarray, center_m: np.ndarray) -> np.ndarray:
+              own: np.ndarray, center_m: np.ndarray, close_m: float = 0.0) -> np.ndarray:
     """The resonance (global index) each of ``heaters`` moves most within its bank, from one small step.
 
     The chip decides the order, not the design: a resonance sitting red of its neighbour's is simply another
     ring's. Only what no order explains is an error (:class:`RingOrderError`, one line): a heater that moves no
     resonance (expected own shift ``expected``, when known), one that moves two alike, or a resonance already
-    claimed by another heater of the bank (``own``: heater -> resonance so far, -1 unknown)."""
+    claimed by another heater of the bank (``own``: heater -> resonance so far, -1 unknown) unless an unclaimed
+    resonance lies within ``close_m`` of it (two rings within a linewidth are one feature whose labels the fit may
+    swap)."""
     nr = hw.n_rings
     out = np.empty(heaters.size, dtype=int)
     for k, j in enumerate(heaters):                          # one heater per bank: a handful
@@ -522,11 +529,22 @@ def _identify(hw: CalibrationHardware, heaters: np.ndarray, shift: np.ndarray, e
             raise RingOrderError(f"{_heater_name(hw, int(j))} moves no resonance of its bank (largest red shift "
                                  f"{top * 1e12:.2f} pm{want}): check that this channel is connected to a ring "
                                  "heater of that bank")
-        if second > MAX_SECOND_FRACTION * top:
+        pair = nr > 1 and abs(center_m[b * nr + int(order[1])] - center_m[b * nr + int(order[0])]) < close_m
+        if second > MAX_SECOND_FRACTION * top and not pair:
             raise RingOrderError(f"{_heater_name(hw, int(j))} moves resonances {int(order[0])} and {int(order[1])} "
                                  f"of its bank alike ({top * 1e12:.2f} and {second * 1e12:.2f} pm): one channel on "
                                  "two heaters? check the heater wiring of that bank")
         claimed = np.flatnonzero((own == res) & (np.arange(own.size) != j))
+        if claimed.size and close_m > 0:
+            # resonances closer than a linewidth are one feature whose two labels the fit may swap: the heater
+            # takes the other one of the pair if nobody has it
+            bank_res = np.arange(b * nr, (b + 1) * nr)
+            free = bank_res[~np.isin(bank_res, own) & (np.abs(center_m[bank_res] - center_m[res]) < close_m)]
+            if free.size:
+                log.info("%s: resonances %d and %d of its bank are %.1f pm apart (one feature); it takes %d",
+                         _heater_name(hw, int(j)), int(order[0]), int(free[0] % nr),
+                         abs(center_m[free[0]] - center_m[res]) * 1e12, int(free[0] % nr))
+                res, claimed = int(free[0]), np.empty(0, dtype=int)
         if claimed.size:
             raise RingOrderError(f"{_heater_name(hw, int(claimed[0]))} and {_heater_name(hw, int(j))} both move "
                                  f"{where} most: two channels on one ring, or a ring without heater? check the "
@@ -535,11 +553,45 @@ def _identify(hw: CalibrationHardware, heaters: np.ndarray, shift: np.ndarray, e
     return out
 
 
-def _verify_order(hw: CalibrationHardware, k_matrix: np.ndarray, n_banks: int, n_rings: int) -> None:
-    """The fitted model (ring order) must have every heater moving its own ring most within its bank."""
+def _settle_pairs(hw: CalibrationHardware, k_matrix: np.ndarray, own: np.ndarray, center_m: np.ndarray,
+                  close_m: float) -> np.ndarray:
+    """Heater -> resonance after the fit: within each bank the assignment that gives every heater the largest
+    own shift (``k_matrix`` rows in ring order by ``own``). It may differ from the probes' only within a pair of
+    resonances closer than ``close_m`` (one feature, whose labels the tracking may have swapped); elsewhere the
+    probes stand and :func:`_verify_order` judges."""
+    from scipy.optimize import linear_sum_assignment
+
+    nb, nr = hw.n_banks, hw.n_rings
+    out = own.copy()
+    for b in range(nb):              # one small assignment per bank
+        idx = np.arange(b * nr, (b + 1) * nr)
+        block = k_matrix[np.ix_(idx, idx)]                  # (ring, heater)
+        ring_of_heater = linear_sum_assignment(-block.T)[1]
+        moved = np.flatnonzero(ring_of_heater != np.arange(nr))
+        if moved.size and np.all(np.abs(center_m[own[idx[ring_of_heater[moved]]]] - center_m[own[idx[moved]]])
+                                 < close_m):
+            out[idx] = own[idx[ring_of_heater]]
+            log.info("bank %d: heaters %s take the other resonance of their pair (one feature)", b, moved.tolist())
+    return out
+
+
+def _verify_order(hw: CalibrationHardware, k_matrix: np.ndarray, n_banks: int, n_rings: int,
+                  center_m: np.ndarray | None = None, close_m: float = 0.0) -> None:
+    """The fitted model (ring order) must have every heater moving its own ring most within its bank, except
+    within a pair of rings closer than ``close_m`` (ring-order centres ``center_m``, (B, R)): one feature, whose
+    shifts the tracking cannot share out (the model is approximate there; logged)."""
     blocks = k_matrix.reshape(n_banks, n_rings, n_banks, n_rings)
     own = blocks[np.arange(n_banks), :, np.arange(n_banks), :]       # (B, R ring, R heater)
-    wrong = np.argmax(own, axis=1) != np.arange(n_rings)[None, :]
+    most = np.argmax(own, axis=1)
+    wrong = most != np.arange(n_rings)[None, :]
+    if wrong.any() and center_m is not None:
+        b_idx, r_idx = np.nonzero(wrong)
+        pair = np.abs(center_m[b_idx, most[b_idx, r_idx]] - center_m[b_idx, r_idx]) < close_m
+        for b, r in zip(b_idx[pair], r_idx[pair]):       # the coincident pairs: a handful at most
+            log.warning("bank %d: rings %d and %d coincide within %.0f pm: their heaters' shifts cannot be told "
+                        "apart, the thermal model is approximate for them", b, r, most[b, r],
+                        abs(center_m[b, most[b, r]] - center_m[b, r]) * 1e12)
+        wrong[b_idx[pair], r_idx[pair]] = False
     if wrong.any():
         b, r = (int(v) for v in np.argwhere(wrong)[0])
         raise RingOrderError(f"{_heater_name(hw, b * n_rings + r)} moves ring {int(np.argmax(own[b, :, r]))} more "
