@@ -24,6 +24,7 @@ nonlinearity 0.05 dB, drift x5, RIN -130 dB/Hz, wavelength repeatability 2 pm).
 
     python bench/calibration_report.py --seeds 32 --variant-seeds 4 --out runs/calibration_report   # the study
     python bench/calibration_report.py --cases default current --seeds 2 --variant-seeds 1           # a subset
+    python bench/calibration_report.py --only spread1nm-s2 --merge      # rerun one case into the earlier results
 
 The study is long (about a minute of one core per chip); run it once, in the background, under ``nice``.
 """
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=32, help="seeds 0..N-1 of the default chip")
     parser.add_argument("--variant-seeds", type=int, default=4, help="seeds 0..N-1 of every harsh variant")
     parser.add_argument("--cases", nargs="*", help=f"only these families ({', '.join(FAMILY)})")
+    parser.add_argument("--only", nargs="*", help="only these cases by name (e.g. default-s0 spread1nm-s2)")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge into the results already in --out (the cases run here replace theirs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
@@ -181,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     locks.mkdir(exist_ok=True)
     results = []
     todo = cases(args.seeds, args.variant_seeds, args.cases)
+    if args.only:
+        todo = [c for c in todo if c[0] in args.only]
     t_start = time.perf_counter()
     for k, (name, kind, seed, overrides) in enumerate(todo):
         print(f"[report] {k + 1}/{len(todo)} {name} ({time.perf_counter() - t_start:.0f} s so far)",
@@ -198,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{f['bits']:.2f} (true {f.get('true_bits', 0):.2f}) bits; precision {f['precision_bits']:.2f} (true "
               f"{f.get('true_precision_bits', 0):.2f}); calibration wall {r['wall_s']['calibrate']:.0f} s",
               file=sys.stderr, flush=True)
+    if args.merge and (out / "report.json").exists():
+        ran = {r["case"] for r in results}
+        earlier = [r for r in json.loads((out / "report.json").read_text()) if r["case"] not in ran]
+        order = {name: k for k, (name, _, _, _) in enumerate(cases(args.seeds, args.variant_seeds, None))}
+        results = sorted(earlier + results, key=lambda r: order.get(r["case"], len(order)))
     md = table(results) + "\n\n" + distribution(results)
     (out / "report.md").write_text(md + "\n")
     (out / "report.json").write_text(json.dumps(results, indent=1, default=str))
