@@ -410,6 +410,7 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
         model = _fit(hw, groups, shifts, drives, rows, own)
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
+    _share_coincident(model, center0[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * float(np.median(width)))
     _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)))
     swapped = int(np.sum(model.resonance_of_ring != np.arange(nr)[None, :]))
     if swapped:
@@ -495,6 +496,9 @@ def _resistance(hw: BenchSession, drive: np.ndarray) -> np.ndarray | None:
     return np.where((u > 0) & (p > 0), r, np.nan)
 
 
+#: Rings closer than this many linewidths at zero drive are one feature to the tracking (their crosstalk rows
+#: are shared out, :func:`_share_coincident`); pairs a linewidth apart are still separated by the bank fit.
+COINCIDENT_LINEWIDTHS = 0.3
 #: The heater's own resonance must move at least this fraction of the expected own shift ...
 MIN_OWN_FRACTION = 0.3
 #: ... and the next-largest move in its bank must stay below this fraction of it (else: one heater on two rings).
@@ -575,6 +579,30 @@ def _settle_pairs(hw: BenchSession, k_matrix: np.ndarray, own: np.ndarray, cente
             out[idx] = own[idx[ring_of_heater]]
             log.info("bank %d: heaters %s take the other resonance of their pair (one feature)", b, moved.tolist())
     return out
+
+
+def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float) -> None:
+    """Rings of one bank closer than ``close_m`` at zero drive (ring-order centres, (B, R)) are one feature: the
+    tracking cannot share their shifts out, and their rows of the crosstalk matrix come out mixed (nearly equal
+    rows make it singular). Each heater of such a pair gets the larger of the pair's moves as its own and the
+    smaller as its crosstalk onto the partner; the other heaters' crosstalk onto the pair is split evenly."""
+    nb, nr = center_m.shape
+    k = model.crosstalk
+    for b in range(nb):              # a pair at most every few banks
+        c = center_m[b]
+        for i, j in zip(*np.nonzero(np.triu(np.abs(c[:, None] - c[None, :]) < close_m, 1))):
+            gi, gj = b * nr + int(i), b * nr + int(j)
+            col_i, col_j = k[[gi, gj], gi], k[[gi, gj], gj]
+            rest = np.ones(k.shape[0], dtype=bool)
+            rest[[gi, gj]] = False
+            mean = 0.5 * (k[gi, rest] + k[gj, rest])
+            k[gi, rest] = k[gj, rest] = mean
+            k[gi, gi], k[gj, gi] = col_i.max(), col_i.min()
+            k[gj, gj], k[gi, gj] = col_j.max(), col_j.min()
+            log.warning("bank %d: rings %d and %d coincide within %.0f pm at zero drive; their heaters' shifts "
+                        "cannot be told apart (thermal model approximate for them)", b, i, j,
+                        abs(c[i] - c[j]) * 1e12)
+    model.efficiency_m_per_unit = np.diag(k).copy()
 
 
 def _verify_order(hw: BenchSession, k_matrix: np.ndarray, n_banks: int, n_rings: int,
