@@ -3,7 +3,8 @@
 Steps (each one bulk instrument exchange per point, progress reported per step):
   1. resonance map (``resonances.measure_resonance_map``): zero-drive resonances, widths, channel assignment,
      the per-bank baseline that normalises readings to weights;
-  2. heater characterization (``characterize_heaters``): efficiency, self-heating, crosstalk matrix;
+  2. heater characterization (``characterize_heaters``): efficiency, self-heating, crosstalk matrix, and which
+     resonance each heater moves (the map is put in ring order);
   3. weight sweeps (``weights.measure_weight_model``): the bank-level weight model and achievable ranges;
   4. drift reference (``drift.record_reference``): a few settings measured now, for later drift checks.
 The heaters are left at zero and the lasers off at the end.
@@ -19,6 +20,7 @@ every run that uses it).
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -337,6 +339,29 @@ def _summary(values: Any) -> dict[str, float]:
     return {"median": float(np.median(v)), "max": float(np.max(v))}
 
 
+def _effective_max_drive(limits: HeaterLimits) -> np.ndarray:
+    """(N,) largest drive of every heater that passes the bench's limits on its own: the drive limit, or less
+    where the per-heater power limit binds first (power as the safety layer estimates it, worst case)."""
+    if limits.max_power_w is None or limits.worst_resistance_ohm is None:
+        return np.asarray(limits.max_drive, dtype=float).copy()
+    grid = np.linspace(0.0, 1.0, 1001)[:, None] * np.asarray(limits.max_drive, dtype=float)[None, :]
+    ok = np.asarray(limits.power_w(grid), dtype=float) <= np.asarray(limits.max_power_w, dtype=float)[None, :]
+    last = ok.shape[0] - 1 - np.argmax(ok[::-1], axis=0)
+    return grid[last, np.arange(grid.shape[1])]
+
+
+def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
+    """One warning for every ring whose achievable range had to shrink (the artifact keeps the details)."""
+    if not restricted:
+        return
+    held = sum(1 for e in restricted if any("held" in why for why in e["reasons"]))
+    first = restricted[0]
+    log.warning("%d ring(s) cannot reach part of their weight range and were restricted (%d held at one weight); "
+                "first: bank %d ring %d: %s, range %.3f..%.3f (all in the calibration file's fit_quality.restricted)",
+                len(restricted), held, first["bank"], first["ring"], "; ".join(first["reasons"]), first["range"][0],
+                first["range"][1])
+
+
 def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
               seed: int = 0, thermal: ThermalModel | None = None) -> Calibration:
@@ -358,10 +383,15 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
             laser.set_output(False)
     try:
         with _step("resonance_map", hw, timing, progress, 0, total):
-            rmap = measure_resonance_map(hw)
+            rmap = measure_resonance_map(hw, progress=progress)
         if thermal is None:
             with _step("heaters", hw, timing, progress, 1, total):
-                thermal = characterize_heaters(hw, rmap)
+                thermal = characterize_heaters(hw, rmap, progress=progress)
+        rmap = rmap.in_ring_order(thermal.resonance_of_ring)     # ring r: the resonance heater r moves
+        max_drive = _effective_max_drive(hw.limits)              # the windows respect the power limits too
+        if not np.array_equal(np.asarray(thermal.max_drive, dtype=float), max_drive):
+            thermal = copy.copy(thermal)                         # a kept model is shared: change a copy
+            thermal.max_drive = max_drive
         with _step("weights", hw, timing, progress, 2, total):
             wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
                                           neighbour_channels=neighbour_channels, seed=seed, progress=progress,
@@ -381,8 +411,12 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
                 "span": wmodel.span,
                 "usable_rings": int(np.sum(wmodel.w_max > wmodel.w_min)),
                 "unusable": [[int(b), int(r)] for b, r in np.argwhere(~(wmodel.w_max > wmodel.w_min))],
+                "restricted": list(wmodel.meta.get("restricted", [])),
+                "reference_uncertainty": None if rmap.baseline_uncertainty is None
+                else [float(u) for u in rmap.baseline_uncertainty],
             },
         }
+        _warn_restricted(wmodel.meta.get("restricted", []))
         cal = Calibration(rmap, thermal, wmodel, info=info, refine_default=refine)
         with _step("drift_reference", hw, timing, progress, 3, total):
             cal.drift_reference = record_reference(hw, cal, n_ref=n_drift_references)

@@ -30,15 +30,17 @@ On benches that only see the balanced photocurrent (drop - through) the zeros ar
 trace is fitted as a smooth envelope plus a Lorentzian and a dispersive term per pole (its partial-fraction form),
 and the *poles* are reported as centres, with the pull that implies (documented accuracy: tens of pm).
 
-Ring identity: ring ``i`` of a bank is designed blue of channel ``i`` with less than half a channel spacing of
-fabrication spread, so the resonances sorted by wavelength are rings ``0..R-1`` and ring ``i`` belongs to channel
-``i``. :func:`labctl.calibration.thermal.characterize_heaters` verifies it (each heater must move its own ring
-most) and refuses a map whose order is wrong.
+Ring identity: the k-th resonance of a bank by wavelength serves channel k (heaters only red-shift, so the order
+along the grid is kept). Which ring (heater) it is, the heaters decide: fabrication offsets of a few tenths of a
+nanometre swap neighbouring rings against a 1 nm grid. :func:`labctl.calibration.thermal.characterize_heaters`
+finds the resonance each heater moves and :meth:`ResonanceMap.in_ring_order` puts the map in ring order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +50,7 @@ from scipy.optimize import least_squares, linear_sum_assignment
 from scipy.signal import find_peaks, peak_widths
 
 from labctl.drivers.interfaces import BenchSession
-from .measure import Spectra, emit, spectra
+from .measure import Spectra, SpectrumSession, emit, spectra
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +133,26 @@ class _ZeroPoleModel:
         return np.prod(num / den, axis=0)
 
 
+#: Columns per product in :func:`_gram`: small products stay on one thread in OpenBLAS (on the shared 2-core
+#: machine a threaded product of a few hundred columns cost ten times a sum of single-threaded ones).
+GRAM_CHUNK = 64
+
+
+def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b.T summed over column chunks of ``GRAM_CHUNK`` (same result to rounding, single-threaded BLAS)."""
+    out = np.zeros((a.shape[0], b.shape[0]))
+    for s in range(0, a.shape[1], GRAM_CHUNK):    # a handful of chunks per spectrum
+        out += a[:, s:s + GRAM_CHUNK] @ b[:, s:s + GRAM_CHUNK].T
+    return out
+
+
 # -- balanced only: poles ----------------------------------------------------------------------------------------------
 class _PoleModel:
     """Balanced trace = spline envelope + sum_k (a_k Re L_k + b_k Im L_k), L_k = 1/(1 + 2i (x - p_k)/w_k).
 
-    Linear in the envelope and the a, b coefficients; the poles (p, log w) are fitted by variable projection.
+    Linear in the envelope and the a, b coefficients; the poles (p, log w) are fitted by variable projection,
+    with Kaufman's Jacobian (the derivative of the model at fixed linear coefficients, projected off the span of
+    the design): one linear solve per step instead of one per parameter and step.
     """
 
     RIDGE = 1e-9
@@ -143,22 +160,42 @@ class _PoleModel:
     def __init__(self, x: np.ndarray, n: int, basis: np.ndarray, data: np.ndarray) -> None:
         self.x, self.n, self.basis, self.data = x, n, basis, data
 
-    def design(self, theta: np.ndarray) -> np.ndarray:
+    def _terms(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = self.n
         y = 2 * (self.x[None, :] - theta[:n, None]) / np.exp(theta[n:, None])
-        den = 1.0 / (1.0 + y * y)
+        return y, 1.0 / (1.0 + y * y)
+
+    def design(self, theta: np.ndarray) -> np.ndarray:
+        y, den = self._terms(theta)
         return np.vstack([self.basis, den, -y * den])
+
+    def _solver(self, a: np.ndarray) -> Any:
+        gram = _gram(a, a)
+        scale = np.sqrt(np.diag(gram)) + 1e-30
+        gram_n = gram / scale[:, None] / scale[None, :] + self.RIDGE * np.eye(gram.shape[0])
+        return lambda rhs: np.linalg.solve(gram_n, rhs / scale[:, None] if rhs.ndim == 2 else rhs / scale) / (
+            scale[:, None] if rhs.ndim == 2 else scale)
 
     def solve_linear(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = self.design(theta)
-        gram = a @ a.T
-        scale = np.sqrt(np.diag(gram)) + 1e-30
-        gram_n = gram / scale[:, None] / scale[None, :] + self.RIDGE * np.eye(gram.shape[0])
-        coef = np.linalg.solve(gram_n, (a @ self.data) / scale) / scale
+        coef = self._solver(a)(a @ self.data)
         return coef, coef @ a
 
     def residual(self, theta: np.ndarray) -> np.ndarray:
         return self.solve_linear(theta)[1] - self.data
+
+    def jac(self, theta: np.ndarray) -> np.ndarray:
+        """(W, 2n) Kaufman Jacobian of :meth:`residual`."""
+        n, nb = self.n, self.basis.shape[0]
+        y, den = self._terms(theta)
+        a = np.vstack([self.basis, den, -y * den])
+        solve = self._solver(a)
+        coef = solve(a @ self.data)
+        ca, cb = coef[nb:nb + n, None], coef[nb + n:, None]
+        dm_dy = ca * (-2.0 * y * den * den) + cb * (2.0 * y * y * den * den - den)      # (n, W)
+        dy_dp = -2.0 / np.exp(theta[n:, None])
+        d = np.vstack([dm_dy * dy_dp, dm_dy * (-y)])                                     # (2n, W): d/dp, d/dlog w
+        return (d - solve(_gram(a, d)).T @ a).T
 
 
 # -- one bank ------------------------------------------------------------------------------------------------------------
@@ -462,7 +499,7 @@ def _fit_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: i
         c, w = _complete(peaks, widths, n_rings)
     n = c.size
     model = _PoleModel(x, n, basis, data)
-    sol = least_squares(model.residual, np.concatenate([c, np.log(w)]), method="lm", x_scale="jac",
+    sol = least_squares(model.residual, np.concatenate([c, np.log(w)]), jac=model.jac, method="lm", x_scale="jac",
                         max_nfev=max_nfev * (2 * n + 1))
     theta = sol.x
     coef, pred = model.solve_linear(theta)
@@ -494,40 +531,61 @@ def bare_linewidths(pole_fwhm_m: np.ndarray) -> np.ndarray:
     return np.full_like(w, float(np.mean(w)))
 
 
-#: The far level is fitted on this fraction of the scan: the points farthest from every ring (in linewidths).
-FAR_FRACTION = 0.10
-#: A straight line needs the far points spread over at least this fraction of the band (else a constant level).
-FAR_MIN_SPREAD = 0.4
+#: Far-level fit on balanced-only benches: how far (nm) each pole may move and by what factor its width may change.
+FAR_POLE_MOVE_NM = 0.05
+FAR_WIDTH_FACTOR = 2.0
+#: The level's standard uncertainty is this many times the fit's misfit (relative to the level). With both ports
+#: the misfit (0.2-0.45 %) covered the level's error (<= 0.3 %) on every emulated chip tried; on the balanced
+#: output it fell short by up to 2.5 times (errors up to 5.4 % against a 2.2 % misfit: the coherent coupling of
+#: the rings' tails is not a sum of pole terms there), hence the larger factor.
+FAR_COVERAGE_PORTS = 1.0
+FAR_COVERAGE_BALANCED = 2.5
 
 
-def _far_level(sp: Spectra, bank: int, fit: BankFit, channel_wl: np.ndarray) -> np.ndarray:
-    """Through level with every ring far away, at ``channel_wl``, readout units.
+def _far_level(sp: Spectra, bank: int, fit: BankFit) -> tuple[float, float]:
+    """The bank's level with every ring absent (weight -1) and its relative standard uncertainty, readout units.
 
-    With both ports: through + drop (energy conservation: the bus coupling between rings only moves light between
-    the ports; what is missing is the rings' own loss) on the ``FAR_FRACTION`` of the scan farthest from every ring
-    in units of its linewidth, a straight line over the band (a constant when those points cluster in less than
-    ``FAR_MIN_SPREAD`` of it). Ranking by distance instead of a fixed distance keeps the estimate on the points
-    least touched by the rings' loss tails on any chip: with wide lines few points are 3 linewidths from every
-    ring (on a loaded-Q-5000 chip the old 3-linewidth rule fell back to the envelope and was off by up to 12 %;
-    the farthest tenth is within about 4 %, and within about 1.6 % on the reference chip where the 3-linewidth
-    rule gave 1.8 %, scored against the emulator). Balanced only: a straight line through the fitted envelope.
-    The line admits a coupler tilt, not a curvature.
+    No heater setting clears the band (the rings of a bank fill nearly a free spectral range, and their tails
+    reach several % of the level a nanometre away; the coherent coupling through the buses gives them dispersive
+    terms that fall only as 1/distance: with a 2.5 nm gap opened around a channel by the heaters, 0.3-5 % of the
+    level was still missing on the reference chip, so reading it there does no better than a model), so the
+    level is a model's extrapolation: the trace as one
+    constant plus a Lorentzian and a dispersive term per fitted pole (rings and other features of the scan),
+    linear in the constant and the amplitudes. With both ports the trace is through + drop, in which the bus
+    coupling between rings only moves light between the ports and what is left of each ring is its own loss (a
+    dip of ~15 %); with the balanced output alone it is minus the balanced trace (full-depth features), and the
+    poles and widths are refined with the constant (variable projection, bounded). The level is taken constant
+    over the band (flat facets, as on the reference chip: a tilt term trades with the coherent ripple of the
+    rings' tails and was worse on every emulated chip tried).
+
+    The coherent coupling of the rings through the two buses is not a sum of pole terms, so the fit leaves a
+    misfit (about 0.3 % of the level with both ports, 2-3 % on the balanced output); times a coverage factor
+    (``FAR_COVERAGE_*``) it is returned as the level's relative standard uncertainty. Scored against the emulator: within 0.3 % (both ports) and up to 5 %
+    (balanced only) of the true level, where the former rules (a line through the farthest tenth of the scan,
+    or through the fitted envelope) were off by up to 0.7 % and 8 %.
     """
-    wl = sp.wavelength_m
+    x = (sp.wavelength_m - fit.x0_m) / NM
+    c = (np.r_[fit.pole_m, fit.extra_m] - fit.x0_m) / NM
+    w = np.r_[fit.pole_fwhm_m, np.full(fit.extra_m.size, float(np.median(fit.pole_fwhm_m)))] / NM
+    ones = np.ones((1, x.size))
+    coverage = FAR_COVERAGE_PORTS
     if sp.through is not None and sp.drop is not None:
-        x = (wl - fit.x0_m) / NM
-        z = (fit.center_m - fit.x0_m) / NM
-        w = fit.pole_fwhm_m / NM
-        dist = np.min(np.abs(x[:, None] - z[None, :]) / w[None, :], axis=1)
-        away = dist >= np.quantile(dist, 1.0 - FAR_FRACTION)
-        total = sp.through[away, bank] + sp.drop[away, bank]
-        lo, hi = np.quantile(x[away], [0.1, 0.9])
-        if hi - lo >= FAR_MIN_SPREAD * float(np.ptp(x)):
-            coef = np.polynomial.polynomial.polyfit(x[away], total, 1)
-            return np.polynomial.polynomial.polyval((channel_wl - fit.x0_m) / NM, coef)
-        log.info("bank %d: the points far from every ring cluster; constant far level", bank)
-        return np.full(np.shape(channel_wl), float(np.median(total)))
-    return fit.far_level(channel_wl)
+        y = sp.through[:, bank] + sp.drop[:, bank]
+        model = _PoleModel(x, c.size, ones, y)
+        coef, pred = model.solve_linear(np.r_[c, np.log(w)])
+    else:
+        y = -np.asarray(sp.balanced[:, bank], dtype=float)
+        model = _PoleModel(x, c.size, ones, y)
+        theta0 = np.r_[c, np.log(w)]
+        step = np.r_[np.full(c.size, FAR_POLE_MOVE_NM), np.full(c.size, np.log(FAR_WIDTH_FACTOR))]
+        sol = least_squares(model.residual, theta0, jac=model.jac, method="trf", x_scale="jac", bounds=(theta0 - step,
+                                                                                           theta0 + step))
+        coef, pred = model.solve_linear(sol.x)
+        coverage = FAR_COVERAGE_BALANCED
+    level = float(coef[0])
+    if not level > 0:
+        raise ResonanceFitError(f"bank {bank}: no positive level with every ring away (fit gave {level:.4g})")
+    return level, coverage * float(np.sqrt(np.mean((pred - y) ** 2)) / level)
 
 
 # -- the map -------------------------------------------------------------------------------------------------------------
@@ -550,6 +608,9 @@ class ResonanceMap:
     laser_power_w: np.ndarray | None = None   # (C,) channel laser powers the baseline is scaled to
     measured_ports: bool = True               # False: balanced only (centres are poles)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: (B,) relative standard uncertainty of |baseline| (the far-level model's misfit, see ``_far_level``): a common
+    #: scale of the bank's weights that no reading checks. None in files written before it was estimated.
+    baseline_uncertainty: np.ndarray | None = None
 
     @property
     def n_banks(self) -> int:
@@ -558,6 +619,25 @@ class ResonanceMap:
     @property
     def n_rings(self) -> int:
         return int(self.center_m.shape[1])
+
+    def in_ring_order(self, resonance_of_ring: np.ndarray | None) -> ResonanceMap:
+        """The map with ring r of bank b being resonance ``resonance_of_ring[b, r]`` of the scan (wavelength order):
+        what heater r moves (``ThermalModel.resonance_of_ring``). Channels stay with the resonances (the k-th
+        resonance of a bank by wavelength serves channel k), so a ring's channel follows it."""
+        if resonance_of_ring is None:
+            return self
+        idx = np.asarray(resonance_of_ring, dtype=int)
+        if idx.shape != self.center_m.shape or not np.all(np.sort(idx, axis=1) == np.arange(self.n_rings)):
+            raise ValueError(f"resonance_of_ring must be a permutation of 0..{self.n_rings - 1} per bank, got "
+                             f"{idx.tolist()}")
+        if np.array_equal(idx, np.broadcast_to(np.arange(self.n_rings), idx.shape)):
+            return self
+        take = lambda a: None if a is None else np.take_along_axis(np.asarray(a), idx, axis=1)  # noqa: E731
+        return dataclasses.replace(self, center_m=take(self.center_m), fwhm_m=take(self.fwhm_m),
+                                   extinction_db=take(self.extinction_db), drop_peak=take(self.drop_peak),
+                                   channel_of_ring=take(self.channel_of_ring), pole_m=take(self.pole_m),
+                                   pole_fwhm_m=take(self.pole_fwhm_m), zero_width_m=take(self.zero_width_m),
+                                   stats={**self.stats, "resonance_of_ring": idx.tolist()})
 
     def guess(self, bank: int, center_m: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Starting values for tracking bank ``bank``'s rings to ``center_m`` (default: the map's centres)."""
@@ -573,9 +653,10 @@ class ResonanceMap:
         return out
 
 
-def band_m(hw: BenchSession, margin_m: float) -> tuple[float, float]:
+def band_m(hw: BenchSession, margin_m: float, red_margin_m: float | None = None) -> tuple[float, float]:
+    """Scan band: ``margin_m`` blue of the first channel, ``red_margin_m`` (default the same) red of the last."""
     grid = np.asarray(hw.wavelengths_m, dtype=float)
-    return float(grid.min() - margin_m), float(grid.max() + margin_m)
+    return float(grid.min() - margin_m), float(grid.max() + (margin_m if red_margin_m is None else red_margin_m))
 
 
 def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarray]] | None = None
@@ -591,18 +672,25 @@ def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarra
     return fits
 
 
-def measure_resonance_map(hw: BenchSession, *, step_m: float = 2e-12, margin_m: float = 1.0e-9,
-                          laser: int = 0, averaging_time_s: float = 1e-4) -> ResonanceMap:
+def measure_resonance_map(hw: BenchSession, *, step_m: float | None = None, margin_m: float = 1.5e-9,
+                          red_margin_m: float = 0.9e-9, laser: int = 0, averaging_time_s: float = 1e-4,
+                          progress: Callable[[str, int, int], None] | None = None) -> ResonanceMap:
     """All heaters at 0, one scan of the band, every bank fitted; see the module docstring.
 
-    Cost on the default bench: one 11 nm logging sweep (about 1.3 s) plus the laser outputs switched off and back
-    on (about 1 s per laser that was on). On a stepped bench every point costs a laser retune (about 0.1 s): use
-    ``step_m`` of 5-10 pm there (the fit needs about 20 points per linewidth).
+    The band reaches ``margin_m`` blue of the first channel (rings are designed blue of their channel, and a
+    fabrication offset of up to a channel spacing puts the bluest up to 1.3 nm blue of channel 0 on the reference
+    grid) and ``red_margin_m`` red of the last: together less than a free spectral range of the reference rings
+    (11.4 nm), so no ring is seen twice. Cost on the default bench: one 11 nm logging sweep (about 1.3 s) plus the laser outputs switched off and back
+    on (about 1 s per laser that was on). On a stepped bench every point costs a laser retune (about 0.1 s): the
+    default ``step_m`` is 2 pm on a logging bench and 10 pm on a stepped one (the fit needs about 20 points per
+    linewidth).
     """
+    if step_m is None:
+        step_m = 2e-12 if hw.power_meter is not None and hw.sweep_ports is not None else 10e-12
     t0, n0 = hw.elapsed_s(), hw.transaction_count()
     hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
-    start, stop = band_m(hw, margin_m)
-    sp = spectra(hw, start, stop, step_m, laser=laser, averaging_time_s=averaging_time_s)
+    start, stop = band_m(hw, margin_m, red_margin_m)
+    sp = _map_scan(hw, start, stop, step_m, laser, averaging_time_s, progress)
     fits = analyze_spectra(sp, hw.n_rings)
     nb, nr, nc = hw.n_banks, hw.n_rings, hw.n_channels
     center = np.vstack([f.center_m for f in fits])
@@ -615,15 +703,16 @@ def measure_resonance_map(hw: BenchSession, *, step_m: float = 2e-12, margin_m: 
     if ports:
         assert sp.drop is not None
         drop_peak = np.vstack([_drop_peaks(sp, b, fits[b]) for b in range(nb)])
-        # the drop port with every ring away: the meter's floor (dark), taken from the quietest part of the trace
-        background = np.percentile(sp.drop, 0.5, axis=0)
     else:
         drop_peak = np.full((nb, nr), np.nan)
-        background = np.zeros(nb)
     channel_wl = np.asarray(hw.wavelengths_m, dtype=float)
     powers = np.array([float(laser_.get_power_w()) for laser_ in hw.lasers])
-    far = np.vstack([_far_level(sp, b, fits[b], channel_wl) for b in range(nb)])
-    baseline = (background[:, None] - far) * (powers / sp.laser_power_w)[None, :]
+    levels = [_far_level(sp, b, fits[b]) for b in range(nb)]
+    # balanced reading at weight -1: minus the level (the drop port's own floor is in the fitted constant; the
+    # former subtraction of the drop trace's lowest reading took the rings' tails there for a dark floor)
+    far = np.array([lv for lv, _ in levels])[:, None] * np.ones((1, channel_wl.size))
+    baseline = -far * (powers / sp.laser_power_w)[None, :]
+    baseline_uncertainty = np.array([u for _, u in levels])
     if np.any(baseline >= 0):
         raise ResonanceFitError(f"baseline not negative: {baseline}")
     channel_of_ring = np.tile(np.where(np.arange(nr) < nc, np.arange(nr), -1), (nb, 1))
@@ -637,7 +726,29 @@ def measure_resonance_map(hw: BenchSession, *, step_m: float = 2e-12, margin_m: 
     return ResonanceMap(center_m=center, fwhm_m=fwhm, extinction_db=extinction, drop_peak=drop_peak,
                         channel_of_ring=channel_of_ring, fit_rmse=np.array([f.rmse for f in fits]),
                         baseline=baseline, pole_m=pole, pole_fwhm_m=pole_w, zero_width_m=zero_w, unit=sp.unit,
-                        laser_power_w=powers, measured_ports=ports, stats=stats)
+                        laser_power_w=powers, measured_ports=ports, stats=stats,
+                        baseline_uncertainty=baseline_uncertainty)
+
+
+#: Stepped scans of the map are taken in this many pieces, with a progress report after each.
+MAP_SCAN_PIECES = 10
+
+
+def _map_scan(hw: BenchSession, start: float, stop: float, step_m: float, laser: int,
+              averaging_time_s: float, progress: Callable[[str, int, int], None] | None) -> Spectra:
+    """The map's scan: one logging sweep, or a stepped scan in pieces (a point costs a laser retune and a reading
+    of every bank: about 1200 points on the source-meter bench) with progress after each piece."""
+    if progress is None or (hw.power_meter is not None and hw.sweep_ports is not None):
+        return spectra(hw, start, stop, step_m, laser=laser, averaging_time_s=averaging_time_s)
+    grid = start + step_m * np.arange(int(np.floor((stop - start) / step_m + 1e-6)) + 1)
+    parts = []
+    with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s) as session:
+        for k, piece in enumerate(np.array_split(grid, MAP_SCAN_PIECES)):
+            parts.append(session.scan_points(piece))
+            progress("resonance map: laser steps", k + 1, MAP_SCAN_PIECES)
+    first = parts[0]
+    return Spectra(np.concatenate([p.wavelength_m for p in parts]), np.vstack([p.balanced for p in parts]),
+                   None, None, first.unit, first.laser, first.laser_power_w)
 
 
 def _drop_peaks(sp: Spectra, bank: int, fit: BankFit) -> np.ndarray:
@@ -650,7 +761,7 @@ def _drop_peaks(sp: Spectra, bank: int, fit: BankFit) -> np.ndarray:
 
 
 def _check_order(center: np.ndarray, channel_wl: np.ndarray) -> None:
-    """Warn when a ring sits more than half a channel spacing from its design place (order assignment at risk)."""
+    """Log resonances more than half a channel spacing from their design place (the heaters decide their ring)."""
     nr = center.shape[1]
     if channel_wl.size < 2:
         return
@@ -659,5 +770,5 @@ def _check_order(center: np.ndarray, channel_wl: np.ndarray) -> None:
     offset = center[:, :k] - channel_wl[None, :k]
     far = np.abs(offset - np.median(offset)) > 0.5 * spacing
     if far.any():
-        log.warning("rings %s are more than half a channel spacing from their design place; the order "
-                    "assignment will be checked by the heaters", np.argwhere(far).tolist())
+        log.info("resonances %s (bank, index) are more than half a channel spacing from their design place; the "
+                 "heater steps decide which ring each is", np.argwhere(far).tolist())

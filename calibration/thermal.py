@@ -19,9 +19,13 @@ Measurement design (the expensive step, so built for bench time):
   within a group each heater steps through the heat levels in its own order, so the heat columns are
   independent and a least-squares fit per ring recovers every heater's column; the orders are chosen so that
   each heater's nonlinearity stays visible to the fit (:func:`level_schedule`), and there are two scans more
-  than heaters per group. Per group: a zero-drive reference, a probe scan
-  (all group heaters at a low level; it predicts every ring's move for the tracking and each heater's drive for
-  the target shift) and one scan per level.
+  than heaters per group. Per group: a zero-drive reference, a probe scan (all group heaters at a small level,
+  a fraction of a linewidth of own shift, so every resonance is tracked from where it was) and one scan per
+  level. The probe decides the ring order: the resonance a heater moves most is its ring, wherever the design
+  put it (fabrication offsets of a few tenths of a nanometre swap neighbours on a 1 nm grid). Only what no
+  order explains is refused (:class:`RingOrderError`: a heater that moves no resonance of its bank, two
+  heaters on one resonance). The probe also predicts every resonance's move for the tracking and each
+  heater's drive for the target shift.
 * **Drift.** The zero-drive references at every group boundary measure the common-mode drift of the chip
   temperature, interpolated linearly in time and removed from the shifts.
 * **Fit.** Per group, variable projection: for given nonlinearities the crosstalk columns are a linear
@@ -35,7 +39,7 @@ which refuses anything outside the bench limits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +48,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from labctl.drivers.interfaces import BenchSession
+from .drive_writes import DriveWriter
 from .measure import SpectrumSession, emit
 from .resonances import NM, ResonanceMap, analyze_spectra
 
@@ -54,8 +59,10 @@ log = logging.getLogger(__name__)
 MIN_SEPARATION_LINEWIDTHS = 2.0
 
 
-class RingOrderError(RuntimeError):
-    """A heater moves another ring of its bank more than the ring it is wired to: the map's order is wrong."""
+class RingOrderError(ValueError):
+    """Heater steps that no ring order explains: a heater that moves no resonance of its bank, one that moves two
+    alike, or two heaters that move the same resonance (the wiring, not the chip). The message is one line naming
+    the bank, heater (and its driver channel) and resonance, and what to check."""
 
 
 class UnreachableHeatError(ValueError):
@@ -74,6 +81,9 @@ class ThermalModel:
     max_drive: np.ndarray | None = None         # (N,) drive limit the inverse respects (bench limit)
     heat_unit: str = "V^2"
     stats: dict[str, Any] = field(default_factory=dict)
+    #: (B, R) which resonance of the map (index in its wavelength order) heater r of bank b moves: ring r is that
+    #: resonance (:meth:`ResonanceMap.in_ring_order`). None in files written before the heaters identified it.
+    resonance_of_ring: np.ndarray | None = None
 
     def heat(self, drive: np.ndarray) -> np.ndarray:
         """Heat of a drive vector (N,) or batch (M, N)."""
@@ -177,14 +187,17 @@ class _Scanner:
     """Scans the band around predicted positions and fits every bank, started from the predictions."""
 
     def __init__(self, hw: BenchSession, rmap: ResonanceMap, session: SpectrumSession, step_m: float,
-                 margin_m: float, stepped_step_m: float, max_shift_m: float) -> None:
+                 margin_m: float, stepped_step_m: float, max_shift_m: float, stepped_window_fwhm: float = 3.0
+                 ) -> None:
         self.hw, self.rmap, self.session = hw, rmap, session
+        self.writer = DriveWriter(hw)          # a heater step changes a group's heaters: only those are sent
         self.step_m, self.margin_m, self.stepped_step_m = step_m, margin_m, stepped_step_m
         lo = float(np.min(rmap.center_m)) - margin_m
         hi = float(np.max(rmap.center_m)) + max_shift_m + margin_m
         self.band = (lo, hi)
         width = rmap.pole_fwhm_m if rmap.pole_fwhm_m is not None else rmap.fwhm_m
-        self.half_window_m = 3.0 * float(np.max(width))
+        self.max_width_m = float(np.max(width))
+        self.half_window_m = stepped_window_fwhm * self.max_width_m
         self.scans = 0
         self.times_s: list[float] = []
         #: features of the zero-drive scan that are no ring (other orders of the rings), per bank
@@ -196,7 +209,7 @@ class _Scanner:
     def measure(self, drive: np.ndarray, predicted_m: np.ndarray) -> np.ndarray:
         """Apply ``drive`` (all rings), scan, and return the fitted ring resonances (B, R)."""
         hw = self.hw
-        hw.set_ring_drive(drive)
+        self.writer.write(drive)
         t = hw.elapsed_s()
         if self.session.stepped:
             grid = self._windows(predicted_m)
@@ -228,14 +241,15 @@ class _Scanner:
             return extra
         ref = self._ref_m[bank]
         copies = np.r_[ref - self.fsr_m, ref + self.fsr_m]
-        tol = 2 * self.half_window_m / 3
+        tol = 2.0 * self.max_width_m
         unexplained = extra[np.all(np.abs(extra[:, None] - copies[None, :]) > tol, axis=1)] if extra.size else extra
         moved = np.r_[predicted_m - self.fsr_m, predicted_m + self.fsr_m]
         lo, hi = self.band
         return np.r_[unexplained, moved[(moved > lo - tol) & (moved < hi + tol)]]
 
     def _windows(self, predicted_m: np.ndarray) -> np.ndarray:
-        """Stepped benches: only wavelengths near a predicted resonance (each point costs a laser retune)."""
+        """Stepped benches: only wavelengths of the band's grid near a predicted resonance (each point costs a laser
+        retune and a reading of every bank)."""
         step = self.stepped_step_m
         lo = predicted_m.ravel() - self.half_window_m
         hi = predicted_m.ravel() + self.half_window_m
@@ -245,19 +259,33 @@ class _Scanner:
 
 
 def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
-                         levels: tuple[float, ...] = (0.2, 0.3, 0.44, 0.58, 0.72, 0.86, 1.0),
+                         levels: tuple[float, ...] = (0.03, 0.2, 0.3, 0.44, 0.58, 0.72, 0.86, 1.0),
                          target_shift_m: float = 2.0e-9, drive_margin: float = 0.8, step_m: float = 10e-12,
-                         margin_m: float = 0.6e-9, stepped_step_m: float = 10e-12, laser: int = 0,
+                         margin_m: float = 0.6e-9, stepped_step_m: float = 25e-12, stepped_window_fwhm: float = 1.2,
+                         stepped_levels: tuple[float, ...] = (0.03, 0.25, 0.45, 0.65, 0.85, 1.0), laser: int = 0,
                          averaging_time_s: float = 1e-4, bootstrap_fraction: float = 0.05,
-                         banks_per_group: int | None = None) -> ThermalModel:
-    """Measure every heater's effect on every ring and fit the :class:`ThermalModel` (see the module docstring).
+                         banks_per_group: int | None = None,
+                         progress: Callable[[str, int, int], None] | None = None) -> ThermalModel:
+    """Measure every heater's effect on every resonance and fit the :class:`ThermalModel` (see the module
+    docstring); the model is in ring order, ring r of bank b being the resonance heater r moves
+    (``resonance_of_ring``).
 
-    ``levels`` are fractions of ``target_shift_m`` (own-ring shift of the highest level, about the largest
-    operating shift; the first level is the probe). Heaters driven together: one per bank, at most
-    ``len(levels) - 2`` banks (and at most ``banks_per_group``) at a time, so that every ring's fit keeps spare
-    scans for the nonlinearity. The first group is preceded by one bootstrap scan at
-    ``bootstrap_fraction`` of the drive ceiling, which fixes the probe drive from a measured efficiency.
+    ``levels`` are fractions of ``target_shift_m`` (own shift of the highest level, about the largest operating
+    shift); ``stepped_levels`` replace them on benches whose spectra are stepped point by point (each point a
+    laser retune and a reading of every bank), where the scans are also confined to ``stepped_window_fwhm``
+    linewidths around every predicted resonance on a ``stepped_step_m`` grid. There the poles, not the rings'
+    own resonances, are tracked (tens of pm of coupling pull that moves with the neighbours), so the finer
+    scans of a logging bench buy nothing: 72 scans of ~400 points each, where 92 scans of ~1200 points took
+    three times as long. The first is the probe, small enough (a fraction of a linewidth) that every resonance is tracked from
+    where it was: the probe shows which resonance each heater moves. Heaters driven together: one per bank, at
+    most ``len(levels) - 2`` banks (and at most ``banks_per_group``) at a time, so that every ring's fit keeps
+    spare scans for the nonlinearity. The first group is preceded by one bootstrap scan at ``bootstrap_fraction``
+    of the drive ceiling, which fixes the probe drive from a measured efficiency. ``progress(step, done, total)``
+    is called after every scan.
     """
+    stepped = hw.power_meter is None or hw.sweep_ports is None
+    if stepped:
+        levels = stepped_levels
     if len(levels) < 2 or not all(0 < f <= 1 for f in levels):
         raise ValueError(f"levels must be at least two fractions in (0, 1], got {levels}")
     nb, nr = hw.n_banks, hw.n_rings
@@ -275,19 +303,27 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     min_sep_m = MIN_SEPARATION_LINEWIDTHS * float(np.median(width))
     ceiling = drive_ceiling(hw, drive_margin, None)
     center0 = rmap.center_m.reshape(-1)
+    total_scans = 2 + len(groups) * (len(levels) + 1)
 
-    shifts_rows: list[np.ndarray] = []          # per scan: (N,) shift after drift removal
+    shifts_rows: list[np.ndarray] = []          # per scan: (N,) shift of every resonance after drift removal
     drives_rows: list[np.ndarray] = []          # per scan: (N,) drive
     group_of_row: list[int] = []
+    own = np.full(n, -1)                        # heater -> resonance it moves (global index b * R + k)
     with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s, through_only=True) as session, \
             _heaters_to_zero(hw):
-        scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m)
+        scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m, stepped_window_fwhm)
         ref_times: list[float] = []
         ref_offsets: list[float] = []
         pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []   # (group, time, centres, drive)
 
+        def measure(drive: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+            centres = scanner.measure(drive, predicted.reshape(nb, nr)).reshape(-1)
+            if progress is not None:
+                progress("heater steps (scans)", scanner.scans, total_scans)
+            return centres
+
         def reference() -> np.ndarray:
-            centres = scanner.measure(zero, rmap.center_m).reshape(-1)
+            centres = measure(zero, rmap.center_m)
             ref_times.append(scanner.times_s[-1])
             ref_offsets.append(float(np.median(centres - center0)))
             return centres
@@ -300,68 +336,59 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
             schedule = schedule_full[:, :g]
             if gi > 0:
                 ref = reference()
-            base = ref.reshape(nb, nr)
             if eta_guess is None:
                 # bootstrap: a small, safe drive measures the efficiency scale (m per unit drive^2)
                 u_boot = bootstrap_fraction * ceiling[heaters]
                 drive = zero.copy()
                 drive[heaters] = u_boot
-                centres = scanner.measure(drive, base).reshape(-1)
-                _check_own(heaters, centres - ref, nr)
-                own = centres[heaters] - ref[heaters]
+                centres = measure(drive, ref)
+                boot = (centres - ref).reshape(nb, nr).max(axis=1)[heaters // nr]    # whichever resonance moved
                 resistance = _resistance(hw, drive)
                 if resistance is not None:
                     ceiling = drive_ceiling(hw, drive_margin, resistance)
-                eta = own / u_boot ** 2
-                if not np.all(eta > 0):
-                    raise RuntimeError(f"heaters {heaters.tolist()} did not red-shift their rings (shifts "
-                                       f"{np.round(own * 1e12, 2).tolist()} pm): wiring or ring order?")
-                eta_guess = float(np.median(eta))
+                eta_guess = float(np.median(boot / u_boot ** 2))
+                if not eta_guess > 0:
+                    raise RingOrderError(f"heaters {[_heater_name(hw, int(j)) for j in heaters]} moved no resonance "
+                                         "red: are the heaters connected and the driver's outputs on?")
                 log.info("bootstrap: efficiency about %.4g nm per %s^2", eta_guess * 1e9,
                          "V" if hw.mode == "voltage" else "A")
-            # probe: all group heaters at the first level (own shift about levels[0] * target)
-            bank_rings = [np.arange((j // nr) * nr, (j // nr + 1) * nr) for j in heaters]
-            copies = (0.0,) if scanner.fsr_m is None else (0.0, -scanner.fsr_m, scanner.fsr_m)
-            f_probe = np.array([_clear_fraction(levels[0], ref[j], target_shift_m,
-                                                np.r_[ref[rings], scanner.other_orders(j // nr, ref[rings])],
-                                                j - rings[0], min_sep_m, copies=copies)
-                                for j, rings in zip(heaters, bank_rings)])
-            u_probe = np.minimum(np.sqrt(f_probe * target_shift_m / eta_guess), ceiling[heaters])
+            # probe: all group heaters at the first, small level; every resonance tracked from where it was, and
+            # the one that moves most is the heater's ring
+            u_probe = np.minimum(np.sqrt(levels[0] * target_shift_m / eta_guess), ceiling[heaters])
             drive = zero.copy()
             drive[heaters] = u_probe
-            predicted = center0.copy()
-            predicted[heaters] += eta_guess * u_probe ** 2
-            centres = scanner.measure(drive, predicted.reshape(nb, nr)).reshape(-1)
+            centres = measure(drive, ref)
             pending.append((gi, scanner.times_s[-1], centres, drive.copy()))
             probe_shift = centres - ref
-            _check_own(heaters, probe_shift, nr)
-            eta_own = probe_shift[heaters] / u_probe ** 2
-            if not np.all(eta_own > 0):
-                raise RuntimeError(f"heaters {heaters.tolist()} did not red-shift their rings (probe shifts "
-                                   f"{np.round(probe_shift[heaters] * 1e12, 2).tolist()} pm)")
+            mine = _identify(hw, heaters, probe_shift, eta_guess * u_probe ** 2, own, center0,
+                             close_m=float(np.median(width)))
+            own[heaters] = mine
+            eta_own = probe_shift[mine] / u_probe ** 2
             u_top = np.minimum(np.sqrt(target_shift_m / eta_own), ceiling[heaters])
-            # every ring's move per unit heat of the group heater in its own bank (tracking prediction)
+            # every resonance's move per unit heat of the group heater in its own bank (tracking prediction)
             own_heater = _own_bank_heater(heaters, nb, nr)
             has = own_heater >= 0
             per_heat = np.zeros(n)
             per_heat[has] = probe_shift[has] / (u_probe[own_heater[has]] ** 2)
+            bank_res = [np.arange((j // nr) * nr, (j // nr + 1) * nr) for j in heaters]
+            copies = (0.0,) if scanner.fsr_m is None else (0.0, -scanner.fsr_m, scanner.fsr_m)
             for m in range(1, schedule.shape[0]):
                 f_top = (u_top / np.sqrt(target_shift_m / eta_own)) ** 2         # < 1 where the ceiling binds
                 f = np.empty(g)
-                for k, (j, rings) in enumerate(zip(heaters, bank_rings)):        # one heater per bank: a handful
-                    moved = ref[rings] + per_heat[rings] * (schedule[m, k] * u_top[k] ** 2)
+                for k, (j, res) in enumerate(zip(heaters, bank_res)):          # one heater per bank: a handful
+                    k_own = mine[k] - res[0]
+                    moved = ref[res] + per_heat[res] * (schedule[m, k] * u_top[k] ** 2)
                     static = moved.copy()
-                    static[j - rings[0]] = ref[j]
+                    static[k_own] = ref[mine[k]]
                     others = np.r_[moved, scanner.other_orders(j // nr, static)]
-                    f[k] = _clear_fraction(schedule[m, k] * f_top[k], ref[j], target_shift_m, others, j - rings[0],
+                    f[k] = _clear_fraction(schedule[m, k] * f_top[k], ref[mine[k]], target_shift_m, others, k_own,
                                            min_sep_m, upper=f_top[k], copies=copies)
                 u = np.sqrt(f / f_top) * u_top
                 drive = zero.copy()
                 drive[heaters] = u
-                heat_of_ring = np.zeros(n)
-                heat_of_ring[has] = u[own_heater[has]] ** 2
-                predicted = ref + per_heat * heat_of_ring
-                centres = scanner.measure(drive, predicted.reshape(nb, nr)).reshape(-1)
+                heat_of_res = np.zeros(n)
+                heat_of_res[has] = u[own_heater[has]] ** 2
+                centres = measure(drive, ref + per_heat * heat_of_res)
                 pending.append((gi, scanner.times_s[-1], centres, drive.copy()))
         reference()
         # drift: common-mode offset of the references, linear in time between them
@@ -376,13 +403,24 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     rows = np.asarray(group_of_row)
     for drive_row, shift_row, group in zip(drives, shifts, rows):
         emit(hw, "heater_steps", drive=drive_row, shift_m=shift_row, group=group)
-    model = _fit(hw, groups, shifts, drives, rows)
+    model = _fit(hw, groups, shifts, drives, rows, own)
+    settled = _settle_pairs(hw, model.crosstalk, own, center0, float(np.median(width)))
+    if not np.array_equal(settled, own):
+        own = settled
+        model = _fit(hw, groups, shifts, drives, rows, own)
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
-    _verify_order(model.crosstalk, nb, nr)
+    model.resonance_of_ring = (own % nr).reshape(nb, nr)
+    _share_coincident(model, center0[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * float(np.median(width)))
+    _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)))
+    swapped = int(np.sum(model.resonance_of_ring != np.arange(nr)[None, :]))
+    if swapped:
+        log.info("ring order: %d heater(s) move a resonance other than the one at their design place "
+                 "(resonance of ring, per bank: %s)", swapped, model.resonance_of_ring.tolist())
     elapsed = None if t0 is None else float(hw.elapsed_s() or 0.0) - float(t0)
     model.stats = {"scans": scans, "transactions": hw.transaction_count() - n0, "bench_time_s": elapsed,
                    "groups": len(groups), "group_size": group_size,
-                   "max_drive_used": float(np.max(drives)), "drift_m": float(np.ptp(ref_offsets))}
+                   "max_drive_used": float(np.max(drives)), "drift_m": float(np.ptp(ref_offsets)),
+                   "rings_off_design_order": swapped, "fsr_m": scanner.fsr_m}
     log.info("thermal characterization: %d scans, %d transactions, %s s of bench time", scans,
              model.stats["transactions"], elapsed)
     return model
@@ -458,26 +496,137 @@ def _resistance(hw: BenchSession, drive: np.ndarray) -> np.ndarray | None:
     return np.where((u > 0) & (p > 0), r, np.nan)
 
 
-def _check_own(heaters: np.ndarray, shift: np.ndarray, n_rings: int) -> None:
-    """Each heater must move its own ring most within its bank (ring order and wiring check)."""
-    bad = []
-    for j in heaters:                                    # the group's heaters: one per bank
-        b = j // n_rings
-        bank = shift[b * n_rings:(b + 1) * n_rings]
-        if int(np.argmax(bank)) != j % n_rings:
-            bad.append((int(b), int(j % n_rings), int(np.argmax(bank))))
-    if bad:
-        raise RingOrderError("heater (bank, ring) moves another ring most: " + ", ".join(
-            f"bank {b} heater {r} moves ring {k}" for b, r, k in bad) + " — the resonance order does not match "
-            "the ring order (fabrication spread beyond half a channel?) or the heater wiring is wrong")
+#: Rings closer than this many linewidths at zero drive are one feature to the tracking (their crosstalk rows
+#: are shared out, :func:`_share_coincident`); pairs a linewidth apart are still separated by the bank fit.
+COINCIDENT_LINEWIDTHS = 0.3
+#: The heater's own resonance must move at least this fraction of the expected own shift ...
+MIN_OWN_FRACTION = 0.3
+#: ... and the next-largest move in its bank must stay below this fraction of it (else: one heater on two rings).
+MAX_SECOND_FRACTION = 0.6
 
 
-def _verify_order(k_matrix: np.ndarray, n_banks: int, n_rings: int) -> None:
+def _heater_name(hw: BenchSession, j: int) -> str:
+    nr = hw.n_rings
+    return f"bank {j // nr} heater {j % nr} (driver channel {int(np.asarray(hw.ring_channels)[j])})"
+
+
+def _identify(hw: BenchSession, heaters: np.ndarray, shift: np.ndarray, expected: np.ndarray | None,
+              own: np.ndarray, center_m: np.ndarray, close_m: float = 0.0) -> np.ndarray:
+    """The resonance (global index) each of ``heaters`` moves most within its bank, from one small step.
+
+    The chip decides the order, not the design: a resonance sitting red of its neighbour's is simply another
+    ring's. Only what no order explains is an error (:class:`RingOrderError`, one line): a heater that moves no
+    resonance (expected own shift ``expected``, when known), one that moves two alike, or a resonance already
+    claimed by another heater of the bank (``own``: heater -> resonance so far, -1 unknown) unless an unclaimed
+    resonance lies within ``close_m`` of it (two rings within a linewidth are one feature whose labels the fit may
+    swap)."""
+    nr = hw.n_rings
+    out = np.empty(heaters.size, dtype=int)
+    for k, j in enumerate(heaters):                          # one heater per bank: a handful
+        b = int(j) // nr
+        bank = shift[b * nr:(b + 1) * nr]
+        order = np.argsort(bank)[::-1]
+        top, second = float(bank[order[0]]), float(bank[order[1]]) if nr > 1 else 0.0
+        res = b * nr + int(order[0])
+        where = f"resonance {int(order[0])} of the bank ({center_m[res] * 1e9:.3f} nm)"
+        floor = MIN_OWN_FRACTION * float(expected[k]) if expected is not None else 0.0
+        if not top > floor:
+            want = "" if expected is None else f" of the {float(expected[k]) * 1e12:.1f} pm expected"
+            raise RingOrderError(f"{_heater_name(hw, int(j))} moves no resonance of its bank (largest red shift "
+                                 f"{top * 1e12:.2f} pm{want}): check that this channel is connected to a ring "
+                                 "heater of that bank")
+        pair = nr > 1 and abs(center_m[b * nr + int(order[1])] - center_m[b * nr + int(order[0])]) < close_m
+        if second > MAX_SECOND_FRACTION * top and not pair:
+            raise RingOrderError(f"{_heater_name(hw, int(j))} moves resonances {int(order[0])} and {int(order[1])} "
+                                 f"of its bank alike ({top * 1e12:.2f} and {second * 1e12:.2f} pm): one channel on "
+                                 "two heaters? check the heater wiring of that bank")
+        claimed = np.flatnonzero((own == res) & (np.arange(own.size) != j))
+        if claimed.size and close_m > 0:
+            # resonances closer than a linewidth are one feature whose two labels the fit may swap: the heater
+            # takes the other one of the pair if nobody has it
+            bank_res = np.arange(b * nr, (b + 1) * nr)
+            free = bank_res[~np.isin(bank_res, own) & (np.abs(center_m[bank_res] - center_m[res]) < close_m)]
+            if free.size:
+                log.info("%s: resonances %d and %d of its bank are %.1f pm apart (one feature); it takes %d",
+                         _heater_name(hw, int(j)), int(order[0]), int(free[0] % nr),
+                         abs(center_m[free[0]] - center_m[res]) * 1e12, int(free[0] % nr))
+                res, claimed = int(free[0]), np.empty(0, dtype=int)
+        if claimed.size:
+            raise RingOrderError(f"{_heater_name(hw, int(claimed[0]))} and {_heater_name(hw, int(j))} both move "
+                                 f"{where} most: two channels on one ring, or a ring without heater? check the "
+                                 "heater wiring of that bank")
+        out[k] = res
+    return out
+
+
+def _settle_pairs(hw: BenchSession, k_matrix: np.ndarray, own: np.ndarray, center_m: np.ndarray,
+                  close_m: float) -> np.ndarray:
+    """Heater -> resonance after the fit: within each bank the assignment that gives every heater the largest
+    own shift (``k_matrix`` rows in ring order by ``own``). It may differ from the probes' only within a pair of
+    resonances closer than ``close_m`` (one feature, whose labels the tracking may have swapped); elsewhere the
+    probes stand and :func:`_verify_order` judges."""
+    from scipy.optimize import linear_sum_assignment
+
+    nb, nr = hw.n_banks, hw.n_rings
+    out = own.copy()
+    for b in range(nb):              # one small assignment per bank
+        idx = np.arange(b * nr, (b + 1) * nr)
+        block = k_matrix[np.ix_(idx, idx)]                  # (ring, heater)
+        ring_of_heater = linear_sum_assignment(-block.T)[1]
+        moved = np.flatnonzero(ring_of_heater != np.arange(nr))
+        if moved.size and np.all(np.abs(center_m[own[idx[ring_of_heater[moved]]]] - center_m[own[idx[moved]]])
+                                 < close_m):
+            out[idx] = own[idx[ring_of_heater]]
+            log.info("bank %d: heaters %s take the other resonance of their pair (one feature)", b, moved.tolist())
+    return out
+
+
+def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float) -> None:
+    """Rings of one bank closer than ``close_m`` at zero drive (ring-order centres, (B, R)) are one feature: the
+    tracking cannot share their shifts out, and their rows of the crosstalk matrix come out mixed (nearly equal
+    rows make it singular). Each heater of such a pair gets the larger of the pair's moves as its own and the
+    smaller as its crosstalk onto the partner; the other heaters' crosstalk onto the pair is split evenly."""
+    nb, nr = center_m.shape
+    k = model.crosstalk
+    for b in range(nb):              # a pair at most every few banks
+        c = center_m[b]
+        for i, j in zip(*np.nonzero(np.triu(np.abs(c[:, None] - c[None, :]) < close_m, 1))):
+            gi, gj = b * nr + int(i), b * nr + int(j)
+            col_i, col_j = k[[gi, gj], gi], k[[gi, gj], gj]
+            rest = np.ones(k.shape[0], dtype=bool)
+            rest[[gi, gj]] = False
+            mean = 0.5 * (k[gi, rest] + k[gj, rest])
+            k[gi, rest] = k[gj, rest] = mean
+            k[gi, gi], k[gj, gi] = col_i.max(), col_i.min()
+            k[gj, gj], k[gi, gj] = col_j.max(), col_j.min()
+            log.warning("bank %d: rings %d and %d coincide within %.0f pm at zero drive; their heaters' shifts "
+                        "cannot be told apart (thermal model approximate for them)", b, i, j,
+                        abs(c[i] - c[j]) * 1e12)
+    model.efficiency_m_per_unit = np.diag(k).copy()
+
+
+def _verify_order(hw: BenchSession, k_matrix: np.ndarray, n_banks: int, n_rings: int,
+                  center_m: np.ndarray | None = None, close_m: float = 0.0) -> None:
+    """The fitted model (ring order) must have every heater moving its own ring most within its bank, except
+    within a pair of rings closer than ``close_m`` (ring-order centres ``center_m``, (B, R)): one feature, whose
+    shifts the tracking cannot share out (the model is approximate there; logged)."""
     blocks = k_matrix.reshape(n_banks, n_rings, n_banks, n_rings)
     own = blocks[np.arange(n_banks), :, np.arange(n_banks), :]       # (B, R ring, R heater)
-    wrong = np.argmax(own, axis=1) != np.arange(n_rings)[None, :]
+    most = np.argmax(own, axis=1)
+    wrong = most != np.arange(n_rings)[None, :]
+    if wrong.any() and center_m is not None:
+        b_idx, r_idx = np.nonzero(wrong)
+        pair = np.abs(center_m[b_idx, most[b_idx, r_idx]] - center_m[b_idx, r_idx]) < close_m
+        for b, r in zip(b_idx[pair], r_idx[pair]):       # the coincident pairs: a handful at most
+            log.warning("bank %d: rings %d and %d coincide within %.0f pm: their heaters' shifts cannot be told "
+                        "apart, the thermal model is approximate for them", b, r, most[b, r],
+                        abs(center_m[b, most[b, r]] - center_m[b, r]) * 1e12)
+        wrong[b_idx[pair], r_idx[pair]] = False
     if wrong.any():
-        raise RingOrderError(f"heaters {np.argwhere(wrong).tolist()} (bank, ring) move another ring most")
+        b, r = (int(v) for v in np.argwhere(wrong)[0])
+        raise RingOrderError(f"{_heater_name(hw, b * n_rings + r)} moves ring {int(np.argmax(own[b, :, r]))} more "
+                             "than the resonance it moved in its probe step: check that the wiring did not change "
+                             "during the characterization")
 
 
 # -- the fit ---------------------------------------------------------------------------------------------------------
@@ -487,10 +636,11 @@ def _heat(u: np.ndarray, gamma: np.ndarray) -> np.ndarray:
 
 
 def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray,
-         rows: np.ndarray) -> ThermalModel:
-    """Per group: gamma by variable projection around the linear least-squares crosstalk columns (all rings at
-    once), then once more with outlying (scan, ring) points down-weighted (a resonance that could not be told
-    apart from another one in one scan must not bend a whole column)."""
+         rows: np.ndarray, resonance_of_heater: np.ndarray | None = None) -> ThermalModel:
+    """Per group: gamma by variable projection around the linear least-squares crosstalk columns (all resonances
+    at once), then once more with outlying (scan, resonance) points down-weighted (a resonance that could not be
+    told apart from another one in one scan must not bend a whole column). ``shifts`` are per resonance (the map's
+    order); the model's rows are put in ring order with ``resonance_of_heater`` (ring j = what heater j moves)."""
     n = shifts.shape[1]
     k_matrix = np.zeros((n, n))
     gamma = np.zeros(n)
@@ -512,6 +662,9 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
         gamma[heaters] = sol_x
         resid_sq += np.sum(weights * r * r, axis=0)
         counts += np.sum(weights, axis=0)
+    if resonance_of_heater is not None:
+        k_matrix, resid_sq, counts = (k_matrix[resonance_of_heater], resid_sq[resonance_of_heater],
+                                      counts[resonance_of_heater])
     return ThermalModel(mode=hw.mode, efficiency_m_per_unit=np.diag(k_matrix).copy(), crosstalk=k_matrix,
                         nonlinearity=gamma, fit_rmse_m=np.sqrt(resid_sq / np.maximum(counts, 1e-12)),
                         heat_unit="V^2" if hw.mode == "voltage" else "A^2")

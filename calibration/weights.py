@@ -25,10 +25,14 @@ Operating window: heaters only red-shift. A ring starting delta0 blue of its cha
 (delta from its peak up to min(delta0 - worst crosstalk, cap)): weights from low to the peak as it is heated. A ring
 starting too close to (or red of) its channel uses the *far* branch (delta from its peak down to -cap). ``cap``
 (0.45 channel spacings) keeps every ring at least half a spacing away from the neighbouring channels, where its
-tail would dominate them. The achievable range [w_min, w_max] is the range reachable for every configuration of
-the neighbours inside their windows (evaluated with the model), so any target in range is reachable jointly. A
-ring for which no weight is reachable for every neighbour setting is held at one value (w_min = w_max) and
-reported unusable rather than failing the bank.
+tail would dominate them. The windows are then narrowed jointly (:func:`joint_windows`): any detunings inside
+them must need no cooling (the neighbours' crosstalk can already push a ring past part of its window) and no heat
+beyond a heater's drive limit. The achievable range [w_min, w_max] is the range reachable for every configuration
+of the neighbours inside their windows (evaluated with the model), so any target in range is reachable jointly.
+What cannot be reached shrinks the range instead of stopping the calibration: a ring red of its channel (its peak
+is out of reach), a window cut by crosstalk or by the drive limit, a ring with no weight reachable for every
+neighbour setting (held at one value, w_min = w_max). Each is recorded with its reasons in ``meta["restricted"]``
+(and in the calibration file), and the calibration warns once.
 
 Inverse (``WeightModel.solve``): a fixed point over the neighbour terms; inside it every ring's own curve is
 inverted on its monotone window by vectorized bisection (all rings at once, 48 halvings: exact to far below a
@@ -47,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from labctl.calibration.drive_writes import DriveWriter
 from labctl.calibration.measure import configure_readout, emit, only_laser
 from scipy.optimize import nnls
 
@@ -254,6 +259,10 @@ class SweepDesign:
     config_delta_m: np.ndarray       # (S, B, R) neighbour configurations (row 0: park)
     heat: np.ndarray                 # (C, S, G, N) heat vectors to apply
     drive: np.ndarray                # (C, S, G, N) drive vectors (V or A)
+    #: (B, R) bool: windows whose top came down (neighbours' crosstalk) or bottom came up (drive limit) when made
+    #: reachable together (:func:`joint_windows`)
+    lowered: np.ndarray | None = None
+    raised: np.ndarray | None = None
 
 
 def ring_channel_lists(channel_of_ring: np.ndarray, n_channels: int) -> np.ndarray:
@@ -301,6 +310,74 @@ def solve_heat(crosstalk: np.ndarray, shift_m: np.ndarray, *, tol_m: float = 0.0
     return np.maximum(h, 0.0).reshape(s.shape)
 
 
+#: Windows keep every ring this far (m of shift) from needing negative heat under the worst neighbours: room for
+#: the drift a re-centring follows (10 mK of chip temperature is 0.8 pm) and for refinement's corrections.
+COOLING_GUARD_M = 1.0e-12
+#: Share of a heater's drive limit (in drive) the windows may use; the rest is for drift and refinement.
+DRIVE_LIMIT_SHARE = 0.97
+
+
+def heat_limits(thermal: ThermalModel) -> np.ndarray | None:
+    """(N,) most heat each heater may supply: the heat of ``DRIVE_LIMIT_SHARE`` of its drive limit (None: no limit
+    known, e.g. a model written before limits were stored)."""
+    max_drive = getattr(thermal, "max_drive", None)
+    if max_drive is None:
+        return None
+    u = DRIVE_LIMIT_SHARE * np.asarray(max_drive, dtype=float)
+    try:
+        return np.asarray(thermal.heat(u), dtype=float)
+    except ValueError:               # beyond the self-heating model's range: limit where the model still holds
+        gamma = np.asarray(getattr(thermal, "nonlinearity", 0.0), dtype=float)
+        u = np.minimum(u, np.sqrt(0.5 / np.maximum(gamma, 1e-30)))
+        return np.asarray(thermal.heat(u), dtype=float)
+
+
+def joint_windows(lo_m: np.ndarray, hi_m: np.ndarray, delta0_m: np.ndarray, crosstalk: np.ndarray,
+                  heat_limit: np.ndarray | None = None, *, guard_m: float = COOLING_GUARD_M,
+                  max_iter: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Detuning windows (B, R) narrowed so that ANY detunings inside them are reachable together.
+
+    Detuning delta = lambda_channel - lambda_resonance, so the own shift a ring needs is s = delta0 - delta (its
+    zero-drive detuning ``delta0_m`` minus the target) and the heats solve K h = s for all rings at once: h is
+    linear in s, and over the box of windows each ring's heat is lowest and highest at corners known from the
+    signs of K^-1's row (own term positive; neighbours mostly negative, the next ones positive again). Both
+    extremes are evaluated for all rings at once (one inverse); where the lowest heat is below ``guard_m`` of
+    shift the window's top comes down by what is missing (the neighbours' crosstalk already moves the ring that
+    far: heaters cannot cool), where the highest heat passes ``heat_limit`` its bottom comes up (the heater's
+    drive limit). A window that closes is held at one detuning (its top). Every change moves the neighbours'
+    extremes, so the narrowing repeats until nothing moves. Returns (lo, hi, lowered_top, raised_bottom), the
+    last two as bool.
+    """
+    lo0 = np.asarray(lo_m, dtype=float)
+    hi0 = np.asarray(hi_m, dtype=float)
+    shape = lo0.shape
+    d0 = np.asarray(delta0_m, dtype=float).reshape(-1)
+    k = np.asarray(crosstalk, dtype=float)
+    kinv = np.linalg.inv(k)
+    kd = np.diag(kinv)
+    k_pos, k_neg = np.maximum(kinv, 0.0), np.minimum(kinv, 0.0)
+    guard = guard_m * np.ones(d0.size)
+    lo, hi = lo0.reshape(-1).copy(), hi0.reshape(-1).copy()
+    for _ in range(max_iter):        # each pass two matrix-vector products; a few passes settle it
+        s_max, s_min = d0 - lo, d0 - hi
+        low_heat = k_pos @ s_min + k_neg @ s_max                # each ring's lowest heat over the box
+        need = np.maximum(guard / np.diag(k) - low_heat, 0.0)   # heat missing at that corner
+        hi_new = hi - need / kd
+        lo_new = lo.copy()
+        if heat_limit is not None:
+            high_heat = k_pos @ s_max + k_neg @ s_min           # and its highest
+            excess = np.maximum(high_heat - np.asarray(heat_limit, dtype=float), 0.0)
+            lo_new = lo + excess / kd
+        lo_new = np.minimum(lo_new, hi_new)                     # a closed window: held at its top
+        if np.allclose(hi_new, hi, rtol=0, atol=1e-16) and np.allclose(lo_new, lo, rtol=0, atol=1e-16):
+            break
+        lo, hi = lo_new, hi_new
+    else:
+        log.warning("joint operating windows: not settled after %d passes", max_iter)
+    lo, hi = lo.reshape(shape), hi.reshape(shape)
+    return lo, hi, hi < hi0 - 1e-15, lo > lo0 + 1e-15
+
+
 def design_sweeps(rmap: ResonanceMap, thermal: ThermalModel, wavelengths_m: np.ndarray, *, n_configs: int = 10,
                   n_levels: int = 40, seed: int = 0) -> SweepDesign:
     """Windows, neighbour configurations and level heats for the weight sweeps (pure computation)."""
@@ -330,10 +407,12 @@ def design_sweeps(rmap: ResonanceMap, thermal: ThermalModel, wavelengths_m: np.n
         range_app = np.where(top > 0, 1.0 - lor(top), 0.0)
         range_far = lor(np.minimum(top, 0.0)) - lor(-cap)
         approach = range_app >= 0.75 * range_far    # the far branch costs more heat (crosstalk)
-    top = window_top(approach)                      # the margins of the final choice (the guarantee)
+    top = window_top(approach)                      # the margins of the final choice
     op_lo = np.where(approach, 0.0, -cap)
     op_hi = np.where(approach, top, np.minimum(top, 0.0))
     op_lo = np.minimum(op_lo, op_hi - 0.5 * fwhm)            # rings stuck far red keep a small window
+    h_lim = heat_limits(thermal)
+    op_lo, op_hi, lowered, raised = joint_windows(op_lo, op_hi, delta0, k, h_lim)   # the guarantee, jointly
     sweep_hi = top
     sweep_lo = np.where(approach, -0.75 * fwhm, -cap - 0.25 * fwhm)
     sweep_lo = np.minimum(sweep_lo, op_lo - 0.25 * fwhm)
@@ -359,10 +438,13 @@ def design_sweeps(rmap: ResonanceMap, thermal: ThermalModel, wavelengths_m: np.n
         need = (lam.reshape(-1)[idx] - center.reshape(-1)[idx])[None, None, :] \
             - target.reshape(n_levels, -1)[None, :, idx] - others
         h[..., idx] = np.maximum(need / eff[idx], 0.0)
+        if h_lim is not None:        # the sweeps' far ends stay within the drive limits too
+            h = np.minimum(h, h_lim)
         heat[c] = h
     drive = thermal.drive_for_heat(heat.reshape(-1, n)).reshape(heat.shape)
     return SweepDesign(delta0_m=delta0, approach=approach, op_lo_m=op_lo, op_hi_m=op_hi, sweep_lo_m=sweep_lo,
-                       sweep_hi_m=sweep_hi, config_delta_m=configs, heat=heat, drive=drive)
+                       sweep_hi_m=sweep_hi, config_delta_m=configs, heat=heat, drive=drive, lowered=lowered,
+                       raised=raised)
 
 
 # ---- fitting -----------------------------------------------------------------------------------------------------
@@ -497,15 +579,20 @@ def fit_weight_model(data: SweepData, rmap: ResonanceMap, thermal: ThermalModel,
     resid = (np.einsum("mpi,mi->mp", design_m, coef) - y) * wts
     model.coef = coef.reshape(nb, nr, 1 + k_max, N_BASIS)
     model.fit_rmse = np.sqrt(np.sum(resid**2, axis=1) / np.maximum(wts.sum(axis=1), 1)).reshape(nb, nr)
-    _finalize_windows(model, design, n_range_configs=n_range_configs, margin=range_margin, seed=seed)
+    restricted = _finalize_windows(model, design, thermal, n_range_configs=n_range_configs, margin=range_margin,
+                                   seed=seed)
     model.meta = {"neighbour_channels": neighbour_channels, "n_configs": int(n_cfg), "n_levels": int(n_lvl),
-                  "ridge": ridge, "range_margin": range_margin}
+                  "ridge": ridge, "range_margin": range_margin, "restricted": restricted}
     return model
 
 
-def _finalize_windows(model: WeightModel, design: SweepDesign, *, n_range_configs: int, margin: float,
-                      seed: int) -> None:
-    """Monotone operating window per ring (peak from the fit) and the range reachable for any neighbours."""
+def _finalize_windows(model: WeightModel, design: SweepDesign, thermal: ThermalModel, *, n_range_configs: int,
+                      margin: float, seed: int) -> list[dict[str, Any]]:
+    """Monotone operating window per ring (peak from the fit), narrowed jointly so that any detunings in the
+    windows are reachable together (:func:`joint_windows`), and the weight range reachable for any neighbours.
+
+    Returns what was restricted and why, one entry per ring concerned (also logged once, at info level; the
+    calibration warns once for all)."""
     nb, nr = model.shape
     grid = np.linspace(0.0, 1.0, 401)
     lo_s, hi_s = design.sweep_lo_m, design.sweep_hi_m
@@ -534,7 +621,8 @@ def _finalize_windows(model: WeightModel, design: SweepDesign, *, n_range_config
     k_far = np.where(bad_far.any(axis=0), q - 1 - np.argmax(bad_far[::-1], axis=0) + 1, 0)
     lo_new = np.where(approach, d_win[p_app, bidx, ridx], d_win[k_far, bidx, ridx])
     hi_new = np.where(approach, d_win[k_app, bidx, ridx], d_win[p_far, bidx, ridx])
-    lo, hi = lo_new, hi_new
+    lo, hi, lowered, raised = joint_windows(lo_new, hi_new, design.delta0_m, np.asarray(thermal.crosstalk),
+                                            heat_limits(thermal))
     model.delta_lo_m, model.delta_hi_m, model.slope_sign = lo, hi, sign
     # achievable range: for random neighbour configurations in their windows, the own window's end weights
     rng = np.random.default_rng(seed)
@@ -551,13 +639,40 @@ def _finalize_windows(model: WeightModel, design: SweepDesign, *, n_range_config
     empty = ~(model.w_max > model.w_min)
     if empty.any():
         # no weight is reachable for EVERY configuration of the neighbours: the ring is held at one value (its
-        # mid-window weight at the park configuration) and reported unusable instead of failing the whole bank
+        # mid-window weight at the park configuration) and reported, instead of failing the whole bank
         mid = model.predict_own(0.5 * (lo + hi), coef_park)
         model.w_min = np.where(empty, mid, model.w_min)
         model.w_max = np.where(empty, mid, model.w_max)
-        b, r = (int(v) for v in np.argwhere(empty)[0])
-        log.warning("weight model: %d ring(s) have no range reachable for every setting of their neighbours; held "
-                    "at a fixed weight (first: bank %d ring %d)", int(empty.sum()), b, r)
+    return _restrictions(model, design, lowered, raised, empty, hi_new - lo_new)
+
+
+def _restrictions(model: WeightModel, design: SweepDesign, lowered: np.ndarray, raised: np.ndarray,
+                  empty: np.ndarray, width_before_m: np.ndarray) -> list[dict[str, Any]]:
+    """One entry per ring whose weight range is narrower than its line allows, with the reasons (plain words)."""
+    out: list[dict[str, Any]] = []
+    red = design.delta0_m < 0
+    if design.lowered is not None and design.raised is not None:
+        lowered, raised = lowered | design.lowered, raised | design.raised
+    for b, r in np.argwhere(lowered | raised | empty | red):   # the restricted rings only: a handful
+        b, r = int(b), int(r)
+        why = []
+        if red[b, r]:
+            why.append(f"sits {-design.delta0_m[b, r] * 1e12:.0f} pm red of its channel at zero drive; heaters only "
+                       "red-shift, so its peak is out of reach")
+        if lowered[b, r]:
+            why.append("its neighbours' crosstalk alone can shift it past part of its window (heaters cannot cool)")
+        if raised[b, r]:
+            why.append("the deep end of its window needs more than its heater's drive limit")
+        if empty[b, r]:
+            why.append("no weight is reachable for every setting of its neighbours: held at one weight")
+        out.append({"bank": b, "ring": r, "reasons": why,
+                    "window_pm": [float(model.delta_lo_m[b, r] * 1e12), float(model.delta_hi_m[b, r] * 1e12)],
+                    "window_width_before_pm": float(width_before_m[b, r] * 1e12),
+                    "range": [float(model.w_min[b, r]), float(model.w_max[b, r])]})
+    if out:
+        log.info("weight model: %d ring(s) restricted: %s", len(out),
+                 "; ".join(f"bank {e['bank']} ring {e['ring']}: {', '.join(e['reasons'])}" for e in out))
+    return out
 
 
 # ---- measurement -------------------------------------------------------------------------------------------------
@@ -573,6 +688,7 @@ def run_weight_sweeps(hw: BenchSession, rmap: ResonanceMap, design: SweepDesign,
     t0, n0 = hw.elapsed_s(), hw.transaction_count()
     point_t, point_n = 0.0, 0
     _lasers_to_channels(hw)
+    writer = DriveWriter(hw)         # a sweep point moves one ring per bank: only those channels are sent
     with only_laser(hw, None):       # every output off; the previous states come back at the end
         for c in range(n_ch):        # one bulk exchange per level; C laser switches in total
             averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[c]), averaging_time_s)
@@ -580,7 +696,7 @@ def run_weight_sweeps(hw: BenchSession, rmap: ResonanceMap, design: SweepDesign,
                 ta, na = hw.elapsed_s(), hw.transaction_count()
                 for s in range(n_cfg):
                     for g in range(n_lvl):
-                        hw.set_ring_drive(design.drive[c, s, g])
+                        writer.write(design.drive[c, s, g])
                         weight[c, s, g] = hw.readout.read().balanced / baseline[:, c]
                 tb = hw.elapsed_s()
                 point_t += 0.0 if ta is None or tb is None else tb - ta

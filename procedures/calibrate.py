@@ -79,6 +79,8 @@ def calibration_report(bench: Any, cal: Any, path: Path, *, refine: bool, naive_
                                            meta.get("channel_elapsed_s"),
                                            float(meta.get("channel_transactions", 0.0))),
         "weight_sweep_points": meta.get("sweep_points"),
+        "restricted": list(meta.get("restricted", [])),
+        "reference_uncertainty": cal.info.get("fit_quality", {}).get("reference_uncertainty"),
     }
     if bench.config.chip is not None:
         report["emulated"] = {"seed": bench.config.chip.seed, "spec_overrides": bench.config.chip.spec}
@@ -90,7 +92,12 @@ def summarize(report: dict[str, Any]) -> str:
     lines = [f"calibration of {report['bench']} (chip {report['chip_id']!r}) saved to {report['calibration']}",
              f"  sha256 {report['calibration_sha256']}",
              (f"  span (median w_max - w_min) {report['span']:.3f}, usable rings "
-              f"{report['fit_quality'].get('usable_rings')}")]
+              f"{report['fit_quality'].get('usable_rings')}, restricted rings {len(report.get('restricted', []))}")]
+    for entry in report.get("restricted", [])[:5]:
+        lines.append(f"    bank {entry['bank']} ring {entry['ring']}: range {entry['range'][0]:.3f}..{entry['range'][1]:.3f}"
+                     f" ({'; '.join(entry['reasons'])})")
+    if len(report.get("restricted", [])) > 5:
+        lines.append(f"    ... {len(report['restricted']) - 5} more in the calibration file")
     for step, t in report["timing"].items():
         el = t.get("elapsed_s")
         lines.append(f"  {step:16s} {'' if el is None else f'{el:9.1f} s'}  {t.get('transactions'):7d} transactions")

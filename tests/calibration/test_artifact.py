@@ -140,3 +140,22 @@ def test_refuses_other_chip_or_wiring(cal: Calibration, tmp_path: Path) -> None:
     hw3.chip_id, hw3.wiring_sha256 = "chip-A", "w" * 64
     with pytest.raises(CalibrationFileError, match="rings"):
         Calibration.load(path, hw=hw3)
+
+
+def test_older_files_without_the_new_fields_still_load(cal: Calibration, tmp_path: Path) -> None:
+    """Files written before the ring order, the reference uncertainty and the range restrictions were stored load
+    with those unknown: ring order as designed, no reference uncertainty (verify then counts none)."""
+    from labctl.calibration.verify import reference_uncertainty
+
+    doc = json.loads(cal.save(tmp_path / "new.json").read_text())
+    doc["resonance_map"].pop("baseline_uncertainty", None)
+    doc["thermal_model"].pop("resonance_of_ring", None)
+    doc["weight_model"]["meta"] = artifact.encode({k: v for k, v in artifact.decode(doc["weight_model"]["meta"])
+                                                   .items() if k != "restricted"})
+    old = artifact.finalize({k: v for k, v in doc.items() if k != "sha256"})
+    path = tmp_path / "old.json"
+    artifact.write_document(old, path)
+    again = Calibration.load(path)
+    assert again.rmap.baseline_uncertainty is None and again.thermal.resonance_of_ring is None
+    assert np.array_equal(reference_uncertainty(again), np.zeros(again.shape[0]))
+    assert np.array_equal(again.weights.w_min, cal.weights.w_min)

@@ -129,7 +129,7 @@ def true_bits(cal: Calibration, hw: Any, chip: Any, n: int, refine: bool = False
     truth: list[np.ndarray] = []
     res = verify(hw, cal, n=n, refine=refine, on_applied=lambda i, d, t: truth.append(
         EmulatorTruth(chip).weights_at(d, "voltage", cal.rmap.channel_of_ring)))
-    rmse = float(np.sqrt(np.mean((np.array(truth) - res.targets) ** 2)))
+    rmse = float(np.sqrt(np.mean((np.array(truth)[:res.n] - res.targets) ** 2)))
     return res.bits, float(np.log2(res.span / rmse))
 
 

@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from labctl.calibration import weights as wm
 
 NM = 1e-9
@@ -170,3 +172,66 @@ def test_windows_reserve_the_worst_case_crosstalk() -> None:
         delta = lo.copy()                        # the deep end (most heat): approach the peak, far branch -cap
         delta.reshape(-1)[i] = hi.reshape(-1)[i]
         wm.solve_heat(k, (lam - delta - rmap.center_m).reshape(-1))   # must not raise (no cooling needed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), nearest=st.floats(0.02, 0.35), spread_nm=st.floats(0.0, 0.6),
+       limit=st.floats(2.5, 6.0))
+def test_joint_windows_are_reachable_together(seed: int, nearest: float, spread_nm: float, limit: float) -> None:
+    """Any detunings inside the narrowed windows need non-negative heats within the heaters' limits, whatever the
+    crosstalk (up to 35 % on the nearest ring) and the zero-drive positions: the windows shrink, nothing raises."""
+    rng = np.random.default_rng(seed)
+    nb, nr = 2, 5
+    n = nb * nr
+    pos, same = np.tile(np.arange(nr), nb), np.repeat(np.arange(nb), nr)
+    d = np.abs(pos[:, None] - pos[None, :])
+    k = np.where(same[:, None] == same[None, :], nearest * 3.0 ** -(np.maximum(d, 1) - 1.0), 0.01)
+    k = k * np.exp(0.2 * rng.standard_normal((n, n)))
+    np.fill_diagonal(k, 1.0)
+    k *= 0.25e-9
+    delta0 = (0.3 + spread_nm * rng.uniform(-1, 1, (nb, nr))) * 1e-9
+    hi0 = np.minimum(delta0, 0.45e-9)
+    lo0 = np.minimum(0.0, hi0 - 0.1e-9)                  # approach windows from the peak; red rings: far branch
+    heat_limit = np.full(n, limit)                       # `limit` units of heat: 0.25 * limit nm of own shift
+    lo, hi, lowered, raised = wm.joint_windows(lo0, hi0, delta0, k, heat_limit)
+    assert np.all(lo <= hi) and np.all(hi <= hi0 + 1e-18) and np.all(lo >= np.minimum(lo0, hi) - 1e-18)
+    corners = rng.uniform(0, 1, (200, nb, nr)) < 0.5
+    deltas = np.concatenate([np.where(corners, lo, hi), lo + (hi - lo) * rng.uniform(0, 1, (50, nb, nr))])
+    heat = np.linalg.solve(k, (delta0 - deltas).reshape(-1, n).T).T
+    assert heat.min() >= -1e-9 and heat.max() <= limit * (1 + 1e-9)
+    # a top comes down by no more than the crosstalk the neighbours can give (plus the guard), nothing else
+    most = np.maximum(k - np.diag(np.diag(k)), 0) @ (np.maximum(delta0 - lo0, 0).reshape(-1) / 0.25e-9)   # m
+    assert np.all(hi0 - hi <= 1.5 * most.reshape(nb, nr) + 2 * wm.COOLING_GUARD_M)
+
+
+def test_unreachable_ranges_shrink_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A ring red of its channel (its peak is out of reach), a heater whose drive limit stops short of its ring's
+    peak, 30 % crosstalk on the nearest ring: the fit narrows the windows jointly and records each ring's reasons
+    (one log line); every target in range, the range ends included, is solved without cooling and within the
+    drive limits."""
+    rmap, thermal, wl = bank(nb=2, nr=5, seed=7)
+    rmap.center_m[0, 1] = wl[1] + 0.1e-9                 # 0.1 nm red of its channel
+    rmap.center_m[1, 2] = wl[2] - 0.6e-9                 # needs 0.6 nm to reach its peak ...
+    k = thermal.crosstalk / 0.08 * 0.3
+    np.fill_diagonal(k, np.diag(thermal.crosstalk))
+    thermal = LinearThermal(k)
+    thermal.max_drive = np.full(k.shape[0], 3.0)         # heat 9 units: 2.25 nm of own shift
+    thermal.max_drive[7] = 1.6                           # ... its heater gives 0.62 nm at most
+    thermal.nonlinearity = np.zeros(k.shape[0])
+    design = wm.design_sweeps(rmap, thermal, wl, n_configs=4, n_levels=16)
+    truth = true_model(rmap, wl)
+    with caplog.at_level("INFO", logger="labctl.calibration.weights"):
+        model = wm.fit_weight_model(synthetic_sweeps(truth, rmap, thermal, wl, design), rmap, thermal, wl, design)
+    restricted = {(e["bank"], e["ring"]): " ".join(e["reasons"]) for e in model.meta["restricted"]}
+    assert "red of its channel" in restricted[(0, 1)]
+    assert "drive limit" in restricted[(1, 2)]
+    assert sum("restricted" in r.message for r in caplog.records) == 1
+    lam = wl[rmap.channel_of_ring]
+    rng = np.random.default_rng(0)
+    targets = np.concatenate([model.w_min[None], model.w_max[None],
+                              model.w_min + (model.w_max - model.w_min) * rng.uniform(0, 1, (30,) + model.shape)])
+    limit = wm.heat_limits(thermal)
+    for t in targets:
+        delta = model.solve(t)
+        heat = wm.solve_heat(k, (lam - delta - rmap.center_m).reshape(-1))   # must not raise: no cooling needed
+        assert np.all(heat <= limit * (1 + 1e-9))

@@ -83,10 +83,14 @@ def test_verify_record_holds_every_vector(lab: SimpleNamespace) -> None:
     with h5py.File(lab.ver_run / "data.h5", "r") as h5:
         target, measured = h5["verification/target"][()], h5["verification/measured"][()]
         assert target.shape == measured.shape == (4, 2, 4)
-        rmse = float(np.sqrt(np.mean((measured - target) ** 2)))
-        assert rmse == pytest.approx(rec["result"]["rmse"], rel=1e-12)
+        rmse = float(np.sqrt(np.mean((measured - target) ** 2)))      # the readings' rms, noise included
+        assert rmse == pytest.approx(rec["result"]["raw_rmse"], rel=1e-12)
         assert h5["verification/drive"].shape == (4, 8)
         assert h5["verification_truth/true_weights"].shape == (1, 4, 2, 4)
+        # the repeated settings behind the precision figure are kept too
+        repeats = rec["result"]["settings"] - rec["result"]["n"]
+        assert repeats > 0 and h5["verification_repeats/measured"].shape == (repeats, 2, 4)
+        assert h5["verification_repeats_truth/true_weights"].shape == (1, repeats, 2, 4)
 
 
 def test_runs_and_show_list_the_records(lab: SimpleNamespace, capsys: pytest.CaptureFixture[str]) -> None:
