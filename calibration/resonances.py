@@ -50,7 +50,7 @@ from scipy.optimize import least_squares, linear_sum_assignment
 from scipy.signal import find_peaks, peak_widths
 
 from labctl.drivers.interfaces import BenchSession
-from .measure import Spectra, SpectrumSession, emit, spectra
+from labctl.calibration.measure import Spectra, SpectrumSession, emit, spectra
 
 log = logging.getLogger(__name__)
 

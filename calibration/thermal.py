@@ -48,9 +48,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from labctl.drivers.interfaces import BenchSession
-from .drive_writes import DriveWriter
-from .measure import SpectrumSession, emit
-from .resonances import NM, ResonanceMap, analyze_spectra
+from labctl.calibration.drive_writes import DriveWriter
+from labctl.calibration.measure import SpectrumSession, emit
+from labctl.calibration.resonances import NM, ResonanceMap, analyze_spectra
 
 log = logging.getLogger(__name__)
 
