@@ -145,6 +145,8 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep the study folders here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)     # the jobs' warnings are in their job.log files
+    import distributed  # noqa: F401  (its import sets its loggers' levels: quiet them after it)
+
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="labctl-study-scaling-") as tmp:
         folder = args.keep or Path(tmp)
