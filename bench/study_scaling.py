@@ -13,6 +13,8 @@ Printed:
                   client's bookkeeping; no idle tail), in s and as a share of the mean job wall time
   machine load    load average, and the cores other processes kept busy during each run (from /proc/stat minus
                   this process tree): the machine is shared, and the 2-worker run needs both cores free
+  efficiency      speed-up x (cores this process tree got with 1 worker / with 2 workers): how much of the CPU the
+                  second worker actually obtained turned into jobs (1.0: all of it)
 
     python bench/study_scaling.py [--jobs 8] [--repeats 2] [--keep DIR]
 """
@@ -143,6 +145,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep the study folders here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)     # the jobs' warnings are in their job.log files
+    import distributed  # noqa: F401  (its import sets its loggers' levels: quiet them after it)
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="labctl-study-scaling-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -175,6 +180,13 @@ def main() -> int:
         print(f"speed-up 2 workers over 1: {statistics.median(speedups):.2f}x median of {len(speedups)} "
               f"({', '.join(f'{x:.2f}' for x in speedups)}; target >= 1.7x); other processes kept {others:.2f} of "
               f"{os.cpu_count()} cores busy during the 2-worker runs")
+        # what the 2 workers did with the CPU they got: speed-up per core obtained, relative to the 1-worker run
+        efficiency = [sp * a["load"]["our_cores_busy"] / b["load"]["our_cores_busy"]
+                      for sp, a, b in zip(speedups, ones, twos)]
+        got_1 = ", ".join(f"{a['load']['our_cores_busy']:.2f}" for a in ones)
+        got_2 = ", ".join(f"{b['load']['our_cores_busy']:.2f}" for b in twos)
+        print(f"cores we obtained: 1 worker {got_1}, 2 workers {got_2}; speed-up per core obtained "
+              + ", ".join(f"{e:.2f}" for e in efficiency) + " (1.0: the second core's share all turned into jobs)")
         each = ", ".join(f"{r['overhead_per_job_s'] * 1e3:.1f} ms of {r['job_mean_s']:.2f} s" for r in ones)
         print(f"per-job scheduling overhead (1 worker): {statistics.median(shares) * 100:.2f} % of a job, median of "
               f"{len(shares)} ({each}"

@@ -297,8 +297,10 @@ def _overlay(study: Study, plot: Mapping[str, Any], path: Path) -> Path | None:
         if not pts:
             continue
         used = next(n for n in x_names if any(_num(r.get(n)) is not None for r in study.rows_of(case)))
+        failed = sum(r.get("status") != "finished" for r in study.rows_of(case))
         line = ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14, alpha=0.45,
-                          label=f"{case or study.name} (x: {used})")
+                          label=f"{case or study.name} (x: {used})" + (f"; {failed} failed, not shown" if failed
+                                                                       else ""))
         by_x: dict[float, list[float]] = {}
         for x, yv in pts:
             by_x.setdefault(x, []).append(yv)
