@@ -556,17 +556,6 @@ class SerialTransport(BaseTransport):
         del self._buffer[:n_bytes]
         return data
 
-    def read_binary(self, datatype: str = "f", *, command: str | None = None, big_endian: bool = False,
-                    expect_termination: bool = True) -> np.ndarray:
-        """Read (without sending anything) the definite-length block that answers an earlier :meth:`write` of a
-        query, e.g. after talking to other instruments meanwhile; ``command`` names that query in errors."""
-        with self.transaction():
-            raw = self._read_block(command, expect_termination)
-            values = decode_block(raw, datatype, big_endian=big_endian,
-                                  error=lambda m: self._error(InstrumentReplyError, m, command))
-            log.debug("%s -> %d values", self.name, values.size)
-            return values
-
     def pending_lines(self, quiet_s: float) -> list[str]:
         """Collect lines that arrive until the line stays quiet for ``quiet_s`` (asynchronous error lines)."""
         lines: list[str] = []
