@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from labctl.bench.config import embedded_bench_path
@@ -187,7 +187,8 @@ def _believed_wiring(hw: Any, heater_of_ring: np.ndarray) -> Any:
     return dataclasses.replace(hw, ring_channels=np.asarray(hw.ring_channels)[np.asarray(heater_of_ring)])
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 @given(perm=st.permutations(range(3)), offset_nm=st.sampled_from([0.3, 0.7, 1.0]), seed=st.integers(0, 50))
 def test_heaters_decide_the_ring_order(tmp_path: Path, perm: list[int], offset_nm: float, seed: int) -> None:
     """Any order of the resonances (fabrication offsets up to a channel spacing) and any order of the heaters along
@@ -195,6 +196,9 @@ def test_heaters_decide_the_ring_order(tmp_path: Path, perm: list[int], offset_n
     spec = {"fabrication": {"resonance_offset_m": offset_nm * 1e-9}}
     with open_bench(bench_file(tmp_path, n_banks=1, n_rings=3, seed=seed, spec=spec), tmp_path) as (_, hw, chip):
         truth = chip.truth_resonances_m(np.zeros((1, 3)), hw.mode)[0, 0]
+        # two resonances closer than about half a linewidth are one feature to any scan: which heater moves which
+        # is then not observable (such chips calibrate with those rings restricted; see test_weights)
+        assume(np.min(np.diff(np.sort(truth))) > 100e-12)
         rank = np.argsort(np.argsort(truth))                   # resonance index of each chip ring by wavelength
         hw = _believed_wiring(hw, perm)
         rmap = measure_resonance_map(hw)
