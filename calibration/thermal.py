@@ -585,7 +585,8 @@ def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float)
     """Rings of one bank closer than ``close_m`` at zero drive (ring-order centres, (B, R)) are one feature: the
     tracking cannot share their shifts out, and their rows of the crosstalk matrix come out mixed (nearly equal
     rows make it singular). Each heater of such a pair gets the larger of the pair's moves as its own and the
-    smaller as its crosstalk onto the partner; the other heaters' crosstalk onto the pair is split evenly."""
+    smaller (within 0 and half of it) as its crosstalk onto the partner, the self-heating of the bank's other
+    heaters; the other heaters' crosstalk onto the pair is split evenly."""
     nb, nr = center_m.shape
     k = model.crosstalk
     for b in range(nb):              # a pair at most every few banks
@@ -597,8 +598,10 @@ def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float)
             rest[[gi, gj]] = False
             mean = 0.5 * (k[gi, rest] + k[gj, rest])
             k[gi, rest] = k[gj, rest] = mean
-            k[gi, gi], k[gj, gi] = col_i.max(), col_i.min()
-            k[gj, gj], k[gi, gj] = col_j.max(), col_j.min()
+            k[gi, gi], k[gj, gi] = col_i.max(), np.clip(col_i.min(), 0.0, 0.5 * col_i.max())
+            k[gj, gj], k[gi, gj] = col_j.max(), np.clip(col_j.min(), 0.0, 0.5 * col_j.max())
+            others = np.setdiff1d(np.arange(b * nr, (b + 1) * nr), [gi, gj])
+            model.nonlinearity[[gi, gj]] = float(np.median(model.nonlinearity[others])) if others.size else 0.0
             log.warning("bank %d: rings %d and %d coincide within %.0f pm at zero drive; their heaters' shifts "
                         "cannot be told apart (thermal model approximate for them)", b, i, j,
                         abs(c[i] - c[j]) * 1e12)
