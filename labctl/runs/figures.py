@@ -15,6 +15,15 @@ import numpy as np
 DPI = 110
 
 
+def _save(fig: Any, out: Path) -> None:
+    """Lay out, write the PNG and free the figure (every report figure ends so)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -49,9 +58,7 @@ def spectra(g: dict[str, np.ndarray], truth: np.ndarray | None, out: Path) -> tu
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
     axes[-1, 0].set_xlabel("wavelength (nm)")
     fig.suptitle("Resonance sweep: optical power at each bank's ports, all heaters at 0")
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _save(fig, out)
     return ("Spectra with the located resonances",
             f"Power at every bank's {'through and drop ports' if ports else 'balanced detector'} while one laser "
             f"sweeps the band ({unit}); dashed lines: resonances located by the fit"
@@ -87,9 +94,7 @@ def heaters(steps: dict[str, np.ndarray], crosstalk: np.ndarray | None, unit: st
         ax2.set_title("Thermal crosstalk: shift of ring i per heat of heater j\n(% of heater j's own-ring shift; "
                       "colour scale clipped off the diagonal)", fontsize=9)
         fig.colorbar(im, ax=ax2, label="% of own-ring shift")
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _save(fig, out)
     return ("Heater tuning and crosstalk",
             "Left: every heater step's own-ring resonance shift (pm) against the heat it put in (drive squared); "
             "a straight line means a constant efficiency, a bend self-heating. Right: the fitted crosstalk matrix, "
@@ -114,9 +119,7 @@ def weights(sweeps: dict[str, np.ndarray], n_rings: int, out: Path) -> tuple[str
     axes[0, 0].set_ylabel("weight (reading / |baseline|)")
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle("Weight sweeps: each ring's weight at its own channel as its heater is stepped")
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _save(fig, out)
     return ("Weight curves",
             "Weight of each ring (balanced reading at its WDM channel divided by the bank's reading with every ring "
             "away: -1 = no ring on resonance) against its own heater drive, in the first neighbour configuration "
@@ -149,9 +152,7 @@ def verification(v: dict[str, np.ndarray], truth: np.ndarray | None, span: float
     ax.set_title(f"Verification: {stats['vectors']} random weight vectors; accuracy {stats['accuracy_bits']:.2f} bits, "
                  f"precision {stats['precision_bits']:.2f} bits", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _save(fig, out)
     return (("Verification errors",
              "Errors of every ring's weight over the random target vectors. Accuracy bits = log2(span / rms error); "
              "precision bits = log2(span / rms error after removing each ring's mean error), i.e. what a per-ring "
@@ -199,9 +200,7 @@ def training(runs: dict[str, dict[str, dict[str, np.ndarray]]], out: Path) -> tu
         ax.set_ylabel("count in the epoch so far")
         ax.set_title("Hardware counters (heater configurations,\nlaser encodings, readings)", fontsize=9)
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _save(fig, out)
     return ("Training curves",
             "Loss (cross-entropy, nats) and test accuracy (%) per epoch for each training in the run"
             + ("; right: what the bench did within each epoch (heater configurations written, laser encodings "
@@ -231,9 +230,7 @@ def bench_time(rows: list[tuple[str, float, float | None, float | None]], out: P
     ax.set_xlabel("bench time (hours, log scale)")
     ax.set_title("Bench time: projected vs minimum")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _save(fig, out)
     return ("Projected vs minimum bench time",
             "Bench time each part of the run takes on real instruments (on an emulated bench: projected from the "
             "instruments' measured latencies), against the physical minimum (settling, laser settling and detector "
