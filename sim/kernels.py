@@ -198,9 +198,20 @@ def heater_command(index: np.ndarray, values: np.ndarray, current: bool, full_sc
                    scratch: np.ndarray) -> int:  # pragma: no cover - compiled
     """One heater command of an instrument, in place: ``values`` (V or A) on heaters ``index``, DAC clip and
     rounding, self-heating power (the operations of ``heaters`` in the same order: same bits), and the first-order
-    settling restarted from where the effective power is now (``decay`` = exp(-elapsed / tau)). Returns the first
-    heater beyond thermal runaway (nothing changed then), else -1. ``scratch`` holds 2 x len(index) floats."""
+    settling restarted from where the effective power is now (``decay`` = exp(-elapsed / tau)).
+
+    Nothing changes unless the whole command is valid; returns -2 if a value is not finite, -3 if a heater index is
+    outside ``0..len(start)-1``, the first heater beyond thermal runaway, else -1. ``scratch`` holds at least
+    2 x len(index) floats; on success ``scratch[0, k]`` and ``scratch[1, k]`` (k = len(index)) are set to the
+    largest commanded power and the commanded powers' sum (in heater order: the caller re-sums exactly when it
+    matters)."""
     k = index.size
+    nh = start.size
+    for j in range(k):                      # checked as a whole before anything is computed
+        if not np.isfinite(values[j]):
+            return -2
+        if index[j] < 0 or index[j] >= nh:
+            return -3
     for j in range(k):
         v = values[j]
         v = v if v >= 0.0 else 0.0          # np.maximum(0.0, v) (keeps -0.0, as np.clip)
@@ -218,13 +229,21 @@ def heater_command(index: np.ndarray, values: np.ndarray, current: bool, full_sc
             power = 2.0 * sq / (r0[h] + np.sqrt(r0[h] * r0[h] + four_gamma * r0[h] * sq))
         scratch[0, j] = q
         scratch[1, j] = power
-    for h in range(start.size):
+    for h in range(nh):
         start[h] = target[h] + (start[h] - target[h]) * decay
     for j in range(k):
         h = index[j]
         drive[h] = scratch[0, j]
         is_current[h] = current
         target[h] = scratch[1, j]
+    top = -np.inf
+    total = 0.0
+    for h in range(nh):
+        top = max(top, target[h])
+        total += target[h]
+    if k < scratch.shape[1]:
+        scratch[0, k] = top
+        scratch[1, k] = total
     return -1
 
 

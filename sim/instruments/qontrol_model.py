@@ -89,6 +89,10 @@ def _pattern(template: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+#: The hot path's patterns: a vector write (one line per module and drive write), voltage first.
+_VECTOR_LINES = ((_pattern(VVEC_SET), "voltage"), (_pattern(IVEC_SET), "current"))
+
+
 def _fields(template: str | None, line: str) -> dict[str, str] | None:
     if template is None:
         return None
@@ -121,7 +125,8 @@ class QontrolModel(DeviceModel):
         self.n_modules = n_modules
         self.n_channels = n
         self.heater_map = wiring
-        self._wired: list[bool] = (wiring >= 0).tolist()
+        #: (start, stop) of a write -> (chip heaters, all wired, wired mask, wired heaters): the wiring is fixed
+        self._routes: dict[tuple[int, int], tuple[np.ndarray, bool, np.ndarray, np.ndarray]] = {}
         self.vfull_v = float(vfull_v)
         self.ifull_ma = float(ifull_ma)
         self.vmax_v = np.full(n, self.vfull_v)
@@ -148,10 +153,10 @@ class QontrolModel(DeviceModel):
     def handle(self, line: str) -> Reply:
         text = line.strip()
         if text[:4] in ("VVEC", "IVEC", "vvec", "ivec"):  # the hot path: one vector line per module and write
-            for template, kind in ((VVEC_SET, "voltage"), (IVEC_SET, "current")):
-                fields = _fields(template, text)
-                if fields is not None:
-                    return self._write(int(fields["start"]), fields["values"].split(","), kind)
+            for pattern, kind in _VECTOR_LINES:
+                found = pattern.match(text)
+                if found is not None:
+                    return self._write(int(found["start"]), found["values"].split(","), kind)
         low = text.lower()
         static = self._static.get(low)
         if static is not None:
@@ -250,16 +255,21 @@ class QontrolModel(DeviceModel):
         array = np.array(values)
         if kind == "voltage":
             self.voltage_v[part] = array
+            self.current_mode[part] = False
         else:
             self.current_ma[part] = array
+            self.current_mode[part] = True
             array *= 1e-3
-        self.current_mode[part] = kind == "current"
-        heaters = self.heater_map[part]
-        wired = self._wired[part]
-        if all(wired):
+        route = self._routes.get((start, stop))
+        if route is None:  # the chip heaters behind channels start..stop-1, and which of them are wired
+            heaters = self.heater_map[part]
+            route = self._routes[(start, stop)] = (heaters, bool(np.all(heaters >= 0)), heaters >= 0,
+                                                   heaters[heaters >= 0])
+        heaters, all_wired, wired, wired_heaters = route
+        if all_wired:
             self.chip.set_heater_drive(array, mode=kind, channels=heaters)
-        elif any(wired):
-            self.chip.set_heater_drive(array[heaters >= 0], mode=kind, channels=heaters[heaters >= 0])
+        elif wired_heaters.size:
+            self.chip.set_heater_drive(array[wired], mode=kind, channels=wired_heaters)
         return OK
 
     # -- read-backs --------------------------------------------------------------------------------------------------
