@@ -13,6 +13,7 @@ limits, so both orders check one set of numbers with one rule.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -83,7 +84,7 @@ class HeaterLimits:
         ``who``: prefix of messages (the instrument or wrapper name).
         """
         d = np.asarray(drive, dtype=float)
-        rows = np.atleast_2d(d)
+        rows = d if d.ndim == 2 else d.reshape(1, -1) if d.ndim == 1 else np.atleast_2d(d)
         idx = np.arange(self.size) if index is None else np.asarray(index, dtype=int)
         prefix = f"{who}: " if who else ""
         unit = self.unit
@@ -95,9 +96,10 @@ class HeaterLimits:
                 m, i = (int(v) for v in np.argwhere(mask)[0])
                 raise LimitError(f"{prefix}{self.name(int(idx[i]))}: {text(m, i)}")
 
-        limit = self.max_drive[idx]
-        with np.errstate(invalid="ignore"):
-            within = (rows >= 0) & (rows <= limit * (1.0 + self.rtol))  # False for NaN; +inf fails the limit
+        limit = self.max_drive if index is None else self.max_drive[idx]
+        # comparisons with NaN are False without a floating-point warning: no errstate needed (it costs more than
+        # the check on a heater write)
+        within = (rows >= 0) & (rows <= limit * (1.0 + self.rtol))  # False for NaN; +inf fails the limit
         if not within.all():  # one pass for the common case; the first violation is then named in rule order
             fail(~np.isfinite(rows), lambda m, i: f"value {rows[m, i]!r} is not finite")
             fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
@@ -107,11 +109,13 @@ class HeaterLimits:
             return d
         power = self.power_w(rows)
         if self.max_power_w is not None:
-            p_lim = self.max_power_w[idx]
-            fail(power > p_lim, lambda m, i: f"drive {rows[m, i]:.6g} {unit} dissipates up to "
-                                             f"{power[m, i] * 1e3:.4g} mW, over the per-heater limit "
-                                             f"{p_lim[i] * 1e3:.4g} mW")
-        if np.isfinite(self.total_power_w):
+            p_lim = self.max_power_w if index is None else self.max_power_w[idx]
+            over = power > p_lim
+            if over.any():
+                fail(over, lambda m, i: f"drive {rows[m, i]:.6g} {unit} dissipates up to "
+                                        f"{power[m, i] * 1e3:.4g} mW, over the per-heater limit "
+                                        f"{p_lim[i] * 1e3:.4g} mW")
+        if math.isfinite(self.total_power_w):
             base = np.zeros(self.size) if state is None else np.asarray(state, dtype=float)
             others = float(self.power_w(base).sum() - self.power_w(base[idx]).sum())
             total = power.sum(axis=1) + others

@@ -299,6 +299,8 @@ class Qontrol(Instrument):
         self._imax_a = np.zeros(0)
         #: Module of every channel (index into ``modules``), for splitting vector writes.
         self._module_index = np.zeros(0, dtype=int)
+        #: channel set (bytes of the int array) -> write order and runs (:meth:`_runs`)
+        self._run_cache: dict[bytes, tuple[np.ndarray, list[tuple[int, int, int]]]] = {}
         super().__init__(resource, resource_manager=resource_manager, name=name, timeout_s=timeout_s,
                          clock=clock)
         try:
@@ -314,6 +316,7 @@ class Qontrol(Instrument):
         self.modules = self._enumerate_chain()
         self.n_channels = sum(m.n_channels for m in self.modules)
         self._module_index = np.concatenate([np.full(m.n_channels, m.index) for m in self.modules])
+        self._run_cache.clear()
         self.device_id = self.query(ID_QUERY)
         match = DEVICE_ID.fullmatch(self.device_id)
         top = self.modules[0]
@@ -570,6 +573,8 @@ class Qontrol(Instrument):
     def check_ack(self, command: str, reply: str, ack: str) -> None:
         """``OK`` (after an optional ACK byte); an error line raises naming the command (:meth:`query` already
         does so for the replies it reads, this covers replies obtained otherwise)."""
+        if reply == ack:
+            return
         error = self._error_of(clean_line(reply))
         if error is not None:
             raise self._reported(command, [(error[0], describe_error(*error))])
@@ -629,16 +634,29 @@ class Qontrol(Instrument):
         channel as ``V<ch>=`` (``I<ch>=``). Each line must answer ``OK``.
         """
         chans, vals = self._validated(values, channels)
-        order = np.argsort(chans, kind="stable")
-        chans, vals = chans[order], vals[order]
-        module = self._module_index[chans]
-        ends = (np.flatnonzero((np.diff(chans) != 1) | (np.diff(module) != 0)) + 1).tolist() + [chans.size]
-        first = chans.tolist()
+        order, runs = self._runs(chans)
+        vals = vals[order]
         with self.transport.transaction():
-            start = 0
-            for end in ends:
-                self._write_run(first[start], vals[start:end])
-                start = end
+            for first, start, end in runs:
+                self._write_run(first, vals[start:end])
+
+    def _runs(self, chans: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """The write order of ``chans`` (ascending) and its runs (first channel, start, end in that order) of
+        consecutive channels within one module: one line each. A bench writes the same few channel sets again and
+        again, so the split is remembered per set."""
+        key = chans.tobytes()
+        found = self._run_cache.get(key)
+        if found is None:
+            order = np.argsort(chans, kind="stable")
+            ordered = chans[order]
+            module = self._module_index[ordered]
+            ends = (np.flatnonzero((np.diff(ordered) != 1) | (np.diff(module) != 0)) + 1).tolist() + [ordered.size]
+            first = ordered.tolist()
+            runs = [(first[start], start, end) for start, end in zip([0] + ends[:-1], ends)]
+            if len(self._run_cache) >= 256:
+                self._run_cache.clear()
+            found = self._run_cache[key] = (order, runs)
+        return found
 
     def lines_for(self, channels: np.ndarray) -> int:
         """Fewest lines that can write ``channels``: one per module touched. A line addresses one module at most:
@@ -655,9 +673,11 @@ class Qontrol(Instrument):
             else:
                 channel.current_ma = float(values_si[0]) * 1e3
             return
-        template, scale = (VVEC_SET, 1.0) if self.mode == "voltage" else (IVEC_SET, 1e3)
-        text = ",".join(map(VALUE_FORMAT.format, (values_si * scale).tolist()))
-        self._ack(template.format(start=start, values=text))
+        if self.mode == "voltage":
+            template, values = VVEC_SET, values_si.tolist()
+        else:
+            template, values = IVEC_SET, (values_si * 1e3).tolist()
+        self._ack(template.format(start=start, values=",".join(map(VALUE_FORMAT.format, values))))
 
     def read_drive(self) -> np.ndarray:
         """Output of every channel as measured by the modules (``VALL?`` in V, or ``IALL?`` converted to A)."""

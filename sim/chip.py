@@ -42,6 +42,7 @@ from labctl.sim.detection import (
     bandwidth_hz,
     detector_noise_sigma_a,
     meter_model,
+    meter_model_flat,
     meter_reading,
     quantize_signed,
     rin_sigma,
@@ -274,6 +275,8 @@ class Chip:
         self._window_end_s = -math.inf
         self.disturbed_readings = 0
         self._const_cache: dict[bytes, BankConstants] = {}
+        #: (averaging time s, range dBm) of meter readings -> (range top W, noise rms W)
+        self._meter_groups: dict[tuple[float, float], tuple[float, float]] = {}
         # Measured: a 2-thread pool over chunks gives no gain on the 2-vCPU reference VM (each chunk is ~30 short
         # ufunc calls and the GIL hand-offs eat the overlap), so the default is 1; pass threads=2 to try.
         self._threads = threads if threads is not None else 1
@@ -748,26 +751,29 @@ class Chip:
         r = np.asarray(range_dbm, dtype=float).reshape(-1)
         m = np.asarray(meter, dtype=int).reshape(-1)
         spec = self._spec.power_meter
-        groups: dict[tuple[float, float], list[int]] = {}
-        for i, key in enumerate(zip(t.tolist(), r.tolist())):
-            groups.setdefault(key, []).append(i)
-        order = np.fromiter((i for idx in groups.values() for i in idx), dtype=int, count=p.size)
-        top = np.empty(p.size)
-        sigma = np.empty(p.size)
-        for (t_g, r_g), idx in groups.items():
+        keys = list(zip(t.tolist(), r.tolist()))
+        known = self._meter_groups
+        for key in set(keys).difference(known):  # (range top W, noise rms W) of a pair, validated once
+            t_g, r_g = key
             if r_g not in spec.ranges_dbm:
                 raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {r_g!r}")
             bandwidth_hz(t_g)
-            top[idx] = 1e-3 * 10 ** (r_g / 10)
-            sigma[idx] = spec.noise_w * math.sqrt(spec.noise_reference_time_s / t_g)
-        noise: np.ndarray | float = 0.0
+            known[key] = (1e-3 * 10 ** (r_g / 10), spec.noise_w * math.sqrt(spec.noise_reference_time_s / t_g))
+        pairs = [known[key] for key in keys]
+        top = np.array([pair[0] for pair in pairs])
+        noise = np.zeros(p.size)
         if spec.noise_w > 0:
-            noise = np.empty(p.size)
-            noise[order] = self._noise_rng.standard_normal(p.size)
-            noise *= sigma
+            first: dict[tuple[float, float], int] = {}
+            group = [first.setdefault(key, len(first)) for key in keys]
+            draws = self._noise_rng.standard_normal(p.size)
+            if len(first) == 1:
+                noise = draws
+            else:  # the draws go to the groups in the order the groups first appear
+                noise[np.argsort(group, kind="stable")] = draws
+            noise *= np.array([pair[1] for pair in pairs])
         nl = self._params.meter_nonlinearity_db.reshape(-1)[m]
         ph = self._params.meter_nonlinearity_phase.reshape(-1)[m]
-        return meter_model(p, nl, ph, noise, top, spec)
+        return meter_model_flat(np.ascontiguousarray(p), nl, ph, noise, top, spec)
 
     def port_spectrum_w(
         self,
@@ -1019,6 +1025,7 @@ class Chip:
         answer its first messages within a client's timeout (numba import and cache load take about a second)."""
         kernels().warm_up()
         meter_model(np.zeros(1), np.zeros(1), np.zeros(1), 0.0, 1.0, self._spec.power_meter)
+        meter_model_flat(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.ones(1), self._spec.power_meter)
 
     def close(self) -> None:
         """Stop the worker threads and processes (optional: an unreferenced chip stops its processes too)."""

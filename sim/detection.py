@@ -27,6 +27,7 @@ __all__ = [
     "bandwidth_hz",
     "detector_noise_sigma_a",
     "meter_model",
+    "meter_model_flat",
     "meter_reading",
     "quantize_signed",
     "rin_sigma",
@@ -119,4 +120,18 @@ def meter_model(power_w: np.ndarray, nonlinearity_db: np.ndarray, nonlinearity_p
                           np.asarray(nonlinearity_phase, dtype=float), noise_w, k_arg, c_arg)
     over = raw > top_w
     reading = meter_quantize_ufunc(raw, top_w, np.divide(top_w, 2**spec.readout_bits))
+    return MeterReading(power_w=reading, over_range=over)
+
+
+def meter_model_flat(power_w: np.ndarray, nonlinearity_db: np.ndarray, nonlinearity_phase: np.ndarray,
+                     noise_w: np.ndarray, top_w: np.ndarray, spec: PowerMeterSpec) -> MeterReading:
+    """:func:`meter_model` for flat float64 arrays of one length (an instrument's readings): the same arithmetic,
+    element by element, in one compiled call."""
+    from labctl.sim.meter_kernel import arg_constants, meter_readings_flat  # numba: imported on first use
+
+    k_arg, c_arg = arg_constants(spec.nonlinearity_period_db)
+    reading = np.empty(power_w.size)
+    over = np.empty(power_w.size, dtype=bool)
+    meter_readings_flat(power_w, nonlinearity_db, nonlinearity_phase, noise_w, top_w, float(2**spec.readout_bits),
+                        k_arg, c_arg, reading, over)
     return MeterReading(power_w=reading, over_range=over)

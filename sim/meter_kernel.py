@@ -58,6 +58,19 @@ def meter_quantize_ufunc(reading: float, top: float, lsb: float) -> float:  # pr
 
 
 @_jit()
+def meter_readings_flat(p: np.ndarray, nl_db: np.ndarray, phase: np.ndarray, noise: np.ndarray, top: np.ndarray,
+                        bits_scale: float, k_arg: float, c_arg: float, reading: np.ndarray,
+                        over: np.ndarray) -> None:  # pragma: no cover - compiled
+    """:func:`meter_raw_ufunc`, the over-range test and :func:`meter_quantize_ufunc` on flat arrays of one length
+    in one call (an instrument's few readings: the ufuncs' call overhead, not the arithmetic, is the cost); the
+    same operations element by element, so the same bits."""
+    for i in range(p.size):
+        raw = meter_value(p[i], nl_db[i], phase[i], noise[i], k_arg, c_arg)
+        over[i] = raw > top[i]
+        reading[i] = meter_quantize(raw, top[i], top[i] / bits_scale)
+
+
+@_jit()
 def meter_bank_readings(pin: np.ndarray, blk: np.ndarray, t0: int, rin: np.ndarray, rin_sigma: float,
                         thr_t: np.ndarray, drop_t: np.ndarray, out_factor: float, nl_db: np.ndarray,
                         phase: np.ndarray, noise: np.ndarray, noise_sigma: float, tops: np.ndarray, margin: float,
