@@ -37,6 +37,7 @@ command sent (:func:`reply_shape`: ``OK`` for a set, ``<number> V`` for ``V<ch>?
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -159,6 +160,12 @@ _REPLY_SHAPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"(?i)nchan\?"), re.compile(r"\d+")),
     (re.compile(r"(?i)firmware\?"), re.compile(r"\S+")),
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _values_format(n: int) -> str:
+    """The comma-separated field of ``n`` vector values, each as VALUE_FORMAT (one format call per line)."""
+    return ",".join([VALUE_FORMAT] * n)
 
 
 def reply_shape(command: str) -> re.Pattern[str] | None:
@@ -677,7 +684,7 @@ class Qontrol(Instrument):
             template, values = VVEC_SET, values_si.tolist()
         else:
             template, values = IVEC_SET, (values_si * 1e3).tolist()
-        self._ack(template.format(start=start, values=",".join(map(VALUE_FORMAT.format, values))))
+        self._ack(template.format(start=start, values=_values_format(len(values)).format(*values)))
 
     def read_drive(self) -> np.ndarray:
         """Output of every channel as measured by the modules (``VALL?`` in V, or ``IALL?`` converted to A)."""

@@ -541,7 +541,15 @@ class SerialTransport(BaseTransport):
 
     def _read_line(self, command: str | None) -> str:
         term = self.settings.read_termination.encode()
-        self._fill(command, lambda: term in self._buffer)
+        if term not in self._buffer:
+            try:  # the bytes already received first: reading them cannot block (no deadline or timeout to set)
+                waiting = getattr(self._port, "in_waiting", 0) or 0
+                if waiting:
+                    self._buffer.extend(self._port.read(waiting))
+            except (self._serial_mod.SerialException, OSError) as exc:
+                raise self._error(InstrumentConnectionError, f"read failed: {exc}", command) from exc
+            if term not in self._buffer:
+                self._fill(command, lambda: term in self._buffer)
         index = self._buffer.index(term)
         line = bytes(self._buffer[:index])
         del self._buffer[:index + len(term)]

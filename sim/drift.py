@@ -21,20 +21,37 @@ class TemperatureDrift:
         self._scale = rms_k / math.sqrt(reference_time_s)
         self._rng = rng
         self._offset_k = 0.0
+        #: scale * sqrt(dt) of the advances not yet drawn: the walk is drawn when it is read (one draw call for many
+        #: advances, the same normals in the same order, the same additions: the same offset to the bit)
+        self._steps: list[float] = []
         clock.subscribe(self._on_advance)
 
     @property
     def offset_k(self) -> float:
         """Current chip temperature minus the reference temperature, K."""
+        if self._steps:
+            self._draw()
         return self._offset_k
 
+    def _draw(self) -> None:
+        steps, self._steps = self._steps, []
+        offset = self._offset_k
+        for step, normal in zip(steps, self._rng.standard_normal(len(steps)).tolist()):
+            offset += step * normal
+        self._offset_k = offset
+
     def state_dict(self) -> dict:
+        if self._steps:
+            self._draw()
         return {"offset_k": self._offset_k, "rng": self._rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
+        self._steps = []
         self._offset_k = float(state["offset_k"])
         self._rng.bit_generator.state = state["rng"]
 
     def _on_advance(self, dt_s: float) -> None:
         if dt_s > 0 and self._scale > 0:
-            self._offset_k += self._scale * math.sqrt(dt_s) * float(self._rng.standard_normal())
+            self._steps.append(self._scale * math.sqrt(dt_s))
+            if len(self._steps) >= 4096:  # bounded memory when nothing reads the temperature for long
+                self._draw()

@@ -63,6 +63,7 @@ class Bench:
     identities: dict[str, str] = field(default_factory=dict)
     _closed: bool = False
     _session: Session | None = None
+    _transports: tuple[int, list[Any]] | None = None
 
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -211,11 +212,11 @@ class Bench:
 
     def transaction_count(self) -> int:
         """Lines sent to all instruments so far."""
-        seen: dict[int, int] = {}
-        for driver in self.instruments.values():
-            transport = driver.transport
-            seen[id(transport)] = transport.write_count
-        return sum(seen.values())
+        if self._transports is None or self._transports[0] != len(self.instruments):
+            # each transport once (instruments may share one); the batch loop asks several times per reading
+            unique = {id(driver.transport): driver.transport for driver in self.instruments.values()}
+            self._transports = (len(self.instruments), list(unique.values()))
+        return sum([transport.write_count for transport in self._transports[1]])
 
     def session(self) -> Session:
         """The bench as calibration, training and procedures see it (one per open bench): wrapped instruments behind

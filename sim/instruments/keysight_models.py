@@ -572,6 +572,7 @@ class KeysightPowerMeterModel(ScpiModel):
         #: Per port: the flat index bank*2 + side of the chip port it sees (-1: dark) and the meter model index.
         self._flat_port = [-1 if w is None else w[0] * 2 + w[1] for w in map(self._wiring, range(self.n_ports))]
         self._meter_of_port = np.array([max(f, 0) for f in self._flat_port], dtype=int)
+        self._all_ports = list(range(self.n_ports))
         self._power_on()
 
     def _power_on(self) -> None:
@@ -683,16 +684,18 @@ class KeysightPowerMeterModel(ScpiModel):
         """Optical power at each port (dark ports 0), one chip read per distinct averaging time (in the order the
         times first appear among the wired ports): now, or averaged over a window that starts at ``window_start_s``
         (evaluated at its middle: heater settling and laser power ramps still in progress show)."""
-        reads: dict[float, np.ndarray] = {}
+        flat = [self._flat_port[p] for p in ports]
+        # one chip read per distinct averaging time among the wired ports, in the order the times first appear
+        times = dict.fromkeys(t for f, t in zip(flat, averaging_s) if f >= 0)
+        reads = {t: self.chip.read_port_power_w(t, at_s=None if window_start_s is None else window_start_s + 0.5 * t
+                                                ).reshape(-1) for t in times}
         out = np.zeros(len(ports))
-        for i, (p, t) in enumerate(zip(ports, averaging_s)):
-            flat = self._flat_port[p]
-            if flat < 0:
-                continue
-            if t not in reads:
-                at = None if window_start_s is None else window_start_s + 0.5 * t
-                reads[t] = self.chip.read_port_power_w(t, at_s=at).reshape(-1)
-            out[i] = reads[t][flat]
+        if len(reads) == 1 and min(flat) >= 0:  # every port wired, one averaging time: one gather
+            out[:] = next(iter(reads.values()))[flat]
+            return out
+        for i, (f, t) in enumerate(zip(flat, averaging_s)):
+            if f >= 0:
+                out[i] = reads[t][f]
         return out
 
     def _measure(self, ports: Sequence[int], window_start_s: float | None = None) -> np.ndarray:
@@ -709,7 +712,9 @@ class KeysightPowerMeterModel(ScpiModel):
         elif any(auto):
             mask = np.array(auto)
             ranges[mask] = self._pick_ranges(optical[mask])
-        reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, self._meter_of_port[ports])
+        meters = self._meter_of_port if len(ports) == self.n_ports and ports == self._all_ports else \
+            self._meter_of_port[ports]
+        reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, meters)
         power = np.where(reading.over_range, OVER_RANGE_MARKER_W, reading.power_w)
         self._last_w.update(zip(ports, power.tolist()))
         return power
