@@ -270,6 +270,8 @@ class Chip:
         self._ramp_t0_s = np.zeros(c)
         self._ramp_t1_s = np.zeros(c)
         self._laser_on = np.ones(c, dtype=bool)
+        #: (time from which the lasers emit their set powers, bank input powers (C, 1) then), until they change
+        self._settled_pin: tuple[float, np.ndarray] | None = None
         #: End of the averaging window of the reading in progress (instrument side); a command landing before it
         #: disturbs that reading (counted in :attr:`disturbed_readings`).
         self._window_end_s = -math.inf
@@ -407,6 +409,7 @@ class Chip:
         time (the laser settling after a power command); readings taken meanwhile see the power in between."""
         c = self.n_channels
         ls = self._spec.lasers
+        self._settled_pin = None
         if not (math.isfinite(power_ramp_s) and power_ramp_s >= 0):
             raise ValueError(f"power_ramp_s must be finite and >= 0, got {power_ramp_s!r}")
         if wavelength_m is not None:
@@ -680,8 +683,16 @@ class Chip:
         return self._simulate(k, lambda s, e: res, 1, self._state_pin_cn(at_s), averaging_time_s, True)
 
     def _state_pin_cn(self, at_s: float | None = None) -> np.ndarray:
-        power = self._laser_power_at(self._clock.now_s if at_s is None else at_s)
-        return (power * self._laser_on * self._input_factor)[:, None]
+        t = self._clock.now_s if at_s is None else at_s
+        settled = self._settled_pin
+        if settled is not None and t >= settled[0]:
+            return settled[1]
+        power = self._laser_power_at(t)
+        pin = (power * self._laser_on * self._input_factor)[:, None]
+        if power is self._laser_power_w:  # every ramp over: the same until the lasers change (read-only, shared)
+            pin.flags.writeable = False
+            self._settled_pin = (float(np.maximum.reduce(self._ramp_t1_s)), pin)
+        return pin
 
     def _reading_time(self, at_s: float | None) -> float | None:
         if at_s is not None and at_s < self._clock.now_s:
@@ -768,8 +779,8 @@ class Chip:
             draws = self._noise_rng.standard_normal(p.size)
             if len(first) == 1:
                 noise = draws
-            else:  # the draws go to the groups in the order the groups first appear
-                noise[np.argsort(group, kind="stable")] = draws
+            else:  # the draws go to the groups in the order the groups first appear (a stable sort)
+                noise[sorted(range(p.size), key=group.__getitem__)] = draws
             noise *= np.array([pair[1] for pair in pairs])
         nl = self._params.meter_nonlinearity_db.reshape(-1)[m]
         ph = self._params.meter_nonlinearity_phase.reshape(-1)[m]
@@ -1017,6 +1028,7 @@ class Chip:
         self._ramp_t0_s = np.array(ramp["t0_s"], dtype=float) if ramp else np.zeros(self.n_channels)
         self._ramp_t1_s = np.array(ramp["t1_s"], dtype=float) if ramp else np.zeros(self.n_channels)
         self._laser_on = np.array(state["laser_on"], dtype=bool)
+        self._settled_pin = None
         window = state.get("window_end_s")
         self._window_end_s = -math.inf if window is None else float(window)
 

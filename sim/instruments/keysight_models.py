@@ -76,7 +76,10 @@ def ieee_block(payload: bytes) -> bytes:
 
 def keysight_float(value: float, digits: int = 8) -> str:
     """Keysight's NR3 style with a three-digit exponent, e.g. ``+1.00000000E-002`` (as the static dialogues)."""
-    mantissa, _, exponent = f"{value:+.{digits}E}".partition("E")
+    text = f"{value:+.{digits}E}"
+    if text[-4] == "E":  # two exponent digits (Python's least; a reading's every value): one more
+        return f"{text[:-2]}0{text[-2:]}"
+    mantissa, _, exponent = text.partition("E")
     return f"{mantissa}E{exponent[0]}{exponent[1:]:0>3}"
 
 
