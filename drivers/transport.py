@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -153,6 +153,36 @@ class _Transaction:
             self._transport._lock.release()
 
 
+class _TimeoutFor:
+    """The block of :meth:`BaseTransport.timeout_for` (a plain context manager: every reading enters one)."""
+
+    __slots__ = ("_previous", "_seconds", "_transport")
+
+    def __init__(self, transport: BaseTransport, seconds: float) -> None:
+        self._transport = transport
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        transport = self._transport
+        transport._lock.acquire()
+        self._previous = transport._timeout_override_s
+        transport._timeout_override_s = self._seconds
+        try:
+            transport._apply_timeout(transport.timeout_s)
+        except BaseException:
+            transport._timeout_override_s = self._previous
+            transport._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        transport = self._transport
+        try:
+            transport._timeout_override_s = self._previous
+            transport._apply_timeout(transport.timeout_s)
+        finally:
+            transport._lock.release()
+
+
 class BaseTransport:
     """Locking, interrupt holding, retries and logging shared by all transports."""
 
@@ -205,25 +235,16 @@ class BaseTransport:
         """The reply timeout in force: the line setting, or the one of an enclosing :meth:`timeout_for`."""
         return self.settings.timeout_s if self._timeout_override_s is None else self._timeout_override_s
 
-    @contextlib.contextmanager
-    def timeout_for(self, seconds: float) -> Iterator[None]:
+    def timeout_for(self, seconds: float) -> _TimeoutFor:
         """Wait up to ``seconds`` for each reply inside the block (holding the lock).
 
         Drivers use it where one reply takes as long as the measurement behind it (a long averaging time, a list
         sweep read in one ``:READ?``, a wavelength move ended by ``*OPC?``), and for short probes of commands that
         older firmware may not answer at all.
         """
-        if not (seconds > 0 and np.isfinite(seconds)):
+        if not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError(f"timeout must be a positive number of seconds, got {seconds!r}")
-        with self._lock:
-            previous = self._timeout_override_s
-            self._timeout_override_s = float(seconds)
-            self._apply_timeout(self.timeout_s)
-            try:
-                yield
-            finally:
-                self._timeout_override_s = previous
-                self._apply_timeout(self.timeout_s)
+        return _TimeoutFor(self, float(seconds))
 
     def _apply_timeout(self, seconds: float) -> None:
         """Make the backend wait ``seconds`` for replies (backends that read the timeout per call need nothing)."""

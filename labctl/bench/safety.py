@@ -84,7 +84,8 @@ class SafeHeaterDriver:
             idx = np.arange(self.n_channels) if channels is None else np.asarray(channels, dtype=int).ravel()
             target = check_heater_vector(np.asarray(values, dtype=float).ravel(), idx, self._state, self.limits,
                                          self.name)
-            for step in self._ramp(self._state, target):
+            steps = (target,) if self.limits.ramp_step is None else self._ramp(self._state, target)
+            for step in steps:
                 if step is not target:
                     # every intermediate vector is itself validated (QCoDeS-style safe ramping)
                     check_heater_vector(step[idx], idx, self._state, self.limits, self.name)

@@ -11,9 +11,8 @@ instrument model, a meter range margin, or the chip. Checkpointing the emulator'
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,20 +61,26 @@ class BatchCounts:
 
 
 class _KindTimer:
-    """Charges the bench time and transactions of a block of instrument work to one operation kind."""
+    """Charges the bench time and transactions of a block of instrument work to one operation kind (a plain
+    context manager: the batch loop enters several per reading)."""
+
+    __slots__ = ("_counts", "_kind", "_session", "_t0", "_x0")
 
     def __init__(self, session: Session, counts: BatchCounts) -> None:
         self._session = session
         self._counts = counts
 
-    @contextlib.contextmanager
-    def __call__(self, kind: str) -> Iterator[None]:
-        t0, x0 = self._session.clock.now_s, self._session.transaction_count()
-        try:
-            yield
-        finally:
-            self._counts.time_s[kind] += self._session.clock.now_s - t0
-            self._counts.transactions[kind] += self._session.transaction_count() - x0
+    def __call__(self, kind: str) -> _KindTimer:
+        self._kind = kind
+        return self
+
+    def __enter__(self) -> None:
+        self._t0, self._x0 = self._session.clock.now_s, self._session.transaction_count()
+
+    def __exit__(self, *exc: object) -> None:
+        kind = self._kind
+        self._counts.time_s[kind] += self._session.clock.now_s - self._t0
+        self._counts.transactions[kind] += self._session.transaction_count() - self._x0
 
 
 @dataclass

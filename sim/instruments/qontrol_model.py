@@ -141,13 +141,14 @@ class QontrolModel(DeviceModel):
         super().attach(bench, profile)
         self._static = {line.lower(): self.dialogue(line) for line in _STATIC_LINES}
         self._unrecognised = str(profile.error_reply)
+        self._line_s = float(self.chip.spec.timing.serial_line_s)  # every line costs the same (the chip's spec is fixed)
         too_big = self.heater_map >= self.chip.n_heaters
         if np.any(too_big):
             raise ValueError(f"{self.name}: heater_map names heaters {self.heater_map[too_big].tolist()}, the chip "
                              f"has {self.chip.n_heaters}")
 
     def latency_s(self, line: str) -> float:
-        return float(self.chip.spec.timing.serial_line_s)
+        return self._line_s
 
     # -- dispatch ------------------------------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
