@@ -251,6 +251,8 @@ class Chip:
         self._seed = int(seed)
         fab_rng, self._noise_rng, drift_rng = spawn_streams(self._seed)
         self._params = draw_chip_params(self._spec, self._seed, fab_rng)
+        self._meter_nl = np.ascontiguousarray(self._params.meter_nonlinearity_db.reshape(-1))  # by meter b*2 + port
+        self._meter_phase = np.ascontiguousarray(self._params.meter_nonlinearity_phase.reshape(-1))
         self._clock = VirtualClock()
         th = self._spec.thermal
         self._drift = TemperatureDrift(th.drift_rms_k, th.drift_reference_time_s, drift_rng, self._clock)
@@ -277,8 +279,9 @@ class Chip:
         self._window_end_s = -math.inf
         self.disturbed_readings = 0
         self._const_cache: dict[bytes, BankConstants] = {}
-        #: (averaging time s, range dBm) of meter readings -> (range top W, noise rms W)
-        self._meter_groups: dict[tuple[float, float], tuple[float, float]] = {}
+        #: (averaging times, ranges) of an instrument's readings (bytes) -> :meth:`_meter_plan`
+        self._meter_plans: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+        self._rin_sigmas: dict[float, float] = {}  # averaging time -> laser RIN rms of a reading
         # Measured: a 2-thread pool over chunks gives no gain on the 2-vCPU reference VM (each chunk is ~30 short
         # ufunc calls and the GIL hand-offs eat the overlap), so the default is 1; pass threads=2 to try.
         self._threads = threads if threads is not None else 1
@@ -720,14 +723,18 @@ class Chip:
         at_s = self._reading_time(at_s)
         k = self._constants(self._laser_actual_m)
         res = self._state_resonances_hn(at_s)
-        rin = self._noise_rng.standard_normal((self.n_channels, 1))
-        rin *= rin_sigma(self._spec.lasers.rin_db_per_hz, averaging_time_s)
+        c = self.n_channels
+        sigma = self._rin_sigmas.get(averaging_time_s)
+        if sigma is None:
+            sigma = self._rin_sigmas[averaging_time_s] = rin_sigma(self._spec.lasers.rin_db_per_hz,
+                                                                   averaging_time_s)
+        # the RIN normals (C) and the unreported detector's (B) in one draw: the same stream, the same values
+        normals = self._noise_rng.standard_normal(c + self.n_banks)
+        rin = normals[:c].reshape(c, 1)
+        rin *= sigma
         rin += 1.0
-        self._noise_rng.standard_normal((self.n_banks, 1))
         thr, drop = bus_powers(k, res, np.multiply(self._state_pin_cn(at_s), rin, order="C"))
-        out = np.empty((self.n_banks, 2))
-        out[:, 0] = thr[:, 0]
-        out[:, 1] = drop[:, 0]
+        out = np.hstack((thr, drop))
         out *= self._output_factor
         return out
 
@@ -757,34 +764,49 @@ class Chip:
         The same numbers, noise draws included, as calling :meth:`meter_reading_w` once per distinct (averaging
         time, range) pair, in the order the pairs first appear, on that pair's elements; but one pass (an
         instrument reading all its ports at once pays the model's call overhead once)."""
-        p = np.asarray(power_w, dtype=float).reshape(-1)
-        t = np.asarray(averaging_time_s, dtype=float).reshape(-1)
-        r = np.asarray(range_dbm, dtype=float).reshape(-1)
+        p = np.ascontiguousarray(power_w, dtype=float).reshape(-1)
+        t = np.ascontiguousarray(averaging_time_s, dtype=float).reshape(-1)
+        r = np.ascontiguousarray(range_dbm, dtype=float).reshape(-1)
         m = np.asarray(meter, dtype=int).reshape(-1)
         spec = self._spec.power_meter
+        # an instrument repeats a few (averaging times, ranges) patterns: each one's plan is made once
+        key = (t.tobytes(), r.tobytes())
+        plan = self._meter_plans.get(key)
+        if plan is None:
+            plan = self._meter_plan(t, r)
+            if len(self._meter_plans) >= 4096:
+                self._meter_plans.clear()
+            self._meter_plans[key] = plan
+        top, sigma, order = plan
+        if spec.noise_w > 0:
+            noise = self._noise_rng.standard_normal(p.size)
+            if order is not None:  # the draws go to the groups in the order the groups first appear
+                draws, noise = noise, np.empty(p.size)
+                noise[order] = draws
+            noise *= sigma
+        else:
+            noise = np.zeros(p.size)
+        return meter_model_flat(p, self._meter_nl[m], self._meter_phase[m], noise, top, spec)
+
+    def _meter_plan(self, t: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Range tops (W) and noise rms (W) per element of readings at averaging times ``t`` and ranges ``r``
+        (each pair validated), and where the noise draws go: None in element order (one group), else the
+        elements group by group, the groups in the order they first appear (a stable sort)."""
+        spec = self._spec.power_meter
         keys = list(zip(t.tolist(), r.tolist()))
-        known = self._meter_groups
-        for key in set(keys).difference(known):  # (range top W, noise rms W) of a pair, validated once
-            t_g, r_g = key
+        pairs: dict[tuple[float, float], tuple[float, float]] = {}
+        for t_g, r_g in keys:
+            if (t_g, r_g) in pairs:
+                continue
             if r_g not in spec.ranges_dbm:
                 raise ValueError(f"range_dbm must be one of {spec.ranges_dbm}, got {r_g!r}")
             bandwidth_hz(t_g)
-            known[key] = (1e-3 * 10 ** (r_g / 10), spec.noise_w * math.sqrt(spec.noise_reference_time_s / t_g))
-        pairs = [known[key] for key in keys]
-        top = np.array([pair[0] for pair in pairs])
-        noise = np.zeros(p.size)
-        if spec.noise_w > 0:
-            first: dict[tuple[float, float], int] = {}
-            group = [first.setdefault(key, len(first)) for key in keys]
-            draws = self._noise_rng.standard_normal(p.size)
-            if len(first) == 1:
-                noise = draws
-            else:  # the draws go to the groups in the order the groups first appear (a stable sort)
-                noise[sorted(range(p.size), key=group.__getitem__)] = draws
-            noise *= np.array([pair[1] for pair in pairs])
-        nl = self._params.meter_nonlinearity_db.reshape(-1)[m]
-        ph = self._params.meter_nonlinearity_phase.reshape(-1)[m]
-        return meter_model_flat(np.ascontiguousarray(p), nl, ph, noise, top, spec)
+            pairs[(t_g, r_g)] = (1e-3 * 10 ** (r_g / 10), spec.noise_w * math.sqrt(spec.noise_reference_time_s / t_g))
+        top = np.array([pairs[key][0] for key in keys])
+        sigma = np.array([pairs[key][1] for key in keys])
+        group = {key: g for g, key in enumerate(pairs)}
+        order = None if len(pairs) <= 1 else np.array(sorted(range(len(keys)), key=lambda i: group[keys[i]]))
+        return top, sigma, order
 
     def port_spectrum_w(
         self,
