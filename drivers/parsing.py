@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_LIST_NUMBER = r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*"
+#: A comma-separated list of numbers as parse_float takes each (checked in one pass before the values are converted)
+_FLOAT_LIST_RE = re.compile(rf"{_LIST_NUMBER}(?:,{_LIST_NUMBER})*")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 
 #: SCPI "not a number" sentinel (Keithley 2400, B2900) and the Keysight over/under-range marker threshold.
@@ -51,10 +54,18 @@ def parse_bool(text: str) -> bool:
 
 def parse_float_list(text: str, *, separator: str = ",") -> list[float]:
     """A separated list of finite numbers (every element must parse)."""
-    parts = text.strip().split(separator)
+    stripped = text.strip()
+    parts = stripped.split(separator)
     if not parts or parts == [""]:
         raise ValueError("expected a list of numbers, got an empty reply")
-    return [parse_float(p) for p in parts]
+    if separator == "," and _FLOAT_LIST_RE.fullmatch(stripped):  # the common case in one pass
+        try:
+            values = list(map(float, parts))
+        except ValueError:
+            values = [math.inf]
+        if max(map(abs, values)) < OVER_RANGE_THRESHOLD:
+            return values
+    return [parse_float(p) for p in parts]  # names the element that fails
 
 
 def parse_with_unit(unit: str) -> Callable[[str], float]:

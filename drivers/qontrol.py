@@ -162,10 +162,11 @@ _REPLY_SHAPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
 )
 
 
-@functools.lru_cache(maxsize=64)
-def _values_format(n: int) -> str:
-    """The comma-separated field of ``n`` vector values, each as VALUE_FORMAT (one format call per line)."""
-    return ",".join([VALUE_FORMAT] * n)
+@functools.lru_cache(maxsize=512)
+def _vector_format(template: str, start: int, n: int) -> str:
+    """A vector line of ``n`` values from channel ``start`` as one format string (each value as VALUE_FORMAT):
+    one format call per line."""
+    return template.format(start=start, values=",".join([VALUE_FORMAT] * n))
 
 
 def reply_shape(command: str) -> re.Pattern[str] | None:
@@ -684,7 +685,7 @@ class Qontrol(Instrument):
             template, values = VVEC_SET, values_si.tolist()
         else:
             template, values = IVEC_SET, (values_si * 1e3).tolist()
-        self._ack(template.format(start=start, values=_values_format(len(values)).format(*values)))
+        self._ack(_vector_format(template, start, len(values)).format(*values))
 
     def read_drive(self) -> np.ndarray:
         """Output of every channel as measured by the modules (``VALL?`` in V, or ``IALL?`` converted to A)."""

@@ -124,11 +124,12 @@ _GUARD = _InterruptGuard()
 class _Transaction:
     """The transport's lock held and Ctrl-C deferred for one exchange (see :meth:`BaseTransport.transaction`)."""
 
-    __slots__ = ("_transport", "_held")
+    __slots__ = ("_transport", "_held", "_owner")
 
     def __init__(self, transport: BaseTransport) -> None:
         self._transport = transport
         self._held = False
+        self._owner = False
 
     def __enter__(self) -> None:
         transport = self._transport
@@ -140,17 +141,42 @@ class _Transaction:
         except BaseException:
             self._release()
             raise
+        if transport._owner is None:  # this thread's transactions inside this one are nested (_Nested)
+            transport._owner = threading.get_ident()
+            self._owner = True
 
     def __exit__(self, *exc: Any) -> None:
         self._release()
 
     def _release(self) -> None:
         try:
+            if self._owner:
+                self._owner = False
+                self._transport._owner = None
             if self._held:
                 self._held = False
                 _GUARD.exit()
         finally:
             self._transport._lock.release()
+
+
+class _Nested:
+    """A transaction of the thread that holds one on the same transport already: the lock is held and Ctrl-C is
+    deferred by the enclosing one (drivers nest a write and a read in an exchange), so only the connection is
+    checked."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: BaseTransport) -> None:
+        self._transport = transport
+
+    def __enter__(self) -> None:
+        transport = self._transport
+        if not transport.is_open:
+            raise transport._error(InstrumentConnectionError, "connection is closed", None)
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class _TimeoutFor:
@@ -193,6 +219,9 @@ class BaseTransport:
         #: What instrument-imposed waits pass on: the wall, or an emulated bench's virtual clock.
         self.clock: Clock = clock if clock is not None else WALL_CLOCK
         self._lock = threading.RLock()
+        #: Thread running the outermost transaction (None: none runs); its inner ones are ``_nested``.
+        self._owner: int | None = None
+        self._nested = _Nested(self)
         #: Lines sent so far (tests and the safety layer's audits use it).
         self.write_count = 0
         self._timeout_override_s: float | None = None
@@ -201,8 +230,10 @@ class BaseTransport:
     def _error(self, cls: type[InstrumentError], message: str, command: str | None) -> InstrumentError:
         return cls(message, instrument=self.name, address=self.address, command=command)
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> _Transaction | _Nested:
         """Hold the lock and defer Ctrl-C for a multi-step exchange (public so drivers can group steps)."""
+        if self._owner == threading.get_ident():
+            return self._nested
         return _Transaction(self)
 
     def _with_retries(self, command: str, func: Any, retries: int | None) -> Any:

@@ -800,7 +800,7 @@ class KeysightPowerMeterModel(ScpiModel):
                 return self._averaging_s(p) + timing.meter_overhead_s
         if action in ("query fetch_power_all", "query fetch_power_all_csv") or (
                 action == "query read_power_all" and any(self._continuous_on)):
-            return max(self._averaging_s(p) for p in range(self.n_ports)) + timing.meter_overhead_s
+            return max(self._averaging) + timing.meter_overhead_s  # every port's averaging time
         if action == "query read_power_all":
             return 0.0  # a self-triggered measurement: the reply comes later (_read_all_triggered)
         return timing.scpi_query_s
