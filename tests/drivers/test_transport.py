@@ -188,3 +188,41 @@ def test_visa_open_failure_names_the_address(tmp_path: Path) -> None:
     rm = pyvisa.ResourceManager(f"{path}@sim")
     with pytest.raises(InstrumentConnectionError, match="GPIB0::x::INSTR"):
         open_transport("GPIB0::x::INSTR", resource_manager=rm)
+
+
+def test_a_transaction_held_by_one_thread_keeps_others_out_of_its_nested_exchanges(fake_serial: dict) -> None:
+    """Exchanges nested in a thread's transaction run without taking the lock again, and still exclude every other
+    thread until the outer transaction ends; a nested exchange on a closed line still refuses."""
+    fake_serial["echo"] = echo_upper
+    transport = SerialTransport("fakeinst://echo", settings=FAST)
+    order: list[str] = []
+    inside = threading.Event()
+
+    def other() -> None:
+        inside.wait(2)
+        order.append(transport.query("other"))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with transport.transaction():
+        inside.set()
+        for i in range(3):
+            order.append(transport.query(f"mine{i}"))  # nested: the other thread waits meanwhile
+        thread.join(0.05)
+        assert thread.is_alive()
+    thread.join(2)
+    assert order == ["MINE0", "MINE1", "MINE2", "OTHER"]
+    with transport.transaction():
+        transport.close()
+        with pytest.raises(InstrumentConnectionError, match="closed"):
+            transport.query("x")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_reply_already_waiting_is_read_whole_and_a_partial_one_completed(fake_serial: dict) -> None:
+    fake_serial["box"] = lambda line: b"first\nsecond"  # one message answered by a line and a partial line
+    transport = SerialTransport("fakeinst://box", settings=FAST)
+    transport.write("go")
+    assert transport.read_line() == "first"
+    with pytest.raises(InstrumentTimeout, match="partial b'second'"):
+        transport.read_line()

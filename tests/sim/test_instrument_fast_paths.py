@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from labctl.sim import Chip, ChipSpec
 from labctl.sim import heaters as H
@@ -91,3 +92,66 @@ def test_meter_groups_draw_and_compute_as_one_call_per_group() -> None:
         expected[idx], over[idx] = reading.power_w, reading.over_range
     assert np.array_equal(grouped.power_w, expected) and np.array_equal(grouped.over_range, over)
     assert np.array_equal(fast.instrument_normals(3), slow.instrument_normals(3))
+
+
+def test_a_refused_heater_command_changes_nothing() -> None:
+    """The compiled command validates the whole command before it applies any of it."""
+    chip = Chip(ChipSpec(), seed=3)
+    chip.set_heater_drive(np.linspace(0.5, 2.0, chip.n_heaters))
+    chip.clock.advance(1e-4, "test")
+    before = chip.state_dict()
+    bad_value = np.array([1.0, math.nan, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        chip.set_heater_drive(bad_value, channels=np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"heater channels must be in \[0, 40\)"):
+        chip.set_heater_drive(np.array([1.0, 2.0]), channels=np.array([3, chip.n_heaters]))
+    after = chip.state_dict()
+    for key in ("drive", "is_current", "settling", "last_drive_time_s"):
+        assert after[key] == before[key], key
+
+
+def test_meter_plans_repeat_and_single_groups_draw_as_the_plain_model() -> None:
+    """A repeated (averaging times, ranges) pattern, and one of a single group, read as the plain meter model."""
+    fast, slow = Chip(ChipSpec(), seed=8), Chip(ChipSpec(), seed=8)
+    rng = np.random.default_rng(2)
+    meters = np.arange(8)
+    for averaging, ranges in [(np.full(8, 1e-3), np.full(8, -10.0)),
+                              (np.full(8, 1e-3), np.array([0.0, -10.0, 0.0, -20.0, 0.0, 0.0, -10.0, -20.0])),
+                              (np.full(8, 1e-3), np.array([0.0, -10.0, 0.0, -20.0, 0.0, 0.0, -10.0, -20.0])),
+                              (np.full(8, 1e-3), np.full(8, -10.0))]:
+        power = rng.uniform(1e-7, 1e-3, 8)
+        got = fast.meter_reading_groups_w(power, averaging, ranges, meters)
+        expected, over = np.empty(8), np.zeros(8, dtype=bool)
+        groups: dict[tuple[float, float], list[int]] = {}
+        for i, key in enumerate(zip(averaging.tolist(), ranges.tolist())):
+            groups.setdefault(key, []).append(i)
+        for (t, r), idx in groups.items():
+            reading = slow.meter_reading_w(power[idx], t, r, meter=meters[idx])
+            expected[idx], over[idx] = reading.power_w, reading.over_range
+        assert np.array_equal(got.power_w, expected) and np.array_equal(got.over_range, over)
+    with pytest.raises(ValueError, match="range_dbm must be one of"):
+        fast.meter_reading_groups_w(np.ones(2) * 1e-4, np.full(2, 1e-3), np.array([-10.0, -11.0]), np.arange(2))
+
+
+def test_port_readings_follow_every_laser_change() -> None:
+    """A reading depends only on the chip's state, not on the readings taken before it (the chip keeps the bank
+    input powers between laser changes): the same as a chip restored from that state."""
+    chips = [Chip(ChipSpec(), seed=11), Chip(ChipSpec(), seed=11)]
+    for chip in chips:
+        chip.set_heater_drive(np.linspace(0, 3, chip.n_heaters))
+        chip.clock.advance(1e-3, "test")
+    readings: list[list[np.ndarray]] = [[], []]
+    for step, (power_w, ramp_s) in enumerate([(1e-3, 0.0), (2e-3, 0.0), (0.5e-3, 1e-3), (0.5e-3, 0.0)]):
+        for which, chip in enumerate(chips):
+            if which == 1:
+                chip.load_state_dict(chip.state_dict())  # a fresh start from the same state before every change
+            chip.set_lasers(power_w=np.full(chip.n_channels, power_w), power_ramp_s=ramp_s)
+            readings[which].append(chip.read_port_power_w(1e-3))               # mid-ramp on step 2
+            chip.clock.advance(2e-3, "test")
+            readings[which].append(chip.read_port_power_w(1e-3))               # settled
+            if which == 1:
+                chip.load_state_dict(chip.state_dict())
+            readings[which].append(chip.read_port_power_w(1e-3))
+    for a, b in zip(*readings):
+        assert np.array_equal(a, b)
+    assert not np.allclose(readings[0][1], readings[0][4], rtol=0.1)  # the laser power change shows

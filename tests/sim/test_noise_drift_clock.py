@@ -63,6 +63,27 @@ def test_drift_moves_all_resonances_together_and_grows() -> None:
     assert finals[600.0] / finals[60.0] == pytest.approx(np.sqrt(10), rel=0.15)
 
 
+def test_drift_drawn_when_read_is_the_walk_drawn_at_every_advance() -> None:
+    """The walk's normals are drawn when the temperature is read; the offsets are the eager walk's, to the bit."""
+    steps = np.random.default_rng(3).uniform(0.0, 2e-3, 300)
+    steps[::7] = 0.0  # advances of zero draw nothing
+    clock_a, clock_b = VirtualClock(), VirtualClock()
+    lazy = TemperatureDrift(0.010, 600.0, np.random.default_rng(5), clock_a)
+    read = TemperatureDrift(0.010, 600.0, np.random.default_rng(5), clock_b)
+    eager_rng, offset = np.random.default_rng(5), 0.0
+    scale = 0.010 / np.sqrt(600.0)
+    for k, dt in enumerate(steps):
+        clock_a.advance(float(dt))
+        clock_b.advance(float(dt))
+        if dt > 0:
+            offset += scale * np.sqrt(dt) * float(eager_rng.standard_normal())
+        assert read.offset_k == offset
+        if k == 150:
+            state = lazy.state_dict()  # a checkpoint mid-way sees every advance so far
+            assert state["offset_k"] == offset
+    assert lazy.offset_k == offset
+
+
 def test_clock_totals_and_monotonic() -> None:
     clock = VirtualClock()
     clock.advance(0.002, "scpi_query")
