@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import re
 from functools import lru_cache
 from typing import Any
@@ -248,7 +249,7 @@ class QontrolModel(DeviceModel):
         if stop > self.n_channels:
             return self._error(E_BAD_CHANNEL, max(start, self.n_channels))
         try:
-            values = [float(text) for text in texts]
+            values = list(map(float, texts))
         except ValueError:
             values = [math.nan]
         if not all(map(math.isfinite, values)):  # the first value the firmware cannot take, named by its channel
@@ -256,9 +257,10 @@ class QontrolModel(DeviceModel):
             return self._error(E_BAD_PARAMETER, start + bad)
         part = slice(start, stop)
         limits = (self.vmax_v if kind == "voltage" else self.imax_ma)[part].tolist()
-        for k, (value, limit) in enumerate(zip(values, limits)):
-            if not 0.0 <= value <= limit:
-                return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, start + k)
+        if not (min(values) >= 0.0 and all(map(operator.le, values, limits))):  # the first value out of range
+            for k, (value, limit) in enumerate(zip(values, limits)):
+                if not 0.0 <= value <= limit:
+                    return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, start + k)
         array = np.array(values)
         if kind == "voltage":
             self.voltage_v[part] = array
