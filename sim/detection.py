@@ -127,7 +127,10 @@ def meter_model_flat(power_w: np.ndarray, nonlinearity_db: np.ndarray, nonlinear
                      noise_w: np.ndarray, top_w: np.ndarray, spec: PowerMeterSpec) -> MeterReading:
     """:func:`meter_model` for flat float64 arrays of one length (an instrument's readings): the same arithmetic,
     element by element, in one compiled call."""
-    from labctl.sim.meter_kernel import arg_constants, meter_readings_flat  # numba: imported on first use
+    from labctl.sim.meter_kernel import (  # numba: imported on first use
+        arg_constants,
+        meter_readings_flat,
+    )
 
     k_arg, c_arg = arg_constants(spec.nonlinearity_period_db)
     reading = np.empty(power_w.size)

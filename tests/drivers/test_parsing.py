@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from labctl.drivers.parsing import parse_float, parse_float_list
 
 _ELEMENT = st.one_of(st.from_regex(r"\s?[+-]?(\d{1,3}(\.\d{0,8})?|\.\d{1,3})([eE][+-]?\d{1,3})?\s?", fullmatch=True),
