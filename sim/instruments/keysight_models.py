@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,17 @@ def keysight_float(value: float, digits: int = 8) -> str:
         return f"{text[:-2]}0{text[-2:]}"
     mantissa, _, exponent = text.partition("E")
     return f"{mantissa}E{exponent[0]}{exponent[1:]:0>3}"
+
+
+_TWO_DIGIT_EXPONENT = re.compile(r"E([+-])(\d\d)(?=,|$)")
+
+
+def keysight_floats(values: list[float]) -> str:
+    """``keysight_float`` of every value, comma-separated: one format and one substitution for a whole reading."""
+    if not all(map(math.isfinite, values)):
+        return ",".join(map(keysight_float, values))  # (a non-finite value fails as keysight_float fails)
+    text = ",".join(["%+.8E"] * len(values)) % tuple(values)
+    return _TWO_DIGIT_EXPONENT.sub(r"E\g<1>0\g<2>", text)
 
 
 def watts(value: float, unit: str | None, unit_watt: bool) -> float:
@@ -687,7 +699,7 @@ class KeysightPowerMeterModel(ScpiModel):
         """Optical power at each port (dark ports 0), one chip read per distinct averaging time (in the order the
         times first appear among the wired ports): now, or averaged over a window that starts at ``window_start_s``
         (evaluated at its middle: heater settling and laser power ramps still in progress show)."""
-        flat = [self._flat_port[p] for p in ports]
+        flat = self._flat_port if ports == self._all_ports else [self._flat_port[p] for p in ports]
         # one chip read per distinct averaging time among the wired ports, in the order the times first appear
         times = dict.fromkeys(t for f, t in zip(flat, averaging_s) if f >= 0)
         reads = {t: self.chip.read_port_power_w(t, at_s=None if window_start_s is None else window_start_s + 0.5 * t
@@ -706,17 +718,18 @@ class KeysightPowerMeterModel(ScpiModel):
         averaging window that starts at ``window_start_s``): the meter model per port at its averaging time and
         range, in one pass (:meth:`Chip.meter_reading_groups_w`)."""
         ports = list(ports)
-        averaging = [self._averaging[p] for p in ports]
+        every = ports == self._all_ports
+        averaging = self._averaging if every else [self._averaging[p] for p in ports]
         optical = self._optical_w(ports, averaging, window_start_s)
-        ranges = np.array([self._range_dbm[p] for p in ports])
-        auto = [self._auto_on[p] for p in ports]
+        auto = self._auto_on if every else [self._auto_on[p] for p in ports]
         if all(auto):
             ranges = self._pick_ranges(optical)
-        elif any(auto):
-            mask = np.array(auto)
-            ranges[mask] = self._pick_ranges(optical[mask])
-        meters = self._meter_of_port if len(ports) == self.n_ports and ports == self._all_ports else \
-            self._meter_of_port[ports]
+        else:
+            ranges = np.array([self._range_dbm[p] for p in ports])
+            if any(auto):
+                mask = np.array(auto)
+                ranges[mask] = self._pick_ranges(optical[mask])
+        meters = self._meter_of_port if every else self._meter_of_port[ports]
         reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, meters)
         power = np.where(reading.over_range, OVER_RANGE_MARKER_W, reading.power_w)
         self._last_w.update(zip(ports, power.tolist()))
@@ -789,7 +802,7 @@ class KeysightPowerMeterModel(ScpiModel):
         values = self._fetch(ports)
         if not all(self._unit_watt):
             values = np.where(np.array(self._unit_watt), values, self._in_unit(values, False))
-        return ",".join(map(keysight_float, values.tolist()))
+        return keysight_floats(values.tolist())
 
     def latency_s(self, call: Parsed) -> float:  # type: ignore[override]
         timing = self.chip.spec.timing

@@ -155,3 +155,14 @@ def test_port_readings_follow_every_laser_change() -> None:
     for a, b in zip(*readings):
         assert np.array_equal(a, b)
     assert not np.allclose(readings[0][1], readings[0][4], rtol=0.1)  # the laser power change shows
+
+
+def test_a_reading_formatted_at_once_is_each_value_formatted() -> None:
+    from labctl.sim.instruments.keysight_models import keysight_float, keysight_floats
+
+    rng = np.random.default_rng(4)
+    values = (rng.uniform(-1, 1, 400) * 10.0 ** rng.integers(-320, 308, 400)).tolist() + [9.91e37, 0.0, -0.0, 1e-5]
+    for k in range(0, len(values), 8):
+        assert keysight_floats(values[k:k + 8]) == ",".join(map(keysight_float, values[k:k + 8]))
+    with pytest.raises(IndexError):  # a non-finite value fails as it always did
+        keysight_floats([1.0, math.nan])
