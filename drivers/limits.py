@@ -23,6 +23,19 @@ from labctl.drivers.errors import LimitError
 from labctl.drivers.interfaces import DriveMode
 
 
+_IDENTITY: dict[int, bytes] = {}
+
+
+def _is_every_output(index: np.ndarray, size: int) -> bool:
+    """Whether ``index`` is 0, 1, ..., size - 1 (a whole vector written in order)."""
+    if index.size != size or index.dtype != np.int_:
+        return False
+    identity = _IDENTITY.get(size)
+    if identity is None:
+        identity = _IDENTITY[size] = np.arange(size, dtype=np.int_).tobytes()
+    return index.tobytes() == identity
+
+
 def channel_name(index: int) -> str:
     return f"channel {index}"
 
@@ -116,8 +129,11 @@ class HeaterLimits:
                                         f"{power[m, i] * 1e3:.4g} mW, over the per-heater limit "
                                         f"{p_lim[i] * 1e3:.4g} mW")
         if math.isfinite(self.total_power_w):
-            base = np.zeros(self.size) if state is None else np.asarray(state, dtype=float)
-            others = float(self.power_w(base).sum() - self.power_w(base[idx]).sum())
+            if state is None or _is_every_output(idx, self.size):
+                others = 0.0  # what the difference below is then, exactly: no other output dissipates
+            else:
+                base = np.asarray(state, dtype=float)
+                others = float(self.power_w(base).sum() - self.power_w(base[idx]).sum())
             total = power.sum(axis=1) + others
             if (total > self.total_power_w).any():
                 worst = float(total.max())

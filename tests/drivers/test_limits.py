@@ -54,3 +54,19 @@ def test_batch_rows_and_partial_writes_count_the_budget() -> None:
     uniform.check(np.array([3.0]), np.array([4]), state=state)           # +10 mW: fine
     with pytest.raises(LimitError, match="total heater power"):
         uniform.check(np.array([5.0, 5.0]), np.array([4, 5]), state=state)
+
+
+def test_a_whole_vector_written_in_order_or_not_counts_only_itself() -> None:
+    """Writing every output replaces the state: the budget counts the new vector alone, whatever the order the
+    outputs are given in and whatever the state was."""
+    uniform = HeaterLimits(mode="voltage", max_drive=np.full(8, 7.0), max_power_w=np.full(8, 0.06),
+                           total_power_w=0.15, worst_resistance_ohm=900.0)
+    state = np.full(8, 6.0)                         # 320 mW on now: over budget by itself
+    drive = np.array([3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 4.0, 4.0])   # 6 x 10 + 2 x 17.8 = 95.6 mW
+    order = np.arange(8)
+    for index in (order, order[::-1], np.array([1, 0, 2, 3, 4, 5, 6, 7])):
+        uniform.check(drive[index], index, state=state)
+    over = drive + 1.5                              # 6 x 22.5 + 2 x 33.6 = 202.2 mW
+    for index in (order, order[::-1]):
+        with pytest.raises(LimitError, match="total heater power would reach 202.22 mW"):
+            uniform.check(over[index], index, state=state)
