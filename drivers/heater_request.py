@@ -29,7 +29,7 @@ def validate_heater_request(who: str, values: Any, channels: Any, n_channels: in
         chans = raw.astype(int)
     if vals.ndim != 1 or vals.shape != chans.shape:
         raise LimitError(f"{who}: {vals.size} values for {chans.size} channels")
-    if chans.size and (chans.min() < 0 or chans.max() >= n_channels):
+    if chans.size and (np.minimum.reduce(chans) < 0 or np.maximum.reduce(chans) >= n_channels):
         bad = np.flatnonzero((chans < 0) | (chans >= n_channels))
         raise LimitError(f"{who}: channel {chans[bad[0]]} does not exist (0..{n_channels - 1})")
     if len(set(chans.tolist())) != chans.size:

@@ -66,7 +66,7 @@ def check_power_array(values: np.ndarray, *, expected: int | None, what: str, er
     if expected is not None and values.size != expected:
         raise error(f"{what} holds {values.size} values, expected {expected}")
     lo, hi = POWER_PLAUSIBLE_W
-    if ((values >= lo) & (values <= hi)).all():  # the common case in one pass (NaN fails both comparisons)
+    if np.logical_and.reduce((values >= lo) & (values <= hi), axis=None):  # the common case (NaN fails both)
         return values.astype(np.float64)
     bad = ~np.isfinite(values) | (values < lo) | (values > hi)
     if bad.any():

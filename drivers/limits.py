@@ -113,7 +113,8 @@ class HeaterLimits:
         # comparisons with NaN are False without a floating-point warning: no errstate needed (it costs more than
         # the check on a heater write)
         within = (rows >= 0) & (rows <= limit * (1.0 + self.rtol))  # False for NaN; +inf fails the limit
-        if not within.all():  # one pass for the common case; the first violation is then named in rule order
+        # (ufunc reductions called directly: ndarray.all/any/sum go through a Python wrapper, on every heater write)
+        if not np.logical_and.reduce(within, axis=None):  # one pass for the common case; then the first violation
             fail(~np.isfinite(rows), lambda m, i: f"value {rows[m, i]!r} is not finite")
             fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
             fail(rows > limit * (1.0 + self.rtol),
@@ -124,7 +125,7 @@ class HeaterLimits:
         if self.max_power_w is not None:
             p_lim = self.max_power_w if index is None else self.max_power_w[idx]
             over = power > p_lim
-            if over.any():
+            if np.logical_or.reduce(over, axis=None):
                 fail(over, lambda m, i: f"drive {rows[m, i]:.6g} {unit} dissipates up to "
                                         f"{power[m, i] * 1e3:.4g} mW, over the per-heater limit "
                                         f"{p_lim[i] * 1e3:.4g} mW")
@@ -134,8 +135,8 @@ class HeaterLimits:
             else:
                 base = np.asarray(state, dtype=float)
                 others = float(self.power_w(base).sum() - self.power_w(base[idx]).sum())
-            total = power.sum(axis=1) + others
-            if (total > self.total_power_w).any():
+            total = np.add.reduce(power, axis=1) + others
+            if np.logical_or.reduce(total > self.total_power_w, axis=None):
                 worst = float(total.max())
                 raise LimitError(f"{prefix}total heater power would reach {worst * 1e3:.5g} mW, over the budget "
                                  f"{self.total_power_w * 1e3:.5g} mW")

@@ -734,7 +734,7 @@ class Chip:
         rin *= sigma
         rin += 1.0
         thr, drop = bus_powers(k, res, np.multiply(self._state_pin_cn(at_s), rin, order="C"))
-        out = np.hstack((thr, drop))
+        out = np.concatenate((thr, drop), axis=1)
         out *= self._output_factor
         return out
 

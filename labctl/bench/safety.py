@@ -35,7 +35,7 @@ def check_heater_vector(values: Any, channels: np.ndarray, state: np.ndarray, li
     array = np.asarray(values, dtype=float)
     if array.shape != channels.shape:
         raise LimitError(f"{who}: {array.size} values for {channels.size} channels")
-    if channels.size and (channels.min() < 0 or channels.max() >= state.size):
+    if channels.size and (np.minimum.reduce(channels) < 0 or np.maximum.reduce(channels) >= state.size):
         raise LimitError(f"{who}: channel index out of 0..{state.size - 1}")
     limits.check(array, channels, state=state, who=who)
     after = state.copy()

@@ -650,7 +650,7 @@ class KeysightPowerMeterModel(ScpiModel):
             ranges = np.sort(np.asarray(self.chip.spec.power_meter.ranges_dbm, dtype=float))
             self._range_table = (ranges, 1e-3 * 10 ** (ranges / 10), 10 ** (AUTO_RANGE_MARGIN_DB / 10))
         ranges, tops, margin = self._range_table
-        return ranges[np.minimum(np.searchsorted(tops, power_w * margin, side="left"), ranges.size - 1)]
+        return ranges[np.minimum(tops.searchsorted(power_w * margin, side="left"), ranges.size - 1)]
 
     def run_plain(self, call: Parsed) -> Reply:
         if not call.query:
