@@ -84,15 +84,17 @@ def keysight_float(value: float, digits: int = 8) -> str:
     return f"{mantissa}E{exponent[0]}{exponent[1:]:0>3}"
 
 
-_TWO_DIGIT_EXPONENT = re.compile(r"E([+-])(\d\d)(?=,|$)")
+_FOUR_DIGIT_EXPONENT = re.compile(r"E[+-]0\d{3}")
 
 
 def keysight_floats(values: list[float]) -> str:
-    """``keysight_float`` of every value, comma-separated: one format and one substitution for a whole reading."""
-    if not all(map(math.isfinite, values)):
+    """``keysight_float`` of every value, comma-separated, in one format call: every exponent gets a leading 0 (two
+    digits, as Python prints a reading's every value, become three); a value whose exponent had three digits
+    already (or a non-finite one) sends the reading the value-by-value way."""
+    text = (",".join(["%+.8E"] * len(values)) % tuple(values)).replace("E+", "E+0").replace("E-", "E-0")
+    if _FOUR_DIGIT_EXPONENT.search(text) or not all(map(math.isfinite, values)):
         return ",".join(map(keysight_float, values))  # (a non-finite value fails as keysight_float fails)
-    text = ",".join(["%+.8E"] * len(values)) % tuple(values)
-    return _TWO_DIGIT_EXPONENT.sub(r"E\g<1>0\g<2>", text)
+    return text
 
 
 def watts(value: float, unit: str | None, unit_watt: bool) -> float:
@@ -701,11 +703,12 @@ class KeysightPowerMeterModel(ScpiModel):
         (evaluated at its middle: heater settling and laser power ramps still in progress show)."""
         flat = self._flat_port if ports == self._all_ports else [self._flat_port[p] for p in ports]
         # one chip read per distinct averaging time among the wired ports, in the order the times first appear
-        times = dict.fromkeys(t for f, t in zip(flat, averaging_s) if f >= 0)
+        wired = min(flat, default=0) >= 0
+        times = dict.fromkeys(averaging_s if wired else (t for f, t in zip(flat, averaging_s) if f >= 0))
         reads = {t: self.chip.read_port_power_w(t, at_s=None if window_start_s is None else window_start_s + 0.5 * t
                                                 ).reshape(-1) for t in times}
         out = np.zeros(len(ports))
-        if len(reads) == 1 and min(flat) >= 0:  # every port wired, one averaging time: one gather
+        if len(reads) == 1 and wired:  # every port wired, one averaging time: one gather
             out[:] = next(iter(reads.values()))[flat]
             return out
         for i, (f, t) in enumerate(zip(flat, averaging_s)):
