@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from labctl.drivers import recoveries
 from labctl.drivers.clock import Clock
 from labctl.drivers.errors import (
     InstrumentConnectionError,
@@ -124,7 +125,7 @@ ERROR_MESSAGES: dict[int, str] = {
     20: "interlock triggered on channel {ch}",
     30: "too many errors, some were suppressed",
     31: "firmware trap",
-    90: "powered up",
+    90: "powered up (after connect: a module reset, outputs at 0 V, limits at full scale)",
 }
 ERROR_COMMS = 15
 ERROR_UNRECOGNISED = 10
@@ -446,9 +447,11 @@ class Qontrol(Instrument):
         error = self._error_of(line)
         if error is None:
             return line
-        if error[0] == NOTICE_POWERED_UP:
+        if error[0] == NOTICE_POWERED_UP and not self._known_answers:
             log.info("%s: %s", self.name, describe_error(*error))
             return None
+        # after connect, a power-up notice means a module reset: outputs at 0 V and VMAX/IMAX back at full scale,
+        # so the drive the bench believes in and the firmware backstop are both gone: an error, not a notice
         leftover = read_until_quiet(self.transport, self.quiet_s)  # resynchronise before reporting
         if leftover:
             log.debug("%s: discarded %r after %s", self.name, leftover, line)
@@ -479,6 +482,9 @@ class Qontrol(Instrument):
                 else:
                     foreign = [line for line in lines if shape is not None and not shape.fullmatch(line)]
                     if not foreign:
+                        if failure is not None:
+                            recoveries.note(self.name, command, failure.detail,
+                                            f"line resynchronised, command sent again (attempt {attempt + 1})")
                         return lines
                     failure = self._reply_error(command, f"reply line {foreign[0]!r} cannot answer {command!r}: "
                                                          "the line was out of step")
@@ -508,6 +514,8 @@ class Qontrol(Instrument):
         with self.transport.transaction():
             for raw in read_until_quiet(self.transport, self.quiet_s):
                 self._discard(raw, "while draining")
+            # the start of a line cut short (no terminator will come) would prefix the confirming answer
+            self.transport.discard_input()
             failed = (failed_command or "").strip().lower()
             known = [(query, answer) for query, answer in self._known_answers if query.lower() != failed]
             if not known:
@@ -538,7 +546,7 @@ class Qontrol(Instrument):
         if error is None:
             if line:
                 log.warning("%s: discarding %r %s", self.name, line, when)
-        elif error[0] == NOTICE_POWERED_UP:
+        elif error[0] == NOTICE_POWERED_UP and not self._known_answers:
             log.info("%s: %s", self.name, describe_error(*error))
         else:
             log.warning("%s: %s %s", self.name, describe_error(*error), when)

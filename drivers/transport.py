@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from labctl.drivers import recoveries
 from labctl.drivers.clock import WALL_CLOCK, Clock
 from labctl.drivers.errors import (
     InstrumentConnectionError,
@@ -180,7 +181,7 @@ class BaseTransport:
         last: InstrumentError | None = None
         for attempt in range(attempts):
             try:
-                return func()
+                result = func()
             except (InstrumentTimeout, _TransientError) as exc:
                 last = exc if isinstance(exc, InstrumentError) else self._error(InstrumentTimeout, str(exc), command)
                 log.warning("%s at %s: %r failed (%s), attempt %d of %d",
@@ -188,6 +189,11 @@ class BaseTransport:
                 self._recover()
                 if attempt + 1 < attempts:
                     time.sleep(self.settings.retry_delay_s)
+            else:
+                if last is not None:
+                    recoveries.note(self.name, command, last.detail,
+                                    f"sent again after clearing the line; answered on attempt {attempt + 1}")
+                return result
         assert last is not None
         raise last
 
@@ -299,6 +305,12 @@ class BaseTransport:
         """Bytes received and not yet read, or None where the backend cannot tell."""
         return None
 
+    def discard_input(self) -> None:
+        """Drop every byte received and not yet read (a reply cut short before its terminator), as after a failed
+        exchange."""
+        with self.transaction():
+            self._recover()
+
     def query_raw(self, command: str, n_bytes: int) -> bytes:
         """Query a reply of exactly ``n_bytes`` raw bytes with no header or terminator (e.g. Santec ``TA``)."""
         with self.transaction():
@@ -408,7 +420,7 @@ class VisaTransport(BaseTransport):
             return self._error(InstrumentTimeout, f"no reply within {self.timeout_s:g} s", command)
         if isinstance(exc, errors.VisaIOError) and exc.error_code in (
             self._vc.StatusCode.error_connection_lost, self._vc.StatusCode.error_invalid_object,
-            self._vc.StatusCode.error_resource_not_found, self._vc.StatusCode.error_closed,
+            self._vc.StatusCode.error_resource_not_found, self._vc.StatusCode.error_no_listeners,
         ):
             return self._error(InstrumentConnectionError, f"connection lost: {exc.description}", command)
         if isinstance(exc, UnicodeDecodeError):

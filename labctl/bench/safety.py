@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,9 @@ from labctl.drivers.interfaces import HeaterDriver, SweepSettings, TunableLaser
 from labctl.drivers.limits import HeaterLimits
 
 log = logging.getLogger(__name__)
+
+#: Wait before the second safe-state pass over the instruments whose first attempt failed, s (wall clock).
+SAFE_RETRY_DELAY_S = 0.2
 
 
 def check_heater_vector(values: Any, channels: np.ndarray, state: np.ndarray, limits: HeaterLimits,
@@ -238,15 +242,24 @@ class SafeStateGuard:
 
     def make_safe(self) -> list[tuple[str, Exception]]:
         """Run every safe-state action (heaters first, then lasers, as registered); returns the failures."""
+        failures = self._attempt(self._actions)
+        if failures:  # a link that dropped for a moment, a line out of step: one more pass for those that failed
+            time.sleep(SAFE_RETRY_DELAY_S)
+            retry = [(name, action) for name, action in self._actions if name in {n for n, _ in failures}]
+            failures = self._attempt(retry)
+        self.failures = failures
+        return failures
+
+    @staticmethod
+    def _attempt(actions: list[tuple[str, Callable[[], None]]]) -> list[tuple[str, Exception]]:
         failures: list[tuple[str, Exception]] = []
-        for name, action in self._actions:
+        for name, action in actions:
             try:
                 action()
                 log.info("safe state: %s done", name)
             except (InstrumentError, OSError, LimitError, RuntimeError, ValueError) as exc:
                 log.error("safe state: %s failed: %s", name, exc)
                 failures.append((name, exc))
-        self.failures = failures
         return failures
 
     @property
