@@ -296,6 +296,8 @@ class Qontrol(Instrument):
         self.n_channels = 0
         self.device_id = ""
         self._errors: list[tuple[int, str]] = []
+        #: A module reset seen after connect (E90), or None (see :meth:`_note_reset`).
+        self.reset_seen: str | None = None
         self._vmax_v = np.zeros(0)
         self._imax_a = np.zeros(0)
         #: Module of every channel (index into ``modules``), for splitting vector writes.
@@ -452,6 +454,8 @@ class Qontrol(Instrument):
             return None
         # after connect, a power-up notice means a module reset: outputs at 0 V and VMAX/IMAX back at full scale,
         # so the drive the bench believes in and the firmware backstop are both gone: an error, not a notice
+        if error[0] == NOTICE_POWERED_UP:
+            self._note_reset(error)
         leftover = read_until_quiet(self.transport, self.quiet_s)  # resynchronise before reporting
         if leftover:
             log.debug("%s: discarded %r after %s", self.name, leftover, line)
@@ -548,9 +552,18 @@ class Qontrol(Instrument):
                 log.warning("%s: discarding %r %s", self.name, line, when)
         elif error[0] == NOTICE_POWERED_UP and not self._known_answers:
             log.info("%s: %s", self.name, describe_error(*error))
+        elif error[0] == NOTICE_POWERED_UP:
+            self._note_reset(error)
+            log.error("%s: %s %s", self.name, describe_error(*error), when)
         else:
             log.warning("%s: %s %s", self.name, describe_error(*error), when)
             self._errors.append((error[0], describe_error(*error)))
+
+    def _note_reset(self, error: tuple[int, int]) -> None:
+        """A module reset after connect: kept for :meth:`check_errors`, and no non-zero drive is accepted after it
+        (the caller may have caught the error; the firmware limits are no longer the bench's)."""
+        self.reset_seen = describe_error(*error)
+        self._errors.append((error[0], self.reset_seen))
 
     def _read_reply(self, command: str, n_lines: int | None) -> list[str]:
         lines: list[str] = []
@@ -637,6 +650,11 @@ class Qontrol(Instrument):
         channel as ``V<ch>=`` (``I<ch>=``). Each line must answer ``OK``.
         """
         chans, vals = self._validated(values, channels)
+        if self.reset_seen is not None and np.any(vals != 0):
+            raise InstrumentReportedError(f"a module reset earlier ({self.reset_seen}): the outputs went to 0 V and "
+                                          "VMAX/IMAX to full scale; reconnect before driving the heaters again",
+                                          errors=[(NOTICE_POWERED_UP, self.reset_seen)], instrument=self.name,
+                                          address=self.address, command=None)
         order = np.argsort(chans, kind="stable")
         chans, vals = chans[order], vals[order]
         module = self._module_index[chans]

@@ -91,12 +91,19 @@ class Connection:
     def connected(self) -> bool:
         return self.model.connected and (self.faults is None or self.faults.link_up(self.model.name))
 
+    def attempt(self) -> bool:
+        """Whether the link is up for one read or write the host attempts; an attempt while it is down counts
+        towards its coming back (fault "drop" with ``down_messages``)."""
+        if self.connected:
+            return True
+        if self.faults is not None:
+            self.faults.refused(self.model.name)
+        return False
+
     def write(self, data: bytes, end: bool = False) -> None:
         """Bytes from the client; ``end`` marks the last byte of a transfer with END (GPIB EOI) asserted.
         Raises ConnectionError while the link is down (the bytes are lost)."""
-        if not self.connected:
-            if self.faults is not None:
-                self.faults.refused(self.model.name)
+        if not self.attempt():
             raise ConnectionError(f"{self.model.name}: link down")
         self._input += data
         start = 0

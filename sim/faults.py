@@ -40,7 +40,8 @@ KINDS: dict[str, str] = {
     "garbage": "the reply is replaced by printable characters that answer nothing",
     "truncated": "the reply stops halfway, without its terminator",
     "slow": "the reply comes after `delay_s` of wall-clock time (within the host's timeout)",
-    "drop": "the link goes down for the next `down_messages` messages (not given: for good)",
+    "drop": "the link goes down (the message is lost) for the next `down_messages` reads or writes the host "
+            "attempts (not given: for good)",
     "error_queue": "the instrument reports an error: a SCPI error-queue entry, or a Qontrol error line",
     "stuck": "the reply to the matching query repeats the first one, whatever the instrument measures",
     "nan": "numbers in the reply become NaN (SCPI ASCII 9.91E37; NaN bytes in a binary block)",
@@ -75,7 +76,7 @@ class Fault:
     seed: int = 0
     #: "slow": wall-clock delay of the reply, s.
     delay_s: float = 0.05
-    #: "drop": messages lost while the link is down before it comes back (None: it never does).
+    #: "drop": reads or writes the host attempts while the link is down before it comes back (None: never).
     down_messages: int | None = None
 
     def __post_init__(self) -> None:
@@ -193,7 +194,7 @@ class FaultPlan:
         return instrument not in self._down
 
     def refused(self, instrument: str) -> None:
-        """A message sent while the link is down is lost; after ``down_messages`` of them the link is back."""
+        """A read or write attempted while the link is down fails; after ``down_messages`` of them it is back."""
         with self._lock:
             if instrument not in self._down:
                 return

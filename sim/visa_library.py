@@ -124,9 +124,10 @@ class EmulatedVisaLibrary(highlevel.VisaLibraryBase):
 
     def read(self, session: int, count: int) -> tuple[bytes, StatusCode]:
         connection = self._connection(session)
-        waiting = connection.waiting() if connection.connected else 0
+        up = connection.attempt()
+        waiting = connection.waiting() if up else 0
         if not waiting:
-            if connection.connected:
+            if up:
                 connection.read_request()
             raise errors.VisaIOError(constants.VI_ERROR_TMO)
         if connection.partial:  # a reply cut short: no END comes; VISA times out and drops the partial bytes

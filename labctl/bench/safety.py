@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from labctl.drivers import recoveries
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import HeaterDriver, SweepSettings, TunableLaser
 from labctl.drivers.limits import HeaterLimits
@@ -245,8 +246,10 @@ class SafeStateGuard:
         failures = self._attempt(self._actions)
         if failures:  # a link that dropped for a moment, a line out of step: one more pass for those that failed
             time.sleep(SAFE_RETRY_DELAY_S)
-            retry = [(name, action) for name, action in self._actions if name in {n for n, _ in failures}]
-            failures = self._attempt(retry)
+            first = dict(failures)
+            failures = self._attempt([(name, action) for name, action in self._actions if name in first])
+            for name in set(first) - {n for n, _ in failures}:
+                recoveries.note(name, None, f"safe state failed: {first[name]}", "safe state reached on a second pass")
         self.failures = failures
         return failures
 

@@ -54,7 +54,8 @@ class Serial(SerialBase):
     def _check(self) -> None:
         if not self.is_open:
             raise serial.PortNotOpenError()
-        if not self._endpoint.connected:
+        attempt = getattr(self._endpoint, "attempt", None)
+        if not (attempt() if attempt is not None else self._endpoint.connected):
             raise serial.SerialException(f"{self._port}: device disconnected")
 
     @property

@@ -1,0 +1,313 @@
+"""Injected faults: the fault layer itself, the driver fixes it exposed, the scenario matrix (every fault at several
+points of every procedure, judged as tests/reliability/scenarios.py says), and signals and the bench lock with real
+processes on the served bench.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tomli_w
+
+from labctl.bench.bench import Bench
+from labctl.bench.config import BenchConfigError, load_bench, parse_bench
+from labctl.drivers import recoveries
+from labctl.drivers.errors import InstrumentConnectionError, InstrumentReportedError
+from tests.reliability import scenarios as S
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# -- the bench file -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("fault", "needle"), [
+    ({"kind": "meltdown"}, "faults.0.kind: 'meltdown' is not a fault kind"),
+    ({"kind": "late", "instrument": "oven"}, "faults.0.instrument: 'oven' is not an instrument"),
+    ({"kind": "late", "probability": 0}, "faults.0.probability: 0 must be a number in (0, 1]"),
+    ({"kind": "drop", "down_messages": 0}, "faults.0.down_messages: 0 must be an integer >= 1"),
+    ({"kind": "late", "match": "("}, "faults.0.match: '(' is not a regular expression"),
+    ({"kind": "late", "after": -1}, "faults.0.after: -1 must be an integer >= 0"),
+    ({"kind": "late", "when": 3}, "faults.0.when: unknown fault field"),
+])
+def test_bad_fault_tables_are_one_line_errors_naming_the_key(fault: dict[str, Any], needle: str) -> None:
+    doc = S.bench_doc()
+    doc["faults"] = [fault]
+    with pytest.raises(BenchConfigError) as info:
+        parse_bench(doc, "faulty.toml")
+    assert needle in str(info.value) and len(info.value.problems) == 1
+
+
+def test_a_real_bench_takes_no_faults() -> None:
+    doc = S.bench_doc()
+    doc["bench"]["kind"] = "real"
+    del doc["chip"]
+    for k, inst in enumerate(doc["instruments"].values()):
+        inst["address"] = f"GPIB0::{k + 1}::INSTR"
+    doc["faults"] = [{"kind": "late"}]
+    with pytest.raises(BenchConfigError, match="faults: only emulated benches take injected faults"):
+        parse_bench(doc, "real.toml")
+
+
+# -- the layer, instrument by instrument --------------------------------------------------------------------------------
+@pytest.fixture
+def open_bench(tmp_path: Path) -> Iterator[Any]:
+    """Open the tiny bench with the given faults (a journal kept); closed afterwards."""
+    opened: list[Bench] = []
+
+    def open_(*faults: dict[str, Any]) -> Bench:
+        config, digest = load_bench(S.write_bench(tmp_path / "bench.toml", list(faults)))
+        bench = Bench.connect(config, digest, lock_dir=tmp_path / "locks")
+        bench.emulation.bench.faults.journal = []
+        opened.append(bench)
+        return bench
+
+    yield open_
+    for bench in opened:
+        bench.close()
+
+
+def test_late_heater_reply_is_never_taken_for_the_next_one(open_bench: Any) -> None:
+    """The Qontrol has no sequence numbers: a reply after the timeout would pass for the next query's. Distinct
+    values on the two channels show the driver resynchronised and answered each query with its own reply."""
+    noted: list[dict[str, Any]] = []
+    with recoveries.listening(noted.append):
+        bench = open_bench({"kind": "late", "instrument": "heaters", "match": "VALL"})
+        bench.set_ring_drive(np.array([1.25, 2.5]))
+        drive = bench.heaters.read_drive()
+    assert drive[:2] == pytest.approx([1.25, 2.5], abs=2e-4)
+    assert bench.emulation.bench.faults.fired[0]["kind"] == "late"
+    assert noted and noted[0]["instrument"] == "heaters" and noted[0]["command"] == "VALL?"
+    journal = bench.emulation.bench.faults.journal
+    assert [e.message for e in journal[-3:]] == ["VALL?", "id?", "VALL?"]      # resync, then the query again
+
+
+def test_truncated_heater_reply_does_not_prefix_the_resync_answer(open_bench: Any) -> None:
+    bench = open_bench({"kind": "truncated", "instrument": "heaters", "match": "VALL"})
+    bench.set_ring_drive(np.array([0.5, 1.0]))
+    assert bench.heaters.read_drive()[:2] == pytest.approx([0.5, 1.0], abs=2e-4)
+
+
+@pytest.mark.parametrize("kind", ["late", "timeout", "truncated"])
+def test_meter_query_recovers_after_a_device_clear(open_bench: Any, kind: str) -> None:
+    """GPIB semantics: the transport sends a timed-out query again after a device clear, which aborts a late reply,
+    so the reading returned is the second sending's."""
+    bench = open_bench({"kind": kind, "instrument": "meter", "match": "FETC"})
+    meter = bench.instruments["meter"]
+    first = meter.read_all_w()
+    fetches = [e for e in bench.emulation.bench.faults.journal if "FETC" in e.message]
+    assert len(fetches) == 2 and fetches[0].fault == kind and fetches[1].fault is None
+    assert first == pytest.approx([float(v) for v in str(fetches[1].reply).split(",")])
+
+
+def test_heater_module_reset_stops_every_later_drive(open_bench: Any) -> None:
+    bench = open_bench({"kind": "heater_reset", "instrument": "heaters", "match": "VALL"})
+    bench.set_ring_drive(np.array([1.0, 1.0]))
+    with pytest.raises(InstrumentReportedError, match="powered up"):
+        bench.heaters.read_drive()
+    assert np.all(bench.emulation.chip.heater_drive() == 0)          # the module really reset
+    with pytest.raises(InstrumentReportedError, match="reconnect before driving the heaters again"):
+        bench.set_ring_drive(np.array([1.0, 1.0]))
+    bench.heaters.safe_state()                                       # zeros are still accepted
+
+
+def test_a_write_to_a_dropped_instrument_fails_naming_it(open_bench: Any) -> None:
+    bench = open_bench()
+    bench.emulation.bench.faults.add(S_fault(kind="drop", instrument="laser0"))
+    with pytest.raises(InstrumentConnectionError, match="laser0.*connection lost"):
+        bench.lasers[0].set_power_w(1e-3)
+
+
+def test_safe_state_takes_a_second_pass_over_a_link_that_came_back(open_bench: Any) -> None:
+    noted: list[dict[str, Any]] = []
+    bench = open_bench()
+    bench.set_ring_drive(np.array([1.0, 2.0]))
+    bench.emulation.bench.faults.add(S_fault(kind="drop", instrument="heaters", down_messages=1))
+    with recoveries.listening(noted.append):
+        assert bench.make_safe() == []
+    assert np.all(bench.emulation.chip.heater_drive() == 0)
+    assert any("second pass" in n["action"] for n in noted)
+
+
+def S_fault(**kw: Any) -> Any:
+    from labctl.bench.emulation import Fault
+
+    return Fault(**kw)
+
+
+def test_a_failed_connect_still_switches_the_lasers_off(tmp_path: Path) -> None:
+    """The emulated lasers start on (as a killed session could leave them); the heaters fail while connecting,
+    before the lasers were opened: they are opened anyway and switched off."""
+    from labctl.bench import emulation as emulation_mod
+
+    built: list[Any] = []
+    real = emulation_mod.build_emulation
+    emulation_mod.build_emulation = lambda config: built.append(real(config)) or built[-1]
+    try:
+        config, digest = load_bench(S.write_bench(tmp_path / "b.toml", [{"kind": "drop", "instrument": "heaters",
+                                                                         "after": 3}]))
+        with pytest.raises(InstrumentConnectionError):
+            Bench.connect(config, digest, lock_dir=tmp_path / "locks")
+    finally:
+        emulation_mod.build_emulation = real
+    assert not built[0].chip.laser_on().any()
+
+
+# -- the matrix ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S.Lab]:
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("faults")
+    mp.setenv("LABCTL_LOCK_DIR", str(root / "locks"))
+    yield S.make_lab(root / "lab")
+    mp.undo()
+
+
+@pytest.mark.parametrize("scenario", S.ci_scenarios(), ids=lambda s: s.id)
+def test_scenario(scenario: S.Scenario, lab: S.Lab, tmp_path: Path) -> None:
+    result = S.run_scenario(lab, scenario, tmp_path)
+    assert not result.unsafe, result
+    assert not result.violations, result
+    assert not result.misattributed, result
+    assert not result.record_problems, result
+    assert result.resumed is not False, result
+    if result.fired and scenario.case.expect == "recover":
+        assert result.outcome == "recovered", result
+
+
+# -- processes: signals and the lock, on the served bench ---------------------------------------------------------------
+class Served:
+    """``labctl sim serve --json`` of a bench file: its instruments on sockets and pseudo-terminals."""
+
+    def __init__(self, bench: Path) -> None:
+        import selectors
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "labctl", "sim", "serve", "--json", "--bench",
+                                      str(bench)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+            if not sel.select(60):
+                self.stop()
+                raise TimeoutError("labctl sim serve printed nothing within 60 s")
+        self.addresses: dict[str, str] = json.loads(self.proc.stdout.readline())["addresses"]  # type: ignore
+
+    def real_bench(self, path: Path) -> Path:
+        doc = S.bench_doc()
+        doc["bench"].update(kind="real", name="served-faults")
+        del doc["chip"]
+        for name, inst in doc["instruments"].items():
+            inst["address"] = self.addresses[name]
+        path.write_text(tomli_w.dumps(doc))
+        return path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture(scope="module")
+def served(lab: S.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Path]]:
+    root = tmp_path_factory.mktemp("served")
+    server = Served(S.write_bench(root / "emulated.toml"))
+    try:
+        yield server, server.real_bench(root / "real.toml")
+    finally:
+        server.stop()
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(LABCTL_DATA=str(tmp / "runs"), LABCTL_LOCK_DIR=str(tmp / "locks"), CI="1")
+    return env
+
+
+TRAIN = ["train", "--method", "photonic-dfa", "--path", "stack", "--dataset", "digits", "--hidden", "16",
+         "--epochs", "3", "--n-train", "48", "--n-test", "16", "--checkpoint-s", "1", "--checkpoint-every", "1"]
+
+
+def _record(tmp: Path) -> dict[str, Any]:
+    runs = sorted((tmp / "runs").glob("train-*"))
+    try:
+        return json.loads((runs[-1] / "run.json").read_text()) if runs else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_for(pred: Any, timeout_s: float = 90.0) -> None:
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
+def test_sigterm_then_sigkill_then_resume_on_the_served_bench(served: tuple[Served, Path], lab: S.Lab,
+                                                              tmp_path: Path) -> None:
+    """A photonic run on the served (real-transport) bench: a second process is refused by the bench lock in one
+    line; SIGTERM pauses it at a checkpoint with the bench made safe; a resumed run is SIGKILLed after a
+    checkpoint, and a final --resume finishes with every mini-batch once (nothing lost beyond the checkpoint)."""
+    _, real = served
+    env = _env(tmp_path)
+    argv = [sys.executable, "-m", "labctl", *TRAIN, "--bench", str(real), "--calibration", str(lab.calibration)]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: bool(_record(tmp_path).get("instruments")))
+        second = subprocess.run([sys.executable, "-m", "labctl", "resonances", "--bench", str(real)], cwd=REPO,
+                                env=env, text=True, capture_output=True, timeout=60)
+        assert second.returncode == 4
+        assert len(second.stderr.strip().splitlines()) == 1 and "Traceback" not in second.stderr
+        assert "in use" in second.stderr or "held" in second.stderr, second.stderr
+        _wait_for(lambda: bool(_record(tmp_path).get("checkpoints")))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130, err
+    assert "bench safe (heaters 0, lasers off)" in err.strip().splitlines()[-1]
+    rec = _record(tmp_path)
+    assert rec["status"] == "paused"
+    assert rec["instruments"]["end"]["_safety"]["heater_drive_applied"] == [0.0] * 8
+    run = sorted((tmp_path / "runs").glob("train-*"))[-1]
+    resumed = subprocess.Popen([sys.executable, "-m", "labctl", "train", "--resume", str(run)], cwd=REPO,
+                               env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        n0 = len(rec["checkpoints"])
+        _wait_for(lambda: len(_record(tmp_path).get("checkpoints") or []) > n0)
+        resumed.kill()
+        resumed.wait(30)
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+            resumed.wait(10)
+    killed = _record(tmp_path)
+    assert killed["status"] == "running"                 # killed: nobody could say otherwise
+    final = subprocess.run([sys.executable, "-m", "labctl", "train", "--resume", str(run), "--quiet"], cwd=REPO,
+                           env=env, text=True, capture_output=True, timeout=180)
+    assert final.returncode == 0, final.stderr
+    rec = _record(tmp_path)
+    assert rec["status"] == "finished" and [h["epoch"] for h in rec["history"]] == [1, 2, 3]
+    import h5py
+
+    with h5py.File(run / "data.h5", "r") as h5:
+        steps = h5["training/batches/step"][()]
+        assert np.array_equal(steps, np.arange(1, steps.size + 1))     # no mini-batch lost or repeated
