@@ -359,6 +359,10 @@ class BaseTransport:
                                   command)
 
 
+#: Most lines read while looking for the known answer of a resynchronisation.
+RESYNC_MAX_LINES = 64
+
+
 class _TransientError(Exception):
     """Internal marker for a failure worth retrying (serial framing, VISA I/O hiccup)."""
 
@@ -408,6 +412,10 @@ class VisaTransport(BaseTransport):
         if address.upper().startswith("ASRL"):
             with contextlib.suppress(AttributeError, pyvisa.errors.VisaIOError):
                 self._res.baud_rate = settings.baud_rate
+        #: A raw socket (``...::SOCKET``, SCPI on port 5025) has no device clear: see :meth:`_resync_socket`.
+        self._raw_socket = address.upper().rstrip().endswith("::SOCKET")
+        #: The ``*IDN?`` reply once seen: the known answer that shows a raw socket is back in step.
+        self._identity: str | None = None
         self._open = True
 
     @property
@@ -491,9 +499,38 @@ class VisaTransport(BaseTransport):
         except (AttributeError, TypeError, ValueError, NotImplementedError, self._pyvisa.errors.VisaIOError):
             return None
 
+    def query(self, command: str, *, retries: int | None = None) -> str:
+        reply = super().query(command, retries=retries)
+        if self._raw_socket and self._identity is None and command.strip().upper() == "*IDN?":
+            self._identity = reply.strip()
+        return reply
+
     def _recover(self) -> None:
         with contextlib.suppress(Exception):
             self._res.clear()
+        if self._raw_socket:
+            self._resync_socket()
+
+    def _resync_socket(self) -> None:
+        """Bring a raw socket back in step after a failed exchange. ``clear`` is no device clear there (no GPIB
+        control lines, no VXI-11 abort channel), so a reply that missed the timeout is still on its way and would
+        be read as the answer to the next query, and so on for every query after it. Ask ``*IDN?`` (answer known
+        since connect) and discard every line before that answer; no answer means the link is lost."""
+        if self._identity is None:
+            return
+        self._send("*IDN?")
+        for _ in range(RESYNC_MAX_LINES):
+            try:
+                line = self._read_line("*IDN?").strip()
+            except InstrumentTimeout:
+                break
+            if line == self._identity:
+                log.info("%s: back in step (*IDN? answered)", self.name)
+                return
+            log.warning("%s: discarding %r (a reply that came late) before the answer to '*IDN?'", self.name,
+                        line[:80])
+        raise self._error(InstrumentConnectionError, "lost step on the raw socket: no *IDN? answer while "
+                                                     "resynchronising; reconnect", "*IDN?")
 
     def close(self) -> None:
         with self._lock:

@@ -328,3 +328,34 @@ def test_sigkill_during_photonic_training_then_resume_loses_nothing(lab: S.Lab, 
         steps = h5["training/batches/step"][()]
         assert np.array_equal(steps, np.arange(1, steps.size + 1))     # no mini-batch lost or repeated
         assert steps.size == target                   # 48 samples: one mini-batch per epoch (default batch size)
+
+
+def test_late_replies_on_the_served_bench_never_shift_the_answers(tmp_path: Path) -> None:
+    """The served tier, as a LAN instrument on a raw SCPI socket and a Qontrol on a serial line: a late reply has
+    no device clear to stop it. Each driver resynchronises on a known answer, so the next queries get their own
+    replies (before the fix the meter answered every later query with the previous one's reply)."""
+    emulated = S.write_bench(tmp_path / "emulated.toml", [
+        {"kind": "late", "instrument": "meter", "match": r"ATIM\?"},          # while connecting
+        {"kind": "late", "instrument": "heaters", "match": "VALL", "after": 0}])
+    server = Served(emulated)
+    try:
+        real = server.real_bench(tmp_path / "real.toml")
+        doc = tomllib.loads(real.read_text())
+        doc["instruments"]["meter"]["options"] = {"timeout_s": 0.3}       # a short wait for the lost reply
+        real.write_text(tomli_w.dumps(doc))
+        config, digest = load_bench(real)
+        noted: list[dict[str, Any]] = []
+        with recoveries.listening(noted.append):
+            bench = Bench.connect(config, digest, lock_dir=tmp_path / "locks")
+            try:
+                meter = bench.instruments["meter"]
+                assert meter.read_all_w().shape == (8,)                       # its own reply: 8 values
+                assert meter.port(2).averaging_time_s > 0
+                bench.set_ring_drive(np.array([0.75, 1.5]))
+                assert bench.heaters.read_drive()[:2] == pytest.approx([0.75, 1.5], abs=2e-4)
+                assert bench.heaters.read_drive()[:2] == pytest.approx([0.75, 1.5], abs=2e-4)
+            finally:
+                bench.close()
+        assert {n["instrument"] for n in noted} >= {"meter", "heaters"}
+    finally:
+        server.stop()
