@@ -69,6 +69,13 @@ def main() -> int:
     print(f"  resumable runs that stopped and resumed to the end: {sum(bool(r.resumed) for r in resumable)} "
           f"of {len(resumable)}")
     print(f"  time: {wall:.0f} s wall, {cpu:.0f} s CPU of this process")
+    print("  outcome per fault (recovered / finished / stopped safely / fault not reached):")
+    by_case: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for r in results:
+        by_case[r.case].update([r.outcome if r.fired else "not reached"])
+    for case, counts in by_case.items():
+        print(f"    {case:20s} {counts['recovered']:3d} / {counts['finished']:3d} / {counts['failed-safe']:3d} / "
+              f"{counts['not reached']:3d}")
     for r in results:
         if not r.ok:
             print(f"  FAILED {r.scenario}: {r.outcome}; {'; '.join(problems(r))}")

@@ -70,7 +70,9 @@ class FaultCase:
 
     @property
     def mention(self) -> str:
-        return self.named or ("No space left" if self.fault["kind"] == "disk_full" else self.instrument)
+        if self.named is not None:
+            return self.named
+        return "No space left" if self.fault["kind"] == "disk_full" else self.instrument
 
 
 #: The fault cases. The disk-full case is injected at the data writer, not at an instrument ("disk").
@@ -90,7 +92,8 @@ FAULTS: list[FaultCase] = [
     FaultCase("meter-truncated", {"kind": "truncated", "instrument": "meter"}, "any"),
     FaultCase("meter-drop-back", {"kind": "drop", "instrument": "meter", "down_messages": 1}, "any"),
     FaultCase("meter-error", {"kind": "error_queue", "instrument": "meter"}, "any"),
-    FaultCase("meter-stuck", {"kind": "stuck", "instrument": "meter", "match": r"\?"}, "any"),
+    # a stuck reading cannot be told from a chip that does not respond: a run it stops names what it measured
+    FaultCase("meter-stuck", {"kind": "stuck", "instrument": "meter", "match": r"\?"}, "any", named=""),
     FaultCase("meter-nan", {"kind": "nan", "instrument": "meter", "match": r"\?"}, "any"),
     FaultCase("meter-overrange", {"kind": "overrange", "instrument": "meter", "match": r"\?"}, "any"),
     FaultCase("laser-timeout", {"kind": "timeout", "instrument": "laser0"}, "any"),
@@ -335,6 +338,7 @@ def misattributed(obs: Observation) -> list[str]:
 @dataclass
 class Result:
     scenario: str
+    case: str
     fired: bool
     status: str | None
     outcome: str                  # recovered | finished | failed-safe | ...
@@ -481,7 +485,10 @@ def judge(scenario: Scenario, obs: Observation, run: Path | None, doc: dict[str,
             named = case.mention
             if named not in message and not rec.get("safe_state_failures"):
                 record_problems.append(f"error does not name {named!r}: {message[:200]!r}")
-        said = rec.get("recoveries") or rec.get("safe_state_failures") or rec.get("instrument_errors")
+        snapshots = rec.get("instruments") or {}
+        unread = [name for when in ("start", "end") for name, entry in (snapshots.get(when) or {}).items()
+                  if isinstance(entry, dict) and entry.get("settings_error")]
+        said = rec.get("recoveries") or rec.get("safe_state_failures") or rec.get("instrument_errors") or unread
         if status == "finished" and fired and case.expect == "recover" and not rec.get("recoveries"):
             record_problems.append("finished after a fault without listing a recovery")
         # a fault that fired after the run's own end-of-run safe state (while the bench closed) is not in the
@@ -509,5 +516,5 @@ def judge(scenario: Scenario, obs: Observation, run: Path | None, doc: dict[str,
         outcome = "failed-safe" if not unsafe else "failed-UNSAFE"
     else:
         outcome = f"status {status}"
-    return Result(scenario.id, fired, status, outcome, unsafe, violations, wrong, record_problems,
+    return Result(scenario.id, case.name, fired, status, outcome, unsafe, violations, wrong, record_problems,
                   detail=str(((rec or {}).get("error") or {}).get("message", ""))[:300])
