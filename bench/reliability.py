@@ -1,6 +1,6 @@
 """Reliability figures: the fault scenario matrix of tests/reliability/scenarios.py, counted, and the bad-input cases.
 
-    .venv/bin/python bench/reliability.py [--only PROCEDURE ...] [--bad-input-examples N]
+    .venv/bin/python bench/reliability.py [--only PROCEDURE ...] [--faults CASE ...] [--bad-input-examples N]
 
 Every scenario runs a procedure through the command line on a tiny emulated bench with one injected fault and is
 judged on the bench's end state (emulator truth), the commands the instruments received (against the bench
@@ -30,6 +30,7 @@ from tests.reliability import scenarios as S  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(S.PROCEDURES), help="procedures to run (default: all)")
+    parser.add_argument("--faults", nargs="*", choices=[c.name for c in S.FAULTS], help="fault cases (default: all)")
     parser.add_argument("--bad-input-examples", type=int, default=50, help="examples per parser (bad-input cases)")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per scenario")
     args = parser.parse_args()
@@ -38,7 +39,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="labctl-reliability-") as tmp:
         root = Path(tmp)
         lab = S.make_lab(root / "lab")
-        chosen = [s for s in S.scenarios() if not args.only or s.procedure in args.only]
+        chosen = [s for s in S.scenarios() if (not args.only or s.procedure in args.only)
+                  and (not args.faults or s.case.name in args.faults)]
         groups = collections.defaultdict(list)
         for s in chosen:
             groups[s.procedure].append(s)

@@ -122,7 +122,8 @@ class Connection:
         message = raw.decode("latin-1")
         if not message.strip():
             return  # an empty line is no program message
-        fault = self.faults.pick(self.model.name, message) if self.faults is not None else None
+        faults = self.faults
+        fault = faults.pick(self.model.name, message) if faults is not None and faults.faults else None
         if fault is not None and fault.kind == "drop":
             self._input.clear()
             raise ConnectionError(f"{self.model.name}: link dropped")
@@ -144,9 +145,9 @@ class Connection:
         if fault is not None and reply is not None:
             reply = self._faulty(fault, message, reply)
         self._unanswered = reply is None and "?" in message
-        if self.faults is not None:
+        if faults is not None and faults.journal is not None:
             # a late reply still answers this message (when it arrives); a truncated one answers nothing
-            self.faults.record(self.model.name, message,
+            faults.record(self.model.name, message,
                                original if fault is not None and fault.kind == "late" else reply, fault)
         if self.exchange_log is not None:
             self.exchange_log(self.model.name, message, reply)

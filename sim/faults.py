@@ -9,7 +9,8 @@ every simulated instrument gets every fault without knowing about it. A fault is
     kind = "late"              # one of KINDS
     instrument = "meter"       # default: any instrument
     match = "FETC"             # regular expression searched in the message (default: any message)
-    after = 20                 # messages to that instrument that pass first (default 0)
+    after = 20                 # messages to that instrument that pass first (default 0; counted from the plan's
+                               # first fault on, so a plan without faults costs nothing per message)
     probability = 1.0          # chance per eligible message, from a generator seeded with `seed`
     count = 1                  # times it fires (0: every eligible message)
 

@@ -139,6 +139,8 @@ class SafeLaser:
         self.ramp_step_w = ramp_step_w
         self.name = inner.name
         self.address = inner.address
+        #: Switched on through this wrapper and not switched off since (see :meth:`set_output`).
+        self.switched_on = False
 
     def _check_power(self, power_w: float) -> float:
         value = float(power_w)
@@ -180,6 +182,20 @@ class SafeLaser:
         if name in ("inner",):
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    def set_output(self, enabled: bool) -> None:
+        """Output on or off. Before switching off a laser this wrapper switched on, its state is read: a laser an
+        interlock or key switch turned off meanwhile gave dark readings, and the run must not go on as if they
+        were lit (it is switched off all the same and the error names it)."""
+        if not enabled and self.switched_on:
+            self.switched_on = False
+            if not self.inner.get_output():
+                self.inner.set_output(False)
+                raise InstrumentError("output found off before the run switched it off (interlock, key switch, "
+                                      "front panel?): readings since it went off were taken without this laser",
+                                      instrument=self.name, address=self.address)
+        self.inner.set_output(enabled)
+        self.switched_on = bool(enabled)
 
     def configure_sweep(self, sweep: SweepSettings) -> int:
         return self.inner.configure_sweep(sweep)

@@ -24,6 +24,7 @@ from labctl.bench.bench import Bench
 from labctl.bench.config import BenchConfigError, load_bench, parse_bench
 from labctl.drivers import recoveries
 from labctl.drivers.errors import InstrumentConnectionError, InstrumentReportedError
+from labctl.sim.faults import Fault
 from tests.reliability import scenarios as S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +57,20 @@ def test_a_real_bench_takes_no_faults() -> None:
     doc["faults"] = [{"kind": "late"}]
     with pytest.raises(BenchConfigError, match="faults: only emulated benches take injected faults"):
         parse_bench(doc, "real.toml")
+
+
+def test_triggers_after_match_count_and_seeded_probability() -> None:
+    from labctl.sim.faults import FaultPlan
+
+    plan = FaultPlan.of([Fault(kind="timeout", instrument="a", match="X", after=2, count=2)])
+    fired = [plan.pick("a", m) is not None for m in ["X1", "X2", "X3", "Y", "X4", "X5"]]
+    assert fired == [False, False, True, False, True, False]       # after 2 messages, matching, twice
+    assert plan.pick("b", "X") is None                              # another instrument
+    runs = []
+    for _ in range(2):
+        p = FaultPlan.of([Fault(kind="garbage", probability=0.3, count=0, seed=7)])
+        runs.append([p.pick("m", "q?") is not None for _ in range(400)])
+    assert runs[0] == runs[1] and 80 < sum(runs[0]) < 160            # seeded: the same faults every time
 
 
 # -- the layer, instrument by instrument --------------------------------------------------------------------------------
@@ -122,7 +137,7 @@ def test_heater_module_reset_stops_every_later_drive(open_bench: Any) -> None:
 
 def test_a_write_to_a_dropped_instrument_fails_naming_it(open_bench: Any) -> None:
     bench = open_bench()
-    bench.emulation.bench.faults.add(S_fault(kind="drop", instrument="laser0"))
+    bench.emulation.bench.faults.add(Fault(kind="drop", instrument="laser0"))
     with pytest.raises(InstrumentConnectionError, match="laser0.*connection lost"):
         bench.lasers[0].set_power_w(1e-3)
 
@@ -131,17 +146,11 @@ def test_safe_state_takes_a_second_pass_over_a_link_that_came_back(open_bench: A
     noted: list[dict[str, Any]] = []
     bench = open_bench()
     bench.set_ring_drive(np.array([1.0, 2.0]))
-    bench.emulation.bench.faults.add(S_fault(kind="drop", instrument="heaters", down_messages=1))
+    bench.emulation.bench.faults.add(Fault(kind="drop", instrument="heaters", down_messages=1))
     with recoveries.listening(noted.append):
         assert bench.make_safe() == []
     assert np.all(bench.emulation.chip.heater_drive() == 0)
     assert any("second pass" in n["action"] for n in noted)
-
-
-def S_fault(**kw: Any) -> Any:
-    from labctl.bench.emulation import Fault
-
-    return Fault(**kw)
 
 
 def test_a_failed_connect_still_switches_the_lasers_off(tmp_path: Path) -> None:
