@@ -247,6 +247,20 @@ class Bench:
     def make_safe(self) -> list[tuple[str, Exception]]:
         return self.guard.make_safe()
 
+    def lasers_found_off(self) -> list[str]:
+        """Lasers switched on through the bench and not switched off since whose output reads off now (an
+        interlock, a key switch): the readings taken since were dark. Read before the safe state."""
+        off: list[str] = []
+        for laser in self.lasers:
+            if not laser.switched_on:
+                continue
+            try:
+                if not laser.get_output():
+                    off.append(laser.name)
+            except InstrumentError as exc:
+                log.warning("%s: output state not readable: %s", laser.name, exc)
+        return off
+
     def close(self) -> None:
         if self._closed:
             return

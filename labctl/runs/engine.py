@@ -314,7 +314,7 @@ class RunEngine:
                     self._stopping = True
                     self.bars.close()
                     if ctx.bench is not None:
-                        safe_failures = self._end_bench(ctx, bench_t0)
+                        safe_failures = self._end_bench(ctx, bench_t0, finished=status == "finished")
         except _PauseNow:
             status = "paused"
         except KeyboardInterrupt as exc:
@@ -338,11 +338,14 @@ class RunEngine:
             raise error
         return Outcome(status, result or {}, run.path, run.record)
 
-    def _end_bench(self, ctx: Context, bench_t0: float | None) -> list[str]:
+    def _end_bench(self, ctx: Context, bench_t0: float | None, finished: bool = False) -> list[str]:
+        """End snapshot, safe state, what the instruments say; a run that finished its work with a laser found off
+        (switched on by the run) fails, naming it, once the bench is safe."""
         from labctl.runs.snapshot import instrument_snapshot
 
         run = ctx.run
         assert run is not None
+        dark = ctx.bench.lasers_found_off() if finished else []
         try:
             end = instrument_snapshot(ctx.bench)
         except Exception as exc:  # noqa: BLE001 - the record says why; the safe state below must still run
@@ -361,6 +364,11 @@ class RunEngine:
         instruments = run.record.get("instruments") or {}
         instruments["end"] = end
         run.record["instruments"] = instruments
+        if dark:
+            run.record["safe_state_failures"] = failures or None
+            raise InstrumentError(f"output found off at the end of the run though the run had switched it on "
+                                  f"(interlock, key switch?): readings since it went off were dark; lasers "
+                                  f"{', '.join(dark)}", instrument=dark[0])
         return failures
 
     def _stop_line(self, ctx: Context, status: str, failures: list[str]) -> str:
