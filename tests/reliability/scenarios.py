@@ -137,7 +137,7 @@ def scenarios() -> list[Scenario]:
 
 
 #: The faults the expensive procedures get in CI.
-CI_HEAVY = {"heaters-late", "heaters-truncated", "meter-timeout", "heaters-reset", "laser-drop-gone", "disk-full"}
+CI_HEAVY = {"heaters-late", "meter-timeout", "heaters-reset", "disk-full"}
 
 
 def ci_scenarios() -> list[Scenario]:

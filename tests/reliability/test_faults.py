@@ -310,7 +310,8 @@ def test_sigkill_during_photonic_training_then_resume_loses_nothing(lab: S.Lab, 
     finishes with every mini-batch exactly once (nothing lost beyond the last checkpoint)."""
     env = _env(tmp_path)
     bench = S.write_bench(tmp_path / "bench.toml")
-    argv = [sys.executable, "-m", "labctl", *TRAIN, "--bench", str(bench), "--calibration", str(lab.calibration)]
+    fast = [("fast" if a == "stack" else a) for a in TRAIN]                 # the fast path: a quicker epoch
+    argv = [sys.executable, "-m", "labctl", *fast, "--bench", str(bench), "--calibration", str(lab.calibration)]
     proc = subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: len(_record(tmp_path).get("history") or []) >= 1
