@@ -78,7 +78,8 @@ except ImportError:  # pragma: no cover - other Python implementations
 
 
 class _InterruptGuard:
-    """Defers SIGINT while a transaction runs, then delivers it.
+    """Defers SIGINT while a transaction runs, then delivers it to the handler it had displaced (Python's default
+    raises KeyboardInterrupt; the run engine's pauses at the next checkpoint).
 
     Only the main thread can own signal handlers; elsewhere the guard is a no-op (worker threads are not
     interrupted by Ctrl-C anyway). ``enter``/``exit`` nest: the handler is installed by the outermost transaction
@@ -108,10 +109,15 @@ class _InterruptGuard:
         """Stop holding; the outermost exit restores the handler and delivers a Ctrl-C received meanwhile."""
         self._depth -= 1
         if self._depth == 0 and self._previous is not None:
-            _set_handler(signal.SIGINT, self._previous)
-            self._previous = None
+            previous, self._previous = self._previous, None
+            _set_handler(signal.SIGINT, previous)
             if self._pending:
                 self._pending = False
+                if previous == signal.SIG_IGN:
+                    return
+                if callable(previous) and previous is not signal.default_int_handler:
+                    previous(signal.SIGINT, None)   # e.g. the run engine's: pause at the next checkpoint
+                    return
                 raise KeyboardInterrupt
 
     def _on_sigint(self, signum: int, frame: Any) -> None:

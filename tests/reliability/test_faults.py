@@ -369,3 +369,21 @@ def test_late_replies_on_the_served_bench_never_shift_the_answers(tmp_path: Path
         assert {n["instrument"] for n in noted} >= {"meter", "heaters"}
     finally:
         server.stop()
+
+
+def test_ctrl_c_inside_a_transaction_reaches_the_handler_it_displaced(open_bench: Any) -> None:
+    """A Ctrl-C that lands mid-transaction is held until the transaction ends and then goes to the handler in
+    place before (the run engine's pauses at the next checkpoint); it used to become a KeyboardInterrupt that
+    stopped the run at once, so one Ctrl-C during calibration stopped instead of pausing."""
+    bench = open_bench()
+    transport = bench.instruments["meter"].transport
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        with transport.transaction():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            assert got == []                      # held while the transaction runs
+        assert got == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, previous)
