@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ def main() -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory(prefix="labctl-reliability-") as tmp:
         root = Path(tmp)
+        os.environ["LABCTL_LOCK_DIR"] = str(root / "locks")     # emulated benches take no lock; kept apart anyway
         lab = S.make_lab(root / "lab")
         chosen = [s for s in S.scenarios() if (not args.only or s.procedure in args.only)
                   and (not args.faults or s.case.name in args.faults)]
@@ -57,7 +59,7 @@ def main() -> int:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     outcomes = collections.Counter(r.outcome for r in results)
     fired = [r for r in results if r.fired]
-    print(f"fault scenarios: {len(results)} ({len(S.FAULTS)} faults x {len(groups)} procedures x up to "
+    print(f"fault scenarios: {len(results)} ({len({r.case for r in results})} faults x {len(groups)} procedures x up to "
           f"{len(S.POINTS)} points; the fault fired in {len(fired)})")
     print(f"  faults survived (run recovered by itself and recorded it): {outcomes['recovered']}")
     print(f"  runs finished without needing a recovery (fault harmless or after the work): {outcomes['finished']}")

@@ -401,7 +401,6 @@ def make_lab(root: Path) -> Lab:
     """Calibrate the healthy bench once and count, per procedure, the messages each instrument gets and the data
     rows written (the scale of the fault points)."""
     root.mkdir(parents=True, exist_ok=True)
-    os.environ["LABCTL_LOCK_DIR"] = str(root / "locks")
     bench = write_bench(root / "healthy.toml")
     calibration = root / "calibration.json"
     code = run_cli(["calibrate", "--bench", str(bench), "--quiet", "--out", str(calibration), "--force",
