@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from labctl.drivers import recoveries
 from labctl.drivers.clock import Clock
 from labctl.drivers.errors import (
     InstrumentConnectionError,
@@ -125,7 +126,7 @@ ERROR_MESSAGES: dict[int, str] = {
     20: "interlock triggered on channel {ch}",
     30: "too many errors, some were suppressed",
     31: "firmware trap",
-    90: "powered up",
+    90: "powered up (after connect: a module reset, outputs at 0 V, limits at full scale)",
 }
 ERROR_COMMS = 15
 ERROR_UNRECOGNISED = 10
@@ -303,6 +304,8 @@ class Qontrol(Instrument):
         self.n_channels = 0
         self.device_id = ""
         self._errors: list[tuple[int, str]] = []
+        #: A module reset seen after connect (E90), or None (see :meth:`_note_reset`).
+        self.reset_seen: str | None = None
         self._vmax_v = np.zeros(0)
         self._imax_a = np.zeros(0)
         #: Module of every channel (index into ``modules``), for splitting vector writes.
@@ -457,9 +460,13 @@ class Qontrol(Instrument):
         error = self._error_of(line)
         if error is None:
             return line
-        if error[0] == NOTICE_POWERED_UP:
+        if error[0] == NOTICE_POWERED_UP and not self._known_answers:
             log.info("%s: %s", self.name, describe_error(*error))
             return None
+        # after connect, a power-up notice means a module reset: outputs at 0 V and VMAX/IMAX back at full scale,
+        # so the drive the bench believes in and the firmware backstop are both gone: an error, not a notice
+        if error[0] == NOTICE_POWERED_UP:
+            self._note_reset(error)
         leftover = read_until_quiet(self.transport, self.quiet_s)  # resynchronise before reporting
         if leftover:
             log.debug("%s: discarded %r after %s", self.name, leftover, line)
@@ -490,6 +497,9 @@ class Qontrol(Instrument):
                 else:
                     foreign = [line for line in lines if shape is not None and not shape.fullmatch(line)]
                     if not foreign:
+                        if failure is not None:
+                            recoveries.note(self.name, command, failure.detail,
+                                            f"line resynchronised, command sent again (attempt {attempt + 1})")
                         return lines
                     failure = self._reply_error(command, f"reply line {foreign[0]!r} cannot answer {command!r}: "
                                                          "the line was out of step")
@@ -519,6 +529,8 @@ class Qontrol(Instrument):
         with self.transport.transaction():
             for raw in read_until_quiet(self.transport, self.quiet_s):
                 self._discard(raw, "while draining")
+            # the start of a line cut short (no terminator will come) would prefix the confirming answer
+            self.transport.discard_input()
             failed = (failed_command or "").strip().lower()
             known = [(query, answer) for query, answer in self._known_answers if query.lower() != failed]
             if not known:
@@ -549,11 +561,20 @@ class Qontrol(Instrument):
         if error is None:
             if line:
                 log.warning("%s: discarding %r %s", self.name, line, when)
-        elif error[0] == NOTICE_POWERED_UP:
+        elif error[0] == NOTICE_POWERED_UP and not self._known_answers:
             log.info("%s: %s", self.name, describe_error(*error))
+        elif error[0] == NOTICE_POWERED_UP:
+            self._note_reset(error)
+            log.error("%s: %s %s", self.name, describe_error(*error), when)
         else:
             log.warning("%s: %s %s", self.name, describe_error(*error), when)
             self._errors.append((error[0], describe_error(*error)))
+
+    def _note_reset(self, error: tuple[int, int]) -> None:
+        """A module reset after connect: kept for :meth:`check_errors`, and no non-zero drive is accepted after it
+        (the caller may have caught the error; the firmware limits are no longer the bench's)."""
+        self.reset_seen = describe_error(*error)
+        self._errors.append((error[0], self.reset_seen))
 
     def _read_reply(self, command: str, n_lines: int | None) -> list[str]:
         lines: list[str] = []
@@ -642,6 +663,11 @@ class Qontrol(Instrument):
         channel as ``V<ch>=`` (``I<ch>=``). Each line must answer ``OK``.
         """
         chans, vals = self._validated(values, channels)
+        if self.reset_seen is not None and np.any(vals != 0):
+            raise InstrumentReportedError(f"a module reset earlier ({self.reset_seen}): the outputs went to 0 V and "
+                                          "VMAX/IMAX to full scale; reconnect before driving the heaters again",
+                                          errors=[(NOTICE_POWERED_UP, self.reset_seen)], instrument=self.name,
+                                          address=self.address, command=None)
         order, runs = self._runs(chans)
         vals = vals[order]
         with self.transport.transaction():

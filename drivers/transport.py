@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from labctl.drivers import recoveries
 from labctl.drivers.clock import WALL_CLOCK, Clock
 from labctl.drivers.errors import (
     InstrumentConnectionError,
@@ -77,7 +78,8 @@ except ImportError:  # pragma: no cover - other Python implementations
 
 
 class _InterruptGuard:
-    """Defers SIGINT while a transaction runs, then delivers it.
+    """Defers SIGINT while a transaction runs, then delivers it to the handler it had displaced (Python's default
+    raises KeyboardInterrupt; the run engine's pauses at the next checkpoint).
 
     Only the main thread can own signal handlers; elsewhere the guard is a no-op (worker threads are not
     interrupted by Ctrl-C anyway). ``enter``/``exit`` nest: the handler is installed by the outermost transaction
@@ -107,10 +109,15 @@ class _InterruptGuard:
         """Stop holding; the outermost exit restores the handler and delivers a Ctrl-C received meanwhile."""
         self._depth -= 1
         if self._depth == 0 and self._previous is not None:
-            _set_handler(signal.SIGINT, self._previous)
-            self._previous = None
+            previous, self._previous = self._previous, None
+            _set_handler(signal.SIGINT, previous)
             if self._pending:
                 self._pending = False
+                if previous == signal.SIG_IGN:
+                    return
+                if callable(previous) and previous is not signal.default_int_handler:
+                    previous(signal.SIGINT, None)   # e.g. the run engine's: pause at the next checkpoint
+                    return
                 raise KeyboardInterrupt
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -241,7 +248,7 @@ class BaseTransport:
         last: InstrumentError | None = None
         for attempt in range(attempts):
             try:
-                return func()
+                result = func()
             except (InstrumentTimeout, _TransientError) as exc:
                 last = exc if isinstance(exc, InstrumentError) else self._error(InstrumentTimeout, str(exc), command)
                 log.warning("%s at %s: %r failed (%s), attempt %d of %d",
@@ -249,6 +256,11 @@ class BaseTransport:
                 self._recover()
                 if attempt + 1 < attempts:
                     time.sleep(self.settings.retry_delay_s)
+            else:
+                if last is not None:
+                    recoveries.note(self.name, command, last.detail,
+                                    f"sent again after clearing the line; answered on attempt {attempt + 1}")
+                return result
         assert last is not None
         raise last
 
@@ -351,6 +363,12 @@ class BaseTransport:
         """Bytes received and not yet read, or None where the backend cannot tell."""
         return None
 
+    def discard_input(self) -> None:
+        """Drop every byte received and not yet read (a reply cut short before its terminator), as after a failed
+        exchange."""
+        with self.transaction():
+            self._recover()
+
     def query_raw(self, command: str, n_bytes: int) -> bytes:
         """Query a reply of exactly ``n_bytes`` raw bytes with no header or terminator (e.g. Santec ``TA``)."""
         with self.transaction():
@@ -397,6 +415,10 @@ class BaseTransport:
             if tail != term:
                 raise self._error(InstrumentReplyError, f"block not followed by the terminator, got {tail!r}",
                                   command)
+
+
+#: Most lines read while looking for the known answer of a resynchronisation.
+RESYNC_MAX_LINES = 64
 
 
 class _TransientError(Exception):
@@ -448,6 +470,10 @@ class VisaTransport(BaseTransport):
         if address.upper().startswith("ASRL"):
             with contextlib.suppress(AttributeError, pyvisa.errors.VisaIOError):
                 self._res.baud_rate = settings.baud_rate
+        #: A raw socket (``...::SOCKET``, SCPI on port 5025) has no device clear: see :meth:`_resync_socket`.
+        self._raw_socket = address.upper().rstrip().endswith("::SOCKET")
+        #: The ``*IDN?`` reply once seen: the known answer that shows a raw socket is back in step.
+        self._identity: str | None = None
         self._open = True
 
     @property
@@ -460,7 +486,7 @@ class VisaTransport(BaseTransport):
             return self._error(InstrumentTimeout, f"no reply within {self.timeout_s:g} s", command)
         if isinstance(exc, errors.VisaIOError) and exc.error_code in (
             self._vc.StatusCode.error_connection_lost, self._vc.StatusCode.error_invalid_object,
-            self._vc.StatusCode.error_resource_not_found, self._vc.StatusCode.error_closed,
+            self._vc.StatusCode.error_resource_not_found, self._vc.StatusCode.error_no_listeners,
         ):
             return self._error(InstrumentConnectionError, f"connection lost: {exc.description}", command)
         if isinstance(exc, UnicodeDecodeError):
@@ -531,9 +557,38 @@ class VisaTransport(BaseTransport):
         except (AttributeError, TypeError, ValueError, NotImplementedError, self._pyvisa.errors.VisaIOError):
             return None
 
+    def query(self, command: str, *, retries: int | None = None) -> str:
+        reply = super().query(command, retries=retries)
+        if self._raw_socket and self._identity is None and command.strip().upper() == "*IDN?":
+            self._identity = reply.strip()
+        return reply
+
     def _recover(self) -> None:
         with contextlib.suppress(Exception):
             self._res.clear()
+        if self._raw_socket:
+            self._resync_socket()
+
+    def _resync_socket(self) -> None:
+        """Bring a raw socket back in step after a failed exchange. ``clear`` is no device clear there (no GPIB
+        control lines, no VXI-11 abort channel), so a reply that missed the timeout is still on its way and would
+        be read as the answer to the next query, and so on for every query after it. Ask ``*IDN?`` (answer known
+        since connect) and discard every line before that answer; no answer means the link is lost."""
+        if self._identity is None:
+            return
+        self._send("*IDN?")
+        for _ in range(RESYNC_MAX_LINES):
+            try:
+                line = self._read_line("*IDN?").strip()
+            except InstrumentTimeout:
+                break
+            if line == self._identity:
+                log.info("%s: back in step (*IDN? answered)", self.name)
+                return
+            log.warning("%s: discarding %r (a reply that came late) before the answer to '*IDN?'", self.name,
+                        line[:80])
+        raise self._error(InstrumentConnectionError, "lost step on the raw socket: no *IDN? answer while "
+                                                     "resynchronising; reconnect", "*IDN?")
 
     def close(self) -> None:
         with self._lock:

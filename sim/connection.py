@@ -14,6 +14,11 @@ only later (a measurement still running: ``DeviceModel.reply_ready_s``) is queue
 bytes lets virtual time run until it is ready, as a host blocked in its read would wait.
 
 Every exchange can be logged (``exchange_log``): a callable receiving (instrument name, message, reply).
+
+Faults (:mod:`labctl.sim.faults`): the bench's fault plan is asked about every message; a fired fault loses, delays,
+corrupts or truncates the reply, takes the link down, or acts on the instrument first (a laser interlock, a heater
+module reset). A reply that comes late waits outside the output queue (it is on the wire, the instrument cannot
+discard it) and reaches the host just before the next reply; a device clear aborts it.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from labctl.sim.device_model import DeviceModel
+from labctl.sim.faults import FaultPlan, truncated
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +68,13 @@ class Connection:
     """Framing and output queue of one connection to ``model`` (see the module docstring)."""
 
     def __init__(self, model: DeviceModel, *, end_signal: bool = False, exchange_log: ExchangeLog | None = None,
-                 lock: threading.RLock | None = None) -> None:
+                 lock: threading.RLock | None = None, faults: FaultPlan | None = None) -> None:
         self.model = model
+        self.faults = faults
+        #: A reply that missed the host's timeout and arrives with the next one (fault "late").
+        self._late = b""
+        #: The output queue ends in a reply cut short (fault "truncated"): no terminator, no END will come.
+        self.partial = False
         self.end_signal = end_signal
         self.exchange_log = exchange_log
         #: Held while a message runs: one chip, several connections (the server's threads) take turns.
@@ -77,10 +89,22 @@ class Connection:
 
     @property
     def connected(self) -> bool:
-        return self.model.connected
+        return self.model.connected and (self.faults is None or self.faults.link_up(self.model.name))
+
+    def attempt(self) -> bool:
+        """Whether the link is up for one read or write the host attempts; an attempt while it is down counts
+        towards its coming back (fault "drop" with ``down_messages``)."""
+        if self.connected:
+            return True
+        if self.faults is not None:
+            self.faults.refused(self.model.name)
+        return False
 
     def write(self, data: bytes, end: bool = False) -> None:
-        """Bytes from the client; ``end`` marks the last byte of a transfer with END (GPIB EOI) asserted."""
+        """Bytes from the client; ``end`` marks the last byte of a transfer with END (GPIB EOI) asserted.
+        Raises ConnectionError while the link is down (the bytes are lost)."""
+        if not self.attempt():
+            raise ConnectionError(f"{self.model.name}: link down")
         self._input += data
         start = 0
         while True:
@@ -98,19 +122,57 @@ class Connection:
         message = raw.decode("latin-1")
         if not message.strip():
             return  # an empty line is no program message
+        faults = self.faults
+        fault = faults.pick(self.model.name, message) if faults is not None and faults.faults else None
+        if fault is not None and fault.kind == "drop":
+            self._input.clear()
+            raise ConnectionError(f"{self.model.name}: link dropped")
+        first = None
         with self.lock:
             if self._output and self.model.query_interrupted():
                 log.debug("%s: unread reply discarded (query interrupted)", self.model.name)
                 self._output.clear()
+                self.partial = False
                 self.model.reply_ready_s = None
+            if fault is not None:
+                first = self.faults.before(fault, self.model)  # type: ignore[union-attr]
             reply = self.model.exchange(message)
+        late, self._late = self._late, b""
+        self._output += late
+        if first is not None:
+            self._output += first.encode("latin-1") + self._termination
+        original = reply
+        if fault is not None and reply is not None:
+            reply = self._faulty(fault, message, reply)
         self._unanswered = reply is None and "?" in message
+        if faults is not None and faults.journal is not None:
+            # a late reply still answers this message (when it arrives); a truncated one answers nothing
+            faults.record(self.model.name, message,
+                               original if fault is not None and fault.kind == "late" else reply, fault)
         if self.exchange_log is not None:
             self.exchange_log(self.model.name, message, reply)
         if reply is None:
             return
         self._output += reply.encode("latin-1") if isinstance(reply, str) else reply
         self._output += self._termination
+
+    def _faulty(self, fault: Any, message: str, reply: str | bytes) -> str | bytes | None:
+        """The reply as the host gets it under ``fault``; None when nothing (more) arrives now."""
+        assert self.faults is not None
+        kind = fault.kind
+        if kind == "timeout":
+            return None
+        if kind == "late":
+            self._late = (reply.encode("latin-1") if isinstance(reply, str) else reply) + self._termination
+            return None
+        if kind == "truncated":
+            self._output += truncated(reply)
+            self.partial = True
+            return None
+        if kind == "slow":
+            self.faults.slow(fault)
+            return reply
+        return self.faults.reply(fault, self.model.name, message, reply)
 
     # -- the client's side of the output queue -----------------------------------------------------------------
     def waiting(self) -> int:
@@ -122,6 +184,8 @@ class Connection:
                 self.model.wait_for_reply()  # the host blocks in its read until the instrument has the reply
         data = bytes(self._output[:n])
         del self._output[:n]
+        if not self._output:
+            self.partial = False
         return data
 
     def read_request(self) -> None:
@@ -137,6 +201,8 @@ class Connection:
         """Device clear: input and output buffers dropped (IEEE 488.2 §5.8)."""
         self._input.clear()
         self._output.clear()
+        self._late = b""
+        self.partial = False
         with self.lock:
             self.model.reply_ready_s = None
             self.model.clear()

@@ -21,6 +21,7 @@ from labctl.sim import visa_library
 from labctl.sim.chip import Chip
 from labctl.sim.connection import Connection, ExchangeLog
 from labctl.sim.device_model import DeviceModel
+from labctl.sim.faults import FaultPlan
 from labctl.sim.protocol import SimProfile
 from labctl.sim.urlhandler import protocol_labctlsim
 
@@ -47,8 +48,10 @@ class EmulatedBench:
     """The chip plus its simulated instruments; gives drivers a resource manager and serial URLs."""
 
     def __init__(self, chip: Chip, instruments: list[SimulatedInstrument], *,
-                 exchange_log: ExchangeLog | None = None) -> None:
+                 exchange_log: ExchangeLog | None = None, faults: FaultPlan | None = None) -> None:
         self.chip = chip
+        #: Injected faults (:mod:`labctl.sim.faults`): every connection asks this plan about every message.
+        self.faults = faults if faults is not None else FaultPlan()
         self.id = f"bench{next(_IDS)}"
         self.instruments = {inst.name: inst for inst in instruments}
         if len(self.instruments) != len(instruments):
@@ -82,7 +85,8 @@ class EmulatedBench:
 
     def _factory(self, model: DeviceModel, *, end_signal: bool) -> Any:
         def connect() -> Connection:
-            return Connection(model, end_signal=end_signal, exchange_log=self._log, lock=self.lock)
+            return Connection(model, end_signal=end_signal, exchange_log=self._log, lock=self.lock,
+                              faults=self.faults)
 
         return connect
 

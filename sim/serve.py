@@ -196,7 +196,10 @@ class BenchServer:
             lag = (time.monotonic() - self._wall0) - (clock.now_s - self._virtual0)
             if lag > 0:
                 clock.advance(lag, "idle")
-        connection.write(data)
+        try:
+            connection.write(data)
+        except ConnectionError as exc:  # fault "drop": the instrument is gone, the bytes are lost
+            log.info("%s", exc)
         return connection.take(connection.waiting())
 
     def _drop(self, client: _Client) -> None:

@@ -115,17 +115,23 @@ class EmulatedVisaLibrary(highlevel.VisaLibraryBase):
 
     def write(self, session: int, data: bytes) -> tuple[int, StatusCode]:
         connection = self._connection(session)
-        if connection.connected:
-            send_end = self.sessions[session].attrs.get(constants.ResourceAttribute.send_end_enabled, True)
+        send_end = self.sessions[session].attrs.get(constants.ResourceAttribute.send_end_enabled, True)
+        try:
             connection.write(bytes(data), end=bool(send_end))
+        except ConnectionError:  # the instrument is gone: a real bus reports it (no listeners, connection lost)
+            raise errors.VisaIOError(StatusCode.error_connection_lost.value) from None
         return len(data), StatusCode.success
 
     def read(self, session: int, count: int) -> tuple[bytes, StatusCode]:
         connection = self._connection(session)
-        waiting = connection.waiting() if connection.connected else 0
+        up = connection.attempt()
+        waiting = connection.waiting() if up else 0
         if not waiting:
-            if connection.connected:
+            if up:
                 connection.read_request()
+            raise errors.VisaIOError(constants.VI_ERROR_TMO)
+        if connection.partial:  # a reply cut short: no END comes; VISA times out and drops the partial bytes
+            connection.take(waiting)
             raise errors.VisaIOError(constants.VI_ERROR_TMO)
         if waiting > count:
             return connection.take(count), StatusCode.success_max_count_read

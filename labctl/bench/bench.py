@@ -86,20 +86,22 @@ class Bench:
         guard = SafeStateGuard()
         instruments: dict[str, Any] = {}
         emulation = None
+        clock: Clock | None = None
         try:
             if config.bench.kind == "emulated":
                 from labctl.bench.emulation import build_emulation
 
                 emulation = build_emulation(config)
             # one clock for the whole bench: transports wait on it, the session settles on it
-            clock: Clock = emulation.clock if emulation is not None else WallClock()
+            clock = emulation.clock if emulation is not None else WallClock()
             for name, inst in config.instruments.items():
                 instruments[name] = _open_driver(name, inst.driver, inst.address, inst.options, config, emulation,
                                                  clock)
             bench = cls._assemble(config, digest, instruments, guard, lock, emulation, clock)
         except BaseException:
+            _reach_the_rest(config, instruments, emulation, clock)
             for name, driver in instruments.items():
-                _safe_close(name, driver)
+                _safe_close(name, driver)   # lasers switch their output off on close (safe_on_close)
             if emulation is not None:
                 emulation.close()
             lock.release()
@@ -246,6 +248,20 @@ class Bench:
     def make_safe(self) -> list[tuple[str, Exception]]:
         return self.guard.make_safe()
 
+    def lasers_found_off(self) -> list[str]:
+        """Lasers switched on through the bench and not switched off since whose output reads off now (an
+        interlock, a key switch): the readings taken since were dark. Read before the safe state."""
+        off: list[str] = []
+        for laser in self.lasers:
+            if not laser.switched_on:
+                continue
+            try:
+                if not laser.get_output():
+                    off.append(laser.name)
+            except InstrumentError as exc:
+                log.warning("%s: output state not readable: %s", laser.name, exc)
+        return off
+
     def close(self) -> None:
         if self._closed:
             return
@@ -311,6 +327,22 @@ def _open_driver(name: str, driver: str, address: str | None, options: dict[str,
     if address is None:
         raise ValueError(f"instruments.{name}.address: required for a real bench")
     return cls(address, **kwargs)
+
+
+def _reach_the_rest(config: BenchConfig, instruments: dict[str, Any], emulation: Any, clock: Clock | None) -> None:
+    """After a failed connect: open the lasers not opened yet, so that closing them switches their outputs off (a
+    laser left on by an earlier session that was killed is still switched off when the heaters fail to connect).
+    Lasers that cannot be reached either are logged and left."""
+    if clock is None:
+        return
+    for name in config.wiring.lasers:
+        if name in instruments:
+            continue
+        inst = config.instruments[name]
+        try:
+            instruments[name] = _open_driver(name, inst.driver, inst.address, inst.options, config, emulation, clock)
+        except (InstrumentError, OSError, ValueError) as exc:
+            log.error("after the failed connect, %s could not be reached to switch it off: %s", name, exc)
 
 
 def _safe_close(name: str, driver: Any) -> None:

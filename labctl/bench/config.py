@@ -179,6 +179,9 @@ class BenchConfig(_Strict):
     wiring: Wiring
     limits: Limits
     chip: EmulatedChip | None = None
+    #: Injected faults of an emulated bench (labctl.sim.faults: kind, instrument, match, after, probability, count,
+    #: seed, delay_s, down_messages), for reliability tests; checked by the emulation root.
+    faults: list[dict[str, Any]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> BenchConfig:
@@ -234,6 +237,12 @@ class BenchConfig(_Strict):
             problems.append("chip: an emulated bench needs a [chip] table (seed and optional overrides)")
         if self.bench.kind == "real" and self.chip is not None:
             problems.append("chip: only emulated benches have a [chip] table")
+        if self.bench.kind == "real" and self.faults:
+            problems.append("faults: only emulated benches take injected faults")
+        for i, fault in enumerate(self.faults):
+            target = fault.get("instrument")
+            if isinstance(target, str) and target not in names:
+                problems.append(f"faults.{i}.instrument: {target!r} is not an instrument")
         if self.bench.kind == "real":
             for name, inst in self.instruments.items():
                 if inst.address is None:
@@ -251,7 +260,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         path = ".".join(str(p) for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "value_error" and "\n" in message or message.startswith(("wiring.", "limits.",
-                                                                                     "chip:")):
+                                                                                     "chip:", "faults")):
             for line in message.splitlines():
                 key, _, text = line.partition(": ")
                 out.append((key, text) if text else (path or "(top level)", line))
@@ -278,6 +287,13 @@ def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
             check_chip_spec(config.chip.spec)
         except ValueError as exc:
             raise BenchConfigError(source, [("chip.spec", str(exc))]) from None
+    if config.faults:
+        from labctl.bench.emulation import fault_problems   # the emulation root knows the fault kinds
+
+        problems = [(f"faults.{i}.{key}", message) for i, entry in enumerate(config.faults)
+                    for key, message in fault_problems(entry)]
+        if problems:
+            raise BenchConfigError(source, problems)
     return config
 
 

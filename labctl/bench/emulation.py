@@ -22,6 +22,8 @@ from labctl.sim.chip import Chip
 from labctl.sim.chip_spec import ChipSpec
 from labctl.sim.clock import VirtualClock
 from labctl.sim.emulated_bench import EmulatedBench, SimulatedInstrument
+from labctl.sim.faults import Fault, FaultPlan
+from labctl.sim.faults import fault_problems as fault_problems
 from labctl.sim.instruments import MODELS
 from labctl.sim.instruments.daq_model import daq_reading_v
 from labctl.sim.instruments.keysight_models import AUTO_RANGE_MARGIN_DB
@@ -220,7 +222,8 @@ def build_emulation(config: BenchConfig) -> Emulation:
         model = entry.model(name, **model_kwargs)
         simulated.append(SimulatedInstrument(name, profiles[device], model, serial=entry.serial))
         options[name] = opts
-    return Emulation(chip=chip, bench=EmulatedBench(chip, simulated), options=options)
+    faults = FaultPlan.of([Fault(**entry) for entry in config.faults])   # validated with the bench file
+    return Emulation(chip=chip, bench=EmulatedBench(chip, simulated, faults=faults), options=options)
 
 
 def _role(name: str, driver: str, config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,16 +12,21 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from labctl.drivers import recoveries
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import HeaterDriver, SweepSettings, TunableLaser
 from labctl.drivers.limits import HeaterLimits
 
 log = logging.getLogger(__name__)
+
+#: Wait before the second safe-state pass over the instruments whose first attempt failed, s (wall clock).
+SAFE_RETRY_DELAY_S = 0.2
 
 
 def check_heater_vector(values: Any, channels: np.ndarray, state: np.ndarray, limits: HeaterLimits,
@@ -135,6 +140,8 @@ class SafeLaser:
         self.ramp_step_w = ramp_step_w
         self.name = inner.name
         self.address = inner.address
+        #: Switched on through this wrapper and not switched off since (see :meth:`set_output`).
+        self.switched_on = False
 
     def _check_power(self, power_w: float) -> float:
         value = float(power_w)
@@ -176,6 +183,20 @@ class SafeLaser:
         if name in ("inner",):
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    def set_output(self, enabled: bool) -> None:
+        """Output on or off. Before switching off a laser this wrapper switched on, its state is read: a laser an
+        interlock or key switch turned off meanwhile gave dark readings, and the run must not go on as if they
+        were lit (it is switched off all the same and the error names it)."""
+        if not enabled and self.switched_on:
+            self.switched_on = False
+            if not self.inner.get_output():
+                self.inner.set_output(False)
+                raise InstrumentError("output found off before the run switched it off (interlock, key switch, "
+                                      "front panel?): readings since it went off were taken without this laser",
+                                      instrument=self.name, address=self.address)
+        self.inner.set_output(enabled)
+        self.switched_on = bool(enabled)
 
     def configure_sweep(self, sweep: SweepSettings) -> int:
         return self.inner.configure_sweep(sweep)
@@ -239,15 +260,26 @@ class SafeStateGuard:
 
     def make_safe(self) -> list[tuple[str, Exception]]:
         """Run every safe-state action (heaters first, then lasers, as registered); returns the failures."""
+        failures = self._attempt(self._actions)
+        if failures:  # a link that dropped for a moment, a line out of step: one more pass for those that failed
+            time.sleep(SAFE_RETRY_DELAY_S)
+            first = dict(failures)
+            failures = self._attempt([(name, action) for name, action in self._actions if name in first])
+            for name in set(first) - {n for n, _ in failures}:
+                recoveries.note(name, None, f"safe state failed: {first[name]}", "safe state reached on a second pass")
+        self.failures = failures
+        return failures
+
+    @staticmethod
+    def _attempt(actions: list[tuple[str, Callable[[], None]]]) -> list[tuple[str, Exception]]:
         failures: list[tuple[str, Exception]] = []
-        for name, action in self._actions:
+        for name, action in actions:
             try:
                 action()
                 log.info("safe state: %s done", name)
             except (InstrumentError, OSError, LimitError, RuntimeError, ValueError) as exc:
                 log.error("safe state: %s failed: %s", name, exc)
                 failures.append((name, exc))
-        self.failures = failures
         return failures
 
     @property

@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose + getattr(args, "sub_verbose", 0), 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from labctl.bench.lock import BenchBusyError
+    from labctl.calibration.resonances import ResonanceFitError
     from labctl.drivers.errors import InstrumentError
     from labctl.runs.engine import RunStopped
 
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(3, f"labctl {args.command}: instrument error: {exc}\n")
     except BenchBusyError as exc:
         parser.exit(4, f"labctl {args.command}: {exc}\n")
-    except ArithmeticError as exc:       # TrainingDiverged: the run is recorded as failed
-        parser.exit(1, f"labctl {args.command}: failed: {exc}\n")
+    except (ArithmeticError, ResonanceFitError) as exc:  # diverged training, a spectrum with no resonance in it
+        parser.exit(1, f"labctl {args.command}: failed: {exc}\n")         # (a laser gone dark): recorded as failed
     return 1
 
 

@@ -32,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from labctl.drivers import recoveries
+from labctl.drivers.errors import InstrumentError
 from labctl.runs import plan as P
 from labctl.runs.datafile import DATA_FILE, DataFile
 from labctl.runs.progress import Bars, bars_enabled
@@ -301,6 +303,7 @@ class RunEngine:
         safe_failures: list[str] = []
         try:
             with contextlib.ExitStack() as stack:
+                stack.enter_context(recoveries.listening(run.record.setdefault("recoveries", []).append))
                 if plan.bench_needed(ctx.values):
                     self._open_bench(ctx, stack)
                     bench_t0 = float(ctx.session.clock.now_s)
@@ -311,7 +314,7 @@ class RunEngine:
                     self._stopping = True
                     self.bars.close()
                     if ctx.bench is not None:
-                        safe_failures = self._end_bench(ctx, bench_t0)
+                        safe_failures = self._end_bench(ctx, bench_t0, finished=status == "finished")
         except _PauseNow:
             status = "paused"
         except KeyboardInterrupt as exc:
@@ -335,16 +338,25 @@ class RunEngine:
             raise error
         return Outcome(status, result or {}, run.path, run.record)
 
-    def _end_bench(self, ctx: Context, bench_t0: float | None) -> list[str]:
+    def _end_bench(self, ctx: Context, bench_t0: float | None, finished: bool = False) -> list[str]:
+        """End snapshot, safe state, what the instruments say; a run that finished its work with a laser found off
+        (switched on by the run) fails, naming it, once the bench is safe."""
         from labctl.runs.snapshot import instrument_snapshot
 
         run = ctx.run
         assert run is not None
+        dark = ctx.bench.lasers_found_off() if finished else []
         try:
             end = instrument_snapshot(ctx.bench)
         except Exception as exc:  # noqa: BLE001 - the record says why; the safe state below must still run
             end = {"error": f"{type(exc).__name__}: {exc}"}
         failures = [f"{name}: {exc}" for name, exc in ctx.bench.make_safe()]
+        errors = instrument_errors(ctx.bench)
+        if errors:
+            run.record.setdefault("instrument_errors", []).append({"time": _now(), "errors": errors})
+        emulation = getattr(ctx.bench, "emulation", None)
+        if emulation is not None and emulation.bench.faults.fired:  # emulator truth: what the test injected
+            run.record.setdefault("faults_injected", []).extend(emulation.bench.faults.fired)
         seg = run.record["segments"][-1]
         if bench_t0 is not None:
             seg["bench_s"] = float(ctx.session.clock.now_s) - bench_t0
@@ -352,6 +364,11 @@ class RunEngine:
         instruments = run.record.get("instruments") or {}
         instruments["end"] = end
         run.record["instruments"] = instruments
+        if dark:
+            run.record["safe_state_failures"] = failures or None
+            raise InstrumentError(f"output found off at the end of the run though the run had switched it on "
+                                  f"(interlock, key switch?): readings since it went off were dark; lasers "
+                                  f"{', '.join(dark)}", instrument=dark[0])
         return failures
 
     def _stop_line(self, ctx: Context, status: str, failures: list[str]) -> str:
@@ -477,6 +494,24 @@ class RunEngine:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def instrument_errors(bench: Any) -> dict[str, Any]:
+    """What every instrument's error queue (or error lines) held at the end of a run: {name: [[code, text]]}, or
+    {name: "could not read: ..."}; instruments with nothing to say are left out."""
+    out: dict[str, Any] = {}
+    for name, driver in bench.instruments.items():
+        read = getattr(driver, "read_errors", None)
+        if not callable(read):
+            continue
+        try:
+            errors = read()
+        except (InstrumentError, OSError) as exc:
+            out[name] = f"could not read: {exc}"
+            continue
+        if errors:
+            out[name] = [[int(code), str(text)] for code, text in errors]
+    return out
 
 
 def projection_line(msg: P.Projection) -> str:

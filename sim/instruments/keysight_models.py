@@ -328,6 +328,11 @@ class KeysightLaserModel(ScpiModel):
         self.output_on = bool(call.args[0])
         self._push(on=self.output_on)
 
+    def interlock_off(self) -> None:
+        """The output switches off by itself (interlock, key switch): what the fault "laser_off" does."""
+        self.output_on = False
+        self._push(on=False)
+
     @handles("query output")
     def _output(self, call: Parsed) -> Reply:
         return _LASER.output_enabled.reply.format(int(self.output_on))

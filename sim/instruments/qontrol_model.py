@@ -157,6 +157,17 @@ class QontrolModel(DeviceModel):
     def latency_s(self, line: str) -> float:
         return self._line_s
 
+    def power_cycle(self) -> None:
+        """The modules reset (a brown-out): every output at 0 V in voltage mode, limits at full scale (what the
+        fault "heater_reset" does; the power-up notice line is the fault layer's to send)."""
+        self.voltage_v[:] = 0.0
+        self.current_ma[:] = 0.0
+        self.current_mode[:] = False
+        self.vmax_v[:] = self.vfull_v
+        self.imax_ma[:] = self.ifull_ma
+        heaters = self.heater_map[self.heater_map >= 0]
+        self.chip.set_heater_drive(np.zeros(heaters.size), mode="voltage", channels=heaters)
+
     # -- dispatch ------------------------------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
         text = line.strip()

@@ -54,7 +54,8 @@ class Serial(SerialBase):
     def _check(self) -> None:
         if not self.is_open:
             raise serial.PortNotOpenError()
-        if not self._endpoint.connected:
+        attempt = getattr(self._endpoint, "attempt", None)
+        if not (attempt() if attempt is not None else self._endpoint.connected):
             raise serial.SerialException(f"{self._port}: device disconnected")
 
     @property
@@ -72,8 +73,12 @@ class Serial(SerialBase):
         return self._endpoint.take(size)
 
     def write(self, data: bytes) -> int:
-        self._check()
-        self._endpoint.write(bytes(data))
+        if not self.is_open:
+            raise serial.PortNotOpenError()
+        try:  # the connection refuses (and counts) bytes while the device is gone
+            self._endpoint.write(bytes(data))
+        except ConnectionError as exc:
+            raise serial.SerialException(f"{self._port}: {exc}") from None
         return len(data)
 
     def flush(self) -> None:
