@@ -57,7 +57,7 @@ def _preflight(ctx: Any) -> None:
 WEIGHT_SCAN = P.register(P.Plan(
     name="weight-scan", help="example user procedure: scan one ring's weight, measure every ring",
     params=(P.Param("calibration", str, None, "calibration file or calibrate run folder", metavar="FILE"),
-            P.Param("bank", int, 0, "bank of the scanned ring", min=0),
-            P.Param("ring", int, 0, "ring within the bank", min=0),
+            P.Param("bank", int, 0, "bank of the scanned ring", min=0, max=1023),
+            P.Param("ring", int, 0, "ring within the bank", min=0, max=1023),
             P.Param("points", int, 11, "weights from the ring's lowest to its highest", min=2, max=1000)),
     body=weight_scan, preflight=_preflight, summarize=summarize))

@@ -40,9 +40,10 @@ class BenchConfigError(ValueError):
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {path}: {message}" for path, message in problems)
-        super().__init__(f"invalid bench file {source} ({len(problems)} problem"
-                         f"{'s' if len(problems) != 1 else ''}):\n{lines}")
+        # one line (every problem, each naming its key), so a command line prints one error line
+        listed = "; ".join(f"{path}: {' '.join(str(message).split())}" for path, message in problems)
+        more = f" ({len(problems)} problems)" if len(problems) > 1 else ""
+        super().__init__(f"invalid bench file {source}{more}: {listed}")
 
 
 class _Strict(BaseModel):
@@ -189,17 +190,18 @@ class BenchConfig(_Strict):
             problems.append(f"wiring.heaters.instrument: {w.heaters.instrument!r} is not an instrument")
         if len(w.heaters.channels) != w.banks * w.rings:
             problems.append(f"wiring.heaters.channels: {len(w.heaters.channels)} channels for "
-                            f"{w.banks} x {w.rings} rings")
+                            f"{w.banks} x {w.rings} rings (wiring.banks x wiring.rings)")
         for i, laser in enumerate(w.lasers):
             if laser not in names:
                 problems.append(f"wiring.lasers.{i}: {laser!r} is not an instrument")
         if len(w.wavelengths_m) != len(w.lasers):
-            problems.append(f"wiring.wavelengths_m: {len(w.wavelengths_m)} wavelengths for {len(w.lasers)} lasers")
+            problems.append(f"wiring.wavelengths_m: {len(w.wavelengths_m)} wavelengths for {len(w.lasers)} lasers "
+                            "(wiring.lasers)")
         for i, wl in enumerate(w.wavelengths_m):
             if not 1.0e-6 < wl < 2.0e-6:
                 problems.append(f"wiring.wavelengths_m.{i}: {wl!r} m is not a plausible wavelength (give metres)")
         if len(w.detectors) != w.banks:
-            problems.append(f"wiring.detectors: {len(w.detectors)} detectors for {w.banks} banks")
+            problems.append(f"wiring.detectors: {len(w.detectors)} detectors for {w.banks} banks (wiring.banks)")
         adc_channels: dict[tuple[str, int], int] = {}
         for i, det in enumerate(w.detectors):
             if det.instrument not in names:
@@ -225,7 +227,7 @@ class BenchConfig(_Strict):
         for key in ("heater_max_voltage_v", "heater_max_current_a", "heater_max_power_w"):
             value = getattr(self.limits, key)
             if isinstance(value, list) and len(value) != n_heaters:
-                problems.append(f"limits.{key}: {len(value)} values for {n_heaters} heaters")
+                problems.append(f"limits.{key}: {len(value)} values for {n_heaters} heaters (wiring.banks x wiring.rings)")
         if w.heaters.mode == "voltage" and self.limits.heater_max_voltage_v is None:
             problems.append("limits.heater_max_voltage_v: required for voltage-driven heaters")
         if w.heaters.mode == "current" and self.limits.heater_max_current_a is None:
@@ -288,9 +290,12 @@ def load_bench(path: str | Path | None = None) -> tuple[BenchConfig, str]:
         source = "embedded default bench"
     else:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise BenchConfigError(str(path), [("(file)", f"cannot read: {exc.strerror or exc}")]) from None
+        except UnicodeDecodeError as exc:
+            raise BenchConfigError(str(path), [("(file)", f"not a text file (byte {exc.start} is not UTF-8)")]) \
+                from None
         source = str(path)
     try:
         data = tomllib.loads(text)

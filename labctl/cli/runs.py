@@ -93,10 +93,10 @@ def show_lines(rec: dict[str, Any], run_dir: Path) -> list[str]:
 
 def _show(args: argparse.Namespace) -> int:
     from labctl.runs.history import find_run
-    from labctl.runs.record import RUN_FILE
+    from labctl.runs.record import read_record
 
     run_dir = find_run(args.run, args.data_dir)
-    rec = json.loads((run_dir / RUN_FILE).read_text())
+    rec = read_record(run_dir)
     if args.json:
         print(json.dumps(rec, indent=2, default=json_default))
     else:

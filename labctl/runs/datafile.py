@@ -39,14 +39,23 @@ def _as_array(value: Any) -> np.ndarray:
     return arr
 
 
+def open_h5(path: str | os.PathLike[str], mode: str) -> Any:
+    """An HDF5 file; a damaged or foreign one raises OSError naming the file (h5py's message alone does not)."""
+    import h5py
+
+    try:
+        return h5py.File(path, mode, **({"locking": False} if mode == "r" else {}))
+    except OSError as exc:
+        raise OSError(f"{path}: not a readable HDF5 data file ({exc}); the file is damaged") from None
+
+
 class DataFile:
     """Append-as-you-go HDF5 file of one run."""
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "a") -> None:
-        import h5py
 
         self.path = Path(path)
-        self._h5 = h5py.File(self.path, mode)
+        self._h5 = open_h5(self.path, mode)
         self.rows: dict[str, int] = {}
         for name, group in self._streams():
             self.rows[name] = int(group.attrs.get("rows", 0))
@@ -129,7 +138,7 @@ def read_tree(path: str | os.PathLike[str], *, max_rows: int | None = None) -> d
     import h5py
 
     out: dict[str, Any] = {}
-    with h5py.File(path, "r", locking=False) as h5:
+    with open_h5(path, "r") as h5:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 if max_rows is not None and obj.shape and obj.shape[0] > max_rows:

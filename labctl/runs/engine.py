@@ -176,9 +176,14 @@ class RunEngine:
             return plan.check(given), None
         if not plan.resumable:
             raise P.ParamError(f"--resume: {plan.name} runs cannot be resumed (the plan has no checkpoints)")
+        from labctl.runs.record import Checkpoint, RunRecordError
+
         try:
             run = Run.open(resume)
-        except FileNotFoundError as exc:
+            latest = run.latest_checkpoint_path()
+            if latest is not None:
+                Checkpoint.load(latest)          # a damaged checkpoint is refused before anything starts
+        except (FileNotFoundError, RunRecordError, ValueError) as exc:
             raise P.ParamError(f"--resume: {exc}") from None
         procedure = run.record.get("procedure")
         if procedure != plan.name:
