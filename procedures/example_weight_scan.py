@@ -51,7 +51,13 @@ def summarize(report: dict[str, Any]) -> str:
 def _preflight(ctx: Any) -> None:
     from labctl.procedures.common import calibration_file
 
-    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"]))
+    from labctl.bench.config import load_bench
+
+    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"], ctx.bench_path))
+    wiring = load_bench(ctx.bench_path)[0].wiring
+    for name, n in (("bank", wiring.banks), ("ring", wiring.rings)):
+        if ctx.values[name] >= n:
+            raise P.ParamError(f"--{name}: {ctx.values[name]} is not one of the bench's {name}s 0..{n - 1}")
 
 
 WEIGHT_SCAN = P.register(P.Plan(

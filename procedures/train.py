@@ -313,7 +313,7 @@ def _train_preflight(ctx: Any) -> None:
     if v["calibration"] is not None:
         if v["method"] != "photonic-dfa":
             raise ParamError("--calibration applies to --method photonic-dfa only")
-        v["calibration"] = str(calibration_file(v["calibration"]))
+        v["calibration"] = str(calibration_file(v["calibration"], ctx.bench_path))
     try:
         ds = exp.load_dataset()
     except (DatasetError, OSError) as exc:

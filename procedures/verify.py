@@ -143,7 +143,7 @@ def summarize(report: dict[str, Any]) -> str:
 def _preflight(ctx: Any) -> None:
     from labctl.procedures.common import calibration_file
 
-    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"]))
+    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"], ctx.bench_path))
 
 
 def _dry_check(ctx: Any) -> dict[str, Any]:

@@ -34,6 +34,10 @@ DRIVERS: dict[str, str] = {
 ADC_DRIVERS: frozenset[str] = frozenset({"keysight_daq970a"})
 
 
+#: Largest channel, port, bank or ring index a bench file may give (beyond any instrument; keeps numbers in C ints).
+MAX_INDEX = 65_535
+
+
 class BenchConfigError(ValueError):
     """A bench file is invalid; ``problems`` lists (key path, message) pairs."""
 
@@ -76,8 +80,8 @@ class HeaterWiring(_Strict):
     @field_validator("channels")
     @classmethod
     def _distinct(cls, value: list[int]) -> list[int]:
-        if any(c < 0 for c in value):
-            raise ValueError("channel numbers must be >= 0")
+        if any(not 0 <= c <= MAX_INDEX for c in value):
+            raise ValueError(f"channel numbers must be 0..{MAX_INDEX}")
         if len(set(value)) != len(value):
             raise ValueError("a heater channel is wired to more than one ring")
         return value
@@ -89,10 +93,10 @@ class DetectorWiring(_Strict):
 
     instrument: str
     #: 0-based interface ports of the power meter (front-panel port 1 is port 0).
-    through_port: int | None = Field(default=None, ge=0)
-    drop_port: int | None = Field(default=None, ge=0)
+    through_port: int | None = Field(default=None, ge=0, le=MAX_INDEX)
+    drop_port: int | None = Field(default=None, ge=0, le=MAX_INDEX)
     #: DAQ channel number (slot x 100 + channel, e.g. 101) carrying this bank's TIA output.
-    channel: int | None = Field(default=None, ge=101)
+    channel: int | None = Field(default=None, ge=101, le=9_999)
     #: TIA transimpedance, V/A (negative for an inverting amplifier): volts on the channel per amp of photocurrent.
     tia_gain_v_per_a: float | None = None
     #: TIA output with no photocurrent, V (measured with the lasers off); subtracted before dividing by the gain.
@@ -115,8 +119,8 @@ class DetectorWiring(_Strict):
 
 
 class Wiring(_Strict):
-    banks: int = Field(ge=1)
-    rings: int = Field(ge=1)
+    banks: int = Field(ge=1, le=MAX_INDEX)
+    rings: int = Field(ge=1, le=MAX_INDEX)
     heaters: HeaterWiring
     #: Laser instrument feeding each WDM channel, in channel order.
     lasers: list[str] = Field(min_length=1)
@@ -159,7 +163,7 @@ class Limits(_Strict):
 
 
 class EmulatedChip(_Strict):
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     #: Overrides of :class:`labctl.sim.chip_spec.ChipSpec`, section by section.
     spec: dict[str, Any] = Field(default_factory=dict)
 
@@ -180,6 +184,18 @@ class BenchConfig(_Strict):
     wiring: Wiring
     limits: Limits
     chip: EmulatedChip | None = None
+
+    @property
+    def wiring_sha256(self) -> str:
+        """Hash of the wiring: a calibration is valid for this wiring only."""
+        import json
+
+        return hashlib.sha256(json.dumps(self.wiring.model_dump(), sort_keys=True).encode()).hexdigest()
+
+    @property
+    def chip_id(self) -> str:
+        """The chip on the bench: the file's chip_id, else the emulated chip's seed."""
+        return self.bench.chip_id or (f"emulated seed {self.chip.seed}" if self.chip is not None else "")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> BenchConfig:
@@ -262,6 +278,40 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
+#: Driver arguments the bench sets itself; a bench file's ``options`` may not give them.
+_RESERVED_OPTIONS = frozenset({"resource", "resource_manager", "name", "clock"})
+
+
+def option_problems(config: BenchConfig) -> list[tuple[str, str]]:
+    """Each instrument's ``options`` held against its driver's constructor: known names, and values of the type
+    the driver's default has (a number for a number), so a typo fails here, not deep inside a connect."""
+    import importlib
+    import inspect
+
+    problems: list[tuple[str, str]] = []
+    for name, inst in config.instruments.items():
+        if not inst.options:
+            continue
+        module, _, cls_name = DRIVERS[inst.driver].partition(":")
+        params = inspect.signature(getattr(importlib.import_module(module), cls_name)).parameters
+        known = sorted(p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in _RESERVED_OPTIONS)
+        for key, value in inst.options.items():
+            where = f"instruments.{name}.options.{key}"
+            if key not in known:
+                problems.append((where, f"not an option of driver {inst.driver} (options: {', '.join(known)})"))
+                continue
+            default = params[key].default
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    problems.append((where, f"expected true or false, got {value!r:.40}"))
+            elif isinstance(default, int | float) or key.endswith(("_s", "_hz", "_v", "_a", "_w", "_m")):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    problems.append((where, f"expected a finite number, got {value!r:.40}"))
+                elif value < 0:
+                    problems.append((where, f"must be >= 0, got {value!r}"))
+    return problems
+
+
 def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
     """Validate a bench description; raises :class:`BenchConfigError` listing every problem."""
     try:
@@ -270,7 +320,7 @@ def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
         raise BenchConfigError(source, _problems(exc)) from None
     from labctl.bench.full_scale import limit_problems
 
-    problems = limit_problems(config)
+    problems = option_problems(config) or limit_problems(config)
     if problems:
         raise BenchConfigError(source, problems)
     if config.chip is not None:

@@ -216,8 +216,13 @@ def build_emulation(config: BenchConfig) -> Emulation:
             raise BenchConfigError(config.bench.name, [(f"instruments.{name}.driver",
                                                         f"{inst.driver!r} has no simulation for emulated benches")])
         device = entry.device
-        model_kwargs, opts = _role(name, inst.driver, config)
-        model = entry.model(name, **model_kwargs)
+        try:
+            model_kwargs, opts = _role(name, inst.driver, config)
+            model = entry.model(name, **model_kwargs)
+        except (ValueError, TypeError) as exc:          # the wiring asks for what the instrument does not have
+            chip.close()
+            key = "wiring.heaters.channels" if name == w.heaters.instrument else f"instruments.{name}"
+            raise BenchConfigError(config.bench.name, [(key, str(exc))]) from None
         simulated.append(SimulatedInstrument(name, profiles[device], model, serial=entry.serial))
         options[name] = opts
     return Emulation(chip=chip, bench=EmulatedBench(chip, simulated), options=options)

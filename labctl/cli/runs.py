@@ -22,6 +22,8 @@ def _fmt_s(value: float | None) -> str:
 def _runs(args: argparse.Namespace) -> int:
     from labctl.runs.history import list_runs
 
+    if args.limit < 0:
+        raise ValueError(f"--limit: {args.limit} must be >= 0 (0: all)")
     rows = [run_row(r) for r in list_runs(args.data_dir)]
     if args.procedure:
         rows = [r for r in rows if r["procedure"] == args.procedure]

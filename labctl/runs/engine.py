@@ -224,6 +224,10 @@ class RunEngine:
     # -- the run -------------------------------------------------------------------------------------------------------
     def run(self, plan: P.Plan, given: dict[str, Any], *, resume: str | os.PathLike[str] | None = None) -> Outcome:
         values, old = self.prepare(plan, given, resume)
+        if plan.bench_needed(values):
+            from labctl.bench.config import load_bench
+
+            load_bench(self.bench_arg)       # a bench file that cannot open is refused before a run folder exists
         ctx = Context(engine=self, plan=plan, values=values, bench_path=self.bench_arg)
         if old is not None:
             ctx.run = old

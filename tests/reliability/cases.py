@@ -94,7 +94,7 @@ class Fixtures:
 def _field_of(path: tuple) -> str:
     """What an error about the value at ``path`` may name: its dotted parent, or its own key."""
     keys = [str(k) for k in path]
-    alternatives = {keys[-1], ".".join(keys)}
+    alternatives = {keys[-1], ".".join(keys), [k for k in path if isinstance(k, str)][-1]}
     if len(keys) > 1:
         alternatives.add(".".join(keys[:-1]))
     return "|".join(sorted(alternatives))
