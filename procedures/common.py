@@ -49,7 +49,8 @@ def calibration_file(value: str | Path | None, bench_path: str | Path | None, op
     if path.is_dir():
         path = path / "calibration.json"
     if not path.is_file():
-        raise P.ParamError(f"{option}: {path} does not exist")
+        shown = str(path) if str(path).isprintable() else repr(str(path))
+        raise P.ParamError(f"{option}: {shown} does not exist")
     config, _ = load_bench(bench_path)
     try:
         cal = Calibration.load(path)

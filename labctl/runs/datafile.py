@@ -154,9 +154,12 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     import h5py
 
     out: dict[str, Any] = {}
-    with h5py.File(path, "r", locking=False) as h5:
+    with open_h5(path, "r") as h5:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 out[name] = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
-        h5.visititems(visit)
+        try:
+            h5.visititems(visit)
+        except (RuntimeError, KeyError, ValueError) as exc:     # a damaged file opens, then fails inside
+            raise OSError(f"{path}: damaged HDF5 data file ({exc})") from None
     return out

@@ -74,7 +74,10 @@ def write_report(run_dir: str | Path, out: Path | None = None) -> Report:
     groups: dict[str, dict[str, np.ndarray]] = {}
     if data_path.is_file():
         with open_h5(data_path, "r") as h5:
-            groups = _groups(h5)
+            try:
+                groups = _groups(h5)
+            except (RuntimeError, KeyError, ValueError) as exc:   # a damaged file opens, then fails inside
+                raise OSError(f"{data_path}: damaged HDF5 data file ({exc})") from None
     sections: list[tuple[str, str, Path]] = []
     extra: dict[str, Any] = {}
 

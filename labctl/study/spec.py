@@ -134,7 +134,7 @@ def _grid_values(source: Path, where: str, key: str, value: Any) -> list[Any]:
                                                   f"got {bounds!r}")
         if bounds[2:] == [0]:
             raise _fail(source, f"{where}.{key}", f"range step must not be 0, got {bounds!r}")
-        if len(range(*bounds)) > MAX_JOBS:
+        if abs(bounds[1] - bounds[0]) // max(abs(bounds[2]) if len(bounds) == 3 else 1, 1) > MAX_JOBS:
             raise _fail(source, f"{where}.{key}", f"range {bounds!r} has more than {MAX_JOBS:,} values")
         values = list(range(*bounds))
         if not values:

@@ -329,8 +329,7 @@ def cli_cases() -> st.SearchStrategy[Any]:
                                                          "characterize"]),
                   st.one_of(_WORD, st.sampled_from(["", ".", "/", "/nonexistent/b.toml", "/dev/null", "default ",
                                                     "DEFAULT", "../default", "x.toml"]))),
-        st.tuples(st.just("bad number"), st.sampled_from(["runs --limit", "bench scan --timeout", "study x --workers",
-                                                          "sim serve --port", "sweep --laser", "sweep --step-pm",
+        st.tuples(st.just("bad number"), st.sampled_from(["runs --limit", "study x --workers", "sweep --laser", "sweep --step-pm",
                                                           "sweep --start-nm"]), S.NUMBER_TEXT),
     )
 
@@ -497,14 +496,14 @@ class Parser:
 
 
 PARSERS: dict[str, Parser] = {p.name: p for p in (
-    Parser("bench file", bench_file_cases, run_bench_file, 80),
-    Parser("bench file (damaged)", bench_bytes_cases, run_bench_bytes, 40),
-    Parser("calibration artifact", calibration_cases, run_calibration, 60),
-    Parser("run record", run_record_cases, run_run_record, 40),
-    Parser("procedure parameters", plan_param_cases, run_plan_param, 150),
-    Parser("study spec", study_cases, run_study_spec, 60),
-    Parser("command line", cli_cases, run_cli_case, 80),
-    Parser("instrument replies", reply_cases, run_reply, 300),
+    Parser("bench file", bench_file_cases, run_bench_file, 40),
+    Parser("bench file (damaged)", bench_bytes_cases, run_bench_bytes, 20),
+    Parser("calibration artifact", calibration_cases, run_calibration, 25),
+    Parser("run record", run_record_cases, run_run_record, 20),
+    Parser("procedure parameters", plan_param_cases, run_plan_param, 60),
+    Parser("study spec", study_cases, run_study_spec, 30),
+    Parser("command line", cli_cases, run_cli_case, 40),
+    Parser("instrument replies", reply_cases, run_reply, 200),
 )}
 
 

@@ -48,7 +48,8 @@ class Outcome:
     @property
     def names_field(self) -> bool:
         """The message names the field (``field`` may list alternatives as ``a|b``)."""
-        return any(f.lower() in self.message.lower() for f in self.field.split("|") if f)
+        fields = [f for f in self.field.split("|") if f]
+        return not fields or any(f.lower() in self.message.lower() for f in fields)
 
     @property
     def clean(self) -> bool:

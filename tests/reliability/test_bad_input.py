@@ -1,8 +1,11 @@
-"""Bad input never ends in a traceback from deep inside: property tests over the parsers of bench files,
-calibration artifacts and instrument replies.
+"""Bad input never ends in a traceback from deep inside: property tests over every parser of user input (bench
+files, calibration artifacts, run records, procedure parameters, study specs, command-line arguments, instrument
+replies).
 
-Each mutates a valid document at a random place (hypothesis) and asserts that the result is either accepted or
-refused with the parser's own one-line error that names the offending field, never another exception type.
+Each mutates a valid document at a random place, or types a bad value (hypothesis, derandomized for CI), and asserts
+that the result is either accepted or refused with a one-line error that names the offending field, never another
+exception type, never after an instrument was opened, never a run that starts on nonsense. The cases and their
+oracle live in tests/reliability/cases.py and harness.py (bench/bad_input_cases.py counts the same cases).
 """
 
 from __future__ import annotations
@@ -55,6 +58,84 @@ def _replace(doc: Any, path: tuple, value: Any, delete: bool) -> Any:
     else:
         node[path[-1]] = value
     return out
+
+
+# ---- every parser through the command line (tests/reliability/cases.py) ---------------------------------------------
+from tests.reliability.cases import PARSERS, Fixtures  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
+    return Fixtures(tmp_path_factory.mktemp("bad-input"))
+
+
+def _parser_test(name: str) -> Any:
+    parser = PARSERS[name]
+
+    @settings(max_examples=parser.ci_examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=parser.strategy())
+    def check(fixtures: Fixtures, case: Any) -> None:
+        outcome = parser.run(case, fixtures)
+        assert outcome.clean, outcome.explain()
+
+    check.__name__ = f"test_bad_{name.replace(' ', '_').replace('(', '').replace(')', '')}_is_refused_in_one_line"
+    check.__doc__ = f"{name}: accepted, or one line naming the field; never a traceback or a hardware action."
+    return check
+
+
+test_bad_bench_file_is_refused_in_one_line = _parser_test("bench file")
+test_damaged_bench_file_is_refused_in_one_line = _parser_test("bench file (damaged)")
+test_bad_calibration_artifact_is_refused_before_the_bench_opens = _parser_test("calibration artifact")
+test_damaged_run_record_is_refused_in_one_line = _parser_test("run record")
+test_bad_procedure_parameter_is_refused_in_one_line = _parser_test("procedure parameters")
+test_bad_study_spec_is_refused_in_one_line = _parser_test("study spec")
+test_bad_command_line_is_refused_in_one_line = _parser_test("command line")
+test_bad_instrument_reply_names_instrument_and_command = _parser_test("instrument replies")
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["train", "--dataset", "digits", "--lr", "-0.01"], "--lr"),
+    (["train", "--dataset", "digits", "--lr", "0"], "--lr"),
+    (["train", "--dataset", "digits", "--lr", "nan"], "--lr"),
+    (["train", "--dataset", "digits", "--epochs", "0"], "--epochs"),
+    (["train", "--dataset", "digits", "--batch-size", "0"], "--batch-size"),
+    (["train", "--dataset", "digits", "--seed", "-1"], "--seed"),
+    (["train", "--dataset", "digits", "--hidden", "0,5"], "--hidden"),
+    (["train", "--dataset", "digits", "--method", "sgd"], "--method"),
+    (["train", "--dataset", "digits", "--n-train", "1e999"], "--n-train"),
+    (["verify", "--n", "0"], "--n"),
+    (["dry-run", "--n-verify", "0"], "--n-verify"),
+    (["calibrate", "--n-configs", "99999999999999999999"], "--n-configs"),
+    (["resonances", "--step-pm", "inf"], "--step-pm"),
+    (["resonances", "--laser", "99"], "--laser"),
+    (["weight-scan", "--bank", "99"], "--bank"),
+    (["sweep", "--step-pm", "-2"], "--step-pm"),
+    (["sweep", "--laser", "99"], "--laser"),
+])
+def test_the_issues_nonsense_never_starts_a_run(fixtures: Fixtures, argv: list[str], option: str) -> None:
+    """The nonsense the issue names (negative learning rate, zero verification vectors, zero epochs...): exit 2,
+    one line naming the option, no run folder, no instrument opened."""
+    from tests.reliability.harness import run_cli
+
+    folder = fixtures.fresh("nonsense")
+    extra = ["--bench", str(fixtures.small_bench)]
+    if argv[0] in ("verify", "weight-scan"):
+        extra += ["--calibration", str(fixtures.calibration)]
+    if argv[0] != "sweep":
+        extra += ["--data-dir", str(folder), "--quiet"]
+    outcome = run_cli("issue", [*argv, *extra], option, must_refuse=True)
+    assert outcome.kind == "error" and outcome.clean, outcome.explain()
+    assert not any(folder.iterdir()), "a run folder was made for a refused command"
+
+
+def test_a_numeric_parameter_without_a_range_is_a_declaration_error() -> None:
+    """The range lives in the declaration, so every plan gets the checks: a plan cannot forget them."""
+    from labctl.runs.plan import Param
+
+    with pytest.raises(TypeError, match="min and max"):
+        Param("n", int, 1, "a count", min=1)
+    Param("n", int, 1, "a count", min=1, max=10)
 
 
 # ---- bench files ------------------------------------------------------------------------------------------------------
