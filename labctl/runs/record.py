@@ -244,7 +244,7 @@ class Checkpoint:
                     raise ValueError(f"{path}: not a labctl checkpoint (no {META_KEY})")
                 meta = json.loads(str(npz[META_KEY]))
                 arrays = {k: npz[k] for k in npz.files if k != META_KEY}
-        except (OSError, EOFError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as exc:  # incl. pickled/garbled entries
             raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
         if not isinstance(meta, dict):
             raise ValueError(f"{path}: damaged checkpoint (metadata is not a table)")
