@@ -295,11 +295,17 @@ def _check_jobs(source: Path, procedure: str, jobs: list[Job]) -> None:
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and expand a study file; raises :class:`StudySpecError` (one line) on any mistake."""
+    if not str(path).strip() or "\x00" in str(path):
+        raise StudySpecError(f"spec: {str(path)!r} is not a study file name")
     source = Path(path)
+    if source.is_dir():
+        raise StudySpecError(f"{source}: spec: is a folder, expected a study file (TOML)")
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise StudySpecError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise StudySpecError(f"{source}: not a text file (byte {exc.start} is not UTF-8)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -329,7 +329,8 @@ def cli_cases() -> st.SearchStrategy[Any]:
                                                          "characterize"]),
                   st.one_of(_WORD, st.sampled_from(["", ".", "/", "/nonexistent/b.toml", "/dev/null", "default ",
                                                     "DEFAULT", "../default", "x.toml"]))),
-        st.tuples(st.just("bad number"), st.sampled_from(["runs --limit", "study x --workers", "sweep --laser", "sweep --step-pm",
+        st.tuples(st.just("bad number"), st.sampled_from(["runs --limit", "study x --workers", "sweep --laser",
+                                                          "bench scan --timeout", "sim serve --port", "sweep --step-pm",
                                                           "sweep --start-nm"]), S.NUMBER_TEXT),
     )
 
@@ -485,6 +486,92 @@ def run_reply(case: Any, fx: Fixtures) -> Outcome:
     return out
 
 
+def _connect_protocols() -> dict[str, tuple[Callable[[Any], Any], list[Any], Any]]:
+    """Every driver's connect sequence as its byte-exact protocol test scripts it (tests/drivers): (open the driver
+    on a transport, script, line settings)."""
+    from labctl.drivers.greymatter import Greymatter
+    from labctl.drivers.keithley_2400 import Keithley2400
+    from labctl.drivers.keysight_8164b import Keysight8164B
+    from labctl.drivers.keysight_daq970a import KeysightDAQ970A
+    from labctl.drivers.keysight_n774xa import KeysightN774xA
+    from labctl.drivers.keysight_n777xc import KeysightN777xC
+    from labctl.drivers.qontrol import Qontrol
+    from labctl.drivers.santec_tsl570 import SantecTSL570
+    from labctl.drivers.testing import ScriptedTransport
+    from labctl.drivers.thorlabs_pm100 import ThorlabsPM100
+    from tests.drivers import (test_greymatter, test_keithley_2400, test_keysight_8164b, test_keysight_daq970a,
+                               test_keysight_laser, test_keysight_n774xa, test_qontrol, test_santec_tsl570,
+                               test_thorlabs_pm100)
+
+    plain = ScriptedTransport([]).settings
+    return {
+        "keithley_2400": (Keithley2400, test_keithley_2400.CONNECT, test_keithley_2400.LF),
+        "keysight_8164b": (lambda t: Keysight8164B(t, poll_interval_s=0, output_settle_s=0),
+                           test_keysight_8164b.CONNECT, test_keysight_8164b.LF),
+        "keysight_daq970a": (KeysightDAQ970A, test_keysight_daq970a.CONNECT, KeysightDAQ970A.line_settings),
+        "keysight_n777xc": (lambda t: KeysightN777xC(t, poll_interval_s=0, output_settle_s=0),
+                            test_keysight_laser.N777X_CONNECT, test_keysight_laser.LF),
+        "keysight_n774xa": (lambda t: KeysightN774xA(t, poll_interval_s=0), test_keysight_n774xa.connect_script(),
+                            test_keysight_n774xa.LF),
+        "santec_tsl570": (lambda t: SantecTSL570(t, poll_interval_s=0.001), test_santec_tsl570.CONNECT,
+                          test_santec_tsl570.CR),
+        "thorlabs_pm100": (ThorlabsPM100, test_thorlabs_pm100.CONNECT, test_thorlabs_pm100.LF),
+        "qontrol": (lambda t: Qontrol(t, mode="voltage", quiet_s=0.0), test_qontrol.connect_script(), plain),
+        "greymatter": (lambda t: Greymatter(t, n_boards=1, max_current_a=0.02), test_greymatter.current_connect(),
+                       plain),
+    }
+
+
+def connect_reply_cases() -> st.SearchStrategy[Any]:
+    protocols = _connect_protocols()
+    steps = [(name, i) for name, (_, script, _) in sorted(protocols.items())
+             for i, (_, reply) in enumerate(script) if isinstance(reply, str)]
+    return st.tuples(st.sampled_from(steps), S.REPLY_TEXT)
+
+
+def _valid_value(text: str) -> bool:
+    """A reply that is a value in its own right (a number or a boolean): a driver may act on it."""
+    from labctl.drivers import parsing
+
+    for parse in (parsing.parse_float, parsing.parse_bool):
+        try:
+            parse(text)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def run_connect_reply(case: Any, fx: Fixtures) -> Outcome:
+    """A bad reply at one step of a driver's connect sequence: the driver connects (the reply was a valid value),
+    or refuses in one line naming the instrument or the command; after a bad reply it may ask (a query, e.g.
+    Qontrol's known-answer resynchronisation) but never sets anything the script did not expect."""
+    from labctl.drivers.errors import InstrumentError, LimitError
+    from labctl.drivers.testing import ScriptedTransport
+
+    (name, step), text = case
+    factory, script, line = _connect_protocols()[name]
+    command = script[step][0]
+    bad = [*script[:step], (command, text), *script[step + 1:]]
+    transport = ScriptedTransport(bad, settings=line, name=name, address=f"SCRIPT::{name}")
+
+    def connect() -> Any:
+        try:
+            return factory(transport)
+        except AssertionError as exc:           # the driver left the script after the bad reply
+            sent = transport.sent[-1].decode("latin-1").strip()
+            if sent.endswith("?") or sent == command or _valid_value(text):
+                return "diverged: a query, a retry of the command, or acting on a valid value"
+            raise RuntimeError(f"after the bad reply to {command!r} the driver sent {sent!r}: {exc}") from None
+
+    out = run_call("instrument replies (connect)", connect, (InstrumentError, LimitError),
+                   f"{command}|{name}")
+    if out.kind == "error" and transport.step > step + 1:
+        later = [s.decode("latin-1").strip() for s in transport.sent[step + 1:]]
+        out.hardware_action = any(not c.endswith("?") for c in later if c not in ("*CLS",))
+    return out
+
+
 # ---- the registry --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Parser:
@@ -504,6 +591,7 @@ PARSERS: dict[str, Parser] = {p.name: p for p in (
     Parser("study spec", study_cases, run_study_spec, 30),
     Parser("command line", cli_cases, run_cli_case, 40),
     Parser("instrument replies", reply_cases, run_reply, 200),
+    Parser("connect replies", connect_reply_cases, run_connect_reply, 150),
 )}
 
 

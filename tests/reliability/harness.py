@@ -81,10 +81,18 @@ def spies() -> Iterator[dict[str, bool]]:
     def study(*args: Any, **kwargs: Any) -> Any:
         raise Reached("study started")
 
+    def scan(*args: Any, **kwargs: Any) -> Any:
+        raise Reached("bench scan started (identity queries)")
+
+    def serve(*args: Any, **kwargs: Any) -> Any:
+        raise Reached("emulated bench served")
+
     with mock.patch("labctl.bench.bench._open_driver", driver), \
             mock.patch("labctl.runs.engine.RunEngine._open_bench", bench), \
             mock.patch("labctl.runs.engine.RunEngine._drive", body), \
             mock.patch("labctl.study.runner.run_study", study), \
+            mock.patch("labctl.bench.scan.scan", scan), \
+            mock.patch("labctl.bench.emulation.serve", serve), \
             mock.patch("labctl.study.runner.cluster_available", lambda: True):
         yield seen
 

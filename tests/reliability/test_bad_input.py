@@ -92,6 +92,7 @@ test_bad_procedure_parameter_is_refused_in_one_line = _parser_test("procedure pa
 test_bad_study_spec_is_refused_in_one_line = _parser_test("study spec")
 test_bad_command_line_is_refused_in_one_line = _parser_test("command line")
 test_bad_instrument_reply_names_instrument_and_command = _parser_test("instrument replies")
+test_bad_reply_while_connecting_names_instrument_and_command = _parser_test("connect replies")
 
 
 @pytest.mark.parametrize(("argv", "option"), [
