@@ -19,8 +19,8 @@ import numpy as np
 
 from labctl.dfa.drift_steps import DriftSteps
 from labctl.dfa.feedback import MatVecFeedback
-from labctl.runs.record import Checkpoint, Run
 from labctl.dfa.training import (
+    RANGES,
     BatchHook,
     EpochHook,
     Experiment,
@@ -29,6 +29,7 @@ from labctl.dfa.training import (
     resume_experiment,
     run_experiment,
 )
+from labctl.runs.record import Checkpoint, Run
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +305,9 @@ def experiment_from(v: dict[str, Any]) -> Experiment:
 
 
 def _train_preflight(ctx: Any) -> None:
-    from labctl.dfa.datasets import DatasetError
     from labctl.procedures.common import calibration_file
+
+    from labctl.dfa.datasets import DatasetError
     from labctl.runs.plan import ParamError
 
     v = ctx.values
@@ -326,8 +328,14 @@ def _train_preflight(ctx: Any) -> None:
 
 
 def _train_dry_check(ctx: Any) -> dict[str, Any]:
+    from labctl.procedures.dry_checks import (
+        bench_limits,
+        check_heater_rows,
+        check_laser_powers,
+        limits_lines,
+    )
+
     from labctl.dfa.tiling import TilePlan, op_counts
-    from labctl.procedures.dry_checks import bench_limits, check_heater_rows, check_laser_powers, limits_lines
 
     v = ctx.values
     exp = experiment_from(v)
@@ -347,6 +355,7 @@ def _train_dry_check(ctx: Any) -> dict[str, Any]:
                      "configurations are solved after that and checked then, before the first write")
         return {"counts": counts, "violations": [], "lines": lines}
     from labctl.calibration.calibrate import Calibration
+
     from labctl.dfa.feedback import feedback_matrices
     from labctl.dfa.photonic import OffsetEncoding, WeightMapping
 
@@ -493,6 +502,7 @@ def _photonic_setup(ctx: Any, exp: Experiment, n_out: int, calibration: str | No
     """Calibration (given, recorded by the resumed run, or made now), projector and drift steps on the session."""
     from labctl.calibration.calibrate import Calibration, calibrate, recalibrate
     from labctl.procedures.common import calibration_arrays, calibration_progress
+
     from labctl.runs import plan as P
 
     hw = ctx.session
@@ -562,18 +572,20 @@ def _register() -> Any:
                     "directly (fast)", choices=("stack", "fast")),
             P.Param("calibration", str, None, "photonic-dfa: calibration file or calibrate run folder (default: "
                     "calibrate first)", metavar="FILE"),
-            P.Param("epochs", int, 10, "epochs to train to (on --resume: train further)", min=1,
-                    max=100_000, on_resume=True),
+            P.Param("epochs", int, 10, "epochs to train to (on --resume: train further)",
+                    min=RANGES["epochs"][0], max=RANGES["epochs"][1], on_resume=True),
             P.Param("seed", int, 0, "master seed (model, shuffle, feedback matrices, noise)", min=0,
                     max=P.SEED_MAX),
             P.Param("hidden", hidden_sizes, (800, 800), "hidden layer sizes", metavar="N,N"),
             P.Param("activation", str, "relu", "hidden activation", choices=("relu", "tanh")),
-            P.Param("lr", float, 0.01, "learning rate (SGD, momentum 0.9)", min=0.0, exclusive_min=True,
-                    max=10.0),
-            P.Param("batch_size", int, 64, "mini-batch size", min=1, max=65_536),
-            P.Param("n_train", int, None, "use only the first N training samples", min=1,
-                    max=10_000_000),
-            P.Param("n_test", int, None, "use only the first N test samples", min=1, max=10_000_000),
+            P.Param("lr", float, 0.01, "learning rate (SGD, momentum 0.9)", min=RANGES["lr"][0],
+                    exclusive_min=RANGES["lr"][2], max=RANGES["lr"][1]),
+            P.Param("batch_size", int, 64, "mini-batch size", min=RANGES["batch_size"][0],
+                    max=RANGES["batch_size"][1]),
+            P.Param("n_train", int, None, "use only the first N training samples",
+                    min=RANGES["n_train"][0], max=RANGES["n_train"][1]),
+            P.Param("n_test", int, None, "use only the first N test samples", min=RANGES["n_test"][0],
+                    max=RANGES["n_test"][1]),
             P.Param("checkpoint_every", int, 20, "mini-batches between checkpoints (the instrument path: every one)",
                     min=0, max=1_000_000),
             P.Param("checkpoint_s", float, 60.0, "at most this long between checkpoints", unit="s", min=1.0,

@@ -57,8 +57,12 @@ class DataFile:
         self.path = Path(path)
         self._h5 = open_h5(self.path, mode)
         self.rows: dict[str, int] = {}
-        for name, group in self._streams():
-            self.rows[name] = int(group.attrs.get("rows", 0))
+        try:
+            for name, group in self._streams():
+                self.rows[name] = int(group.attrs.get("rows", 0))
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:   # opens, then fails inside: damaged
+            self._h5.close()
+            raise OSError(f"{self.path}: damaged HDF5 data file ({exc})") from None
 
     def _streams(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []

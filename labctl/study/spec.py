@@ -104,6 +104,16 @@ def _fail(source: Path, key: str, message: str) -> StudySpecError:
     return StudySpecError(f"{source}: {key}: {message}")
 
 
+def _named(source: Path, where: str, table: Mapping[str, Any], *, leaves_are_distributions: bool = False
+           ) -> dict[str, Any]:
+    """:func:`flatten`, refusing empty names (``"" = 1`` or ``"a..b"``) with the table they are in."""
+    flat = flatten(table, leaves_are_distributions=leaves_are_distributions)
+    for name in flat:
+        if not name or any(not part.strip() for part in name.split(".")):
+            raise _fail(source, where, f"parameter name {name!r} has an empty part")
+    return flat
+
+
 def _is_distribution(value: Any) -> bool:
     return isinstance(value, Mapping) and any(k in DISTRIBUTIONS for k in value)
 
@@ -184,12 +194,12 @@ def _points(source: Path, where: str, grid: Mapping[str, Any], random: Mapping[s
     for table, value in (("grid", grid), ("random", random)):
         if not isinstance(value, Mapping):
             raise _fail(source, f"{where}{table}", f"must be a table, got {value!r:.60}")
-    grid_flat = flatten(grid, leaves_are_distributions=True)
+    grid_flat = _named(source, f"{where}grid", grid, leaves_are_distributions=True)
     axes = {k: _grid_values(source, f"{where}grid", k, v) for k, v in grid_flat.items()}
     random_table = dict(random)
     samples = random_table.pop("samples", None)
     seed = random_table.pop("seed", 0)
-    dists = flatten(random_table, leaves_are_distributions=True)
+    dists = _named(source, f"{where}random", random_table, leaves_are_distributions=True)
     samplers = {k: _sampler(source, f"{where}random", k, v) for k, v in dists.items()}
     if samplers and not (isinstance(samples, int) and not isinstance(samples, bool) and 1 <= samples <= MAX_JOBS):
         raise _fail(source, f"{where}random.samples", f"give the number of random points (1..{MAX_JOBS:,}), got "
@@ -335,7 +345,7 @@ def parse_spec(data: Mapping[str, Any], source: Path, text: str) -> StudySpec:
     for table in ("params", "grid", "random", "units", "report"):
         if table in data and not isinstance(data[table], Mapping):
             raise _fail(source, table, f"must be a table, got {data[table]!r:.60}")
-    base = flatten(data.get("params", {}))
+    base = _named(source, "params", data.get("params", {}))
     cases_in = data.get("cases") or [{"name": ""}]
     if not isinstance(cases_in, list) or not all(isinstance(c, Mapping) for c in cases_in):
         raise _fail(source, "cases", "must be an array of tables ([[cases]])")
@@ -352,7 +362,7 @@ def parse_spec(data: Mapping[str, Any], source: Path, text: str) -> StudySpec:
         for table in ("params", "grid", "random"):
             if table in case and not isinstance(case[table], Mapping):
                 raise _fail(source, f"{where}{table}", f"must be a table, got {case[table]!r:.60}")
-        fixed = {**base, **flatten(case.get("params", {}))}
+        fixed = {**base, **_named(source, f"{where}params", case.get("params", {}))}
         grid = {**data.get("grid", {}), **case.get("grid", {})}
         random = {**data.get("random", {}), **case.get("random", {})}
         varying: list[str] = []

@@ -305,8 +305,16 @@ def run_study_spec(case: Any, fx: Fixtures) -> Outcome:
     folder = fx.fresh("study")
     file = folder / "spec.toml"
     file.write_text(_toml(S.replace(fx.studies[name], path, junk, delete)))
+    key = [k for k in path if isinstance(k, str)][-1]
+    nonsense = not delete and key in STUDY_COUNTS and isinstance(junk, int | float) and not isinstance(junk, bool) \
+        and (not math.isfinite(junk) or junk <= 0)
     return run_cli("study spec", ["study", str(file), "--data-dir", str(folder / "runs"), "--no-progress"],
-                   _field_of(path))
+                   _field_of(path), must_refuse=nonsense)
+
+
+#: Study parameters that count something or set a rate: zero, negative or non-finite is nonsense.
+STUDY_COUNTS = ("verify.n", "experiment.train.epochs", "experiment.train.lr", "experiment.train.batch_size",
+                "experiment.n_train", "experiment.n_test", "samples")
 
 
 # ---- command-line arguments --------------------------------------------------------------------------------------------
