@@ -51,7 +51,8 @@ class BenchConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: NaN and infinity are never a setting or a limit (``gt=0`` alone lets ``inf`` through)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class InstrumentConfig(_Strict):
@@ -263,10 +264,18 @@ class BenchConfig(_Strict):
         return self
 
 
+_TYPE_TAGS = frozenset({"float", "int", "str", "bool", "none"})
+
+
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for error in exc.errors():
-        path = ".".join(str(p) for p in error["loc"])
+        # a union's branches (``float``, ``list[float]``) are not keys of the file: one problem per key
+        path = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p)))
+        if path in seen and error["type"] != "value_error":
+            continue
+        seen.add(path)
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "value_error" and "\n" in message or message.startswith(("wiring.", "limits.",
                                                                                      "chip:")):

@@ -195,17 +195,18 @@ def chip_spec(config: BenchConfig) -> ChipSpec:
 def build_emulation(config: BenchConfig) -> Emulation:
     assert config.chip is not None, "emulated benches have a [chip] table (validated)"
     spec = chip_spec(config)
-    chip = Chip(spec, seed=config.chip.seed)
     w = config.wiring
-    problems = []
-    if (chip.n_banks, chip.n_rings) != (w.banks, w.rings):
+    problems = []                  # checked on the spec, before a chip of any size is built
+    if (spec.layout.n_banks, spec.layout.n_rings) != (w.banks, w.rings):
         problems.append(("wiring.banks", f"wiring has {w.banks} x {w.rings} rings, the emulated chip "
-                                         f"{chip.n_banks} x {chip.n_rings}"))
-    if len(w.lasers) != chip.n_channels:
-        problems.append(("wiring.lasers", f"{len(w.lasers)} lasers for {chip.n_channels} WDM channels"))
+                                         f"(chip.spec.layout n_banks x n_rings) {spec.layout.n_banks} x "
+                                         f"{spec.layout.n_rings}"))
+    if len(w.lasers) != spec.lasers.n_channels:
+        problems.append(("wiring.lasers", f"{len(w.lasers)} lasers for {spec.lasers.n_channels} WDM channels "
+                                          "(chip.spec.lasers n_channels)"))
     if problems:
-        chip.close()
         raise BenchConfigError(config.bench.name, problems)
+    chip = Chip(spec, seed=config.chip.seed)
     profiles = {p.device: p for p in PROFILES}
     simulated: list[SimulatedInstrument] = []
     options: dict[str, dict[str, Any]] = {}

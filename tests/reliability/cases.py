@@ -135,6 +135,61 @@ def run_bench_file(case: Any, fx: Fixtures) -> Outcome:
                    must_refuse=limits_nonsense)
 
 
+def bench_fields() -> list[tuple[str, tuple]]:
+    """(bench, path) of every field a bench file may hold, present in the embedded files or not: every BenchConfig
+    model field, each driver option, and every chip-spec parameter of the emulation (``[chip.spec]``)."""
+    import inspect as _inspect
+
+    from labctl.bench import config as C
+    from labctl.sim.chip_spec import ChipSpec
+
+    out: list[tuple[str, tuple]] = []
+    for name, doc in _BENCH_DOCS.items():
+        first = next(iter(doc["instruments"]))
+        sections: list[tuple[tuple, Any]] = [
+            (("bench",), C.BenchInfo), (("limits",), C.Limits), (("wiring",), C.Wiring),
+            (("wiring", "heaters"), C.HeaterWiring), (("wiring", "detectors", 0), C.DetectorWiring),
+            (("chip",), C.EmulatedChip), (("instruments", first), C.InstrumentConfig)]
+        for prefix, model in sections:
+            out += [(name, (*prefix, f)) for f in model.model_fields]
+        for inst, entry in doc["instruments"].items():
+            module, _, cls_name = C.DRIVERS[entry["driver"]].partition(":")
+            import importlib
+
+            params = _inspect.signature(getattr(importlib.import_module(module), cls_name)).parameters
+            out += [(name, ("instruments", inst, "options", p)) for p, v in params.items()
+                    if v.kind is v.KEYWORD_ONLY] + [(name, ("instruments", inst, "options", "no_such_option"))]
+            break                                          # one instrument per driver kind is enough
+        out += [(name, ("chip", "spec", section, f)) for section, fields in ChipSpec().to_dict().items()
+                for f in fields]
+    return sorted(set(out), key=str)
+
+
+def bench_field_cases() -> st.SearchStrategy[Any]:
+    return st.tuples(st.sampled_from(bench_fields()), S.JUNK)
+
+
+def _set(doc: dict[str, Any], path: tuple, value: Any) -> dict[str, Any]:
+    import copy
+
+    out = copy.deepcopy(doc)
+    node: Any = out
+    for key in path[:-1]:
+        node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+    node[path[-1]] = value
+    return out
+
+
+def run_bench_field(case: Any, fx: Fixtures) -> Outcome:
+    """Any field of a bench file (present or optional) set to junk, through ``labctl bench check``."""
+    (name, path), junk = case
+    file = fx.fresh("benchfield") / "bench.toml"
+    file.write_text(_toml(_set(fx.benches[name], path, junk)))
+    limits_nonsense = path[0] == "limits" and path[1] != "force_implausible" and _nonfinite_or_negative(junk)
+    return run_cli("bench file", ["bench", "check", "--bench", str(file)], _field_of(path),
+                   must_refuse=limits_nonsense)
+
+
 def bench_bytes_cases() -> st.SearchStrategy[Any]:
     return st.sampled_from(BENCH_NAMES).flatmap(lambda name: st.tuples(st.just(name), S.corrupt_bytes(
         _BENCH_TEXT[name])))
@@ -593,6 +648,7 @@ class Parser:
 PARSERS: dict[str, Parser] = {p.name: p for p in (
     Parser("bench file", bench_file_cases, run_bench_file, 40),
     Parser("bench file (damaged)", bench_bytes_cases, run_bench_bytes, 20),
+    Parser("bench fields", bench_field_cases, run_bench_field, 60),
     Parser("calibration artifact", calibration_cases, run_calibration, 25),
     Parser("run record", run_record_cases, run_run_record, 20),
     Parser("procedure parameters", plan_param_cases, run_plan_param, 60),

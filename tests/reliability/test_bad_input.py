@@ -86,6 +86,7 @@ def _parser_test(name: str) -> Any:
 
 test_bad_bench_file_is_refused_in_one_line = _parser_test("bench file")
 test_damaged_bench_file_is_refused_in_one_line = _parser_test("bench file (damaged)")
+test_any_bench_field_set_to_junk_is_refused_in_one_line = _parser_test("bench fields")
 test_bad_calibration_artifact_is_refused_before_the_bench_opens = _parser_test("calibration artifact")
 test_damaged_run_record_is_refused_in_one_line = _parser_test("run record")
 test_bad_procedure_parameter_is_refused_in_one_line = _parser_test("procedure parameters")
