@@ -189,7 +189,10 @@ class RunEngine:
         if procedure != plan.name:
             raise P.ParamError(f"--resume: {resume} is a {procedure or 'legacy'} run, not a {plan.name} run")
         recorded = dict(run.record.get("params") or {})
-        values = plan.check({k: v for k, v in recorded.items() if k in {p.name for p in plan.params}})
+        try:
+            values = plan.check({k: v for k, v in recorded.items() if k in {p.name for p in plan.params}})
+        except P.ParamError as exc:       # the record was edited or damaged: say where the value came from
+            raise P.ParamError(f"--resume: {run.path / 'run.json'}: params: {exc}") from None
         for name, value in given.items():
             p = plan.param(name)
             new = p.check(value)

@@ -89,7 +89,10 @@ class Param:
     def check(self, value: Any) -> Any:
         """The value converted and range-checked; ParamError naming the option otherwise."""
         if value is None:
-            return None
+            if self.default is None:       # optional: None means "not given"
+                return None
+            raise ParamError(f"{self.option}: expected {'true or false' if self.flag else _type_name(self.type)}, "
+                             "got nothing (null)")
         if self.flag:
             if not isinstance(value, bool):
                 raise ParamError(f"{self.option}: expected true or false, got {value!r}")

@@ -131,6 +131,27 @@ def test_the_issues_nonsense_never_starts_a_run(fixtures: Fixtures, argv: list[s
     assert not any(folder.iterdir()), "a run folder was made for a refused command"
 
 
+@pytest.mark.parametrize(("key", "value"), [("lr", -1), ("epochs", 0), ("batch_size", "x"), ("hidden", [0]),
+                                            ("seed", -5), ("method", "sgd"), ("lr", None)])
+def test_a_resumed_run_with_nonsense_in_its_record_is_refused(fixtures: Fixtures, key: str, value: Any) -> None:
+    """run.json's parameters go through the same declarations as the command line: an edited record cannot
+    resume a run with a negative learning rate (the message names run.json and the option)."""
+    import shutil
+
+    from tests.reliability.harness import run_cli
+
+    run = fixtures.fresh("resume") / fixtures.run_dir.name
+    shutil.copytree(fixtures.run_dir, run)
+    record = json.loads((run / "run.json").read_text())
+    record["params"][key] = value
+    (run / "run.json").write_text(json.dumps(record))
+    outcome = run_cli("resume", ["train", "--resume", str(run), "--epochs", "2", "--quiet"],
+                      "run.json", must_refuse=value is not None)
+    assert outcome.clean, outcome.explain()
+    if outcome.kind == "error":
+        assert f"--{key.replace('_', '-')}" in outcome.message, outcome.message
+
+
 def test_a_numeric_parameter_without_a_range_is_a_declaration_error() -> None:
     """The range lives in the declaration, so every plan gets the checks: a plan cannot forget them."""
     from labctl.runs.plan import Param
