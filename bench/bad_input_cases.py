@@ -30,14 +30,28 @@ if str(ROOT) not in sys.path:
 
 def run_bad_input_cases(examples_per_parser: int = 50) -> dict[str, Any]:
     """Figures of ``examples_per_parser`` cases per parser: totals and a per-parser breakdown."""
+    import logging
+
+    per_parser: dict[str, dict[str, Any]] = {}
+    quiet = logging.getLogger("labctl")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)      # the cases' own warnings (a resynchronising Qontrol...) are not the figures
+    try:
+        _run_all(examples_per_parser, per_parser)
+    finally:
+        quiet.setLevel(level)
+    totals = {k: sum(r[k] for r in per_parser.values())
+              for k in ("cases_tried", "accepted", "clean_errors", "tracebacks", "hardware_actions")}
+    return {**totals, "parsers": len(per_parser), "examples_per_parser": examples_per_parser,
+            "per_parser": per_parser}
+
+
+def _run_all(examples_per_parser: int, per_parser: dict[str, dict[str, Any]]) -> None:
     import contextlib
     import io
-    import logging
 
     from tests.reliability.cases import PARSERS, Fixtures
 
-    per_parser: dict[str, dict[str, Any]] = {}
-    logging.getLogger("labctl").setLevel(logging.ERROR)      # the cases' own warnings are not the figures
     with tempfile.TemporaryDirectory(prefix="labctl-bad-input-") as tmp:
         fixtures = Fixtures(Path(tmp))
         with contextlib.redirect_stdout(io.StringIO()):
@@ -49,10 +63,6 @@ def run_bad_input_cases(examples_per_parser: int = 50) -> dict[str, Any]:
             _try(parser, fixtures, row, examples_per_parser)
             row["wall_s"] = time.perf_counter() - t0
             per_parser[name] = row
-    totals = {k: sum(r[k] for r in per_parser.values())
-              for k in ("cases_tried", "accepted", "clean_errors", "tracebacks", "hardware_actions")}
-    return {**totals, "parsers": len(per_parser), "examples_per_parser": examples_per_parser,
-            "per_parser": per_parser}
 
 
 def _try(parser: Any, fixtures: Any, row: dict[str, Any], examples: int) -> None:

@@ -58,8 +58,9 @@ class Fixtures:
     @functools.cached_property
     def calibration(self) -> Path:
         """A real calibration of the small emulated bench, made through its instruments."""
-        from labctl.bench.bench import Bench
         from labctl.calibration.calibrate import calibrate
+
+        from labctl.bench.bench import Bench
 
         with Bench.open(self.small_bench, lock_dir=self.root) as bench:
             cal = calibrate(bench.session(), n_configs=4, n_levels=16, n_drift_references=1)
@@ -94,7 +95,7 @@ class Fixtures:
 def _field_of(path: tuple) -> str:
     """What an error about the value at ``path`` may name: its dotted parent, or its own key."""
     keys = [str(k) for k in path]
-    alternatives = {keys[-1], ".".join(keys), [k for k in path if isinstance(k, str)][-1]}
+    alternatives = {keys[-1], ".".join(keys), next(k for k in reversed(path) if isinstance(k, str))}
     if len(keys) > 1:
         alternatives.add(".".join(keys[:-1]))
     return "|".join(sorted(alternatives))
@@ -140,8 +141,9 @@ def bench_fields() -> list[tuple[str, tuple]]:
     model field, each driver option, and every chip-spec parameter of the emulation (``[chip.spec]``)."""
     import inspect as _inspect
 
-    from labctl.bench import config as C
     from labctl.sim.chip_spec import ChipSpec
+
+    from labctl.bench import config as C
 
     out: list[tuple[str, tuple]] = []
     for name, doc in _BENCH_DOCS.items():
@@ -263,7 +265,7 @@ def run_run_record(case: Any, fx: Fixtures) -> Outcome:
     folder = fx.fresh("run")
     run = folder / fx.run_dir.name
     shutil.copytree(fx.run_dir, run)
-    ckpt = sorted(run.glob("ckpt-*.npz"))[-1]
+    ckpt = max(run.glob("ckpt-*.npz"))
     kind = damage[0]
     name = "run.json"
     if kind == "mutated":
@@ -448,8 +450,9 @@ def _driver_queries() -> list[tuple[str, str, str]]:
     import importlib
     import pkgutil
 
-    import labctl.drivers as drivers
     from labctl.drivers.instrument import Channel, Instrument
+
+    from labctl import drivers
 
     out = []
     for info in pkgutil.iter_modules(drivers.__path__):
@@ -463,7 +466,14 @@ def _driver_queries() -> list[tuple[str, str, str]]:
 
 def _reply_parsers() -> dict[str, Callable[[str], Any]]:
     """Every module-level reply parser of the drivers (and the shared ones in labctl.drivers.parsing)."""
-    from labctl.drivers import keithley_2400, keysight_daq970a, keysight_laser, keysight_sweep, parsing, santec_tsl570
+    from labctl.drivers import (
+        keithley_2400,
+        keysight_daq970a,
+        keysight_laser,
+        keysight_sweep,
+        parsing,
+        santec_tsl570,
+    )
 
     return {
         "parsing.parse_float": parsing.parse_float, "parsing.parse_int": parsing.parse_int,
@@ -562,9 +572,18 @@ def _connect_protocols() -> dict[str, tuple[Callable[[Any], Any], list[Any], Any
     from labctl.drivers.santec_tsl570 import SantecTSL570
     from labctl.drivers.testing import ScriptedTransport
     from labctl.drivers.thorlabs_pm100 import ThorlabsPM100
-    from tests.drivers import (test_greymatter, test_keithley_2400, test_keysight_8164b, test_keysight_daq970a,
-                               test_keysight_laser, test_keysight_n774xa, test_qontrol, test_santec_tsl570,
-                               test_thorlabs_pm100)
+
+    from tests.drivers import (
+        test_greymatter,
+        test_keithley_2400,
+        test_keysight_8164b,
+        test_keysight_daq970a,
+        test_keysight_laser,
+        test_keysight_n774xa,
+        test_qontrol,
+        test_santec_tsl570,
+        test_thorlabs_pm100,
+    )
 
     plain = ScriptedTransport([]).settings
     return {

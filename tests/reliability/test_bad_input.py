@@ -10,7 +10,6 @@ oracle live in tests/reliability/cases.py and harness.py (bench/bad_input_cases.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import tomllib
@@ -27,41 +26,18 @@ from labctl.calibration import artifact
 from labctl.calibration.artifact import CalibrationFileError
 from labctl.calibration.calibrate import Calibration
 from labctl.drivers import parsing
-
-#: Values a mistyped or corrupted file can hold.
-JUNK = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.just(-1), st.just(0),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-)
-
-
-def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
-    """Every key path in a nested dict/list document."""
-    out = [prefix] if prefix else []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += _paths(v, prefix + (k,))
-    elif isinstance(doc, list) and len(doc) <= 64:
-        for i, v in enumerate(doc):
-            out += _paths(v, prefix + (i,))
-    return out
+from tests.reliability.cases import PARSERS, Fixtures
+from tests.reliability.strategies import JUNK
+from tests.reliability.strategies import paths as _paths
 
 
 def _replace(doc: Any, path: tuple, value: Any, delete: bool) -> Any:
-    out = copy.deepcopy(doc)
-    node = out
-    for key in path[:-1]:
-        node = node[key]
-    if delete and isinstance(node, dict):
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return out
+    from tests.reliability.strategies import replace
+
+    return replace(doc, path, value, delete)
 
 
 # ---- every parser through the command line (tests/reliability/cases.py) ---------------------------------------------
-from tests.reliability.cases import PARSERS, Fixtures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +160,9 @@ def test_a_mutated_bench_file_is_accepted_or_refused_naming_the_key(name: str, d
 @pytest.fixture(scope="module")
 def calibration_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real calibration of a small emulated chip, as its JSON document."""
-    from labctl.bench.bench import Bench
     from labctl.calibration.calibrate import calibrate
+
+    from labctl.bench.bench import Bench
     from tests.calibration.test_calibrate import bench_file
 
     tmp = tmp_path_factory.mktemp("artifact")
@@ -226,13 +203,13 @@ def test_a_corrupted_calibration_is_refused_in_one_line(calibration_doc: dict[st
 
 
 # ---- instrument replies -----------------------------------------------------------------------------------------------
-PARSERS = [parsing.parse_float, parsing.parse_int, parsing.parse_bool, parsing.parse_float_list,
+REPLY_PARSERS = [parsing.parse_float, parsing.parse_int, parsing.parse_bool, parsing.parse_float_list,
            parsing.parse_with_unit("V"), parsing.parse_idn, parsing.parse_scpi_error,
            parsing.in_range(parsing.parse_float, -1.0, 1.0)]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.sampled_from(PARSERS), st.one_of(st.text(max_size=40), st.from_regex(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")))
+@given(st.sampled_from(REPLY_PARSERS), st.one_of(st.text(max_size=40), st.from_regex(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")))
 def test_every_reply_parser_returns_a_value_or_a_value_error(parse: Any, text: str) -> None:
     try:
         value = parse(text)
