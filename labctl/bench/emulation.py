@@ -206,7 +206,12 @@ def build_emulation(config: BenchConfig) -> Emulation:
                                           "(chip.spec.lasers n_channels)"))
     if problems:
         raise BenchConfigError(config.bench.name, problems)
-    chip = Chip(spec, seed=config.chip.seed)
+    try:
+        chip = Chip(spec, seed=config.chip.seed)
+    except (ValueError, OverflowError, MemoryError) as exc:   # the parameters together make no chip
+        given = ", ".join(f"{section}.{name}" for section, table in config.chip.spec.items()
+                          for name in (table if isinstance(table, dict) else {})) or "none"
+        raise BenchConfigError(config.bench.name, [("chip.spec", f"{exc} (this file sets: {given})")]) from None
     profiles = {p.device: p for p in PROFILES}
     simulated: list[SimulatedInstrument] = []
     options: dict[str, dict[str, Any]] = {}
