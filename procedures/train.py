@@ -269,8 +269,9 @@ def hidden_sizes(value: Any) -> tuple[int, ...]:
         sizes = tuple(int(v) for v in (value.split(",") if isinstance(value, str) else value) if str(v).strip())
     except (TypeError, ValueError):
         raise ValueError(f"expected comma-separated sizes like 800,800, got {value!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"expected positive sizes like 800,800, got {value!r}")
+    lo, hi, _ = RANGES["hidden"]
+    if not sizes or min(sizes) < lo or max(sizes) > hi:
+        raise ValueError(f"expected sizes {lo:g}..{hi:g} like 800,800, got {value!r}")
     return sizes
 
 

@@ -101,7 +101,8 @@ class StudySpec:
 
 
 def _fail(source: Path, key: str, message: str) -> StudySpecError:
-    return StudySpecError(f"{source}: {key}: {message}")
+    shown = key if key.isprintable() else repr(key)          # a key with control characters stays on one line
+    return StudySpecError(f"{source}: {shown}: {' '.join(message.split())}")
 
 
 def _named(source: Path, where: str, table: Mapping[str, Any], *, leaves_are_distributions: bool = False

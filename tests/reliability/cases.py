@@ -96,6 +96,7 @@ def _field_of(path: tuple) -> str:
     """What an error about the value at ``path`` may name: its dotted parent, or its own key."""
     keys = [str(k) for k in path]
     alternatives = {keys[-1], ".".join(keys), next(k for k in reversed(path) if isinstance(k, str))}
+    alternatives |= {k for k in path if isinstance(k, str) and "." in k}     # a dotted parameter name (study specs)
     if len(keys) > 1:
         alternatives.add(".".join(keys[:-1]))
     return "|".join(sorted(alternatives))
