@@ -301,8 +301,10 @@ def experiment_from(v: dict[str, Any]) -> Experiment:
         return Experiment(dataset=v["dataset"], hidden=tuple(v["hidden"]), activation=v["activation"],
                           feedback=feedback, seed=v["seed"], n_train=v["n_train"], n_test=v["n_test"], train=train,
                           photonic=photonic)
-    except ValueError as exc:
-        raise ParamError(f"train: {exc}") from None
+    except ValueError as exc:           # the message starts with the field: name the option it came from
+        field = str(exc).split(" ", 1)[0]
+        options = {p.name: p.option for p in TRAIN.params}
+        raise ParamError(f"{options.get(field, 'train')}: {exc}") from None
 
 
 def _train_preflight(ctx: Any) -> None:

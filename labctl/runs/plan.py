@@ -104,6 +104,8 @@ class Param:
         except (TypeError, ValueError, OverflowError) as exc:
             raise ParamError(f"{self.option}: {exc}" if str(exc).startswith("expected")
                              else f"{self.option}: expected {_type_name(self.type)}, got {value!r}") from None
+        if isinstance(converted, str) and (not converted.strip() or "\x00" in converted):
+            raise ParamError(f"{self.option}: expected a value, got {value!r}")
         if self.choices is not None and converted not in self.choices:
             raise ParamError(f"{self.option}: {converted!r} is not one of {', '.join(map(str, self.choices))}")
         if isinstance(converted, int | float) and not isinstance(converted, bool):
