@@ -128,6 +128,22 @@ def test_a_resumed_run_with_nonsense_in_its_record_is_refused(fixtures: Fixtures
         assert f"--{key.replace('_', '-')}" in outcome.message, outcome.message
 
 
+@pytest.mark.parametrize("text", ["[]", "null", '{"params": []}', '{"params": {"study": 3}}', '"run"', "{}"])
+@pytest.mark.parametrize("command", ["show", "report", "runs"])
+def test_a_run_json_of_the_wrong_shape_is_refused_in_one_line(fixtures: Fixtures, text: str, command: str) -> None:
+    """Valid JSON that is not a run record (a list, a string, params not a table) is named, not crashed on; labctl
+    runs lists the others and warns."""
+    from tests.reliability.harness import run_cli
+
+    data = fixtures.fresh("shape")
+    run = data / "train-x"
+    run.mkdir()
+    (run / "run.json").write_text(text)
+    argv = {"show": ["show", str(run)], "report": ["report", str(run)], "runs": ["runs", "--data-dir", str(data)]}
+    outcome = run_cli("run record", argv[command], "run.json|train-x")
+    assert outcome.clean, outcome.explain()
+
+
 def test_a_numeric_parameter_without_a_range_is_a_declaration_error() -> None:
     """The range lives in the declaration, so every plan gets the checks: a plan cannot forget them."""
     from labctl.runs.plan import Param
