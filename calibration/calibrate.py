@@ -86,15 +86,22 @@ class Calibration:
     # -- the bench it belongs to ---------------------------------------------------------------------------------
     def check_bench(self, hw: BenchSession) -> None:
         """Refuse a bench session with another chip, another wiring or other dimensions."""
+        self._check_match(hw.chip_id, hw.wiring_sha256, (hw.n_banks, hw.n_rings))
+
+    def check_config(self, config: Any) -> None:
+        """As :meth:`check_bench`, from a bench file alone (a labctl.bench.config.BenchConfig): before connecting."""
+        self._check_match(config.chip_id, config.wiring_sha256, (config.wiring.banks, config.wiring.rings))
+
+    def _check_match(self, chip_id: str, wiring_sha256: str, shape: tuple[int, int]) -> None:
         chip, wiring = self.info.get("chip_id"), self.info.get("wiring_sha256")
-        if chip is not None and hw.chip_id != chip:
-            raise artifact.CalibrationFileError(f"calibration is for chip {chip!r}, the bench has {hw.chip_id!r}")
-        if wiring is not None and hw.wiring_sha256 != wiring:
+        if chip is not None and chip_id != chip:
+            raise artifact.CalibrationFileError(f"calibration is for chip {chip!r}, the bench has {chip_id!r}")
+        if wiring is not None and wiring_sha256 != wiring:
             raise artifact.CalibrationFileError("calibration was made with another wiring (wiring hash "
-                                                f"{str(wiring)[:16]}..., bench {hw.wiring_sha256[:16]}...)")
-        if self.weights.shape != (hw.n_banks, hw.n_rings):
+                                                f"{str(wiring)[:16]}..., bench {wiring_sha256[:16]}...)")
+        if self.weights.shape != shape:
             raise artifact.CalibrationFileError(f"calibration is for {self.weights.shape} rings, the bench has "
-                                                f"{(hw.n_banks, hw.n_rings)}")
+                                                f"{shape}")
 
     # -- ranges ----------------------------------------------------------------------------------------------------
     @property

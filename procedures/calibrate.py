@@ -152,10 +152,13 @@ def _register() -> Any:
                     metavar="FILE"),
             P.Param("refine", bool, False, "make closed-loop refinement the calibration's default when setting "
                     "weights", flag=True),
-            P.Param("n_configs", int, 10, "neighbour configurations per channel in the weight sweeps", min=1),
-            P.Param("n_levels", int, 40, "drive levels per weight sweep", min=4),
-            P.Param("n_drift_references", int, 3, "weight settings recorded for later drift checks", min=1),
-            P.Param("seed", int, 0, "seed of the weight sweeps' neighbour configurations"),
+            P.Param("n_configs", int, 10, "neighbour configurations per channel in the weight sweeps", min=1,
+                    max=1000),
+            P.Param("n_levels", int, 40, "drive levels per weight sweep", min=4, max=10000),
+            P.Param("n_drift_references", int, 3, "weight settings recorded for later drift checks", min=1,
+                    max=1000),
+            P.Param("seed", int, 0, "seed of the weight sweeps' neighbour configurations", min=0,
+                    max=P.SEED_MAX),
         ),
         body=calibrate_body, preflight=_preflight, dry_check=_dry_check, summarize=summarize))
 

@@ -34,9 +34,14 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def calibration_file(value: str | Path | None, option: str = "--calibration") -> Path:
-    """A calibration file, or a run folder that made one (its ``calibration.json``); checked to exist and parse."""
-    from labctl.calibration.artifact import CalibrationFileError, read_document
+def calibration_file(value: str | Path | None, bench_path: str | Path | None, option: str = "--calibration"
+                     ) -> Path:
+    """A calibration file, or a run folder that made one (its ``calibration.json``): checked to exist, to load
+    (every model, every array shape) and to be made for the chip and wiring of the bench at ``bench_path`` (None:
+    the embedded default), all before the bench connects."""
+    from labctl.bench.config import load_bench
+    from labctl.calibration.artifact import CalibrationFileError
+    from labctl.calibration.calibrate import Calibration
 
     if value is None:
         raise P.ParamError(f"{option}: required (a calibration file, or the run folder of a calibrate run)")
@@ -44,10 +49,13 @@ def calibration_file(value: str | Path | None, option: str = "--calibration") ->
     if path.is_dir():
         path = path / "calibration.json"
     if not path.is_file():
-        raise P.ParamError(f"{option}: {path} does not exist")
+        shown = str(path) if str(path).isprintable() else repr(str(path))
+        raise P.ParamError(f"{option}: {shown} does not exist")
+    config, _ = load_bench(bench_path)
     try:
-        read_document(path)
-    except (CalibrationFileError, ValueError, OSError, KeyError) as exc:
+        cal = Calibration.load(path)
+        cal.check_config(config)
+    except (CalibrationFileError, ValueError, OSError) as exc:
         raise P.ParamError(f"{option}: {path}: {exc}") from None
     return path
 

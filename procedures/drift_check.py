@@ -17,7 +17,7 @@ from labctl.runs import plan as P
 def _preflight(ctx: Any) -> None:
     from labctl.procedures.common import calibration_file
 
-    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"]))
+    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"], ctx.bench_path))
 
 
 def _dry_check(ctx: Any) -> dict[str, Any]:

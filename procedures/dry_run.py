@@ -163,10 +163,12 @@ def _register() -> Any:
         name="dry-run", help="the full rehearsal on the (emulated) bench: calibrate, verify, train briefly with "
                              "photonic DFA through the instruments; writes a report",
         description=__doc__.split("\n\n")[0] if __doc__ else "",
-        params=(P.Param("n_train", int, 640, "training samples of the brief run through the instruments", min=64),
+        params=(P.Param("n_train", int, 640, "training samples of the brief run through the instruments", min=64,
+                        max=1_000_000),
                 P.Param("fast_epochs", int, 3, "epochs of the comparison runs (fast path and digital DFA, all "
-                        "digits; emulated benches)", min=0),
-                P.Param("n_verify", int, 10, "random weight vectors of the verification", min=1)),
+                        "digits; emulated benches)", min=0, max=1000),
+                P.Param("n_verify", int, 10, "random weight vectors of the verification", min=1,
+                        max=10_000)),
         body=dry_run_body, summarize=summarize, report=True, dry_check=_dry_check))
 
 

@@ -51,13 +51,19 @@ def summarize(report: dict[str, Any]) -> str:
 def _preflight(ctx: Any) -> None:
     from labctl.procedures.common import calibration_file
 
-    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"]))
+    from labctl.bench.config import load_bench
+
+    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"], ctx.bench_path))
+    wiring = load_bench(ctx.bench_path)[0].wiring
+    for name, n in (("bank", wiring.banks), ("ring", wiring.rings)):
+        if ctx.values[name] >= n:
+            raise P.ParamError(f"--{name}: {ctx.values[name]} is not one of the bench's {name}s 0..{n - 1}")
 
 
 WEIGHT_SCAN = P.register(P.Plan(
     name="weight-scan", help="example user procedure: scan one ring's weight, measure every ring",
     params=(P.Param("calibration", str, None, "calibration file or calibrate run folder", metavar="FILE"),
-            P.Param("bank", int, 0, "bank of the scanned ring", min=0),
-            P.Param("ring", int, 0, "ring within the bank", min=0),
+            P.Param("bank", int, 0, "bank of the scanned ring", min=0, max=1023),
+            P.Param("ring", int, 0, "ring within the bank", min=0, max=1023),
             P.Param("points", int, 11, "weights from the ring's lowest to its highest", min=2, max=1000)),
     body=weight_scan, preflight=_preflight, summarize=summarize))

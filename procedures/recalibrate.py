@@ -15,7 +15,7 @@ from labctl.runs import plan as P
 def _preflight(ctx: Any) -> None:
     from labctl.procedures.common import calibration_file, check_new_file
 
-    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"]))
+    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"], ctx.bench_path))
     check_new_file(ctx.values["out"], ctx.force, "--out")
 
 

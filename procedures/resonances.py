@@ -82,5 +82,5 @@ RESONANCES = P.register(P.Plan(
     params=(P.Param("step_pm", float, 2.0, "wavelength step", unit="pm", min=0.1, max=100.0),
             P.Param("margin_nm", float, 1.0, "scan this far beyond the outer WDM channels", unit="nm", min=0.0,
                     max=10.0),
-            P.Param("laser", int, 0, "laser (WDM channel index) that scans", min=0)),
+            P.Param("laser", int, 0, "laser (WDM channel index) that scans", min=0, max=1023)),
     body=resonances_body, preflight=_preflight, dry_check=_dry_check, summarize=summarize))

@@ -14,6 +14,7 @@ the scan, in a column labelled as such: for comparison only, never used by the a
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from labctl.calibration.measure import SWEEP_SPEED_M_PER_S, Spectra, SpectrumSession
-from labctl.calibration.resonances import BankFit, analyze_spectra, band_m
+from labctl.calibration.resonances import BankFit, analyze_spectra
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,38 @@ class SweepResult:
     truth_m: np.ndarray | None = None
 
 
+#: Most points one sweep may take (a mistyped step must not start an hours-long scan).
+MAX_POINTS = 10_000_000
+
+
+def check_window(wavelengths_m: Any, start_m: float | None, stop_m: float | None, step_m: float | None,
+                 laser: int) -> tuple[float, float, float]:
+    """(start, stop, step) of a sweep over the WDM grid ``wavelengths_m``; ValueError naming the option otherwise."""
+    grid = np.asarray(wavelengths_m, dtype=float)
+    band_start, band_stop = float(grid.min() - DEFAULT_MARGIN_M), float(grid.max() + DEFAULT_MARGIN_M)
+    start = band_start if start_m is None else float(start_m)
+    stop = band_stop if stop_m is None else float(stop_m)
+    step = DEFAULT_STEP_M if step_m is None else float(step_m)
+    if not 0 <= laser < grid.size:
+        raise ValueError(f"--laser: {laser} is not one of the bench's lasers 0..{grid.size - 1}")
+    for option, value in (("--start-nm", start), ("--stop-nm", stop)):
+        if not (math.isfinite(value) and 1.0e-6 < value < 2.0e-6):
+            raise ValueError(f"{option}: {value * 1e9:g} nm is not a wavelength of the bench's band (1000..2000 nm)")
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"--step-pm: {step * 1e12:g} pm must be a positive number")
+    if not stop > start:
+        raise ValueError(f"--start-nm/--stop-nm: {start * 1e9:g}..{stop * 1e9:g} nm is empty")
+    if (stop - start) / step > MAX_POINTS:
+        raise ValueError(f"--step-pm: {step * 1e12:g} pm makes more than {MAX_POINTS:,} points")
+    width = band_stop - band_start
+    if stop - start < width - 0.5 * step:
+        raise ValueError(f"--start-nm/--stop-nm: {start * 1e9:.3f}-{stop * 1e9:.3f} nm is narrower than the band "
+                         f"the bench's rings are designed in (WDM channels +- 1 nm, {width * 1e9:.3f} nm wide); "
+                         f"every bank's rings are located in the window, so it must be at least that wide (it may "
+                         f"be shifted)")
+    return start, stop, step
+
+
 def run_sweep(bench_path: str | Path | None, *, start_m: float | None = None, stop_m: float | None = None,
               step_m: float | None = None, laser: int = 0, power_w: float = DEFAULT_POWER_W,
               averaging_time_s: float | None = None, lock_dir: Path | None = None,
@@ -68,26 +101,14 @@ def run_sweep(bench_path: str | Path | None, *, start_m: float | None = None, st
     than a free spectral range would see rings twice.
     """
     from labctl.bench.bench import Bench
+    from labctl.bench.config import load_bench
 
-    step = DEFAULT_STEP_M if step_m is None else float(step_m)
+    config, _ = load_bench(bench_path)     # every check on the bench file alone, before anything connects
+    start, stop, step = check_window(config.wiring.wavelengths_m, start_m, stop_m, step_m, laser)
     if averaging_time_s is None:    # 100 us, or half a step's time in a logging sweep with fine steps
-        averaging_time_s = min(DEFAULT_AVERAGING_S, 0.5 * step / SWEEP_SPEED_M_PER_S) if step > 0 else 0.0
+        averaging_time_s = min(DEFAULT_AVERAGING_S, 0.5 * step / SWEEP_SPEED_M_PER_S)
     with Bench.open(bench_path, lock_dir=lock_dir) as bench:
         hw = bench.session()
-        band_start, band_stop = band_m(hw, DEFAULT_MARGIN_M)
-        start = band_start if start_m is None else float(start_m)
-        stop = band_stop if stop_m is None else float(stop_m)
-        if not 0 <= laser < hw.n_channels:
-            raise ValueError(f"--laser: {laser} is not one of the bench's lasers 0..{hw.n_channels - 1}")
-        if not (step > 0 and stop > start):
-            raise ValueError(f"--start-nm/--stop-nm/--step-pm: {start * 1e9:g}..{stop * 1e9:g} nm in steps of "
-                             f"{step * 1e12:g} pm is empty")
-        width = band_stop - band_start
-        if stop - start < width - 0.5 * step:
-            raise ValueError(f"--start-nm/--stop-nm: {start * 1e9:.3f}-{stop * 1e9:.3f} nm is narrower than the band "
-                             f"the bench's rings are designed in (WDM channels +- 1 nm, {width * 1e9:.3f} nm wide); "
-                             f"every bank's {hw.n_rings} rings are located in the window, so it must be at least "
-                             f"that wide (it may be shifted)")
         t0, n0 = hw.elapsed_s(), hw.transaction_count()
         if progress is not None:
             progress("heaters to 0", 0, 1)

@@ -19,8 +19,8 @@ import numpy as np
 
 from labctl.dfa.drift_steps import DriftSteps
 from labctl.dfa.feedback import MatVecFeedback
-from labctl.runs.record import Checkpoint, Run
 from labctl.dfa.training import (
+    RANGES,
     BatchHook,
     EpochHook,
     Experiment,
@@ -29,6 +29,7 @@ from labctl.dfa.training import (
     resume_experiment,
     run_experiment,
 )
+from labctl.runs.record import Checkpoint, Run
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +269,9 @@ def hidden_sizes(value: Any) -> tuple[int, ...]:
         sizes = tuple(int(v) for v in (value.split(",") if isinstance(value, str) else value) if str(v).strip())
     except (TypeError, ValueError):
         raise ValueError(f"expected comma-separated sizes like 800,800, got {value!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"expected positive sizes like 800,800, got {value!r}")
+    lo, hi, _ = RANGES["hidden"]
+    if not sizes or min(sizes) < lo or max(sizes) > hi:
+        raise ValueError(f"expected sizes {lo:g}..{hi:g} like 800,800, got {value!r}")
     return sizes
 
 
@@ -299,13 +301,16 @@ def experiment_from(v: dict[str, Any]) -> Experiment:
         return Experiment(dataset=v["dataset"], hidden=tuple(v["hidden"]), activation=v["activation"],
                           feedback=feedback, seed=v["seed"], n_train=v["n_train"], n_test=v["n_test"], train=train,
                           photonic=photonic)
-    except ValueError as exc:
-        raise ParamError(f"train: {exc}") from None
+    except ValueError as exc:           # the message starts with the field: name the option it came from
+        field = str(exc).split(" ", 1)[0]
+        options = {p.name: p.option for p in TRAIN.params}
+        raise ParamError(f"{options.get(field, 'train')}: {exc}") from None
 
 
 def _train_preflight(ctx: Any) -> None:
-    from labctl.dfa.datasets import DatasetError
     from labctl.procedures.common import calibration_file
+
+    from labctl.dfa.datasets import DatasetError
     from labctl.runs.plan import ParamError
 
     v = ctx.values
@@ -313,7 +318,7 @@ def _train_preflight(ctx: Any) -> None:
     if v["calibration"] is not None:
         if v["method"] != "photonic-dfa":
             raise ParamError("--calibration applies to --method photonic-dfa only")
-        v["calibration"] = str(calibration_file(v["calibration"]))
+        v["calibration"] = str(calibration_file(v["calibration"], ctx.bench_path))
     try:
         ds = exp.load_dataset()
     except (DatasetError, OSError) as exc:
@@ -326,8 +331,14 @@ def _train_preflight(ctx: Any) -> None:
 
 
 def _train_dry_check(ctx: Any) -> dict[str, Any]:
+    from labctl.procedures.dry_checks import (
+        bench_limits,
+        check_heater_rows,
+        check_laser_powers,
+        limits_lines,
+    )
+
     from labctl.dfa.tiling import TilePlan, op_counts
-    from labctl.procedures.dry_checks import bench_limits, check_heater_rows, check_laser_powers, limits_lines
 
     v = ctx.values
     exp = experiment_from(v)
@@ -347,6 +358,7 @@ def _train_dry_check(ctx: Any) -> dict[str, Any]:
                      "configurations are solved after that and checked then, before the first write")
         return {"counts": counts, "violations": [], "lines": lines}
     from labctl.calibration.calibrate import Calibration
+
     from labctl.dfa.feedback import feedback_matrices
     from labctl.dfa.photonic import OffsetEncoding, WeightMapping
 
@@ -493,6 +505,7 @@ def _photonic_setup(ctx: Any, exp: Experiment, n_out: int, calibration: str | No
     """Calibration (given, recorded by the resumed run, or made now), projector and drift steps on the session."""
     from labctl.calibration.calibrate import Calibration, calibrate, recalibrate
     from labctl.procedures.common import calibration_arrays, calibration_progress
+
     from labctl.runs import plan as P
 
     hw = ctx.session
@@ -564,22 +577,30 @@ def _register() -> Any:
                     "directly (fast)", choices=("stack", "fast")),
             P.Param("calibration", str, None, "photonic-dfa: calibration file or calibrate run folder (default: "
                     "calibrate first)", metavar="FILE"),
-            P.Param("epochs", int, 10, "epochs to train to (on --resume: train further)", min=0, on_resume=True),
-            P.Param("seed", int, 0, "master seed (model, shuffle, feedback matrices, noise)"),
+            P.Param("epochs", int, 10, "epochs to train to (on --resume: train further)",
+                    min=RANGES["epochs"][0], max=RANGES["epochs"][1], on_resume=True),
+            P.Param("seed", int, 0, "master seed (model, shuffle, feedback matrices, noise)", min=0,
+                    max=P.SEED_MAX),
             P.Param("hidden", hidden_sizes, (800, 800), "hidden layer sizes", metavar="N,N"),
             P.Param("activation", str, "relu", "hidden activation", choices=("relu", "tanh")),
-            P.Param("lr", float, 0.01, "learning rate (SGD, momentum 0.9)", min=0.0, exclusive_min=True),
-            P.Param("batch_size", int, 64, "mini-batch size", min=1),
-            P.Param("n_train", int, None, "use only the first N training samples", min=1),
-            P.Param("n_test", int, None, "use only the first N test samples", min=1),
+            P.Param("lr", float, 0.01, "learning rate (SGD, momentum 0.9)", min=RANGES["lr"][0],
+                    exclusive_min=RANGES["lr"][2], max=RANGES["lr"][1]),
+            P.Param("batch_size", int, 64, "mini-batch size", min=RANGES["batch_size"][0],
+                    max=RANGES["batch_size"][1]),
+            P.Param("n_train", int, None, "use only the first N training samples",
+                    min=RANGES["n_train"][0], max=RANGES["n_train"][1]),
+            P.Param("n_test", int, None, "use only the first N test samples", min=RANGES["n_test"][0],
+                    max=RANGES["n_test"][1]),
             P.Param("checkpoint_every", int, 20, "mini-batches between checkpoints (the instrument path: every one)",
-                    min=0),
-            P.Param("checkpoint_s", float, 60.0, "at most this long between checkpoints", unit="s", min=1.0),
+                    min=0, max=1_000_000),
+            P.Param("checkpoint_s", float, 60.0, "at most this long between checkpoints", unit="s", min=1.0,
+                    max=86_400.0),
             P.Param("noise", bool, False, "dfa: Filipovich et al.'s photonic noise model on B e (std 0.618, mean "
                     "0.03)", flag=True),
             P.Param("order", str, "auto", "photonic-dfa: tile-major, encoding-major, or the cheaper by measured "
                     "unit costs", choices=("auto", "tile", "sample")),
-            P.Param("drift_every", int, 50, "photonic-dfa: mini-batches between drift checks (0: never)", min=0),
+            P.Param("drift_every", int, 50, "photonic-dfa: mini-batches between drift checks (0: never)", min=0,
+                    max=1_000_000),
         ),
         body=train_body, needs_bench=lambda v: v["method"] == "photonic-dfa", resumable=True,
         preflight=_train_preflight, dry_check=_train_dry_check, summarize=_summarize_plan))

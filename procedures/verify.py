@@ -143,7 +143,7 @@ def summarize(report: dict[str, Any]) -> str:
 def _preflight(ctx: Any) -> None:
     from labctl.procedures.common import calibration_file
 
-    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"]))
+    ctx.values["calibration"] = str(calibration_file(ctx.values["calibration"], ctx.bench_path))
 
 
 def _dry_check(ctx: Any) -> dict[str, Any]:
@@ -198,14 +198,15 @@ def _register() -> Any:
         params=(
             P.Param("calibration", str, None, "calibration file, or the run folder of a calibrate run",
                     metavar="FILE"),
-            P.Param("n", int, 20, "number of random weight vectors", min=1),
-            P.Param("seed", int, 12345, "seed of the random targets"),
+            P.Param("n", int, 20, "number of random weight vectors", min=1, max=10_000),
+            P.Param("seed", int, 12345, "seed of the random targets", min=0, max=P.SEED_MAX),
             P.Param("refine", bool, None, "closed-loop refinement on (default: as the calibration says)",
                     flag=True, negatable=True),
             P.Param("drift", bool, False, "also run a drift check against the calibration", flag=True),
             P.Param("recenter", bool, False, "first measure the drift references and follow the resonances' shift "
                     "relative to each laser", flag=True),
-            P.Param("min_bits", float, None, "exit with status 5 below this many bits", unit="bits", min=0.0),
+            P.Param("min_bits", float, None, "exit with status 5 below this many bits", unit="bits", min=0.0,
+                    max=64.0),
         ),
         body=verify_body, preflight=_preflight, dry_check=_dry_check, summarize=summarize))
 

@@ -301,7 +301,8 @@ class ChipSpec:
         """Checks spanning sections."""
         fsr_m = self.lasers.first_wavelength_m**2 / (self.optics.group_index * 2 * math.pi * self.optics.ring_radius_m)
         if self.lasers.wavelength_repeatability_m >= fsr_m:
-            raise ChipSpecError(f"lasers.wavelength_repeatability_m must be < FSR {fsr_m!r}")
+            raise ChipSpecError(f"lasers.wavelength_repeatability_m must be < FSR {fsr_m!r} (the free spectral range "
+                                "from optics.ring_radius_m and optics.group_index)")
 
     # ---- derived quantities -------------------------------------------------------------------------------
     @property

@@ -9,10 +9,8 @@ instrument has stopped answering.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -230,16 +228,14 @@ class Bench:
         if isinstance(self.readout, PowerMeterBanks) and len(self.readout.meters) == 1:
             meter = self.readout.meters[0]
             ports = [(thr, drop) for _, thr, drop in self.readout.ports]
-        wiring_text = json.dumps(w.model_dump(), sort_keys=True)
-        chip_id = self.config.bench.chip_id or (
-            f"emulated seed {self.config.chip.seed}" if self.config.chip is not None else "")
+        chip_id = self.config.chip_id
         self._session = Session(
             heaters=self.heaters, ring_channels=self.ring_channels, n_banks=w.banks, n_rings=w.rings,
             limits=self.heaters.limits.take(self.ring_channels, ring_namer(w.rings)), lasers=list(self.lasers),
             wavelengths_m=np.asarray(w.wavelengths_m, dtype=float),
             laser_max_power_w=self.config.limits.laser_max_power_w, readout=self.readout, clock=self.clock,
             settle_time_s=self.settle_time_s, power_meter=meter, sweep_ports=ports, identities=dict(self.identities),
-            bench_sha256=self.config_sha256, wiring_sha256=hashlib.sha256(wiring_text.encode()).hexdigest(),
+            bench_sha256=self.config_sha256, wiring_sha256=self.config.wiring_sha256,
             chip_id=chip_id, transaction_count=self.transaction_count,
             vectorized=None if self.emulation is None else self.emulation.vectorized(self.config, self.readout),
             timing=None if self.emulation is None else self.emulation.timing())

@@ -34,19 +34,25 @@ DRIVERS: dict[str, str] = {
 ADC_DRIVERS: frozenset[str] = frozenset({"keysight_daq970a"})
 
 
+#: Largest channel, port, bank or ring index a bench file may give (beyond any instrument; keeps numbers in C ints).
+MAX_INDEX = 65_535
+
+
 class BenchConfigError(ValueError):
     """A bench file is invalid; ``problems`` lists (key path, message) pairs."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {path}: {message}" for path, message in problems)
-        super().__init__(f"invalid bench file {source} ({len(problems)} problem"
-                         f"{'s' if len(problems) != 1 else ''}):\n{lines}")
+        # one line (every problem, each naming its key), so a command line prints one error line
+        listed = "; ".join(f"{path}: {' '.join(str(message).split())}" for path, message in problems)
+        more = f" ({len(problems)} problems)" if len(problems) > 1 else ""
+        super().__init__(f"invalid bench file {source}{more}: {listed}")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: NaN and infinity are never a setting or a limit (``gt=0`` alone lets ``inf`` through)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class InstrumentConfig(_Strict):
@@ -75,8 +81,8 @@ class HeaterWiring(_Strict):
     @field_validator("channels")
     @classmethod
     def _distinct(cls, value: list[int]) -> list[int]:
-        if any(c < 0 for c in value):
-            raise ValueError("channel numbers must be >= 0")
+        if any(not 0 <= c <= MAX_INDEX for c in value):
+            raise ValueError(f"channel numbers must be 0..{MAX_INDEX}")
         if len(set(value)) != len(value):
             raise ValueError("a heater channel is wired to more than one ring")
         return value
@@ -88,10 +94,10 @@ class DetectorWiring(_Strict):
 
     instrument: str
     #: 0-based interface ports of the power meter (front-panel port 1 is port 0).
-    through_port: int | None = Field(default=None, ge=0)
-    drop_port: int | None = Field(default=None, ge=0)
+    through_port: int | None = Field(default=None, ge=0, le=MAX_INDEX)
+    drop_port: int | None = Field(default=None, ge=0, le=MAX_INDEX)
     #: DAQ channel number (slot x 100 + channel, e.g. 101) carrying this bank's TIA output.
-    channel: int | None = Field(default=None, ge=101)
+    channel: int | None = Field(default=None, ge=101, le=9_999)
     #: TIA transimpedance, V/A (negative for an inverting amplifier): volts on the channel per amp of photocurrent.
     tia_gain_v_per_a: float | None = None
     #: TIA output with no photocurrent, V (measured with the lasers off); subtracted before dividing by the gain.
@@ -114,8 +120,8 @@ class DetectorWiring(_Strict):
 
 
 class Wiring(_Strict):
-    banks: int = Field(ge=1)
-    rings: int = Field(ge=1)
+    banks: int = Field(ge=1, le=MAX_INDEX)
+    rings: int = Field(ge=1, le=MAX_INDEX)
     heaters: HeaterWiring
     #: Laser instrument feeding each WDM channel, in channel order.
     lasers: list[str] = Field(min_length=1)
@@ -158,7 +164,7 @@ class Limits(_Strict):
 
 
 class EmulatedChip(_Strict):
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     #: Overrides of :class:`labctl.sim.chip_spec.ChipSpec`, section by section.
     spec: dict[str, Any] = Field(default_factory=dict)
 
@@ -183,6 +189,18 @@ class BenchConfig(_Strict):
     #: seed, delay_s, down_messages), for reliability tests; checked by the emulation root.
     faults: list[dict[str, Any]] = Field(default_factory=list)
 
+    @property
+    def wiring_sha256(self) -> str:
+        """Hash of the wiring: a calibration is valid for this wiring only."""
+        import json
+
+        return hashlib.sha256(json.dumps(self.wiring.model_dump(), sort_keys=True).encode()).hexdigest()
+
+    @property
+    def chip_id(self) -> str:
+        """The chip on the bench: the file's chip_id, else the emulated chip's seed."""
+        return self.bench.chip_id or (f"emulated seed {self.chip.seed}" if self.chip is not None else "")
+
     @model_validator(mode="after")
     def _cross_checks(self) -> BenchConfig:
         problems: list[str] = []
@@ -192,17 +210,18 @@ class BenchConfig(_Strict):
             problems.append(f"wiring.heaters.instrument: {w.heaters.instrument!r} is not an instrument")
         if len(w.heaters.channels) != w.banks * w.rings:
             problems.append(f"wiring.heaters.channels: {len(w.heaters.channels)} channels for "
-                            f"{w.banks} x {w.rings} rings")
+                            f"{w.banks} x {w.rings} rings (wiring.banks x wiring.rings)")
         for i, laser in enumerate(w.lasers):
             if laser not in names:
                 problems.append(f"wiring.lasers.{i}: {laser!r} is not an instrument")
         if len(w.wavelengths_m) != len(w.lasers):
-            problems.append(f"wiring.wavelengths_m: {len(w.wavelengths_m)} wavelengths for {len(w.lasers)} lasers")
+            problems.append(f"wiring.wavelengths_m: {len(w.wavelengths_m)} wavelengths for {len(w.lasers)} lasers "
+                            "(wiring.lasers)")
         for i, wl in enumerate(w.wavelengths_m):
             if not 1.0e-6 < wl < 2.0e-6:
                 problems.append(f"wiring.wavelengths_m.{i}: {wl!r} m is not a plausible wavelength (give metres)")
         if len(w.detectors) != w.banks:
-            problems.append(f"wiring.detectors: {len(w.detectors)} detectors for {w.banks} banks")
+            problems.append(f"wiring.detectors: {len(w.detectors)} detectors for {w.banks} banks (wiring.banks)")
         adc_channels: dict[tuple[str, int], int] = {}
         for i, det in enumerate(w.detectors):
             if det.instrument not in names:
@@ -228,7 +247,7 @@ class BenchConfig(_Strict):
         for key in ("heater_max_voltage_v", "heater_max_current_a", "heater_max_power_w"):
             value = getattr(self.limits, key)
             if isinstance(value, list) and len(value) != n_heaters:
-                problems.append(f"limits.{key}: {len(value)} values for {n_heaters} heaters")
+                problems.append(f"limits.{key}: {len(value)} values for {n_heaters} heaters (wiring.banks x wiring.rings)")
         if w.heaters.mode == "voltage" and self.limits.heater_max_voltage_v is None:
             problems.append("limits.heater_max_voltage_v: required for voltage-driven heaters")
         if w.heaters.mode == "current" and self.limits.heater_max_current_a is None:
@@ -254,10 +273,18 @@ class BenchConfig(_Strict):
         return self
 
 
+_TYPE_TAGS = frozenset({"float", "int", "str", "bool", "none"})
+
+
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for error in exc.errors():
-        path = ".".join(str(p) for p in error["loc"])
+        # a union's branches (``float``, ``list[float]``) are not keys of the file: one problem per key
+        path = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p)))
+        if path in seen and error["type"] != "value_error":
+            continue
+        seen.add(path)
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "value_error" and "\n" in message or message.startswith(("wiring.", "limits.",
                                                                                      "chip:", "faults")):
@@ -269,6 +296,40 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
+#: Driver arguments the bench sets itself; a bench file's ``options`` may not give them.
+_RESERVED_OPTIONS = frozenset({"resource", "resource_manager", "name", "clock"})
+
+
+def option_problems(config: BenchConfig) -> list[tuple[str, str]]:
+    """Each instrument's ``options`` held against its driver's constructor: known names, and values of the type
+    the driver's default has (a number for a number), so a typo fails here, not deep inside a connect."""
+    import importlib
+    import inspect
+
+    problems: list[tuple[str, str]] = []
+    for name, inst in config.instruments.items():
+        if not inst.options:
+            continue
+        module, _, cls_name = DRIVERS[inst.driver].partition(":")
+        params = inspect.signature(getattr(importlib.import_module(module), cls_name)).parameters
+        known = sorted(p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in _RESERVED_OPTIONS)
+        for key, value in inst.options.items():
+            where = f"instruments.{name}.options.{key}"
+            if key not in known:
+                problems.append((where, f"not an option of driver {inst.driver} (options: {', '.join(known)})"))
+                continue
+            default = params[key].default
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    problems.append((where, f"expected true or false, got {value!r:.40}"))
+            elif isinstance(default, int | float) or key.endswith(("_s", "_hz", "_v", "_a", "_w", "_m")):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    problems.append((where, f"expected a finite number, got {value!r:.40}"))
+                elif value < 0:
+                    problems.append((where, f"must be >= 0, got {value!r}"))
+    return problems
+
+
 def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
     """Validate a bench description; raises :class:`BenchConfigError` listing every problem."""
     try:
@@ -277,7 +338,7 @@ def parse_bench(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
         raise BenchConfigError(source, _problems(exc)) from None
     from labctl.bench.full_scale import limit_problems
 
-    problems = limit_problems(config)
+    problems = option_problems(config) or limit_problems(config)
     if problems:
         raise BenchConfigError(source, problems)
     if config.chip is not None:
@@ -304,9 +365,12 @@ def load_bench(path: str | Path | None = None) -> tuple[BenchConfig, str]:
         source = "embedded default bench"
     else:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise BenchConfigError(str(path), [("(file)", f"cannot read: {exc.strerror or exc}")]) from None
+        except UnicodeDecodeError as exc:
+            raise BenchConfigError(str(path), [("(file)", f"not a text file (byte {exc.start} is not UTF-8)")]) \
+                from None
         source = str(path)
     try:
         data = tomllib.loads(text)

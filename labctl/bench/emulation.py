@@ -197,17 +197,23 @@ def chip_spec(config: BenchConfig) -> ChipSpec:
 def build_emulation(config: BenchConfig) -> Emulation:
     assert config.chip is not None, "emulated benches have a [chip] table (validated)"
     spec = chip_spec(config)
-    chip = Chip(spec, seed=config.chip.seed)
     w = config.wiring
-    problems = []
-    if (chip.n_banks, chip.n_rings) != (w.banks, w.rings):
+    problems = []                  # checked on the spec, before a chip of any size is built
+    if (spec.layout.n_banks, spec.layout.n_rings) != (w.banks, w.rings):
         problems.append(("wiring.banks", f"wiring has {w.banks} x {w.rings} rings, the emulated chip "
-                                         f"{chip.n_banks} x {chip.n_rings}"))
-    if len(w.lasers) != chip.n_channels:
-        problems.append(("wiring.lasers", f"{len(w.lasers)} lasers for {chip.n_channels} WDM channels"))
+                                         f"(chip.spec.layout n_banks x n_rings) {spec.layout.n_banks} x "
+                                         f"{spec.layout.n_rings}"))
+    if len(w.lasers) != spec.lasers.n_channels:
+        problems.append(("wiring.lasers", f"{len(w.lasers)} lasers for {spec.lasers.n_channels} WDM channels "
+                                          "(chip.spec.lasers n_channels)"))
     if problems:
-        chip.close()
         raise BenchConfigError(config.bench.name, problems)
+    try:
+        chip = Chip(spec, seed=config.chip.seed)
+    except (ValueError, OverflowError, MemoryError) as exc:   # the parameters together make no chip
+        given = ", ".join(f"{section}.{name}" for section, table in config.chip.spec.items()
+                          for name in (table if isinstance(table, dict) else {})) or "none"
+        raise BenchConfigError(config.bench.name, [("chip.spec", f"{exc} (this file sets: {given})")]) from None
     profiles = {p.device: p for p in PROFILES}
     simulated: list[SimulatedInstrument] = []
     options: dict[str, dict[str, Any]] = {}
@@ -218,8 +224,13 @@ def build_emulation(config: BenchConfig) -> Emulation:
             raise BenchConfigError(config.bench.name, [(f"instruments.{name}.driver",
                                                         f"{inst.driver!r} has no simulation for emulated benches")])
         device = entry.device
-        model_kwargs, opts = _role(name, inst.driver, config)
-        model = entry.model(name, **model_kwargs)
+        try:
+            model_kwargs, opts = _role(name, inst.driver, config)
+            model = entry.model(name, **model_kwargs)
+        except (ValueError, TypeError) as exc:          # the wiring asks for what the instrument does not have
+            chip.close()
+            key = "wiring.heaters.channels" if name == w.heaters.instrument else f"instruments.{name}"
+            raise BenchConfigError(config.bench.name, [(key, str(exc))]) from None
         simulated.append(SimulatedInstrument(name, profiles[device], model, serial=entry.serial))
         options[name] = opts
     faults = FaultPlan.of([Fault(**entry) for entry in config.faults])   # validated with the bench file

@@ -19,8 +19,10 @@ log = logging.getLogger("labctl")
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from labctl.cli.common import output_file
     from labctl.procedures.sweep import plot, report, run_sweep, summarize
 
+    output_file(args.out, "--out")          # before the sweep: a plot that cannot be saved loses the scan
     progress = None if args.no_progress else ProgressLine("sweep")
     try:
         result = run_sweep(bench_path(args.bench), laser=args.laser, progress=progress,
@@ -73,8 +75,8 @@ def _bench_check(args: argparse.Namespace) -> int:
 def _bench_scan(args: argparse.Namespace) -> int:
     from labctl.bench.scan import scan, summarize
 
-    if args.timeout <= 0:
-        raise ValueError(f"--timeout: {args.timeout:g} s must be positive")
+    if not 0 < args.timeout <= 3600:
+        raise ValueError(f"--timeout: {args.timeout:g} s must be positive (and at most an hour)")
     resource_manager = None
     if not args.no_visa:
         import pyvisa

@@ -22,6 +22,8 @@ def _fmt_s(value: float | None) -> str:
 def _runs(args: argparse.Namespace) -> int:
     from labctl.runs.history import list_runs
 
+    if args.limit < 0:
+        raise ValueError(f"--limit: {args.limit} must be >= 0 (0: all)")
     rows = [run_row(r) for r in list_runs(args.data_dir)]
     if args.procedure:
         rows = [r for r in rows if r["procedure"] == args.procedure]
@@ -93,10 +95,10 @@ def show_lines(rec: dict[str, Any], run_dir: Path) -> list[str]:
 
 def _show(args: argparse.Namespace) -> int:
     from labctl.runs.history import find_run
-    from labctl.runs.record import RUN_FILE
+    from labctl.runs.record import read_record
 
     run_dir = find_run(args.run, args.data_dir)
-    rec = json.loads((run_dir / RUN_FILE).read_text())
+    rec = read_record(run_dir)
     if args.json:
         print(json.dumps(rec, indent=2, default=json_default))
     else:

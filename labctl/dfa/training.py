@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -50,6 +51,30 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the run stops rather than writing garbage weights for hours."""
 
 
+#: Accepted ranges of the numeric training settings, (low, high, low excluded): TrainConfig and Experiment refuse a
+#: value outside them naming the field (a study spec or a recorded run can hold anything); the train plan's
+#: command-line options declare theirs from this table.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, 100_000, False), "lr": (0.0, 10.0, True), "momentum": (0.0, 1.0, False),
+    "batch_size": (1, 65_536, False), "eval_batch_size": (1, 1_000_000, False),
+    "checkpoint_every": (0, 1_000_000, False), "seed": (0, 2**32 - 1, False), "n_train": (1, 10_000_000, False),
+    "n_test": (1, 10_000_000, False), "noise_std": (0.0, 1e3, False), "noise_mean": (-1e3, 1e3, False),
+    "hidden": (1, 100_000, False),
+}
+_INTEGERS = {"epochs", "batch_size", "eval_batch_size", "checkpoint_every", "seed", "n_train", "n_test", "hidden"}
+
+
+def check_field(name: str, value: Any) -> None:
+    """``value`` of training field ``name`` within :data:`RANGES` (and an integer where one is meant)."""
+    lo, hi, open_low = RANGES[name]
+    integer = name in _INTEGERS
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a finite number'}, got {value!r:.40}")
+    if value < lo or value > hi or (open_low and value == lo):
+        raise ValueError(f"{name} must be {'>' if open_low else '>='} {lo:g} and <= {hi:g}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     method: Method = "dfa"
@@ -62,9 +87,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.method not in ("bp", "dfa"):
-            raise ValueError(f"method must be 'bp' or 'dfa', got {self.method!r}")
-        if self.epochs < 0 or self.batch_size < 1 or self.eval_batch_size < 1 or self.checkpoint_every < 0:
-            raise ValueError(f"invalid training configuration {self}")
+            raise ValueError(f"method must be 'bp' or 'dfa', got {self.method!r:.40}")
+        for name in ("epochs", "lr", "momentum", "batch_size", "eval_batch_size", "checkpoint_every"):
+            check_field(name, getattr(self, name))
 
 
 def derive_seeds(seed: int) -> dict[str, int]:
@@ -305,6 +330,23 @@ class Experiment:
     photonic: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ValueError(f"dataset must be a dataset name or file, got {self.dataset!r:.40}")
+        if not isinstance(self.hidden, tuple) or not self.hidden:
+            raise ValueError(f"hidden must be a list of layer sizes, got {self.hidden!r:.40}")
+        for size in self.hidden:
+            check_field("hidden", size)
+        if self.activation not in ("relu", "tanh"):
+            raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r:.40}")
+        for name in ("seed", "noise_std", "noise_mean"):
+            check_field(name, getattr(self, name))
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None:
+                check_field(name, getattr(self, name))
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train must be a table of training settings, got {self.train!r:.40}")
+        if self.photonic is not None and not isinstance(self.photonic, dict):
+            raise ValueError(f"photonic must be a table, got {self.photonic!r:.40}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.feedback not in ("digital", "noisy", "photonic", "external"):
@@ -334,9 +376,17 @@ class Experiment:
             raise ValueError(f"unknown experiment fields {sorted(unknown)}")
         values = dict(data)
         if "hidden" in values:
+            if not isinstance(values["hidden"], list | tuple):
+                raise ValueError(f"hidden must be a list of layer sizes, got {values['hidden']!r:.40}")
             values["hidden"] = tuple(values["hidden"])
         if "train" in values:
-            values["train"] = TrainConfig(**values["train"])
+            train = values["train"]
+            if not isinstance(train, Mapping):
+                raise ValueError(f"train must be a table of training settings, got {train!r:.40}")
+            unknown = set(train) - {f.name for f in dataclasses.fields(TrainConfig)}
+            if unknown:
+                raise ValueError(f"unknown training fields {sorted(unknown)}")
+            values["train"] = TrainConfig(**train)
         return cls(**values)
 
     def load_dataset(self) -> Dataset:

@@ -39,17 +39,30 @@ def _as_array(value: Any) -> np.ndarray:
     return arr
 
 
+def open_h5(path: str | os.PathLike[str], mode: str) -> Any:
+    """An HDF5 file; a damaged or foreign one raises OSError naming the file (h5py's message alone does not)."""
+    import h5py
+
+    try:
+        return h5py.File(path, mode, **({"locking": False} if mode == "r" else {}))
+    except OSError as exc:
+        raise OSError(f"{path}: not a readable HDF5 data file ({exc}); the file is damaged") from None
+
+
 class DataFile:
     """Append-as-you-go HDF5 file of one run."""
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "a") -> None:
-        import h5py
 
         self.path = Path(path)
-        self._h5 = h5py.File(self.path, mode)
+        self._h5 = open_h5(self.path, mode)
         self.rows: dict[str, int] = {}
-        for name, group in self._streams():
-            self.rows[name] = int(group.attrs.get("rows", 0))
+        try:
+            for name, group in self._streams():
+                self.rows[name] = int(group.attrs.get("rows", 0))
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:   # opens, then fails inside: damaged
+            self._h5.close()
+            raise OSError(f"{self.path}: damaged HDF5 data file ({exc})") from None
 
     def _streams(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
@@ -129,7 +142,7 @@ def read_tree(path: str | os.PathLike[str], *, max_rows: int | None = None) -> d
     import h5py
 
     out: dict[str, Any] = {}
-    with h5py.File(path, "r", locking=False) as h5:
+    with open_h5(path, "r") as h5:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 if max_rows is not None and obj.shape and obj.shape[0] > max_rows:
@@ -145,9 +158,12 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     import h5py
 
     out: dict[str, Any] = {}
-    with h5py.File(path, "r", locking=False) as h5:
+    with open_h5(path, "r") as h5:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 out[name] = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
-        h5.visititems(visit)
+        try:
+            h5.visititems(visit)
+        except (RuntimeError, KeyError, ValueError) as exc:     # a damaged file opens, then fails inside
+            raise OSError(f"{path}: damaged HDF5 data file ({exc})") from None
     return out

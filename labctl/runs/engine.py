@@ -178,15 +178,23 @@ class RunEngine:
             return plan.check(given), None
         if not plan.resumable:
             raise P.ParamError(f"--resume: {plan.name} runs cannot be resumed (the plan has no checkpoints)")
+        from labctl.runs.record import Checkpoint, RunRecordError
+
         try:
             run = Run.open(resume)
-        except FileNotFoundError as exc:
+            latest = run.latest_checkpoint_path()
+            if latest is not None:
+                Checkpoint.load(latest)          # a damaged checkpoint is refused before anything starts
+        except (FileNotFoundError, RunRecordError, ValueError) as exc:
             raise P.ParamError(f"--resume: {exc}") from None
         procedure = run.record.get("procedure")
         if procedure != plan.name:
             raise P.ParamError(f"--resume: {resume} is a {procedure or 'legacy'} run, not a {plan.name} run")
         recorded = dict(run.record.get("params") or {})
-        values = plan.check({k: v for k, v in recorded.items() if k in {p.name for p in plan.params}})
+        try:
+            values = plan.check({k: v for k, v in recorded.items() if k in {p.name for p in plan.params}})
+        except P.ParamError as exc:       # the record was edited or damaged: say where the value came from
+            raise P.ParamError(f"--resume: {run.path / 'run.json'}: params: {exc}") from None
         for name, value in given.items():
             p = plan.param(name)
             new = p.check(value)
@@ -221,6 +229,10 @@ class RunEngine:
     # -- the run -------------------------------------------------------------------------------------------------------
     def run(self, plan: P.Plan, given: dict[str, Any], *, resume: str | os.PathLike[str] | None = None) -> Outcome:
         values, old = self.prepare(plan, given, resume)
+        if plan.bench_needed(values):
+            from labctl.bench.config import load_bench
+
+            load_bench(self.bench_arg)       # a bench file that cannot open is refused before a run folder exists
         ctx = Context(engine=self, plan=plan, values=values, bench_path=self.bench_arg)
         if old is not None:
             ctx.run = old

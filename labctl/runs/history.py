@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from labctl.runs.record import RUN_FILE, data_dir
+from labctl.runs.record import RUN_FILE, RunRecordError, data_dir, read_record
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +21,8 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]
     out = []
     for file in list(base.glob(f"*/{RUN_FILE}")):
         try:
-            with open(file) as f:
-                rec = json.load(f)
-        except (OSError, ValueError) as exc:
+            rec = read_record(file.parent)
+        except RunRecordError as exc:
             log.warning("%s: unreadable (%s)", file, exc)
             continue
         rec["path"] = str(file.parent)

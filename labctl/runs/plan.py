@@ -29,6 +29,9 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Largest seed a plan takes (numpy's SeedSequence takes any non-negative integer; 32 bits are plenty and portable).
+SEED_MAX = 2**32 - 1
+
 
 class ParamError(ValueError):
     """A parameter value is invalid; the message names the option."""
@@ -63,6 +66,12 @@ class Param:
     on_resume: bool = False
     metavar: str | None = None
 
+    def __post_init__(self) -> None:
+        # every number a plan takes has a declared range: a user's 1e30 or -5 is refused here, for every plan
+        if self.type in (int, float) and self.choices is None and not self.flag and (self.min is None
+                                                                                      or self.max is None):
+            raise TypeError(f"parameter {self.name}: a numeric parameter declares min and max")
+
     @property
     def option(self) -> str:
         return option(self.name)
@@ -80,16 +89,23 @@ class Param:
     def check(self, value: Any) -> Any:
         """The value converted and range-checked; ParamError naming the option otherwise."""
         if value is None:
-            return None
+            if self.default is None:       # optional: None means "not given"
+                return None
+            raise ParamError(f"{self.option}: expected {'true or false' if self.flag else _type_name(self.type)}, "
+                             "got nothing (null)")
         if self.flag:
             if not isinstance(value, bool):
                 raise ParamError(f"{self.option}: expected true or false, got {value!r}")
             return value
         try:
-            converted = self.type(value)
-        except (TypeError, ValueError) as exc:
+            if self.type is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"expected an integer, got {value!r}")
+            converted = self.type(value.strip() if isinstance(value, str) and self.type in (int, float) else value)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ParamError(f"{self.option}: {exc}" if str(exc).startswith("expected")
                              else f"{self.option}: expected {_type_name(self.type)}, got {value!r}") from None
+        if isinstance(converted, str) and (not converted.strip() or "\x00" in converted):
+            raise ParamError(f"{self.option}: expected a value, got {value!r}")
         if self.choices is not None and converted not in self.choices:
             raise ParamError(f"{self.option}: {converted!r} is not one of {', '.join(map(str, self.choices))}")
         if isinstance(converted, int | float) and not isinstance(converted, bool):

@@ -51,6 +51,87 @@ META_KEY = "__meta__"
 STATUSES = ("running", "finished", "failed", "interrupted", "paused")
 
 
+class RunRecordError(ValueError):
+    """A run.json that cannot be read or does not hold what a run record holds; one line naming file and key."""
+
+
+_NUM = (int, float)
+#: What each top-level key of run.json holds (when present): the types ``labctl show``, ``report`` and ``--resume``
+#: rely on. A list of (key, types) for entries of list-valued keys.
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "schema": (int,), "id": (str,), "kind": (str,), "procedure": (str,), "status": (str,), "created": (str,),
+    "updated": (str, type(None)), "command": (str,), "params": (dict,), "seeds": (dict,), "code": (dict,),
+    "environment": (dict,), "dataset": (dict,), "hardware": (dict, type(None)), "history": (list,),
+    "checkpoints": (list,), "error": (dict, type(None)), "resumes": (list,), "bench": (dict, type(None)),
+    "instruments": (dict, type(None)), "artifacts": (list,), "notes": (dict,), "result": (dict, type(None)),
+    "segments": (list,), "data_file": (str,), "parameters": (dict,),
+}
+_ENTRY_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "history": {"epoch": (int,), "train_loss": _NUM + (type(None),), "test_accuracy": _NUM + (type(None),)},
+    "checkpoints": {"file": (str,)},
+    "artifacts": {"kind": (str,), "path": (str,)},
+    "segments": {"wall_s": _NUM + (type(None),), "bench_s": _NUM + (type(None),)},
+    "resumes": {},
+}
+_REQUIRED_ENTRY_KEYS = {"checkpoints": ("file",), "artifacts": ("kind", "path"), "history": ("epoch",)}
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", dict: "a table", list: "a list",
+             type(None): "null"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """``record`` if it is a run record labctl can read; :class:`RunRecordError` naming ``where`` and the key."""
+    if not isinstance(record, dict):
+        raise RunRecordError(f"{where}: not a run record (top level is {type(record).__name__}, not a table)")
+    if record.get("schema", SCHEMA) != SCHEMA:
+        raise RunRecordError(f"{where}: schema: {record.get('schema')!r}, this labctl reads {SCHEMA}")
+    for key, types in _RECORD_TYPES.items():
+        value = record.get(key, types[0]() if types[0] is not type(None) else None)
+        if key in record and (not isinstance(value, types) or isinstance(value, bool)):
+            raise RunRecordError(f"{where}: {key}: expected {_type_names(types)}, got {value!r:.60}")
+    if "status" in record and record["status"] not in STATUSES:
+        raise RunRecordError(f"{where}: status: {record['status']!r:.60} is not one of {', '.join(STATUSES)}")
+    for key, fields in _ENTRY_TYPES.items():
+        for i, entry in enumerate(record.get(key) or []):
+            if not isinstance(entry, dict):
+                raise RunRecordError(f"{where}: {key}[{i}]: expected a table, got {entry!r:.60}")
+            for name in _REQUIRED_ENTRY_KEYS.get(key, ()):
+                if name not in entry:
+                    raise RunRecordError(f"{where}: {key}[{i}].{name}: missing")
+            for name, types in fields.items():
+                if name in entry and (not isinstance(entry[name], types) or isinstance(entry[name], bool)):
+                    raise RunRecordError(f"{where}: {key}[{i}].{name}: expected {_type_names(types)}, got "
+                                         f"{entry[name]!r:.60}")
+    for key in ("checkpoints", "artifacts"):
+        for i, entry in enumerate(record.get(key) or []):
+            name = entry.get("file" if key == "checkpoints" else "path")
+            if key == "checkpoints" and (not name or "/" in name or "\x00" in name or name in (".", "..")):
+                raise RunRecordError(f"{where}: checkpoints[{i}].file: {name!r:.60} is not a file name in the run "
+                                     "folder")
+    return record
+
+
+def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run.json of a run folder, checked (:func:`check_record`); one-line :class:`RunRecordError` otherwise."""
+    file = Path(run_dir) / RUN_FILE
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise RunRecordError(f"{Path(run_dir)}: no {RUN_FILE}; not a run folder") from None
+    except OSError as exc:
+        raise RunRecordError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise RunRecordError(f"{file}: not a text file (byte {exc.start} is not UTF-8); damaged") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunRecordError(f"{file}: not valid JSON ({exc}); the file is damaged") from None
+    return check_record(record, str(file))
+
+
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Where run folders go: the argument, else ``$LABCTL_DATA``, else ``./runs``."""
     if explicit is not None:
@@ -154,11 +235,19 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Checkpoint:
-        with np.load(path, allow_pickle=False) as npz:
-            if META_KEY not in npz.files:
-                raise ValueError(f"{path}: not a labctl checkpoint (no {META_KEY})")
-            meta = json.loads(str(npz[META_KEY]))
-            arrays = {k: npz[k] for k in npz.files if k != META_KEY}
+        """A checkpoint file; a damaged one raises ValueError naming the file (never half a state)."""
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if META_KEY not in npz.files:
+                    raise ValueError(f"{path}: not a labctl checkpoint (no {META_KEY})")
+                meta = json.loads(str(npz[META_KEY]))
+                arrays = {k: npz[k] for k in npz.files if k != META_KEY}
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as exc:  # incl. pickled/garbled entries
+            raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: damaged checkpoint (metadata is not a table)")
         return cls(arrays=arrays, meta=meta)
 
 
@@ -209,14 +298,9 @@ class Run:
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str]) -> Run:
         path = Path(run_dir)
-        file = path / RUN_FILE
-        if not file.is_file():
+        if not (path / RUN_FILE).is_file():
             raise FileNotFoundError(f"{path}: no {RUN_FILE}; not a run folder")
-        with open(file) as f:
-            record = json.load(f)
-        if record.get("schema") != SCHEMA:
-            raise ValueError(f"{file}: schema {record.get('schema')}, this labctl reads {SCHEMA}")
-        return cls(path, record)
+        return cls(path, read_record(path))
 
     # ------------------------------------------------------------------------------------------ updates --
     @property

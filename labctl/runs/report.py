@@ -9,7 +9,6 @@ curves with the hardware counters, and projected against minimum bench time.
 from __future__ import annotations
 
 import html
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from labctl.runs import figures
-from labctl.runs.datafile import DATA_FILE
-from labctl.runs.record import RUN_FILE
+from labctl.runs.datafile import DATA_FILE, open_h5
+from labctl.runs.record import read_record
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +65,19 @@ def _span(rec: dict[str, Any], groups: dict[str, dict[str, np.ndarray]], path: s
 
 def write_report(run_dir: str | Path, out: Path | None = None) -> Report:
     """Write ``RUN/report/index.html`` and its figures; returns their paths."""
-    import h5py
 
     run_dir = Path(run_dir)
-    rec = json.loads((run_dir / RUN_FILE).read_text())
+    rec = read_record(run_dir)
     folder = out or run_dir / "report"
     folder.mkdir(parents=True, exist_ok=True)
     data_path = run_dir / (rec.get("data_file") or DATA_FILE)
     groups: dict[str, dict[str, np.ndarray]] = {}
     if data_path.is_file():
-        with h5py.File(data_path, "r", locking=False) as h5:
-            groups = _groups(h5)
+        with open_h5(data_path, "r") as h5:
+            try:
+                groups = _groups(h5)
+            except (RuntimeError, KeyError, ValueError) as exc:   # a damaged file opens, then fails inside
+                raise OSError(f"{data_path}: damaged HDF5 data file ({exc})") from None
     sections: list[tuple[str, str, Path]] = []
     extra: dict[str, Any] = {}
 

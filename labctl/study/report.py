@@ -67,9 +67,13 @@ class Study:
 
 
 def is_study(path: Path) -> bool:
+    """A study folder: a readable run.json whose parameters hold the study (a damaged one is not: the run reader
+    says what is wrong with it)."""
+    from labctl.runs.record import RunRecordError, read_record
+
     try:
-        record = json.loads((path / RUN_FILE).read_text())
-    except (OSError, ValueError):
+        record = read_record(path)
+    except RunRecordError:
         return False
     return isinstance((record.get("params") or {}).get("study"), dict)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from labctl.runs.record import RUN_FILE, Run, atomic_write_json, data_dir
+from labctl.runs.record import RUN_FILE, Run, RunRecordError, atomic_write_json, data_dir, read_record
 from labctl.study.benchfile import job_bench_text, resolve_bench
 from labctl.study.jobs import JOB_FILE, execute, experiment_from_params, latest_run, load_procedure
 from labctl.study.spec import StudySpec
@@ -105,10 +105,11 @@ def find_study(spec: StudySpec, root: Path) -> Path | None:
     found = []
     for path in root.glob(f"study-{spec.name}-*"):
         try:
-            record = json.loads((path / RUN_FILE).read_text())
-        except (OSError, ValueError):
+            record = read_record(path)
+        except RunRecordError:
             continue
-        if (record.get("params") or {}).get("study", {}).get("sha256") == spec.sha256:
+        study = (record.get("params") or {}).get("study")
+        if isinstance(study, dict) and study.get("sha256") == spec.sha256:
             found.append((record.get("created", ""), path))
     return max(found)[1] if found else None
 

@@ -43,6 +43,10 @@ CALIBRATE_KEYS = {"refine"}
 VERIFY_KEYS = {"n", "refine", "seed", "recenter", "drift"}
 
 
+#: Most jobs one study may expand to (a mistyped range must not fill the memory before anything is checked).
+MAX_JOBS = 100_000
+
+
 class StudySpecError(ValueError):
     """A study spec is invalid; the message is one line naming the file and the key."""
 
@@ -97,7 +101,18 @@ class StudySpec:
 
 
 def _fail(source: Path, key: str, message: str) -> StudySpecError:
-    return StudySpecError(f"{source}: {key}: {message}")
+    shown = key if key.isprintable() else repr(key)          # a key with control characters stays on one line
+    return StudySpecError(f"{source}: {shown}: {' '.join(message.split())}")
+
+
+def _named(source: Path, where: str, table: Mapping[str, Any], *, leaves_are_distributions: bool = False
+           ) -> dict[str, Any]:
+    """:func:`flatten`, refusing empty names (``"" = 1`` or ``"a..b"``) with the table they are in."""
+    flat = flatten(table, leaves_are_distributions=leaves_are_distributions)
+    for name in flat:
+        if not name or any(not part.strip() for part in name.split(".")):
+            raise _fail(source, where, f"parameter name {name!r} has an empty part")
+    return flat
 
 
 def _is_distribution(value: Any) -> bool:
@@ -128,6 +143,10 @@ def _grid_values(source: Path, where: str, key: str, value: Any) -> list[Any]:
                 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)):
             raise _fail(source, f"{where}.{key}", f"range must be [start, stop] or [start, stop, step] integers, "
                                                   f"got {bounds!r}")
+        if bounds[2:] == [0]:
+            raise _fail(source, f"{where}.{key}", f"range step must not be 0, got {bounds!r}")
+        if abs(bounds[1] - bounds[0]) // max(abs(bounds[2]) if len(bounds) == 3 else 1, 1) > MAX_JOBS:
+            raise _fail(source, f"{where}.{key}", f"range {bounds!r} has more than {MAX_JOBS:,} values")
         values = list(range(*bounds))
         if not values:
             raise _fail(source, f"{where}.{key}", f"range {bounds!r} is empty")
@@ -173,19 +192,26 @@ def _sampler(source: Path, where: str, key: str, value: Any) -> Any:
 def _points(source: Path, where: str, grid: Mapping[str, Any], random: Mapping[str, Any]
             ) -> Iterator[tuple[dict[str, Any], list[str]]]:
     """Every (parameters, varying names) of one case: grid combinations, each with ``samples`` random draws."""
-    grid_flat = flatten(grid, leaves_are_distributions=True)
+    for table, value in (("grid", grid), ("random", random)):
+        if not isinstance(value, Mapping):
+            raise _fail(source, f"{where}{table}", f"must be a table, got {value!r:.60}")
+    grid_flat = _named(source, f"{where}grid", grid, leaves_are_distributions=True)
     axes = {k: _grid_values(source, f"{where}grid", k, v) for k, v in grid_flat.items()}
     random_table = dict(random)
     samples = random_table.pop("samples", None)
     seed = random_table.pop("seed", 0)
-    dists = flatten(random_table, leaves_are_distributions=True)
+    dists = _named(source, f"{where}random", random_table, leaves_are_distributions=True)
     samplers = {k: _sampler(source, f"{where}random", k, v) for k, v in dists.items()}
-    if samplers and not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1):
-        raise _fail(source, f"{where}random.samples", f"give the number of random points (>= 1), got {samples!r}")
+    if samplers and not (isinstance(samples, int) and not isinstance(samples, bool) and 1 <= samples <= MAX_JOBS):
+        raise _fail(source, f"{where}random.samples", f"give the number of random points (1..{MAX_JOBS:,}), got "
+                                                      f"{samples!r}")
+    n_points = math.prod(len(v) for v in axes.values()) * (samples if samplers else 1)
+    if n_points > MAX_JOBS:
+        raise _fail(source, f"{where}grid", f"{n_points:,} jobs; at most {MAX_JOBS:,}")
     if samples is not None and not samplers:
         raise _fail(source, f"{where}random", "samples given but no distribution to draw from")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise _fail(source, f"{where}random.seed", f"must be an integer, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise _fail(source, f"{where}random.seed", f"must be a non-negative integer, got {seed!r}")
     both = set(axes) & set(samplers)
     if both:
         raise _fail(source, sorted(both)[0], "given both in [grid] and in [random]")
@@ -207,8 +233,8 @@ def _check_params(source: Path, procedure: str, params: Mapping[str, Any]) -> No
             continue
         if head == "chip":
             if key == "chip.seed":
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise _fail(source, key, f"must be an integer, got {value!r}")
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+                    raise _fail(source, key, f"must be a non-negative integer, got {value!r}")
             elif not (rest.startswith("spec.") and rest.count(".") == 2):
                 raise _fail(source, key, "chip parameters are chip.seed or chip.spec.<section>.<field> "
                                          "(a labctl.sim ChipSpec field)")
@@ -219,21 +245,78 @@ def _check_params(source: Path, procedure: str, params: Mapping[str, Any]) -> No
             allowed = CALIBRATE_KEYS if head == "calibrate" else VERIFY_KEYS
             if rest not in allowed:
                 raise _fail(source, key, f"unknown {head} parameter (known: {', '.join(sorted(allowed))})")
+            _check_plan_value(source, key, head, rest, value)
             continue
-        if procedure == "train" and (head == "experiment" or key == "calibration"):
+        if procedure == "train" and key == "calibration":
+            if not isinstance(value, str) or not value.strip():
+                raise _fail(source, key, f"must be a calibration file path, got {value!r:.60}")
+            continue
+        if procedure == "train" and head == "experiment":
             continue
         known = "bench, chip.*, " + ("calibrate.*, verify.*" if procedure == "calibrate-verify"
                                      else "experiment.*, calibration")
         raise _fail(source, key, f"not a parameter of procedure {procedure!r} (known: {known})")
 
 
+def _check_plan_value(source: Path, key: str, plan_name: str, name: str, value: Any) -> None:
+    """A value of a procedure's parameter, checked by that plan's own declaration (range, type, choices)."""
+    from labctl.procedures import calibrate, verify  # noqa: F401 - registers the plans
+    from labctl.runs.plan import PLANS, ParamError
+
+    param = PLANS[plan_name].param(name)
+    if param.flag and not isinstance(value, bool):
+        raise _fail(source, key, f"expected true or false, got {value!r:.60}")
+    if param.type in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise _fail(source, key, f"expected a number, got {value!r:.60}")
+    try:
+        param.check(value)
+    except ParamError as exc:
+        raise _fail(source, key, str(exc).removeprefix(f"{param.option}: ")) from None
+
+
+def _check_jobs(source: Path, procedure: str, jobs: list[Job]) -> None:
+    """What only the whole job can say: the chip spec overrides (the emulation's own check) and, for training, the
+    Experiment the job's parameters make."""
+    specs: set[str] = set()
+    for job in jobs:
+        chip = {k: v for k, v in job.params.items() if k.startswith("chip.spec.")}
+        text = json.dumps(chip, sort_keys=True, default=str)
+        if chip and text not in specs:
+            specs.add(text)
+            from labctl.bench.emulation import check_chip_spec
+
+            nested: dict[str, Any] = {}
+            for k, v in chip.items():
+                _, _, section, name = k.split(".", 3)
+                nested.setdefault(section, {})[name] = v
+            try:
+                check_chip_spec(nested)
+            except (ValueError, TypeError) as exc:
+                raise _fail(source, min(chip), " ".join(str(exc).split())) from None
+        if procedure == "train":
+            from labctl.study.jobs import experiment_from_params
+
+            try:
+                experiment_from_params(job.params)
+            except (ValueError, TypeError) as exc:
+                text = " ".join(str(exc).split())
+                named = [k for k in job.params if k.startswith("experiment.") and k.rpartition(".")[2] in text]
+                raise _fail(source, min(named) if named else "experiment", text) from None
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """Read and expand a study file; raises :class:`StudySpecError` (one line) on any mistake."""
+    if not str(path).strip() or "\x00" in str(path):
+        raise StudySpecError(f"spec: {str(path)!r} is not a study file name")
     source = Path(path)
+    if source.is_dir():
+        raise StudySpecError(f"{source}: spec: is a folder, expected a study file (TOML)")
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise StudySpecError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise StudySpecError(f"{source}: not a text file (byte {exc.start} is not UTF-8)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -260,7 +343,10 @@ def parse_spec(data: Mapping[str, Any], source: Path, text: str) -> StudySpec:
     bench = study.get("bench")
     if bench is not None and not isinstance(bench, str):
         raise _fail(source, "study.bench", f"must be a bench file path or embedded bench name, got {bench!r}")
-    base = flatten(data.get("params", {}))
+    for table in ("params", "grid", "random", "units", "report"):
+        if table in data and not isinstance(data[table], Mapping):
+            raise _fail(source, table, f"must be a table, got {data[table]!r:.60}")
+    base = _named(source, "params", data.get("params", {}))
     cases_in = data.get("cases") or [{"name": ""}]
     if not isinstance(cases_in, list) or not all(isinstance(c, Mapping) for c in cases_in):
         raise _fail(source, "cases", "must be an array of tables ([[cases]])")
@@ -274,7 +360,10 @@ def parse_spec(data: Mapping[str, Any], source: Path, text: str) -> StudySpec:
         if not isinstance(label, str) or label in swept:
             raise _fail(source, f"cases.{i}.name", f"needs a distinct name, got {label!r}")
         where = f"cases.{i}." if data.get("cases") else ""
-        fixed = {**base, **flatten(case.get("params", {}))}
+        for table in ("params", "grid", "random"):
+            if table in case and not isinstance(case[table], Mapping):
+                raise _fail(source, f"{where}{table}", f"must be a table, got {case[table]!r:.60}")
+        fixed = {**base, **_named(source, f"{where}params", case.get("params", {}))}
         grid = {**data.get("grid", {}), **case.get("grid", {})}
         random = {**data.get("random", {}), **case.get("random", {})}
         varying: list[str] = []
@@ -282,7 +371,10 @@ def parse_spec(data: Mapping[str, Any], source: Path, text: str) -> StudySpec:
             params = {**fixed, **point}
             _check_params(source, procedure, params)
             jobs.append(Job(len(jobs), label, params))
+            if len(jobs) > MAX_JOBS:
+                raise _fail(source, f"{where}grid", f"more than {MAX_JOBS:,} jobs")
         swept[label] = tuple(varying)
+    _check_jobs(source, procedure, jobs)
     units = data.get("units", {})
     if not isinstance(units, Mapping) or not all(isinstance(v, str) for v in flatten(units).values()):
         raise _fail(source, "units", "must map parameter or figure names to unit strings")

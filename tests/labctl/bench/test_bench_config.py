@@ -73,7 +73,7 @@ def adc_dict() -> dict:
     (lambda d: [x.pop(k) for x in d["wiring"]["detectors"][:1] for k in ("channel", "tia_gain_v_per_a")],
      "wiring.detectors.0.channel", "is a DAQ; give the channel"),
     (lambda d: d["wiring"]["detectors"][1].update(tia_gain_v_per_a=0.0), "wiring.detectors.1", "non-zero"),
-    (lambda d: d["wiring"]["detectors"][1].update(tia_offset_v=float("inf")), "wiring.detectors.1", "finite"),
+    (lambda d: d["wiring"]["detectors"][1].update(tia_offset_v=float("inf")), "wiring.detectors.1.tia_offset_v", "finite"),
     (lambda d: d["wiring"]["detectors"][3].update(channel=101), "wiring.detectors.3.channel",
      "adc channel 101 already reads detector 0"),
     (lambda d: d["wiring"]["detectors"][2].update(channel=99), "wiring.detectors.2.channel", "greater than or equal"),

@@ -109,7 +109,7 @@ def test_unknown_procedure_and_bench_are_reported(write_spec) -> None:
 
 def test_training_jobs_are_checked_as_experiments(write_spec) -> None:
     path = write_spec('[study]\nname = "t"\nprocedure = "train"\n[params]\n"experiment.feedback" = "optical"\n')
-    with pytest.raises(ValueError, match="job 0: feedback must be"):
+    with pytest.raises(StudySpecError, match="experiment.feedback: feedback must be"):   # at load, naming the key
         payloads(load_spec(path))
 
 
