@@ -87,6 +87,7 @@ class PhotonicOptions:
     drift_every: int = 0                # batches between drift checks (0: never)
     drift_threshold: float | None = None    # drift check trip level (default: span / 2**7)
     recalibrate_rmse: float | None = None   # recalibrate when recentered references miss by more (default: trip level)
+    refine_iterations: int = 2          # closed-loop corrections of every configuration's weights (0: model only)
 
     def __post_init__(self) -> None:
         if self.order not in ("auto", "tile", "sample"):
@@ -95,7 +96,7 @@ class PhotonicOptions:
             raise ValueError(f"low_fraction must be in [0, 1), got {self.low_fraction!r}")
         if not 0.0 < self.range_margin <= 1.0:
             raise ValueError(f"range_margin must be in (0, 1], got {self.range_margin!r}")
-        if self.averaging_time_s <= 0 or self.laser_settle_s < 0 or self.drift_every < 0:
+        if self.averaging_time_s <= 0 or self.laser_settle_s < 0 or self.drift_every < 0 or self.refine_iterations < 0:
             raise ValueError(f"invalid photonic options {self}")
 
 
@@ -203,6 +204,8 @@ class _Tally:
     kind_transactions: dict[str, float] = field(default_factory=dict)
     bound_kind_s: dict[str, float] = field(default_factory=dict)
     batches: int = 0
+    #: closed-loop refinements of the configurations (bench time, transactions, rms before -> after, per refinement)
+    refinements: list[dict[str, Any]] = field(default_factory=list)
     drift_checks: int = 0
     recalibrations: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -246,6 +249,10 @@ class PhotonicMatVec:
         self._config: int | None = None           # configuration as last set
         self._ready = False
         self._tuned = False
+        #: the configurations' weights are to be measured and corrected before the next batch (refine_iterations)
+        self._refine_due = False
+        #: the detunings hold measured corrections (saved with a checkpoint)
+        self._refined = False
         self._session_checked = False
         #: heater lines from one configuration to the next (instrument-bound minimum), computed once per plan
         self._heater_lines: int | None = None
@@ -276,6 +283,8 @@ class PhotonicMatVec:
         self.config_block = self.plan.config_blocks(extra_per_block=1)
         self._solve_drives()
         self._cache_key = None
+        self._refined = False
+        self._refine_due = self.options.refine_iterations > 0
 
     def _solve_drives(self, *, detunings: bool = True) -> None:
         """Drive of every configuration (tiles, then one bias per block); ranges and limits checked here.
@@ -390,6 +399,8 @@ class PhotonicMatVec:
     def _products(self, error: np.ndarray) -> list[np.ndarray]:
         assert self.plan is not None, "program() first"
         self.start()
+        if self._refine_due:
+            self.refine_configurations()
         plan, n = self.plan, error.shape[0]
         powers, m = self.encoding.powers(plan.block_inputs(error))
         readings = self._read_batch(powers, n)                                    # (n_cfg, N + 1, B)
@@ -495,6 +506,91 @@ class PhotonicMatVec:
             t.kind_time_s[kind] = t.kind_time_s.get(kind, 0.0) + value
         for kind, value in (kind_transactions or {}).items():
             t.kind_transactions[kind] = t.kind_transactions.get(kind, 0.0) + value
+
+    # -- closed-loop refinement of the configurations --------------------------------------------------------------
+    def _probe_powers(self) -> np.ndarray:
+        """Encodings that measure every configuration's weights as a batch reads them: the reference (every channel
+        at the mid power), then each usable channel alone raised to the high power."""
+        enc = self.encoding
+        chans = self.mapping.channels
+        powers = np.full((chans.size + 1, self.hw.n_channels), enc.mid_w)
+        powers[1 + np.arange(chans.size), chans] = enc.high_w
+        return powers
+
+    def measure_configurations(self) -> np.ndarray:
+        """Weights (T, B, R) of every configuration, measured the way a batch's readings see them: the reading at
+        each usable channel's raised encoding minus the reference, over ``G (P_high - P_mid)`` (NaN for rings on no
+        usable channel). One pass of ``channels + 1`` encodings over every configuration (:meth:`_read_probe`)."""
+        powers = self._probe_powers()
+        readings = self._read_probe(powers)                                # (T, n_cols + 1, B)
+        if readings is None:
+            raise NotImplementedError(f"{type(self).__name__} cannot read the configurations on their own")
+        chans = self.mapping.channels
+        step = self.encoding.high_w - self.encoding.mid_w
+        diff = readings[:, 1:, :] - readings[:, :1, :]                     # (T, n_cols, B)
+        w_ch = np.swapaxes(diff, 1, 2) / (self.mapping.gain[None][:, :, chans] * step)   # (T, B, n_cols)
+        nb, nr = self.mapping.centre.shape
+        out = np.full((readings.shape[0], nb, nr), np.nan)
+        ring = self.mapping.ring_of[:, chans]                              # (B, n_cols)
+        b_idx = np.repeat(np.arange(nb)[:, None], chans.size, axis=1)
+        ok = ring >= 0
+        out[:, b_idx[ok], ring[ok]] = w_ch[:, ok]
+        return out
+
+    def _read_probe(self, powers: np.ndarray) -> np.ndarray | None:
+        """Readings (T, N, B) of every configuration at every one of ``powers`` (N, C), as the subclass reads; None
+        where it cannot (then the configurations are not refined)."""
+        return None
+
+    def refine_configurations(self) -> dict[str, Any]:
+        """Closed-loop correction of every configuration's weights (``refine_iterations`` times): measure them as a
+        batch reads them (:meth:`measure_configurations`), ask the weight model for ``request - (measured -
+        target)`` (a Newton step on each ring's detuning with the model's slope, neighbours and crosstalk
+        included, as ``calibration.refine`` does for one setting) and keep the best detunings seen.
+
+        Why: the configurations of photonic DFA are fixed for the whole run, so what the weight model mispredicts
+        at each of them (a few 1e-2 on balanced-only benches, whose calibration is coarser) is a fixed error of
+        every product; one measured correction removes it for as long as the chip holds still (drift checks then
+        follow the shift with the corrected detunings). Costs ``refine_iterations + 1`` passes of ``channels + 1``
+        encodings over the configurations, recorded apart from the batches' bench time."""
+        assert self.plan is not None and self._targets is not None and self._deltas is not None
+        self._refine_due = False
+        self._refined = False
+        if type(self)._read_probe is PhotonicMatVec._read_probe:
+            return {}
+        t0, x0 = self._now()
+        wall0 = time.perf_counter()
+        targets = self._targets
+        request = targets.copy()
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        history: list[float] = []
+        for it in range(self.options.refine_iterations + 1):
+            measured = self.measure_configurations()
+            err = measured - targets
+            used = np.isfinite(err)
+            rmse = float(np.sqrt(np.mean(err[used] ** 2))) if used.any() else 0.0
+            history.append(rmse)
+            if best is None or rmse < best[0]:
+                best = (rmse, self._deltas.copy(), self.drives.copy())
+            if it == self.options.refine_iterations:
+                break
+            request = request - np.where(used, err, 0.0)
+            deltas = self.cal.weights.solve(request, strict=False)
+            drives = self.cal.solve_from_detunings(targets, deltas, limits=self.hw.limits)
+            self._deltas, self.drives = deltas, drives
+            self._config = None                   # index of an old drive: every configuration is written anew
+        assert best is not None
+        _, self._deltas, self.drives = best
+        self._refined = True
+        self._heater_lines = None
+        self._config = None                       # the probe passes left another configuration applied
+        t1, x1 = self._now()
+        record = {"batch": self._batches, "rmse_history": history, "rmse": best[0],
+                  "time_s": t1 - t0, "transactions": x1 - x0, "wall_s": time.perf_counter() - wall0}
+        self._tally.refinements.append(record)
+        log.info("configurations refined: weight rms error %s (bench time %.1f s)",
+                 " -> ".join(f"{h:.4g}" for h in history), t1 - t0)
+        return record
 
     # -- drift ------------------------------------------------------------------------------------------------------
     def drift_check_due(self) -> bool:
@@ -662,6 +758,8 @@ class PhotonicMatVec:
             self.tiles = self.plan.tile_matrices(self._matrices)
             self.config_block = self.plan.config_blocks(extra_per_block=1)
             self._solve_drives()
+            self._refined = False
+            self._refine_due = self.options.refine_iterations > 0
 
     # -- for the run's record and projections ---------------------------------------------------------------------
     def running_counters(self) -> dict[str, float]:
@@ -685,7 +783,7 @@ class PhotonicMatVec:
     def pop_counters(self) -> dict[str, Any]:
         t = self._tally
         self._tally = _Tally()
-        if t.batches == 0 and not t.events:
+        if t.batches == 0 and not t.events and not t.refinements:
             return {}
         out: dict[str, Any] = {
             "order": self.order, "batches": t.batches,
@@ -711,6 +809,10 @@ class PhotonicMatVec:
             out["product_error_std"] = float(np.sqrt(max(t.err_sumsq / t.err_n - mean * mean, 0.0)))
         if t.events:
             out["drift_events"] = t.events
+        if t.refinements:
+            out["refinements"] = t.refinements
+            out["refine_time_s"] = sum(float(r["time_s"]) for r in t.refinements)
+            out["refined_weight_rmse"] = float(t.refinements[-1]["rmse"])
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -733,6 +835,9 @@ class PhotonicMatVec:
             "confirm_cost": None if self._confirm_cost is None else list(self._confirm_cost),
             "config": self._config,
             "reading_alone_s": self._reading_alone_s,
+            # the configurations' refined detunings (measured corrections a resumed run must not measure again)
+            "refined_deltas_m": None if self._deltas is None or not self._refined else self._deltas.tolist(),
+            "refine_due": self._refine_due,
         }
         state.update(self.hw.state_dict())      # the emulator's streams and clock, through the session
         return state
@@ -746,6 +851,10 @@ class PhotonicMatVec:
         if state.get("measure_averaging_s") is not None:
             self.cal._averaging_time_s = float(state["measure_averaging_s"])
         self.cal.common_shift_m = np.asarray(state["common_shift_m"], dtype=float)
+        if state.get("refined_deltas_m") is not None and self._deltas is not None:
+            self._deltas = np.asarray(state["refined_deltas_m"], dtype=float).reshape(self._deltas.shape)
+            self._refined = True
+        self._refine_due = bool(state.get("refine_due", self._refine_due))
         if self.plan is not None:
             self._solve_drives(detunings=False)
         if state.get("costs") is not None:
@@ -784,6 +893,13 @@ class BenchMatVec(PhotonicMatVec):
         self._set_config(config)
         self.hw.read_configurations(self.drives, powers, [(config, 0)], current=config)
         self._config = config
+
+    def _read_probe(self, powers: np.ndarray) -> np.ndarray:
+        """Through the instruments, by the batches' loop (encoding-major, back and forth)."""
+        out, _, self._config = self.hw.read_configurations(
+            self.drives, powers, schedule("sample", np.zeros(len(self.drives), dtype=int), powers.shape[0] - 1,
+                                          current=self._config), current=self._config)
+        return out
 
     def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:
         t0, x0 = self._now()

@@ -301,3 +301,50 @@ def test_cli_train_bad_arguments_are_named(argv: list[str], needle: str, tmp_pat
     assert exc.value.code == 2
     assert needle in capsys.readouterr().err
     assert not list(tmp_path.glob("*/run.json"))
+
+
+@pytest.fixture(scope="module")
+def small_current(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A small bench like the embedded ``current`` one (current drive, balanced photodiodes on Keithley 2400s)."""
+    from tests.calibration.test_measure import bench_file as kind_bench_file
+
+    tmp = tmp_path_factory.mktemp("photonic-current")
+    path = kind_bench_file(tmp, "current", n_banks=2, n_rings=4, seed=0)
+    with Bench.open(path, lock_dir=tmp / "locks") as bench:
+        cal_file = calibrate(bench.session(), n_configs=8, seed=3).save(tmp / "calibration.json")
+    return SimpleNamespace(tmp=tmp, bench=path, cal=cal_file, locks=tmp / "locks")
+
+
+def test_refinement_brings_every_configuration_closer_to_its_targets(small_current: SimpleNamespace) -> None:
+    """The configurations' weights measured as a batch reads them and corrected in closed loop: the chip's true
+    weights (emulator truth, for scoring only), relative to each bank's bias configuration and in the units the
+    readings see (the calibration's reference level; a bank's common scale cancels in the engine), land closer to
+    the targets than the model alone sets them; the refinement is recorded with its bench time apart from the
+    batches'."""
+    mats = feedback_matrices(10, [9, 6], seed=3, dtype=np.float64)
+    true_rms = {}
+    for iterations in (0, 2):
+        with Bench.open(small_current.bench, lock_dir=small_current.locks) as bench:
+            hw = bench.session()
+            cal = Calibration.load(small_current.cal, hw)
+            eng = FastMatVec(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=iterations))
+            eng.program(mats)
+            eng.matvec(0, _error(8))
+            counters = eng.pop_counters()
+            cor = np.asarray(cal.weights.channel_of_ring, dtype=int)
+            truth = np.array([bench.truth.weights_at(d, hw.mode, cor) for d in eng.drives])
+            n_tiles = eng.plan.n_tiles
+            rel_true = truth[:n_tiles] - truth[n_tiles:][eng.plan.block]
+            rel_target = eng._targets[:n_tiles] - eng._targets[n_tiles:][eng.plan.block]
+            # truth is in units of the true reference level, the readings in the calibration's: one scale per bank
+            scale = np.sum(rel_true * rel_target, axis=(0, 2)) / np.sum(rel_true**2, axis=(0, 2))
+            rel_true *= scale[None, :, None]
+            true_rms[iterations] = float(np.sqrt(np.mean((rel_true - rel_target) ** 2)))
+            if iterations:
+                (record,) = counters["refinements"]
+                assert len(record["rmse_history"]) == iterations + 1
+                assert record["rmse"] <= record["rmse_history"][0] and record["time_s"] > 0
+                assert counters["refine_time_s"] == record["time_s"]
+            else:
+                assert "refinements" not in counters
+    assert true_rms[2] < 0.7 * true_rms[0], true_rms
