@@ -530,15 +530,17 @@ def _photonic_setup(ctx: Any, exp: Experiment, n_out: int, calibration: str | No
                               "calibrations": (run.record.get("hardware") or {}).get("calibrations", [])}
     run.write()
 
-    def recalibrate_step(previous: Any) -> Any:
-        """A recalibration of this run (the replaced calibration's options); saved and recorded."""
-        ctx.say("drift beyond the recalibration level: recalibrating through the instruments")
-        new_cal = recalibrate(hw, previous, progress=calibration_progress(ctx, hw.n_channels, "recalibrate"))
+    def recalibrate_step(previous: Any, scope: str = "full") -> Any:
+        """A recalibration of this run (the replaced calibration's options), partial (``scope="weights"``: heater
+        model kept) or full, as the drift steps ask; saved and recorded."""
+        ctx.say(f"drift beyond the recalibration level: recalibrating through the instruments ({scope})")
+        new_cal = recalibrate(hw, previous, progress=calibration_progress(ctx, hw.n_channels, "recalibrate"),
+                              scope=scope)  # type: ignore[arg-type]
         out = new_cal.save(run.path / f"calibration-{new_cal.sha256[:12]}.json")
         run.record.setdefault("artifacts", []).append({"kind": "calibration", "path": str(out.resolve()),
                                                        "sha256": new_cal.sha256, "note": "recalibration (drift)"})
         run.record["hardware"]["calibrations"].append({"path": str(out.resolve()), "sha256": new_cal.sha256,
-                                                       "reason": "drift"})
+                                                       "reason": "drift", "scope": scope})
         run.write()
         return new_cal
 
