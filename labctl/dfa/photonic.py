@@ -12,6 +12,12 @@ set to ``w = centre + k_b M / G[b, c]`` with ``centre`` the middle of its range,
 encodings, so the centre term cancels exactly instead of being subtracted from a model. Banks whose worst ring has
 less than ``min_half_range`` of usable range are left out of the tiles.
 
+Refinement. The configurations are fixed for the whole run, so before the first batch (and after a new
+calibration) every configuration's weights are measured as a batch reads them (each usable channel raised alone
+against the reference encoding) and corrected in closed loop (``refine_iterations``, :meth:`PhotonicMatVec.
+refine_configurations`): what the weight model mispredicts at each configuration is otherwise a fixed error of every
+product (on the current bench it was the largest term: weight rms 0.06 -> 0.008, product error std 0.18 -> 0.03).
+
 Encoding (offset scheme). The signed error of one sample and column block, ``e`` with ``m = max |e|``, is put on
 non-negative laser powers ``P_c = P_mid + (dP / 2) e_c / m`` with ``P_mid = (P_lo + P_hi) / 2`` and
 ``dP = P_hi - P_lo`` (``P_hi`` the calibration power, ``P_lo = low_fraction * P_hi``); the reference encoding
