@@ -691,7 +691,10 @@ class PhotonicMatVec:
         confirmation is (directly where the engine reads the chip directly, charging what a confirmation through
         the instruments costs); recorded on the last drift event."""
         t0, x0 = self._now()
-        targets = np.asarray(targets, dtype=float)
+        # the replaced calibration's targets, held inside this calibration's ranges (a ring held at one weight by
+        # one calibration may be held at a slightly different one by the next: its old target is not settable)
+        w_min, w_max = self.cal.achievable_range
+        targets = np.clip(np.asarray(targets, dtype=float), w_min, w_max)
         if self._direct_reference_weights() and self._confirm_cost is not None:
             residual = self._direct_residual(targets)
             self._advance_clock(self._confirm_cost[0], "drift check")
