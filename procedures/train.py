@@ -326,7 +326,7 @@ def _train_preflight(ctx: Any) -> None:
 
 
 def _train_dry_check(ctx: Any) -> dict[str, Any]:
-    from labctl.dfa.tiling import TilePlan, op_counts
+    from labctl.dfa.tiling import op_counts
     from labctl.procedures.dry_checks import bench_limits, check_heater_rows, check_laser_powers, limits_lines
 
     v = ctx.values
@@ -354,7 +354,7 @@ def _train_dry_check(ctx: Any) -> dict[str, Any]:
     options = photonic_options(exp)
     mapping = WeightMapping.from_calibration(cal, options)
     mats = feedback_matrices(ds.n_classes, exp.hidden, derive_seeds(exp.seed)["feedback"])
-    plan = TilePlan([m.shape for m in mats], n_banks=mapping.banks.size, n_cols=mapping.channels.size)
+    plan = mapping.plan([m.shape for m in mats])
     tiles = plan.tile_matrices(mats)
     targets = np.concatenate([mapping.targets_batch(tiles), np.repeat(mapping.centre[None], plan.n_blocks, axis=0)])
     drives = cal.solve_from_detunings(targets, cal.solve_detunings(targets))

@@ -86,7 +86,9 @@ class PhotonicOptions:
     order: OrderChoice = "auto"
     low_fraction: float = 0.1           # P_lo / P_hi
     range_margin: float = 0.95          # share of each ring's half range used
-    min_half_range: float = 0.01        # banks whose worst ring reaches less (weight units) are left out
+    min_half_range: float = 0.01        # rings that reach less (weight units) carry nothing
+    weak_ring_fraction: float = 0.25    # rings below this share of their bank's median half range are weak
+    drop_weak_rings: bool = False       # weak rings carry nothing on every bank (more configurations, less error)
     averaging_time_s: float = 1e-4      # detector averaging per reading (a source meter may need longer)
     laser_settle_s: float = 0.02        # laser power settling, for the physical minimum (N777x class)
     recenter_at_start: bool = True      # drift check + recenter before the first batch of a session
@@ -106,6 +108,20 @@ class PhotonicOptions:
             raise ValueError(f"invalid photonic options {self}")
 
 
+def carried_channels(half_bc: np.ndarray, options: PhotonicOptions) -> np.ndarray:
+    """(B, n_cols) bool: which ring carries its channel's tile entries. A ring with less than ``min_half_range``
+    of half range carries nothing, and then neither do its bank's *weak* rings (below ``weak_ring_fraction`` of the
+    bank's median half range): the bank's rows need a remainder on another bank anyway (one per row, however many
+    channels it holds), so the weak rings cost nothing more there and no longer cap the bank's gain. With
+    ``drop_weak_rings`` weak rings carry nothing on every bank (each such bank's rows then need remainders: more
+    configurations, less error)."""
+    half = np.asarray(half_bc, dtype=float)
+    usable = half >= options.min_half_range
+    weak = half < options.weak_ring_fraction * np.median(half, axis=1, keepdims=True)
+    gap = ~usable.all(axis=1, keepdims=True) | options.drop_weak_rings
+    return usable & ~(weak & gap)
+
+
 @dataclass
 class WeightMapping:
     """Static map from tile entries to ring weights, derived from a calibration (see the module docstring)."""
@@ -116,6 +132,7 @@ class WeightMapping:
     centre: np.ndarray           # (B, R) centre of every ring's range
     gain: np.ndarray             # (B, C) readout units per W at weight 1
     bank_gain: np.ndarray        # (n_usable,) k_b, readout units per W at |M| = 1
+    usable: np.ndarray | None = None    # (n_usable, n_cols) which bank carries which channel (None: all)
 
     @classmethod
     def from_calibration(cls, cal: Calibration, options: PhotonicOptions) -> WeightMapping:
@@ -136,18 +153,34 @@ class WeightMapping:
             raise PhotonicSetupError("no WDM channel has a ring in every bank: nothing to encode the error on")
         ring = ring_of[:, channels]
         half_bc = np.take_along_axis(half, ring, axis=1)                          # (B, n_cols)
-        worst_half = half_bc.min(axis=1)
-        k = options.range_margin * np.min(half_bc * gain[:, channels], axis=1)     # (B,)
-        banks = np.flatnonzero(worst_half >= options.min_half_range)
+        usable = carried_channels(half_bc, options)
+        banks = np.flatnonzero(usable.any(axis=1))
         if banks.size == 0:
             raise PhotonicSetupError(
-                f"no bank has every ring with at least {options.min_half_range} of weight range "
-                f"(worst half ranges per bank: {np.round(worst_half, 4).tolist()})")
+                f"no ring has at least {options.min_half_range} of weight range (worst half ranges per bank: "
+                f"{np.round(half_bc.min(axis=1), 4).tolist()})")
+        carried = usable.any(axis=0)
+        if not carried.all():
+            log.warning("channels %s carry nothing: no bank has a ring with weight range there",
+                        channels[~carried].tolist())
+            channels, usable, half_bc = channels[carried], usable[:, carried], half_bc[:, carried]
         left_out = sorted(set(range(n_banks)) - set(banks.tolist()))
         if left_out:
-            log.warning("banks %s left out of the tiles (a ring reaches less than %.3g of weight range)", left_out,
+            log.warning("banks %s left out of the tiles (no ring reaches %.3g of weight range)", left_out,
                         options.min_half_range)
-        return cls(ring_of=ring_of, channels=channels, banks=banks, centre=centre, gain=gain, bank_gain=k[banks])
+        gain_bc = gain[:, channels]
+        # k_b: the largest bank gain every carried ring of the bank holds within its range
+        k = options.range_margin * np.min(np.where(usable, half_bc * gain_bc, np.inf), axis=1)
+        gaps = {int(b): channels[~usable[b]].tolist() for b in banks if not usable[b].all()}
+        if gaps:
+            log.info("rings that carry nothing (their rows' remainders go to other banks), channels per bank: %s",
+                     gaps)
+        return cls(ring_of=ring_of, channels=channels, banks=banks, centre=centre, gain=gain, bank_gain=k[banks],
+                   usable=None if usable[banks].all() else usable[banks])
+
+    def plan(self, shapes: Sequence[tuple[int, int]]) -> TilePlan:
+        """The tiles of feedback matrices of ``shapes`` over the usable banks and channels."""
+        return TilePlan(shapes, n_banks=self.banks.size, n_cols=self.channels.size, usable=self.usable)
 
     def targets_batch(self, tiles: np.ndarray) -> np.ndarray:
         """(T, B, R) ring weights for tiles (T, n_usable, n_cols)."""
@@ -160,6 +193,7 @@ class WeightMapping:
     def describe(self) -> dict[str, Any]:
         return {"channels": self.channels.tolist(), "banks": self.banks.tolist(),
                 "bank_gain": self.bank_gain.tolist(),
+                "carried": None if self.usable is None else self.usable.astype(int).tolist(),
                 "relative_amplitude": (self.bank_gain / np.median(self.gain)).tolist()}
 
 
@@ -283,8 +317,7 @@ class PhotonicMatVec:
 
     def program(self, matrices: Sequence[np.ndarray]) -> None:
         self._matrices = [np.asarray(m) for m in matrices]
-        self.plan = TilePlan([m.shape for m in matrices], n_banks=self.mapping.banks.size,
-                             n_cols=self.mapping.channels.size)
+        self.plan = self.mapping.plan([m.shape for m in matrices])
         self.tiles = self.plan.tile_matrices(matrices)
         self.config_block = self.plan.config_blocks(extra_per_block=1)
         self._solve_drives()
@@ -763,7 +796,7 @@ class PhotonicMatVec:
         if self.plan is not None:
             shapes = self.plan.shapes
             # the plan depends on the usable banks and channels, which a new calibration may change
-            self.plan = TilePlan(shapes, n_banks=self.mapping.banks.size, n_cols=self.mapping.channels.size)
+            self.plan = self.mapping.plan(shapes)
             self.tiles = self.plan.tile_matrices(self._matrices)
             self.config_block = self.plan.config_blocks(extra_per_block=1)
             self._solve_drives()
