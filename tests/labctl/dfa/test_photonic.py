@@ -149,7 +149,8 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
         cal = Calibration.load(small.cal, bench.session())
         # every check trips and recalibrates: no rmse is below zero (whether four hours of the random walk alone
         # trip the check depends on how many clock advances came before, i.e. on every transaction count)
-        opts = PhotonicOptions(recenter_at_start=False, drift_every=1, drift_threshold=0.0, recalibrate_rmse=0.0)
+        # and a recalibration level below zero: no recalibration can pass its confirmation either
+        opts = PhotonicOptions(recenter_at_start=False, drift_every=1, drift_threshold=0.0, recalibrate_rmse=-1.0)
         eng = FastMatVec(cal, bench.session(), opts)
         steps = DriftSteps(eng, _recording(bench, seen))               # the run's drift steps
         eng.program(mats)
@@ -160,11 +161,12 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
         out = eng.matvec(0, e * 1.01)
         c = eng.pop_counters()
     # a partial recalibration first (heater model kept), confirmed on the previous references' targets: with a
-    # recalibration level of 0 it cannot pass, so a full one follows
+    # recalibration level below 0 it cannot pass, so a full one follows
     assert c["drift_checks"] == 1 and c["recalibrations"] == 2 and len(seen) == 2
     assert [cal_.info["recalibration"]["scope"] for cal_ in seen] == ["weights", "full"]
     event = c["drift_events"][0]
     assert event["recalibration_scope"] == "full" and len(event["confirmations"]) == 1
+    assert event["recalibration_time_s"] > 0 and event["recalibration_transactions"] > 0
     assert event["confirmations"][0]["calibration_sha256"] == seen[0].sha256
     assert event["recalibrated"] and event["calibration_sha256"] == seen[1].sha256 != Calibration.load(small.cal).sha256
     # the run's recalibrations repeat the options of the calibration they replace
@@ -364,3 +366,30 @@ def test_confirmation_holds_the_replaced_targets_inside_the_new_ranges(small: Si
         targets[0, 0, 0] = w_max[0, 0] + 0.01             # beyond this calibration's range
         residual = eng.confirm_targets(targets)
         assert np.isfinite(residual) and residual < 0.05
+
+
+def test_a_tripped_check_on_a_balanced_only_bench_recenters_before_it_recalibrates(
+        small_current: SimpleNamespace) -> None:
+    """On a bench like ``current`` the weight model misses the drift references' targets by several times the
+    trip level even right after calibrating; the recentred references are compared with what the calibration
+    measured at them, so a check that trips on the chip's temperature walk is answered by the recentring alone
+    (it used to recalibrate at every trip)."""
+    mats = feedback_matrices(4, [6], seed=4, dtype=np.float64)
+    seen: list[Any] = []
+    with Bench.open(small_current.bench, lock_dir=small_current.locks) as bench:
+        cal = Calibration.load(small_current.cal, bench.session())
+        ref = cal.drift_reference
+        model_error = float(np.sqrt(np.mean((ref.measured - ref.targets) ** 2)))
+        level = cal.span / 2**7                                        # the default trip and recalibration level
+        opts = PhotonicOptions(recenter_at_start=False, drift_every=1, drift_threshold=0.0, recalibrate_rmse=level,
+                               refine_iterations=0)
+        eng = BenchMatVec(cal, bench.session(), opts)
+        steps = DriftSteps(eng, _recording(bench, seen))
+        eng.program(mats)
+        assert steps() is None                                         # first batch: no check (options)
+        eng.matvec(0, _error(4)[:, :4])
+        bench.emulation.chip.clock.advance(600.0, "idle")             # ten minutes of the chip's walk
+        event = steps()
+    assert event is not None and event["tripped"]                     # a threshold of 0 always trips
+    assert not event["needs_recalibration"] and not seen              # recentred, not recalibrated
+    assert event["residual_rmse"] < level / 2 and model_error > level / 2
