@@ -16,7 +16,8 @@ Refinement. The configurations are fixed for the whole run, so before the first 
 calibration) every configuration's weights are measured as a batch reads them (each usable channel raised alone
 against the reference encoding) and corrected in closed loop (``refine_iterations``, :meth:`PhotonicMatVec.
 refine_configurations`): what the weight model mispredicts at each configuration is otherwise a fixed error of every
-product (on the current bench it was the largest term: weight rms 0.06 -> 0.008, product error std 0.18 -> 0.03).
+product (on the current bench it was the largest term: tile-minus-bias weight rms 0.015 -> 0.0012, product error std
+0.18 -> 0.018 on the dry run's network, fast path; default bench 0.021 -> 0.016).
 
 Encoding (offset scheme). The signed error of one sample and column block, ``e`` with ``m = max |e|``, is put on
 non-negative laser powers ``P_c = P_mid + (dP / 2) e_c / m`` with ``P_mid = (P_lo + P_hi) / 2`` and
@@ -95,7 +96,7 @@ class PhotonicOptions:
     drift_every: int = 0                # batches between drift checks (0: never)
     drift_threshold: float | None = None    # drift check trip level (default: span / 2**7)
     recalibrate_rmse: float | None = None   # recalibrate when recentered references miss by more (default: trip level)
-    refine_iterations: int = 2          # closed-loop corrections of every configuration's weights (0: model only)
+    refine_iterations: int = 3          # closed-loop corrections of every configuration's weights (0: model only)
 
     def __post_init__(self) -> None:
         if self.order not in ("auto", "tile", "sample"):
@@ -585,13 +586,15 @@ class PhotonicMatVec:
         """Closed-loop correction of every configuration's weights (``refine_iterations`` times): measure them as a
         batch reads them (:meth:`measure_configurations`), ask the weight model for ``request - (measured -
         target)`` (a Newton step on each ring's detuning with the model's slope, neighbours and crosstalk
-        included, as ``calibration.refine`` does for one setting) and keep the best detunings seen.
+        included, as ``calibration.refine`` does for one setting) and keep the best detunings seen. What is
+        corrected is what the products see: each tile's weights against its block's bias configuration.
 
         Why: the configurations of photonic DFA are fixed for the whole run, so what the weight model mispredicts
         at each of them (a few 1e-2 on balanced-only benches, whose calibration is coarser) is a fixed error of
         every product; one measured correction removes it for as long as the chip holds still (drift checks then
-        follow the shift with the corrected detunings). Costs ``refine_iterations + 1`` passes of ``channels + 1``
-        encodings over the configurations, recorded apart from the batches' bench time."""
+        follow the shift with the corrected detunings). The first measurement is taken twice: their difference is the
+        readings' noise, and only errors beyond twice that are corrected. Costs ``refine_iterations + 2`` passes of
+        ``channels + 1`` encodings over the configurations, recorded apart from the batches' bench time."""
         assert self.plan is not None and self._targets is not None and self._deltas is not None
         self._refine_due = False
         self._refined = False
@@ -600,12 +603,26 @@ class PhotonicMatVec:
         t0, x0 = self._now()
         wall0 = time.perf_counter()
         targets = self._targets
+        n_tiles, block = self.plan.n_tiles, self.plan.block
+        bias_t = targets[n_tiles:][block]
         request = targets.copy()
         best: tuple[float, np.ndarray, np.ndarray] | None = None
         history: list[float] = []
+        noise = None
         for it in range(self.options.refine_iterations + 1):
             measured = self.measure_configurations()
-            err = measured - targets
+            if noise is None:
+                # the first pass twice: the readings' own noise, per bank (in weight units; a bank's gain sets it)
+                again = self.measure_configurations()
+                spread = np.where(np.isfinite(again - measured), again - measured, np.nan)
+                noise = np.sqrt(0.5 * np.nanmean(spread ** 2, axis=(0, 2)))             # (B,)
+                measured = 0.5 * (measured + again)
+            # what the products see: each tile against its block's bias configuration (their common error cancels
+            # there, so only the difference is corrected; the bias configurations stay as the model sets them)
+            err = np.zeros_like(targets)
+            err[:n_tiles] = (measured[:n_tiles] - measured[n_tiles:][block]) - (targets[:n_tiles] - bias_t)
+            err[~np.isfinite(measured)] = np.nan
+            err[n_tiles:] = np.nan
             used = np.isfinite(err)
             rmse = float(np.sqrt(np.mean(err[used] ** 2))) if used.any() else 0.0
             history.append(rmse)
@@ -613,7 +630,11 @@ class PhotonicMatVec:
                 best = (rmse, self._deltas.copy(), self.drives.copy())
             if it == self.options.refine_iterations:
                 break
-            request = request - np.where(used, err, 0.0)
+            # only what the readings resolve is corrected: an error within twice their noise is left to the model
+            # (whose errors at a bank's centre cancel against the bias configuration; a correction would add the
+            # readings' noise to every configuration instead: on a bank with a narrow range that noise dominates)
+            significant = used & (np.abs(err) > 2.0 * np.sqrt(2.0) * noise[None, :, None])
+            request = request - np.where(significant, err, 0.0)
             deltas = self.cal.weights.solve(request, strict=False)
             drives = self.cal.solve_from_detunings(targets, deltas, limits=self.hw.limits)
             self._deltas, self.drives = deltas, drives
@@ -625,6 +646,7 @@ class PhotonicMatVec:
         self._config = None                       # the probe passes left another configuration applied
         t1, x1 = self._now()
         record = {"batch": self._batches, "rmse_history": history, "rmse": best[0],
+                  "reading_noise": None if noise is None else noise.tolist(),
                   "time_s": t1 - t0, "transactions": x1 - x0, "wall_s": time.perf_counter() - wall0}
         self._tally.refinements.append(record)
         log.info("configurations refined: weight rms error %s (bench time %.1f s)",
