@@ -128,7 +128,8 @@ def _report(run: Run, trainer: Trainer) -> dict[str, Any]:
     hardware = [h.get("hardware") or {} for h in hist]
     totals: dict[str, float] = {}
     for key in ("reconfigurations", "encodings", "readings", "transactions", "projected_time_s", "naive_time_s",
-                "minimum_time_s", "instrument_bound_s", "drift_check_time_s", "drift_checks", "recalibrations"):
+                "minimum_time_s", "instrument_bound_s", "drift_check_time_s", "drift_checks", "recalibrations",
+                "recalibration_time_s", "refine_time_s"):
         vals = [h[key] for h in hardware if isinstance(h.get(key), int | float)]
         if vals:
             totals[key] = float(sum(vals))
@@ -251,7 +252,9 @@ def summarize(report: dict[str, Any]) -> str:
                          "docs/bench-time.md); per operation kind, s: " + ", ".join(
                              f"{k} {v:.0f}" for k, v in (totals.get("time_by_kind_s") or {}).items()))
         lines.append(f"  drift checks {totals.get('drift_checks', 0):.0f} ({totals.get('drift_check_time_s', 0):.0f} s "
-                     f"bench time, not in the above), recalibrations {totals.get('recalibrations', 0):.0f}")
+                     f"bench time, not in the above), recalibrations {totals.get('recalibrations', 0):.0f} "
+                     f"({totals.get('recalibration_time_s', 0):.0f} s), refinement of the configurations "
+                     f"{totals.get('refine_time_s', 0):.0f} s")
     if totals.get("product_error_std") is not None:
         lines.append(f"  product error (chip - exact e @ B) in units of max|e|: mean {totals['product_error_mean']:+.4f}, "
                      f"std {totals['product_error_std']:.4f} (Filipovich et al.'s noise model: +0.03, 0.618)")

@@ -868,6 +868,8 @@ class PhotonicMatVec:
             "time_by_kind_s": dict(t.kind_time_s), "transactions_by_kind": dict(t.kind_transactions),
             "bound_by_kind_s": dict(t.bound_kind_s),
             "drift_check_time_s": sum(float(e.get("time_s") or 0.0) for e in t.events),
+            # the recalibrations the run's drift steps made after those checks (their bench time, not the checks')
+            "recalibration_time_s": sum(float(e.get("recalibration_time_s") or 0.0) for e in t.events),
             "drift_checks": t.drift_checks, "recalibrations": t.recalibrations,
             "calibration_sha256": self.cal.sha256,
         }
