@@ -58,6 +58,10 @@ class DriftSteps:
                             event["batch"])
                 engine.use_calibration(self.recalibrate(previous, scope="weights"))
                 residual = engine.confirm_targets(previous.drift_reference.targets)
+                partial_s = hw.elapsed_s()
+                # bench time of the partial recalibration and its confirmation (None on a real bench)
+                event["partial_recalibration_time_s"] = None if bench0 is None or partial_s is None \
+                    else partial_s - bench0
                 # the previous calibration's own error at those targets when it was made: a new one is enough
                 # when it sets them within the trip level of that (the model error, not drift, on coarse benches)
                 ref = previous.drift_reference

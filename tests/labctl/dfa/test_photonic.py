@@ -166,7 +166,8 @@ def test_drift_is_followed_and_recalibration_recorded(small: SimpleNamespace) ->
     assert [cal_.info["recalibration"]["scope"] for cal_ in seen] == ["weights", "full"]
     event = c["drift_events"][0]
     assert event["recalibration_scope"] == "full" and len(event["confirmations"]) == 1
-    assert event["recalibration_time_s"] > 0 and event["recalibration_transactions"] > 0
+    assert event["recalibration_time_s"] > event["partial_recalibration_time_s"] > 0
+    assert event["recalibration_transactions"] > 0
     assert event["confirmations"][0]["calibration_sha256"] == seen[0].sha256
     assert event["recalibrated"] and event["calibration_sha256"] == seen[1].sha256 != Calibration.load(small.cal).sha256
     # the run's recalibrations repeat the options of the calibration they replace
