@@ -294,6 +294,11 @@ def experiment_from(v: dict[str, Any]) -> Experiment:
     if method == "photonic-dfa":
         feedback = "photonic"
         photonic = {"path": v["path"] or "stack", "order": v["order"], "drift_every": v["drift_every"]}
+        # only when asked (an experiment's record, and so a resumed run's, stays as it was without them)
+        if v.get("drop_weak_rings"):
+            photonic["drop_weak_rings"] = True
+        if v.get("refine_iterations") is not None:
+            photonic["refine_iterations"] = v["refine_iterations"]
     elif v["noise"]:
         feedback = "noisy"
     try:
@@ -583,6 +588,11 @@ def _register() -> Any:
             P.Param("order", str, "auto", "photonic-dfa: tile-major, encoding-major, or the cheaper by measured "
                     "unit costs", choices=("auto", "tile", "sample")),
             P.Param("drift_every", int, 50, "photonic-dfa: mini-batches between drift checks (0: never)", min=0),
+            P.Param("refine_iterations", int, None, "photonic-dfa: closed-loop corrections of the configurations' "
+                    "weights before the first batch (default 3; 0: the weight model alone)", min=0),
+            P.Param("drop_weak_rings", bool, False, "photonic-dfa: rings with a narrow weight range carry nothing on "
+                    "every bank (their channels go to other banks: more configurations, smaller product error)",
+                    flag=True),
         ),
         body=train_body, needs_bench=lambda v: v["method"] == "photonic-dfa", resumable=True,
         preflight=_train_preflight, dry_check=_train_dry_check, summarize=_summarize_plan))
