@@ -19,7 +19,7 @@ a 10-epoch run. The calibration (made through the instruments unless ``--calibra
 its projected bench time.
 
     python bench/bench_time.py [--bench default|current|FILE] [--networks mnist5k dry-run] [--calibration FILE]
-                               [--json FILE] [--refine-iterations N]
+                               [--json FILE] [--refine-iterations N] [--reference-every N]
 """
 
 from __future__ import annotations
@@ -68,13 +68,14 @@ def _batch(engine: PhotonicMatVec, n_out: int, seed: int) -> dict[str, Any]:
     return counters
 
 
-def measure(bench_path: str | None, network: str, cal_path: Path, refine_iterations: int = 3) -> dict[str, Any]:
+def measure(bench_path: str | None, network: str, cal_path: Path, refine_iterations: int = 3,
+            reference_every: int = 0) -> dict[str, Any]:
     n_out, hidden, n_train = NETWORKS[network]
     mats = feedback_matrices(n_out, list(hidden), seed=0, dtype=np.float64)
     with Bench.open(bench_path) as bench:
         hw = bench.session()
         cal = Calibration.load(cal_path, hw)
-        options = PhotonicOptions(refine_iterations=refine_iterations)
+        options = PhotonicOptions(refine_iterations=refine_iterations, reference_every=reference_every)
         stack_engine = BenchMatVec(cal, hw, options)
         stack_engine.program(mats)
         stack = _batch(stack_engine, n_out, seed=1)
@@ -138,6 +139,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--refine-iterations", type=int, default=PhotonicOptions().refine_iterations,
                         help="closed-loop corrections of the configurations (0: the weight model alone)")
+    parser.add_argument("--reference-every", type=int, default=0,
+                        help="read the reference encoding again after every N samples (sample order; 0: once)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
@@ -158,7 +161,7 @@ def main() -> None:
             print(f"calibration of {out['bench']} through the instruments: {cal['projected_time_s']:.1f} s projected "
                   f"bench time, {cal['transactions']} transactions ({out['calibration']['wall_s']:.0f} s wall)")
         for network in args.networks:
-            result = measure(args.bench, network, cal_path, args.refine_iterations)
+            result = measure(args.bench, network, cal_path, args.refine_iterations, args.reference_every)
             out["networks"].append(result)
             print(report(result))
     if args.json is not None:

@@ -97,6 +97,7 @@ class PhotonicOptions:
     drift_threshold: float | None = None    # drift check trip level (default: span / 2**7)
     recalibrate_rmse: float | None = None   # recalibrate when recentered references miss by more (default: trip level)
     refine_iterations: int = 3          # closed-loop corrections of every configuration's weights (0: model only)
+    reference_every: int = 0            # sample order: read the reference encoding again after every k samples (0: once)
 
     def __post_init__(self) -> None:
         if self.order not in ("auto", "tile", "sample"):
@@ -105,7 +106,8 @@ class PhotonicOptions:
             raise ValueError(f"low_fraction must be in [0, 1), got {self.low_fraction!r}")
         if not 0.0 < self.range_margin <= 1.0:
             raise ValueError(f"range_margin must be in (0, 1], got {self.range_margin!r}")
-        if self.averaging_time_s <= 0 or self.laser_settle_s < 0 or self.drift_every < 0 or self.refine_iterations < 0:
+        if (self.averaging_time_s <= 0 or self.laser_settle_s < 0 or self.drift_every < 0 or self.refine_iterations < 0
+                or self.reference_every < 0):
             raise ValueError(f"invalid photonic options {self}")
 
 
@@ -443,14 +445,17 @@ class PhotonicMatVec:
             self.refine_configurations()
         plan, n = self.plan, error.shape[0]
         powers, m = self.encoding.powers(plan.block_inputs(error))
-        readings = self._read_batch(powers, n)                                    # (n_cfg, N + 1, B)
+        powers, refs = self._with_references(powers)
+        readings = self._read_batch(powers, powers.shape[1] - 1)                  # (n_cfg, N + 1 (+ refs), B)
         banks = self.mapping.banks
         if banks.size != readings.shape[2] or np.any(banks != np.arange(banks.size)):
             readings = readings[:, :, banks]                                       # usable banks
+        if refs is None:
+            diff = readings[:, 1:] - readings[:, :1]                               # against the reference encoding
+        else:
+            diff = self._against_references(readings, *refs)
         n_tiles = plan.n_tiles
-        tiles, bias = readings[:n_tiles], readings[n_tiles:]
-        partial = tiles[:, 1:] - tiles[:, :1]                                      # against the reference encoding
-        bias_d = bias[:, 1:] - bias[:, :1]                                         # (n_blocks, N, n_usable)
+        partial, bias_d = diff[:n_tiles], diff[n_tiles:]                          # bias_d: (n_blocks, N, n_usable)
         # each tile's block bias, and the encoding scale m and k_b back out (broadcast when there is one block)
         scale = (2.0 * m[:, :, None]) / (self.encoding.swing_w * self.mapping.bank_gain)   # (n_blocks, N, n_usable)
         if plan.n_blocks == 1:
@@ -464,6 +469,33 @@ class PhotonicMatVec:
         products = plan.assemble(partial, n)
         self._tally_error(error, products)
         return products
+
+    def _with_references(self, powers: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """Encodings (n_blocks, N + 1, C) with the reference encoding read again after every ``reference_every``
+        samples and at the end (``sample`` order only: there a long batch reads a configuration's samples minutes
+        after its reference, and the chip drifts in between); returns them with the positions of the references
+        and of the samples (None: as given)."""
+        k, n = self.options.reference_every, powers.shape[1] - 1
+        if k <= 0 or self.order != "sample" or n <= k:
+            return powers, None
+        order, refs, samples = [0], [0], []
+        for j in range(1, n + 1):
+            samples.append(len(order))
+            order.append(j)
+            if j % k == 0 or j == n:
+                refs.append(len(order))
+                order.append(0)
+        return powers[:, order], (np.array(refs), np.array(samples))
+
+    @staticmethod
+    def _against_references(readings: np.ndarray, refs: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        """(T, N, B) sample readings minus each configuration's reference reading interpolated linearly between the
+        reference passes around it (the passes of a block take equal time in ``sample`` order)."""
+        hi = np.searchsorted(refs, samples)                   # the first reference after each sample
+        lo = hi - 1
+        alpha = ((samples - refs[lo]) / (refs[hi] - refs[lo]))[None, :, None]
+        ref = (1.0 - alpha) * readings[:, refs[lo]] + alpha * readings[:, refs[hi]]
+        return readings[:, samples] - ref
 
     def _tally_error(self, error: np.ndarray, products: list[np.ndarray]) -> None:
         """The product error in the units of Filipovich et al.'s noise model (``max|e| * N(mean, std)`` on every

@@ -64,11 +64,13 @@ class IdealReadout(PhotonicMatVec):
         return np.einsum("cbr,br,cnbr->cnb", self._targets, g, p)
 
 
-@pytest.mark.parametrize("n_out", [10, 4])              # three column blocks; one
-def test_mapping_encoding_and_bias_reconstruct_the_product_exactly(small: SimpleNamespace, n_out: int) -> None:
+@pytest.mark.parametrize("n_out,reference_every", [(10, 0), (4, 0), (10, 3), (4, 4)])   # three column blocks; one
+def test_mapping_encoding_and_bias_reconstruct_the_product_exactly(small: SimpleNamespace, n_out: int,
+                                                                   reference_every: int) -> None:
     with Bench.open(small.bench, lock_dir=small.locks) as bench:
         cal = Calibration.load(small.cal, bench.session())
-        eng = IdealReadout(cal, bench.session(), PhotonicOptions(recenter_at_start=False))
+        eng = IdealReadout(cal, bench.session(), PhotonicOptions(recenter_at_start=False, order="sample",
+                                                                 reference_every=reference_every))
         mats = feedback_matrices(n_out, [9, 6], seed=3, dtype=np.float64)
         eng.program(mats)
         assert eng.plan.n_blocks == -(-n_out // 4)
@@ -394,3 +396,15 @@ def test_a_tripped_check_on_a_balanced_only_bench_recenters_before_it_recalibrat
     assert event is not None and event["tripped"]                     # a threshold of 0 always trips
     assert not event["needs_recalibration"] and not seen              # recentred, not recalibrated
     assert event["residual_rmse"] < level / 2 and model_error > level / 2
+
+
+def test_references_read_again_follow_a_drifting_offset() -> None:
+    """With the reference read again every k samples, a configuration's reading that drifts linearly in time (a
+    chip whose offset walks during a long batch) is measured against the reference of its own time."""
+    refs = np.array([0, 3, 6, 8])                      # positions of the reference passes (k = 2, N = 5)
+    samples = np.array([1, 2, 4, 5, 7])
+    offset = 0.1 * np.arange(9)[None, :, None]         # (T=1, passes, B=1): drift of 0.1 per pass
+    signal = np.zeros((1, 9, 1))
+    signal[0, samples, 0] = [1.0, 2.0, 3.0, 4.0, 5.0]
+    out = PhotonicMatVec._against_references(signal + offset, refs, samples)
+    np.testing.assert_allclose(out[0, :, 0], [1.0, 2.0, 3.0, 4.0, 5.0], atol=1e-12)
