@@ -589,29 +589,68 @@ class PhotonicMatVec:
         powers[1 + np.arange(chans.size), chans] = enc.high_w
         return powers
 
-    def measure_configurations(self) -> np.ndarray:
+    #: Tiles between two readings of their block's bias configuration when the configurations are measured.
+    PROBE_BIAS_EVERY: ClassVar[int] = 16
+
+    def _probe_sequence(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Configurations in the order the measurement visits them: tile-major, each block's bias configuration
+        before its tiles, after every ``PROBE_BIAS_EVERY`` of them and at the end; with each tile's position in that
+        order and the positions of the bias visits before and after it."""
+        assert self.plan is not None
+        plan = self.plan
+        seq: list[int] = []
+        tile_pos = np.zeros(plan.n_tiles, dtype=int)
+        lo = np.zeros(plan.n_tiles, dtype=int)
+        hi = np.zeros(plan.n_tiles, dtype=int)
+        for cb in range(plan.n_blocks):
+            bias = plan.n_tiles + cb
+            tiles = np.flatnonzero(plan.block == cb)
+            seq.append(bias)
+            last, pending = len(seq) - 1, []
+            for k, tile in enumerate(tiles.tolist()):
+                tile_pos[tile] = len(seq)
+                seq.append(tile)
+                pending.append(tile)
+                if (k + 1) % self.PROBE_BIAS_EVERY == 0 or k == tiles.size - 1:
+                    seq.append(bias)
+                    lo[pending], hi[pending] = last, len(seq) - 1
+                    last, pending = len(seq) - 1, []
+        return np.array(seq, dtype=int), tile_pos, lo, hi
+
+    def measure_configurations(self) -> tuple[np.ndarray, np.ndarray]:
         """Weights (T, B, R) of every configuration, measured the way a batch's readings see them: the reading at
         each usable channel's raised encoding minus the reference, over ``G (P_high - P_mid)`` (NaN for rings on no
-        usable channel). One pass of ``channels + 1`` encodings over every configuration (:meth:`_read_probe`)."""
+        usable channel); and (n_tiles, B, R) their block's bias configuration measured around each tile's time.
+
+        Tile-major (every encoding of one configuration back to back, :meth:`_probe_sequence`), so one
+        configuration's readings are seconds apart, and its bias is read again every few tiles and interpolated:
+        on a bench whose configurations are slow (the current bench's 41 greymatter lines) a pass over mnist5k's
+        535 configurations takes minutes, over which the chip drifts."""
         powers = self._probe_powers()
-        readings = self._read_probe(powers)                                # (T, n_cols + 1, B)
+        seq, tile_pos, lo, hi = self._probe_sequence()
+        readings = self._read_probe(powers, seq)                           # (S, n_cols + 1, B)
         if readings is None:
             raise NotImplementedError(f"{type(self).__name__} cannot read the configurations on their own")
         chans = self.mapping.channels
         step = self.encoding.high_w - self.encoding.mid_w
-        diff = readings[:, 1:, :] - readings[:, :1, :]                     # (T, n_cols, B)
-        w_ch = np.swapaxes(diff, 1, 2) / (self.mapping.gain[None][:, :, chans] * step)   # (T, B, n_cols)
+        diff = readings[:, 1:, :] - readings[:, :1, :]                     # (S, n_cols, B)
+        w_ch = np.swapaxes(diff, 1, 2) / (self.mapping.gain[None][:, :, chans] * step)   # (S, B, n_cols)
         nb, nr = self.mapping.centre.shape
-        out = np.full((readings.shape[0], nb, nr), np.nan)
+        w_seq = np.full((readings.shape[0], nb, nr), np.nan)
         ring = self.mapping.ring_of[:, chans]                              # (B, n_cols)
         b_idx = np.repeat(np.arange(nb)[:, None], chans.size, axis=1)
         ok = ring >= 0
-        out[:, b_idx[ok], ring[ok]] = w_ch[:, ok]
-        return out
+        w_seq[:, b_idx[ok], ring[ok]] = w_ch[:, ok]
+        out = np.full((len(self.drives), nb, nr), np.nan)
+        out[seq] = w_seq                                                   # a bias: its last reading
+        alpha = ((tile_pos - lo) / (hi - lo))[:, None, None]
+        bias_near = (1.0 - alpha) * w_seq[lo] + alpha * w_seq[hi]
+        return out, bias_near
 
-    def _read_probe(self, powers: np.ndarray) -> np.ndarray | None:
-        """Readings (T, N, B) of every configuration at every one of ``powers`` (N, C), as the subclass reads; None
-        where it cannot (then the configurations are not refined)."""
+    def _read_probe(self, powers: np.ndarray, sequence: np.ndarray) -> np.ndarray | None:
+        """Readings (S, N, B) of the configurations ``sequence`` (indices into the drives, in that order, each at
+        every one of ``powers`` (N, C) before the next), as the subclass reads; None where it cannot (then the
+        configurations are not refined)."""
         return None
 
     def refine_configurations(self) -> dict[str, Any]:
@@ -630,7 +669,7 @@ class PhotonicMatVec:
         assert self.plan is not None and self._targets is not None and self._deltas is not None
         self._refine_due = False
         self._refined = False
-        if type(self)._read_probe is PhotonicMatVec._read_probe:
+        if type(self)._read_probe is PhotonicMatVec._read_probe:      # a readout that cannot probe
             return {}
         t0, x0 = self._now()
         wall0 = time.perf_counter()
@@ -642,17 +681,17 @@ class PhotonicMatVec:
         history: list[float] = []
         noise = None
         for it in range(self.options.refine_iterations + 1):
-            measured = self.measure_configurations()
+            measured, bias_near = self.measure_configurations()
             if noise is None:
                 # the first pass twice: the readings' own noise, per bank (in weight units; a bank's gain sets it)
-                again = self.measure_configurations()
+                again, bias_again = self.measure_configurations()
                 spread = np.where(np.isfinite(again - measured), again - measured, np.nan)
                 noise = np.sqrt(0.5 * np.nanmean(spread ** 2, axis=(0, 2)))             # (B,)
-                measured = 0.5 * (measured + again)
+                measured, bias_near = 0.5 * (measured + again), 0.5 * (bias_near + bias_again)
             # what the products see: each tile against its block's bias configuration (their common error cancels
             # there, so only the difference is corrected; the bias configurations stay as the model sets them)
             err = np.zeros_like(targets)
-            err[:n_tiles] = (measured[:n_tiles] - measured[n_tiles:][block]) - (targets[:n_tiles] - bias_t)
+            err[:n_tiles] = (measured[:n_tiles] - bias_near) - (targets[:n_tiles] - bias_t)
             err[~np.isfinite(measured)] = np.nan
             err[n_tiles:] = np.nan
             used = np.isfinite(err)
@@ -996,11 +1035,12 @@ class BenchMatVec(PhotonicMatVec):
         self.hw.read_configurations(self.drives, powers, [(config, 0)], current=config)
         self._config = config
 
-    def _read_probe(self, powers: np.ndarray) -> np.ndarray:
-        """Through the instruments, by the batches' loop (encoding-major, back and forth)."""
-        out, _, self._config = self.hw.read_configurations(
-            self.drives, powers, schedule("sample", np.zeros(len(self.drives), dtype=int), powers.shape[0] - 1,
-                                          current=self._config), current=self._config)
+    def _read_probe(self, powers: np.ndarray, sequence: np.ndarray) -> np.ndarray:
+        """Through the instruments, by the batches' loop (tile-major, the encodings back and forth)."""
+        n = powers.shape[0]
+        visits = [(s, i if s % 2 == 0 else n - 1 - i) for s in range(len(sequence)) for i in range(n)]
+        out, _, _ = self.hw.read_configurations(self.drives[sequence], powers, visits, current=None)
+        self._config = None
         return out
 
     def _read_batch(self, powers: np.ndarray, n: int) -> np.ndarray:

@@ -61,11 +61,11 @@ class FastMatVec(PhotonicMatVec):
         self._config = None
         return out
 
-    def _read_probe(self, powers: np.ndarray) -> np.ndarray:
+    def _read_probe(self, powers: np.ndarray, sequence: np.ndarray) -> np.ndarray:
         """From the emulator, the clock advanced by what the same pass costs through the instruments."""
         assert self.costs is not None
-        out = self._readings(self.drives, powers, self.averaging_time_s)
-        ops = op_counts("sample", self.drives.shape[0], 1, powers.shape[0] - 1)
+        out = self._readings(self.drives[sequence], powers, self.averaging_time_s)
+        ops = op_counts("tile", len(sequence), 1, powers.shape[0] - 1)
         self._advance_clock(ops.time_s(self.costs), "photonic fast path: refining the configurations")
         self._config = None
         return out
