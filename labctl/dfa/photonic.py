@@ -622,10 +622,10 @@ class PhotonicMatVec:
         each usable channel's raised encoding minus the reference, over ``G (P_high - P_mid)`` (NaN for rings on no
         usable channel); and (n_tiles, B, R) their block's bias configuration measured around each tile's time.
 
-        Tile-major (every encoding of one configuration back to back, :meth:`_probe_sequence`), so one
-        configuration's readings are seconds apart, and its bias is read again every few tiles and interpolated:
-        on a bench whose configurations are slow (the current bench's 41 greymatter lines) a pass over mnist5k's
-        535 configurations takes minutes, over which the chip drifts."""
+        Tile-major where configurations are the slow operation (:meth:`_probe_order`: the current bench's 41
+        greymatter lines, where a pass over mnist5k's 535 configurations takes minutes over which the chip drifts),
+        so one configuration's readings are seconds apart; each block's bias is read again every few tiles and
+        interpolated to each tile's time (:meth:`_probe_sequence`)."""
         powers = self._probe_powers()
         seq, tile_pos, lo, hi = self._probe_sequence()
         readings = self._read_probe(powers, seq)                           # (S, n_cols + 1, B)
@@ -646,6 +646,12 @@ class PhotonicMatVec:
         alpha = ((tile_pos - lo) / (hi - lo))[:, None, None]
         bias_near = (1.0 - alpha) * w_seq[lo] + alpha * w_seq[hi]
         return out, bias_near
+
+    def _probe_order(self) -> Order:
+        """Tile-major where a configuration costs more than an encoding (the current bench: then one configuration's
+        readings are seconds apart however long the pass), else encoding-major (a pass is short there)."""
+        c = self.costs
+        return "tile" if c is None or c.config_s >= c.encode_s else "sample"
 
     def _read_probe(self, powers: np.ndarray, sequence: np.ndarray) -> np.ndarray | None:
         """Readings (S, N, B) of the configurations ``sequence`` (indices into the drives, in that order, each at
@@ -1036,9 +1042,13 @@ class BenchMatVec(PhotonicMatVec):
         self._config = config
 
     def _read_probe(self, powers: np.ndarray, sequence: np.ndarray) -> np.ndarray:
-        """Through the instruments, by the batches' loop (tile-major, the encodings back and forth)."""
-        n = powers.shape[0]
-        visits = [(s, i if s % 2 == 0 else n - 1 - i) for s in range(len(sequence)) for i in range(n)]
+        """Through the instruments, by the batches' loop, in the cheaper order for the measured unit costs (both go
+        back and forth)."""
+        n, s_n = powers.shape[0], len(sequence)
+        if self._probe_order() == "tile":
+            visits = [(s, i if s % 2 == 0 else n - 1 - i) for s in range(s_n) for i in range(n)]
+        else:
+            visits = [(s if i % 2 == 0 else s_n - 1 - s, i) for i in range(n) for s in range(s_n)]
         out, _, _ = self.hw.read_configurations(self.drives[sequence], powers, visits, current=None)
         self._config = None
         return out

@@ -65,7 +65,7 @@ class FastMatVec(PhotonicMatVec):
         """From the emulator, the clock advanced by what the same pass costs through the instruments."""
         assert self.costs is not None
         out = self._readings(self.drives[sequence], powers, self.averaging_time_s)
-        ops = op_counts("tile", len(sequence), 1, powers.shape[0] - 1)
+        ops = op_counts(self._probe_order(), len(sequence), 1, powers.shape[0] - 1)
         self._advance_clock(ops.time_s(self.costs), "photonic fast path: refining the configurations")
         self._config = None
         return out
