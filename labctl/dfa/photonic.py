@@ -648,10 +648,12 @@ class PhotonicMatVec:
         return out, bias_near
 
     def _probe_order(self) -> Order:
-        """Tile-major where a configuration costs more than an encoding (the current bench: then one configuration's
-        readings are seconds apart however long the pass), else encoding-major (a pass is short there)."""
+        """Tile-major where a configuration costs at least half a batch's encoding (the current bench: then one
+        configuration's readings are seconds apart however long the pass), else encoding-major (the default bench,
+        where a pass is short). Half: a probe's encoding changes two lasers where a batch's changes all of them,
+        and the one power settle they wait for dominates either."""
         c = self.costs
-        return "tile" if c is None or c.config_s >= c.encode_s else "sample"
+        return "tile" if c is None or c.config_s >= 0.5 * c.encode_s else "sample"
 
     def _read_probe(self, powers: np.ndarray, sequence: np.ndarray) -> np.ndarray | None:
         """Readings (S, N, B) of the configurations ``sequence`` (indices into the drives, in that order, each at
