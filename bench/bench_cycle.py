@@ -8,7 +8,7 @@ emulator's speed-up over that real bench. For comparison, in the same run: the e
 they are (same lines, same order) on static pyvisa-sim definitions of the same instruments (the shipped YAML,
 answers matched by string, no drivers, no physics), in transactions per second.
 
-    python bench/bench_cycle.py [--cycles N] [--averaging-time-s T]
+    python bench/bench_cycle.py [--cycles N] [--averaging-time-s T] [--bench default current ...]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from labctl.bench.bench import Bench, lasers_on
-from labctl.bench.config import embedded_bench_path, load_bench
+from labctl.bench.config import load_bench
 from labctl.sim.instruments import MODELS
 from labctl.sim.protocol import all_profiles, yaml_path
 
@@ -79,7 +79,9 @@ def static_replay(config: Any, exchanges: list[tuple[str, str, Any]], repeats: i
 
 
 def run(name: str, cycles: int, averaging_time_s: float) -> None:
-    config, digest = load_bench(embedded_bench_path(name))
+    from labctl.cli.common import bench_path
+
+    config, digest = load_bench(bench_path(name))          # an embedded bench's name or a bench file
     with tempfile.TemporaryDirectory() as locks:
         bench = Bench.connect(config, digest, lock_dir=Path(locks))
         try:
@@ -126,8 +128,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--averaging-time-s", type=float, default=1e-3)
+    parser.add_argument("--bench", nargs="+", default=["default", "current"],
+                        help="embedded bench names or emulated bench files (default: default current)")
     args = parser.parse_args()
-    for name in ("default", "current"):
+    for name in args.bench:
         run(name, args.cycles, args.averaging_time_s)
 
 

@@ -19,7 +19,7 @@ a 10-epoch run. The calibration (made through the instruments unless ``--calibra
 its projected bench time.
 
     python bench/bench_time.py [--bench default|current|FILE] [--networks mnist5k dry-run] [--calibration FILE]
-                               [--json FILE]
+                               [--json FILE] [--refine-iterations N] [--reference-every N]
 """
 
 from __future__ import annotations
@@ -57,23 +57,26 @@ def _batch(engine: PhotonicMatVec, n_out: int, seed: int) -> dict[str, Any]:
     e = np.random.default_rng(seed).normal(size=(BATCH, n_out)) * 0.05
     engine.start()
     drift = engine.check_drift() if engine.drift_check_due() else None
-    engine.pop_counters()                  # the set-up (unit-cost probe, drift check) is not the batch's
+    refine = engine.refine_configurations() if engine._refine_due else None
+    engine.pop_counters()                  # the set-up (unit-cost probe, drift check, refinement) is not the batch's
     wall, cpu = time.perf_counter(), time.process_time()
     engine.matvec(0, e)
     counters = engine.pop_counters()
     counters["wall_s"] = time.perf_counter() - wall
     counters["cpu_s"] = time.process_time() - cpu  # this process's CPU: the honest figure on a shared machine
     counters["drift_check"] = drift
+    counters["refinement"] = refine
     return counters
 
 
-def measure(bench_path: str | None, network: str, cal_path: Path) -> dict[str, Any]:
+def measure(bench_path: str | None, network: str, cal_path: Path, refine_iterations: int = 3,
+            reference_every: int = 0) -> dict[str, Any]:
     n_out, hidden, n_train = NETWORKS[network]
     mats = feedback_matrices(n_out, list(hidden), seed=0, dtype=np.float64)
     with Bench.open(bench_path) as bench:
         hw = bench.session()
         cal = Calibration.load(cal_path, hw)
-        options = PhotonicOptions()
+        options = PhotonicOptions(refine_iterations=refine_iterations, reference_every=reference_every)
         stack_engine = BenchMatVec(cal, hw, options)
         stack_engine.program(mats)
         stack = _batch(stack_engine, n_out, seed=1)
@@ -119,6 +122,11 @@ def report(result: dict[str, Any]) -> str:
                  f"({', '.join(f'{k} {v:.0f}' for k, v in stack['transactions_by_kind'].items())}); "
                  f"B e minus the exact product, std in units of max|e|: stack "
                  f"{stack.get('product_error_std', math.nan):.4f}, fast {fast.get('product_error_std', math.nan):.4f}")
+    refine = stack.get("refinement")
+    if refine:
+        lines.append(f"  refinement of the configurations through the instruments (once per calibration, not in the "
+                     f"above): {refine['time_s']:.1f} s bench time, weight rms "
+                     + " -> ".join(f"{h:.4f}" for h in refine["rmse_history"]))
     check = stack.get("drift_check")
     if check:
         lines.append(f"  the session's first drift check through the instruments: {check['time_s']:.1f} s bench time, "
@@ -132,6 +140,10 @@ def main() -> None:
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     parser.add_argument("--calibration", type=Path, default=None, help="calibration of this bench (default: make one)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--refine-iterations", type=int, default=PhotonicOptions().refine_iterations,
+                        help="closed-loop corrections of the configurations (0: the weight model alone)")
+    parser.add_argument("--reference-every", type=int, default=0,
+                        help="read the reference encoding again after every N samples (sample order; 0: once)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
@@ -152,7 +164,7 @@ def main() -> None:
             print(f"calibration of {out['bench']} through the instruments: {cal['projected_time_s']:.1f} s projected "
                   f"bench time, {cal['transactions']} transactions ({out['calibration']['wall_s']:.0f} s wall)")
         for network in args.networks:
-            result = measure(args.bench, network, cal_path)
+            result = measure(args.bench, network, cal_path, args.refine_iterations, args.reference_every)
             out["networks"].append(result)
             print(report(result))
     if args.json is not None:

@@ -78,9 +78,16 @@ def main() -> None:
                         help="mini-batches of the short run through the instrument stack (0: skip)")
     parser.add_argument("--calibration", type=Path, default=None,
                         help="calibration of the default emulated bench (default: calibrate it first)")
+    parser.add_argument("--bench", default=None,
+                        help="photonic rows: embedded bench name (default, current, adc) or bench file (default: the "
+                             "default emulated bench)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if args.bench is not None:
+        from labctl.cli.common import bench_path
+
+        args.bench = str(bench_path(args.bench))      # an embedded name or a file, as the CLI takes it
 
     limits: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if args.threads:
@@ -95,9 +102,9 @@ def main() -> None:
             from labctl.procedures.calibrate import run_calibration
 
             t0 = time.perf_counter()
-            report = run_calibration(None, Path(root) / "calibration.json")
+            report = run_calibration(args.bench, Path(root) / "calibration.json")
             calibration = Path(report["calibration"])
-            print(f"calibrated the default emulated bench in {time.perf_counter() - t0:.0f} s wall "
+            print(f"calibrated the {args.bench or 'default'} emulated bench in {time.perf_counter() - t0:.0f} s wall "
                   f"(projected bench time {report['projected_time_s']:.0f} s): {calibration}", flush=True)
         for dataset_name in args.datasets:
             ds = load_dataset(dataset_name)
@@ -115,7 +122,7 @@ def main() -> None:
                                      seed=seed, train=TrainConfig(method=method, epochs=args.epochs),
                                      photonic={"path": "fast", "drift_every": DRIFT_EVERY}
                                      if feedback == "photonic" else None)
-                    result = run_training(exp, calibration=calibration, root=root)
+                    result = run_training(exp, calibration=calibration, root=root, bench_path=args.bench)
                     hist = result["history"]
                     a = acc[label]
                     a["accs"].append(hist[-1]["test_accuracy"])
@@ -216,7 +223,7 @@ def _stack_run(args: argparse.Namespace, calibration: Path | None, root: Path) -
                      feedback="photonic", seed=args.seeds[0], n_train=n, n_test=200,
                      train=TrainConfig(method="dfa", epochs=1, batch_size=batch),
                      photonic={"path": "stack", "drift_every": DRIFT_EVERY, "recenter_at_start": False})
-    result = run_training(exp, calibration=calibration, root=root)
+    result = run_training(exp, calibration=calibration, root=root, bench_path=args.bench)
     h = result["history"][0]
     hw = h["hardware"]
     per_epoch = math.ceil(ds.y_train.size / batch)

@@ -7,7 +7,11 @@ auto range and quantization. Timed with 1 and 2 chunk threads, interleaved so bo
 prints best and median per mini-batch, readings per second and the 2-thread speedup, and checks that both give the
 same readings for the same seed.
 
-    python bench/meter_pass.py [--repeat 15] [--seed 0]
+    python bench/meter_pass.py [--repeat 15] [--seed 0] [--bench current]
+
+``--bench NAME|FILE`` (an emulated bench other than the default) times the same mini-batch through that bench's
+fast-path readings instead (``Session.vectorized.read``: on the ``current`` bench the balanced photodiodes and the
+2400's compliance, on ``adc`` the TIAs into the DAQ model); the thread comparison is the meter pass's only.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bench", default=None, help="time this emulated bench's fast-path readings instead")
     args = parser.parse_args()
+    if args.bench is not None and args.bench != "default":
+        _bench_pass(args)
+        return
 
     results: dict[int, np.ndarray] = {}
     times: dict[int, list[float]] = {1: [], 2: []}
@@ -66,6 +74,33 @@ def main() -> None:
         raise SystemExit("readings depend on the thread count")
     for chip in chips.values():
         chip.close()
+
+
+def _bench_pass(args: argparse.Namespace) -> None:
+    """The same mini-batch through another emulated bench's fast-path readings (drives within its heater limits)."""
+    from labctl.bench.bench import Bench
+    from labctl.cli.common import bench_path
+
+    with Bench.open(bench_path(args.bench)) as bench:
+        hw = bench.session()
+        if hw.vectorized is None:
+            raise SystemExit(f"--bench {args.bench}: not an emulated bench (no fast-path readings)")
+        rng = np.random.default_rng(args.seed)
+        drive = rng.uniform(0.0, 0.5, (N_CONFIGS, hw.n_banks * hw.n_rings)) * np.asarray(hw.max_drive, dtype=float)
+        _, powers, index = _workload(bench.emulation.chip, args.seed)
+        averaging = 2e-4
+        hw.vectorized.read(drive, powers, averaging, index)            # warm up
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            hw.vectorized.read(drive, powers, averaging, index)
+            times.append(time.perf_counter() - t0)
+        readings = N_CONFIGS * N_SETTINGS * hw.n_banks
+        best, med = min(times), statistics.median(times)
+        print(f"{args.bench}: one mini-batch: {N_CONFIGS} configurations x {N_SETTINGS} power settings x "
+              f"{hw.n_banks} banks = {readings} balanced readings; {args.repeat} repeats")
+        print(f"  best {1e3 * best:.2f} ms, median {1e3 * med:.2f} ms ({readings / med / 1e6:.2f} M readings/s at the "
+              "median)")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,15 @@ class _Scanner:
         self.fsr_m: float | None = None
         self._ref_m = rmap.center_m.copy()
 
+    def uncovered(self, centres_m: np.ndarray, predicted_m: np.ndarray) -> np.ndarray:
+        """Where a fitted resonance lies outside the wavelengths the scan covered around its prediction (stepped
+        benches scan only ``half_window_m`` around each predicted resonance): there the fit extrapolates, or has
+        taken another ring's pole (a balanced-only trace shows poles, not each ring's own zero), and its value is
+        no measurement of that ring. Always False on swept benches (the whole band is scanned)."""
+        if not self.session.stepped:
+            return np.zeros(np.shape(centres_m), dtype=bool)
+        return ~(np.abs(np.asarray(centres_m) - np.asarray(predicted_m)) <= self.half_window_m)
+
     def measure(self, drive: np.ndarray, predicted_m: np.ndarray) -> np.ndarray:
         """Apply ``drive`` (all rings), scan, and return the fitted ring resonances (B, R)."""
         hw = self.hw
@@ -314,7 +323,8 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
         scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m, stepped_window_fwhm)
         ref_times: list[float] = []
         ref_offsets: list[float] = []
-        pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []   # (group, time, centres, drive)
+        # (group, time, centres, drive, resonances the scan did not cover around their prediction)
+        pending: list[tuple[int, float, np.ndarray, np.ndarray, np.ndarray]] = []
 
         def measure(drive: np.ndarray, predicted: np.ndarray) -> np.ndarray:
             centres = scanner.measure(drive, predicted.reshape(nb, nr)).reshape(-1)
@@ -358,7 +368,7 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
             drive = zero.copy()
             drive[heaters] = u_probe
             centres = measure(drive, ref)
-            pending.append((gi, scanner.times_s[-1], centres, drive.copy()))
+            pending.append((gi, scanner.times_s[-1], centres, drive.copy(), scanner.uncovered(centres, ref)))
             probe_shift = centres - ref
             mine = _identify(hw, heaters, probe_shift, eta_guess * u_probe ** 2, own, center0,
                              close_m=float(np.median(width)))
@@ -388,13 +398,15 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
                 drive[heaters] = u
                 heat_of_res = np.zeros(n)
                 heat_of_res[has] = u[own_heater[has]] ** 2
-                centres = measure(drive, ref + per_heat * heat_of_res)
-                pending.append((gi, scanner.times_s[-1], centres, drive.copy()))
+                predicted = ref + per_heat * heat_of_res
+                centres = measure(drive, predicted)
+                pending.append((gi, scanner.times_s[-1], centres, drive.copy(),
+                                scanner.uncovered(centres, predicted)))
         reference()
         # drift: common-mode offset of the references, linear in time between them
-        for gi, t, centres, drive in pending:
+        for gi, t, centres, drive, uncovered in pending:
             drift = float(np.interp(t, ref_times, ref_offsets))
-            shifts_rows.append(centres - center0 - drift)
+            shifts_rows.append(np.where(uncovered, np.nan, centres - center0 - drift))   # NaN: not measured
             drives_rows.append(drive)
             group_of_row.append(gi)
         scans = scanner.scans
@@ -651,16 +663,17 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
     counts = np.zeros(n)
     for gi, heaters in enumerate(groups):                 # a loop over groups: one bulk fit each
         sel = rows == gi
-        s = shifts[sel]                                   # (M, N)
+        measured = np.isfinite(shifts[sel])               # NaN: the scan did not cover that resonance
+        s = np.where(measured, shifts[sel], 0.0)          # (M, N)
         u = drives[sel][:, heaters]                       # (M, G)
         u2max = float(np.max(u * u))
-        weights = np.ones_like(s)
+        weights = measured.astype(float)
         sol_x = np.zeros(heaters.size)
         for _ in range(2):
             sol_x = _fit_group(s, u, weights, u2max, sol_x)
             kt, r = _columns(s, u, weights, sol_x)
-            scale = 1.4826 * np.median(np.abs(r)) + 1e-15
-            weights = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * scale))   # Huber-like: 1 within 4 robust sigma
+            scale = 1.4826 * np.median(np.abs(r[measured])) + 1e-15
+            weights = measured / np.maximum(1.0, np.abs(r) / (4.0 * scale))   # Huber-like: 1 within 4 robust sigma
         k_matrix[:, heaters] = kt.T
         gamma[heaters] = sol_x
         resid_sq += np.sum(weights * r * r, axis=0)

@@ -139,6 +139,11 @@ def summarize(report: dict[str, Any]) -> str:
                      f"x{hw.get('ratio_to_instrument_bound', float('nan')):.3f} the bound; docs/bench-time.md)")
         lines.append("      per operation kind, s (run / bound): " + ", ".join(
             f"{k} {kinds.get(k, 0.0):.1f} / {bound.get(k, 0.0):.1f}" for k in ("configure", "encode", "read", "batch")))
+    if hw.get("drift_checks") is not None:
+        lines.append(f"      drift checks {hw.get('drift_checks', 0):.0f} ({hw.get('drift_check_time_s', 0):.0f} s), "
+                     f"recalibrations {hw.get('recalibrations', 0):.0f} ({hw.get('recalibration_time_s', 0):.0f} s), "
+                     f"refinement of the configurations {hw.get('refine_time_s', 0):.0f} s: bench time not in the "
+                     "above")
     if hw.get("product_error_std") is not None:
         lines.append(f"      chip's B e minus the exact product, in units of max|e|: mean "
                      f"{hw['product_error_mean']:+.4f}, std {hw['product_error_std']:.4f} (Filipovich et al.'s noise "
@@ -147,8 +152,14 @@ def summarize(report: dict[str, Any]) -> str:
         if key in report:
             r = report[key]
             line = f"  {name} (all digits, {r['epochs']} epochs): test accuracy {100 * r['test_accuracy']:.2f} %"
-            if r["hardware"].get("projected_time_s") is not None:
-                line += f", projected bench time {_s(r['hardware']['projected_time_s'])}"
+            rh = r["hardware"]
+            if rh.get("projected_time_s") is not None:
+                line += f", projected bench time {_s(rh['projected_time_s'])}"
+            if rh.get("product_error_std") is not None:
+                line += f"; product error std {rh['product_error_std']:.4f} of max|e|"
+            if rh.get("drift_checks"):
+                line += (f"; {rh['drift_checks']:.0f} drift checks ({rh.get('drift_check_time_s', 0):.0f} s), "
+                         f"{rh.get('recalibrations', 0):.0f} recalibrations ({rh.get('recalibration_time_s', 0):.0f} s)")
             lines.append(line)
     lines.append(f"  total wall time {report['wall_s']:.0f} s")
     if report.get("expectation"):

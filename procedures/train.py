@@ -129,7 +129,8 @@ def _report(run: Run, trainer: Trainer) -> dict[str, Any]:
     hardware = [h.get("hardware") or {} for h in hist]
     totals: dict[str, float] = {}
     for key in ("reconfigurations", "encodings", "readings", "transactions", "projected_time_s", "naive_time_s",
-                "minimum_time_s", "instrument_bound_s", "drift_check_time_s", "drift_checks", "recalibrations"):
+                "minimum_time_s", "instrument_bound_s", "drift_check_time_s", "drift_checks", "recalibrations",
+                "recalibration_time_s", "refine_time_s"):
         vals = [h[key] for h in hardware if isinstance(h.get(key), int | float)]
         if vals:
             totals[key] = float(sum(vals))
@@ -252,7 +253,9 @@ def summarize(report: dict[str, Any]) -> str:
                          "docs/bench-time.md); per operation kind, s: " + ", ".join(
                              f"{k} {v:.0f}" for k, v in (totals.get("time_by_kind_s") or {}).items()))
         lines.append(f"  drift checks {totals.get('drift_checks', 0):.0f} ({totals.get('drift_check_time_s', 0):.0f} s "
-                     f"bench time, not in the above), recalibrations {totals.get('recalibrations', 0):.0f}")
+                     f"bench time, not in the above), recalibrations {totals.get('recalibrations', 0):.0f} "
+                     f"({totals.get('recalibration_time_s', 0):.0f} s), refinement of the configurations "
+                     f"{totals.get('refine_time_s', 0):.0f} s")
     if totals.get("product_error_std") is not None:
         lines.append(f"  product error (chip - exact e @ B) in units of max|e|: mean {totals['product_error_mean']:+.4f}, "
                      f"std {totals['product_error_std']:.4f} (Filipovich et al.'s noise model: +0.03, 0.618)")
@@ -293,6 +296,11 @@ def experiment_from(v: dict[str, Any]) -> Experiment:
     if method == "photonic-dfa":
         feedback = "photonic"
         photonic = {"path": v["path"] or "stack", "order": v["order"], "drift_every": v["drift_every"]}
+        # only when asked (an experiment's record, and so a resumed run's, stays as it was without them)
+        if v.get("drop_weak_rings"):
+            photonic["drop_weak_rings"] = True
+        if v.get("refine_iterations") is not None:
+            photonic["refine_iterations"] = v["refine_iterations"]
     elif v["noise"]:
         feedback = "noisy"
     try:
@@ -331,14 +339,8 @@ def _train_preflight(ctx: Any) -> None:
 
 
 def _train_dry_check(ctx: Any) -> dict[str, Any]:
-    from labctl.procedures.dry_checks import (
-        bench_limits,
-        check_heater_rows,
-        check_laser_powers,
-        limits_lines,
-    )
-
-    from labctl.dfa.tiling import TilePlan, op_counts
+    from labctl.dfa.tiling import op_counts
+    from labctl.procedures.dry_checks import bench_limits, check_heater_rows, check_laser_powers, limits_lines
 
     v = ctx.values
     exp = experiment_from(v)
@@ -366,7 +368,7 @@ def _train_dry_check(ctx: Any) -> dict[str, Any]:
     options = photonic_options(exp)
     mapping = WeightMapping.from_calibration(cal, options)
     mats = feedback_matrices(ds.n_classes, exp.hidden, derive_seeds(exp.seed)["feedback"])
-    plan = TilePlan([m.shape for m in mats], n_banks=mapping.banks.size, n_cols=mapping.channels.size)
+    plan = mapping.plan([m.shape for m in mats])
     tiles = plan.tile_matrices(mats)
     targets = np.concatenate([mapping.targets_batch(tiles), np.repeat(mapping.centre[None], plan.n_blocks, axis=0)])
     drives = cal.solve_from_detunings(targets, cal.solve_detunings(targets))
@@ -544,9 +546,9 @@ def _photonic_setup(ctx: Any, exp: Experiment, n_out: int, calibration: str | No
     run.write()
 
     def recalibrate_step(previous: Any, scope: str = "full") -> Any:
-        """A recalibration of this run (the replaced calibration's options), partial or full (``scope``, as
-        DriftSteps asks); saved and recorded."""
-        ctx.say(f"drift beyond the recalibration level: recalibrating ({scope}) through the instruments")
+        """A recalibration of this run (the replaced calibration's options), partial (``scope="weights"``: heater
+        model kept) or full, as the drift steps ask; saved and recorded."""
+        ctx.say(f"drift beyond the recalibration level: recalibrating through the instruments ({scope})")
         new_cal = recalibrate(hw, previous, progress=calibration_progress(ctx, hw.n_channels, "recalibrate"),
                               scope=scope)  # type: ignore[arg-type]
         out = new_cal.save(run.path / f"calibration-{new_cal.sha256[:12]}.json")
@@ -601,6 +603,11 @@ def _register() -> Any:
                     "unit costs", choices=("auto", "tile", "sample")),
             P.Param("drift_every", int, 50, "photonic-dfa: mini-batches between drift checks (0: never)", min=0,
                     max=1_000_000),
+            P.Param("refine_iterations", int, None, "photonic-dfa: closed-loop corrections of the configurations' "
+                    "weights before the first batch (default 3; 0: the weight model alone)", min=0, max=100),
+            P.Param("drop_weak_rings", bool, False, "photonic-dfa: rings with a narrow weight range carry nothing on "
+                    "every bank (their channels go to other banks: more configurations, smaller product error)",
+                    flag=True),
         ),
         body=train_body, needs_bench=lambda v: v["method"] == "photonic-dfa", resumable=True,
         preflight=_train_preflight, dry_check=_train_dry_check, summarize=_summarize_plan))

@@ -61,6 +61,15 @@ class FastMatVec(PhotonicMatVec):
         self._config = None
         return out
 
+    def _read_probe(self, powers: np.ndarray, sequence: np.ndarray) -> np.ndarray:
+        """From the emulator, the clock advanced by what the same pass costs through the instruments."""
+        assert self.costs is not None
+        out = self._readings(self.drives[sequence], powers, self.averaging_time_s)
+        ops = op_counts(self._probe_order(), len(sequence), 1, powers.shape[0] - 1)
+        self._advance_clock(ops.time_s(self.costs), "photonic fast path: refining the configurations")
+        self._config = None
+        return out
+
     # -- drift checks read the references from the emulator too (confirmations and recalibrations do not) ----------
     def _direct_reference_weights(self) -> bool:
         return True

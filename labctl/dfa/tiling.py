@@ -80,7 +80,11 @@ class TilePlan:
     ``layer[t]`` its layer and ``block[t]`` its column block. Tiles are sorted by column block, then layer.
     """
 
-    def __init__(self, shapes: Sequence[tuple[int, int]], n_banks: int, n_cols: int) -> None:
+    def __init__(self, shapes: Sequence[tuple[int, int]], n_banks: int, n_cols: int,
+                 usable: np.ndarray | None = None) -> None:
+        """``usable`` (n_banks, n_cols) bool: which bank can carry which channel (a ring with too little weight range
+        cannot); None or all True: every one. With gaps the plan packs rows and their remainders (see
+        :meth:`_pack`)."""
         if n_banks < 1 or n_cols < 1:
             raise ValueError(f"a tile needs at least one bank and one channel, got {n_banks} x {n_cols}")
         self.shapes = [(int(a), int(b)) for a, b in shapes]
@@ -90,6 +94,17 @@ class TilePlan:
         self.n_out = n_outs.pop()
         self.n_banks, self.n_cols = int(n_banks), int(n_cols)
         self.n_blocks = -(-self.n_out // self.n_cols)
+        self.usable = None if usable is None else np.asarray(usable, dtype=bool).reshape(self.n_banks, self.n_cols)
+        #: packed plans only: (T, n_banks) layer of each bank's row (-1 idle) and (T, n_banks, n_cols) the channels
+        #: each bank carries in that configuration
+        self.slot_layer: np.ndarray | None = None
+        self.slot_mask: np.ndarray | None = None
+        if self.usable is not None and not self.usable.all():
+            if not self.usable.any(axis=0).all():
+                c = int(np.flatnonzero(~self.usable.any(axis=0))[0])
+                raise ValueError(f"channel {c} is usable in no bank: leave it out of the tiles' columns")
+            self._pack()
+            return
         rows, cols, layer, block = [], [], [], []
         for cb in range(self.n_blocks):
             c = np.arange(cb * self.n_cols, (cb + 1) * self.n_cols)
@@ -110,6 +125,66 @@ class TilePlan:
                        for li in range(len(self.shapes)) for cb in range(self.n_blocks)
                        for idx in [np.flatnonzero((self.layer == li) & (self.block == cb))]}
 
+    def _pack(self) -> None:
+        """Rows and remainders packed into configurations when some banks cannot carry some channels.
+
+        A row of ``B_l^T`` (one hidden unit, one column block) placed on bank ``b`` computes the channels ``b`` can
+        carry; the rest of that row (its *remainder*: same row, the channels ``b`` cannot carry) is another job, for
+        a bank that carries all of them; their partial sums add up digitally like the column blocks'. Each
+        configuration takes one job per bank: banks with the fewest usable channels first take a remainder they
+        can carry or else the next row. Every element of every
+        matrix is still computed exactly once (``coverage``), and every bank that carries anything works. A bank
+        that carries every channel takes whole rows (a row there costs one slot, elsewhere two)."""
+        nb, nc = self.n_banks, self.n_cols
+        order = np.argsort(self.usable.sum(axis=1), kind="stable")          # weakest bank first
+        rows, cols, layer, block, slot_layer, slot_mask = [], [], [], [], [], []
+        for cb in range(self.n_blocks):
+            c = np.arange(cb * nc, (cb + 1) * nc)
+            valid = c < self.n_out
+            c = np.where(valid, c, -1)
+            fresh = [(li, r) for li, (_, n_l) in enumerate(self.shapes) for r in range(n_l)]
+            fresh.reverse()                                                   # pop() takes them in order
+            remainders: list[tuple[int, int, np.ndarray]] = []
+            while fresh or remainders:
+                row = np.full(nb, -1)
+                lay = np.full(nb, -1)
+                mask = np.zeros((nb, nc), dtype=bool)
+                for b in order:
+                    fits = [k for k, (_, _, m) in enumerate(remainders) if not (m & ~self.usable[b]).any()]
+                    whole = fresh and not (valid & ~self.usable[b]).any()      # a row here leaves no remainder
+                    if fits and not whole:
+                        k = max(fits, key=lambda k: int(remainders[k][2].sum()))
+                        li, r, m = remainders.pop(k)
+                    elif fresh and (valid & self.usable[b]).any():
+                        li, r = fresh.pop()
+                        m = valid & self.usable[b]
+                        rest = valid & ~self.usable[b]
+                        if rest.any():
+                            remainders.append((li, r, rest))
+                    else:
+                        continue
+                    row[b], lay[b], mask[b] = r, li, m
+                if (row < 0).all():          # cannot happen: every channel is usable somewhere
+                    raise RuntimeError("tile packing made no progress")
+                rows.append(row)
+                cols.append(c)
+                slot_layer.append(lay)
+                slot_mask.append(mask)
+                layer.append(int(lay[lay >= 0][0]))
+                block.append(cb)
+        self.rows = np.array(rows, dtype=int).reshape(-1, nb)
+        self.cols = np.array(cols, dtype=int).reshape(-1, nc)
+        self.layer = np.array(layer, dtype=int)
+        self.block = np.array(block, dtype=int)
+        self.slot_layer = np.array(slot_layer, dtype=int).reshape(-1, nb)
+        self.slot_mask = np.array(slot_mask, dtype=bool).reshape(-1, nb, nc)
+        self._spans = {}
+
+    @property
+    def packed(self) -> bool:
+        """Rows and remainders packed (some bank cannot carry some channel)."""
+        return self.slot_mask is not None
+
     @property
     def n_tiles(self) -> int:
         return int(self.layer.size)
@@ -120,6 +195,17 @@ class TilePlan:
         for li, m in enumerate(matrices):
             if m.shape != self.shapes[li]:
                 raise ValueError(f"matrix {li} has shape {m.shape}, the plan was made for {self.shapes[li]}")
+        if self.packed:
+            assert self.slot_layer is not None and self.slot_mask is not None
+            for li, m in enumerate(matrices):
+                t_idx, b_idx = np.nonzero(self.slot_layer == li)
+                c = self.cols[t_idx]                                            # (J, n_cols)
+                r = self.rows[t_idx, b_idx]                                     # (J,)
+                vals = np.asarray(m, dtype=float)[np.maximum(c, 0), r[:, None]]
+                keep = self.slot_mask[t_idx, b_idx] & (c >= 0)
+                out[t_idx, b_idx] = np.where(keep, vals, 0.0)
+            return out
+        for li, m in enumerate(matrices):
             sel = np.flatnonzero(self.layer == li)
             r, c = self.rows[sel], self.cols[sel]
             valid = (r[:, :, None] >= 0) & (c[:, None, :] >= 0)
@@ -130,6 +216,12 @@ class TilePlan:
     def coverage(self) -> list[np.ndarray]:
         """How many tiles hold each element of each ``B_l`` (all ones for a correct plan)."""
         counts = [np.zeros(s, dtype=int) for s in self.shapes]
+        if self.packed:
+            assert self.slot_layer is not None and self.slot_mask is not None
+            for t, b in zip(*np.nonzero(self.slot_layer >= 0)):
+                c = self.cols[t][self.slot_mask[t, b] & (self.cols[t] >= 0)]
+                counts[self.slot_layer[t, b]][c, self.rows[t, b]] += 1
+            return counts
         for t in range(self.n_tiles):
             r, c = self.rows[t], self.cols[t]
             r, c = r[r >= 0], c[c >= 0]
@@ -146,7 +238,17 @@ class TilePlan:
     def assemble(self, partial: np.ndarray, n_samples: int) -> list[np.ndarray]:
         """Per-layer (N, n_l) products from per-tile partial sums (T, N, n_banks), adding the column blocks.
 
-        Tiles of one layer and block hold consecutive rows in order, so each is a reshape, not a scatter."""
+        Tiles of one layer and block hold consecutive rows in order, so each is a reshape, not a scatter (packed
+        plans: one scatter-add of every bank's partial sum onto its row)."""
+        if self.packed:
+            assert self.slot_layer is not None
+            packed_outs = []
+            for li, (_, n_l) in enumerate(self.shapes):
+                t_idx, b_idx = np.nonzero(self.slot_layer == li)
+                acc = np.zeros((n_l, n_samples), dtype=partial.dtype)
+                np.add.at(acc, self.rows[t_idx, b_idx], partial[t_idx, :, b_idx])
+                packed_outs.append(acc.T)
+            return packed_outs
         outs = []
         for li, (_, n_l) in enumerate(self.shapes):
             parts = [partial[self._spans[li, cb]].transpose(1, 0, 2).reshape(n_samples, -1)[:, :n_l]
