@@ -271,9 +271,10 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     (``resonance_of_ring``).
 
     ``levels`` are fractions of ``target_shift_m`` (own shift of the highest level, about the largest operating
-    shift); ``stepped_levels`` replace them on benches whose spectra are stepped point by point (each point a
-    laser retune and a reading of every bank), where the scans are also confined to ``stepped_window_fwhm``
-    linewidths around every predicted resonance on a ``stepped_step_m`` grid. There the poles, not the rings'
+    shift); ``stepped_levels`` replace them on benches whose spectra are balanced readings only (stepped point by
+    point, each point a laser retune and a reading of every bank, or swept with source meters on the laser's step
+    triggers); stepped scans are also confined to ``stepped_window_fwhm`` linewidths around every predicted
+    resonance on a ``stepped_step_m`` grid (a triggered sweep covers the band at ``step_m`` in about a second). There the poles, not the rings'
     own resonances, are tracked (tens of pm of coupling pull that moves with the neighbours), so the finer
     scans of a logging bench buy nothing: 72 scans of ~400 points each, where 92 scans of ~1200 points took
     three times as long. The first is the probe, small enough (a fraction of a linewidth) that every resonance is tracked from
@@ -283,8 +284,8 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     of the drive ceiling, which fixes the probe drive from a measured efficiency. ``progress(step, done, total)``
     is called after every scan.
     """
-    stepped = hw.power_meter is None or hw.sweep_ports is None
-    if stepped:
+    balanced_only = hw.power_meter is None or hw.sweep_ports is None    # stepped, or swept on source meters
+    if balanced_only:
         levels = stepped_levels
     if len(levels) < 2 or not all(0 < f <= 1 for f in levels):
         raise ValueError(f"levels must be at least two fractions in (0, 1], got {levels}")

@@ -96,6 +96,9 @@ class DetectorWiring(_Strict):
     tia_gain_v_per_a: float | None = None
     #: TIA output with no photocurrent, V (measured with the lasers off); subtracted before dividing by the gain.
     tia_offset_v: float = 0.0
+    #: Source meter only: the Trigger Link input line (1-4) that the sweeping laser's trigger output is cabled to;
+    #: with it, spectra are continuous laser sweeps read into the meters' buffers instead of laser steps.
+    trigger_line: int | None = Field(default=None, ge=1, le=4)
 
     @model_validator(mode="after")
     def _ports_together(self) -> DetectorWiring:
@@ -105,6 +108,8 @@ class DetectorWiring(_Strict):
             raise ValueError("give both channel and tia_gain_v_per_a (TIA into a DAQ) or neither")
         if self.channel is not None and self.through_port is not None:
             raise ValueError("a detector is either power-meter ports or a DAQ channel, not both")
+        if self.trigger_line is not None and (self.channel is not None or self.through_port is not None):
+            raise ValueError("trigger_line is for a source meter on a balanced photodiode (no ports, no channel)")
         if self.tia_gain_v_per_a is not None and not (math.isfinite(self.tia_gain_v_per_a)
                                                       and self.tia_gain_v_per_a != 0.0):
             raise ValueError(f"tia_gain_v_per_a must be finite and non-zero, got {self.tia_gain_v_per_a!r}")
