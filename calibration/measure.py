@@ -350,7 +350,8 @@ class SpectrumSession:
             laser.start_sweep()
             laser.wait_sweep(timeout_s)
             balanced = readout.finish_logging(n_points)
-            wavelength_m = laser.logged_wavelengths_m() + speed * readout.sample_lag_s()
+            logged = laser.logged_wavelengths_m()              # the laser stops at the last step
+            wavelength_m = np.minimum(logged + speed * readout.sample_lag_s(), logged[-1])
             completed = True
         finally:
             cleanup = getattr(laser, "finish_sweep", None)
