@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labctl.drivers.errors import LimitError
+from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReading, PowerReadout, ScanningVoltmeter, SourceMeter
 
 
@@ -109,6 +109,12 @@ class SourceMeterBanks:
             self._bias()
 
     def read(self) -> BankReading:
+        """Every bank's photocurrent. Meters that can start a reading and answer it later are all started first
+        (each on its own bus address measures when its ``:READ?`` arrives), so the banks integrate at the same time
+        and the read costs one reading, not one per bank."""
+        if self.can_start_read:
+            self.start_read()
+            return self.finish_read()
         if not self._biased:
             self._bias()
         self.end_logging()
@@ -129,8 +135,18 @@ class SourceMeterBanks:
             meter.start_read_current()  # type: ignore[attr-defined]
 
     def finish_read(self) -> BankReading:
-        return BankReading(balanced=np.array([m.finish_read_current()  # type: ignore[attr-defined]
-                                              for m in self.meters]), unit=self.unit)
+        """The readings started by :meth:`start_read`; every meter's reply is collected before the first failure
+        (a reading at compliance) is raised, so no reply is left waiting in a meter's output queue."""
+        values = np.empty(self.n_banks)
+        first: Exception | None = None
+        for b, meter in enumerate(self.meters):
+            try:
+                values[b] = meter.finish_read_current()  # type: ignore[attr-defined]
+            except InstrumentError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+        return BankReading(balanced=values, unit=self.unit)
 
     # -- buffered readings, one per laser sweep step (Trigger Link) ---------------------------------------------------
     @property
