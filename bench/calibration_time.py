@@ -28,7 +28,7 @@ from labctl.bench.bench import Bench
 from labctl.bench.config import embedded_bench_path
 from labctl.calibration.calibrate import calibrate
 
-STEPS = ("resonance_map", "heaters", "weights", "drift_reference")
+STEPS = ("readout", "resonance_map", "heaters", "weights", "drift_reference")
 
 
 def _group(name: str) -> str:

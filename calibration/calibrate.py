@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from labctl.calibration import artifact
 from labctl.calibration.drift import DriftReference, record_reference
+from labctl.calibration.measure import only_laser
 from labctl.calibration.inversion import (
     Inversion,
     drive_for_detuning,
@@ -78,7 +79,11 @@ class Calibration:
         self.refine_default = bool(refine_default)
         self.refine_options: dict[str, Any] = {"tol": None, "max_iter": 6, "damping": 1.0}
         self._sha256: str | None = None
-        self._averaging_time_s: float | None = None
+        #: Readout averaging per reading of measure_weights: the noise probe's choice (``info["readout"]``) when the
+        #: calibration made one, else learnt at the first measurement.
+        readout = self.info.get("readout")
+        self._averaging_time_s: float | None = (float(readout["averaging_time_s"]) if isinstance(readout, dict)
+                                                and readout.get("averaging_time_s") else None)
         #: Session state (not saved): shift of the resonances relative to the lasers since calibration (scalar or
         #: (B, R)), set by ``recenter``.
         self.common_shift_m: float | np.ndarray = 0.0
@@ -242,6 +247,8 @@ class Calibration:
         }
         if self.info.get("recalibration"):          # what a run's recalibration replaced, and how much it measured
             doc["recalibration"] = artifact.encode(self.info["recalibration"])
+        if self.info.get("readout"):                # the readout settings and the noise probe that chose them
+            doc["readout"] = artifact.encode(self.info["readout"])
         return artifact.finalize(doc)
 
     @property
@@ -299,6 +306,8 @@ class Calibration:
         info["options"] = artifact.decode(doc.get("options", {}))
         if doc.get("recalibration"):
             info["recalibration"] = artifact.decode(doc["recalibration"])
+        if doc.get("readout"):
+            info["readout"] = artifact.decode(doc["readout"])
         cal = cls(rmap, thermal, weights, info=info, drift_reference=drift,
                   refine_default=bool(doc.get("refine_default", False)))
         if isinstance(doc.get("refine_options"), dict):
@@ -364,13 +373,17 @@ def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
 
 def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
-              seed: int = 0, thermal: ThermalModel | None = None) -> Calibration:
+              seed: int = 0, thermal: ThermalModel | None = None, averaging_time_s: float | None = None
+              ) -> Calibration:
     """Run the whole calibration through the bench session's instruments and return the Calibration.
 
     ``refine`` becomes the calibration's default for ``set_weights`` (closed loop on measured weights).
     ``thermal``: a heater model to keep instead of characterizing the heaters again (a partial recalibration,
     :func:`recalibrate`); the resonance map, the weight model and the drift references are always measured.
+    ``averaging_time_s``: the readout's averaging per reading; None (default) chooses it from the noise measured
+    by a short probe first (:mod:`labctl.calibration.readout_noise`, recorded in ``info["readout"]``).
     """
+    from labctl.calibration.readout_noise import choose_averaging
     from labctl.calibration.resonances import measure_resonance_map
     from labctl.calibration.thermal import characterize_heaters
 
@@ -381,12 +394,19 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
     for laser in hw.lasers:          # measurements switch lasers one at a time; start (and end) with all off
         if laser.get_output():
             laser.set_output(False)
+    readout: dict[str, Any] = {"averaging_time_s": averaging_time_s, "chosen_by": "caller"}
     try:
-        with _step("resonance_map", hw, timing, progress, 0, total):
-            rmap = measure_resonance_map(hw, progress=progress)
+        with only_laser(hw, 0):      # the probe and the map both light laser 0: it is switched on once
+            if averaging_time_s is None:
+                with _step("readout", hw, timing, progress, 0, total):
+                    choice = choose_averaging(hw, channel=0)
+                averaging_time_s = choice.averaging_time_s
+                readout = {**choice.to_dict(), "chosen_by": "noise probe"}
+            with _step("resonance_map", hw, timing, progress, 0, total):
+                rmap = measure_resonance_map(hw, progress=progress, averaging_time_s=averaging_time_s)
         if thermal is None:
             with _step("heaters", hw, timing, progress, 1, total):
-                thermal = characterize_heaters(hw, rmap, progress=progress)
+                thermal = characterize_heaters(hw, rmap, progress=progress, averaging_time_s=averaging_time_s)
         rmap = rmap.in_ring_order(thermal.resonance_of_ring)     # ring r: the resonance heater r moves
         max_drive = _effective_max_drive(hw.limits)              # the windows respect the power limits too
         if not np.array_equal(np.asarray(thermal.max_drive, dtype=float), max_drive):
@@ -395,13 +415,14 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
         with _step("weights", hw, timing, progress, 2, total):
             wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
                                           neighbour_channels=neighbour_channels, seed=seed, progress=progress,
-                                          check_drive=limits.check)
+                                          check_drive=limits.check, averaging_time_s=averaging_time_s)
         info: dict[str, Any] = {
             "created": artifact.now_iso(), "chip_id": hw.chip_id, "bench_sha256": hw.bench_sha256,
             # what a recalibration of this calibration repeats (``recalibrate``)
             "options": {"refine": bool(refine), "n_configs": n_configs, "n_levels": n_levels,
                         "neighbour_channels": neighbour_channels, "n_drift_references": n_drift_references,
                         "seed": seed},
+            "readout": readout,
             "wiring_sha256": hw.wiring_sha256, "instruments": dict(hw.identities),
             "code_version": artifact.code_version(), "mode": str(hw.mode),
             "fit_quality": {

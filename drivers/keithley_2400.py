@@ -262,6 +262,25 @@ class Keithley2400(ScpiInstrument):
             currents, status = self.query_parsed(READ_QUERY, lambda text: parse_readings(text, 1))
         return float(currents[0]), bool(compliance_flags(status)[0])
 
+    def read_repeated_a(self, n_points: int) -> np.ndarray:
+        """``n_points`` readings at the fixed source level from one ``:READ?`` (``:TRIG:COUN n``, instruments.md
+        §3.2 bulk; the trigger count back to 1 afterwards), A; a reading at compliance raises."""
+        n = int(n_points)
+        if not 1 <= n <= LIST_MAX_POINTS:
+            raise LimitError(f"{self.name}.read_repeated_a: {n} readings; the 2400 takes 1..{LIST_MAX_POINTS}")
+        with self.transport.transaction():
+            self.write(TRIGGER_COUNT.format(count=n))
+            try:
+                with self.transport.timeout_for(self.sweep_timeout_s(n)):
+                    reply = self.transport.query(READ_QUERY, retries=0)  # a retry would take the readings again
+            finally:
+                self.write(TRIGGER_COUNT.format(count=1))
+        currents, status = self.parse_reply(READ_QUERY, reply, lambda text: parse_readings(text, n))
+        flagged = np.flatnonzero(compliance_flags(status))
+        if flagged.size:
+            raise self._compliance_error(flagged.tolist(), currents)
+        return currents.astype(float)
+
     def measure_current_a(self) -> float:
         """One current reading; a reading at compliance raises :class:`ComplianceError` (the value would be the
         limit, not the photocurrent)."""

@@ -78,7 +78,7 @@ def calibration_progress(ctx: Any, n_channels: int, label: str = "calibrate") ->
     """calibrate()'s progress callback as one bar: resonance map, heaters, one step per channel's weight sweep,
     drift references."""
     total = n_channels + 3
-    fixed = {"resonance_map": (0, "resonance map"), "heaters": (1, "heater characterization"),
+    fixed = {"readout": (0, "readout noise probe"), "resonance_map": (0, "resonance map"), "heaters": (1, "heater characterization"),
              "weights": (2, "weight sweeps"), "drift_reference": (2 + n_channels, "drift references"),
              "done": (total, "done")}
 

@@ -120,6 +120,16 @@ class SourceMeterBanks:
         self.end_logging()
         return BankReading(balanced=np.array([m.measure_current_a() for m in self.meters]), unit=self.unit)
 
+    def read_repeated(self, n: int) -> np.ndarray:
+        """(n, B) readings of every bank at the present settings, one transfer per meter where the meters take
+        repeated readings in one ``:READ?`` (``read_repeated_a``), else ``n`` reads."""
+        if not all(hasattr(m, "read_repeated_a") for m in self.meters):
+            return np.vstack([self.read().balanced for _ in range(n)])
+        if not self._biased:
+            self._bias()
+        self.end_logging()
+        return np.column_stack([m.read_repeated_a(n) for m in self.meters])  # type: ignore[attr-defined]
+
     # -- readings started on every meter at once and collected later ------------------------------------------------
     @property
     def can_start_read(self) -> bool:

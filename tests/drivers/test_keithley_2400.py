@@ -440,3 +440,17 @@ def test_min_trigger_period_follows_the_integration_time():
     smu.set_nplc(1.0)
     assert fast < 1e-3 < 20e-3 < smu.min_trigger_period_s()      # 50 Hz: 0.2 ms and 20 ms integrations
     t.assert_done()
+
+
+def test_repeated_readings_come_in_one_transfer_and_the_count_returns_to_one():
+    amps = np.array([1e-4, 1.00001e-4, 0.99999e-4])
+    smu, t = make([(":TRIG:COUN 3", None), (":READ?", readings(amps)), (":TRIG:COUN 1", None)])
+    np.testing.assert_allclose(smu.read_repeated_a(3), amps, rtol=1e-6)
+    t.assert_done()
+
+
+def test_repeated_readings_timeout_still_restores_the_count():
+    smu, t = make([(":TRIG:COUN 2", None), (":READ?", None), (":TRIG:COUN 1", None)])
+    with pytest.raises(InstrumentTimeout, match=r":READ\?"):
+        smu.read_repeated_a(2)
+    t.assert_done()
