@@ -151,6 +151,30 @@ def channel_weights_raw(hw: BenchSession, channels: np.ndarray | None = None,
     return out
 
 
+def channel_weights_raw_at(hw: BenchSession, drives: np.ndarray, apply: Any, channels: np.ndarray | None = None,
+                           averaging_time_s: float = 1e-4) -> np.ndarray:
+    """Balanced readings (M, B, C) of every bank at each of ``drives`` (M, N), one laser on at a time as in
+    :func:`channel_weights_raw`, but each laser switched on once for all M drives (``apply(drive)`` writes one;
+    heater writes are cheap next to a laser's stabilisation wait, about 1 s on the N777xC): C laser switches
+    instead of M x C. Lasers restored to their previous on/off state afterwards."""
+    chans = np.arange(hw.n_channels) if channels is None else np.asarray(channels, dtype=int).reshape(-1)
+    drives = np.atleast_2d(np.asarray(drives, dtype=float))
+    out = np.empty((drives.shape[0], hw.n_banks, chans.size))
+    before = _laser_states(hw)
+    current = list(before)
+    try:
+        _set_outputs(hw, [False] * hw.n_channels, current)
+        for j, c in enumerate(chans):
+            configure_readout(hw, float(hw.wavelengths_m[c]), averaging_time_s)
+            _set_outputs(hw, [k == c for k in range(hw.n_channels)], current)
+            for m, drive in enumerate(drives):
+                apply(drive)
+                out[m, :, j] = hw.readout.read().balanced
+    finally:
+        _set_outputs(hw, before, current)
+    return out
+
+
 # -- spectra -----------------------------------------------------------------------------------------------------------
 def sweep_kind(hw: BenchSession) -> str:
     """How this bench takes a spectrum: ``"logging"`` (laser sweep, power meter logging the bank ports),
