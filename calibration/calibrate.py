@@ -79,11 +79,12 @@ class Calibration:
         self.refine_default = bool(refine_default)
         self.refine_options: dict[str, Any] = {"tol": None, "max_iter": 6, "damping": 1.0}
         self._sha256: str | None = None
-        #: Readout averaging per reading of measure_weights: the noise probe's choice (``info["readout"]``) when the
-        #: calibration made one, else learnt at the first measurement.
+        #: Readout averaging requested for measure_weights: the noise probe's choice (``info["readout"]``) when the
+        #: calibration made one, else 100 us; what the readout accepts is learnt at the first measurement.
         readout = self.info.get("readout")
-        self._averaging_time_s: float | None = (float(readout["averaging_time_s"]) if isinstance(readout, dict)
-                                                and readout.get("averaging_time_s") else None)
+        self._readout_request_s = (float(readout["averaging_time_s"]) if isinstance(readout, dict)
+                                   and readout.get("averaging_time_s") else 1e-4)
+        self._averaging_time_s: float | None = None
         #: Session state (not saved): shift of the resonances relative to the lasers since calibration (scalar or
         #: (B, R)), set by ``recenter``.
         self.common_shift_m: float | np.ndarray = 0.0
@@ -152,7 +153,7 @@ class Calibration:
 
         if averaging_time_s is None:
             if self._averaging_time_s is None:    # learn once what the readout accepts (source meters: longer)
-                self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), 1e-4)
+                self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), self._readout_request_s)
             averaging_time_s = self._averaging_time_s
         channels = self.measurement_channels
         raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s), dtype=float)
@@ -164,7 +165,7 @@ class Calibration:
         from labctl.calibration.measure import channel_weights_raw_at, configure_readout
 
         if self._averaging_time_s is None:
-            self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), 1e-4)
+            self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), self._readout_request_s)
         channels = self.measurement_channels
         raw = channel_weights_raw_at(hw, drives, lambda drive: self.apply(hw, drive), channels=channels,
                                      averaging_time_s=self._averaging_time_s)

@@ -125,3 +125,18 @@ def test_a_trigger_link_line_outside_1_to_4_is_refused(line: int) -> None:
     data["wiring"]["detectors"][3]["trigger_line"] = line
     problems = problems_of(data)
     assert any(p == "wiring.detectors.3.trigger_line" for p, _ in problems), problems
+
+
+def test_trigger_cabling_leaves_the_wiring_hash_alone(tmp_path: Path) -> None:
+    """Calibrations stay valid when a bench gains or loses the trigger cabling of its sweeps."""
+    from labctl.bench.bench import Bench
+
+    text = embedded_bench_path("current").read_text()
+    bare = tmp_path / "bare.toml"
+    bare.write_text(text.replace(", trigger_line = 1", ""))
+    hashes = []
+    for path in (embedded_bench_path("current"), bare):
+        with Bench.open(path, lock_dir=tmp_path) as bench:
+            hashes.append(bench.session().wiring_sha256)
+            assert bench.readout.can_log_sweep is (path != bare)
+    assert hashes[0] == hashes[1]
