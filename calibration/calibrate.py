@@ -20,6 +20,7 @@ every run that uses it).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -384,6 +385,10 @@ def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
                 first["range"][1])
 
 
+#: Averaging per reading where the readout is not probed (power meters), s.
+DEFAULT_AVERAGING_S = 1e-4
+
+
 def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
               seed: int = 0, thermal: ThermalModel | None = None, averaging_time_s: float | None = None
@@ -394,7 +399,9 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
     ``thermal``: a heater model to keep instead of characterizing the heaters again (a partial recalibration,
     :func:`recalibrate`); the resonance map, the weight model and the drift references are always measured.
     ``averaging_time_s``: the readout's averaging per reading; None (default) chooses it from the noise measured
-    by a short probe first (:mod:`labctl.calibration.readout_noise`, recorded in ``info["readout"]``).
+    by a short probe first (:mod:`labctl.calibration.readout_noise`, recorded in ``info["readout"]``) on readouts
+    that ask for it (``readout.probe_noise``: source meters and DAQs, whose integration trades bench time for
+    noise), else 100 us as before (power meters).
     """
     from labctl.calibration.readout_noise import choose_averaging
     from labctl.calibration.resonances import measure_resonance_map
@@ -408,8 +415,12 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
         if laser.get_output():
             laser.set_output(False)
     readout: dict[str, Any] = {"averaging_time_s": averaging_time_s, "chosen_by": "caller"}
-    try:
-        with only_laser(hw, 0):      # the probe and the map both light laser 0: it is switched on once
+    if averaging_time_s is None and not getattr(hw.readout, "probe_noise", False):
+        averaging_time_s = DEFAULT_AVERAGING_S
+        readout = {"averaging_time_s": averaging_time_s, "chosen_by": "default (readout not probed)"}
+    probing = averaging_time_s is None
+    try:                             # the probe and the map both light laser 0: switched on once for both
+        with only_laser(hw, 0) if probing else contextlib.nullcontext():
             if averaging_time_s is None:
                 with _step("readout", hw, timing, progress, 0, total):
                     choice = choose_averaging(hw, channel=0)

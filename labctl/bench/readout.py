@@ -19,6 +19,10 @@ class PowerMeterBanks:
     """Through and drop ports of every bank on power-meter ports (0-based interface ports)."""
 
     unit = "W"
+    #: Calibration does not probe this readout's noise by default: the meters' averaging is bound by the logging
+    #: sweeps (below a step's time) and their noise is far below the signal (probe: 2-5e-5 of it at 100 us, the
+    #: setting it would keep); labctl.calibration.readout_noise.
+    probe_noise = False
 
     def __init__(self, meters: list[PowerReadout], ports: list[tuple[int, int, int]]) -> None:
         """``ports[b] = (meter index, through port, drop port)``."""
@@ -81,6 +85,8 @@ class SourceMeterBanks:
     """
 
     unit = "A"
+    #: Calibration chooses this readout's integration (NPLC) from a noise probe (labctl.calibration.readout_noise).
+    probe_noise = True
 
     def __init__(self, meters: list[SourceMeter], *, bias_v: float = 0.0, compliance_a: float = 0.01,
                  trigger_lines: list[int] | None = None) -> None:
@@ -206,6 +212,8 @@ class AdcBanks:
     """
 
     unit = "A"
+    #: Calibration chooses the DAQ's integration from a noise probe (labctl.calibration.readout_noise).
+    probe_noise = True
 
     def __init__(self, adcs: list[ScanningVoltmeter], wiring: list[tuple[int, int, float, float]]) -> None:
         self.adcs = adcs
