@@ -20,6 +20,7 @@ every run that uses it).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from labctl.calibration import artifact
 from labctl.calibration.drift import DriftReference, record_reference
+from labctl.calibration.measure import only_laser
 from labctl.calibration.inversion import (
     Inversion,
     drive_for_detuning,
@@ -78,6 +80,11 @@ class Calibration:
         self.refine_default = bool(refine_default)
         self.refine_options: dict[str, Any] = {"tol": None, "max_iter": 6, "damping": 1.0}
         self._sha256: str | None = None
+        #: Readout averaging requested for measure_weights: the noise probe's choice (``info["readout"]``) when the
+        #: calibration made one, else 100 us; what the readout accepts is learnt at the first measurement.
+        readout = self.info.get("readout")
+        self._readout_request_s = (float(readout["averaging_time_s"]) if isinstance(readout, dict)
+                                   and readout.get("averaging_time_s") else 1e-4)
         self._averaging_time_s: float | None = None
         #: Session state (not saved): shift of the resonances relative to the lasers since calibration (scalar or
         #: (B, R)), set by ``recenter``.
@@ -154,11 +161,23 @@ class Calibration:
 
         if averaging_time_s is None:
             if self._averaging_time_s is None:    # learn once what the readout accepts (source meters: longer)
-                self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), 1e-4)
+                self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), self._readout_request_s)
             averaging_time_s = self._averaging_time_s
         channels = self.measurement_channels
         raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s), dtype=float)
         return self.weights_from_readings(raw, channels)
+
+    def measure_weights_at(self, hw: BenchSession, drives: np.ndarray) -> np.ndarray:
+        """Weights (M, B, R) at each of ``drives`` (M, N): what applying each and :meth:`measure_weights` give, with
+        every laser switched on once for all drives (``channel_weights_raw_at``); the last drive stays applied."""
+        from labctl.calibration.measure import channel_weights_raw_at, configure_readout
+
+        if self._averaging_time_s is None:
+            self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), self._readout_request_s)
+        channels = self.measurement_channels
+        raw = channel_weights_raw_at(hw, drives, lambda drive: self.apply(hw, drive), channels=channels,
+                                     averaging_time_s=self._averaging_time_s)
+        return self.weights_from_readings(np.asarray(raw, dtype=float), channels)
 
     @property
     def measurement_channels(self) -> np.ndarray:
@@ -249,6 +268,8 @@ class Calibration:
         }
         if self.info.get("recalibration"):          # what a run's recalibration replaced, and how much it measured
             doc["recalibration"] = artifact.encode(self.info["recalibration"])
+        if self.info.get("readout"):                # the readout settings and the noise probe that chose them
+            doc["readout"] = artifact.encode(self.info["readout"])
         return artifact.finalize(doc)
 
     @property
@@ -306,6 +327,8 @@ class Calibration:
         info["options"] = artifact.decode(doc.get("options", {}))
         if doc.get("recalibration"):
             info["recalibration"] = artifact.decode(doc["recalibration"])
+        if doc.get("readout"):
+            info["readout"] = artifact.decode(doc["readout"])
         cal = cls(rmap, thermal, weights, info=info, drift_reference=drift,
                   refine_default=bool(doc.get("refine_default", False)))
         if isinstance(doc.get("refine_options"), dict):
@@ -369,15 +392,25 @@ def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
                 first["range"][1])
 
 
+#: Averaging per reading where the readout is not probed (power meters), s.
+DEFAULT_AVERAGING_S = 1e-4
+
+
 def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
-              seed: int = 0, thermal: ThermalModel | None = None) -> Calibration:
+              seed: int = 0, thermal: ThermalModel | None = None, averaging_time_s: float | None = None
+              ) -> Calibration:
     """Run the whole calibration through the bench session's instruments and return the Calibration.
 
     ``refine`` becomes the calibration's default for ``set_weights`` (closed loop on measured weights).
     ``thermal``: a heater model to keep instead of characterizing the heaters again (a partial recalibration,
     :func:`recalibrate`); the resonance map, the weight model and the drift references are always measured.
+    ``averaging_time_s``: the readout's averaging per reading; None (default) chooses it from the noise measured
+    by a short probe first (:mod:`labctl.calibration.readout_noise`, recorded in ``info["readout"]``) on readouts
+    that ask for it (``readout.probe_noise``: source meters and DAQs, whose integration trades bench time for
+    noise), else 100 us as before (power meters).
     """
+    from labctl.calibration.readout_noise import choose_averaging
     from labctl.calibration.resonances import measure_resonance_map
     from labctl.calibration.thermal import characterize_heaters
 
@@ -388,12 +421,23 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
     for laser in hw.lasers:          # measurements switch lasers one at a time; start (and end) with all off
         if laser.get_output():
             laser.set_output(False)
-    try:
-        with _step("resonance_map", hw, timing, progress, 0, total):
-            rmap = measure_resonance_map(hw, progress=progress)
+    readout: dict[str, Any] = {"averaging_time_s": averaging_time_s, "chosen_by": "caller"}
+    if averaging_time_s is None and not getattr(hw.readout, "probe_noise", False):
+        averaging_time_s = DEFAULT_AVERAGING_S
+        readout = {"averaging_time_s": averaging_time_s, "chosen_by": "default (readout not probed)"}
+    probing = averaging_time_s is None
+    try:                             # the probe and the map both light laser 0: switched on once for both
+        with only_laser(hw, 0) if probing else contextlib.nullcontext():
+            if averaging_time_s is None:
+                with _step("readout", hw, timing, progress, 0, total):
+                    choice = choose_averaging(hw, channel=0)
+                averaging_time_s = choice.averaging_time_s
+                readout = {**choice.to_dict(), "chosen_by": "noise probe"}
+            with _step("resonance_map", hw, timing, progress, 0, total):
+                rmap = measure_resonance_map(hw, progress=progress, averaging_time_s=averaging_time_s)
         if thermal is None:
             with _step("heaters", hw, timing, progress, 1, total):
-                thermal = characterize_heaters(hw, rmap, progress=progress)
+                thermal = characterize_heaters(hw, rmap, progress=progress, averaging_time_s=averaging_time_s)
         rmap = rmap.in_ring_order(thermal.resonance_of_ring)     # ring r: the resonance heater r moves
         max_drive = _effective_max_drive(hw.limits)              # the windows respect the power limits too
         if not np.array_equal(np.asarray(thermal.max_drive, dtype=float), max_drive):
@@ -402,13 +446,14 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
         with _step("weights", hw, timing, progress, 2, total):
             wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
                                           neighbour_channels=neighbour_channels, seed=seed, progress=progress,
-                                          check_drive=limits.check)
+                                          check_drive=limits.check, averaging_time_s=averaging_time_s)
         info: dict[str, Any] = {
             "created": artifact.now_iso(), "chip_id": hw.chip_id, "bench_sha256": hw.bench_sha256,
             # what a recalibration of this calibration repeats (``recalibrate``)
             "options": {"refine": bool(refine), "n_configs": n_configs, "n_levels": n_levels,
                         "neighbour_channels": neighbour_channels, "n_drift_references": n_drift_references,
                         "seed": seed},
+            "readout": readout,
             "wiring_sha256": hw.wiring_sha256, "instruments": dict(hw.identities),
             "code_version": artifact.code_version(), "mode": str(hw.mode),
             "fit_quality": {

@@ -70,16 +70,12 @@ def record_reference(hw: BenchSession, cal: Calibration, *, n_ref: int = 3, seed
     w_min, w_max = cal.achievable_range
     mid, half = 0.5 * (w_min + w_max), 0.5 * (w_max - w_min)
     targets = random_targets(mid - 0.8 * half, mid + 0.8 * half, n_ref, seed)
-    drives, deltas, measured = [], [], []
-    for t in targets:                # a handful of bulk exchanges
-        inv = cal.solve(t, limits=hw.limits)
-        cal.apply(hw, inv.drive)
-        drives.append(inv.drive)
-        deltas.append(inv.delta_m)
-        measured.append(cal.measure_weights(hw))
+    inversions = [cal.solve(t, limits=hw.limits) for t in targets]
+    drives = np.array([inv.drive for inv in inversions])
+    measured = cal.measure_weights_at(hw, drives)     # each laser switched on once for all references
     now = hw.elapsed_s()
-    return DriftReference(targets=targets, drive=np.array(drives), delta_m=np.array(deltas),
-                          measured=np.array(measured), elapsed_s=float("nan") if now is None else float(now),
+    return DriftReference(targets=targets, drive=drives, delta_m=np.array([inv.delta_m for inv in inversions]),
+                          measured=measured, elapsed_s=float("nan") if now is None else float(now),
                           created=now_iso())
 
 
@@ -87,19 +83,15 @@ def check_drift(hw: BenchSession, cal: Calibration, *, threshold: float | None =
                 measure: Callable[[np.ndarray], np.ndarray] | None = None) -> DriftReport:
     """Re-apply the reference drives, re-measure, compare with the recorded weights; trip above ``threshold``.
 
-    ``measure(drives (M, N)) -> weights (M, B, R)`` replaces the instrument measurement (apply each drive, then
-    ``cal.measure_weights``) by another source of the same readings: photonic DFA's fast path computes them with
+    ``measure(drives (M, N)) -> weights (M, B, R)`` replaces the instrument measurement (``cal.measure_weights_at``:
+    each drive applied and measured, each laser switched on once for all) by another source of the same readings: photonic DFA's fast path computes them with
     the emulator directly."""
     ref = cal.drift_reference
     if ref is None:
         raise ValueError("this calibration has no drift reference (recorded by calibrate())")
     thr = cal.span * 2.0**-DEFAULT_THRESHOLD_BITS if threshold is None else float(threshold)
-    if measure is None:
-        now_meas = []
-        for drive in ref.drive:
-            cal.apply(hw, drive)
-            now_meas.append(cal.measure_weights(hw))
-        measured = np.array(now_meas)
+    if measure is None:              # the references' schedule: each laser on once for all reference drives
+        measured = cal.measure_weights_at(hw, np.asarray(ref.drive, dtype=float))
     else:
         measured = np.asarray(measure(np.asarray(ref.drive, dtype=float)), dtype=float)
         if measured.shape != np.shape(ref.measured):

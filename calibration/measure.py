@@ -9,8 +9,10 @@ Two primitives, used by the resonance map, the thermal characterization and the 
 * :func:`spectra` — a wavelength scan of one laser with the others off. On a bench whose bank ports go to a
   logging power meter (``hw.power_meter``/``hw.sweep_ports``) it is one continuous sweep with lambda logging and
   triggered meter logging (instruments.md §1.3 through the capability interfaces): every bank's through and drop
-  ports in one pass, at the sweep speed. Otherwise (on-chip balanced photodiodes read by source meters) the laser
-  is stepped and ``hw.readout`` read at each wavelength (about 0.1 s per point: the laser's tuning time).
+  ports in one pass, at the sweep speed. On a bench whose source meters are cabled to the laser's trigger output
+  (``hw.readout.can_log_sweep``: on-chip balanced photodiodes, ``wiring.detectors.trigger_line``) it is one
+  continuous sweep too, every meter taking one buffered reading per step trigger (balanced only). Otherwise the
+  laser is stepped and ``hw.readout`` read at each wavelength (about 0.1 s per point: the laser's tuning time).
 
 :class:`SpectrumSession` keeps the set-up (lasers, meter ranges) across many scans; thermal characterization takes
 dozens of them. Nothing here sleeps: the instruments (and ``hw.wait``) charge their own time, on the virtual
@@ -19,6 +21,7 @@ clock of an emulated bench.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -42,6 +45,8 @@ SWEEP_SPEED_M_PER_S = 10e-9
 LOGGING_GRACE_S = 3.0
 #: Finest sweep step of the Keysight lasers; sweep steps are rounded to a multiple of it.
 SWEEP_STEP_QUANTUM_M = 1e-13
+#: Most readings one triggered sweep takes (the Keithley 2400's buffer holds 2500); longer scans are split.
+TRIGGERED_MAX_POINTS = 2500
 #: Readouts refuse averaging times below their minimum (a Keithley's 0.01 NPLC); the requested time is doubled
 #: up to this many times until the readout accepts it (logged).
 AVERAGING_RETRIES = 8
@@ -146,7 +151,41 @@ def channel_weights_raw(hw: BenchSession, channels: np.ndarray | None = None,
     return out
 
 
+def channel_weights_raw_at(hw: BenchSession, drives: np.ndarray, apply: Any, channels: np.ndarray | None = None,
+                           averaging_time_s: float = 1e-4) -> np.ndarray:
+    """Balanced readings (M, B, C) of every bank at each of ``drives`` (M, N), one laser on at a time as in
+    :func:`channel_weights_raw`, but each laser switched on once for all M drives (``apply(drive)`` writes one;
+    heater writes are cheap next to a laser's stabilisation wait, about 1 s on the N777xC): C laser switches
+    instead of M x C. Lasers restored to their previous on/off state afterwards."""
+    chans = np.arange(hw.n_channels) if channels is None else np.asarray(channels, dtype=int).reshape(-1)
+    drives = np.atleast_2d(np.asarray(drives, dtype=float))
+    out = np.empty((drives.shape[0], hw.n_banks, chans.size))
+    before = _laser_states(hw)
+    current = list(before)
+    try:
+        _set_outputs(hw, [False] * hw.n_channels, current)
+        for j, c in enumerate(chans):
+            configure_readout(hw, float(hw.wavelengths_m[c]), averaging_time_s)
+            _set_outputs(hw, [k == c for k in range(hw.n_channels)], current)
+            for m, drive in enumerate(drives):
+                apply(drive)
+                out[m, :, j] = hw.readout.read().balanced
+    finally:
+        _set_outputs(hw, before, current)
+    return out
+
+
 # -- spectra -----------------------------------------------------------------------------------------------------------
+def sweep_kind(hw: BenchSession) -> str:
+    """How this bench takes a spectrum: ``"logging"`` (laser sweep, power meter logging the bank ports),
+    ``"triggered"`` (laser sweep, source meters reading one balanced value per step trigger) or ``"stepped"``."""
+    if hw.power_meter is not None and hw.sweep_ports is not None:
+        return "logging"
+    if getattr(hw.readout, "can_log_sweep", False):
+        return "triggered"
+    return "stepped"
+
+
 def _grid(start_m: float, stop_m: float, step_m: float) -> np.ndarray:
     n = math.floor((stop_m - start_m) / step_m + 1e-6) + 1
     return start_m + step_m * np.arange(n)
@@ -168,10 +207,13 @@ class SpectrumSession:
             raise LimitError(f"laser {laser} is not one of 0..{hw.n_channels - 1}")
         self.averaging_time_s = float(averaging_time_s)
         self.speed_m_per_s = float(speed_m_per_s)
-        can_sweep = hw.power_meter is not None and hw.sweep_ports is not None
-        self.stepped = (not can_sweep) if stepped is None else bool(stepped)
-        if not self.stepped and not can_sweep:
-            raise LimitError("this bench has no logging power meter on the bank ports: use stepped scans")
+        kind = sweep_kind(hw)
+        self.stepped = (kind == "stepped") if stepped is None else bool(stepped)
+        if not self.stepped and kind == "stepped":
+            raise LimitError("this bench has no logging power meter on the bank ports and no source meters on a "
+                             "laser trigger: use stepped scans")
+        #: Sweeps read by source meters on the laser's step triggers (not a logging power meter).
+        self.triggered = not self.stepped and kind == "triggered"
         self._laser_ctx: AbstractContextManager[list[bool]] | None = None
         self._ranged = False
         #: Logging sweeps fetch only the through ports (half the data; what resonance tracking needs).
@@ -186,7 +228,7 @@ class SpectrumSession:
             laser = self.hw.lasers[self.laser]
             self.power_w = float(laser.get_power_w())
             self._home_m = float(laser.get_wavelength_m())
-            if self.stepped:
+            if self.stepped or self.triggered:
                 self.averaging_time_s = configure_readout(self.hw, self._home_m, self.averaging_time_s)
         except BaseException:
             self._laser_ctx.__exit__(None, None, None)
@@ -199,6 +241,8 @@ class SpectrumSession:
             if self.stepped:
                 laser = self.hw.lasers[self.laser]
                 laser.set_wavelength_m(self._home_m)
+            elif self.triggered:
+                self.hw.readout.end_logging()  # type: ignore[attr-defined]
             elif self._ranged:
                 meter = self.hw.power_meter
                 assert meter is not None and self.hw.sweep_ports is not None
@@ -235,6 +279,8 @@ class SpectrumSession:
         self.scans += 1
         if self.stepped:
             return self.scan_points(_grid(start_m, stop_m, step_m))
+        if self.triggered:
+            return self._triggered_sweeps(start_m, stop_m, step_m)
         return self._sweep(start_m, stop_m, step_m)
 
     def scan_points(self, wavelengths_m: np.ndarray) -> Spectra:
@@ -296,6 +342,51 @@ class SpectrumSession:
                         raise
         balanced = np.full_like(through, np.nan) if drop is None else drop - through
         return Spectra(wavelength_m, balanced, through, drop, meter_unit(hw), self.laser, self.power_w)
+
+
+    def _triggered_sweeps(self, start_m: float, stop_m: float, step_m: float) -> Spectra:
+        """Continuous sweeps read by the source meters, one buffered reading per step trigger, split where the
+        buffers would overflow. The sweep is slowed where a step would come sooner than every meter can read; the
+        wavelengths are the laser's lambda log moved by the distance swept from trigger to mid-reading."""
+        step = max(1, round(step_m / SWEEP_STEP_QUANTUM_M)) * SWEEP_STEP_QUANTUM_M
+        n_total = math.floor((stop_m - start_m) / step + 1e-6) + 1
+        pieces = math.ceil(n_total / TRIGGERED_MAX_POINTS)
+        bounds = np.linspace(0, n_total, pieces + 1).round().astype(int)
+        parts = [self._triggered_sweep(start_m + step * lo, start_m + step * (hi - 1), step)
+                 for lo, hi in itertools.pairwise(bounds) if hi - lo >= 2]
+        return Spectra(np.concatenate([p[0] for p in parts]), np.vstack([p[1] for p in parts]), None, None,
+                       meter_unit(self.hw), self.laser, self.power_w)
+
+    def _triggered_sweep(self, start_m: float, stop_m: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+        hw = self.hw
+        readout: Any = hw.readout
+        laser = hw.lasers[self.laser]
+        speed = min(self.speed_m_per_s, step / readout.min_trigger_period_s())
+        if speed < self.speed_m_per_s:
+            log.info("sweep slowed to %.3g nm/s: a %.3g pm step must last the meters' %.3g ms reading", speed * 1e9,
+                     step * 1e12, readout.min_trigger_period_s() * 1e3)
+        settings = SweepSettings(float(start_m), float(stop_m), step, speed)
+        timeout_s = 2.0 * (settings.stop_m - settings.start_m) / speed + 10.0
+        completed = False
+        try:
+            n_points = laser.configure_sweep(settings)
+            readout.start_logging(n_points)
+            laser.start_sweep()
+            laser.wait_sweep(timeout_s)
+            balanced = readout.finish_logging(n_points)
+            logged = laser.logged_wavelengths_m()              # the laser stops at the last step
+            wavelength_m = np.minimum(logged + speed * readout.sample_lag_s(), logged[-1])
+            completed = True
+        finally:
+            cleanup = getattr(laser, "finish_sweep", None)
+            if cleanup is not None:
+                try:
+                    cleanup(abort=not completed)
+                except InstrumentError as exc:
+                    log.error("sweep clean-up finish_sweep failed: %s", exc)
+                    if completed:
+                        raise
+        return wavelength_m, balanced
 
 
 def meter_unit(hw: BenchSession) -> str:

@@ -50,7 +50,7 @@ from scipy.optimize import least_squares, linear_sum_assignment
 from scipy.signal import find_peaks, peak_widths
 
 from labctl.drivers.interfaces import BenchSession
-from labctl.calibration.measure import Spectra, SpectrumSession, emit, spectra
+from labctl.calibration.measure import Spectra, SpectrumSession, emit, spectra, sweep_kind
 
 log = logging.getLogger(__name__)
 
@@ -738,7 +738,7 @@ def _map_scan(hw: BenchSession, start: float, stop: float, step_m: float, laser:
               averaging_time_s: float, progress: Callable[[str, int, int], None] | None) -> Spectra:
     """The map's scan: one logging sweep, or a stepped scan in pieces (a point costs a laser retune and a reading
     of every bank: about 1200 points on the source-meter bench) with progress after each piece."""
-    if progress is None or (hw.power_meter is not None and hw.sweep_ports is not None):
+    if progress is None or sweep_kind(hw) != "stepped":
         return spectra(hw, start, stop, step_m, laser=laser, averaging_time_s=averaging_time_s)
     grid = start + step_m * np.arange(int(np.floor((stop - start) / step_m + 1e-6)) + 1)
     parts = []

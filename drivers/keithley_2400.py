@@ -34,6 +34,24 @@ sweep can take (:meth:`Keithley2400.sweep_timeout_s`: N x (3 x NPLC / line frequ
 timeout; the factor 3 covers auto-zero's extra conversions and the 10 ms the source delay, both generous bounds
 rather than manual figures [?]). The output is written as ``:OUTP 1|0`` everywhere (one spelling, instruments.md
 §0).
+
+Triggered buffered readings (a laser sweep read in one transfer): the 2400's trigger model (user's manual §11
+"Triggering", Figure 11-3 remote trigger model) with the Trigger Link as the trigger-layer event (§18 p. 18-119:
+``:ARM|:TRIGger:SOURce``, "only IMMediate and TLINk are available as trigger layer control sources") and the
+reading buffer (§18 Table 18-10 ``:TRACe``, p. 18-115: ``:TRACe:POINts`` 1..2500, ``:TRACe:FEED SENSe``,
+``:TRACe:FEED:CONTrol NEXT`` "fills buffer and stops"). Spellings as PyMeasure's ``Keithley2400.trigger_on_external``
+(``:TRIG:SOUR TLIN``, ``:TRIG:ILIN n``) and ``KeithleyBuffer`` (``:TRAC:CLEAR``, ``:TRAC:POIN``,
+``:TRAC:FEED SENSE;:TRAC:FEED:CONT NEXT``, ``:INIT``, ``:TRAC:DATA?``, ``:ABOR``). :meth:`Keithley2400.arm_triggered`
+sets, once per triggered session, the source delay to 0 with the auto delay off (``:SOUR:DEL:AUTO 0``,
+``:SOUR:DEL 0``: the bias does not change, so nothing needs to settle), the trigger delay to 0, the arm layer to
+immediate with count 1 and the trigger layer to Trigger Link input line ``line``; then per acquisition clears
+the buffer, sizes it and the trigger count to N, enables storage and sends ``:INIT``: each of the next N pulses on
+the line takes one reading into the buffer, which :meth:`Keithley2400.fetch_triggered_a` reads in one transfer
+(``:TRAC:DATA?``, the ``:FORM:ELEM`` elements per reading [?: the 2400 page on :TRACe:DATA? elements was not
+read; the 6485 and 2700 manuals say their buffer readings carry the :FORMat:ELEMents elements]).
+:meth:`Keithley2400.end_triggered` (``:ABOR``, ``:TRIG:SOUR IMM``, ``:TRIG:COUN 1``, ``:SOUR:DEL:AUTO 1``) returns
+to single immediate readings. A pulse arriving while a reading is still in progress is not waited for, so the
+pulses must come at least :meth:`Keithley2400.min_trigger_period_s` apart: a buffer that comes back short raises.
 """
 
 from __future__ import annotations
@@ -73,6 +91,22 @@ READ_QUERY = ":READ?"
 LIST_VOLTAGES = ":SOUR:LIST:VOLT {values}"
 LIST_VOLTAGES_APPEND = ":SOUR:LIST:VOLT:APP {values}"
 TRIGGER_COUNT = ":TRIG:COUN {count:d}"
+#: Triggered buffered readings (module docstring): set once per triggered session, per acquisition, at the end.
+TRIGGERED_SETUP = (":SOUR:DEL:AUTO 0", ":SOUR:DEL 0", ":TRIG:DEL 0", ":ARM:SOUR IMM", ":ARM:COUN 1",
+                   ":TRAC:FEED SENS")
+TRIGGER_LINK_LINE = ":TRIG:ILIN {line:d}"
+TRIGGER_LINK_SOURCE = ":TRIG:SOUR TLIN"
+BUFFER_CLEAR = ":TRAC:CLE"
+BUFFER_POINTS = ":TRAC:POIN {count:d}"
+BUFFER_STORE_NEXT = ":TRAC:FEED:CONT NEXT"
+INITIATE = ":INIT"
+BUFFER_DATA_QUERY = ":TRAC:DATA?"
+TRIGGERED_END = (":ABOR", ":TRIG:SOUR IMM", ":TRIG:COUN 1", ":SOUR:DEL:AUTO 1")
+#: Trigger Link lines (the 2400's Trigger Link has four).
+TRIGGER_LINK_LINES = (1, 2, 3, 4)
+#: Margin on top of the integration (and auto-zero, AUTOZERO_FACTOR) between two trigger pulses, s: a bound
+#: for the trigger latency and the buffer store, not a manual figure [?].
+TRIGGER_MARGIN_S = 2e-4
 
 #: Source limits of the 2400 (±210 V, ±1.05 A).
 VOLTAGE_LIMIT_V = 210.0
@@ -146,6 +180,8 @@ class Keithley2400(ScpiInstrument):
                                                                     f"{name or self.label}.compliance_a")
         self._nplc: float | None = None
         self._read_pending = False
+        #: Trigger Link line of the triggered session in progress (None: single immediate readings).
+        self._trigger_line: int | None = None
         if not isinstance(resource, BaseTransport):
             settings = self.line_settings
             if termination is not None:
@@ -209,6 +245,11 @@ class Keithley2400(ScpiInstrument):
         per_point = AUTOZERO_FACTOR * nplc / self.line_frequency_hz + POINT_OVERHEAD_S
         return self.transport.settings.timeout_s + n_points * per_point
 
+    def integration_time_s(self) -> float:
+        """NPLC / line frequency, the NPLC as last read or written."""
+        nplc = self._nplc if self._nplc is not None else float(type(self).nplc.validator.hi)  # type: ignore
+        return nplc / self.line_frequency_hz
+
     def set_output(self, enabled: bool) -> None:
         self.output = bool(enabled)
 
@@ -220,6 +261,25 @@ class Keithley2400(ScpiInstrument):
         with self.transport.timeout_for(self.sweep_timeout_s(1)):
             currents, status = self.query_parsed(READ_QUERY, lambda text: parse_readings(text, 1))
         return float(currents[0]), bool(compliance_flags(status)[0])
+
+    def read_repeated_a(self, n_points: int) -> np.ndarray:
+        """``n_points`` readings at the fixed source level from one ``:READ?`` (``:TRIG:COUN n``, instruments.md
+        §3.2 bulk; the trigger count back to 1 afterwards), A; a reading at compliance raises."""
+        n = int(n_points)
+        if not 1 <= n <= LIST_MAX_POINTS:
+            raise LimitError(f"{self.name}.read_repeated_a: {n} readings; the 2400 takes 1..{LIST_MAX_POINTS}")
+        with self.transport.transaction():
+            self.write(TRIGGER_COUNT.format(count=n))
+            try:
+                with self.transport.timeout_for(self.sweep_timeout_s(n)):
+                    reply = self.transport.query(READ_QUERY, retries=0)  # a retry would take the readings again
+            finally:
+                self.write(TRIGGER_COUNT.format(count=1))
+        currents, status = self.parse_reply(READ_QUERY, reply, lambda text: parse_readings(text, n))
+        flagged = np.flatnonzero(compliance_flags(status))
+        if flagged.size:
+            raise self._compliance_error(flagged.tolist(), currents)
+        return currents.astype(float)
 
     def measure_current_a(self) -> float:
         """One current reading; a reading at compliance raises :class:`ComplianceError` (the value would be the
@@ -305,6 +365,59 @@ class Keithley2400(ScpiInstrument):
             raise self._compliance_error(flagged.tolist(), currents)
         return currents.astype(float)
 
+    # -- triggered buffered readings (module docstring) ---------------------------------------------------------------
+    def min_trigger_period_s(self) -> float:
+        """Shortest spacing of Trigger Link pulses every one of which takes a reading: the integration with auto-zero's
+        extra conversions (AUTOZERO_FACTOR, a bound) plus TRIGGER_MARGIN_S; the source and trigger delays are 0."""
+        return AUTOZERO_FACTOR * self.integration_time_s() + TRIGGER_MARGIN_S
+
+    def arm_triggered(self, n_points: int, line: int = 1) -> None:
+        """Arm the next ``n_points`` readings, one per pulse on Trigger Link input ``line``, into the buffer; the
+        output must be on (the 2400 reads nothing with it off)."""
+        n = int(n_points)
+        if not 1 <= n <= LIST_MAX_POINTS:
+            raise LimitError(f"{self.name}.arm_triggered: {n} readings; the buffer holds 1..{LIST_MAX_POINTS}")
+        if line not in TRIGGER_LINK_LINES:
+            raise LimitError(f"{self.name}.arm_triggered: Trigger Link line {line} is not one of "
+                             f"{list(TRIGGER_LINK_LINES)}")
+        with self.transport.transaction():
+            if self._trigger_line != line:
+                for command in TRIGGERED_SETUP + (TRIGGER_LINK_LINE.format(line=line), TRIGGER_LINK_SOURCE):
+                    self.write(command)
+                self._trigger_line = line
+            for command in (BUFFER_CLEAR, BUFFER_POINTS.format(count=n), TRIGGER_COUNT.format(count=n),
+                            BUFFER_STORE_NEXT, INITIATE):
+                self.write(command)
+
+    def fetch_triggered_a(self, n_points: int) -> np.ndarray:
+        """The ``n_points`` currents (A) of the armed acquisition, from the buffer in one transfer; a buffer holding
+        another number of readings (pulses lost or missing) raises, as does a reading at compliance."""
+        n = int(n_points)
+        with self.transport.timeout_for(self.sweep_timeout_s(n)):
+            reply = self.transport.query(BUFFER_DATA_QUERY, retries=0)
+
+        def parse(text: str) -> tuple[np.ndarray, np.ndarray]:
+            got = len(parse_float_list(text)) // len(READING_ELEMENTS)
+            if got != n:
+                raise ValueError(f"the buffer holds {got} readings, {n} were armed: Trigger Link pulses were lost "
+                                 "(closer than a reading takes?) or did not arrive (cabling, line)")
+            return parse_readings(text, n)
+
+        currents, status = self.parse_reply(BUFFER_DATA_QUERY, reply, parse)
+        flagged = np.flatnonzero(compliance_flags(status))
+        if flagged.size:
+            raise self._compliance_error(flagged.tolist(), currents)
+        return currents.astype(float)
+
+    def end_triggered(self) -> None:
+        """Back to single immediate readings (disarm, immediate trigger, count 1, auto source delay)."""
+        if self._trigger_line is None:
+            return
+        with self.transport.transaction():
+            for command in TRIGGERED_END:
+                self.write(command)
+        self._trigger_line = None
+
     def safe_state(self) -> None:
         """Fixed mode, source to 0 V, then output off (zero before disable, as lightlab does).
 
@@ -313,8 +426,11 @@ class Keithley2400(ScpiInstrument):
 
         Every step is attempted even if an earlier one fails; the first failure is raised at the end.
         """
-        attempt_all(self.name, (lambda: self.write(SOURCE_FIXED_MODE), lambda: self.set_voltage_v(0.0),
-                                lambda: self.set_output(False)))
+        steps = [lambda: self.write(SOURCE_FIXED_MODE), lambda: self.set_voltage_v(0.0),
+                 lambda: self.set_output(False)]
+        if self._trigger_line is not None:          # a triggered session was left armed: disarm first
+            steps.insert(0, self.end_triggered)
+        attempt_all(self.name, steps)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         return {"line_frequency_hz": self.line_frequency_hz, "reading_elements": list(READING_ELEMENTS)}

@@ -86,14 +86,23 @@ def calibration_progress(ctx: Any, n_channels: int, label: str = "calibrate") ->
     """calibrate()'s progress callback as one bar: resonance map, heaters, one step per channel's weight sweep,
     drift references."""
     total = n_channels + 3
-    fixed = {"resonance_map": (0, "resonance map"), "heaters": (1, "heater characterization"),
+    fixed = {"readout": (0, "readout noise probe"), "resonance_map": (0, "resonance map"), "heaters": (1, "heater characterization"),
              "weights": (2, "weight sweeps"), "drift_reference": (2 + n_channels, "drift references"),
              "done": (total, "done")}
 
-    def progress(step: str, done: int, _total: int) -> None:
-        pos, text = (2 + done, "weight sweeps") if step == "weight sweeps" else fixed.get(step, (None, step))
-        if pos is None:
+    state: dict[str, Any] = {"text": "", "pos": 0}
+
+    def progress(step: str, done: int, of: int) -> None:
+        if step == "weight sweeps":
+            pos, text = 2 + done, f"weight sweeps, {done}/{of} channels done"
+        elif step in fixed:
+            pos, text = fixed[step]
+        else:        # a report from inside the running step (scans, laser steps): what is measured, how much is left
+            if of > 0:
+                ctx.engine.bars.update(label, round(state["pos"] + min(done / of, 0.99), 2), total)
+            ctx.engine.bars.postfix(f"{state['text']}: {step} {done}/{of}")
             return
+        state["text"], state["pos"] = text, pos
         ctx.engine.bars.update(label, pos, total)
         ctx.engine.bars.postfix(text)
     return progress

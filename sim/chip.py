@@ -847,6 +847,19 @@ class Chip:
         drop = pin_s * eps_s[:, None] * drop_s[:, :, 0].T + (eps_c * others) @ drop_c[:, :, 0].T
         return np.stack([thr, drop], axis=2) * self._output_factor
 
+    def balanced_spectrum_a(self, wavelength_m: np.ndarray, power_w: float, channel: int = 0,
+                            averaging_time_s: float = 1e-4, noise: bool = True) -> np.ndarray:
+        """Balanced detector current (W, B) of every bank while laser ``channel`` sweeps ``wavelength_m`` at
+        ``power_w``: the bus powers of :meth:`port_spectrum_w` (before the output facet: the detectors are on
+        chip) through the same detector model as every other reading (responsivity, dark currents, shot and
+        thermal noise for ``averaging_time_s``, readout clipping and quantization)."""
+        ports = self.port_spectrum_w(wavelength_m, power_w, channel=channel, averaging_time_s=averaging_time_s,
+                                     noise=noise) / self._output_factor
+        thr, drop = ports[:, :, 0].T, ports[:, :, 1].T                       # (B, W) bus powers
+        gauss = self._noise_rng.standard_normal(thr.shape) if noise else None
+        dark = self._params.dark_current_a
+        return self._balanced_current(thr, drop, dark[:, 0:1], dark[:, 1:2], averaging_time_s, gauss).T
+
     # ---- batch path ------------------------------------------------------------------------------------------
     def evaluate(
         self,

@@ -293,7 +293,9 @@ def _readout(config: BenchConfig, instruments: dict[str, Any]) -> BankReadout:
         return AdcBanks([instruments[n] for n in names], wiring)
     if all(d.through_port is None and d.channel is None for d in detectors):
         compliance = config.limits.detector_max_current_a
+        lines = [d.trigger_line for d in detectors]
         return SourceMeterBanks([instruments[d.instrument] for d in detectors],
+                                trigger_lines=lines if all(line is not None for line in lines) else None,
                                 **({} if compliance is None else {"compliance_a": compliance}))
     raise ValueError("wiring.detectors: one readout kind per bench (power-meter ports, DAQ channels or source meters)")
 

@@ -102,6 +102,9 @@ class DetectorWiring(_Strict):
     tia_gain_v_per_a: float | None = None
     #: TIA output with no photocurrent, V (measured with the lasers off); subtracted before dividing by the gain.
     tia_offset_v: float = 0.0
+    #: Source meter only: the Trigger Link input line (1-4) that the sweeping laser's trigger output is cabled to;
+    #: with it, spectra are continuous laser sweeps read into the meters' buffers instead of laser steps.
+    trigger_line: int | None = Field(default=None, ge=1, le=4)
 
     @model_validator(mode="after")
     def _ports_together(self) -> DetectorWiring:
@@ -111,6 +114,8 @@ class DetectorWiring(_Strict):
             raise ValueError("give both channel and tia_gain_v_per_a (TIA into a DAQ) or neither")
         if self.channel is not None and self.through_port is not None:
             raise ValueError("a detector is either power-meter ports or a DAQ channel, not both")
+        if self.trigger_line is not None and (self.channel is not None or self.through_port is not None):
+            raise ValueError("trigger_line is for a source meter on a balanced photodiode (no ports, no channel)")
         if self.tia_gain_v_per_a is not None and not (math.isfinite(self.tia_gain_v_per_a)
                                                       and self.tia_gain_v_per_a != 0.0):
             raise ValueError(f"tia_gain_v_per_a must be finite and non-zero, got {self.tia_gain_v_per_a!r}")
@@ -191,10 +196,12 @@ class BenchConfig(_Strict):
 
     @property
     def wiring_sha256(self) -> str:
-        """Hash of the wiring: a calibration is valid for this wiring only."""
+        """Hash of the wiring: a calibration is valid for this wiring only. The trigger cabling of a sweep changes no
+        path a calibration describes: kept out, so that calibrations stay valid when a bench gains (or loses) it."""
         import json
 
-        return hashlib.sha256(json.dumps(self.wiring.model_dump(), sort_keys=True).encode()).hexdigest()
+        wiring = self.wiring.model_dump(exclude={"detectors": {"__all__": {"trigger_line"}}})
+        return hashlib.sha256(json.dumps(wiring, sort_keys=True).encode()).hexdigest()
 
     @property
     def chip_id(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labctl.drivers.errors import LimitError
+from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import BankReading, PowerReadout, ScanningVoltmeter, SourceMeter
 
 
@@ -19,6 +19,10 @@ class PowerMeterBanks:
     """Through and drop ports of every bank on power-meter ports (0-based interface ports)."""
 
     unit = "W"
+    #: Calibration does not probe this readout's noise by default: the meters' averaging is bound by the logging
+    #: sweeps (below a step's time) and their noise is far below the signal (probe: 2-5e-5 of it at 100 us, the
+    #: setting it would keep); labctl.calibration.readout_noise.
+    probe_noise = False
 
     def __init__(self, meters: list[PowerReadout], ports: list[tuple[int, int, int]]) -> None:
         """``ports[b] = (meter index, through port, drop port)``."""
@@ -72,16 +76,29 @@ class PowerMeterBanks:
 
 
 class SourceMeterBanks:
-    """One source meter per bank biasing and reading the on-chip balanced photodiode (photocurrent in A)."""
+    """One source meter per bank biasing and reading the on-chip balanced photodiode (photocurrent in A).
+
+    With ``trigger_lines`` (the bench file's ``trigger_line`` of every detector: the sweeping laser's trigger output
+    is cabled to that Trigger Link input of each meter) the banks can also be read during a continuous laser sweep:
+    :meth:`start_logging` arms every meter for one buffered reading per laser step trigger, :meth:`finish_logging`
+    reads each meter's buffer in one transfer (``labctl.drivers.keithley_2400``, "Triggered buffered readings").
+    """
 
     unit = "A"
+    #: Calibration chooses this readout's integration (NPLC) from a noise probe (labctl.calibration.readout_noise).
+    probe_noise = True
 
-    def __init__(self, meters: list[SourceMeter], *, bias_v: float = 0.0, compliance_a: float = 0.01) -> None:
+    def __init__(self, meters: list[SourceMeter], *, bias_v: float = 0.0, compliance_a: float = 0.01,
+                 trigger_lines: list[int] | None = None) -> None:
         self.meters = meters
         self.n_banks = len(meters)
         self.bias_v = bias_v
         self.compliance_a = compliance_a
+        if trigger_lines is not None and len(trigger_lines) != len(meters):
+            raise LimitError(f"{len(trigger_lines)} trigger lines for {len(meters)} source meters")
+        self.trigger_lines = trigger_lines
         self._biased = False
+        self._logging = False
 
     def _bias(self) -> None:
         """Photodiodes are read at a fixed bias with the source output on (the 2400 reads nothing when off)."""
@@ -98,9 +115,26 @@ class SourceMeterBanks:
             self._bias()
 
     def read(self) -> BankReading:
+        """Every bank's photocurrent. Meters that can start a reading and answer it later are all started first
+        (each on its own bus address measures when its ``:READ?`` arrives), so the banks integrate at the same time
+        and the read costs one reading, not one per bank."""
+        if self.can_start_read:
+            self.start_read()
+            return self.finish_read()
         if not self._biased:
             self._bias()
+        self.end_logging()
         return BankReading(balanced=np.array([m.measure_current_a() for m in self.meters]), unit=self.unit)
+
+    def read_repeated(self, n: int) -> np.ndarray:
+        """(n, B) readings of every bank at the present settings, one transfer per meter where the meters take
+        repeated readings in one ``:READ?`` (``read_repeated_a``), else ``n`` reads."""
+        if not all(hasattr(m, "read_repeated_a") for m in self.meters):
+            return np.vstack([self.read().balanced for _ in range(n)])
+        if not self._biased:
+            self._bias()
+        self.end_logging()
+        return np.column_stack([m.read_repeated_a(n) for m in self.meters])  # type: ignore[attr-defined]
 
     # -- readings started on every meter at once and collected later ------------------------------------------------
     @property
@@ -112,12 +146,62 @@ class SourceMeterBanks:
         """Every meter starts one reading now: the banks are read at the same time, not one after the other."""
         if not self._biased:
             self._bias()
+        self.end_logging()
         for meter in self.meters:
             meter.start_read_current()  # type: ignore[attr-defined]
 
     def finish_read(self) -> BankReading:
-        return BankReading(balanced=np.array([m.finish_read_current()  # type: ignore[attr-defined]
-                                              for m in self.meters]), unit=self.unit)
+        """The readings started by :meth:`start_read`; every meter's reply is collected before the first failure
+        (a reading at compliance) is raised, so no reply is left waiting in a meter's output queue."""
+        values = np.empty(self.n_banks)
+        first: Exception | None = None
+        for b, meter in enumerate(self.meters):
+            try:
+                values[b] = meter.finish_read_current()  # type: ignore[attr-defined]
+            except InstrumentError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+        return BankReading(balanced=values, unit=self.unit)
+
+    # -- buffered readings, one per laser sweep step (Trigger Link) ---------------------------------------------------
+    @property
+    def can_log_sweep(self) -> bool:
+        """Every meter is cabled to the sweeping laser's trigger output and can take triggered buffered readings."""
+        return self.trigger_lines is not None and all(hasattr(m, "arm_triggered") for m in self.meters)
+
+    def min_trigger_period_s(self) -> float:
+        """Shortest laser step period at which every meter takes a reading at every step trigger, s."""
+        return max(float(m.min_trigger_period_s()) for m in self.meters)  # type: ignore[attr-defined]
+
+    def sample_lag_s(self) -> float:
+        """From a step trigger to the middle of the reading it starts, s (source and trigger delays are 0, so half
+        the longest integration): the laser moves on meanwhile, and a spectrum's wavelengths are corrected by it."""
+        return 0.5 * max(float(m.integration_time_s()) for m in self.meters)  # type: ignore[attr-defined]
+
+    def start_logging(self, n_points: int) -> None:
+        """Arm every meter for ``n_points`` readings, one per step trigger on its line (output on, biased)."""
+        if not self.can_log_sweep:
+            raise LimitError("these source meters are not cabled to a laser trigger (wiring.detectors.trigger_line)")
+        if not self._biased:
+            self._bias()
+        assert self.trigger_lines is not None
+        self._logging = True
+        for meter, line in zip(self.meters, self.trigger_lines):
+            meter.arm_triggered(n_points, line)  # type: ignore[attr-defined]
+
+    def finish_logging(self, n_points: int) -> np.ndarray:
+        """(n_points, B) balanced currents of the armed acquisition, A (one buffer transfer per meter)."""
+        return np.column_stack([m.fetch_triggered_a(n_points)  # type: ignore[attr-defined]
+                                for m in self.meters])
+
+    def end_logging(self) -> None:
+        """Every meter back to single immediate readings (what :meth:`read` needs)."""
+        if not self._logging:
+            return
+        self._logging = False
+        for meter in self.meters:
+            meter.end_triggered()  # type: ignore[attr-defined]
 
 
 class AdcBanks:
@@ -128,6 +212,8 @@ class AdcBanks:
     """
 
     unit = "A"
+    #: Calibration chooses the DAQ's integration from a noise probe (labctl.calibration.readout_noise).
+    probe_noise = True
 
     def __init__(self, adcs: list[ScanningVoltmeter], wiring: list[tuple[int, int, float, float]]) -> None:
         self.adcs = adcs

@@ -371,3 +371,86 @@ def test_a_reading_started_now_is_collected_later():
     with pytest.raises(ComplianceError):
         smu.finish_read_current()
     t.assert_done()
+
+
+# -- triggered buffered readings (Trigger Link, :TRACe buffer) ---------------------------------------------------------
+TRIGGERED_SETUP = [(":SOUR:DEL:AUTO 0", None), (":SOUR:DEL 0", None), (":TRIG:DEL 0", None), (":ARM:SOUR IMM", None),
+                   (":ARM:COUN 1", None), (":TRAC:FEED SENS", None), (":TRIG:ILIN 1", None), (":TRIG:SOUR TLIN", None)]
+
+
+def armed(n: int) -> list[tuple[str, None]]:
+    return [(":TRAC:CLE", None), (f":TRAC:POIN {n}", None), (f":TRIG:COUN {n}", None), (":TRAC:FEED:CONT NEXT", None),
+            (":INIT", None)]
+
+
+TRIGGERED_END = [(":ABOR", None), (":TRIG:SOUR IMM", None), (":TRIG:COUN 1", None), (":SOUR:DEL:AUTO 1", None)]
+
+
+def test_triggered_readings_set_up_once_arm_per_sweep_and_read_the_buffer_in_one_transfer():
+    """2400 manual §11 trigger model, p. 18-119 (TLINk trigger layer), Table 18-10 (:TRACe); PyMeasure spellings."""
+    first, second = np.array([-1e-4, -2e-4, 3e-5]), np.array([1e-6, 2e-6])
+    smu, t = make(TRIGGERED_SETUP + armed(3) + [(":TRAC:DATA?", readings(first))] + armed(2)
+                  + [(":TRAC:DATA?", readings(second))] + TRIGGERED_END)
+    smu.arm_triggered(3, line=1)
+    np.testing.assert_allclose(smu.fetch_triggered_a(3), first, rtol=1e-6)
+    smu.arm_triggered(2, line=1)                       # the set-up stays: only the buffer and count per sweep
+    np.testing.assert_allclose(smu.fetch_triggered_a(2), second, rtol=1e-6)
+    smu.end_triggered()
+    smu.end_triggered()                                # nothing armed: nothing sent
+    t.assert_done()
+
+
+def test_a_short_buffer_means_lost_triggers_and_raises():
+    smu, t = make(TRIGGERED_SETUP + armed(3) + [(":TRAC:DATA?", readings([1e-6, 2e-6]))])
+    smu.arm_triggered(3)
+    with pytest.raises(InstrumentReplyError, match=r"TRAC:DATA\?.*holds 2 readings, 3 were armed"):
+        smu.fetch_triggered_a(3)
+    t.assert_done()
+
+
+def test_a_buffered_reading_at_compliance_raises():
+    smu, t = make(TRIGGERED_SETUP + armed(2) + [(":TRAC:DATA?", readings([1e-6, 1e-2], [OK_STATUS, AT_COMPLIANCE])),
+                                                (":SENS:CURR:PROT?", "+1.000000E-02")])
+    smu.arm_triggered(2)
+    with pytest.raises(ComplianceError, match=r"point \[1\]"):
+        smu.fetch_triggered_a(2)
+    t.assert_done()
+
+
+@pytest.mark.parametrize("n, line", [(0, 1), (2501, 1), (10, 0), (10, 5)])
+def test_triggered_arguments_out_of_range_send_nothing(n, line):
+    smu, t = make([])
+    with pytest.raises(LimitError):
+        smu.arm_triggered(n, line)
+    t.assert_done()
+
+
+def test_safe_state_disarms_a_triggered_session_first():
+    smu, t = make(TRIGGERED_SETUP + armed(5) + TRIGGERED_END
+                  + [(":SOUR:VOLT:MODE FIXED", None), (":SOUR:VOLT 0.000000E+00", None), (":OUTP 0", None)])
+    smu.arm_triggered(5)
+    smu.safe_state()
+    t.assert_done()
+
+
+def test_min_trigger_period_follows_the_integration_time():
+    smu, t = make([(":SENS:CURR:NPLC 0.01", None), (":SENS:CURR:NPLC 1", None)])
+    smu.set_nplc(0.01)
+    fast = smu.min_trigger_period_s()
+    smu.set_nplc(1.0)
+    assert fast < 1e-3 < 20e-3 < smu.min_trigger_period_s()      # 50 Hz: 0.2 ms and 20 ms integrations
+    t.assert_done()
+
+
+def test_repeated_readings_come_in_one_transfer_and_the_count_returns_to_one():
+    amps = np.array([1e-4, 1.00001e-4, 0.99999e-4])
+    smu, t = make([(":TRIG:COUN 3", None), (":READ?", readings(amps)), (":TRIG:COUN 1", None)])
+    np.testing.assert_allclose(smu.read_repeated_a(3), amps, rtol=1e-6)
+    t.assert_done()
+
+
+def test_repeated_readings_timeout_still_restores_the_count():
+    smu, t = make([(":TRIG:COUN 2", None), (":READ?", None), (":TRIG:COUN 1", None)])
+    with pytest.raises(InstrumentTimeout, match=r":READ\?"):
+        smu.read_repeated_a(2)
+    t.assert_done()

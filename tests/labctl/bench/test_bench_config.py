@@ -57,6 +57,7 @@ def mutate(edit) -> dict:
     (lambda d: d["chip"].update(spec={"optics": {"loaded_q": -5.0}}), "chip.spec", "optics.loaded_q"),
     (lambda d: d["chip"].update(spec={"optix": {}}), "chip.spec", "optix"),
     (lambda d: d["limits"].update(heater_max_power_w=[0.04] * 3), "limits.heater_max_power_w", "3 values"),
+    (lambda d: d["wiring"]["detectors"][0].update(trigger_line=1), "wiring.detectors.0", "trigger_line is for a source"),
 ])
 def test_each_mistake_is_reported_with_its_key_path(edit, path, text) -> None:
     problems = problems_of(mutate(edit))
@@ -116,3 +117,26 @@ def test_round_trip_through_a_file(tmp_path: Path) -> None:
     path.write_text(tomli_w.dumps(default_dict()))
     config, _ = load_bench(path)
     assert config.wiring.banks == 4
+
+
+@pytest.mark.parametrize("line", [0, 5])
+def test_a_trigger_link_line_outside_1_to_4_is_refused(line: int) -> None:
+    data = tomllib.loads(embedded_bench_path("current").read_text())
+    data["wiring"]["detectors"][3]["trigger_line"] = line
+    problems = problems_of(data)
+    assert any(p == "wiring.detectors.3.trigger_line" for p, _ in problems), problems
+
+
+def test_trigger_cabling_leaves_the_wiring_hash_alone(tmp_path: Path) -> None:
+    """Calibrations stay valid when a bench gains or loses the trigger cabling of its sweeps."""
+    from labctl.bench.bench import Bench
+
+    text = embedded_bench_path("current").read_text()
+    bare = tmp_path / "bare.toml"
+    bare.write_text(text.replace(", trigger_line = 1", ""))
+    hashes = []
+    for path in (embedded_bench_path("current"), bare):
+        with Bench.open(path, lock_dir=tmp_path) as bench:
+            hashes.append(bench.session().wiring_sha256)
+            assert bench.readout.can_log_sweep is (path != bare)
+    assert hashes[0] == hashes[1]

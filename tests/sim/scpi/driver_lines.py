@@ -97,7 +97,7 @@ def declared_lines(instance: Any) -> list[tuple[str, bool]]:
 TEMPLATE_FIELDS: dict[str, Any] = {
     "state": 0, "pin": "1234", "start_nm": 1540.0, "stop_nm": 1560.0, "points": 1001,
     "averaging_time_s": 1e-4, "slot": 1, "count": 100, "values": "1.000000E-01,2.000000E-01",
-    "elements": "CURR,STAT",
+    "elements": "CURR,STAT", "line": 1,
 }
 #: Driver module -> (tree, channel ids that fill ``{ch}``) pairs it serves.
 TEMPLATE_MODULES: dict[str, list[tuple[str, list[str]]]] = {
