@@ -57,6 +57,12 @@ def message_end(buffer: bytes | bytearray, start: int, blocks: bool) -> int:
     return -1
 
 
+def _one_plain_message(data: bytes) -> bool:
+    """Whether ``data``'s only LF is its last byte and nothing in it can hide an LF (no quote, no ``#`` that might
+    start a block): then :func:`message_end` finds that LF whether or not blocks are stepped over."""
+    return data.count(b"\n") == 1 and b"#" not in data and b'"' not in data and b"'" not in data
+
+
 class Connection:
     """Framing and output queue of one connection to ``model`` (see the module docstring)."""
 
@@ -81,6 +87,10 @@ class Connection:
 
     def write(self, data: bytes, end: bool = False) -> None:
         """Bytes from the client; ``end`` marks the last byte of a transfer with END (GPIB EOI) asserted."""
+        if not self._input and data[-1:] == b"\n" and _one_plain_message(data):
+            # the common case, one whole message per write: the framing below would end it at the same LF
+            self._run(data[:-1])
+            return
         self._input += data
         start = 0
         while True:
