@@ -8,7 +8,8 @@ simulation profile (:mod:`labctl.sim.profiles.qontrol`). Commands are case-insen
 
 Wiring: ``heater_map[k]`` is the chip heater driven by instrument channel ``k`` (global across the chain), -1 for an
 unconnected output. Every drive write becomes ONE heater command of the chip (``chip.command_heaters``, the
-conversion-free form of ``set_heater_drive``; a ``VVEC`` line of 8 values is one call), in volts (``V``/``VVEC``) or amps (``I``/``IVEC``, sent in mA).
+conversion-free form of ``set_heater_drive``; a ``VVEC`` line of 8 values is one call), in volts (``V``/``VVEC``)
+or amps (``I``/``IVEC``, sent in mA).
 
 Behaviour chosen where the reference is silent (documented here, tested in tests/sim/test_qontrol_model.py):
 
