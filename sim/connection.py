@@ -130,6 +130,10 @@ class Connection:
         if self._output and self.model.reply_ready_s is not None:
             with self.lock:
                 self.model.wait_for_reply()  # the host blocks in its read until the instrument has the reply
+        if n >= len(self._output):  # the whole queue (a reply read at once)
+            data = bytes(self._output)
+            self._output.clear()
+            return data
         data = bytes(self._output[:n])
         del self._output[:n]
         return data

@@ -589,6 +589,7 @@ class KeysightPowerMeterModel(ScpiModel):
         #: Per port: the flat index bank*2 + side of the chip port it sees (-1: dark) and the meter model index.
         self._flat_port = [-1 if w is None else w[0] * 2 + w[1] for w in map(self._wiring, range(self.n_ports))]
         self._meter_of_port = np.array([max(f, 0) for f in self._flat_port], dtype=int)
+        self._flat_port_index = np.array(self._flat_port, dtype=np.intp)  # the gather of an all-port reading
         self._all_ports = list(range(self.n_ports))
         self._power_on()
 
@@ -709,7 +710,7 @@ class KeysightPowerMeterModel(ScpiModel):
                                                 ).reshape(-1) for t in times}
         out = np.zeros(len(ports))
         if len(reads) == 1 and wired:  # every port wired, one averaging time: one gather
-            out[:] = next(iter(reads.values()))[flat]
+            out[:] = next(iter(reads.values()))[self._flat_port_index if flat is self._flat_port else flat]
             return out
         for i, (f, t) in enumerate(zip(flat, averaging_s)):
             if f >= 0:
@@ -740,6 +741,8 @@ class KeysightPowerMeterModel(ScpiModel):
 
     def _fetch(self, ports: Sequence[int]) -> np.ndarray:
         ports = list(ports)
+        if all(self._continuous_on):  # every port measures continuously: every reading is fresh
+            return self._measure(ports)
         fresh = [p for p in ports if self._continuous_on[p] or p not in self._last_w]
         if len(fresh) == len(ports):
             return self._measure(ports)
