@@ -19,11 +19,15 @@ def validate_heater_request(who: str, values: Any, channels: Any, n_channels: in
     Returns ``(channels, values)``; ``describe(ch)`` adds the instrument's own name of a channel to messages. The
     values are held to the instrument's configured limit by the one heater-limit rule (:mod:`.limits`).
     """
-    vals = np.atleast_1d(np.asarray(values, dtype=float))
+    vals = np.asarray(values, dtype=float)
+    if vals.ndim == 0:  # np.atleast_1d without its Python wrapper (every heater write passes here)
+        vals = vals.reshape(1)
     if channels is None:
         chans = np.arange(n_channels)
     else:
-        raw = np.atleast_1d(np.asarray(channels))
+        raw = np.asarray(channels)
+        if raw.ndim == 0:
+            raw = raw.reshape(1)
         if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
             raise LimitError(f"{who}: channel numbers must be integers, got {raw!r}")
         chans = raw.astype(int)

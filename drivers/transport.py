@@ -301,6 +301,12 @@ class BaseTransport:
 
     # -- public API ----------------------------------------------------------------------------------------
     def write(self, command: str) -> None:
+        if self._owner == threading.get_ident():  # inside this thread's transaction (a driver's exchange): held
+            if not self.is_open:
+                raise self._error(InstrumentConnectionError, "connection is closed", None)
+            log.debug("%s <- %r", self.name, command)
+            self._send(command)
+            return
         with self.transaction():
             log.debug("%s <- %r", self.name, command)
             self._send(command)
@@ -317,6 +323,12 @@ class BaseTransport:
             return reply
 
     def read_line(self) -> str:
+        if self._owner == threading.get_ident():  # inside this thread's transaction: held (as in write)
+            if not self.is_open:
+                raise self._error(InstrumentConnectionError, "connection is closed", None)
+            reply = self._read_line(None)
+            log.debug("%s -> %r", self.name, reply)
+            return reply
         with self.transaction():
             reply = self._read_line(None)
             log.debug("%s -> %r", self.name, reply)

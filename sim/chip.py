@@ -345,11 +345,18 @@ class Chip:
         the same bits as recomputing every heater). Nothing changes when a current is beyond thermal runaway."""
         fs = self._full_scale(mode)
         vals = np.asarray(values, dtype=float)
-        n = self._drive.size
         idx = self._all_heaters if channels is None else np.asarray(channels, dtype=int).reshape(-1)
         vals = np.broadcast_to(vals, idx.shape) if vals.ndim == 0 else vals.reshape(-1)
         if vals.shape != idx.shape:
             raise ValueError(f"values must have shape {idx.shape}, got {vals.shape}")
+        self.command_heaters(np.ascontiguousarray(vals, dtype=np.float64), idx, mode == "current")
+
+    def command_heaters(self, vals: np.ndarray, idx: np.ndarray, current: bool) -> None:
+        """:meth:`set_heater_drive` for a caller that holds its values as a contiguous float64 vector and its
+        heaters as an int vector of the same length (a heater instrument model, once per command line): the same
+        command, without the argument conversions."""
+        fs = self._spec.heaters.dac_full_scale_a if current else self._spec.heaters.dac_full_scale_v
+        n = self._drive.size
         if idx.size > self._command_scratch.shape[1] - 1:
             self._command_scratch = np.empty((2, idx.size + 1))
         now = self._clock.now_s
@@ -358,11 +365,10 @@ class Chip:
         p = self._params
         settling = self._settling
         start, target = settling.arrays()
-        current = mode == "current"
         scratch = self._command_scratch
         # one compiled call validates (finite values, heater indices) and applies the whole command, or nothing
         outcome = kernels().heater_command(
-            idx, np.ascontiguousarray(vals, dtype=np.float64), current, fs, fs / self._dac_steps,
+            idx, vals, current, fs, fs / self._dac_steps,
             p.heater_resistance_ohm, 4.0 * p.self_heating_per_w, p.self_heating_per_w, settling.decay(now),
             self._drive, self._is_current, start, target, scratch)
         if outcome == -2:

@@ -35,7 +35,7 @@ class VirtualClock:
 
     def advance(self, dt_s: float, category: str = "other") -> float:
         """Move time forward by dt_s >= 0 charged to ``category``; returns the new time."""
-        if not (math.isfinite(dt_s) and dt_s >= 0):
+        if not 0.0 <= dt_s < math.inf:  # finite and >= 0 (NaN fails both comparisons)
             raise ValueError(f"dt_s must be finite and >= 0, got {dt_s!r}")
         self._now_s += dt_s
         self._totals[category] += dt_s

@@ -64,6 +64,12 @@ def message_end(buffer: bytes | bytearray, start: int, blocks: bool) -> int:
     return -1
 
 
+def _one_plain_message(data: bytes) -> bool:
+    """Whether ``data``'s only LF is its last byte and nothing in it can hide an LF (no quote, no ``#`` that might
+    start a block): then :func:`message_end` finds that LF whether or not blocks are stepped over."""
+    return data.count(b"\n") == 1 and b"#" not in data and b'"' not in data and b"'" not in data
+
+
 class Connection:
     """Framing and output queue of one connection to ``model`` (see the module docstring)."""
 
@@ -105,6 +111,10 @@ class Connection:
         Raises ConnectionError while the link is down (the bytes are lost)."""
         if not self.attempt():
             raise ConnectionError(f"{self.model.name}: link down")
+        if not self._input and data[-1:] == b"\n" and _one_plain_message(data):
+            # the common case, one whole message per write: the framing below would end it at the same LF
+            self._run(data[:-1])
+            return
         self._input += data
         start = 0
         while True:
@@ -182,6 +192,11 @@ class Connection:
         if self._output and self.model.reply_ready_s is not None:
             with self.lock:
                 self.model.wait_for_reply()  # the host blocks in its read until the instrument has the reply
+        if n >= len(self._output):  # the whole queue (a reply read at once)
+            data = bytes(self._output)
+            self._output.clear()
+            self.partial = False
+            return data
         data = bytes(self._output[:n])
         del self._output[:n]
         if not self._output:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import warnings
 from typing import Any
 
 from labctl.sim.connection import Connection
 from pyvisa import attributes, constants, errors, highlevel, rname
+from pyvisa.resources import Resource
 from pyvisa.util import LibraryPath
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,59 @@ class _Session:
             constants.ResourceAttribute.resource_class: parsed.resource_class,
             constants.ResourceAttribute.interface_type: parsed.interface_type_const,
         }
+
+
+class _DirectMessageIO:
+    """``write`` and ``read`` of an emulated resource: what pyvisa's ``MessageBasedResource`` does (the write
+    termination appended, with its warning when the message has it already; every reply chunk taken through this
+    library's ``read`` until the status stops saying "more"; the read termination checked and removed, with its
+    warning), calling the library directly. pyvisa's own versions add a warning-suppression context and a debug
+    record per chunk, which a library that raises its errors itself never consults, and which cost more than the
+    emulated instrument's answer. Everything else (binary blocks, attributes, ``read_termination_context``) is
+    pyvisa's."""
+
+    def write(self, message: str, termination: str | None = None, encoding: str | None = None) -> int:
+        term = self._write_termination if termination is None else termination  # type: ignore[attr-defined]
+        if term:
+            if message.endswith(term):
+                warnings.warn("write message already ends with termination characters", stacklevel=2)
+            message += term
+        return self.visalib.write(self.session, message.encode(  # type: ignore[attr-defined]
+            self._encoding if encoding is None else encoding))[0]  # type: ignore[attr-defined]
+
+    def read(self, termination: str | None = None, encoding: str | None = None) -> str:
+        if termination is not None:  # pyvisa's read_termination_context around the read
+            return super().read(termination, encoding)  # type: ignore[misc]
+        termination = self._read_termination  # type: ignore[attr-defined]
+        visalib, session, size = self.visalib, self.session, self.chunk_size  # type: ignore[attr-defined]
+        chunk, status = visalib.read(session, size)
+        if status == _MORE:
+            data = bytearray(chunk)
+            while status == _MORE:
+                chunk, status = visalib.read(session, size)
+                data += chunk
+            chunk = data
+        message = chunk.decode(self._encoding if encoding is None else encoding)  # type: ignore[attr-defined]
+        if not termination:
+            return message
+        if not message.endswith(termination):
+            warnings.warn("read string doesn't end with termination characters", stacklevel=2)
+            return message
+        return message[: -len(termination)]
+
+
+_MORE = StatusCode.success_max_count_read
+#: pyvisa's resource class -> the same class with :class:`_DirectMessageIO`.
+_DIRECT_CLASSES: dict[type, type] = {}
+
+
+def _direct_class(base: type) -> type:
+    cls = _DIRECT_CLASSES.get(base)
+    if cls is None:
+        if not hasattr(base, "read_termination"):
+            return base  # not message-based: nothing to shorten
+        cls = _DIRECT_CLASSES[base] = type(f"Emulated{base.__name__}", (_DirectMessageIO, base), {})
+    return cls
 
 
 class EmulatedVisaLibrary(highlevel.VisaLibraryBase):
@@ -100,6 +155,25 @@ class EmulatedVisaLibrary(highlevel.VisaLibraryBase):
         if factory is None:
             return 0, StatusCode.error_resource_not_found
         return self._register(_Session(str(parsed), parsed, factory(), session)), StatusCode.success
+
+    def open_resource(self, resource_name: str, access_mode: Any = constants.AccessModes.no_lock,
+                      open_timeout: Any = constants.VI_TMO_IMMEDIATE, resource_pyclass: type | None = None,
+                      **kwargs: Any) -> Resource:
+        """pyvisa's hook for ``ResourceManager.open_resource``: the class pyvisa picked, with the direct message I/O
+        of :class:`_DirectMessageIO`; opened and given ``kwargs`` as pyvisa does."""
+        assert resource_pyclass is not None and self.resource_manager is not None
+        res = _direct_class(resource_pyclass)(self.resource_manager, resource_name)
+        for key in kwargs:
+            try:
+                getattr(res, key)
+            except AttributeError:
+                raise ValueError(f"{key!r} is not a valid attribute for type {res.__class__.__name__}") from None
+            except errors.InvalidSession:
+                pass
+        res.open(access_mode, open_timeout)
+        for key, value in kwargs.items():
+            setattr(res, key, value)
+        return res
 
     def close(self, session: Any) -> StatusCode:
         if self.sessions.pop(session, None) is None:

@@ -9,6 +9,7 @@ instrument has stopped answering.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -165,10 +166,13 @@ class Bench:
     def n_rings(self) -> int:
         return self.config.wiring.rings
 
-    @property
+    @functools.cached_property
     def ring_channels(self) -> np.ndarray:
-        """Heater-driver channel of every ring, row-major (bank, ring)."""
-        return np.asarray(self.config.wiring.heaters.channels, dtype=int)
+        """Heater-driver channel of every ring, row-major (bank, ring); read-only (the configuration is frozen, and
+        every heater write passes it)."""
+        channels = np.asarray(self.config.wiring.heaters.channels, dtype=int)
+        channels.flags.writeable = False
+        return channels
 
     def set_ring_drive(self, values: np.ndarray) -> None:
         """Drive (V or A) for every ring, row-major (bank, ring), validated as a whole and written in one go."""

@@ -594,6 +594,8 @@ class KeysightPowerMeterModel(ScpiModel):
         #: Per port: the flat index bank*2 + side of the chip port it sees (-1: dark) and the meter model index.
         self._flat_port = [-1 if w is None else w[0] * 2 + w[1] for w in map(self._wiring, range(self.n_ports))]
         self._meter_of_port = np.array([max(f, 0) for f in self._flat_port], dtype=int)
+        self._flat_port_index = np.array(self._flat_port, dtype=np.intp)  # the gather of an all-port reading
+        self._all_wired = bool(self._flat_port) and min(self._flat_port) >= 0
         self._all_ports = list(range(self.n_ports))
         self._power_on()
 
@@ -707,6 +709,11 @@ class KeysightPowerMeterModel(ScpiModel):
         times first appear among the wired ports): now, or averaged over a window that starts at ``window_start_s``
         (evaluated at its middle: heater settling and laser power ramps still in progress show)."""
         flat = self._flat_port if ports == self._all_ports else [self._flat_port[p] for p in ports]
+        if flat is self._flat_port and self._all_wired and averaging_s.count(averaging_s[0]) == len(averaging_s):
+            # every port, every one wired, one averaging time (a bench's reading): one chip read, one gather
+            t = averaging_s[0]
+            return self.chip.read_port_power_w(t, at_s=None if window_start_s is None else window_start_s + 0.5 * t
+                                               ).reshape(-1)[self._flat_port_index]
         # one chip read per distinct averaging time among the wired ports, in the order the times first appear
         wired = min(flat, default=0) >= 0
         times = dict.fromkeys(averaging_s if wired else (t for f, t in zip(flat, averaging_s) if f >= 0))
@@ -714,7 +721,7 @@ class KeysightPowerMeterModel(ScpiModel):
                                                 ).reshape(-1) for t in times}
         out = np.zeros(len(ports))
         if len(reads) == 1 and wired:  # every port wired, one averaging time: one gather
-            out[:] = next(iter(reads.values()))[flat]
+            out[:] = next(iter(reads.values()))[self._flat_port_index if flat is self._flat_port else flat]
             return out
         for i, (f, t) in enumerate(zip(flat, averaging_s)):
             if f >= 0:
@@ -745,6 +752,8 @@ class KeysightPowerMeterModel(ScpiModel):
 
     def _fetch(self, ports: Sequence[int]) -> np.ndarray:
         ports = list(ports)
+        if all(self._continuous_on):  # every port measures continuously: every reading is fresh
+            return self._measure(ports)
         fresh = [p for p in ports if self._continuous_on[p] or p not in self._last_w]
         if len(fresh) == len(ports):
             return self._measure(ports)

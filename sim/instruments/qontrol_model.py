@@ -7,8 +7,9 @@ facts (``nup=0``, ``id?``, ``firmware?``, ``nchan?``) and the reply to an unknow
 simulation profile (:mod:`labctl.sim.profiles.qontrol`). Commands are case-insensitive, as the firmware takes them.
 
 Wiring: ``heater_map[k]`` is the chip heater driven by instrument channel ``k`` (global across the chain), -1 for an
-unconnected output. Every drive write becomes ONE ``chip.set_heater_drive`` call (a ``VVEC`` line of 8 values is
-one call), in volts (``V``/``VVEC``) or amps (``I``/``IVEC``, sent in mA).
+unconnected output. Every drive write becomes ONE heater command of the chip (``chip.command_heaters``, the
+conversion-free form of ``set_heater_drive``; a ``VVEC`` line of 8 values is one call), in volts (``V``/``VVEC``)
+or amps (``I``/``IVEC``, sent in mA).
 
 Behaviour chosen where the reference is silent (documented here, tested in tests/sim/test_qontrol_model.py):
 
@@ -149,6 +150,7 @@ class QontrolModel(DeviceModel):
         self._static = {line.lower(): self.dialogue(line) for line in _STATIC_LINES}
         self._unrecognised = str(profile.error_reply)
         self._line_s = float(self.chip.spec.timing.serial_line_s)  # every line costs the same (the chip's spec is fixed)
+        self._advance = self.chip.clock.advance
         too_big = self.heater_map >= self.chip.n_heaters
         if np.any(too_big):
             raise ValueError(f"{self.name}: heater_map names heaters {self.heater_map[too_big].tolist()}, the chip "
@@ -167,6 +169,11 @@ class QontrolModel(DeviceModel):
         self.imax_ma[:] = self.ifull_ma
         heaters = self.heater_map[self.heater_map >= 0]
         self.chip.set_heater_drive(np.zeros(heaters.size), mode="voltage", channels=heaters)
+
+    def exchange(self, message: str) -> Reply:
+        """:meth:`DeviceModel.exchange` with this model's one latency (the hot path: one call per command line)."""
+        self._advance(self._line_s, self.category)
+        return self.handle(message)
 
     # -- dispatch ------------------------------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
@@ -287,9 +294,9 @@ class QontrolModel(DeviceModel):
                                                    heaters[heaters >= 0])
         heaters, all_wired, wired, wired_heaters = route
         if all_wired:
-            self.chip.set_heater_drive(array, mode=kind, channels=heaters)
+            self.chip.command_heaters(array, heaters, kind == "current")  # float64 and int, one length
         elif wired_heaters.size:
-            self.chip.set_heater_drive(array[wired], mode=kind, channels=wired_heaters)
+            self.chip.command_heaters(array[wired], wired_heaters, kind == "current")
         return OK
 
     # -- read-backs --------------------------------------------------------------------------------------------------

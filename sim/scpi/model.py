@@ -195,6 +195,8 @@ class ScpiModel(DeviceModel):
                 replies.append(reply)
         if not replies:
             return None
+        if len(replies) == 1:  # one query in the message (the common case): its reply as it is
+            return replies[0]
         if any(isinstance(r, bytes) for r in replies):
             return b";".join(r if isinstance(r, bytes) else r.encode("latin-1") for r in replies)
         return ";".join(replies)  # type: ignore[arg-type]

@@ -216,6 +216,10 @@ def test_a_transaction_held_by_one_thread_keeps_others_out_of_its_nested_exchang
         transport.close()
         with pytest.raises(InstrumentConnectionError, match="closed"):
             transport.query("x")
+        with pytest.raises(InstrumentConnectionError, match="closed"):
+            transport.write("x")       # a nested write and read check the connection themselves
+        with pytest.raises(InstrumentConnectionError, match="closed"):
+            transport.read_line()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

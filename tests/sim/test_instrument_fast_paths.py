@@ -166,3 +166,39 @@ def test_a_reading_formatted_at_once_is_each_value_formatted() -> None:
         assert keysight_floats(values[k:k + 8]) == ",".join(map(keysight_float, values[k:k + 8]))
     with pytest.raises(IndexError):  # a non-finite value fails as it always did
         keysight_floats([1.0, math.nan])
+
+
+def test_an_all_port_reading_gathers_as_the_per_averaging_time_path() -> None:
+    """The N774x model's all-port reading (every port wired, one averaging time: one chip read and one gather)
+    returns what the general path returns, and leaves the noise stream where it leaves it; with two averaging
+    times the general path runs (one chip read per time)."""
+    from labctl.sim.emulated_bench import EmulatedBench, SimulatedInstrument
+    from labctl.sim.instruments.keysight_models import KeysightPowerMeterModel
+    from labctl.sim.profiles.keysight import KEYSIGHT_N7745A
+
+    port_map = [(b, k) for b in range(4) for k in (0, 1)]
+    models, benches = [], []
+    for _ in range(2):
+        chip = Chip(ChipSpec(), seed=5)
+        chip.set_heater_drive(np.linspace(0, 3, chip.n_heaters))
+        model = KeysightPowerMeterModel("meter", port_map)
+        benches.append(EmulatedBench(chip, [SimulatedInstrument("meter", KEYSIGHT_N7745A, model)]))
+        models.append(model)
+    fast, general = models
+    assert fast._all_wired
+    general._all_wired = False  # the per-averaging-time path, as before the gather existed
+    try:
+        for now_s in (False, True):
+            for model in models:
+                model.chip.clock.advance(1e-4, "test")
+            window_start = models[0].chip.clock.now_s if now_s else None  # a window that starts now
+            ports = list(range(fast.n_ports))
+            a = fast._optical_w(ports, fast._averaging, window_start)
+            b = general._optical_w(ports, general._averaging, window_start)
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+            assert np.array_equal(fast.chip.read_port_power_w(1e-3), general.chip.read_port_power_w(1e-3))
+        times = [1e-3] * 4 + [1e-2] * 4
+        assert np.array_equal(fast._optical_w(ports, times), general._optical_w(ports, times))
+    finally:
+        for bench in benches:
+            bench.close()

@@ -24,18 +24,19 @@ WIRING = np.random.default_rng(7).permutation(N_CHANNELS)
 
 
 class Spy:
-    """Counts chip.set_heater_drive calls (one per command line is the contract)."""
+    """Counts heater commands to the chip (one per command line is the contract): ``set_heater_drive`` and the
+    conversion-free ``command_heaters`` it ends in (what the model calls), each command counted once."""
 
     def __init__(self, chip: Chip) -> None:
         self.calls: list[dict[str, Any]] = []
-        self._orig = chip.set_heater_drive
+        self._orig = chip.command_heaters
 
-        def wrapped(values: Any, mode: str = "voltage", channels: Any = None) -> None:
-            self.calls.append({"values": np.array(values, dtype=float), "mode": mode,
-                               "channels": None if channels is None else np.array(channels)})
-            self._orig(values, mode=mode, channels=channels)
+        def wrapped(values: np.ndarray, channels: np.ndarray, current: bool) -> None:
+            self.calls.append({"values": np.array(values, dtype=float), "mode": "current" if current else "voltage",
+                               "channels": np.array(channels)})
+            self._orig(values, channels, current)
 
-        chip.set_heater_drive = wrapped  # type: ignore[method-assign]
+        chip.command_heaters = wrapped  # type: ignore[method-assign]
 
 
 def _bench(chip: Chip, wiring: np.ndarray, n_modules: int) -> tuple[EmulatedBench, QontrolModel]:
