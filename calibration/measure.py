@@ -131,33 +131,20 @@ def channel_weights_raw(hw: BenchSession, channels: np.ndarray | None = None,
     ``restore_lasers=False`` leaves every output off (a refinement loop calling this repeatedly saves one laser
     stabilisation per channel and call; restore the state once at its end).
     """
-    chans = np.arange(hw.n_channels) if channels is None else np.asarray(channels, dtype=int).reshape(-1)
-    if chans.size and (chans.min() < 0 or chans.max() >= hw.n_channels):
-        raise LimitError(f"channels must be in 0..{hw.n_channels - 1}, got {chans.tolist()}")
-    out = np.empty((hw.n_banks, chans.size))
-    before = _laser_states(hw)
-    current = list(before)
-    try:
-        _set_outputs(hw, [False] * hw.n_channels, current)
-        for j, c in enumerate(chans):
-            configure_readout(hw, float(hw.wavelengths_m[c]), averaging_time_s)
-            _set_outputs(hw, [k == c for k in range(hw.n_channels)], current)
-            out[:, j] = hw.readout.read().balanced
-    finally:
-        if restore_lasers:
-            _set_outputs(hw, before, current)
-        else:
-            _set_outputs(hw, [False] * hw.n_channels, current)
-    return out
+    return channel_weights_raw_at(hw, np.zeros((1, 0)), lambda drive: None, channels, averaging_time_s,
+                                  restore_lasers=restore_lasers)[0]
 
 
 def channel_weights_raw_at(hw: BenchSession, drives: np.ndarray, apply: Any, channels: np.ndarray | None = None,
-                           averaging_time_s: float = 1e-4) -> np.ndarray:
+                           averaging_time_s: float = 1e-4, *, restore_lasers: bool = True) -> np.ndarray:
     """Balanced readings (M, B, C) of every bank at each of ``drives`` (M, N), one laser on at a time as in
     :func:`channel_weights_raw`, but each laser switched on once for all M drives (``apply(drive)`` writes one;
     heater writes are cheap next to a laser's stabilisation wait, about 1 s on the N777xC): C laser switches
-    instead of M x C. Lasers restored to their previous on/off state afterwards."""
+    instead of M x C. Lasers restored to their previous on/off state afterwards (all off with
+    ``restore_lasers=False``)."""
     chans = np.arange(hw.n_channels) if channels is None else np.asarray(channels, dtype=int).reshape(-1)
+    if chans.size and (chans.min() < 0 or chans.max() >= hw.n_channels):
+        raise LimitError(f"channels must be in 0..{hw.n_channels - 1}, got {chans.tolist()}")
     drives = np.atleast_2d(np.asarray(drives, dtype=float))
     out = np.empty((drives.shape[0], hw.n_banks, chans.size))
     before = _laser_states(hw)
@@ -171,7 +158,7 @@ def channel_weights_raw_at(hw: BenchSession, drives: np.ndarray, apply: Any, cha
                 apply(drive)
                 out[m, :, j] = hw.readout.read().balanced
     finally:
-        _set_outputs(hw, before, current)
+        _set_outputs(hw, before if restore_lasers else [False] * hw.n_channels, current)
     return out
 
 
