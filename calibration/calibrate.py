@@ -362,6 +362,25 @@ def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
                 first["range"][1])
 
 
+def _gap_reference(hw: BenchSession, rmap: ResonanceMap, thermal: ThermalModel, progress: Progress | None
+                   ) -> ResonanceMap:
+    """The map with its reference level read in a gap the heaters open (reference_level.py); the map's own
+    extrapolation is kept, with a warning, where no gap can be opened within the limits."""
+    from labctl.calibration.reference_level import measure_gap_level, with_gap_level
+    from labctl.drivers.errors import LimitError
+
+    try:
+        gap = measure_gap_level(hw, rmap, thermal, progress=progress)
+    except LimitError as exc:
+        log.warning("reference level: %s; keeping the resonance map's extrapolated level (uncertain by %s %%)",
+                    exc, None if rmap.baseline_uncertainty is None
+                    else np.round(100 * np.asarray(rmap.baseline_uncertainty), 2).tolist())
+        return rmap
+    finally:
+        hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
+    return with_gap_level(rmap, gap)
+
+
 def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
               seed: int = 0, thermal: ThermalModel | None = None) -> Calibration:
@@ -392,6 +411,10 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
         if not np.array_equal(np.asarray(thermal.max_drive, dtype=float), max_drive):
             thermal = copy.copy(thermal)                         # a kept model is shared: change a copy
             thermal.max_drive = max_drive
+        if not rmap.measured_ports:
+            # balanced only: the map's level is an extrapolation; the heaters open a gap to read it in
+            with _step("reference_level", hw, timing, progress, 2, total):
+                rmap = _gap_reference(hw, rmap, thermal, progress)
         with _step("weights", hw, timing, progress, 2, total):
             wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
                                           neighbour_channels=neighbour_channels, seed=seed, progress=progress,
@@ -414,6 +437,7 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
                 "restricted": list(wmodel.meta.get("restricted", [])),
                 "reference_uncertainty": None if rmap.baseline_uncertainty is None
                 else [float(u) for u in rmap.baseline_uncertainty],
+                "reference_level": rmap.stats.get("reference_level", {"method": "map"}),
             },
         }
         _warn_restricted(wmodel.meta.get("restricted", []))
