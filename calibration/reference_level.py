@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 GAP_STEP_M = 40e-12
 #: The gap's scan keeps this far from every predicted resonance (several linewidths: the tails there are steep).
 GAP_MARGIN_M = 1.5e-9
+#: Calibration tunes the lasers this far red of the map's band (the heater steps reach about as far).
+RED_REACH_M = 3.0e-9
 #: Fraction of the incoherent tail sum taken as the expected deficit of the gap's maximum (see the docstring).
 DEFICIT_FRACTION = 0.25
 #: Heating the blue half by less than this fraction of the planned shift opens too small a gap to be worth it.
@@ -93,14 +95,35 @@ def gap_drive(rmap: ResonanceMap, thermal: ThermalModel, hw: BenchSession, spaci
     raise LimitError("no heater setting within the limits opens a gap in the band")
 
 
-def tail_sum(wavelength_m: float, resonances_m: np.ndarray, width_m: np.ndarray, fsr_m: float | None) -> float:
+def tail_sum(wavelength_m: float, resonances_m: np.ndarray, width_m: np.ndarray, fsr_m: float | None,
+             unknown_beyond: tuple[float, float] | None = None) -> float:
     """2 sum_j (w_j / 2 delta_j)^2 at ``wavelength_m``: the rings' Lorentzian tails added incoherently (their
-    neighbouring orders too, where the FSR is known)."""
+    neighbouring orders too, where the FSR is known; where it is not, a ring of median width is assumed at each
+    end of ``unknown_beyond``, the range scanned, beyond which the other orders lie unseen: conservative)."""
     pos = np.asarray(resonances_m, dtype=float).reshape(-1)
     w = np.asarray(width_m, dtype=float).reshape(-1)
     if fsr_m:
         pos, w = np.r_[pos, pos - fsr_m, pos + fsr_m], np.r_[w, w, w]
-    return float(2.0 * np.sum((0.5 * w / (wavelength_m - pos)) ** 2))
+    delta = np.abs(wavelength_m - pos)
+    if not fsr_m and unknown_beyond is not None:     # at least a gap margin beyond the end (else unbounded)
+        edge = np.maximum(np.abs(wavelength_m - np.asarray(unknown_beyond, dtype=float)), GAP_MARGIN_M)
+        delta, w = np.r_[delta, edge], np.r_[w, np.full(2, np.median(w))]
+    return float(2.0 * np.sum((0.5 * w / delta) ** 2))
+
+
+def _largest_gap(predicted_m: np.ndarray, allowed: tuple[float, float], fsr_m: float | None) -> tuple[float, float]:
+    """The longest interval of ``allowed`` (the laser range calibration scans) at least ``GAP_MARGIN_M`` from every
+    predicted resonance (and its neighbouring orders where the FSR is known; where it is not, an order may sit
+    just beyond either end of ``allowed``, so the ends bound the gap without a margin)."""
+    pos = np.asarray(predicted_m, dtype=float).reshape(-1)
+    if fsr_m:
+        pos = np.r_[pos, pos - fsr_m, pos + fsr_m]
+    lo_edge, hi_edge = allowed
+    starts = np.r_[lo_edge, np.sort(pos) + GAP_MARGIN_M]
+    stops = np.r_[np.sort(pos) - GAP_MARGIN_M, hi_edge]
+    starts, stops = np.clip(starts, lo_edge, hi_edge), np.clip(stops, lo_edge, hi_edge)
+    k = int(np.argmax(stops - starts))
+    return float(starts[k]), float(stops[k])
 
 
 def _peak(wl: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -127,15 +150,14 @@ def measure_gap_level(hw: BenchSession, rmap: ResonanceMap, thermal: ThermalMode
     drive, predicted, fraction = gap_drive(rmap, thermal, hw, spacing)
     width = np.asarray(rmap.pole_fwhm_m if rmap.pole_fwhm_m is not None else rmap.fwhm_m, dtype=float)
     fsr = thermal.stats.get("fsr_m") if isinstance(thermal.stats, dict) else None
-    start, _ = band_m(hw, 1.5e-9)
-    hi = np.min(predicted, axis=1) - GAP_MARGIN_M                       # (B,) red end of each bank's gap
-    if fsr:                                                             # the previous orders of the reddest rings
-        lo = np.maximum(start, np.max(predicted, axis=1) - fsr + GAP_MARGIN_M)
-    else:
-        lo = np.full(nb, start)
+    allowed = band_m(hw, 1.5e-9, 0.9e-9 + RED_REACH_M)
+    gaps = np.array([_largest_gap(predicted[b], allowed, fsr) for b in range(nb)])     # (B, 2)
+    lo, hi = gaps[:, 0], gaps[:, 1]
     if np.any(hi - lo < 10 * step_m):
         raise LimitError(f"the heaters open no gap in bank(s) {np.flatnonzero(hi - lo < 10 * step_m).tolist()}")
     grid = np.arange(float(lo.min()), float(hi.max()) + step_m / 2, step_m)
+    grid = grid[np.any((grid[:, None] >= lo[None, :] - step_m / 2) & (grid[:, None] <= hi[None, :] + step_m / 2),
+                       axis=1)]
     hw.set_ring_drive(drive)
     parts = []
     with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s, stepped=True) as session:
@@ -147,9 +169,9 @@ def measure_gap_level(hw: BenchSession, rmap: ResonanceMap, thermal: ThermalMode
     y = -np.vstack(parts)                                               # (W, B) through - drop
     raw, at, tails = np.empty(nb), np.empty(nb), np.empty(nb)
     for b in range(nb):                                                 # a handful of banks
-        sel = (grid >= lo[b]) & (grid <= hi[b])
+        sel = (grid >= lo[b] - step_m / 2) & (grid <= hi[b] + step_m / 2)
         raw[b], at[b] = _peak(grid[sel], y[sel, b])
-        tails[b] = tail_sum(at[b], predicted[b], width[b], fsr)
+        tails[b] = tail_sum(at[b], predicted[b], width[b], fsr, None if fsr else allowed)
     if np.any(raw <= 0):
         raise LimitError(f"bank(s) {np.flatnonzero(raw <= 0).tolist()}: no light in the reference gap")
     u = DEFICIT_FRACTION * tails
