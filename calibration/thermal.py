@@ -425,6 +425,7 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
     _share_coincident(model, center0[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * float(np.median(width)))
+    _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * float(np.median(width)))
     _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)),
                   fit_rmse_m=model.fit_rmse_m.reshape(nb, nr))
     swapped = int(np.sum(model.resonance_of_ring != np.arange(nr)[None, :]))
@@ -643,6 +644,31 @@ def _settle_pairs(hw: BenchSession, k_matrix: np.ndarray, own: np.ndarray, cente
             out[idx] = own[idx[ring_of_heater]]
             log.info("bank %d: heaters %s take the other resonance of their pair (one feature)", b, moved.tolist())
     return out
+
+
+def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rmse_m: float) -> None:
+    """Rings whose tracked shifts the fit misses by more than ``max_rmse_m`` rms (a resonance the bank fit could not
+    hold, next to another under strong crosstalk) have a row of the crosstalk matrix that is no measurement: it can
+    make the matrix near-singular and every window derived from it absurd. Their row is stood in for: the heat of
+    heater j reaches ring i about as heater i's reaches ring j (thermal crosstalk falls with distance both ways;
+    those columns were tracked on the other rings), the own efficiency and nonlinearity the bank's median. Logged;
+    refinement corrects what this misses."""
+    k = model.crosstalk
+    bad = np.flatnonzero(np.asarray(model.fit_rmse_m) > max_rmse_m)
+    for i in bad:                    # a ring or two on the hardest chips
+        b = int(i) // n_rings
+        bank = np.arange(b * n_rings, (b + 1) * n_rings)
+        good = np.setdiff1d(bank, bad)
+        if good.size == 0:
+            continue
+        row = k[:, i].copy()
+        row[i] = float(np.median(np.diag(k)[good]))
+        k[i, :] = row
+        model.nonlinearity[i] = float(np.median(model.nonlinearity[good]))
+        log.warning("bank %d ring %d: its shifts could not be tracked (fit residual %.0f pm); its thermal row is "
+                    "stood in for by its heater's column and the bank's median efficiency", b, int(i) % n_rings,
+                    float(model.fit_rmse_m[i]) * 1e12)
+    model.efficiency_m_per_unit = np.diag(k).copy()
 
 
 def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float) -> None:
