@@ -280,3 +280,21 @@ def test_source_meter_bench(tmp_path: Path) -> None:
         assert np.max(np.abs(model.crosstalk[[1, 0, 2, 1], [0, 1, 1, 2]] / k_true[[1, 0, 2, 1], [0, 1, 1, 2]] - 1)) \
             < 0.3
         assert np.all(np.vstack([model.stats["max_drive_used"]]) <= DRIVE_MARGIN * hw.max_drive.max())
+
+
+def test_an_untracked_ring_gets_a_stand_in_row() -> None:
+    """A ring whose shifts the tracking lost (fit residual of a linewidth) has a crosstalk row that is no
+    measurement; left in, it made the matrix near-singular and a window 1e36 pm wide (harsh-s3). Its row is stood
+    in for by its heater's column and the bank's median efficiency."""
+    from labctl.calibration.thermal import _stand_in_untracked
+
+    n = 4
+    dist = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    k = 1e-10 * np.where(dist == 0, 1.0, 0.16 / 3.0 ** (dist - 1))
+    lost = k.copy()
+    lost[2] = 1e-10 * np.array([0.9, 1.1, 0.8, 1.0])                  # the fit's garbage row for ring 2
+    model = ThermalModel(mode="voltage", efficiency_m_per_unit=np.diag(lost).copy(), crosstalk=lost,
+                         nonlinearity=np.array([0.01, 0.01, 5.0, 0.01]), fit_rmse_m=np.array([1, 1, 200, 1]) * 1e-12)
+    _stand_in_untracked(model, 1, n, 19e-12)
+    assert np.allclose(model.crosstalk, k) and model.nonlinearity[2] == 0.01
+    assert np.linalg.cond(model.crosstalk) < 2 and model.efficiency_m_per_unit[2] == 1e-10
