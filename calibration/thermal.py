@@ -648,13 +648,16 @@ def _settle_pairs(hw: BenchSession, k_matrix: np.ndarray, own: np.ndarray, cente
 
 def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rmse_m: float) -> None:
     """Rings whose tracked shifts the fit misses by more than ``max_rmse_m`` rms (a resonance the bank fit could not
-    hold, next to another under strong crosstalk) have a row of the crosstalk matrix that is no measurement: it can
+    hold, next to another under strong crosstalk), or whose fitted own efficiency is below ``MIN_OWN_FRACTION`` of
+    the bank's median (the probes showed every heater moving its ring), have a row of the crosstalk matrix that is no measurement: it can
     make the matrix near-singular and every window derived from it absurd. Their row is stood in for: the heat of
     heater j reaches ring i about as heater i's reaches ring j (thermal crosstalk falls with distance both ways;
     those columns were tracked on the other rings), the own efficiency and nonlinearity the bank's median. Logged;
     refinement corrects what this misses."""
     k = model.crosstalk
-    bad = np.flatnonzero(np.asarray(model.fit_rmse_m) > max_rmse_m)
+    diag = np.diag(k).reshape(n_banks, n_rings)
+    weak = (diag < MIN_OWN_FRACTION * np.median(diag, axis=1, keepdims=True)).reshape(-1)   # no own move either
+    bad = np.flatnonzero((np.asarray(model.fit_rmse_m) > max_rmse_m) | weak)
     for i in bad:                    # a ring or two on the hardest chips
         b = int(i) // n_rings
         bank = np.arange(b * n_rings, (b + 1) * n_rings)
@@ -663,11 +666,13 @@ def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rms
             continue
         row = k[:, i].copy()
         row[i] = float(np.median(np.diag(k)[good]))
+        ratio = float(k[i, i] / row[i])
         k[i, :] = row
         model.nonlinearity[i] = float(np.median(model.nonlinearity[good]))
-        log.warning("bank %d ring %d: its shifts could not be tracked (fit residual %.0f pm); its thermal row is "
-                    "stood in for by its heater's column and the bank's median efficiency", b, int(i) % n_rings,
-                    float(model.fit_rmse_m[i]) * 1e12)
+        log.warning("bank %d ring %d: its shifts could not be tracked (fit residual %.0f pm, own efficiency %.2f "
+                    "of the bank's median); its thermal row is stood in for by its heater's column and the bank's "
+                    "median efficiency", b, int(i) % n_rings, float(model.fit_rmse_m[i]) * 1e12,
+                    ratio)
     model.efficiency_m_per_unit = np.diag(k).copy()
 
 
