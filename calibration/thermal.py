@@ -408,7 +408,7 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
             group_of_row.append(gi)
         scans = scanner.scans
     provisional = own.copy()
-    own = _assign_rings(hw, probe_rows, probe_expected, center0)
+    own = _assign_rings(hw, probe_rows, probe_expected, center0, close_m=float(np.median(width)))
     if not np.array_equal(own, provisional):
         log.info("ring order: the joint assignment over the bank's probe steps moved heaters %s off their single-step "
                  "choice", np.flatnonzero(own != provisional).tolist())
@@ -594,13 +594,14 @@ def _identify(hw: BenchSession, heaters: np.ndarray, shift: np.ndarray, expected
     return out, assumed
 
 
-def _assign_rings(hw: BenchSession, probe: np.ndarray, expected: np.ndarray, center_m: np.ndarray
-                  ) -> np.ndarray:
+def _assign_rings(hw: BenchSession, probe: np.ndarray, expected: np.ndarray, center_m: np.ndarray,
+                  close_m: float = 0.0) -> np.ndarray:
     """Heater -> resonance (global index), jointly per bank: the assignment (Hungarian) of the bank's heaters to
     its resonances that minimises the summed :func:`_plausibility_cost` of all probe steps (``probe`` (N, R): every
     heater's probe shift of its bank's resonances; ``expected`` (N,)). Refused (:class:`RingOrderError`, one line)
     where the best order still gives a heater a resonance it hardly moves: two heaters on one ring (or a ring
-    without heater)."""
+    without heater), unless that resonance lies within ``close_m`` of the one the heater moved (a coincident pair
+    is one feature whose labels the tracking may swap; :func:`_settle_pairs` decides from the larger steps)."""
     from scipy.optimize import linear_sum_assignment
 
     nr = hw.n_rings
@@ -609,10 +610,21 @@ def _assign_rings(hw: BenchSession, probe: np.ndarray, expected: np.ndarray, cen
     for b in range(nb):              # one small assignment per bank
         rows = slice(b * nr, (b + 1) * nr)
         cost = _plausibility_cost(probe[rows], expected[rows])
+        c = np.asarray(center_m, dtype=float)[b * nr:(b + 1) * nr]
+        near = (np.abs(c[:, None] - c[None, :]) < close_m) | np.eye(nr, dtype=bool)      # (R, R)
+        # the labels of a coincident pair are interchangeable evidence: each takes the pair's best cost
+        cost = np.min(np.where(near[None, :, :], cost[:, None, :], np.inf), axis=2)
         big = 1e3 + np.where(np.isfinite(cost), cost, 0.0).max(initial=0.0) * nr
         heater_idx, res = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
         shift = probe[rows][heater_idx, res]
         bad = shift <= MIN_OWN_FRACTION * expected[rows][heater_idx]
+        wanted = np.argmin(np.where(np.isfinite(cost), cost, big), axis=1)[heater_idx]
+        pair = bad & (np.abs(c[res] - c[wanted]) < close_m)     # one feature: its labels may be swapped
+        for k in np.flatnonzero(pair):                           # a coincident pair at most
+            log.info("%s: resonances %d and %d of its bank are %.1f pm apart (one feature); it takes %d, the larger "
+                     "steps decide", _heater_name(hw, b * nr + int(heater_idx[k])), int(wanted[k]), int(res[k]),
+                     abs(c[res[k]] - c[wanted[k]]) * 1e12, int(res[k]))
+        bad &= ~pair
         if bad.any():
             k = int(heater_idx[np.flatnonzero(bad)[0]])
             want = int(np.argmin(cost[k]))

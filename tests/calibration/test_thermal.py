@@ -298,3 +298,16 @@ def test_an_untracked_ring_gets_a_stand_in_row() -> None:
     _stand_in_untracked(model, 1, n, 19e-12)
     assert np.allclose(model.crosstalk, k) and model.nonlinearity[2] == 0.01
     assert np.linalg.cond(model.crosstalk) < 2 and model.efficiency_m_per_unit[2] == 1e-10
+
+
+def test_a_coincident_pair_is_no_wiring_error() -> None:
+    """Two resonances 5 pm apart are one feature: a probe of either heater may move the same label (spread1nm-s3).
+    The joint assignment gives the second heater the other label of the pair (the larger steps settle it) instead
+    of calling it a wiring error; two heaters on one resonance with no partner nearby stay an error."""
+    hw_like = SimpleNamespace(n_rings=4, ring_channels=np.arange(4))
+    centres = np.array([1549.8, 1551.990, 1551.995, 1553.4]) * 1e-9
+    probe = np.array([[60, 9, 1, 0.5], [8, 0.0, 58, 3], [1, 0.0, 61, 9], [0.3, 1, 9, 59]]) * 1e-12
+    own = _assign_rings(hw_like, probe, np.full(4, 60e-12), centres, close_m=0.19e-9)
+    assert own[0] == 0 and own[3] == 3 and sorted(own[1:3]) == [1, 2]
+    with pytest.raises(RingOrderError, match="both move resonance"):
+        _assign_rings(hw_like, probe, np.full(4, 60e-12), centres, close_m=0.0)
