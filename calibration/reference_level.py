@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
 from labctl.calibration.measure import SpectrumSession
 from labctl.calibration.resonances import ResonanceMap, band_m
 from labctl.calibration.thermal import ThermalModel, UnreachableHeatError
@@ -144,7 +143,7 @@ def measure_gap_level(hw: BenchSession, rmap: ResonanceMap, thermal: ThermalMode
     """Open a gap in every bank's band with the heaters, scan it with one laser and return each bank's level (see
     the module docstring). ``rmap`` and ``thermal`` in ring order. The heaters are left as found by the caller's
     guard (the calibration returns them to zero)."""
-    nb, nr = rmap.center_m.shape
+    nb = rmap.center_m.shape[0]
     grid_wl = np.asarray(hw.wavelengths_m, dtype=float)
     spacing = float(np.median(np.diff(np.sort(grid_wl)))) if grid_wl.size > 1 else 1e-9
     drive, predicted, fraction = gap_drive(rmap, thermal, hw, spacing)

@@ -14,8 +14,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from labctl.calibration.reference_level import (DEFICIT_FRACTION, GAP_MARGIN_M, _largest_gap, _peak, gap_drive,
-                                                tail_sum)
+from labctl.calibration.reference_level import (
+    DEFICIT_FRACTION,
+    GAP_MARGIN_M,
+    _largest_gap,
+    _peak,
+    gap_drive,
+    tail_sum,
+)
 from labctl.calibration.resonances import ResonanceMap
 from labctl.calibration.thermal import ThermalModel
 from labctl.sim.chip import Chip
