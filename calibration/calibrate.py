@@ -5,7 +5,10 @@ Steps (each one bulk instrument exchange per point, progress reported per step):
      the per-bank baseline that normalises readings to weights;
   2. heater characterization (``characterize_heaters``): efficiency, self-heating, crosstalk matrix, and which
      resonance each heater moves (the map is put in ring order);
+  2b. balanced-only benches: the reference level read in a gap the heaters open (``reference_level``);
   3. weight sweeps (``weights.measure_weight_model``): the bank-level weight model and achievable ranges;
+  3b. range check (``range_check.check_ranges``): every ring measured at its window's ends, ranges the chip does
+     not reach cut;
   4. drift reference (``drift.record_reference``): a few settings measured now, for later drift checks.
 The heaters are left at zero and the lasers off at the end.
 
@@ -40,6 +43,7 @@ from labctl.calibration.inversion import (
     drives_for_detunings,
     solve_drive,
 )
+from labctl.calibration.range_check import check_ranges
 from labctl.calibration.refine import refine_weights
 from labctl.calibration.weights import WeightModel, measure_weight_model
 
@@ -155,15 +159,17 @@ class Calibration:
         hw.limits.check(drive)
         hw.set_ring_drive(drive)
 
-    def measure_weights(self, hw: BenchSession, averaging_time_s: float | None = None) -> np.ndarray:
-        """Weights (B, R) of every ring at its channel: balanced reading / |baseline| (one laser at a time)."""
+    def measure_weights(self, hw: BenchSession, averaging_time_s: float | None = None,
+                        channels: np.ndarray | None = None) -> np.ndarray:
+        """Weights (B, R) of every ring at its channel: balanced reading / |baseline| (one laser at a time).
+        ``channels``: light only these (ascending; rings on other channels read NaN)."""
         from labctl.calibration.measure import channel_weights_raw, configure_readout
 
         if averaging_time_s is None:
             if self._averaging_time_s is None:    # learn once what the readout accepts (source meters: longer)
                 self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), self._readout_request_s)
             averaging_time_s = self._averaging_time_s
-        channels = self.measurement_channels
+        channels = self.measurement_channels if channels is None else np.unique(np.asarray(channels, dtype=int))
         raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s), dtype=float)
         return self.weights_from_readings(raw, channels)
 
@@ -396,9 +402,29 @@ def _warn_restricted(restricted: list[dict[str, Any]]) -> None:
 DEFAULT_AVERAGING_S = 1e-4
 
 
+def _gap_reference(hw: BenchSession, rmap: ResonanceMap, thermal: ThermalModel, progress: Progress | None
+                   ) -> ResonanceMap:
+    """The map with its reference level read in a gap the heaters open (reference_level.py); the map's own
+    extrapolation is kept, with a warning, where no gap can be opened within the limits."""
+    from labctl.calibration.reference_level import measure_gap_level, with_gap_level
+    from labctl.drivers.errors import LimitError
+
+    try:
+        gap = measure_gap_level(hw, rmap, thermal, progress=progress)
+    except LimitError as exc:
+        log.warning("reference level: %s; keeping the resonance map's extrapolated level (uncertain by %s %%)",
+                    exc, None if rmap.baseline_uncertainty is None
+                    else np.round(100 * np.asarray(rmap.baseline_uncertainty), 2).tolist())
+        return rmap
+    finally:
+        hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
+    return with_gap_level(rmap, gap)
+
+
 def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None = None, *,
               n_configs: int = 10, n_levels: int = 40, neighbour_channels: int = 2, n_drift_references: int = 3,
-              seed: int = 0, thermal: ThermalModel | None = None, averaging_time_s: float | None = None
+              seed: int = 0, thermal: ThermalModel | None = None, averaging_time_s: float | None = None,
+              check_ranges_by_measurement: bool = True
               ) -> Calibration:
     """Run the whole calibration through the bench session's instruments and return the Calibration.
 
@@ -409,6 +435,8 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
     by a short probe first (:mod:`labctl.calibration.readout_noise`, recorded in ``info["readout"]``) on readouts
     that ask for it (``readout.probe_noise``: source meters and DAQs, whose integration trades bench time for
     noise), else 100 us as before (power meters).
+    ``check_ranges_by_measurement``: measure every ring at its window's ends and cut ranges the chip does not
+    reach (range_check.py; eight weight readings).
     """
     from labctl.calibration.readout_noise import choose_averaging
     from labctl.calibration.resonances import measure_resonance_map
@@ -417,7 +445,7 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
     timing: dict[str, Any] = {}
     limits = hw.limits
     t_start, n_start = hw.elapsed_s(), hw.transaction_count()
-    total = 4
+    total = 4 + int(check_ranges_by_measurement)      # and one more on balanced-only benches (the reference gap)
     for laser in hw.lasers:          # measurements switch lasers one at a time; start (and end) with all off
         if laser.get_output():
             laser.set_output(False)
@@ -443,7 +471,14 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
         if not np.array_equal(np.asarray(thermal.max_drive, dtype=float), max_drive):
             thermal = copy.copy(thermal)                         # a kept model is shared: change a copy
             thermal.max_drive = max_drive
-        with _step("weights", hw, timing, progress, 2, total):
+        step = 2
+        if not rmap.measured_ports:
+            # balanced only: the map's level is an extrapolation; the heaters open a gap to read it in
+            total += 1
+            with _step("reference_level", hw, timing, progress, step, total):
+                rmap = _gap_reference(hw, rmap, thermal, progress)
+            step += 1
+        with _step("weights", hw, timing, progress, step, total):
             wmodel = measure_weight_model(hw, rmap, thermal, n_configs=n_configs, n_levels=n_levels,
                                           neighbour_channels=neighbour_channels, seed=seed, progress=progress,
                                           check_drive=limits.check, averaging_time_s=averaging_time_s)
@@ -466,11 +501,27 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
                 "restricted": list(wmodel.meta.get("restricted", [])),
                 "reference_uncertainty": None if rmap.baseline_uncertainty is None
                 else [float(u) for u in rmap.baseline_uncertainty],
+                "reference_level": rmap.stats.get("reference_level", {"method": "map"}),
             },
         }
-        _warn_restricted(wmodel.meta.get("restricted", []))
         cal = Calibration(rmap, thermal, wmodel, info=info, refine_default=refine)
-        with _step("drift_reference", hw, timing, progress, 3, total):
+        if check_ranges_by_measurement:
+            step += 1
+            with _step("range_check", hw, timing, progress, step, total):
+                cut = check_ranges(hw, cal, progress=progress)
+            if cut:
+                merged = {(e["bank"], e["ring"]): e for e in wmodel.meta.get("restricted", [])}
+                for e in cut:                      # a ring cut here keeps the model's reasons too
+                    key = (e["bank"], e["ring"])
+                    merged[key] = {**merged.get(key, {}), **e,
+                                   "reasons": merged.get(key, {}).get("reasons", []) + e["reasons"]}
+                wmodel.meta["restricted"] = [merged[k] for k in sorted(merged)]
+                fq = info["fit_quality"]
+                fq.update(span=wmodel.span, usable_rings=int(np.sum(wmodel.w_max > wmodel.w_min)),
+                          unusable=[[int(b), int(r)] for b, r in np.argwhere(~(wmodel.w_max > wmodel.w_min))],
+                          restricted=list(wmodel.meta["restricted"]))
+        _warn_restricted(wmodel.meta.get("restricted", []))
+        with _step("drift_reference", hw, timing, progress, step + 1, total):
             cal.drift_reference = record_reference(hw, cal, n_ref=n_drift_references)
     finally:
         try:

@@ -562,7 +562,10 @@ def _far_level(sp: Spectra, bank: int, fit: BankFit) -> tuple[float, float]:
     misfit (about 0.3 % of the level with both ports, 2-3 % on the balanced output); times a coverage factor
     (``FAR_COVERAGE_*``) it is returned as the level's relative standard uncertainty. Scored against the emulator: within 0.3 % (both ports) and up to 5 %
     (balanced only) of the true level, where the former rules (a line through the farthest tenth of the scan,
-    or through the fitted envelope) were off by up to 0.7 % and 8 %.
+    or through the fitted envelope) were off by up to 0.7 % and 8 %. On balanced-only benches the calibration
+    replaces this level, once the heaters are characterized, by a reading in a gap the heaters open
+    (:mod:`labctl.calibration.reference_level`, 0.2-0.7 % below the level before its correction); this one stays
+    the fallback where no gap can be opened within the limits.
     """
     x = (sp.wavelength_m - fit.x0_m) / NM
     c = (np.r_[fit.pole_m, fit.extra_m] - fit.x0_m) / NM

@@ -321,6 +321,8 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     drives_rows: list[np.ndarray] = []          # per scan: (N,) drive
     group_of_row: list[int] = []
     own = np.full(n, -1)                        # heater -> resonance it moves (global index b * R + k)
+    probe_rows = np.full((n, nr), np.nan)       # heater -> its probe step's shift of every resonance of its bank
+    probe_expected = np.full(n, np.nan)         # ... and the own shift that probe was sized for
     with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s, through_only=True) as session, \
             _heaters_to_zero(hw):
         scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m, stepped_window_fwhm)
@@ -373,9 +375,16 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
             centres = measure(drive, ref)
             pending.append((gi, scanner.times_s[-1], centres, drive.copy(), scanner.uncovered(centres, ref)))
             probe_shift = centres - ref
-            mine = _identify(hw, heaters, probe_shift, eta_guess * u_probe ** 2, own, center0,
-                             close_m=float(np.median(width)))
+            expected = eta_guess * u_probe ** 2
+            mine, assumed = _identify(hw, heaters, probe_shift, expected, center0, close_m=float(np.median(width)),
+                                      own=own)
             own[heaters] = mine
+            for k, j in enumerate(heaters):             # one heater per bank: a handful
+                b = int(j) // nr
+                probe_rows[j] = probe_shift[b * nr:(b + 1) * nr]
+                probe_expected[j] = expected[k]
+                if assumed[k]:                          # a coincident pair held still: assume the expected move
+                    probe_shift[mine[k]] = probe_rows[j, mine[k] - b * nr] = expected[k]
             eta_own = probe_shift[mine] / u_probe ** 2
             u_top = np.minimum(np.sqrt(target_shift_m / eta_own), ceiling[heaters])
             # every resonance's move per unit heat of the group heater in its own bank (tracking prediction)
@@ -413,6 +422,11 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
             drives_rows.append(drive)
             group_of_row.append(gi)
         scans = scanner.scans
+    provisional = own.copy()
+    own = _assign_rings(hw, probe_rows, probe_expected, center0, close_m=float(np.median(width)))
+    if not np.array_equal(own, provisional):
+        log.info("ring order: the joint assignment over the bank's probe steps moved heaters %s off their single-step "
+                 "choice", np.flatnonzero(own != provisional).tolist())
     shifts = np.vstack(shifts_rows)
     drives = np.vstack(drives_rows)
     rows = np.asarray(group_of_row)
@@ -426,7 +440,9 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
     _share_coincident(model, center0[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * float(np.median(width)))
-    _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)))
+    _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * float(np.median(width)))
+    _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)),
+                  fit_rmse_m=model.fit_rmse_m.reshape(nb, nr))
     swapped = int(np.sum(model.resonance_of_ring != np.arange(nr)[None, :]))
     if swapped:
         log.info("ring order: %d heater(s) move a resonance other than the one at their design place "
@@ -514,6 +530,8 @@ def _resistance(hw: BenchSession, drive: np.ndarray) -> np.ndarray | None:
 #: Rings closer than this many linewidths at zero drive are one feature to the tracking (their crosstalk rows
 #: are shared out, :func:`_share_coincident`); pairs a linewidth apart are still separated by the bank fit.
 COINCIDENT_LINEWIDTHS = 0.3
+#: A ring whose tracked shifts the fitted model misses by more than this many linewidths (rms) was not tracked.
+UNTRACKED_LINEWIDTHS = 0.1
 #: The heater's own resonance must move at least this fraction of the expected own shift ...
 MIN_OWN_FRACTION = 0.3
 #: ... and the next-largest move in its bank must stay below this fraction of it (else: one heater on two rings).
@@ -525,52 +543,111 @@ def _heater_name(hw: BenchSession, j: int) -> str:
     return f"bank {j // nr} heater {j % nr} (driver channel {int(np.asarray(hw.ring_channels)[j])})"
 
 
-def _identify(hw: BenchSession, heaters: np.ndarray, shift: np.ndarray, expected: np.ndarray | None,
-              own: np.ndarray, center_m: np.ndarray, close_m: float = 0.0) -> np.ndarray:
-    """The resonance (global index) each of ``heaters`` moves most within its bank, from one small step.
+def _plausibility_cost(shift: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Cost of "this resonance is the heater's own" from probe shifts (..., R) and the expected own shift (...):
+    |log(shift / expected)|, +inf for a shift that is not red. A probe is sized for the own shift (efficiency
+    within a few tens of %), crosstalk moves neighbours by a fraction of it, and a resonance the fit cannot hold
+    (within a linewidth of another, noisy) jumps by several times it in either direction: closeness to the
+    expected shift tells the own ring from both, where the largest shift is fooled by the jumps."""
+    s = np.asarray(shift, dtype=float)
+    e = np.asarray(expected, dtype=float)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s > 0, np.abs(np.log(np.where(s > 0, s, 1.0) / e)), np.inf)
 
-    The chip decides the order, not the design: a resonance sitting red of its neighbour's is simply another
-    ring's. Only what no order explains is an error (:class:`RingOrderError`, one line): a heater that moves no
-    resonance (expected own shift ``expected``, when known), one that moves two alike, or a resonance already
-    claimed by another heater of the bank (``own``: heater -> resonance so far, -1 unknown) unless an unclaimed
-    resonance lies within ``close_m`` of it (two rings within a linewidth are one feature whose labels the fit may
-    swap)."""
+
+def _identify(hw: BenchSession, heaters: np.ndarray, shift: np.ndarray, expected: np.ndarray,
+              center_m: np.ndarray, close_m: float = 0.0, own: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Provisional resonance (global index) of each of ``heaters`` from its probe step: the resonance of its bank
+    whose shift is closest to the expected own shift (:func:`_plausibility_cost`). Which heater has which resonance
+    is settled jointly over the whole bank afterwards (:func:`_assign_rings`); refused here, in one line
+    (:class:`RingOrderError`), only what no order explains: a heater that moves no resonance of its bank, or one
+    that moves two alike (two resonances closer than ``close_m``, or in such a pair, are one feature whose shifts
+    the tracking cannot share out, and are not taken as evidence of that).
+
+    A heater whose probe moves nothing while its bank has two resonances closer than ``close_m`` that no heater
+    has yet (``own``: heater -> resonance so far) takes one of them, as an assumption (second array True; logged):
+    a coincident pair is one feature that the bank fit may hold still through a small step; the larger steps and
+    the joint fit decide (:func:`_settle_pairs`)."""
     nr = hw.n_rings
     out = np.empty(heaters.size, dtype=int)
+    assumed = np.zeros(heaters.size, dtype=bool)
+    c_all = np.asarray(center_m, dtype=float)
     for k, j in enumerate(heaters):                          # one heater per bank: a handful
         b = int(j) // nr
         bank = shift[b * nr:(b + 1) * nr]
-        order = np.argsort(bank)[::-1]
-        top, second = float(bank[order[0]]), float(bank[order[1]]) if nr > 1 else 0.0
-        res = b * nr + int(order[0])
-        where = f"resonance {int(order[0])} of the bank ({center_m[res] * 1e9:.3f} nm)"
-        floor = MIN_OWN_FRACTION * float(expected[k]) if expected is not None else 0.0
-        if not top > floor:
-            want = "" if expected is None else f" of the {float(expected[k]) * 1e12:.1f} pm expected"
-            raise RingOrderError(f"{_heater_name(hw, int(j))} moves no resonance of its bank (largest red shift "
-                                 f"{top * 1e12:.2f} pm{want}): check that this channel is connected to a ring "
-                                 "heater of that bank")
-        pair = nr > 1 and abs(center_m[b * nr + int(order[1])] - center_m[b * nr + int(order[0])]) < close_m
-        if second > MAX_SECOND_FRACTION * top and not pair:
-            raise RingOrderError(f"{_heater_name(hw, int(j))} moves resonances {int(order[0])} and {int(order[1])} "
-                                 f"of its bank alike ({top * 1e12:.2f} and {second * 1e12:.2f} pm): one channel on "
-                                 "two heaters? check the heater wiring of that bank")
-        claimed = np.flatnonzero((own == res) & (np.arange(own.size) != j))
-        if claimed.size and close_m > 0:
-            # resonances closer than a linewidth are one feature whose two labels the fit may swap: the heater
-            # takes the other one of the pair if nobody has it
-            bank_res = np.arange(b * nr, (b + 1) * nr)
-            free = bank_res[~np.isin(bank_res, own) & (np.abs(center_m[bank_res] - center_m[res]) < close_m)]
+        c = c_all[b * nr:(b + 1) * nr]
+        cost = _plausibility_cost(bank, np.asarray(expected[k]))
+        best = int(np.argmin(cost))
+        floor = MIN_OWN_FRACTION * float(expected[k])
+        top = float(np.max(bank))
+        near = np.abs(c[:, None] - c[None, :]) < close_m
+        np.fill_diagonal(near, False)
+        in_pair = near.any(axis=1)
+        if not top > floor or not np.isfinite(cost[best]):
+            taken = np.zeros(nr, dtype=bool) if own is None else np.isin(b * nr + np.arange(nr), own)
+            free = np.flatnonzero(in_pair & ~taken)
             if free.size:
-                log.info("%s: resonances %d and %d of its bank are %.1f pm apart (one feature); it takes %d",
-                         _heater_name(hw, int(j)), int(order[0]), int(free[0] % nr),
-                         abs(center_m[free[0]] - center_m[res]) * 1e12, int(free[0] % nr))
-                res, claimed = int(free[0]), np.empty(0, dtype=int)
-        if claimed.size:
-            raise RingOrderError(f"{_heater_name(hw, int(claimed[0]))} and {_heater_name(hw, int(j))} both move "
-                                 f"{where} most: two channels on one ring, or a ring without heater? check the "
-                                 "heater wiring of that bank")
-        out[k] = res
+                log.warning("%s moves no resonance in its probe step (largest red shift %.2f pm of the %.1f pm "
+                            "expected) while resonances %s of its bank coincide (one feature): it takes resonance %d "
+                            "as an assumption, the larger steps decide", _heater_name(hw, int(j)), top * 1e12,
+                            float(expected[k]) * 1e12, free.tolist(), int(free[0]))
+                out[k], assumed[k] = b * nr + int(free[0]), True
+                continue
+            raise RingOrderError(f"{_heater_name(hw, int(j))} moves no resonance of its bank (largest red shift "
+                                 f"{top * 1e12:.2f} pm of the {float(expected[k]) * 1e12:.1f} pm expected): check "
+                                 "that this channel is connected to a ring heater of that bank")
+        rival = (bank > MAX_SECOND_FRACTION * bank[best]) & (cost < np.log(1 / MAX_SECOND_FRACTION) + cost[best])
+        rival &= ~in_pair & ~near[best]
+        rival[best] = False
+        if rival.any() and not in_pair[best]:
+            other = int(np.flatnonzero(rival)[np.argmax(bank[rival])])
+            raise RingOrderError(f"{_heater_name(hw, int(j))} moves resonances {best} and {other} of its bank alike "
+                                 f"({bank[best] * 1e12:.2f} and {bank[other] * 1e12:.2f} pm): one channel on two "
+                                 "heaters? check the heater wiring of that bank")
+        out[k] = b * nr + best
+    return out, assumed
+
+
+def _assign_rings(hw: BenchSession, probe: np.ndarray, expected: np.ndarray, center_m: np.ndarray,
+                  close_m: float = 0.0) -> np.ndarray:
+    """Heater -> resonance (global index), jointly per bank: the assignment (Hungarian) of the bank's heaters to
+    its resonances that minimises the summed :func:`_plausibility_cost` of all probe steps (``probe`` (N, R): every
+    heater's probe shift of its bank's resonances; ``expected`` (N,)). Refused (:class:`RingOrderError`, one line)
+    where the best order still gives a heater a resonance it hardly moves: two heaters on one ring (or a ring
+    without heater), unless that resonance lies within ``close_m`` of the one the heater moved (a coincident pair
+    is one feature whose labels the tracking may swap; :func:`_settle_pairs` decides from the larger steps)."""
+    from scipy.optimize import linear_sum_assignment
+
+    nr = hw.n_rings
+    nb = probe.shape[0] // nr
+    out = np.empty(nb * nr, dtype=int)
+    for b in range(nb):              # one small assignment per bank
+        rows = slice(b * nr, (b + 1) * nr)
+        cost = _plausibility_cost(probe[rows], expected[rows])
+        c = np.asarray(center_m, dtype=float)[b * nr:(b + 1) * nr]
+        near = (np.abs(c[:, None] - c[None, :]) < close_m) | np.eye(nr, dtype=bool)      # (R, R)
+        # the labels of a coincident pair are interchangeable evidence: each takes the pair's best cost
+        cost = np.min(np.where(near[None, :, :], cost[:, None, :], np.inf), axis=2)
+        big = 1e3 + np.where(np.isfinite(cost), cost, 0.0).max(initial=0.0) * nr
+        heater_idx, res = linear_sum_assignment(np.where(np.isfinite(cost), cost, big))
+        shift = probe[rows][heater_idx, res]
+        bad = shift <= MIN_OWN_FRACTION * expected[rows][heater_idx]
+        wanted = np.argmin(np.where(np.isfinite(cost), cost, big), axis=1)[heater_idx]
+        pair = bad & (np.abs(c[res] - c[wanted]) < close_m)     # one feature: its labels may be swapped
+        for k in np.flatnonzero(pair):                           # a coincident pair at most
+            log.info("%s: resonances %d and %d of its bank are %.1f pm apart (one feature); it takes %d, the larger "
+                     "steps decide", _heater_name(hw, b * nr + int(heater_idx[k])), int(wanted[k]), int(res[k]),
+                     abs(c[res[k]] - c[wanted[k]]) * 1e12, int(res[k]))
+        bad &= ~pair
+        if bad.any():
+            k = int(heater_idx[np.flatnonzero(bad)[0]])
+            want = int(np.argmin(cost[k]))
+            holder = int(heater_idx[res == want][0])
+            raise RingOrderError(f"{_heater_name(hw, b * nr + holder)} and {_heater_name(hw, b * nr + k)} both move "
+                                 f"resonance {want} of the bank ({center_m[b * nr + want] * 1e9:.3f} nm) most: two "
+                                 "channels on one ring, or a ring without heater? check the heater wiring of that bank")
+        out[b * nr + heater_idx] = b * nr + res
     return out
 
 
@@ -594,6 +671,36 @@ def _settle_pairs(hw: BenchSession, k_matrix: np.ndarray, own: np.ndarray, cente
             out[idx] = own[idx[ring_of_heater]]
             log.info("bank %d: heaters %s take the other resonance of their pair (one feature)", b, moved.tolist())
     return out
+
+
+def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rmse_m: float) -> None:
+    """Rings whose tracked shifts the fit misses by more than ``max_rmse_m`` rms (a resonance the bank fit could not
+    hold, next to another under strong crosstalk), or whose fitted own efficiency is below ``MIN_OWN_FRACTION`` of
+    the bank's median (the probes showed every heater moving its ring), have a row of the crosstalk matrix that is no measurement: it can
+    make the matrix near-singular and every window derived from it absurd. Their row is stood in for: the heat of
+    heater j reaches ring i about as heater i's reaches ring j (thermal crosstalk falls with distance both ways;
+    those columns were tracked on the other rings), the own efficiency and nonlinearity the bank's median. Logged;
+    refinement corrects what this misses."""
+    k = model.crosstalk
+    diag = np.diag(k).reshape(n_banks, n_rings)
+    weak = (diag < MIN_OWN_FRACTION * np.median(diag, axis=1, keepdims=True)).reshape(-1)   # no own move either
+    bad = np.flatnonzero((np.asarray(model.fit_rmse_m) > max_rmse_m) | weak)
+    for i in bad:                    # a ring or two on the hardest chips
+        b = int(i) // n_rings
+        bank = np.arange(b * n_rings, (b + 1) * n_rings)
+        good = np.setdiff1d(bank, bad)
+        if good.size == 0:
+            continue
+        row = k[:, i].copy()
+        row[i] = float(np.median(np.diag(k)[good]))
+        ratio = float(k[i, i] / row[i])
+        k[i, :] = row
+        model.nonlinearity[i] = float(np.median(model.nonlinearity[good]))
+        log.warning("bank %d ring %d: its shifts could not be tracked (fit residual %.0f pm, own efficiency %.2f "
+                    "of the bank's median); its thermal row is stood in for by its heater's column and the bank's "
+                    "median efficiency", b, int(i) % n_rings, float(model.fit_rmse_m[i]) * 1e12,
+                    ratio)
+    model.efficiency_m_per_unit = np.diag(k).copy()
 
 
 def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float) -> None:
@@ -624,14 +731,26 @@ def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float)
 
 
 def _verify_order(hw: BenchSession, k_matrix: np.ndarray, n_banks: int, n_rings: int,
-                  center_m: np.ndarray | None = None, close_m: float = 0.0) -> None:
+                  center_m: np.ndarray | None = None, close_m: float = 0.0, fit_rmse_m: np.ndarray | None = None
+                  ) -> None:
     """The fitted model (ring order) must have every heater moving its own ring most within its bank, except
     within a pair of rings closer than ``close_m`` (ring-order centres ``center_m``, (B, R)): one feature, whose
-    shifts the tracking cannot share out (the model is approximate there; logged)."""
+    shifts the tracking cannot share out (the model is approximate there; logged), and except onto a ring whose
+    tracked shifts the model does not explain (``fit_rmse_m`` (B, R) above ``UNTRACKED_LINEWIDTHS`` of
+    ``close_m``: a resonance the bank fit could not hold, whose fitted row is no evidence; logged)."""
     blocks = k_matrix.reshape(n_banks, n_rings, n_banks, n_rings)
     own = blocks[np.arange(n_banks), :, np.arange(n_banks), :]       # (B, R ring, R heater)
     most = np.argmax(own, axis=1)
     wrong = most != np.arange(n_rings)[None, :]
+    if wrong.any() and fit_rmse_m is not None and close_m > 0:
+        b_idx, r_idx = np.nonzero(wrong)
+        lost = np.asarray(fit_rmse_m)[b_idx, most[b_idx, r_idx]] > UNTRACKED_LINEWIDTHS * close_m
+        for b in np.unique(b_idx[lost]):                 # a bank or two at most
+            rings = np.unique(most[b_idx[lost & (b_idx == b)], r_idx[lost & (b_idx == b)]])
+            log.warning("bank %d: the shifts of ring(s) %s could not be tracked (fit residual %s pm): their thermal "
+                        "model is approximate", b, rings.tolist(),
+                        np.round(np.asarray(fit_rmse_m)[b, rings] * 1e12, 1).tolist())
+        wrong[b_idx[lost], r_idx[lost]] = False
     if wrong.any() and center_m is not None:
         b_idx, r_idx = np.nonzero(wrong)
         pair = np.abs(center_m[b_idx, most[b_idx, r_idx]] - center_m[b_idx, r_idx]) < close_m

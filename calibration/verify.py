@@ -14,11 +14,12 @@ calibration, the refinement and the verification. Whatever is common to them can
 
 * with closed-loop refinement the loop drives exactly ``measured - target`` to the noise, so the readings alone
   report the precision (about 10.6 bits on the reference chip where the truth was 8.55);
-* the reference level is a model's extrapolation (no heater setting clears the band; see
-  ``resonances._far_level``) and a relative error ``e`` of it scales every weight of the bank: ``w e``. No
-  reading separates it from a loss (a test shows this on the emulator); its standard uncertainty, the far-level
-  model's misfit (``ResonanceMap.baseline_uncertainty``), enters the accuracy as ``u_b * |target|`` and is
-  reported apart (``reference_rms``);
+* the reference level is never read as such (no heater setting clears the band): with both ports it is a
+  model's extrapolation (``resonances._far_level``), on balanced-only benches the largest reading in a gap the
+  heaters open, corrected by the rings' estimated tails (``reference_level``). A relative error ``e`` of it
+  scales every weight of the bank: ``w e``. No later reading separates it from a loss (a test shows this on the
+  emulator); its standard uncertainty (``ResonanceMap.baseline_uncertainty``: the far-level model's misfit, or
+  the gap's tail estimate) enters the accuracy as ``u_b * |target|`` and is reported apart (``reference_rms``);
 * the reading noise of the verification's own readings is no error of the weight set, but adds to
   ``measured - target``; it is measured (two readings of one setting) and removed in quadrature.
 
