@@ -90,7 +90,7 @@ class PhotonicOptions:
     min_half_range: float = 0.01        # rings that reach less (weight units) carry nothing
     weak_ring_fraction: float = 0.25    # rings below this share of their bank's median half range are weak
     drop_weak_rings: bool = False       # weak rings carry nothing on every bank (more configurations, less error)
-    averaging_time_s: float = 1e-4      # detector averaging per reading (a source meter may need longer)
+    averaging_time_s: float | None = None   # detector averaging per reading, s (None: the calibration's readout)
     laser_settle_s: float = 0.02        # laser power settling, for the physical minimum (N777x class)
     recenter_at_start: bool = True      # drift check + recenter before the first batch of a session
     drift_every: int = 0                # batches between drift checks (0: never)
@@ -106,7 +106,8 @@ class PhotonicOptions:
             raise ValueError(f"low_fraction must be in [0, 1), got {self.low_fraction!r}")
         if not 0.0 < self.range_margin <= 1.0:
             raise ValueError(f"range_margin must be in (0, 1], got {self.range_margin!r}")
-        if (self.averaging_time_s <= 0 or self.laser_settle_s < 0 or self.drift_every < 0 or self.refine_iterations < 0
+        if ((self.averaging_time_s is not None and not self.averaging_time_s > 0) or self.laser_settle_s < 0
+                or self.drift_every < 0 or self.refine_iterations < 0
                 or self.reference_every < 0):
             raise ValueError(f"invalid photonic options {self}")
 
@@ -367,11 +368,19 @@ class PhotonicMatVec:
         self.order = self._resolve_order()
         self._ready = True
 
+    def readout_request(self) -> tuple[float, str]:
+        """(averaging per reading to ask for, s; how it was chosen): the option when given, else what the
+        calibration measured the chip with (its noise probe's choice on source meters and DAQs, the unprobed
+        default on power meters), so the readings have the noise the calibration found good enough."""
+        if self.options.averaging_time_s is not None:
+            return float(self.options.averaging_time_s), "option"
+        return self.cal.readout_request_s, f"calibration ({self.cal.readout_chosen_by})"
+
     def _configure_readout(self) -> None:
         from labctl.calibration.measure import configure_readout
 
         self.averaging_time_s = configure_readout(self.hw, float(np.mean(self.hw.wavelengths_m)),
-                                                  self.options.averaging_time_s)
+                                                  self.readout_request()[0])
 
     def _resolve_order(self) -> Order:
         if self.options.order != "auto":
@@ -951,6 +960,7 @@ class PhotonicMatVec:
             "recalibration_time_s": sum(float(e.get("recalibration_time_s") or 0.0) for e in t.events),
             "drift_checks": t.drift_checks, "recalibrations": t.recalibrations,
             "calibration_sha256": self.cal.sha256,
+            "readout_averaging_s": self.averaging_time_s if self._ready else None,
         }
         if t.err_n:
             mean = t.err_sum / t.err_n
@@ -969,7 +979,14 @@ class PhotonicMatVec:
                 "low_w": self.encoding.low_w, "high_w": self.encoding.high_w,
                 "calibration_sha256": self.cal.sha256, "mapping": self.mapping.describe(),
                 "tiles": None if self.plan is None else self.plan.n_tiles,
-                "unit_costs": None if self.costs is None else asdict(self.costs)}
+                "unit_costs": None if self.costs is None else asdict(self.costs), "readout": self._readout_record()}
+
+    def _readout_record(self) -> dict[str, Any]:
+        """The readout settings of the run's readings: averaging asked for and how it was chosen (s), and what the
+        readout took (s; None before the session starts)."""
+        requested, chosen_by = self.readout_request()
+        return {"requested_s": requested, "chosen_by": chosen_by,
+                "averaging_time_s": self.averaging_time_s if self._ready else None}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -410,3 +410,74 @@ def test_references_read_again_follow_a_drifting_offset() -> None:
     signal[0, samples, 0] = [1.0, 2.0, 3.0, 4.0, 5.0]
     out = PhotonicMatVec._against_references(signal + offset, refs, samples)
     np.testing.assert_allclose(out[0, :, 0], [1.0, 2.0, 3.0, 4.0, 5.0], atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def noisy_current(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A small current-like bench whose photodiodes have 1000x the reference chip's input noise: its calibration's
+    noise probe chooses an integration longer than the 2400's shortest."""
+    from tests.calibration.test_measure import bench_file as kind_bench_file
+
+    tmp = tmp_path_factory.mktemp("photonic-noisy-current")
+    path = kind_bench_file(tmp, "current", n_banks=2, n_rings=4, seed=0,
+                           spec={"detector": {"input_noise_a_per_rthz": 5e-9}})
+    with Bench.open(path, lock_dir=tmp / "locks") as bench:
+        cal_file = calibrate(bench.session(), n_configs=8, seed=3).save(tmp / "calibration.json")
+    return SimpleNamespace(tmp=tmp, bench=path, cal=cal_file, locks=tmp / "locks")
+
+
+@pytest.mark.parametrize("cls", [BenchMatVec, FastMatVec])
+def test_readings_use_the_readout_the_calibration_measured(noisy_current: SimpleNamespace, cls: type) -> None:
+    """With no averaging option the engine asks the readout for what the calibration's noise probe chose (recorded
+    under ``readout`` in the calibration file); the 2400s are set to it and the run records it."""
+    mats = feedback_matrices(4, [6], seed=4, dtype=np.float64)
+    with Bench.open(noisy_current.bench, lock_dir=noisy_current.locks) as bench:
+        hw = bench.session()
+        cal = Calibration.load(noisy_current.cal, hw)
+        chosen = cal.info["readout"]["averaging_time_s"]
+        assert cal.info["readout"]["chosen_by"] == "noise probe" and chosen > 2e-4     # longer than 0.01 NPLC
+        eng = cls(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=0))
+        eng.program(mats)
+        eng.matvec(0, _error(4)[:, :4])
+        assert eng.averaging_time_s == pytest.approx(chosen)
+        for meter in hw.readout.meters:                  # what the instruments report, not what we asked
+            assert float(meter.nplc) / meter.line_frequency_hz == pytest.approx(chosen, rel=1e-6)
+        readout = eng.describe()["readout"]
+        assert readout == {"requested_s": pytest.approx(chosen), "chosen_by": "calibration (noise probe)",
+                           "averaging_time_s": pytest.approx(chosen)}
+        assert eng.pop_counters()["readout_averaging_s"] == pytest.approx(chosen)
+
+
+def test_the_calibrations_readout_is_quieter_than_the_shortest(noisy_current: SimpleNamespace) -> None:
+    """The same product read twice in a batch differs by the readout's noise (and the chip's walk): with the
+    calibration's choice far less than with the fixed 1e-4 s request (the 2400 takes 2e-4 s, 0.01 NPLC)."""
+    mats = feedback_matrices(4, [6], seed=4, dtype=np.float64)
+    e = _error(16)[:, :4]
+    spread = {}
+    for option in (None, 1e-4):
+        with Bench.open(noisy_current.bench, lock_dir=noisy_current.locks) as bench:
+            hw = bench.session()
+            cal = Calibration.load(noisy_current.cal, hw)
+            eng = FastMatVec(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=0,
+                                                      averaging_time_s=option))
+            eng.program(mats)
+            out = eng.matvec(0, np.vstack([e, e]))            # every sample twice in one batch
+            first, second = out[:len(e)], out[len(e):]
+            spread[option] = float(np.sqrt(np.mean((first - second) ** 2)))
+            if option is not None:
+                assert eng.averaging_time_s == pytest.approx(2e-4)
+                assert eng.describe()["readout"]["chosen_by"] == "option"
+    assert spread[None] < 0.5 * spread[1e-4], spread
+
+
+def test_the_default_bench_keeps_its_averaging(small: SimpleNamespace) -> None:
+    """Power meters are not probed: the calibration records the default 100 us and the readings keep it."""
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        hw = bench.session()
+        cal = Calibration.load(small.cal, hw)
+        assert cal.info["readout"]["chosen_by"] == "default (readout not probed)"
+        eng = FastMatVec(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=0))
+        eng.program(feedback_matrices(4, [6], seed=4, dtype=np.float64))
+        eng.matvec(0, _error(4)[:, :4])
+        assert eng.averaging_time_s == pytest.approx(1e-4)
+        assert eng.describe()["readout"]["chosen_by"] == "calibration (default (readout not probed))"
