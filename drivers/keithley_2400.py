@@ -241,9 +241,14 @@ class Keithley2400(ScpiInstrument):
     def sweep_timeout_s(self, n_points: int) -> float:
         """How long one ``:READ?`` of ``n_points`` may take (module docstring): the line timeout plus
         ``n_points`` x (3 x NPLC / line frequency + 10 ms), the NPLC as last read or written."""
+        return self.transport.settings.timeout_s + n_points * self.reading_time_bound_s()
+
+    def reading_time_bound_s(self) -> float:
+        """Bound on how long one reading takes after its trigger (source delay, integration, auto-zero's extra
+        conversions): 3 x NPLC / line frequency + 10 ms (module docstring), the NPLC as last read or written. A
+        command to the chip sent within it may land inside the reading."""
         nplc = self._nplc if self._nplc is not None else float(type(self).nplc.validator.hi)  # type: ignore
-        per_point = AUTOZERO_FACTOR * nplc / self.line_frequency_hz + POINT_OVERHEAD_S
-        return self.transport.settings.timeout_s + n_points * per_point
+        return AUTOZERO_FACTOR * nplc / self.line_frequency_hz + POINT_OVERHEAD_S
 
     def integration_time_s(self) -> float:
         """NPLC / line frequency, the NPLC as last read or written."""

@@ -142,6 +142,11 @@ class SourceMeterBanks:
         """Every meter can start a reading and answer it later (``start_read_current``/``finish_read_current``)."""
         return all(hasattr(m, "start_read_current") for m in self.meters)
 
+    def reading_time_bound_s(self) -> float:
+        """Bound on how long a reading started by :meth:`start_read` averages after its command (s): until then
+        nothing may change on the chip (the longest of the meters' bounds)."""
+        return max(float(m.reading_time_bound_s()) for m in self.meters)  # type: ignore[attr-defined]
+
     def start_read(self) -> None:
         """Every meter starts one reading now: the banks are read at the same time, not one after the other."""
         if not self._biased:

@@ -429,7 +429,8 @@ def noisy_current(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 @pytest.mark.parametrize("cls", [BenchMatVec, FastMatVec])
 def test_readings_use_the_readout_the_calibration_measured(noisy_current: SimpleNamespace, cls: type) -> None:
     """With no averaging option the engine asks the readout for what the calibration's noise probe chose (recorded
-    under ``readout`` in the calibration file); the 2400s are set to it and the run records it."""
+    under ``readout`` in the calibration file); the 2400s are set to it, the run records it, and no reading is
+    disturbed by the next configuration's heater lines however long it integrates."""
     mats = feedback_matrices(4, [6], seed=4, dtype=np.float64)
     with Bench.open(noisy_current.bench, lock_dir=noisy_current.locks) as bench:
         hw = bench.session()
@@ -446,6 +447,8 @@ def test_readings_use_the_readout_the_calibration_measured(noisy_current: Simple
         assert readout == {"requested_s": pytest.approx(chosen), "chosen_by": "calibration (noise probe)",
                            "averaging_time_s": pytest.approx(chosen)}
         assert eng.pop_counters()["readout_averaging_s"] == pytest.approx(chosen)
+        # the heater lines of the next configuration wait for a long integration to end (they used to land in it)
+        assert bench.emulation.chip.disturbed_readings == 0
 
 
 def test_the_calibrations_readout_is_quieter_than_the_shortest(noisy_current: SimpleNamespace) -> None:
