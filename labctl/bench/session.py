@@ -274,10 +274,12 @@ class Session:
                 counts.time_s["configure"] += self.clock.now_s - t0
             with timer("read"):
                 if overlap_reads:
+                    sent_at = self.clock.now_s        # the first reading command goes out now
                     readout.start_read()  # type: ignore[attr-defined]
                     pending = (cfg, i)
-                    if bound is not None:
-                        read_until = self.clock.now_s + float(bound())
+                    limit = bound() if bound is not None else None
+                    if limit is not None:
+                        read_until = sent_at + float(limit)
                 else:
                     out[cfg, i] = np.asarray(readout.read().balanced, dtype=float)
             counts.readings += 1
