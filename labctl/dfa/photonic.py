@@ -369,11 +369,18 @@ class PhotonicMatVec:
         self._ready = True
 
     def readout_request(self) -> tuple[float, str]:
-        """(averaging per reading to ask for, s; how it was chosen): the option when given, else what the
-        calibration measured the chip with (its noise probe's choice on source meters and DAQs, the unprobed
-        default on power meters), so the readings have the noise the calibration found good enough."""
+        """(averaging per reading to ask for, s; how it was chosen): the option when given, else from what the
+        calibration measured (its readout record): on a probed readout (source meters, DAQs) the cheapest setting
+        its noise probe measured within DFA's noise target (``DFA_TARGET_RELATIVE_NOISE``, looser than the
+        calibration's own), on power meters the unprobed default the calibration used."""
+        from labctl.calibration.readout_noise import DFA_TARGET_RELATIVE_NOISE, averaging_for
+
         if self.options.averaging_time_s is not None:
             return float(self.options.averaging_time_s), "option"
+        chosen = averaging_for(self.cal.info.get("readout"), DFA_TARGET_RELATIVE_NOISE)
+        if chosen is not None and self.cal.readout_chosen_by == "noise probe":
+            return chosen, (f"calibration's noise probe: cheapest measured setting within "
+                            f"{DFA_TARGET_RELATIVE_NOISE:g} of the signal")
         return self.cal.readout_request_s, f"calibration ({self.cal.readout_chosen_by})"
 
     def _configure_readout(self) -> None:
