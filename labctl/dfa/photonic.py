@@ -97,6 +97,7 @@ class PhotonicOptions:
     drift_threshold: float | None = None    # drift check trip level (default: span / 2**7)
     recalibrate_rmse: float | None = None   # recalibrate when recentered references miss by more (default: trip level)
     refine_iterations: int = 3          # closed-loop corrections of every configuration's weights (0: model only)
+    refine_recenter: bool = False       # recentre before every refinement pass after the first, and after the last
     reference_every: int = 0            # sample order: read the reference encoding again after every k samples (0: once)
 
     def __post_init__(self) -> None:
@@ -704,7 +705,10 @@ class PhotonicMatVec:
         best: tuple[float, np.ndarray, np.ndarray] | None = None
         history: list[float] = []
         noise = None
+        recentres: list[float] = []
         for it in range(self.options.refine_iterations + 1):
+            if it and self.options.refine_recenter:
+                recentres.append(self._recenter_for_refinement())
             measured, bias_near = self.measure_configurations()
             if noise is None:
                 # the first pass twice: the readings' own noise, per bank (in weight units; a bank's gain sets it)
@@ -736,17 +740,31 @@ class PhotonicMatVec:
             self._config = None                   # index of an old drive: every configuration is written anew
         assert best is not None
         _, self._deltas, self.drives = best
+        if self.options.refine_recenter:           # the batches start from the chip as it is now
+            recentres.append(self._recenter_for_refinement())
         self._refined = True
         self._heater_lines = None
         self._config = None                       # the probe passes left another configuration applied
         t1, x1 = self._now()
         record = {"batch": self._batches, "rmse_history": history, "rmse": best[0],
                   "reading_noise": None if noise is None else noise.tolist(),
+                  "recentre_shifts_pm": recentres or None,
                   "time_s": t1 - t0, "transactions": x1 - x0, "wall_s": time.perf_counter() - wall0}
         self._tally.refinements.append(record)
         log.info("configurations refined: weight rms error %s (bench time %.1f s)",
                  " -> ".join(f"{h:.4g}" for h in history), t1 - t0)
         return record
+
+    def _recenter_for_refinement(self) -> float:
+        """Recentre through the instruments and solve the drives again from the present detunings: the chip's walk
+        since the last recentring goes into the common shift, not into every configuration's correction. Returns
+        the mean shift (pm)."""
+        assert self._targets is not None and self._deltas is not None
+        self._reference_lasers()
+        self.cal.recenter(self.hw, self.options.drift_threshold)
+        self.drives = self.cal.solve_from_detunings(self._targets, self._deltas, limits=self.hw.limits)
+        self._config = None
+        return float(np.mean(self.cal.common_shift_m) * 1e12)
 
     # -- drift ------------------------------------------------------------------------------------------------------
     def drift_check_due(self) -> bool:
