@@ -19,7 +19,7 @@ a 10-epoch run. The calibration (made through the instruments unless ``--calibra
 its projected bench time.
 
     python bench/bench_time.py [--bench default|current|FILE] [--networks mnist5k dry-run] [--calibration FILE]
-                               [--json FILE] [--refine-iterations N] [--reference-every N]
+                               [--json FILE] [--refine-iterations N] [--reference-every N] [--refine-recenter]
 """
 
 from __future__ import annotations
@@ -70,13 +70,14 @@ def _batch(engine: PhotonicMatVec, n_out: int, seed: int) -> dict[str, Any]:
 
 
 def measure(bench_path: str | None, network: str, cal_path: Path, refine_iterations: int = 3,
-            reference_every: int = 0) -> dict[str, Any]:
+            reference_every: int = 0, refine_recenter: bool = False) -> dict[str, Any]:
     n_out, hidden, n_train = NETWORKS[network]
     mats = feedback_matrices(n_out, list(hidden), seed=0, dtype=np.float64)
     with Bench.open(bench_path) as bench:
         hw = bench.session()
         cal = Calibration.load(cal_path, hw)
-        options = PhotonicOptions(refine_iterations=refine_iterations, reference_every=reference_every)
+        options = PhotonicOptions(refine_iterations=refine_iterations, reference_every=reference_every,
+                                  refine_recenter=refine_recenter)
         stack_engine = BenchMatVec(cal, hw, options)
         stack_engine.program(mats)
         stack = _batch(stack_engine, n_out, seed=1)
@@ -140,6 +141,8 @@ def main() -> None:
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     parser.add_argument("--calibration", type=Path, default=None, help="calibration of this bench (default: make one)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--refine-recenter", action="store_true",
+                        help="recentre before every refinement pass after the first, and after the last")
     parser.add_argument("--refine-iterations", type=int, default=PhotonicOptions().refine_iterations,
                         help="closed-loop corrections of the configurations (0: the weight model alone)")
     parser.add_argument("--reference-every", type=int, default=0,
@@ -164,7 +167,8 @@ def main() -> None:
             print(f"calibration of {out['bench']} through the instruments: {cal['projected_time_s']:.1f} s projected "
                   f"bench time, {cal['transactions']} transactions ({out['calibration']['wall_s']:.0f} s wall)")
         for network in args.networks:
-            result = measure(args.bench, network, cal_path, args.refine_iterations, args.reference_every)
+            result = measure(args.bench, network, cal_path, args.refine_iterations, args.reference_every,
+                             args.refine_recenter)
             out["networks"].append(result)
             print(report(result))
     if args.json is not None:

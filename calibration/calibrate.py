@@ -85,14 +85,30 @@ class Calibration:
         self.refine_options: dict[str, Any] = {"tol": None, "max_iter": 6, "damping": 1.0}
         self._sha256: str | None = None
         #: Readout averaging requested for measure_weights: the noise probe's choice (``info["readout"]``) when the
-        #: calibration made one, else 100 us; what the readout accepts is learnt at the first measurement.
+        #: calibration made one, else DEFAULT_AVERAGING_S; what the readout accepts is learnt at the first
+        #: measurement.
         readout = self.info.get("readout")
         self._readout_request_s = (float(readout["averaging_time_s"]) if isinstance(readout, dict)
-                                   and readout.get("averaging_time_s") else 1e-4)
+                                   and readout.get("averaging_time_s") else DEFAULT_AVERAGING_S)
         self._averaging_time_s: float | None = None
         #: Session state (not saved): shift of the resonances relative to the lasers since calibration (scalar or
         #: (B, R)), set by ``recenter``.
         self.common_shift_m: float | np.ndarray = 0.0
+
+    @property
+    def readout_request_s(self) -> float:
+        """Averaging per reading this calibration asks of the readout (s): what it measured the chip with, i.e. the
+        noise probe's choice on a probed readout, else the unprobed default (power meters)."""
+        return self._readout_request_s
+
+    @property
+    def readout_chosen_by(self) -> str:
+        """How :attr:`readout_request_s` was chosen ("noise probe", "caller", "default (readout not probed)"; a
+        calibration file without a ``readout`` record: "default (not recorded)")."""
+        readout = self.info.get("readout")
+        if isinstance(readout, dict) and readout.get("averaging_time_s"):
+            return str(readout.get("chosen_by", "recorded"))
+        return "default (not recorded)"
 
     # -- the bench it belongs to ---------------------------------------------------------------------------------
     def check_bench(self, hw: BenchSession) -> None:

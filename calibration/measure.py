@@ -173,9 +173,13 @@ def sweep_kind(hw: BenchSession) -> str:
     return "stepped"
 
 
+def scan_point_count(start_m: float, stop_m: float, step_m: float) -> int:
+    """Points of a scan from ``start_m`` on ``step_m`` steps up to ``stop_m`` (both ends included when on the grid)."""
+    return math.floor((stop_m - start_m) / step_m + 1e-6) + 1
+
+
 def _grid(start_m: float, stop_m: float, step_m: float) -> np.ndarray:
-    n = math.floor((stop_m - start_m) / step_m + 1e-6) + 1
-    return start_m + step_m * np.arange(n)
+    return start_m + step_m * np.arange(scan_point_count(start_m, stop_m, step_m))
 
 
 class SpectrumSession:

@@ -656,8 +656,23 @@ class ResonanceMap:
         return out
 
 
-def band_m(hw: BenchSession, margin_m: float, red_margin_m: float | None = None) -> tuple[float, float]:
-    """Scan band: ``margin_m`` blue of the first channel, ``red_margin_m`` (default the same) red of the last."""
+#: The resonance map's band beyond the channel grid, blue and red, m (measure_resonance_map).
+MAP_MARGIN_M = 1.5e-9
+MAP_RED_MARGIN_M = 0.9e-9
+#: The map's scan step, m: on a bench logging spectra on a power meter, and on one reading balanced photodiodes
+#: (stepped or triggered sweeps; about 20 points per linewidth either way for the fit).
+MAP_STEP_LOGGING_M = 2e-12
+MAP_STEP_BALANCED_M = 10e-12
+
+
+def map_step_m(spectra_logged: bool) -> float:
+    """Default map step, m: ``spectra_logged`` when the bench logs spectra on one power meter's ports."""
+    return MAP_STEP_LOGGING_M if spectra_logged else MAP_STEP_BALANCED_M
+
+
+def band_m(hw: BenchSession | Any, margin_m: float, red_margin_m: float | None = None) -> tuple[float, float]:
+    """Scan band: ``margin_m`` blue of the first channel, ``red_margin_m`` (default the same) red of the last.
+    ``hw``: a bench session, or anything with the channel grid ``wavelengths_m`` (a dry check's wiring)."""
     grid = np.asarray(hw.wavelengths_m, dtype=float)
     return float(grid.min() - margin_m), float(grid.max() + (margin_m if red_margin_m is None else red_margin_m))
 
@@ -675,8 +690,8 @@ def analyze_spectra(sp: Spectra, n_rings: int, guesses: list[dict[str, np.ndarra
     return fits
 
 
-def measure_resonance_map(hw: BenchSession, *, step_m: float | None = None, margin_m: float = 1.5e-9,
-                          red_margin_m: float = 0.9e-9, laser: int = 0, averaging_time_s: float = 1e-4,
+def measure_resonance_map(hw: BenchSession, *, step_m: float | None = None, margin_m: float = MAP_MARGIN_M,
+                          red_margin_m: float = MAP_RED_MARGIN_M, laser: int = 0, averaging_time_s: float = 1e-4,
                           progress: Callable[[str, int, int], None] | None = None) -> ResonanceMap:
     """All heaters at 0, one scan of the band, every bank fitted; see the module docstring.
 
@@ -689,7 +704,7 @@ def measure_resonance_map(hw: BenchSession, *, step_m: float | None = None, marg
     linewidth).
     """
     if step_m is None:
-        step_m = 2e-12 if hw.power_meter is not None and hw.sweep_ports is not None else 10e-12
+        step_m = map_step_m(hw.power_meter is not None and hw.sweep_ports is not None)
     t0, n0 = hw.elapsed_s(), hw.transaction_count()
     hw.set_ring_drive(np.zeros(hw.n_banks * hw.n_rings))
     start, stop = band_m(hw, margin_m, red_margin_m)

@@ -268,6 +268,19 @@ class _Scanner:
         return grid[keep]
 
 
+def heater_group_size(n_banks: int, levels: tuple[float, ...], banks_per_group: int | None = None) -> int:
+    """Heaters driven together (one per bank): at most ``len(levels) - 2`` banks, and ``banks_per_group``."""
+    return max(1, min(n_banks, len(levels) - 2, banks_per_group or n_banks))
+
+
+def heater_scan_count(n_banks: int, n_rings: int, levels: tuple[float, ...],
+                      banks_per_group: int | None = None) -> int:
+    """Scans :func:`characterize_heaters` plans with ``levels`` (its progress total): two before the groups and
+    ``len(levels) + 1`` per group of heaters driven together."""
+    groups = heater_groups(n_banks, n_rings, heater_group_size(n_banks, levels, banks_per_group))
+    return 2 + len(groups) * (len(levels) + 1)
+
+
 def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
                          levels: tuple[float, ...] = (0.03, 0.2, 0.3, 0.44, 0.58, 0.72, 0.86, 1.0),
                          target_shift_m: float = 2.0e-9, drive_margin: float = 0.8, step_m: float = 10e-12,
@@ -298,6 +311,7 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     balanced_only = hw.power_meter is None or hw.sweep_ports is None    # stepped, or swept on source meters
     if balanced_only:
         levels = stepped_levels
+    total_scans = heater_scan_count(hw.n_banks, hw.n_rings, levels, banks_per_group)
     if len(levels) < 2 or not all(0 < f <= 1 for f in levels):
         raise ValueError(f"levels must be at least two fractions in (0, 1], got {levels}")
     nb, nr = hw.n_banks, hw.n_rings
@@ -306,7 +320,7 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
         raise ValueError(f"resonance map is {rmap.center_m.shape}, the bench has {(nb, nr)}")
     if len(levels) < 3:
         raise ValueError(f"levels need a probe and at least two more, got {levels}")
-    group_size = max(1, min(nb, len(levels) - 2, banks_per_group or nb))
+    group_size = heater_group_size(nb, levels, banks_per_group)
     groups = heater_groups(nb, nr, group_size)
     schedule_full = level_schedule(levels, group_size)
     t0, n0 = hw.elapsed_s(), hw.transaction_count()
@@ -315,7 +329,6 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     min_sep_m = MIN_SEPARATION_LINEWIDTHS * float(np.median(width))
     ceiling = drive_ceiling(hw, drive_margin, None)
     center0 = rmap.center_m.reshape(-1)
-    total_scans = 2 + len(groups) * (len(levels) + 1)
 
     shifts_rows: list[np.ndarray] = []          # per scan: (N,) shift of every resonance after drift removal
     drives_rows: list[np.ndarray] = []          # per scan: (N,) drive

@@ -125,6 +125,10 @@ DEFAULT_COMPLIANCE_A = 0.01
 #: Bound on one point of a list sweep beyond its integration: auto-zero conversions and the source delay.
 AUTOZERO_FACTOR = 3.0
 POINT_OVERHEAD_S = 0.01
+#: Bound on the auto source delay at the photocurrents read here (100 uA..10 mA ranges), s. NOT CONFIRMED from the
+#: 2400 manual's auto-delay table (3-4); the 2450 reference manual's table gives 1 ms on those ranges and 2-3 ms on
+#: 1-10 uA, so 3 ms is taken as the bound.
+AUTO_SOURCE_DELAY_BOUND_S = 3e-3
 
 
 def parse_readings(text: str, n_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,6 +248,19 @@ class Keithley2400(ScpiInstrument):
         nplc = self._nplc if self._nplc is not None else float(type(self).nplc.validator.hi)  # type: ignore
         per_point = AUTOZERO_FACTOR * nplc / self.line_frequency_hz + POINT_OVERHEAD_S
         return self.transport.settings.timeout_s + n_points * per_point
+
+    def reading_time_bound_s(self) -> float:
+        """Bound on how long an immediate reading (``:READ?``, auto source delay) looks at the chip after the
+        command arrives: the auto source delay (AUTO_SOURCE_DELAY_BOUND_S) and 3 x NPLC / line frequency (the
+        integration and auto-zero's extra conversions), the NPLC as last read or written. A command to the chip
+        arriving within it may land inside the reading."""
+        nplc = self._nplc if self._nplc is not None else float(type(self).nplc.validator.hi)  # type: ignore
+        return AUTO_SOURCE_DELAY_BOUND_S + AUTOZERO_FACTOR * nplc / self.line_frequency_hz
+
+    def shortest_integration(self) -> bool:
+        """The integration is the 2400's shortest (0.01 NPLC), as last read or written."""
+        lo = float(type(self).nplc.validator.lo)  # type: ignore[attr-defined]
+        return self._nplc is not None and self._nplc <= lo * (1 + 1e-9)
 
     def integration_time_s(self) -> float:
         """NPLC / line frequency, the NPLC as last read or written."""

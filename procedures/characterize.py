@@ -16,10 +16,11 @@ from labctl.runs import plan as P
 
 
 def _dry_check(ctx: Any) -> dict[str, Any]:
+    from labctl.bench.bench import logs_spectra
     from labctl.procedures.dry_checks import _heater_scans, bench_limits, limits_lines
 
     config, limits = bench_limits(ctx)
-    scans = _heater_scans(config.wiring.banks, config.wiring.rings)
+    scans = _heater_scans(config.wiring.banks, config.wiring.rings, logs_spectra(config.wiring))
     lines = [f"a resonance scan, then {scans} heater scans (through ports around every ring)",
              *limits_lines(config, limits),
              f"heater drives stay below {ctx.values['drive_margin']:g} of the limits; each vector is checked by the "

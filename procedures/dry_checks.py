@@ -69,17 +69,27 @@ def check_laser_powers(config: Any, powers_w: np.ndarray, what: str) -> list[str
     return [f"{what}: laser power {float(p[bad].max()) * 1e3:.4g} mW outside 0..{limit * 1e3:g} mW"]
 
 
-def _heater_scans(n_banks: int, n_rings: int) -> int:
-    """Scans of ``characterize_heaters`` with its default levels: references, bootstrap, each group's levels."""
+def _heater_scans(n_banks: int, n_rings: int, spectra_logged: bool = True) -> int:
+    """Scans ``characterize_heaters`` plans with its default levels (``stepped_levels`` where the spectra are
+    balanced readings), counted by the function it uses itself."""
     import inspect
 
-    from labctl.calibration.thermal import characterize_heaters, heater_groups, level_schedule
+    from labctl.calibration.thermal import characterize_heaters, heater_scan_count
 
-    levels = inspect.signature(characterize_heaters).parameters["levels"].default
-    group_size = max(1, min(n_banks, len(levels) - 2))
-    groups = heater_groups(n_banks, n_rings, group_size)
-    rows = level_schedule(levels, group_size).shape[0]
-    return 1 + 1 + len(groups) * rows + (len(groups) - 1) + 1
+    defaults = inspect.signature(characterize_heaters).parameters
+    levels = defaults["levels" if spectra_logged else "stepped_levels"].default
+    return heater_scan_count(n_banks, n_rings, levels)
+
+
+def map_scan_estimate(wiring: Any) -> tuple[float, int]:
+    """(step, m; points) of the resonance map's scan on this wiring, from the calibration's own defaults."""
+    from labctl.bench.bench import logs_spectra
+    from labctl.calibration.measure import scan_point_count
+    from labctl.calibration.resonances import MAP_MARGIN_M, MAP_RED_MARGIN_M, band_m, map_step_m
+
+    step = map_step_m(logs_spectra(wiring))
+    start, stop = band_m(wiring, MAP_MARGIN_M, MAP_RED_MARGIN_M)
+    return step, scan_point_count(start, stop, step)
 
 
 def calibration_estimate(ctx: Any, *, n_configs: int, n_levels: int, n_drift_references: int) -> dict[str, Any]:
@@ -87,11 +97,12 @@ def calibration_estimate(ctx: Any, *, n_configs: int, n_levels: int, n_drift_ref
     config, limits = bench_limits(ctx)
     w = config.wiring
     n_ch = len(w.lasers)
-    band_nm = (max(w.wavelengths_m) - min(w.wavelengths_m)) * 1e9 + 2.0
-    scan_points = int(round(band_nm * 1e3 / 2.0)) + 1
+    from labctl.bench.bench import logs_spectra
+
+    step_m, scan_points = map_scan_estimate(w)
     sweep_points = n_ch * n_configs * n_levels
-    counts = {"resonance scan points (2 pm steps)": scan_points,
-              "heater characterization scans": _heater_scans(w.banks, w.rings),
+    counts = {f"resonance scan points ({step_m * 1e12:g} pm steps)": scan_points,
+              "heater characterization scans": _heater_scans(w.banks, w.rings, logs_spectra(w)),
               "weight sweep points (heater write + readout of every bank)": sweep_points,
               "drift reference settings": n_drift_references}
     lines = [f"calibration of {config.bench.name} ({w.banks} banks x {w.rings} rings, {n_ch} channels):"]

@@ -229,7 +229,7 @@ class Bench:
             return self._session
         w = self.config.wiring
         meter = ports = None
-        if isinstance(self.readout, PowerMeterBanks) and len(self.readout.meters) == 1:
+        if logs_spectra(w) and isinstance(self.readout, PowerMeterBanks):
             meter = self.readout.meters[0]
             ports = [(thr, drop) for _, thr, drop in self.readout.ports]
         chip_id = self.config.chip_id
@@ -275,6 +275,15 @@ class Bench:
             if self.emulation is not None:
                 self.emulation.close()
             self.lock.release()
+
+
+def logs_spectra(wiring: Any) -> bool:
+    """Every detector is a through/drop port pair of one power meter: the session then offers calibration the
+    meter's logging sweeps (``power_meter``, ``sweep_ports``); other benches read spectra as balanced readings.
+    ``wiring``: a bench file's ``wiring`` (so a dry check can tell without connecting)."""
+    detectors = wiring.detectors
+    return (all(d.through_port is not None for d in detectors)
+            and len({d.instrument for d in detectors}) == 1)
 
 
 def _laser_view(driver: Any) -> Any:

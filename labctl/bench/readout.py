@@ -142,6 +142,17 @@ class SourceMeterBanks:
         """Every meter can start a reading and answer it later (``start_read_current``/``finish_read_current``)."""
         return all(hasattr(m, "start_read_current") for m in self.meters)
 
+    def reading_time_bound_s(self) -> float | None:
+        """Bound on how long a reading started by :meth:`start_read` looks at the chip after its command (s): until
+        then nothing may change on the chip (the longest of the meters' bounds). None at the 2400's shortest
+        integration (0.01 NPLC), the setting the overlap was designed with: there the reading (auto source delay
+        and 0.2 ms) ends before the next configuration's first heater line arrives (on the emulated bench no reading
+        is disturbed; not confirmed on hardware), and the bound's margins would only cost bench time. Longer
+        integrations, which the noise probe chooses on noisy detectors, are waited for."""
+        if all(getattr(m, "shortest_integration", lambda: False)() for m in self.meters):
+            return None
+        return max(float(m.reading_time_bound_s()) for m in self.meters)  # type: ignore[attr-defined]
+
     def start_read(self) -> None:
         """Every meter starts one reading now: the banks are read at the same time, not one after the other."""
         if not self._biased:

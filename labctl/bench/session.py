@@ -208,7 +208,9 @@ class Session:
           the next configuration's heater lines have gone out (a serial line, another bus): the meter averages
           and answers while those lines travel, and no heater value lands before its averaging window has ended
           (a heater line takes effect only once it has arrived). Before laser commands (which share the meter's
-          bus) the reply is collected first.
+          bus) the reply is collected first. A readout that bounds its reading time (``reading_time_bound_s``:
+          source meters, whose integration the calibration's noise probe may make long) is left alone until then:
+          the heater lines wait for the bound, so a long integration is never disturbed.
         """
         drives = np.asarray(drives, dtype=float)
         stacked = powers if powers.ndim == 3 else powers[None]
@@ -220,6 +222,8 @@ class Session:
         overlap_reads = bool(getattr(readout, "can_start_read", False))
         known = hasattr(self.heaters, "applied")                # the safety layer keeps a record of every channel
         pending: tuple[int, int] | None = None
+        bound = getattr(readout, "reading_time_bound_s", None) if overlap_reads else None
+        read_until = -math.inf                                 # the pending reading's time bound ends
         settled_at = -math.inf                                 # heaters settled (last line + settle time)
         commanded: set[int] = set()                            # lasers commanded in this batch
 
@@ -251,6 +255,9 @@ class Session:
                     else:
                         rings = np.arange(values.size)
                     if rings.size:
+                        wait = read_until - self.clock.now_s if pending is not None else 0.0
+                        if wait > 0:                  # the pending reading may still be integrating
+                            self.wait(wait)
                         self.heaters.set_drive(values[rings], self.ring_channels[rings])
                         settled_at = self.clock.now_s + self.settle_time_s
                     collect()                         # its reply travelled while the heater lines went out
@@ -267,8 +274,12 @@ class Session:
                 counts.time_s["configure"] += self.clock.now_s - t0
             with timer("read"):
                 if overlap_reads:
+                    sent_at = self.clock.now_s        # the first reading command goes out now
                     readout.start_read()  # type: ignore[attr-defined]
                     pending = (cfg, i)
+                    limit = bound() if bound is not None else None
+                    if limit is not None:
+                        read_until = sent_at + float(limit)
                 else:
                     out[cfg, i] = np.asarray(readout.read().balanced, dtype=float)
             counts.readings += 1

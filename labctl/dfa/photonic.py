@@ -90,13 +90,14 @@ class PhotonicOptions:
     min_half_range: float = 0.01        # rings that reach less (weight units) carry nothing
     weak_ring_fraction: float = 0.25    # rings below this share of their bank's median half range are weak
     drop_weak_rings: bool = False       # weak rings carry nothing on every bank (more configurations, less error)
-    averaging_time_s: float = 1e-4      # detector averaging per reading (a source meter may need longer)
+    averaging_time_s: float | None = None   # detector averaging per reading, s (None: the calibration's readout)
     laser_settle_s: float = 0.02        # laser power settling, for the physical minimum (N777x class)
     recenter_at_start: bool = True      # drift check + recenter before the first batch of a session
     drift_every: int = 0                # batches between drift checks (0: never)
     drift_threshold: float | None = None    # drift check trip level (default: span / 2**7)
     recalibrate_rmse: float | None = None   # recalibrate when recentered references miss by more (default: trip level)
     refine_iterations: int = 3          # closed-loop corrections of every configuration's weights (0: model only)
+    refine_recenter: bool = False       # recentre before every refinement pass after the first, and after the last
     reference_every: int = 0            # sample order: read the reference encoding again after every k samples (0: once)
 
     def __post_init__(self) -> None:
@@ -106,7 +107,8 @@ class PhotonicOptions:
             raise ValueError(f"low_fraction must be in [0, 1), got {self.low_fraction!r}")
         if not 0.0 < self.range_margin <= 1.0:
             raise ValueError(f"range_margin must be in (0, 1], got {self.range_margin!r}")
-        if (self.averaging_time_s <= 0 or self.laser_settle_s < 0 or self.drift_every < 0 or self.refine_iterations < 0
+        if ((self.averaging_time_s is not None and not self.averaging_time_s > 0) or self.laser_settle_s < 0
+                or self.drift_every < 0 or self.refine_iterations < 0
                 or self.reference_every < 0):
             raise ValueError(f"invalid photonic options {self}")
 
@@ -367,11 +369,26 @@ class PhotonicMatVec:
         self.order = self._resolve_order()
         self._ready = True
 
+    def readout_request(self) -> tuple[float, str]:
+        """(averaging per reading to ask for, s; how it was chosen): the option when given, else from what the
+        calibration measured (its readout record): on a probed readout (source meters, DAQs) the cheapest setting
+        its noise probe measured within DFA's noise target (``DFA_TARGET_RELATIVE_NOISE``, looser than the
+        calibration's own), on power meters the unprobed default the calibration used."""
+        from labctl.calibration.readout_noise import DFA_TARGET_RELATIVE_NOISE, averaging_for
+
+        if self.options.averaging_time_s is not None:
+            return float(self.options.averaging_time_s), "option"
+        chosen = averaging_for(self.cal.info.get("readout"), DFA_TARGET_RELATIVE_NOISE)
+        if chosen is not None and self.cal.readout_chosen_by == "noise probe":
+            return chosen, (f"calibration's noise probe: cheapest measured setting within "
+                            f"{DFA_TARGET_RELATIVE_NOISE:g} of the signal")
+        return self.cal.readout_request_s, f"calibration ({self.cal.readout_chosen_by})"
+
     def _configure_readout(self) -> None:
         from labctl.calibration.measure import configure_readout
 
         self.averaging_time_s = configure_readout(self.hw, float(np.mean(self.hw.wavelengths_m)),
-                                                  self.options.averaging_time_s)
+                                                  self.readout_request()[0])
 
     def _resolve_order(self) -> Order:
         if self.options.order != "auto":
@@ -688,7 +705,10 @@ class PhotonicMatVec:
         best: tuple[float, np.ndarray, np.ndarray] | None = None
         history: list[float] = []
         noise = None
+        recentres: list[float] = []
         for it in range(self.options.refine_iterations + 1):
+            if it and self.options.refine_recenter:
+                recentres.append(self._recenter_for_refinement())
             measured, bias_near = self.measure_configurations()
             if noise is None:
                 # the first pass twice: the readings' own noise, per bank (in weight units; a bank's gain sets it)
@@ -720,17 +740,31 @@ class PhotonicMatVec:
             self._config = None                   # index of an old drive: every configuration is written anew
         assert best is not None
         _, self._deltas, self.drives = best
+        if self.options.refine_recenter:           # the batches start from the chip as it is now
+            recentres.append(self._recenter_for_refinement())
         self._refined = True
         self._heater_lines = None
         self._config = None                       # the probe passes left another configuration applied
         t1, x1 = self._now()
         record = {"batch": self._batches, "rmse_history": history, "rmse": best[0],
                   "reading_noise": None if noise is None else noise.tolist(),
+                  "recentre_shifts_pm": recentres or None,
                   "time_s": t1 - t0, "transactions": x1 - x0, "wall_s": time.perf_counter() - wall0}
         self._tally.refinements.append(record)
         log.info("configurations refined: weight rms error %s (bench time %.1f s)",
                  " -> ".join(f"{h:.4g}" for h in history), t1 - t0)
         return record
+
+    def _recenter_for_refinement(self) -> float:
+        """Recentre through the instruments and solve the drives again from the present detunings: the chip's walk
+        since the last recentring goes into the common shift, not into every configuration's correction. Returns
+        the mean shift (pm)."""
+        assert self._targets is not None and self._deltas is not None
+        self._reference_lasers()
+        self.cal.recenter(self.hw, self.options.drift_threshold)
+        self.drives = self.cal.solve_from_detunings(self._targets, self._deltas, limits=self.hw.limits)
+        self._config = None
+        return float(np.mean(self.cal.common_shift_m) * 1e12)
 
     # -- drift ------------------------------------------------------------------------------------------------------
     def drift_check_due(self) -> bool:
@@ -951,6 +985,7 @@ class PhotonicMatVec:
             "recalibration_time_s": sum(float(e.get("recalibration_time_s") or 0.0) for e in t.events),
             "drift_checks": t.drift_checks, "recalibrations": t.recalibrations,
             "calibration_sha256": self.cal.sha256,
+            "readout_averaging_s": self.averaging_time_s if self._ready else None,
         }
         if t.err_n:
             mean = t.err_sum / t.err_n
@@ -969,7 +1004,14 @@ class PhotonicMatVec:
                 "low_w": self.encoding.low_w, "high_w": self.encoding.high_w,
                 "calibration_sha256": self.cal.sha256, "mapping": self.mapping.describe(),
                 "tiles": None if self.plan is None else self.plan.n_tiles,
-                "unit_costs": None if self.costs is None else asdict(self.costs)}
+                "unit_costs": None if self.costs is None else asdict(self.costs), "readout": self._readout_record()}
+
+    def _readout_record(self) -> dict[str, Any]:
+        """The readout settings of the run's readings: averaging asked for and how it was chosen (s), and what the
+        readout took (s; None before the session starts)."""
+        requested, chosen_by = self.readout_request()
+        return {"requested_s": requested, "chosen_by": chosen_by,
+                "averaging_time_s": self.averaging_time_s if self._ready else None}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {

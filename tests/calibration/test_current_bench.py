@@ -61,3 +61,14 @@ def test_accuracy_is_what_the_stepped_scans_gave(current: SimpleNamespace) -> No
     # stepped scans (d685b5f) on this chip: 4.99 true bits model only, 8.14 refined (bench/calibration_report.py)
     assert true_bits(current, n=4, refine=False) >= 4.5
     assert true_bits(current, n=3, refine=True) >= 7.5
+
+
+def test_the_dry_check_estimate_is_what_the_calibration_does(current: SimpleNamespace) -> None:
+    """``labctl calibrate --bench current --dry-check`` counts from the calibration's own defaults: heater scans
+    exactly, map points within one (a triggered sweep rounds its step to the laser's step quantum)."""
+    from labctl.procedures.dry_checks import calibration_estimate
+
+    est = calibration_estimate(SimpleNamespace(bench_path=embedded_bench_path("current")), n_configs=10,
+                               n_levels=40, n_drift_references=3)["counts"]
+    assert est["heater characterization scans"] == current.cal.thermal.stats["scans"] == 72
+    assert abs(est["resonance scan points (10 pm steps)"] - current.cal.rmap.stats["points"]) <= 1

@@ -54,3 +54,15 @@ def test_the_default_bench_keeps_its_averaging(tmp_path: Path) -> None:
 def test_reading_steps_show_the_resolution() -> None:
     readings = np.array([[1.0, 5.0], [1.5, 5.0], [2.5, 5.0]])
     np.testing.assert_array_equal(reading_steps(readings), [0.5, np.inf])
+
+
+def test_dfa_takes_the_cheapest_measured_setting_within_its_target() -> None:
+    from labctl.calibration.readout_noise import averaging_for
+
+    record = {"averaging_time_s": 0.1, "probe": [
+        {"averaging_time_s": 2e-4, "relative_noise": 4e-3}, {"averaging_time_s": 1e-3, "relative_noise": 2e-3},
+        {"averaging_time_s": 1e-2, "relative_noise": 6e-4}, {"averaging_time_s": 0.1, "relative_noise": 2e-4}]}
+    assert averaging_for(record, 1e-3) == 1e-2
+    assert averaging_for(record, 1e-5) == 0.1            # nothing measured meets it: the calibration's choice
+    assert averaging_for({"averaging_time_s": 1e-4}, 1e-3) == 1e-4      # not probed
+    assert averaging_for(None, 1e-3) is None

@@ -24,6 +24,7 @@ from labctl.dfa.feedback import feedback_matrices
 from labctl.dfa.drift_steps import DriftSteps
 from labctl.dfa.photonic import BenchMatVec, PhotonicMatVec, PhotonicOptions
 from labctl.dfa.photonic_fast import FastMatVec
+from labctl.calibration.readout_noise import DFA_TARGET_RELATIVE_NOISE
 from labctl.runs.record import Checkpoint, Run
 from labctl.dfa.tiling import op_counts, schedule
 from labctl.dfa.training import Experiment, TrainConfig
@@ -410,3 +411,107 @@ def test_references_read_again_follow_a_drifting_offset() -> None:
     signal[0, samples, 0] = [1.0, 2.0, 3.0, 4.0, 5.0]
     out = PhotonicMatVec._against_references(signal + offset, refs, samples)
     np.testing.assert_allclose(out[0, :, 0], [1.0, 2.0, 3.0, 4.0, 5.0], atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def noisy_current(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A small current-like bench whose photodiodes have 6000x the reference chip's input noise: its calibration's
+    noise probe measures every setting up to the longest and DFA's looser target is met between."""
+    from tests.calibration.test_measure import bench_file as kind_bench_file
+
+    tmp = tmp_path_factory.mktemp("photonic-noisy-current")
+    path = kind_bench_file(tmp, "current", n_banks=2, n_rings=4, seed=0,
+                           spec={"detector": {"input_noise_a_per_rthz": 3e-8}})
+    with Bench.open(path, lock_dir=tmp / "locks") as bench:
+        cal_file = calibrate(bench.session(), n_configs=8, seed=3).save(tmp / "calibration.json")
+    return SimpleNamespace(tmp=tmp, bench=path, cal=cal_file, locks=tmp / "locks")
+
+
+@pytest.mark.parametrize("cls", [BenchMatVec, FastMatVec])
+def test_readings_use_the_readout_the_calibration_measured(noisy_current: SimpleNamespace, cls: type) -> None:
+    """With no averaging option the engine asks the readout for the cheapest setting the calibration's noise probe
+    measured within DFA's noise target (recorded under ``readout`` in the calibration file); the 2400s are set to
+    it, the run records it, and no reading is disturbed by the next configuration's heater lines however long it
+    integrates."""
+    mats = feedback_matrices(4, [6], seed=4, dtype=np.float64)
+    with Bench.open(noisy_current.bench, lock_dir=noisy_current.locks) as bench:
+        hw = bench.session()
+        cal = Calibration.load(noisy_current.cal, hw)
+        record = cal.info["readout"]
+        assert record["chosen_by"] == "noise probe"
+        measured = {p["averaging_time_s"]: p["relative_noise"] for p in record["probe"]}
+        wanted = min(t for t, noise in measured.items() if noise <= DFA_TARGET_RELATIVE_NOISE)
+        assert 2e-4 < wanted <= record["averaging_time_s"]            # longer than 0.01 NPLC
+        assert all(noise > DFA_TARGET_RELATIVE_NOISE for t, noise in measured.items() if t < wanted)
+        eng = cls(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=0))
+        eng.program(mats)
+        eng.matvec(0, _error(4)[:, :4])
+        assert eng.averaging_time_s == pytest.approx(wanted)
+        for meter in hw.readout.meters:                  # what the instruments report, not what we asked
+            assert float(meter.nplc) / meter.line_frequency_hz == pytest.approx(wanted, rel=1e-6)
+        readout = eng.describe()["readout"]
+        assert readout["requested_s"] == pytest.approx(wanted) and readout["averaging_time_s"] == pytest.approx(wanted)
+        assert readout["chosen_by"].startswith("calibration's noise probe")
+        assert eng.pop_counters()["readout_averaging_s"] == pytest.approx(wanted)
+        # the heater lines of the next configuration wait for a long integration to end (they used to land in it)
+        assert bench.emulation.chip.disturbed_readings == 0
+
+
+def test_the_calibrations_readout_is_quieter_than_the_shortest(noisy_current: SimpleNamespace) -> None:
+    """The same product read twice in a batch differs by the readout's noise (and the chip's walk): with the
+    calibration's choice far less than with the fixed 1e-4 s request (the 2400 takes 2e-4 s, 0.01 NPLC)."""
+    mats = feedback_matrices(4, [6], seed=4, dtype=np.float64)
+    e = _error(16)[:, :4]
+    spread = {}
+    for option in (None, 1e-4):
+        with Bench.open(noisy_current.bench, lock_dir=noisy_current.locks) as bench:
+            hw = bench.session()
+            cal = Calibration.load(noisy_current.cal, hw)
+            eng = FastMatVec(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=0,
+                                                      averaging_time_s=option))
+            eng.program(mats)
+            out = eng.matvec(0, np.vstack([e, e]))            # every sample twice in one batch
+            first, second = out[:len(e)], out[len(e):]
+            spread[option] = float(np.sqrt(np.mean((first - second) ** 2)))
+            if option is not None:
+                assert eng.averaging_time_s == pytest.approx(2e-4)
+                assert eng.describe()["readout"]["chosen_by"] == "option"
+    assert spread[None] < 0.5 * spread[1e-4], spread
+
+
+def test_the_default_bench_keeps_its_averaging(small: SimpleNamespace) -> None:
+    """Power meters are not probed: the calibration records the default 100 us and the readings keep it."""
+    with Bench.open(small.bench, lock_dir=small.locks) as bench:
+        hw = bench.session()
+        cal = Calibration.load(small.cal, hw)
+        assert cal.info["readout"]["chosen_by"] == "default (readout not probed)"
+        eng = FastMatVec(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=0))
+        eng.program(feedback_matrices(4, [6], seed=4, dtype=np.float64))
+        eng.matvec(0, _error(4)[:, :4])
+        assert eng.averaging_time_s == pytest.approx(1e-4)
+        assert eng.describe()["readout"]["chosen_by"] == "calibration (default (readout not probed))"
+
+
+def test_refinement_with_recentring_follows_the_chip_between_passes(small_current: SimpleNamespace) -> None:
+    """With ``refine_recenter`` the chip is recentred before every pass after the first and after the last (the
+    walk goes into the common shift, not into the configurations' corrections); the refinement still lowers the
+    measured error, and its recorded bench time includes the recentrings."""
+    mats = feedback_matrices(10, [9, 6], seed=3, dtype=np.float64)
+    times = {}
+    for recenter in (False, True):
+        with Bench.open(small_current.bench, lock_dir=small_current.locks) as bench:
+            hw = bench.session()
+            cal = Calibration.load(small_current.cal, hw)
+            eng = FastMatVec(cal, hw, PhotonicOptions(recenter_at_start=False, refine_iterations=2,
+                                                      refine_recenter=recenter))
+            eng.program(mats)
+            eng.matvec(0, _error(8))
+            (record,) = eng.pop_counters()["refinements"]
+            assert record["rmse"] < record["rmse_history"][0]
+            times[recenter] = record["time_s"]
+            if recenter:
+                assert len(record["recentre_shifts_pm"]) == 3
+                assert np.allclose(np.mean(cal.common_shift_m) * 1e12, record["recentre_shifts_pm"][-1])
+            else:
+                assert record["recentre_shifts_pm"] is None
+    assert times[True] > times[False]
