@@ -538,9 +538,7 @@ class VisaTransport(BaseTransport):
             raise self._translate(exc, command) from exc
         except ValueError as exc:
             raise self._error(InstrumentReplyError, f"malformed binary block: {exc}", command) from exc
-        body = bytes(values)
-        header = f"#{len(str(len(body)))}{len(body)}".encode()
-        return header + body
+        return _definite_block(bytes(values))
 
     def _read_block(self, command: str | None, expect_termination: bool = True) -> bytes:
         try:
@@ -551,8 +549,7 @@ class VisaTransport(BaseTransport):
             raise self._translate(exc, command) from exc
         except ValueError as exc:
             raise self._error(InstrumentReplyError, f"malformed binary block: {exc}", command) from exc
-        body = bytes(values)
-        return f"#{len(str(len(body)))}{len(body)}".encode() + body
+        return _definite_block(bytes(values))
 
     def _apply_timeout(self, seconds: float) -> None:
         self._timeout_wanted_ms = max(1.0, seconds * 1000.0)
@@ -738,3 +735,9 @@ def expect_reply(transport: BaseTransport, command: str, reply: str, expected: s
     if reply.strip() != expected:
         raise InstrumentReplyError(f"expected {expected!r}, got {reply!r}", instrument=transport.name,
                                    address=transport.address, command=command)
+
+
+def _definite_block(body: bytes) -> bytes:
+    """``body`` as the IEEE 488.2 definite-length block it arrived as (``#<n><length><body>``): pyvisa's block
+    readers return the payload only."""
+    return f"#{len(str(len(body)))}{len(body)}".encode() + body
