@@ -18,15 +18,19 @@ bench time and its wall time here. No per-chip tuning: every case uses the same 
 The family (``FAMILY``): the default chip with ``--seeds`` seeds, and harsh variants each on ``--variant-seeds``
 seeds: fabrication spread +-1 nm (``spread1nm``), thermal crosstalk x2 (``xt2``), loaded Q 5000 and 6000
 (``q5000``, ``q6000``), detector and power-meter noise x10 (``noise10``), chip-temperature drift x5 (``drift5``),
-the embedded ``current`` bench (greymatter current drive, Keithley 2400 on balanced photodiodes), and ``harsh``
+the embedded ``current`` bench (greymatter current drive, Keithley 2400 on balanced photodiodes), the embedded
+``adc`` bench (balanced photodiodes read through TIAs by a DAQ970A), and ``harsh``
 (all of them on one chip but the current bench: Q 5000, crosstalk x2, spread +-1 nm, noise x10, meter
 nonlinearity 0.05 dB, drift x5, RIN -130 dB/Hz, wavelength repeatability 2 pm).
 
     python bench/calibration_report.py --seeds 32 --variant-seeds 4 --out runs/calibration_report   # the study
     python bench/calibration_report.py --cases default current --seeds 2 --variant-seeds 1           # a subset
     python bench/calibration_report.py --only spread1nm-s2 --merge      # rerun one case into the earlier results
+    python bench/calibration_report.py --workers 2                      # the chips in 2 processes
 
-The study is long (about a minute of one core per chip); run it once, in the background, under ``nice``.
+The study is long (about a minute of one core per chip); run it once, in the background, under ``nice``. Chips are
+independent (each its own emulated bench, which takes no instrument lock), so ``--workers`` runs them in parallel
+processes; the results do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import json
 import logging
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +73,7 @@ FAMILY: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "noise10": ("default", NOISE10),
     "drift5": ("default", {"thermal": {"drift_rms_k": 0.05}}),
     "current": ("current", {}),
+    "adc": ("adc", {}),
     "harsh": ("default", HARSH),
 }
 #: Measured accuracy may exceed the true accuracy by at most this many bits (the honesty bound).
@@ -104,6 +110,32 @@ def run_case(out_dir: Path, name: str, kind: str, seed: int, overrides: dict[str
               "wall_s": {"calibrate": t1 - t0, "verify": t2 - t1}, "commands": commands}
     (out_dir / f"{name}.result.json").write_text(json.dumps(result, indent=1, default=str))
     return result
+
+
+def _case_or_error(out_dir: Path, name: str, kind: str, seed: int, overrides: dict[str, Any], n: int, n_refine: int,
+                   lock_dir: Path) -> dict[str, Any]:
+    """One chip's result, or its failure as a record (one failing chip must not hide the others)."""
+    try:
+        return run_case(out_dir, name, kind, seed, overrides, n, n_refine, lock_dir)
+    except Exception as exc:  # noqa: BLE001 - reported in the table, with the traceback in the log
+        log.exception("case %s failed", name)
+        return {"case": name, "family": name.rsplit("-s", 1)[0], "seed": seed, "overrides": overrides,
+                "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _progress(r: dict[str, Any], done: int, total: int, t_start: float) -> None:
+    """One line per finished chip: its figures, chips done and left, elapsed and estimated remaining wall time."""
+    elapsed = time.perf_counter() - t_start
+    eta = elapsed / done * (total - done)
+    head = f"[report] {done}/{total} done, {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min: {r['case']}"
+    if "error" in r:
+        print(f"{head}: failed: {r['error']}", file=sys.stderr, flush=True)
+        return
+    m, f = r["model_only"], r["refined"]
+    print(f"{head}: accuracy model {m['bits']:.2f} (true {m.get('true_bits', 0):.2f}), refined "
+          f"{f['bits']:.2f} (true {f.get('true_bits', 0):.2f}) bits; precision {f['precision_bits']:.2f} (true "
+          f"{f.get('true_precision_bits', 0):.2f}); calibration wall {r['wall_s']['calibrate']:.0f} s",
+          file=sys.stderr, flush=True)
 
 
 def _f(value: Any, fmt: str = ".2f") -> str:
@@ -175,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant-seeds", type=int, default=4, help="seeds 0..N-1 of every harsh variant")
     parser.add_argument("--cases", nargs="*", help=f"only these families ({', '.join(FAMILY)})")
     parser.add_argument("--only", nargs="*", help="only these cases by name (e.g. default-s0 spread1nm-s2)")
+    parser.add_argument("--workers", type=int, default=1, help="chips run in this many processes (default 1)")
     parser.add_argument("--merge", action="store_true",
                         help="merge into the results already in --out (the cases run here replace theirs)")
     args = parser.parse_args(argv)
@@ -183,27 +216,28 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     locks = out / "locks"
     locks.mkdir(exist_ok=True)
-    results = []
+    if args.workers < 1:
+        parser.error("--workers: must be at least 1")
     todo = cases(args.seeds, args.variant_seeds, args.cases)
     if args.only:
         todo = [c for c in todo if c[0] in args.only]
     t_start = time.perf_counter()
-    for k, (name, kind, seed, overrides) in enumerate(todo):
-        print(f"[report] {k + 1}/{len(todo)} {name} ({time.perf_counter() - t_start:.0f} s so far)",
-              file=sys.stderr, flush=True)
-        try:
-            r = run_case(out, name, kind, seed, overrides, args.n, args.n_refine, locks)
-        except Exception as exc:  # noqa: BLE001 - one failing chip must not hide the others; it is reported
-            log.exception("case %s failed", name)
-            results.append({"case": name, "family": name.rsplit("-s", 1)[0], "seed": seed, "overrides": overrides,
-                            "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        results.append(r)
-        m, f = r["model_only"], r["refined"]
-        print(f"[report] {name}: accuracy model {m['bits']:.2f} (true {m.get('true_bits', 0):.2f}), refined "
-              f"{f['bits']:.2f} (true {f.get('true_bits', 0):.2f}) bits; precision {f['precision_bits']:.2f} (true "
-              f"{f.get('true_precision_bits', 0):.2f}); calibration wall {r['wall_s']['calibrate']:.0f} s",
-              file=sys.stderr, flush=True)
+    jobs = [(out, name, kind, seed, overrides, args.n, args.n_refine, locks) for name, kind, seed, overrides in todo]
+    print(f"[report] {len(jobs)} chips, {args.workers} worker(s)", file=sys.stderr, flush=True)
+    by_case: dict[str, dict[str, Any]] = {}
+    if args.workers > 1:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            futures = [pool.submit(_case_or_error, *job) for job in jobs]
+            for future in as_completed(futures):
+                r = future.result()
+                by_case[r["case"]] = r
+                _progress(r, len(by_case), len(jobs), t_start)
+    else:
+        for job in jobs:
+            r = _case_or_error(*job)
+            by_case[r["case"]] = r
+            _progress(r, len(by_case), len(jobs), t_start)
+    results = [by_case[name] for name, _, _, _ in todo]
     if args.merge and (out / "report.json").exists():
         ran = {r["case"] for r in results}
         earlier = [r for r in json.loads((out / "report.json").read_text()) if r["case"] not in ran]
