@@ -39,10 +39,25 @@ def validate_heater_request(who: str, values: Any, channels: Any, n_channels: in
     if len(set(chans.tolist())) != chans.size:
         raise LimitError(f"{who}: a channel appears twice in {chans.tolist()}")
 
-    def name(ch: int) -> str:
-        where = describe(ch)
-        return f"channel {ch}{f' ({where})' if where else ''}"
-
-    mode: DriveMode = "voltage" if unit == "V" else "current"
-    HeaterLimits(mode=mode, max_drive=np.asarray(limits, dtype=float), name=name).check(vals, chans, who=who)
+    _limits_of(unit, np.asarray(limits, dtype=float), describe).check(vals, chans, who=who)
     return chans, vals
+
+
+#: (unit, limits, describe) -> the rule's object: a driver checks every write against the same few limit vectors.
+_LIMITS: dict[tuple[str, bytes, Callable[[int], str]], HeaterLimits] = {}
+
+
+def _limits_of(unit: str, limits: np.ndarray, describe: Callable[[int], str]) -> HeaterLimits:
+    """The :class:`HeaterLimits` of an instrument's configured limits, made once per distinct limit vector."""
+    key = (unit, limits.tobytes(), describe)
+    found = _LIMITS.get(key)
+    if found is None:
+        def name(ch: int) -> str:
+            where = describe(ch)
+            return f"channel {ch}{f' ({where})' if where else ''}"
+
+        mode: DriveMode = "voltage" if unit == "V" else "current"
+        if len(_LIMITS) >= 64:
+            _LIMITS.clear()
+        found = _LIMITS[key] = HeaterLimits(mode=mode, max_drive=limits.copy(), name=name)
+    return found

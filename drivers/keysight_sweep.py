@@ -66,7 +66,12 @@ def check_power_array(values: np.ndarray, *, expected: int | None, what: str, er
     if expected is not None and values.size != expected:
         raise error(f"{what} holds {values.size} values, expected {expected}")
     lo, hi = POWER_PLAUSIBLE_W
-    if np.logical_and.reduce((values >= lo) & (values <= hi), axis=None):  # the common case (NaN fails both)
+    # the common case: every value in range (NaN fails both); for doubles, the least and the greatest (NaN makes
+    # both NaN, which fails)
+    if values.dtype == np.float64 and values.size:
+        if lo <= np.minimum.reduce(values, axis=None) and np.maximum.reduce(values, axis=None) <= hi:
+            return values.astype(np.float64)
+    elif np.logical_and.reduce((values >= lo) & (values <= hi), axis=None):
         return values.astype(np.float64)
     bad = ~np.isfinite(values) | (values < lo) | (values > hi)
     if bad.any():

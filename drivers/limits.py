@@ -109,12 +109,16 @@ class HeaterLimits:
                 m, i = (int(v) for v in np.argwhere(mask)[0])
                 raise LimitError(f"{prefix}{self.name(int(idx[i]))}: {text(m, i)}")
 
-        limit = self.max_drive if index is None else self.max_drive[idx]
+        # a whole vector in order (the bench's writes) needs no gather of the limits: the same numbers
+        every = index is None or _is_every_output(idx, self.size)
+        limit = self.max_drive if every else self.max_drive[idx]
         # comparisons with NaN are False without a floating-point warning: no errstate needed (it costs more than
         # the check on a heater write)
-        within = (rows >= 0) & (rows <= limit * (1.0 + self.rtol))  # False for NaN; +inf fails the limit
+        # the common case in few passes: every value >= 0 is the least one >= 0 (NaN makes the least NaN, which
+        # fails, as -inf does; +inf fails the limit); then the first violation
         # (ufunc reductions called directly: ndarray.all/any/sum go through a Python wrapper, on every heater write)
-        if not np.logical_and.reduce(within, axis=None):  # one pass for the common case; then the first violation
+        if not (rows.size == 0 or (np.minimum.reduce(rows, axis=None) >= 0
+                                   and np.logical_and.reduce(rows <= limit * (1.0 + self.rtol), axis=None))):
             fail(~np.isfinite(rows), lambda m, i: f"value {rows[m, i]!r} is not finite")
             fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
             fail(rows > limit * (1.0 + self.rtol),
@@ -123,14 +127,14 @@ class HeaterLimits:
             return d
         power = self.power_w(rows)
         if self.max_power_w is not None:
-            p_lim = self.max_power_w if index is None else self.max_power_w[idx]
+            p_lim = self.max_power_w if every else self.max_power_w[idx]
             over = power > p_lim
             if np.logical_or.reduce(over, axis=None):
                 fail(over, lambda m, i: f"drive {rows[m, i]:.6g} {unit} dissipates up to "
                                         f"{power[m, i] * 1e3:.4g} mW, over the per-heater limit "
                                         f"{p_lim[i] * 1e3:.4g} mW")
         if math.isfinite(self.total_power_w):
-            if state is None or _is_every_output(idx, self.size):
+            if state is None or every:
                 others = 0.0  # what the difference below is then, exactly: no other output dissipates
             else:
                 base = np.asarray(state, dtype=float)

@@ -163,17 +163,33 @@ _REPLY_SHAPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
 )
 
 
+#: VALUE_FORMAT as a printf-style conversion ("{:.4f}" -> "%.4f": the same digits for every float, and one ``%``
+#: over a line's values costs half of one ``str.format``)
+_VALUE_PRINTF = "%" + VALUE_FORMAT[2:-1]
+
+
 @functools.lru_cache(maxsize=512)
 def _vector_format(template: str, start: int, n: int) -> str:
-    """A vector line of ``n`` values from channel ``start`` as one format string (each value as VALUE_FORMAT):
-    one format call per line."""
-    return template.format(start=start, values=",".join([VALUE_FORMAT] * n))
+    """A vector line of ``n`` values from channel ``start`` as one printf-style string (each value as VALUE_FORMAT):
+    one ``%`` per line."""
+    return template.format(start=start, values=",".join([_VALUE_PRINTF] * n))
 
 
 def reply_shape(command: str) -> re.Pattern[str] | None:
     """The form every reply line to ``command`` must have (None: any line, e.g. ``log?``)."""
+    text = command.strip()
+    header, equals, rest = text.partition("=")
+    if equals and "\n" not in rest:
+        # a set: of the patterns only the first can match a line with "=", and its ".*" matches any rest without a
+        # newline, so the header decides (one look-up per distinct header, not a match per value line)
+        return _shape_of(header + "=")
+    return _shape_of(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _shape_of(text: str) -> re.Pattern[str] | None:
     for pattern, shape in _REPLY_SHAPES:
-        if pattern.fullmatch(command.strip()):
+        if pattern.fullmatch(text):
             return shape
     return None
 
@@ -711,7 +727,7 @@ class Qontrol(Instrument):
             template, values = VVEC_SET, values_si.tolist()
         else:
             template, values = IVEC_SET, (values_si * 1e3).tolist()
-        self._ack(_vector_format(template, start, len(values)).format(*values))
+        self._ack(_vector_format(template, start, len(values)) % tuple(values))
 
     def read_drive(self) -> np.ndarray:
         """Output of every channel as measured by the modules (``VALL?`` in V, or ``IALL?`` converted to A)."""

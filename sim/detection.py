@@ -14,8 +14,10 @@ nonlinearity within +-linearity_db (a sinusoid in dBm with random phase), then q
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 from labctl.sim.chip_spec import DetectorSpec, PowerMeterSpec
@@ -123,18 +125,23 @@ def meter_model(power_w: np.ndarray, nonlinearity_db: np.ndarray, nonlinearity_p
     return MeterReading(power_w=reading, over_range=over)
 
 
+@functools.cache
+def _meter_kernel() -> ModuleType:
+    """``labctl.sim.meter_kernel`` (numba), imported on first use (an import statement in the reading itself costs
+    more than the rest of its Python)."""
+    from labctl.sim import meter_kernel
+
+    return meter_kernel
+
+
 def meter_model_flat(power_w: np.ndarray, nonlinearity_db: np.ndarray, nonlinearity_phase: np.ndarray,
                      noise_w: np.ndarray, top_w: np.ndarray, spec: PowerMeterSpec) -> MeterReading:
     """:func:`meter_model` for flat float64 arrays of one length (an instrument's readings): the same arithmetic,
     element by element, in one compiled call."""
-    from labctl.sim.meter_kernel import (  # numba: imported on first use
-        arg_constants,
-        meter_readings_flat,
-    )
-
-    k_arg, c_arg = arg_constants(spec.nonlinearity_period_db)
+    compiled = _meter_kernel()
+    k_arg, c_arg = compiled.arg_constants(spec.nonlinearity_period_db)
     reading = np.empty(power_w.size)
     over = np.empty(power_w.size, dtype=bool)
-    meter_readings_flat(power_w, nonlinearity_db, nonlinearity_phase, noise_w, top_w, float(2**spec.readout_bits),
+    compiled.meter_readings_flat(power_w, nonlinearity_db, nonlinearity_phase, noise_w, top_w, float(2**spec.readout_bits),
                         k_arg, c_arg, reading, over)
     return MeterReading(power_w=reading, over_range=over)

@@ -70,3 +70,23 @@ def test_a_whole_vector_written_in_order_or_not_counts_only_itself() -> None:
     for index in (order, order[::-1]):
         with pytest.raises(LimitError, match="total heater power would reach 202.22 mW"):
             uniform.check(over[index], index, state=state)
+
+
+@given(st.lists(st.sampled_from([0.0, -0.0, 0.5, 2.0, 2.0 + 1e-12, 2.1, -1e-300, float("nan"), float("inf"),
+                                 float("-inf")]), min_size=3, max_size=3))
+@settings(max_examples=200, deadline=None)
+def test_the_common_case_test_accepts_exactly_what_the_rule_accepts(values: list[float]) -> None:
+    """The whole-vector fast test (least value >= 0, every value <= its limit) accepts a vector exactly when every
+    value is >= 0 and within its limit, whole vector or gathered channels alike."""
+    limits = HeaterLimits(mode="voltage", max_drive=np.array([2.0, 2.0, 3.0]))
+    drive = np.array(values)
+    ok = bool(np.all((drive >= 0) & (drive <= limits.max_drive * (1 + limits.rtol))))
+    for index in (None, np.array([0, 1, 2]), np.array([2, 1, 0])):
+        limit = limits.max_drive if index is None else limits.max_drive[index]
+        ok = bool(np.all((drive >= 0) & (drive <= limit * (1 + limits.rtol))))
+        try:
+            limits.check(drive, index)
+        except LimitError:
+            assert not ok
+        else:
+            assert ok

@@ -638,3 +638,29 @@ def test_opens_through_a_serial_url(fake_serial: dict) -> None:
 def test_serial_settings_follow_the_manual() -> None:
     assert Qontrol.line_settings == TransportSettings(write_termination="\n", read_termination="\n",
                                                       timeout_s=0.2, retries=0, baud_rate=115200)
+
+
+@pytest.mark.parametrize("command", ["VVEC0=1.0000,2.0000", "vvec8=0.5000", "V3=1.2500", "IVEC0=0.1000,0.2000",
+                                     "VMAX3=4.0000", "V3=1\n2", "VVEC0=", "=1", "3V=1", "V 3=1", "v3?", "vall?",
+                                     "VIPALL?", "id?", "nupall?", "nchan?", "firmware?", "log?", "VVEC0=1=2",
+                                     " VVEC0=1.0000 ", "V3?=1"])
+def test_reply_shape_by_header_is_the_shape_the_patterns_give(command: str) -> None:
+    """A set's reply shape is looked up by its header (the part up to "="): the same shape as matching the whole
+    line against every pattern in order."""
+    from labctl.drivers.qontrol import _REPLY_SHAPES, reply_shape
+
+    expected = next((shape for pattern, shape in _REPLY_SHAPES if pattern.fullmatch(command.strip())), None)
+    assert reply_shape(command) is expected
+
+
+def test_vector_lines_carry_value_format_digits() -> None:
+    """The printf-style vector line writes every value as VALUE_FORMAT does (rounding, zero, -0, tiny, large)."""
+    from labctl.drivers.qontrol import IVEC_SET, VALUE_FORMAT, VVEC_SET, _vector_format
+
+    rng = np.random.default_rng(3)
+    for template in (VVEC_SET, IVEC_SET):
+        for _ in range(500):
+            values = (rng.uniform(0, 20, 8) * 10.0 ** rng.integers(-6, 4)).tolist()
+            values[:4] = [0.0, -0.0, 0.00005, 0.00015]
+            expected = template.format(start=8, values=",".join(VALUE_FORMAT.format(v) for v in values))
+            assert _vector_format(template, 8, 8) % tuple(values) == expected

@@ -88,3 +88,12 @@ def test_direct_visa_io_is_pyvisas_message_io(benches: tuple[EmulatedBench, Emul
     # an explicit termination goes through pyvisa's own read
     fast.write("*IDN?")
     assert fast.read(termination="\n").startswith("Keysight")
+
+
+@pytest.mark.parametrize("data", [b"*IDN?\n", b"*IDN?", b"\n", b"", b"a\nb\n", b"#\n", b":X '1'\n", b':X "1"\n',
+                                  b":DATA #14abcd\n", b"VVEC0=1.0000,2.0000\n", b"\n\n", b"x\r\n"])
+def test_a_plain_message_is_one_lf_at_the_end_and_nothing_that_hides_one(data: bytes) -> None:
+    from labctl.sim.connection import _one_plain_message
+
+    expected = data[-1:] == b"\n" and data.count(b"\n") == 1 and not any(c in data for c in (b"#", b'"', b"'"))
+    assert _one_plain_message(data) is expected
