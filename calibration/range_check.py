@@ -14,9 +14,10 @@ check of every channel costs eight full weight readings.
 Held rings. A ring with no weight reachable for every setting of its neighbours is held at one detuning, and
 every target asks it for one weight: the model's value there. Where a close neighbour disturbed its sweep that
 value can be far from the chip's (emulated +-1 nm spread chip, seed 3: held at 0.288 by the model, 0.39 away on
-the chip, alone 4.7 bits for the chip, and refinement cannot move a held ring). Its window is closed at its middle
-and its weight read in all eight settings; the median reading becomes the held weight (recorded, with the
-spread over the neighbours' settings, when it moves by more than ``tolerance``).
+the chip, alone 4.7 bits for the chip, and refinement cannot move a ring whose window is closed). Its weight is
+read, at the middle of its window, in all eight settings; where the median reading is more than ``tolerance``
+from the model's weight it becomes the held weight, at that one detuning (window closed at its middle; recorded,
+with the spread over the neighbours' settings).
 
 What is measured. Each ring has a top end and a bottom end of its window (the detunings of its largest and
 smallest weight). Eight settings of the whole chip put every ring at one of its ends, in patterns that give every
@@ -85,10 +86,7 @@ def check_ranges(hw: BenchSession, cal: Calibration, *, tolerance: float = TOLER
     bot_d = np.where(w_lo >= w_hi, hi, lo)
     usable = wm.w_max > wm.w_min
     was_held = ~usable
-    if was_held.any():                           # held: one detuning, the middle of the window, for every target
-        wm.delta_lo_m = np.where(was_held, park, lo)
-        wm.delta_hi_m = np.where(was_held, park, hi)
-        top_d, bot_d = np.where(was_held, park, top_d), np.where(was_held, park, bot_d)
+    top_d, bot_d = np.where(was_held, park, top_d), np.where(was_held, park, bot_d)   # held: read mid-window
     close = close_rings(cal.rmap, CLOSE_LINEWIDTHS) & usable
     if not (close | was_held).any():
         wm.meta["range_check"] = {"settings": 0, "tolerance": tolerance, "cut": 0, "rings": 0}
@@ -147,8 +145,10 @@ def check_ranges(hw: BenchSession, cal: Calibration, *, tolerance: float = TOLER
 
 
 def _measured_holds(wm: Any, held: np.ndarray, readings: list[np.ndarray], tolerance: float) -> list[dict[str, Any]]:
-    """Held rings take the median of their readings as their one weight (see the module docstring); one entry per
-    ring whose weight moved by more than ``tolerance`` from the model's."""
+    """Held rings whose readings (mid-window) fall more than ``tolerance`` from the model's weight take the median
+    reading as their one weight, at that one detuning (window closed at its middle); one entry per such ring.
+    Elsewhere the model's hold stands: its solve moves the ring inside its window against the neighbours' terms
+    (on an emulated crosstalk-x2 chip, closing every held window cost 0.6 bit before refinement)."""
     if not held.any() or not readings:
         return []
     stack = np.array(readings)
@@ -159,10 +159,14 @@ def _measured_holds(wm: Any, held: np.ndarray, readings: list[np.ndarray], toler
         median = np.nanmedian(np.where(ok[None], stack, 0.0), axis=0)
         spread = np.nanmax(np.where(ok[None], stack, 0.0), axis=0) - np.nanmin(np.where(ok[None], stack, 0.0), axis=0)
     old = np.asarray(wm.w_min, dtype=float).copy()
-    wm.w_min = np.where(ok, median, wm.w_min)
-    wm.w_max = np.where(ok, median, wm.w_max)
+    moved = ok & (np.abs(median - old) > tolerance)
+    park = wm.park_delta_m()
+    wm.delta_lo_m = np.where(moved, park, wm.delta_lo_m)
+    wm.delta_hi_m = np.where(moved, park, wm.delta_hi_m)
+    wm.w_min = np.where(moved, median, wm.w_min)
+    wm.w_max = np.where(moved, median, wm.w_max)
     out = []
-    for b, r in np.argwhere(ok & (np.abs(median - old) > tolerance)):      # a handful at most
+    for b, r in np.argwhere(moved):              # a handful at most
         b, r = int(b), int(r)
         out.append({"bank": b, "ring": r, "range": [float(median[b, r])] * 2, "range_model": [float(old[b, r])] * 2,
                     "reasons": [f"held at one weight: measured {median[b, r]:.3f} where the model said "

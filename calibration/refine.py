@@ -8,8 +8,8 @@ Because the model inverts its own curve, this is a Newton step on each ring's de
 slope (delta_new = delta - error / slope), evaluated jointly with the neighbour and crosstalk terms, and it stays
 well defined near the peak where the slope vanishes. Stopping rule: RMSE below ``tol``, or no improvement by at
 least ``min_gain`` (relative), or ``max_iter`` corrections; the best drive seen is the one left applied.
-Stopping and "best" are judged on the rings a correction can move (``movable``): a ring held at one weight (its
-window closed) keeps its error whatever is requested, and on a chip where one such ring is off by 0.4 the chip's
+Stopping and "best" are judged on the rings a correction can move (``movable``): a ring whose operating window is
+closed (held at one detuning) keeps its error whatever is requested, and on a chip where one such ring is off by 0.4 the chip's
 rmse hardly changed while the others converged, so the loop stopped after one correction (measured on an emulated
 +-1 nm spread chip: 5e-3 rms left on rings that a second correction brings to 1e-3).
 Each iteration costs one ``channel_weights_raw`` (C laser switches) and one heater write.
