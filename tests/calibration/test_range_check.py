@@ -72,3 +72,24 @@ def test_a_held_ring_takes_its_measured_weight() -> None:
     assert abs(wm.w_min[0, 1] - (model_held - 0.4)) < 0.005
     assert [(e["bank"], e["ring"]) for e in out] == [(0, 1)] and "held at one weight" in out[0]["reasons"][0]
     assert wm.w_max[0, 0] == 0.8 and wm.w_min[0, 2] == -0.8          # usable rings far apart: untouched
+
+
+def test_a_held_ring_the_model_describes_keeps_its_hold() -> None:
+    """Readings within the tolerance of the model's held weight change nothing: the window stays open, so the
+    solve keeps moving the ring inside it against its neighbours' terms (closing it cost a crosstalk-x2 chip)."""
+    from labctl.calibration.range_check import check_ranges
+
+    wm = _one_bank_model(held_mid_weight=0.288)
+    lo, hi, w_held = wm.delta_lo_m.copy(), wm.delta_hi_m.copy(), wm.w_min[0, 1]
+    applied: dict[str, np.ndarray] = {}
+    cal = SimpleNamespace(
+        weights=wm, rmap=SimpleNamespace(center_m=np.array([[1549.5e-9, 1550.2e-9, 1551.5e-9]]),
+                                         pole_fwhm_m=np.full((1, 3), 190e-12), fwhm_m=np.full((1, 3), 190e-12)),
+        solve_from_detuning=lambda target, delta, limits: SimpleNamespace(drive=np.asarray(delta).ravel()),
+        apply=lambda hw, drive: applied.update(delta=np.asarray(drive).reshape(1, 3)),
+        measure_weights=lambda hw, channels: np.where(np.isin(wm.channel_of_ring, channels),
+                                                      np.full((1, 3), w_held + 0.005), np.nan))
+    out = check_ranges(SimpleNamespace(limits=SimpleNamespace(check=lambda drive: None)), cal)
+    assert out == [] and wm.w_min[0, 1] == wm.w_max[0, 1] == w_held
+    np.testing.assert_array_equal(wm.delta_lo_m, lo)
+    np.testing.assert_array_equal(wm.delta_hi_m, hi)
