@@ -16,8 +16,8 @@ every target asks it for one weight: the model's value there. Where a close neig
 value can be far from the chip's (emulated +-1 nm spread chip, seed 3: held at 0.288 by the model, 0.39 away on
 the chip, alone 4.7 bits for the chip, and refinement cannot move a ring whose window is closed). Its weight is
 read, at the middle of its window, in all eight settings; where the median reading is more than ``tolerance``
-from the model's weight it becomes the held weight, at that one detuning (window closed at its middle; recorded,
-with the spread over the neighbours' settings).
+from the model's weight it becomes the held weight and the ring's model curve is shifted by the difference
+(recorded, with the spread over the neighbours' settings).
 
 What is measured. Each ring has a top end and a bottom end of its window (the detunings of its largest and
 smallest weight). Eight settings of the whole chip put every ring at one of its ends, in patterns that give every
@@ -146,9 +146,11 @@ def check_ranges(hw: BenchSession, cal: Calibration, *, tolerance: float = TOLER
 
 def _measured_holds(wm: Any, held: np.ndarray, readings: list[np.ndarray], tolerance: float) -> list[dict[str, Any]]:
     """Held rings whose readings (mid-window) fall more than ``tolerance`` from the model's weight take the median
-    reading as their one weight, at that one detuning (window closed at its middle); one entry per such ring.
-    Elsewhere the model's hold stands: its solve moves the ring inside its window against the neighbours' terms
-    (on an emulated crosstalk-x2 chip, closing every held window cost 0.6 bit before refinement)."""
+    reading as their one weight, and their model curve is shifted by the difference (its constant term), so the
+    solve still moves the ring inside its window against the neighbours' terms and refinement can still correct
+    it; one entry per such ring. (Closing the window at the middle instead lost 2.7 bits on the +-1 nm spread chip,
+    seed 3: a held ring's neighbour then moved across its channel unanswered; closing every held window lost 1.7
+    bits on a crosstalk-x2 chip.)"""
     if not held.any() or not readings:
         return []
     stack = np.array(readings)
@@ -160,9 +162,9 @@ def _measured_holds(wm: Any, held: np.ndarray, readings: list[np.ndarray], toler
         spread = np.nanmax(np.where(ok[None], stack, 0.0), axis=0) - np.nanmin(np.where(ok[None], stack, 0.0), axis=0)
     old = np.asarray(wm.w_min, dtype=float).copy()
     moved = ok & (np.abs(median - old) > tolerance)
-    park = wm.park_delta_m()
-    wm.delta_lo_m = np.where(moved, park, wm.delta_lo_m)
-    wm.delta_hi_m = np.where(moved, park, wm.delta_hi_m)
+    coef = np.array(wm.coef, dtype=float)
+    coef[..., 0, 0] += np.where(moved, median - old, 0.0)     # the constant term: the ring's curve, shifted
+    wm.coef = coef
     wm.w_min = np.where(moved, median, wm.w_min)
     wm.w_max = np.where(moved, median, wm.w_max)
     out = []

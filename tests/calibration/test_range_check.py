@@ -24,8 +24,9 @@ def test_every_ring_meets_every_combination_of_its_neighbours_ends(n_rings: int)
     assert np.all(p[0]) and not np.any(p[1])
 
 
-def _one_bank_model(held_mid_weight: float) -> Any:
-    """A 1 x 3 weight model without neighbour terms: w = -1 + 1.9 L(tau) on windows [-200, 0] pm; ring 1 held."""
+def _one_bank_model() -> Any:
+    """A 1 x 3 weight model without neighbour terms: w = -1 + 1.9 L(tau) on windows [-200, 0] pm; ring 1 held at
+    its mid-window weight."""
     from labctl.calibration.weights import WeightModel
 
     coef = np.zeros((1, 3, 1, 5))
@@ -35,8 +36,10 @@ def _one_bank_model(held_mid_weight: float) -> Any:
                      delta_offset_m=np.zeros((1, 3)), width_m=np.full((1, 3), 190e-12), coef=coef,
                      neighbours=np.zeros((1, 3, 0), dtype=int), u_park_m=np.zeros((1, 3, 0)),
                      delta_lo_m=lo, delta_hi_m=hi, slope_sign=np.ones((1, 3)),
-                     w_min=np.array([[-0.8, held_mid_weight, -0.8]]), w_max=np.array([[0.8, held_mid_weight, 0.8]]),
+                     w_min=np.array([[-0.8, 0.0, -0.8]]), w_max=np.array([[0.8, 0.0, 0.8]]),
                      fit_rmse=np.zeros((1, 3)))
+    held = float(wm.predict(wm.park_delta_m())[0, 1])      # as weights._finalize_windows holds it: mid-window
+    wm.w_min[0, 1] = wm.w_max[0, 1] = held
     return wm
 
 
@@ -44,10 +47,10 @@ def test_a_held_ring_takes_its_measured_weight() -> None:
     """A ring held at one weight (no range for every neighbour setting: spread1nm-s3, its sweep disturbed by a
     ring parked 140 pm from its channel) is asked for the model's weight by every target; the chip gives another
     one there. The check reads it in every setting and the held weight becomes the median reading, recorded;
-    its window is closed at the middle so every later solve drives what was read."""
+    the ring's model curve moves with it, so the solve for the new held weight drives where it was read."""
     from labctl.calibration.range_check import check_ranges
 
-    wm = _one_bank_model(held_mid_weight=0.288)
+    wm = _one_bank_model()
     wm_park = wm.park_delta_m()[0, 1]
     applied: dict[str, np.ndarray] = {}
     # the chip: ring 1 reads 0.4 below the model at its hold, a little differently with the neighbours' ends
@@ -67,8 +70,8 @@ def test_a_held_ring_takes_its_measured_weight() -> None:
     hw = SimpleNamespace(limits=SimpleNamespace(check=lambda drive: None))
     model_held = float(wm.predict(wm.park_delta_m())[0, 1])
     out = check_ranges(hw, cal)
-    assert wm.delta_lo_m[0, 1] == wm.delta_hi_m[0, 1] == wm_park
     assert wm.w_min[0, 1] == wm.w_max[0, 1]
+    assert wm.solve(wm.w_min)[0, 1] == pytest.approx(wm_park, abs=1e-15)
     assert abs(wm.w_min[0, 1] - (model_held - 0.4)) < 0.005
     assert [(e["bank"], e["ring"]) for e in out] == [(0, 1)] and "held at one weight" in out[0]["reasons"][0]
     assert wm.w_max[0, 0] == 0.8 and wm.w_min[0, 2] == -0.8          # usable rings far apart: untouched
@@ -79,7 +82,7 @@ def test_a_held_ring_the_model_describes_keeps_its_hold() -> None:
     solve keeps moving the ring inside it against its neighbours' terms (closing it cost a crosstalk-x2 chip)."""
     from labctl.calibration.range_check import check_ranges
 
-    wm = _one_bank_model(held_mid_weight=0.288)
+    wm = _one_bank_model()
     lo, hi, w_held = wm.delta_lo_m.copy(), wm.delta_hi_m.copy(), wm.w_min[0, 1]
     applied: dict[str, np.ndarray] = {}
     cal = SimpleNamespace(
