@@ -236,7 +236,8 @@ class Calibration:
             opts["tol"] = self.span * 2.0**-10
         result = refine_weights(w, solve=lambda req: self.solve(req, strict=False, limits=hw.limits).drive,
                                 apply=lambda drive: self.apply(hw, drive),
-                                measure=lambda: self.measure_weights(hw), first_drive=inv.drive, **opts)
+                                measure=lambda: self.measure_weights(hw), first_drive=inv.drive,
+                                movable=self.weights.delta_hi_m > self.weights.delta_lo_m, **opts)
         if details:
             return SetResult(target=w, drive=result.drive, iterations=result.iterations, measured=result.measured,
                              rmse=result.rmse, history=result.history)

@@ -639,7 +639,14 @@ def _finalize_windows(model: WeightModel, design: SweepDesign, thermal: ThermalM
     empty = ~(model.w_max > model.w_min)
     if empty.any():
         # no weight is reachable for EVERY configuration of the neighbours: the ring is held at one value (its
-        # mid-window weight at the park configuration) and reported, instead of failing the whole bank
+        # mid-window weight at the park configuration) and reported, instead of failing the whole bank. A held
+        # ring red of its channel sits in its line's flat tail: solving it inside its window against the
+        # neighbours moves it by up to the window (150 pm on spread1nm-s3) for a weight change of 1e-3, across
+        # the next channel. It is parked instead: window closed at its top (least heat, nearest its zero-drive
+        # place, farthest from the next channel).
+        parked = empty & (design.delta0_m < 0)
+        lo = np.where(parked, hi, lo)
+        model.delta_lo_m = lo
         mid = model.predict_own(0.5 * (lo + hi), coef_park)
         model.w_min = np.where(empty, mid, model.w_min)
         model.w_max = np.where(empty, mid, model.w_max)
