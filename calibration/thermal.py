@@ -549,6 +549,8 @@ UNTRACKED_LINEWIDTHS = 0.1
 MIN_OWN_FRACTION = 0.3
 #: ... and the next-largest move in its bank must stay below this fraction of it (else: one heater on two rings).
 MAX_SECOND_FRACTION = 0.6
+#: A stood-in crosstalk entry is at most this share of the own efficiency (nearest neighbours couple ~0.16-0.32).
+MAX_STAND_IN_SHARE = 0.5
 
 
 def _heater_name(hw: BenchSession, j: int) -> str:
@@ -698,15 +700,32 @@ def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rms
     diag = np.diag(k).reshape(n_banks, n_rings)
     weak = (diag < MIN_OWN_FRACTION * np.median(diag, axis=1, keepdims=True)).reshape(-1)   # no own move either
     bad = np.flatnonzero((np.asarray(model.fit_rmse_m) > max_rmse_m) | weak)
-    for i in bad:                    # a ring or two on the hardest chips
+    is_bad = np.zeros(k.shape[0], dtype=bool)
+    is_bad[bad] = True
+    fitted = k.copy()                # the stand-ins read the fit, never each other
+    for i in bad:                    # a ring or a few on the hardest chips
         b = int(i) // n_rings
         bank = np.arange(b * n_rings, (b + 1) * n_rings)
         good = np.setdiff1d(bank, bad)
         if good.size == 0:
             continue
-        row = k[:, i].copy()
-        row[i] = float(np.median(np.diag(k)[good]))
-        ratio = float(k[i, i] / row[i])
+        own = float(np.median(np.diag(fitted)[good]))
+        row = fitted[:, i].copy()
+        # heater i onto another lost ring j: fitted[j, i] is that ring's garbage row too, no measurement either
+        # way; it takes the bank's typical coupling at that distance (the good pairs' median, as a share of own)
+        dist = np.abs(bank - i)
+        both = is_bad[bank] & (bank != i)
+        if both.any():
+            gi, gj = np.meshgrid(good, good, indexing="ij")
+            share = fitted[gi, gj] / np.diag(fitted)[gj]          # coupling of heater gj onto ring gi, per own
+            gd = np.abs(gi - gj)
+            typical = np.array([float(np.median(share[gd == d])) if np.any(gd == d) else 0.0 for d in dist[both]])
+            row[bank[both]] = typical * own
+        # thermal coupling only heats and is weaker than the own heater's (one stood-in row must not make the
+        # matrix singular: a row of garbage crosstalk made a window 1e51 pm wide, harsh-s3)
+        row = np.clip(row, 0.0, MAX_STAND_IN_SHARE * own)
+        row[i] = own
+        ratio = float(fitted[i, i] / own)
         k[i, :] = row
         model.nonlinearity[i] = float(np.median(model.nonlinearity[good]))
         log.warning("bank %d ring %d: its shifts could not be tracked (fit residual %.0f pm, own efficiency %.2f "

@@ -355,6 +355,14 @@ def joint_windows(lo_m: np.ndarray, hi_m: np.ndarray, delta0_m: np.ndarray, cros
     k = np.asarray(crosstalk, dtype=float)
     kinv = np.linalg.inv(k)
     kd = np.diag(kinv)
+    if np.any(kd <= 0) or not np.all(np.isfinite(kinv)):
+        # a ring whose own heat falls as its own shift rises: no thermal model of heaters that only heat; the
+        # narrowing below would run away (windows 1e51 pm wide, harsh-s3). Held at the design box, never widened.
+        bad = np.flatnonzero(~(kd > 0))
+        log.warning("joint operating windows: the crosstalk matrix is not that of heaters that only heat (rings "
+                    "%s, flat index); windows narrowed with the own terms only", bad.tolist())
+        kinv = np.diag(1.0 / np.diag(k))
+        kd = np.diag(kinv)
     k_pos, k_neg = np.maximum(kinv, 0.0), np.minimum(kinv, 0.0)
     guard = guard_m * np.ones(d0.size)
     lo, hi = lo0.reshape(-1).copy(), hi0.reshape(-1).copy()
@@ -368,6 +376,8 @@ def joint_windows(lo_m: np.ndarray, hi_m: np.ndarray, delta0_m: np.ndarray, cros
             high_heat = k_pos @ s_max + k_neg @ s_min           # and its highest
             excess = np.maximum(high_heat - np.asarray(heat_limit, dtype=float), 0.0)
             lo_new = lo + excess / kd
+        hi_new = np.minimum(hi_new, hi)                         # windows only narrow, never run away
+        lo_new = np.clip(lo_new, lo, hi0.reshape(-1))
         lo_new = np.minimum(lo_new, hi_new)                     # a closed window: held at its top
         if np.allclose(hi_new, hi, rtol=0, atol=1e-16) and np.allclose(lo_new, lo, rtol=0, atol=1e-16):
             break

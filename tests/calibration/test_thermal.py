@@ -331,6 +331,29 @@ def test_an_untracked_ring_gets_a_stand_in_row() -> None:
     assert np.linalg.cond(model.crosstalk) < 2 and model.efficiency_m_per_unit[2] == 1e-10
 
 
+def test_neighbouring_untracked_rings_do_not_stand_in_for_each_other() -> None:
+    """Two neighbouring rings lost by the tracking (harsh-s3: a coincident pair, residuals 219 and 52 pm): each
+    one's stood-in row came from the other's garbage row (a -5 x own coupling between them), the inverse had a
+    negative own term and the joint windows ran away to 1e51 pm. Between two lost rings the coupling is the bank's
+    typical one at that distance; every stood-in entry heats and stays below half the own efficiency."""
+    from labctl.calibration.thermal import MAX_STAND_IN_SHARE, _stand_in_untracked
+
+    n = 8
+    dist = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    k = 1e-10 * np.where(dist == 0, 1.0, 0.16 / 3.0 ** (dist - 1))
+    lost = k.copy()
+    lost[3] = 1e-10 * np.array([0.03, 0.8, 0.17, 1.0, -5.0, -0.1, 0.02, 0.0])   # the fit's garbage rows
+    lost[4] = 1e-10 * np.array([0.0, -0.34, 0.04, -5.0, 1.0, 0.12, 0.05, 0.02])
+    model = ThermalModel(mode="voltage", efficiency_m_per_unit=np.diag(lost).copy(), crosstalk=lost,
+                         nonlinearity=np.full(n, 0.01), fit_rmse_m=np.array([1, 1, 1, 219, 52, 1, 1, 1]) * 1e-12)
+    _stand_in_untracked(model, 1, n, 19e-12)
+    kk = model.crosstalk
+    assert np.isclose(kk[3, 4], 0.16e-10) and np.isclose(kk[4, 3], 0.16e-10)    # the typical nearest coupling
+    off = kk - np.diag(np.diag(kk))
+    assert off[[3, 4]].min() >= 0 and off[[3, 4]].max() <= MAX_STAND_IN_SHARE * 1e-10
+    assert np.all(np.diag(np.linalg.inv(kk)) > 0) and np.linalg.cond(kk) < 3
+
+
 def test_a_coincident_pair_is_no_wiring_error() -> None:
     """Two resonances 5 pm apart are one feature: a probe of either heater may move the same label (spread1nm-s3).
     The joint assignment gives the second heater the other label of the pair (the larger steps settle it) instead

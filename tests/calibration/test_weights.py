@@ -204,6 +204,21 @@ def test_joint_windows_are_reachable_together(seed: int, nearest: float, spread_
     assert np.all(hi0 - hi <= 1.5 * most.reshape(nb, nr) + 2 * wm.COOLING_GUARD_M)
 
 
+def test_joint_windows_never_run_away_on_a_non_physical_matrix(caplog: pytest.LogCaptureFixture) -> None:
+    """A crosstalk matrix whose inverse has a negative own term (a -5 x own coupling from a lost ring's fit) made
+    the narrowing run away (windows 1e51 pm, harsh-s3). The windows now only narrow: finite, inside the design
+    box, with a warning naming the rings."""
+    n = 4
+    k = 0.25e-9 * np.array([[1.0, 0.1, 0.0, 0.0], [0.1, 1.0, -5.0, 0.0], [0.0, -5.0, 1.0, 0.1], [0.0, 0.0, 0.1, 1.0]])
+    delta0 = np.full((1, n), 0.3e-9)
+    hi0, lo0 = np.full((1, n), 0.3e-9), np.zeros((1, n))
+    with caplog.at_level("WARNING"):
+        lo, hi, _, _ = wm.joint_windows(lo0, hi0, delta0, k, np.full(n, 4.0))
+    assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
+    assert np.all(hi <= hi0) and np.all(lo >= lo0) and np.all(lo <= hi)
+    assert "not that of heaters that only heat" in caplog.text
+
+
 def test_unreachable_ranges_shrink_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     """A ring red of its channel (its peak is out of reach), a heater whose drive limit stops short of its ring's
     peak, 30 % crosstalk on the nearest ring: the fit narrows the windows jointly and records each ring's reasons
