@@ -453,9 +453,9 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
     _share_coincident(model, center0[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * float(np.median(width)))
-    _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * float(np.median(width)))
+    stood_in = _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * float(np.median(width)))
     _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)),
-                  fit_rmse_m=model.fit_rmse_m.reshape(nb, nr))
+                  fit_rmse_m=model.fit_rmse_m.reshape(nb, nr), stood_in=stood_in)
     swapped = int(np.sum(model.resonance_of_ring != np.arange(nr)[None, :]))
     if swapped:
         log.info("ring order: %d heater(s) move a resonance other than the one at their design place "
@@ -688,14 +688,14 @@ def _settle_pairs(hw: BenchSession, k_matrix: np.ndarray, own: np.ndarray, cente
     return out
 
 
-def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rmse_m: float) -> None:
+def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rmse_m: float) -> np.ndarray:
     """Rings whose tracked shifts the fit misses by more than ``max_rmse_m`` rms (a resonance the bank fit could not
     hold, next to another under strong crosstalk), or whose fitted own efficiency is below ``MIN_OWN_FRACTION`` of
     the bank's median (the probes showed every heater moving its ring), have a row of the crosstalk matrix that is no measurement: it can
     make the matrix near-singular and every window derived from it absurd. Their row is stood in for: the heat of
     heater j reaches ring i about as heater i's reaches ring j (thermal crosstalk falls with distance both ways;
     those columns were tracked on the other rings), the own efficiency and nonlinearity the bank's median. Logged;
-    refinement corrects what this misses."""
+    refinement corrects what this misses. Returns the rings stood in for (indices into the model's rows)."""
     k = model.crosstalk
     diag = np.diag(k).reshape(n_banks, n_rings)
     weak = (diag < MIN_OWN_FRACTION * np.median(diag, axis=1, keepdims=True)).reshape(-1)   # no own move either
@@ -733,6 +733,7 @@ def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rms
                     "median efficiency", b, int(i) % n_rings, float(model.fit_rmse_m[i]) * 1e12,
                     ratio)
     model.efficiency_m_per_unit = np.diag(k).copy()
+    return bad
 
 
 def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float) -> None:
@@ -763,17 +764,28 @@ def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float)
 
 
 def _verify_order(hw: BenchSession, k_matrix: np.ndarray, n_banks: int, n_rings: int,
-                  center_m: np.ndarray | None = None, close_m: float = 0.0, fit_rmse_m: np.ndarray | None = None
-                  ) -> None:
+                  center_m: np.ndarray | None = None, close_m: float = 0.0, fit_rmse_m: np.ndarray | None = None,
+                  stood_in: np.ndarray | None = None) -> None:
     """The fitted model (ring order) must have every heater moving its own ring most within its bank, except
     within a pair of rings closer than ``close_m`` (ring-order centres ``center_m``, (B, R)): one feature, whose
     shifts the tracking cannot share out (the model is approximate there; logged), and except onto a ring whose
     tracked shifts the model does not explain (``fit_rmse_m`` (B, R) above ``UNTRACKED_LINEWIDTHS`` of
-    ``close_m``: a resonance the bank fit could not hold, whose fitted row is no evidence; logged)."""
+    ``close_m``: a resonance the bank fit could not hold, whose fitted row is no evidence; logged), and except a
+    heater whose own ring was ``stood_in`` for (its shifts were not tracked, so its column is no evidence either: the
+    probe step showed the heater moving a resonance, which is all the wiring check can ask; logged)."""
     blocks = k_matrix.reshape(n_banks, n_rings, n_banks, n_rings)
     own = blocks[np.arange(n_banks), :, np.arange(n_banks), :]       # (B, R ring, R heater)
     most = np.argmax(own, axis=1)
     wrong = most != np.arange(n_rings)[None, :]
+    if wrong.any() and stood_in is not None and len(stood_in):
+        untracked = np.zeros(n_banks * n_rings, dtype=bool)
+        untracked[np.asarray(stood_in, dtype=int)] = True
+        excused = wrong & untracked.reshape(n_banks, n_rings)
+        for b, r in np.argwhere(excused):                # a ring or two on the hardest chips
+            log.warning("%s moves ring %d more than its own ring %d, whose shifts could not be tracked: its thermal "
+                        "model is approximate (not a wiring error)", _heater_name(hw, b * n_rings + r),
+                        int(most[b, r]), int(r))
+        wrong &= ~excused
     if wrong.any() and fit_rmse_m is not None and close_m > 0:
         b_idx, r_idx = np.nonzero(wrong)
         lost = np.asarray(fit_rmse_m)[b_idx, most[b_idx, r_idx]] > UNTRACKED_LINEWIDTHS * close_m
@@ -845,7 +857,13 @@ def _columns(s: np.ndarray, u: np.ndarray, weights: np.ndarray, gam: np.ndarray)
     h = _heat(u, gam)                                                  # (M, G)
     a = np.einsum("mg,mi,mh->igh", h, weights, h)                      # (N, G, G)
     b = np.einsum("mg,mi,mi->ig", h, weights, s)                       # (N, G)
-    kt = np.linalg.solve(a + 1e-30 * np.eye(h.shape[1]), b[..., None])[..., 0].T
+    try:
+        kt = np.linalg.solve(a + 1e-30 * np.eye(h.shape[1]), b[..., None])[..., 0].T
+    except np.linalg.LinAlgError:
+        # some resonance's normal equations are singular (no scan of the group saw it, or the group's heats were
+        # collinear where it was seen): the least-norm columns leave what the scans cannot tell at 0, for the
+        # untracked-ring checks downstream to stand in for
+        kt = (np.linalg.pinv(a) @ b[..., None])[..., 0].T
     return kt, s - h @ kt
 
 

@@ -365,3 +365,17 @@ def test_a_coincident_pair_is_no_wiring_error() -> None:
     assert own[0] == 0 and own[3] == 3 and sorted(own[1:3]) == [1, 2]
     with pytest.raises(RingOrderError, match="both move resonance"):
         _assign_rings(hw_like, probe, np.full(4, 60e-12), centres, close_m=0.0)
+
+
+def test_collinear_heats_do_not_stop_the_fit() -> None:
+    """Two heaters of a group driven alike in every scan (or a nonlinearity trial that makes their heats alike) leave
+    the normal equations singular: the least-norm columns come back instead of a LinAlgError (adc-s2 stopped there)."""
+    from labctl.calibration.thermal import _columns
+
+    rng = np.random.default_rng(0)
+    u = rng.uniform(0.5, 3.0, (6, 4))
+    u[:, 3] = u[:, 2]                                    # heaters 2 and 3 always driven alike
+    s = u * u @ rng.uniform(0.0, 1e-11, (4, 5))
+    kt, resid = _columns(s, u, np.ones_like(s), np.zeros(4))
+    assert kt.shape == (4, 5) and np.all(np.isfinite(kt))
+    assert np.max(np.abs(resid)) < 1e-20               # the shifts are still explained
