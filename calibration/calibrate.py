@@ -189,14 +189,16 @@ class Calibration:
         raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s), dtype=float)
         return self.weights_from_readings(raw, channels)
 
-    def measure_weights_at(self, hw: BenchSession, drives: np.ndarray) -> np.ndarray:
+    def measure_weights_at(self, hw: BenchSession, drives: np.ndarray, channels: np.ndarray | None = None
+                           ) -> np.ndarray:
         """Weights (M, B, R) at each of ``drives`` (M, N): what applying each and :meth:`measure_weights` give, with
-        every laser switched on once for all drives (``channel_weights_raw_at``); the last drive stays applied."""
+        every laser switched on once for all drives (``channel_weights_raw_at``); the last drive stays applied.
+        ``channels``: light only these (ascending; rings on other channels read NaN)."""
         from labctl.calibration.measure import channel_weights_raw_at, configure_readout
 
         if self._averaging_time_s is None:
             self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), self._readout_request_s)
-        channels = self.measurement_channels
+        channels = self.measurement_channels if channels is None else np.unique(np.asarray(channels, dtype=int))
         raw = channel_weights_raw_at(hw, drives, lambda drive: self.apply(hw, drive), channels=channels,
                                      averaging_time_s=self._averaging_time_s)
         return self.weights_from_readings(np.asarray(raw, dtype=float), channels)

@@ -46,8 +46,9 @@ def _one_bank_model() -> Any:
 def test_a_held_ring_takes_its_measured_weight() -> None:
     """A ring held at one weight (no range for every neighbour setting: spread1nm-s3, its sweep disturbed by a
     ring parked 140 pm from its channel) is asked for the model's weight by every target; the chip gives another
-    one there. The check reads it in every setting and the held weight becomes the median reading, recorded;
-    the ring's model curve moves with it, so the solve for the new held weight drives where it was read."""
+    one there. The check reads it in settings of random targets and the held weight becomes the mean reading,
+    recorded; the ring's model curve moves with it, so the solve for the new held weight drives where it was
+    read."""
     from labctl.calibration.range_check import check_ranges
 
     wm = _one_bank_model()
@@ -67,6 +68,8 @@ def test_a_held_ring_takes_its_measured_weight() -> None:
         solve_from_detuning=lambda target, delta, limits: SimpleNamespace(drive=np.asarray(delta).ravel()),
         apply=lambda hw, drive: applied.update(delta=np.asarray(drive).reshape(1, 3)),
         measure_weights=measure)
+    cal.measure_weights_at = lambda hw, drives, channels: np.array(
+        [(cal.apply(hw, d), measure(hw, channels))[1] for d in drives])
     hw = SimpleNamespace(limits=SimpleNamespace(check=lambda drive: None))
     model_held = float(wm.predict(wm.park_delta_m())[0, 1])
     out = check_ranges(hw, cal)
@@ -91,8 +94,53 @@ def test_a_held_ring_the_model_describes_keeps_its_hold() -> None:
         solve_from_detuning=lambda target, delta, limits: SimpleNamespace(drive=np.asarray(delta).ravel()),
         apply=lambda hw, drive: applied.update(delta=np.asarray(drive).reshape(1, 3)),
         measure_weights=lambda hw, channels: np.where(np.isin(wm.channel_of_ring, channels),
-                                                      np.full((1, 3), w_held + 0.005), np.nan))
+                                                      np.full((1, 3), w_held + 0.001), np.nan))
+    cal.measure_weights_at = lambda hw, drives, channels: np.array([cal.measure_weights(hw, channels) for _ in drives])
     out = check_ranges(SimpleNamespace(limits=SimpleNamespace(check=lambda drive: None)), cal)
     assert out == [] and wm.w_min[0, 1] == wm.w_max[0, 1] == w_held
     np.testing.assert_array_equal(wm.delta_lo_m, lo)
     np.testing.assert_array_equal(wm.delta_hi_m, hi)
+
+
+def test_a_held_ring_that_follows_its_neighbours_is_held_at_its_mean_over_random_targets() -> None:
+    """A held ring's weight follows its neighbours' settings (default chip, seed 7: read at -0.438 with its
+    neighbours at their window ends, -0.507 on average over random targets), so one held weight is right on
+    average at best. Held at its mean reading over settings of random targets it is
+    closer to that mean over fresh random targets, and its rms error there smaller, than held where the model or
+    a mid-window reading put it."""
+    from labctl.calibration.range_check import check_ranges
+
+    wm = _one_bank_model()
+    model_held = float(wm.w_min[0, 1])
+    applied: dict[str, np.ndarray] = {}
+    lo0 = wm.delta_lo_m[0, 0]
+
+    def chip_held(delta: np.ndarray) -> np.ndarray:     # ring 1 on the chip: as the model said only while ring 0
+        x = np.asarray(delta)[..., 0, 0] / lo0          # sits mid-window, 0.1 lower elsewhere
+        return model_held - 0.1 + 0.1 * np.exp(-(((x - 0.5) / 0.05) ** 2))
+
+    def measure(hw: Any, channels: np.ndarray) -> np.ndarray:
+        w = wm.predict(applied["delta"]).copy()
+        w[0, 1] = chip_held(applied["delta"])
+        return np.where(np.isin(wm.channel_of_ring, channels), w, np.nan)
+
+    cal = SimpleNamespace(
+        weights=wm, rmap=SimpleNamespace(center_m=np.array([[1549.5e-9, 1550.2e-9, 1551.5e-9]]),
+                                         pole_fwhm_m=np.full((1, 3), 190e-12), fwhm_m=np.full((1, 3), 190e-12)),
+        solve_from_detuning=lambda target, delta, limits: SimpleNamespace(drive=np.asarray(delta).ravel()),
+        apply=lambda hw, drive: applied.update(delta=np.asarray(drive).reshape(1, 3)))
+    cal.measure_weights = measure
+    cal.measure_weights_at = lambda hw, drives, channels: np.array(
+        [(cal.apply(hw, d), measure(hw, channels))[1] for d in drives])
+    park_reading = float(chip_held(wm.park_delta_m()))
+    out = check_ranges(SimpleNamespace(limits=SimpleNamespace(check=lambda drive: None)), cal, seed=1)
+    assert [(e["bank"], e["ring"]) for e in out] == [(0, 1)]
+    held = float(wm.w_min[0, 1])
+    assert wm.w_max[0, 1] == held
+    rng = np.random.default_rng(99)                     # fresh targets, as a verification draws them
+    t = wm.w_min + (wm.w_max - wm.w_min) * rng.uniform(0.0, 1.0, (400, 1, 3))
+    chip = chip_held(wm.solve(t))
+    rms = lambda w: float(np.sqrt(np.mean((chip - w) ** 2)))  # noqa: E731
+    mean = float(np.mean(chip))                         # the best one weight for such targets
+    assert abs(held - mean) < 0.25 * min(abs(model_held - mean), abs(park_reading - mean))
+    assert rms(held) < min(rms(model_held), rms(park_reading))
