@@ -1,11 +1,9 @@
-"""Helpers shared by the command-line modules: bench names, progress lines, JSON output."""
+"""Helpers shared by the command-line modules: bench names, output files, JSON output."""
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 
 def bench_path(value: str | None) -> Path | None:
@@ -42,46 +40,6 @@ def output_file(value: str, option: str) -> Path:
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{option}: cannot write in {parent}")
     return path
-
-
-class ProgressLine:
-    """Progress of long steps on stderr: one rewritten line on a terminal, a line per step otherwise."""
-
-    def __init__(self, prefix: str, stream: TextIO | None = None, min_interval_s: float = 0.5) -> None:
-        self.prefix = prefix
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.min_interval_s = min_interval_s
-        self._step: str | None = None
-        self._last = 0.0
-        self._t0 = time.monotonic()
-        self._step_start = (self._t0, 0)     # (time, done) of a step's first report: its rate gives the ETA
-
-    def __call__(self, step: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        new_step = step != self._step
-        if new_step:
-            self._step_start = (now, done)
-        if not (new_step or done >= total or now - self._last >= self.min_interval_s):
-            return
-        self._last = now
-        t_start, done_start = self._step_start
-        eta = ""
-        if done_start < done < total:
-            eta = f", ETA {(now - t_start) / (done - done_start) * (total - done):.0f} s"
-        text = f"[{self.prefix}] {step} {done}/{total} ({now - self._t0:.0f} s{eta})"
-        if self.tty:
-            end = "\n" if done >= total and step == "done" else ""
-            self.stream.write("\r\x1b[K" + text + end)
-        elif new_step or done >= total:
-            self.stream.write(text + "\n")
-        self._step = step
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def json_default(value: Any) -> Any:

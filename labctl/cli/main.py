@@ -6,10 +6,10 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
+from typing import Any
 
 import labctl
-from labctl.cli.common import ProgressLine, bench_path, json_default
+from labctl.cli.common import bench_path
 from labctl.cli.plans import OneLineParser, add_plan_commands, add_verbose
 from labctl.cli.runs import add_run_commands
 from labctl.cli.sim import add_sim_commands
@@ -19,27 +19,13 @@ log = logging.getLogger("labctl")
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    """``labctl sweep``: the resonances plan run by the engine (a run record every time) under the sweep's options;
+    the report's spectra figure is also saved to ``--out``."""
     from labctl.cli.common import output_file
-    from labctl.procedures.sweep import plot, report, run_sweep, summarize
+    from labctl.cli.plans import load_plans, run_plan_command
 
-    output_file(args.out, "--out")          # before the sweep: a plot that cannot be saved loses the scan
-    progress = None if args.no_progress else ProgressLine("sweep")
-    try:
-        result = run_sweep(bench_path(args.bench), laser=args.laser, progress=progress,
-                           start_m=None if args.start_nm is None else args.start_nm * 1e-9,
-                           stop_m=None if args.stop_nm is None else args.stop_nm * 1e-9,
-                           step_m=None if args.step_pm is None else args.step_pm * 1e-12)
-    finally:
-        if progress is not None:
-            progress.close()
-    rep = report(result)
-    rep["plot"] = str(plot(result, Path(args.out)))
-    if args.json:
-        print(json.dumps(rep, indent=2, default=json_default))
-    else:
-        print(summarize(rep))
-        print(f"plot saved to {rep['plot']}")
-    return 0
+    out = output_file(args.out, "--out")          # before the sweep: a plot that cannot be saved loses the scan
+    return run_plan_command(load_plans()["resonances"], args, figure_to=("spectra.png", out))
 
 
 def _bench_check(args: argparse.Namespace) -> int:
@@ -95,25 +81,36 @@ def _bench_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: Any) -> None:
+    """``labctl sweep``: its options are the resonances plan's (help, units and ranges from the declarations)."""
+    from labctl.cli.plans import load_plans, param_help
+
+    plan = load_plans()["resonances"]
+    sweep = sub.add_parser("sweep", help="resonance sweep through the bench's instruments (swept laser, every bank "
+                                         "read, heaters at 0): resonances found per bank, a plot and a run record "
+                                         "(the resonances procedure)")
+    sweep.add_argument("--bench", help="bench file, or an embedded bench name (default: the embedded default)")
+    for name in ("start_nm", "stop_nm", "step_pm", "laser"):
+        p = plan.param(name)
+        sweep.add_argument(p.option, dest=p.name, default=argparse.SUPPRESS, metavar=p.name.upper(),
+                           help=param_help(p))
+    sweep.add_argument("--out", default="runs/sweep.png",
+                       help="where to save the plot (PNG; also in the run folder, report/spectra.png)")
+    sweep.add_argument("--data-dir", default=None, help="where run folders go (default: $LABCTL_DATA or ./runs)")
+    sweep.add_argument("--dry-check", action="store_true",
+                       help="show the operation counts and check the commands against the bench limits; touch nothing")
+    sweep.add_argument("--json", action="store_true", help="machine-readable output")
+    sweep.add_argument("--no-progress", dest="quiet", action="store_true", help="no progress lines on stderr")
+    sweep.set_defaults(func=_sweep, force=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="labctl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"labctl {labctl.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    sweep = sub.add_parser("sweep", help="resonance sweep through the bench's instruments (swept laser, every "
-                                         "bank read, heaters at 0): resonances found per bank and a plot")
-    sweep.add_argument("--bench", help="bench file, or an embedded bench name (default: the embedded default)")
-    sweep.add_argument("--start-nm", type=float, help="scan start (default: first WDM channel - 1 nm); the window "
-                                                       "must be at least as wide as the default one")
-    sweep.add_argument("--stop-nm", type=float, help="scan stop (default: last WDM channel + 1 nm)")
-    sweep.add_argument("--step-pm", type=float, help="scan step (default: 2 pm; a bench without a logging power "
-                                                     "meter retunes the laser at every point, ~0.1 s each)")
-    sweep.add_argument("--laser", type=int, default=0, help="WDM channel of the swept laser (default 0)")
-    sweep.add_argument("--out", default="runs/sweep.png", help="where to save the plot (PNG)")
-    sweep.add_argument("--json", action="store_true", help="machine-readable output")
-    sweep.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
-    sweep.set_defaults(func=_sweep)
+    _add_sweep(sub)
 
     bench = sub.add_parser("bench", help="bench operations")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)

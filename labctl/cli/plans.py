@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from labctl.cli.common import bench_path, json_default
@@ -93,7 +94,10 @@ def add_plan_commands(subparsers: Any) -> None:
         add_plan_command(subparsers, plan)
 
 
-def run_plan_command(plan: P.Plan, args: argparse.Namespace) -> int:
+def run_plan_command(plan: P.Plan, args: argparse.Namespace, *,
+                     figure_to: tuple[str, Path] | None = None) -> int:
+    """Run ``plan`` with the values given on the command line; ``figure_to`` (name, path): the run report's figure
+    ``name`` is also saved to ``path`` (``labctl sweep --out``) and listed among the run's artifacts."""
     from labctl.runs.engine import RunEngine
 
     given = {p.name: getattr(args, p.name) for p in plan.params if hasattr(args, p.name)}
@@ -112,19 +116,43 @@ def run_plan_command(plan: P.Plan, args: argparse.Namespace) -> int:
         return 2 if out["violations"] else 0
     outcome = engine.run(plan, given, resume=resume)
     result = outcome.result
+    rep = None
+    if (plan.report or figure_to is not None) and outcome.run_dir is not None:
+        from labctl.runs.report import write_report
+
+        rep = write_report(outcome.run_dir)
+    if figure_to is not None and rep is not None:
+        result = {**result, "plot": str(_copy_figure(outcome.run_dir, rep.html.parent / figure_to[0], figure_to[1]))}
     if args.json:
         print(json.dumps({**result, "run": str(outcome.run_dir)}, indent=2, default=json_default))
     else:
         if plan.summarize is not None:
             print(plan.summarize(result))
+        if "plot" in result:
+            print(f"plot saved to {result['plot']}")
         print(f"run record: {outcome.run_dir} (labctl show {outcome.run_dir}; labctl report {outcome.run_dir})")
-    if plan.report and outcome.run_dir is not None:
-        from labctl.runs.report import write_report
-
-        rep = write_report(outcome.run_dir)
+    if rep is not None:
         print(f"report: {rep.html} ({len(rep.figures)} figures)", file=sys.stderr if args.json else sys.stdout)
     missed = result.get("target_missed") if isinstance(result, dict) else None
     if missed:
         print(f"labctl {plan.name}: {missed}", file=sys.stderr)
         return 5
     return 0
+
+
+def _copy_figure(run_dir: Path, figure: Path, dest: Path) -> Path:
+    """``figure`` of the run's report copied to ``dest``, and listed in the run's ``run.json`` as an artifact."""
+    import shutil
+
+    from labctl.runs.record import Run, sha256_file
+
+    if not figure.is_file():
+        raise OSError(f"{run_dir}: the run's report has no {figure.name}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(figure, dest)
+    run = Run.open(run_dir)
+    run.record.setdefault("artifacts", []).append({"kind": "figure", "path": str(dest.resolve()),
+                                                   "sha256": sha256_file(dest),
+                                                   "note": f"copy of {figure.relative_to(run_dir)}"})
+    run.write()
+    return dest

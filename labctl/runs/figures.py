@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 DPI = 110
+#: How the emulator's ground truth is labelled wherever it is shown beside a measurement (never used by one).
+TRUTH_LABEL = "emulator truth (for comparison)"
 
 
 def _save(fig: Any, out: Path) -> None:
@@ -33,8 +35,9 @@ def _plt() -> Any:
     return plt
 
 
-def spectra(g: dict[str, np.ndarray], truth: np.ndarray | None, out: Path) -> tuple[str, str]:
-    """Every bank's spectrum with the located (and, emulated, the true) resonances."""
+def spectra(g: dict[str, np.ndarray], truth: np.ndarray | None, out: Path, bench: str | None = None
+            ) -> tuple[str, str]:
+    """Every bank's spectrum with the located (and, emulated, the true) resonances; ``bench`` names it in the title."""
     plt = _plt()
     wl = np.asarray(g["wavelength_m"])[0] * 1e9
     ports = "through" in g and np.isfinite(np.asarray(g["through"])[0]).any()
@@ -53,11 +56,12 @@ def spectra(g: dict[str, np.ndarray], truth: np.ndarray | None, out: Path) -> tu
             ax.axvline(c, color="k", lw=0.6, ls="--", label="located resonance" if i == 0 else None)
         if truth is not None:
             ax.plot(truth[b] * 1e9, np.full(truth.shape[1], np.nanmax(data[:, b]) * scale), "rv", ms=5,
-                    label="true resonance (emulator)")
+                    label=f"true resonance, {TRUTH_LABEL}")
         ax.set_ylabel(f"bank {b}\n{unit}")
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
     axes[-1, 0].set_xlabel("wavelength (nm)")
-    fig.suptitle("Resonance sweep: optical power at each bank's ports, all heaters at 0")
+    what = "optical power at each bank's ports" if ports else "each bank's balanced reading"
+    fig.suptitle(f"Resonance sweep{f' of bench {bench}' if bench else ''}: {what}, all heaters at 0")
     _save(fig, out)
     return ("Spectra with the located resonances",
             f"Power at every bank's {'through and drop ports' if ports else 'balanced detector'} while one laser "

@@ -87,7 +87,8 @@ def write_report(run_dir: str | Path, out: Path | None = None) -> Report:
 
     for path in _find(groups, "resonance_map")[:1]:
         truth = groups.get(_sibling(groups, path, "truth"), {}).get("center_m")
-        add("spectra.png", figures.spectra(groups[path], truth, folder / "spectra.png"))
+        add("spectra.png", figures.spectra(groups[path], truth, folder / "spectra.png",
+                                           bench=(rec.get("bench") or {}).get("name")))
     for path in _find(groups, "heater_steps")[:1]:
         cross = groups.get(_sibling(groups, path, "models"), {}).get("crosstalk")
         unit = "A" if (rec.get("notes") or {}).get("heater_unit") == "A" else _drive_unit(rec)

@@ -417,7 +417,7 @@ def run_cli_case(case: Any, fx: Fixtures) -> Outcome:
                 "train --resume": ["train", "--resume", value, *data, "--quiet"],
                 "verify --calibration": ["verify", "--calibration", value, *data, "--quiet",
                                          "--bench", str(fx.small_bench)],
-                "sweep --out": ["sweep", "--out", value, "--bench", str(fx.small_bench)]}[command]
+                "sweep --out": ["sweep", "--out", value, "--bench", str(fx.small_bench), *data]}[command]
         option = command.split()[-1] if command.split()[-1].startswith("--") else "RUN|SPEC|spec"
         # a path the command can use (an existing file, a run id that matches nothing...) is not nonsense: any
         # refusal must name the option or the value
@@ -425,7 +425,7 @@ def run_cli_case(case: Any, fx: Fixtures) -> Outcome:
                        must_refuse=command != "sweep --out" or value in ("", ".", "/", "\x00"))
     if kind == "bad bench":
         _, command, value = case
-        argv = [*command.split(), "--bench", value, *([] if command.startswith(("bench", "sweep")) else data)]
+        argv = [*command.split(), "--bench", value, *([] if command.startswith("bench") else data)]
         return run_cli("command line", argv, f"--bench|{value}" if value.strip() else "--bench",
                        must_refuse=value.strip() not in ("default",))
     _, command, value = case
@@ -437,7 +437,7 @@ def run_cli_case(case: Any, fx: Fixtures) -> Outcome:
                         .read_text())
         argv = ["study", str(spec), f"--workers={value}", *data]
     elif words[0] == "sweep":
-        argv += ["--bench", str(fx.small_bench)]
+        argv += ["--bench", str(fx.small_bench), *data]
     number = _number(value)
     must = number is None or not math.isfinite(number) or number < 0 or abs(number) > 1e15 or (
         words[-1] in ("--limit", "--workers", "--port", "--laser") and number != int(number))

@@ -100,8 +100,7 @@ def test_the_issues_nonsense_never_starts_a_run(fixtures: Fixtures, argv: list[s
     extra = ["--bench", str(fixtures.small_bench)]
     if argv[0] in ("verify", "weight-scan"):
         extra += ["--calibration", str(fixtures.calibration)]
-    if argv[0] != "sweep":
-        extra += ["--data-dir", str(folder), "--quiet"]
+    extra += ["--data-dir", str(folder), "--no-progress" if argv[0] == "sweep" else "--quiet"]
     outcome = run_cli("issue", [*argv, *extra], option, must_refuse=True)
     assert outcome.kind == "error" and outcome.clean, outcome.explain()
     assert not any(folder.iterdir()), "a run folder was made for a refused command"

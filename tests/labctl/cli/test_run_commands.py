@@ -288,6 +288,10 @@ def test_the_other_procedures_record_their_data(lab: SimpleNamespace, capsys: py
     assert res["true_error_pm"]["max_abs"] < 5.0            # located within a few pm of the emulator's truth
     with h5py.File(Path(res["run"]) / "data.h5", "r") as h5:
         assert h5["resonance_map/center_m"].shape == (1, 2, 4) and h5["truth/center_m"].shape == (2, 4)
+    rec = _record(Path(res["run"]))
+    assert rec["command"].split() == ["labctl", "resonances", *common] and rec["status"] == "finished"
+    assert rec["bench"]["path"] == str(lab.bench.resolve()) and rec["result"]["banks"] == res["banks"]
+    assert (Path(res["run"]) / "report" / "spectra.png").is_file()       # the plan writes its report
     assert main(["drift-check", "--calibration", str(lab.cal_run), *common]) == 0
     drift = json.loads(capsys.readouterr().out)
     with h5py.File(Path(drift["run"]) / "data.h5", "r") as h5:
@@ -303,6 +307,24 @@ def test_the_other_procedures_record_their_data(lab: SimpleNamespace, capsys: py
     arts = _record(Path(recal["run"]))["artifacts"]
     assert [a["note"] for a in arts] == ["replaced by this run", "made by this run"]
     assert recal["calibration_sha256"] != recal["replaced_sha256"]
+
+
+def test_sweep_runs_the_resonances_plan_with_a_record(lab: SimpleNamespace, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`labctl sweep` is the resonances plan under the sweep's options: a run record, the plot also at --out."""
+    out = tmp_path / "sweep.png"
+    argv = ["sweep", "--bench", str(lab.bench), "--step-pm", "4", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "(1251 points, logging sweep, through and drop ports)" in text and f"plot saved to {out}" in text
+    run = Path(text.split("run record: ")[1].split()[0])
+    rec = _record(run)
+    assert rec["procedure"] == "resonances" and rec["status"] == "finished" and run.parent == lab.runs
+    assert rec["command"].split() == ["labctl", *argv] and rec["params"]["step_pm"] == 4.0
+    assert rec["bench"]["path"] == str(lab.bench.resolve()) and rec["instruments"]["start"]
+    assert (run / "report" / "spectra.png").read_bytes() == out.read_bytes()
+    assert [len(b["center_nm"]) for b in rec["result"]["banks"]] == [4, 4]
+    assert rec["result"]["true_error_pm"]["max_abs"] < 5.0
 
 
 def test_dry_run_leaves_a_full_record_and_report(lab: SimpleNamespace, tmp_path: Path,
