@@ -194,9 +194,9 @@ RESONANCES = P.register(P.Plan(
             P.Param("margin_nm", float, 1.0, "scan this far beyond the outer WDM channels (when --start-nm/"
                     "--stop-nm are not given)", unit="nm", min=0.0, max=10.0),
             P.Param("laser", int, 0, "laser (WDM channel index) that scans", min=0, max=1023),
-            P.Param("start_nm", float, None, "scan start (default: first WDM channel - margin); the window must "
-                    "reach every channel and be at least as wide as the default one", unit="nm", min=1000.0,
-                    max=2000.0),
-            P.Param("stop_nm", float, None, "scan stop (default: last WDM channel + margin)", unit="nm",
+            P.Param("start_nm", float, None, "scan start (default: first WDM channel - the margin, 1 nm unless "
+                    "--margin-nm says otherwise); the window must reach every channel and be at least as wide as "
+                    "the default one", unit="nm", min=1000.0, max=2000.0),
+            P.Param("stop_nm", float, None, "scan stop (default: last WDM channel + the margin)", unit="nm",
                     min=1000.0, max=2000.0)),
     body=resonances_body, preflight=_preflight, dry_check=_dry_check, summarize=summarize, report=True))
