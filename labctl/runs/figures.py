@@ -42,8 +42,9 @@ def spectra(g: dict[str, np.ndarray], truth: np.ndarray | None, out: Path, bench
     wl = np.asarray(g["wavelength_m"])[0] * 1e9
     ports = "through" in g and np.isfinite(np.asarray(g["through"])[0]).any()
     data = np.asarray(g["through"] if ports else g["balanced"])[0]
-    unit = "mW" if ports else "readout units"
-    scale = 1e3 if ports else 1.0
+    recorded = np.asarray(g["unit"]).ravel()[0] if "unit" in g else b""
+    recorded = recorded.decode() if isinstance(recorded, bytes) else str(recorded)
+    unit, scale = ("mW", 1e3) if ports else {"A": ("mA", 1e3), "W": ("mW", 1e3)}.get(recorded, ("readout units", 1.0))
     centres = np.asarray(g["center_m"])[0] * 1e9
     nb = data.shape[1]
     fig, axes = plt.subplots(nb, 1, figsize=(10, 1.9 * nb + 0.8), sharex=True, squeeze=False)
@@ -58,10 +59,11 @@ def spectra(g: dict[str, np.ndarray], truth: np.ndarray | None, out: Path, bench
             ax.plot(truth[b] * 1e9, np.full(truth.shape[1], np.nanmax(data[:, b]) * scale), "rv", ms=5,
                     label=f"true resonance, {TRUTH_LABEL}")
         ax.set_ylabel(f"bank {b}\n{unit}")
-    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
+    # the legend sits between the title and the first bank, where it hides no marker
+    axes[0, 0].legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=7, ncol=4, frameon=False)
     axes[-1, 0].set_xlabel("wavelength (nm)")
     what = "optical power at each bank's ports" if ports else "each bank's balanced reading"
-    fig.suptitle(f"Resonance sweep{f' of bench {bench}' if bench else ''}: {what}, all heaters at 0")
+    fig.suptitle(f"Resonance sweep{f' of bench {bench}' if bench else ''}: {what}, all heaters at 0", y=0.995)
     _save(fig, out)
     return ("Spectra with the located resonances",
             f"Power at every bank's {'through and drop ports' if ports else 'balanced detector'} while one laser "
