@@ -304,7 +304,8 @@ class BaseTransport:
         if self._owner == threading.get_ident():  # inside this thread's transaction (a driver's exchange): held
             if not self.is_open:
                 raise self._error(InstrumentConnectionError, "connection is closed", None)
-            log.debug("%s <- %r", self.name, command)
+            if log.isEnabledFor(logging.DEBUG):  # (log.debug's own test, without its call: every line passes)
+                log.debug("%s <- %r", self.name, command)
             self._send(command)
             return
         with self.transaction():
@@ -317,9 +318,12 @@ class BaseTransport:
             return self._read_line(command)
 
         with self.transaction():
-            log.debug("%s <- %r", self.name, command)
+            debug = log.isEnabledFor(logging.DEBUG)
+            if debug:
+                log.debug("%s <- %r", self.name, command)
             reply = self._with_retries(command, once, retries)
-            log.debug("%s -> %r", self.name, reply)
+            if debug:
+                log.debug("%s -> %r", self.name, reply)
             return reply
 
     def read_line(self) -> str:
@@ -327,7 +331,8 @@ class BaseTransport:
             if not self.is_open:
                 raise self._error(InstrumentConnectionError, "connection is closed", None)
             reply = self._read_line(None)
-            log.debug("%s -> %r", self.name, reply)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s -> %r", self.name, reply)
             return reply
         with self.transaction():
             reply = self._read_line(None)
