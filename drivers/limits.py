@@ -123,9 +123,10 @@ class HeaterLimits:
             fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
             fail(rows > limit * (1.0 + self.rtol),
                  lambda m, i: f"drive {rows[m, i]:.6g} {unit} exceeds the limit {limit[i]:.6g} {unit}")
-        if self.worst_resistance_ohm is None:
+        resistance = self.worst_resistance_ohm
+        if resistance is None:
             return d
-        power = self.power_w(rows)
+        power = rows**2 / resistance if self.mode == "voltage" else rows**2 * resistance  # power_w(rows), inline
         if self.max_power_w is not None:
             p_lim = self.max_power_w if every else self.max_power_w[idx]
             over = power > p_lim

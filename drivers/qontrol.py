@@ -700,9 +700,16 @@ class Qontrol(Instrument):
                                           address=self.address, command=None)
         order, runs = self._runs(chans)
         vals = vals[order]
+        # the vector lines' numbers as one list (the wire unit's values, element by element as _write_run makes
+        # them), sliced per line: one conversion per write, not one per line
+        wire = (vals.tolist() if self.mode == "voltage" else (vals * 1e3).tolist()) if len(runs) > 1 else None
+        template = VVEC_SET if self.mode == "voltage" else IVEC_SET
         with self.transport.transaction():
             for first, start, end in runs:
-                self._write_run(first, vals[start:end])
+                if wire is None or end - start == 1:
+                    self._write_run(first, vals[start:end])
+                else:
+                    self._ack(_vector_format(template, first, end - start) % tuple(wire[start:end]))
 
     def _runs(self, chans: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """The write order of ``chans`` (ascending) and its runs (first channel, start, end in that order) of

@@ -597,6 +597,7 @@ class KeysightPowerMeterModel(ScpiModel):
         self._flat_port_index = np.array(self._flat_port, dtype=np.intp)  # the gather of an all-port reading
         self._all_wired = bool(self._flat_port) and min(self._flat_port) >= 0
         self._all_ports = list(range(self.n_ports))
+        self._timing = self.chip.spec.timing  # (the chip's fixed timing table: every message's latency)
         self._power_on()
 
     def _power_on(self) -> None:
@@ -824,7 +825,7 @@ class KeysightPowerMeterModel(ScpiModel):
         return keysight_floats(values.tolist())
 
     def latency_s(self, call: Parsed) -> float:  # type: ignore[override]
-        timing = self.chip.spec.timing
+        timing = self._timing
         action = call.action
         if action in ("query read_power", "query fetch_power") and self._port_ok(call):
             p = call.suffixes.get("n", 1) - 1
