@@ -91,6 +91,7 @@ class _InterruptGuard:
         self._depth = 0
         self._previous: Any = None
         self._main = threading.main_thread().ident
+        self._handler = self._on_sigint  # one bound method for every transaction
 
     def enter(self) -> bool:
         """Start holding SIGINT; False (nothing to undo) outside the main thread."""
@@ -99,7 +100,7 @@ class _InterruptGuard:
         if self._depth == 0:
             self._pending = False
             try:
-                self._previous = _set_handler(signal.SIGINT, self._on_sigint)
+                self._previous = _set_handler(signal.SIGINT, self._handler)
             except ValueError:  # not in main interpreter (e.g. embedded); nothing to guard
                 self._previous = None
         self._depth += 1

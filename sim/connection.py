@@ -105,13 +105,14 @@ class Connection:
 
     @property
     def connected(self) -> bool:
-        return self.model.connected and (self.faults is None or self.faults.link_up(self.model.name))
+        faults = self.faults
+        return self.model.connected and (faults is None or not faults.links_down or faults.link_up(self.model.name))
 
     def attempt(self) -> bool:
         """Whether the link is up for one read or write the host attempts; an attempt while it is down counts
         towards its coming back (fault "drop" with ``down_messages``)."""
         faults = self.faults
-        if self.model.connected and (faults is None or faults.link_up(self.model.name)):  # (connected, inline)
+        if self.model.connected and (faults is None or not faults.links_down or faults.link_up(self.model.name)):
             return True
         if self.faults is not None:
             self.faults.refused(self.model.name)
