@@ -749,7 +749,10 @@ class KeysightPowerMeterModel(ScpiModel):
                 ranges[mask] = self._pick_ranges(optical[mask])
         meters = self._meter_of_port if every else self._meter_of_port[ports]
         reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, meters)
-        power = np.where(reading.over_range, OVER_RANGE_MARKER_W, reading.power_w)
+        over = reading.over_range
+        # (np.where only when a reading is over range: otherwise it would copy the same values)
+        power = np.where(over, OVER_RANGE_MARKER_W, reading.power_w) if np.logical_or.reduce(over) \
+            else reading.power_w
         self._last_w.update(zip(ports, power.tolist()))
         return power
 
