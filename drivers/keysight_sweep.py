@@ -71,7 +71,7 @@ def check_power_array(values: np.ndarray, *, expected: int | None, what: str, er
     if values.dtype == np.float64 and values.size:
         if lo <= np.minimum.reduce(values, axis=None) and np.maximum.reduce(values, axis=None) <= hi:
             return values.astype(np.float64)
-    elif np.logical_and.reduce((values >= lo) & (values <= hi), axis=None):
+    elif np.count_nonzero((values >= lo) & (values <= hi)) == values.size:
         return values.astype(np.float64)
     bad = ~np.isfinite(values) | (values < lo) | (values > hi)
     if bad.any():

@@ -667,7 +667,12 @@ class SerialTransport(BaseTransport):
             try:  # the bytes already received first: reading them cannot block (no deadline or timeout to set)
                 waiting = getattr(self._port, "in_waiting", 0) or 0
                 if waiting:
-                    self._buffer.extend(self._port.read(waiting))
+                    data = self._port.read(waiting)
+                    if not self._buffer and data.find(term) == len(data) - len(term) >= 0:
+                        # exactly one whole line, nothing held back (a reply read whole): the line the buffer
+                        # below would give, without passing through it
+                        return self._decoded(data[:len(data) - len(term)], command)
+                    self._buffer.extend(data)
             except (self._serial_mod.SerialException, OSError) as exc:
                 raise self._error(InstrumentConnectionError, f"read failed: {exc}", command) from exc
             if term not in self._buffer:
@@ -675,6 +680,9 @@ class SerialTransport(BaseTransport):
         index = self._buffer.index(term)
         line = bytes(self._buffer[:index])
         del self._buffer[:index + len(term)]
+        return self._decoded(line, command)
+
+    def _decoded(self, line: bytes, command: str | None) -> str:
         try:
             return line.decode("ascii").rstrip("\r")
         except UnicodeDecodeError as exc:

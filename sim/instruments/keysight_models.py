@@ -751,7 +751,7 @@ class KeysightPowerMeterModel(ScpiModel):
         reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, meters)
         over = reading.over_range
         # (np.where only when a reading is over range: otherwise it would copy the same values)
-        power = np.where(over, OVER_RANGE_MARKER_W, reading.power_w) if np.logical_or.reduce(over) \
+        power = np.where(over, OVER_RANGE_MARKER_W, reading.power_w) if np.count_nonzero(over) \
             else reading.power_w
         self._last_w.update(zip(ports, power.tolist()))
         return power
