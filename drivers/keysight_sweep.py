@@ -71,7 +71,7 @@ def check_power_array(values: np.ndarray, *, expected: int | None, what: str, er
     if values.dtype == np.float64 and values.size:
         if lo <= np.minimum.reduce(values, axis=None) and np.maximum.reduce(values, axis=None) <= hi:
             return values.astype(np.float64)
-    elif np.logical_and.reduce((values >= lo) & (values <= hi), axis=None):
+    elif np.count_nonzero((values >= lo) & (values <= hi)) == values.size:
         return values.astype(np.float64)
     bad = ~np.isfinite(values) | (values < lo) | (values > hi)
     if bad.any():
@@ -202,8 +202,8 @@ class KeysightSensorReadout:
         :attr:`averaging_timeout_factor` times their longest averaging time (the longest the model accepts where
         it is unknown)."""
         chosen = self.sensors if sensors is None else sensors
-        longest = max((s.known_averaging_time_s if s.known_averaging_time_s is not None
-                       else s.longest_averaging_time_s() for s in chosen), default=0.0)
+        longest = max([s.known_averaging_time_s if s.known_averaging_time_s is not None
+                       else s.longest_averaging_time_s() for s in chosen], default=0.0)  # (a list: every reading)
         return self.transport.settings.timeout_s + self.averaging_timeout_factor * longest
 
     def set_range_dbm(self, range_dbm: float | None, port: int | None = None) -> None:

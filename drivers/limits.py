@@ -116,20 +116,22 @@ class HeaterLimits:
         # the check on a heater write)
         # the common case in few passes: every value >= 0 is the least one >= 0 (NaN makes the least NaN, which
         # fails, as -inf does; +inf fails the limit); then the first violation
-        # (ufunc reductions called directly: ndarray.all/any/sum go through a Python wrapper, on every heater write)
+        # (ufunc reductions called directly: ndarray.all/any/sum go through a Python wrapper, on every heater write;
+        # a boolean test as a count of true elements: np.count_nonzero takes half the time of a logical reduction)
         if not (rows.size == 0 or (np.minimum.reduce(rows, axis=None) >= 0
-                                   and np.logical_and.reduce(rows <= limit * (1.0 + self.rtol), axis=None))):
+                                   and np.count_nonzero(rows <= limit * (1.0 + self.rtol)) == rows.size)):
             fail(~np.isfinite(rows), lambda m, i: f"value {rows[m, i]!r} is not finite")
             fail(rows < 0, lambda m, i: f"{rows[m, i]:.6g} {unit} is negative (heaters take >= 0)")
             fail(rows > limit * (1.0 + self.rtol),
                  lambda m, i: f"drive {rows[m, i]:.6g} {unit} exceeds the limit {limit[i]:.6g} {unit}")
-        if self.worst_resistance_ohm is None:
+        resistance = self.worst_resistance_ohm
+        if resistance is None:
             return d
-        power = self.power_w(rows)
+        power = rows**2 / resistance if self.mode == "voltage" else rows**2 * resistance  # power_w(rows), inline
         if self.max_power_w is not None:
             p_lim = self.max_power_w if every else self.max_power_w[idx]
             over = power > p_lim
-            if np.logical_or.reduce(over, axis=None):
+            if np.count_nonzero(over):
                 fail(over, lambda m, i: f"drive {rows[m, i]:.6g} {unit} dissipates up to "
                                         f"{power[m, i] * 1e3:.4g} mW, over the per-heater limit "
                                         f"{p_lim[i] * 1e3:.4g} mW")
@@ -140,7 +142,7 @@ class HeaterLimits:
                 base = np.asarray(state, dtype=float)
                 others = float(self.power_w(base).sum() - self.power_w(base[idx]).sum())
             total = np.add.reduce(power, axis=1) + others
-            if np.logical_or.reduce(total > self.total_power_w, axis=None):
+            if np.count_nonzero(total > self.total_power_w):
                 worst = float(total.max())
                 raise LimitError(f"{prefix}total heater power would reach {worst * 1e3:.5g} mW, over the budget "
                                  f"{self.total_power_w * 1e3:.5g} mW")

@@ -466,13 +466,19 @@ class Qontrol(Instrument):
         return (int(match.group(1)), int(match.group(2))) if match else None
 
     def _collect_waiting(self) -> None:
-        """Read lines that arrived unasked; error lines are kept for :meth:`check_errors`, the rest logged."""
-        for raw in waiting_lines(self.transport, self.quiet_s):
+        """Read lines that arrived unasked; error lines are kept for :meth:`check_errors`, the rest logged.
+        (:func:`waiting_lines` inline: it runs before every command.)"""
+        waiting = self.transport.bytes_waiting()
+        if waiting == 0:
+            return
+        for raw in self.transport.pending_lines(0.0 if waiting else self.quiet_s):
             self._discard(raw, "(arrived unasked)")
 
     def _take(self, command: str, raw: str) -> str | None:
         """One reply line: None for a power-up notice, raises for an error line, E15 asks for a retry."""
-        line = clean_line(raw)
+        line = raw.strip().lstrip(LEADING_NOISE).strip()  # clean_line inline (every reply line passes here)
+        if ":" not in line:  # no error line (ERROR_LINE needs its colon): the common case, without the regex
+            return line
         error = self._error_of(line)
         if error is None:
             return line
@@ -511,13 +517,18 @@ class Qontrol(Instrument):
                 except InstrumentTimeout as exc:
                     failure = exc
                 else:
-                    foreign = [line for line in lines if shape is not None and not shape.fullmatch(line)]
-                    if not foreign:
+                    foreign = None
+                    if shape is not None:
+                        for line in lines:  # (a loop, not a comprehension: no frame of its own per command)
+                            if not shape.fullmatch(line):
+                                foreign = line
+                                break
+                    if foreign is None:
                         if failure is not None:
                             recoveries.note(self.name, command, failure.detail,
                                             f"line resynchronised, command sent again (attempt {attempt + 1})")
                         return lines
-                    failure = self._reply_error(command, f"reply line {foreign[0]!r} cannot answer {command!r}: "
+                    failure = self._reply_error(command, f"reply line {foreign!r} cannot answer {command!r}: "
                                                          "the line was out of step")
                 log.warning("%s: %s; resynchronising", self.name, failure.detail)
                 self.resynchronise(command)
@@ -613,7 +624,9 @@ class Qontrol(Instrument):
         self._ack(command)
 
     def _ack(self, command: str) -> None:
-        self.check_ack(command, self.query(command), OK)
+        reply = self._exchange(command, 1)[0]  # query() inline: every heater line passes here
+        if reply != OK:
+            self.check_ack(command, reply, OK)
 
     def check_ack(self, command: str, reply: str, ack: str) -> None:
         """``OK`` (after an optional ACK byte); an error line raises naming the command (:meth:`query` already
@@ -667,8 +680,9 @@ class Qontrol(Instrument):
 
     def _validated(self, values: Any, channels: Any) -> tuple[np.ndarray, np.ndarray]:
         """The whole request checked before anything is written: shapes, channel numbers, finiteness, limits."""
-        unit = "V" if self.mode == "voltage" else "A"
-        return validate_heater_request(self.name, values, channels, self.n_channels, self.max_drive(), unit)
+        if self.mode == "voltage":  # (the limits read back at connect, not copied: the check only reads them)
+            return validate_heater_request(self.name, values, channels, self.n_channels, self._vmax_v, "V")
+        return validate_heater_request(self.name, values, channels, self.n_channels, self._imax_a, "A")
 
     # -- HeaterDriver ------------------------------------------------------------------------------------------------
     def set_drive(self, values: np.ndarray, channels: np.ndarray | None = None) -> None:
@@ -686,9 +700,16 @@ class Qontrol(Instrument):
                                           address=self.address, command=None)
         order, runs = self._runs(chans)
         vals = vals[order]
+        # the vector lines' numbers as one list (the wire unit's values, element by element as _write_run makes
+        # them), sliced per line: one conversion per write, not one per line
+        wire = (vals.tolist() if self.mode == "voltage" else (vals * 1e3).tolist()) if len(runs) > 1 else None
+        template = VVEC_SET if self.mode == "voltage" else IVEC_SET
         with self.transport.transaction():
             for first, start, end in runs:
-                self._write_run(first, vals[start:end])
+                if wire is None or end - start == 1:
+                    self._write_run(first, vals[start:end])
+                else:
+                    self._ack(_vector_format(template, first, end - start) % tuple(wire[start:end]))
 
     def _runs(self, chans: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         """The write order of ``chans`` (ascending) and its runs (first channel, start, end in that order) of

@@ -91,6 +91,7 @@ class _InterruptGuard:
         self._depth = 0
         self._previous: Any = None
         self._main = threading.main_thread().ident
+        self._handler = self._on_sigint  # one bound method for every transaction
 
     def enter(self) -> bool:
         """Start holding SIGINT; False (nothing to undo) outside the main thread."""
@@ -99,7 +100,7 @@ class _InterruptGuard:
         if self._depth == 0:
             self._pending = False
             try:
-                self._previous = _set_handler(signal.SIGINT, self._on_sigint)
+                self._previous = _set_handler(signal.SIGINT, self._handler)
             except ValueError:  # not in main interpreter (e.g. embedded); nothing to guard
                 self._previous = None
         self._depth += 1
@@ -304,7 +305,8 @@ class BaseTransport:
         if self._owner == threading.get_ident():  # inside this thread's transaction (a driver's exchange): held
             if not self.is_open:
                 raise self._error(InstrumentConnectionError, "connection is closed", None)
-            log.debug("%s <- %r", self.name, command)
+            if log.isEnabledFor(logging.DEBUG):  # (log.debug's own test, without its call: every line passes)
+                log.debug("%s <- %r", self.name, command)
             self._send(command)
             return
         with self.transaction():
@@ -317,9 +319,12 @@ class BaseTransport:
             return self._read_line(command)
 
         with self.transaction():
-            log.debug("%s <- %r", self.name, command)
+            debug = log.isEnabledFor(logging.DEBUG)
+            if debug:
+                log.debug("%s <- %r", self.name, command)
             reply = self._with_retries(command, once, retries)
-            log.debug("%s -> %r", self.name, reply)
+            if debug:
+                log.debug("%s -> %r", self.name, reply)
             return reply
 
     def read_line(self) -> str:
@@ -327,7 +332,8 @@ class BaseTransport:
             if not self.is_open:
                 raise self._error(InstrumentConnectionError, "connection is closed", None)
             reply = self._read_line(None)
-            log.debug("%s -> %r", self.name, reply)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s -> %r", self.name, reply)
             return reply
         with self.transaction():
             reply = self._read_line(None)
@@ -661,7 +667,12 @@ class SerialTransport(BaseTransport):
             try:  # the bytes already received first: reading them cannot block (no deadline or timeout to set)
                 waiting = getattr(self._port, "in_waiting", 0) or 0
                 if waiting:
-                    self._buffer.extend(self._port.read(waiting))
+                    data = self._port.read(waiting)
+                    if not self._buffer and data.find(term) == len(data) - len(term) >= 0:
+                        # exactly one whole line, nothing held back (a reply read whole): the line the buffer
+                        # below would give, without passing through it
+                        return self._decoded(data[:len(data) - len(term)], command)
+                    self._buffer.extend(data)
             except (self._serial_mod.SerialException, OSError) as exc:
                 raise self._error(InstrumentConnectionError, f"read failed: {exc}", command) from exc
             if term not in self._buffer:
@@ -669,6 +680,9 @@ class SerialTransport(BaseTransport):
         index = self._buffer.index(term)
         line = bytes(self._buffer[:index])
         del self._buffer[:index + len(term)]
+        return self._decoded(line, command)
+
+    def _decoded(self, line: bytes, command: str | None) -> str:
         try:
             return line.decode("ascii").rstrip("\r")
         except UnicodeDecodeError as exc:

@@ -364,12 +364,12 @@ class Chip:
             self._check_window("heater command")
         p = self._params
         settling = self._settling
-        start, target = settling.arrays()
+        start, target, decay = settling.command_state(now)
         scratch = self._command_scratch
         # one compiled call validates (finite values, heater indices) and applies the whole command, or nothing
         outcome = kernels().heater_command(
             idx, vals, current, fs, fs / self._dac_steps,
-            p.heater_resistance_ohm, 4.0 * p.self_heating_per_w, p.self_heating_per_w, settling.decay(now),
+            p.heater_resistance_ohm, 4.0 * p.self_heating_per_w, p.self_heating_per_w, decay,
             self._drive, self._is_current, start, target, scratch)
         if outcome == -2:
             raise ValueError("heater drive values must be finite")

@@ -11,6 +11,7 @@ heaters and rings, within and across banks.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -44,10 +45,12 @@ class ChipParams:
     meter_nonlinearity_db: np.ndarray  # (B, 2) amplitude of each port meter's nonlinearity, within +-linearity
     meter_nonlinearity_phase: np.ndarray  # (B, 2) rad
 
-    @property
+    @functools.cached_property
     def base_resonance_m(self) -> np.ndarray:
-        """Unheated resonance at the reference chip temperature, (H,)."""
-        return self.design_resonance_m + self.fabrication_offset_m
+        """Unheated resonance at the reference chip temperature, (H,); read-only (made once: every reading adds it)."""
+        base = self.design_resonance_m + self.fabrication_offset_m
+        base.flags.writeable = False
+        return base
 
 
 def spawn_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:

@@ -13,7 +13,8 @@ request with nothing to read (GPIB-style, in-process only) makes it queue -420. 
 only later (a measurement still running: ``DeviceModel.reply_ready_s``) is queued at once, and taking its first
 bytes lets virtual time run until it is ready, as a host blocked in its read would wait.
 
-Every exchange can be logged (``exchange_log``): a callable receiving (instrument name, message, reply).
+Every exchange can be logged (``exchange_log``, or a ``log_source``'s): a callable receiving (instrument name, message,
+reply).
 
 Faults (:mod:`labctl.sim.faults`): the bench's fault plan is asked about every message; a fired fault loses, delays,
 corrupts or truncates the reply, takes the link down, or acts on the instrument first (a laser interlock, a heater
@@ -79,8 +80,12 @@ class Connection:
     """Framing and output queue of one connection to ``model`` (see the module docstring)."""
 
     def __init__(self, model: DeviceModel, *, end_signal: bool = False, exchange_log: ExchangeLog | None = None,
-                 lock: threading.RLock | None = None, faults: FaultPlan | None = None) -> None:
+                 lock: threading.RLock | None = None, faults: FaultPlan | None = None, log_source: Any = None
+                 ) -> None:
+        """``exchange_log``: called with every exchange; ``log_source``: an object whose ``exchange_log`` attribute
+        (None or such a callable, settable at any time: an emulated bench's) is looked up at every exchange."""
         self.model = model
+        self.log_source = log_source
         self.faults = faults
         #: A reply that missed the host's timeout and arrives with the next one (fault "late").
         self._late = b""
@@ -100,12 +105,14 @@ class Connection:
 
     @property
     def connected(self) -> bool:
-        return self.model.connected and (self.faults is None or self.faults.link_up(self.model.name))
+        faults = self.faults
+        return self.model.connected and (faults is None or not faults.links_down or faults.link_up(self.model.name))
 
     def attempt(self) -> bool:
         """Whether the link is up for one read or write the host attempts; an attempt while it is down counts
         towards its coming back (fault "drop" with ``down_messages``)."""
-        if self.connected:
+        faults = self.faults
+        if self.model.connected and (faults is None or not faults.links_down or faults.link_up(self.model.name)):
             return True
         if self.faults is not None:
             self.faults.refused(self.model.name)
@@ -152,8 +159,9 @@ class Connection:
             if fault is not None:
                 first = self.faults.before(fault, self.model)  # type: ignore[union-attr]
             reply = self.model.exchange(message)
-        late, self._late = self._late, b""
-        self._output += late
+        if self._late:
+            late, self._late = self._late, b""
+            self._output += late
         if first is not None:
             self._output += first.encode("latin-1") + self._termination
         original = reply
@@ -166,6 +174,8 @@ class Connection:
                                original if fault is not None and fault.kind == "late" else reply, fault)
         if self.exchange_log is not None:
             self.exchange_log(self.model.name, message, reply)
+        elif self.log_source is not None and self.log_source.exchange_log is not None:
+            self.log_source.exchange_log(self.model.name, message, reply)
         if reply is None:
             return
         self._output += reply.encode("latin-1") if isinstance(reply, str) else reply

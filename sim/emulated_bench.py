@@ -85,15 +85,11 @@ class EmulatedBench:
 
     def _factory(self, model: DeviceModel, *, end_signal: bool) -> Any:
         def connect() -> Connection:
-            return Connection(model, end_signal=end_signal, exchange_log=self._log, lock=self.lock,
-                              faults=self.faults)
+            # the bench's exchange_log is looked up at every exchange (settable at any time), without a call of
+            # its own when it is None
+            return Connection(model, end_signal=end_signal, log_source=self, lock=self.lock, faults=self.faults)
 
         return connect
-
-    def _log(self, name: str, message: str, reply: str | bytes | None) -> None:
-        """Every connection reports here; ``exchange_log`` (settable at any time) receives the exchange."""
-        if self.exchange_log is not None:
-            self.exchange_log(name, message, reply)
 
     def address(self, name: str) -> str:
         """The VISA resource name or serial URL of a simulated instrument."""

@@ -149,7 +149,9 @@ class FaultPlan:
     #: Every exchange, when a test asks for it (``journal = []``).
     journal: list[Exchange] | None = None
     _seen: dict[str, int] = field(default_factory=dict)
-    _down: dict[str, int | None] = field(default_factory=dict)
+    #: Instruments whose link is down: name -> attempts left before it is back (None: until restored). Public so
+    #: that a connection sees "every link up" (empty) without a call on every message.
+    links_down: dict[str, int | None] = field(default_factory=dict)
     _stuck: dict[tuple[str, str], str | bytes | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -186,27 +188,27 @@ class FaultPlan:
                 self.fired.append({"kind": f.kind, "instrument": instrument, "message": message.strip(), "n": n})
                 log.info("fault %s on %s at message %d %r", f.kind, instrument, n, message.strip())
                 if f.kind == "drop":
-                    self._down[instrument] = f.down_messages
+                    self.links_down[instrument] = f.down_messages
                 return f
         return None
 
     # -- the link --------------------------------------------------------------------------------------------------
     def link_up(self, instrument: str) -> bool:
-        return instrument not in self._down
+        return instrument not in self.links_down
 
     def refused(self, instrument: str) -> None:
         """A read or write attempted while the link is down fails; after ``down_messages`` of them it is back."""
         with self._lock:
-            if instrument not in self._down:
+            if instrument not in self.links_down:
                 return
-            left = self._down[instrument]
+            left = self.links_down[instrument]
             if left is None:
                 return
             if left <= 1:
-                del self._down[instrument]
+                del self.links_down[instrument]
                 log.info("fault drop: %s is back", instrument)
             else:
-                self._down[instrument] = left - 1
+                self.links_down[instrument] = left - 1
 
     # -- what the instrument does ------------------------------------------------------------------------------------
     def before(self, fault: Fault, model: DeviceModel) -> str | None:

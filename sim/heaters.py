@@ -89,6 +89,10 @@ class ThermalSettling:
         :meth:`command` computes, for some heaters); call :meth:`restarted` after it."""
         return self._start, self._target
 
+    def command_state(self, now_s: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`arrays` and :meth:`decay` at ``now_s`` in one call (a heater instrument's every line)."""
+        return self._start, self._target, math.exp(-max(now_s - self._t0, 0.0) / self._tau)
+
     def restarted(self, now_s: float) -> None:
         """The in-place command of :meth:`arrays` took effect at ``now_s``."""
         self._t0 = now_s

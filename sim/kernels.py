@@ -133,8 +133,8 @@ def bank_powers(z: np.ndarray, cst: np.ndarray, nu: np.ndarray, t_scale: np.ndar
     z (2, B, R, n) float32: cos/sin of the per-(point, ring) half phase; cst (8, B, R, W) float32; nu (B, R)
     float32; t_scale, d_scale (B, W) float64. With pin (W, n) float64: bus powers, thr/drop (B, 1, n) set to
     sum_c |E|^2 (b, c, i) * pin[c, i], channels summed in order c = 0..W-1. With pin of shape (0, n): |E|^2 itself,
-    thr/drop (B, W, n). Many points: point loop innermost; few points and many wavelengths (spectra): wavelength
-    loop innermost. One function for both (one compilation).
+    thr/drop (B, W, n). Many points: point loop innermost; few points and many wavelengths (spectra, an instrument's
+    one-point reading): wavelength loop innermost. One function for both (one compilation).
     """
     nbk, n = z.shape[1], z.shape[3]
     nw = cst.shape[3]
@@ -142,7 +142,7 @@ def bank_powers(z: np.ndarray, cst: np.ndarray, nu: np.ndarray, t_scale: np.ndar
     if bus:
         thr[:] = 0.0
         drop[:] = 0.0
-    if bus or n >= 8 or n >= nw:
+    if n >= 8 or n >= nw:
         st = np.empty((6, POINT_CHUNK), np.float32)
         pr, pi, qr, qi, tr, ti = st[0], st[1], st[2], st[3], st[4], st[5]
         for s in range(0, n, POINT_CHUNK):
@@ -169,10 +169,16 @@ def bank_powers(z: np.ndarray, cst: np.ndarray, nu: np.ndarray, t_scale: np.ndar
     for b in range(nbk):
         for i in range(n):
             _waves_pass(z, cst, nu, b, i, pr, pi, qr, qi, tr, ti)
-            for c in range(nw):
-                tp, dp = _powers(pr[c], pi[c], qr[c], qi[c], tr[c], ti[c], t_scale[b, c], d_scale[b, c])
-                thr[b, c, i] = tp
-                drop[b, c, i] = dp
+            if bus:  # the channel sum in the order of the point path (c = 0..W-1 from 0.0): the same bits
+                for c in range(nw):
+                    tp, dp = _powers(pr[c], pi[c], qr[c], qi[c], tr[c], ti[c], t_scale[b, c], d_scale[b, c])
+                    thr[b, 0, i] += tp * pin[c, i]
+                    drop[b, 0, i] += dp * pin[c, i]
+            else:
+                for c in range(nw):
+                    tp, dp = _powers(pr[c], pi[c], qr[c], qi[c], tr[c], ti[c], t_scale[b, c], d_scale[b, c])
+                    thr[b, c, i] = tp
+                    drop[b, c, i] = dp
 
 
 @_jit()

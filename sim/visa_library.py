@@ -96,6 +96,7 @@ class _DirectMessageIO:
 
 
 _MORE = StatusCode.success_max_count_read
+_SEND_END = constants.ResourceAttribute.send_end_enabled
 #: pyvisa's resource class -> the same class with :class:`_DirectMessageIO`.
 _DIRECT_CLASSES: dict[type, type] = {}
 
@@ -188,8 +189,11 @@ class EmulatedVisaLibrary(highlevel.VisaLibraryBase):
         return sess.connection
 
     def write(self, session: int, data: bytes) -> tuple[int, StatusCode]:
-        connection = self._connection(session)
-        send_end = self.sessions[session].attrs.get(constants.ResourceAttribute.send_end_enabled, True)
+        sess = self.sessions.get(session)  # (_connection inline: every message passes here)
+        if not isinstance(sess, _Session) or sess.connection is None:
+            raise errors.VisaIOError(StatusCode.error_invalid_object.value)
+        connection = sess.connection
+        send_end = sess.attrs.get(_SEND_END, True)
         try:
             connection.write(bytes(data), end=bool(send_end))
         except ConnectionError:  # the instrument is gone: a real bus reports it (no listeners, connection lost)
@@ -197,7 +201,10 @@ class EmulatedVisaLibrary(highlevel.VisaLibraryBase):
         return len(data), StatusCode.success
 
     def read(self, session: int, count: int) -> tuple[bytes, StatusCode]:
-        connection = self._connection(session)
+        sess = self.sessions.get(session)  # (_connection inline, as in write)
+        if not isinstance(sess, _Session) or sess.connection is None:
+            raise errors.VisaIOError(StatusCode.error_invalid_object.value)
+        connection = sess.connection
         up = connection.attempt()
         waiting = connection.waiting() if up else 0
         if not waiting:

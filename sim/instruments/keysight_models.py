@@ -597,6 +597,7 @@ class KeysightPowerMeterModel(ScpiModel):
         self._flat_port_index = np.array(self._flat_port, dtype=np.intp)  # the gather of an all-port reading
         self._all_wired = bool(self._flat_port) and min(self._flat_port) >= 0
         self._all_ports = list(range(self.n_ports))
+        self._timing = self.chip.spec.timing  # (the chip's fixed timing table: every message's latency)
         self._power_on()
 
     def _power_on(self) -> None:
@@ -708,7 +709,8 @@ class KeysightPowerMeterModel(ScpiModel):
         """Optical power at each port (dark ports 0), one chip read per distinct averaging time (in the order the
         times first appear among the wired ports): now, or averaged over a window that starts at ``window_start_s``
         (evaluated at its middle: heater settling and laser power ramps still in progress show)."""
-        flat = self._flat_port if ports == self._all_ports else [self._flat_port[p] for p in ports]
+        flat = self._flat_port if ports is self._all_ports or ports == self._all_ports \
+            else [self._flat_port[p] for p in ports]
         if flat is self._flat_port and self._all_wired and averaging_s.count(averaging_s[0]) == len(averaging_s):
             # every port, every one wired, one averaging time (a bench's reading): one chip read, one gather
             t = averaging_s[0]
@@ -732,8 +734,9 @@ class KeysightPowerMeterModel(ScpiModel):
         """Fresh readings in W (over-range already replaced by the marker) for ``ports`` (taken now, or over the
         averaging window that starts at ``window_start_s``): the meter model per port at its averaging time and
         range, in one pass (:meth:`Chip.meter_reading_groups_w`)."""
-        ports = list(ports)
-        every = ports == self._all_ports
+        if type(ports) is not list:
+            ports = list(ports)
+        every = ports is self._all_ports or ports == self._all_ports
         averaging = self._averaging if every else [self._averaging[p] for p in ports]
         optical = self._optical_w(ports, averaging, window_start_s)
         auto = self._auto_on if every else [self._auto_on[p] for p in ports]
@@ -746,12 +749,16 @@ class KeysightPowerMeterModel(ScpiModel):
                 ranges[mask] = self._pick_ranges(optical[mask])
         meters = self._meter_of_port if every else self._meter_of_port[ports]
         reading = self.chip.meter_reading_groups_w(optical, np.array(averaging), ranges, meters)
-        power = np.where(reading.over_range, OVER_RANGE_MARKER_W, reading.power_w)
+        over = reading.over_range
+        # (np.where only when a reading is over range: otherwise it would copy the same values)
+        power = np.where(over, OVER_RANGE_MARKER_W, reading.power_w) if np.count_nonzero(over) \
+            else reading.power_w
         self._last_w.update(zip(ports, power.tolist()))
         return power
 
     def _fetch(self, ports: Sequence[int]) -> np.ndarray:
-        ports = list(ports)
+        if type(ports) is not list:
+            ports = list(ports)
         if all(self._continuous_on):  # every port measures continuously: every reading is fresh
             return self._measure(ports)
         fresh = [p for p in ports if self._continuous_on[p] or p not in self._last_w]
@@ -792,7 +799,7 @@ class KeysightPowerMeterModel(ScpiModel):
 
     @handles("query fetch_power_all")
     def _fetch_all(self, call: Parsed) -> Reply:
-        return ieee_block(self._fetch(range(self.n_ports)).astype("<f4").tobytes())
+        return ieee_block(self._fetch(self._all_ports).astype("<f4").tobytes())
 
     @handles("query read_power_all")
     def _read_all(self, call: Parsed) -> Reply:
@@ -809,20 +816,19 @@ class KeysightPowerMeterModel(ScpiModel):
         now = chip.clock.now_s
         window_s = max(self._averaging)
         chip.open_reading_window(now + window_s)
-        values = self._measure(range(self.n_ports), window_start_s=now)
+        values = self._measure(self._all_ports, window_start_s=now)
         self.reply_ready_s = now + window_s + chip.spec.timing.meter_overhead_s
         return ieee_block(values.astype("<f4").tobytes())
 
     @handles("query fetch_power_all_csv")
     def _fetch_all_csv(self, call: Parsed) -> Reply:
-        ports = range(self.n_ports)
-        values = self._fetch(ports)
+        values = self._fetch(self._all_ports)
         if not all(self._unit_watt):
             values = np.where(np.array(self._unit_watt), values, self._in_unit(values, False))
         return keysight_floats(values.tolist())
 
     def latency_s(self, call: Parsed) -> float:  # type: ignore[override]
-        timing = self.chip.spec.timing
+        timing = self._timing
         action = call.action
         if action in ("query read_power", "query fetch_power") and self._port_ok(call):
             p = call.suffixes.get("n", 1) - 1

@@ -151,6 +151,7 @@ class QontrolModel(DeviceModel):
         self._unrecognised = str(profile.error_reply)
         self._line_s = float(self.chip.spec.timing.serial_line_s)  # every line costs the same (the chip's spec is fixed)
         self._advance = self.chip.clock.advance
+        self._chip = self.chip  # (the property's look-up once: every line commands the chip)
         too_big = self.heater_map >= self.chip.n_heaters
         if np.any(too_big):
             raise ValueError(f"{self.name}: heater_map names heaters {self.heater_map[too_big].tolist()}, the chip "
@@ -270,13 +271,15 @@ class QontrolModel(DeviceModel):
             values = list(map(float, texts))
         except ValueError:
             values = [math.nan]
-        if not all(map(math.isfinite, values)):  # the first value the firmware cannot take, named by its channel
-            bad = next(k for k, text in enumerate(texts) if _number(text) is None)
-            return self._error(E_BAD_PARAMETER, start + bad)
         part = slice(start, stop)
         limits = (self.vmax_v if kind == "voltage" else self.imax_ma)[part].tolist()
-        if not (min(values) >= 0.0 and all(map(operator.le, values, limits))):  # the first value out of range
-            for k, (value, limit) in enumerate(zip(values, limits)):
+        # one test for the common case: a non-finite value fails it too (NaN every comparison, -inf the least value,
+        # +inf its limit), so the finiteness check below runs only when it fails, still before the range check
+        if not (min(values) >= 0.0 and all(map(operator.le, values, limits))):
+            if not all(map(math.isfinite, values)):  # the first value the firmware cannot take, named by its channel
+                bad = next(k for k, text in enumerate(texts) if _number(text) is None)
+                return self._error(E_BAD_PARAMETER, start + bad)
+            for k, (value, limit) in enumerate(zip(values, limits)):  # the first value out of range
                 if not 0.0 <= value <= limit:
                     return self._error(E_OVER_VOLTAGE if kind == "voltage" else E_OVER_CURRENT, start + k)
         array = np.array(values)
@@ -294,9 +297,9 @@ class QontrolModel(DeviceModel):
                                                    heaters[heaters >= 0])
         heaters, all_wired, wired, wired_heaters = route
         if all_wired:
-            self.chip.command_heaters(array, heaters, kind == "current")  # float64 and int, one length
+            self._chip.command_heaters(array, heaters, kind == "current")  # float64 and int, one length
         elif wired_heaters.size:
-            self.chip.command_heaters(array[wired], wired_heaters, kind == "current")
+            self._chip.command_heaters(array[wired], wired_heaters, kind == "current")
         return OK
 
     # -- read-backs --------------------------------------------------------------------------------------------------

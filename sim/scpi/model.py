@@ -145,6 +145,7 @@ class ScpiModel(DeviceModel):
 
     def attach(self, bench: Any, profile: Any) -> None:
         super().attach(bench, profile)
+        self._clock = self.chip.clock  # the bench's one clock (every message advances it)
         if profile.error_queue is not None:
             self.status.no_error = profile.error_queue[1]
         self._defaults = {name: self._declared_default(setting) for name, setting in self.plain.items()}
@@ -176,7 +177,7 @@ class ScpiModel(DeviceModel):
 
     # -- messages ----------------------------------------------------------------------------------------------
     def exchange(self, message: str) -> Reply:
-        clock = self.chip.clock
+        clock = self._clock
         replies: list[str | bytes] = []
         for result in self._parse(message):
             if isinstance(result, ScpiError):
