@@ -563,6 +563,9 @@ PAIR_LINEWIDTHS = 1.5
 #: ... and a pair is resolved in a scan where its rings are at least this many linewidths apart and from every
 #: other resonance of the bank (at 1.5 linewidths the poles were still pulled by 20-30 pm, beyond 3 by < 10 pm).
 RESOLVED_LINEWIDTHS = 2.0
+#: ... and from the bank's other resonances at least this share of it (a third ring 1.5 linewidths from one of the
+#: pair pulled it by < 10 pm on the emulator; the stricter bound left 5 resolving scans instead of 7 on current-s2)
+OTHERS_RESOLVED_SHARE = 0.75
 #: A scan in which some resonance of a bank moved blue by more than this fraction of ``RESOLVED_LINEWIDTHS``
 #: lost it (heaters only heat; a pair's poles sit up to tens of pm from the rings): no evidence on the bank's pairs.
 LOST_BLUE_FRACTION = 0.5
@@ -929,7 +932,7 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
         pos = centres[:, [gi, gj]]                                      # (M, 2) tracked
         apart = np.abs(pos[:, 0] - pos[:, 1]) >= resolve_m
         if rest.size:
-            apart &= np.min(np.abs(pos[:, :, None] - centres[:, None, rest]), axis=(1, 2)) >= resolve_m
+            apart &= np.min(np.abs(pos[:, :, None] - centres[:, None, rest]), axis=(1, 2)) >= OTHERS_RESOLVED_SHARE * resolve_m
         diff = shifts[:, gi] - shifts[:, gj]
         ok = apart & np.isfinite(diff) & good
         diff_row = np.zeros(n)
