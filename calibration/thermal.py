@@ -567,7 +567,8 @@ RESOLVED_LINEWIDTHS = 2.0
 #: pair pulled it by < 10 pm on the emulator; the stricter bound left 5 resolving scans instead of 7 on current-s2)
 OTHERS_RESOLVED_SHARE = 0.75
 #: A scan in which some resonance of a bank moved blue by more than this fraction of ``RESOLVED_LINEWIDTHS``
-#: lost it (heaters only heat; a pair's poles sit up to tens of pm from the rings): no evidence on the bank's pairs.
+#: lost it (heaters only heat; a pair's poles sit up to tens of pm from the rings): that scan is no evidence on any
+#: resonance of the bank, whose rows are then fitted over all groups at once (:func:`_joint_row`).
 LOST_BLUE_FRACTION = 0.5
 #: A pair is resolved from at least this many such scans (else its rings share the pair's mean motion).
 MIN_RESOLVED_SCANS = 3
@@ -911,9 +912,8 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
     the bank's other resonances: a heater step that moves one of them away). Scans flagged in ``corrupt`` (M, B),
     where the bank's fit lost a resonance, are left out. Both are fitted over all groups at once with their
     zero-drive value free, on the bank's own heaters (least squares, outliers down-weighted as in the groups'
-    fits): a group's own fit has as many columns as the pair has good scans there. The other banks' heaters keep
-    the group fit's columns of the mean where that group saw the pair in all but one scan, else the bank's other
-    rings' median, and move both rings alike, as do the bank's heaters that never part the pair. Rows in
+    fits; :func:`_joint_row`): a group's own fit has as many columns as the pair has good scans there. The other
+    banks' heaters move both rings alike, as do the bank's heaters that never part the pair. Rows in
     ``k_matrix`` (map order) are replaced in place, with their ``resid_sq``/``counts``; returns (N,) own resonance
     minus map centre (0 off pairs)."""
     n = shifts.shape[1]
@@ -932,7 +932,8 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
         pos = centres[:, [gi, gj]]                                      # (M, 2) tracked
         apart = np.abs(pos[:, 0] - pos[:, 1]) >= resolve_m
         if rest.size:
-            apart &= np.min(np.abs(pos[:, :, None] - centres[:, None, rest]), axis=(1, 2)) >= OTHERS_RESOLVED_SHARE * resolve_m
+            others_m = np.min(np.abs(pos[:, :, None] - centres[:, None, rest]), axis=(1, 2))
+            apart &= others_m >= OTHERS_RESOLVED_SHARE * resolve_m
         diff = shifts[:, gi] - shifts[:, gj]
         ok = apart & np.isfinite(diff) & good
         diff_row = np.zeros(n)
@@ -993,7 +994,7 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
         if corrupt.any():
             log.info("heater steps: %d (scan, bank) fits lost a resonance (moved blue by more than %.0f pm); left out",
                      int(corrupt.sum()), LOST_BLUE_FRACTION * resolve_m * 1e12)
-    k_matrix, gamma, resid_sq, counts, resid = _fit_groups(groups, shifts, drives, rows)
+    k_matrix, gamma, resid_sq, counts = _fit_groups(groups, shifts, drives, rows)
     if corrupt is not None and corrupt.any():
         nr = hw.n_rings
         with np.errstate(invalid="ignore"):
@@ -1020,15 +1021,14 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
 
 
 def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray, rows: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The per-group fits of :func:`_fit`: (crosstalk (N, N) in the shifts' order, gamma (N,), weighted squared
-    residual sums and weights per resonance (N,), residuals (M, N), NaN where not measured)."""
+    residual sums and weights per resonance (N,))."""
     n = shifts.shape[1]
     k_matrix = np.zeros((n, n))
     gamma = np.zeros(n)
     resid_sq = np.zeros(n)
     counts = np.zeros(n)
-    resid = np.full(shifts.shape, np.nan)
     for gi, heaters in enumerate(groups):                 # a loop over groups: one bulk fit each
         sel = rows == gi
         measured = np.isfinite(shifts[sel])               # NaN: the scan did not cover that resonance
@@ -1046,8 +1046,7 @@ def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray
         gamma[heaters] = sol_x
         resid_sq += np.sum(weights * r * r, axis=0)
         counts += np.sum(weights, axis=0)
-        resid[sel] = np.where(measured, r, np.nan)
-    return k_matrix, gamma, resid_sq, counts, resid
+    return k_matrix, gamma, resid_sq, counts
 
 
 def _columns(s: np.ndarray, u: np.ndarray, weights: np.ndarray, gam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,11 +13,13 @@ import pytest
 
 from labctl.bench.bench import Bench
 from labctl.bench.config import embedded_bench_path
+from labctl.calibration import artifact
 from labctl.calibration.measure import only_laser
 from labctl.calibration.resonances import measure_resonance_map
 from labctl.calibration.thermal import (
     PAIR_LINEWIDTHS,
     RESOLVED_LINEWIDTHS,
+    ThermalModel,
     _fit,
     characterize_heaters,
     close_pairs,
@@ -110,6 +112,9 @@ def test_the_heater_steps_put_a_close_pair_where_its_rings_are(seed2_heaters: Si
         in_pair.flat[[gi, gj]] = True
     assert np.all(corr[~in_pair] == 0.0)
     assert np.sqrt(np.mean((resolved - s.own)[in_pair] ** 2)) < np.sqrt(np.mean((mapped - s.own)[in_pair] ** 2))
+    # the correction is part of the heater model's record (a weights-only recalibration keeps it)
+    back = artifact.dataclass_from(ThermalModel, artifact.dataclass_fields(s.thermal), "thermal")
+    np.testing.assert_array_equal(back.zero_drive_correction_m, corr)
     # the pair's heaters: each moves its own ring by its efficiency, its partner by a crosstalk share (0.1 true)
     k = s.thermal.crosstalk.reshape(4, 10, 4, 10)[1, :2, 1, :2]
     assert k[1, 0] < 0.3 * k[0, 0] and k[0, 1] < 0.3 * k[1, 1]
