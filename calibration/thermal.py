@@ -570,6 +570,9 @@ OTHERS_RESOLVED_SHARE = 0.75
 #: lost it (heaters only heat; a pair's poles sit up to tens of pm from the rings): that scan is no evidence on any
 #: resonance of the bank, whose rows are then fitted over all groups at once (:func:`_joint_row`).
 LOST_BLUE_FRACTION = 0.5
+#: The poles of a pair were pulled by at most 0.4 linewidth each on the emulator (current-s2: 76 pm of 190); a fit
+#: that moves a ring by more than this share of ``RESOLVED_LINEWIDTHS`` (1 linewidth) failed, and the map is kept.
+MAX_PAIR_PULL_SHARE = 0.5
 #: A pair is resolved from at least this many such scans (else its rings share the pair's mean motion).
 MIN_RESOLVED_SCANS = 3
 #: A ring whose tracked shifts the fitted model misses by more than this many linewidths (rms) was not tracked.
@@ -944,6 +947,12 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
             sol_d, r_d, w_d = _robust_lstsq(np.c_[heat[np.ix_(ok, cols)], np.ones(int(ok.sum()))], diff[ok])
             diff_row[cols] = sol_d[:-1]
             gap = float(sol_d[-1])
+        if abs(gap) > 2.0 * MAX_PAIR_PULL_SHARE * resolve_m:            # beyond any pull seen: a failed fit
+            log.warning("resonances %d and %d of bank %d: the steps that part them put them %.0f pm from the map's "
+                        "poles, more than a pair pulls; the map is kept for them", gi % n_rings, gj % n_rings, b,
+                        0.5 * abs(gap) * 1e12)
+            diff_row[:], gap, ok[:], r_d, w_d = 0.0, 0.0, False, np.zeros(0), np.zeros(0)
+        if gap:
             log.info("bank %d: resonances %d and %d (%.0f pm apart on the map) resolved from %d scans that part "
                      "them: %.0f pm apart at zero drive", b, gi % n_rings, gj % n_rings,
                      abs(centres[0, gi] - centres[0, gj]) * 1e12, int(ok.sum()),
