@@ -573,7 +573,7 @@ LOST_BLUE_FRACTION = 0.5
 #: The poles of a pair were pulled by at most 0.4 linewidth each on the emulator (current-s2: 76 pm of 190); a fit
 #: that moves a ring by more than this share of ``RESOLVED_LINEWIDTHS`` (1 linewidth) failed, and the map is kept.
 MAX_PAIR_PULL_SHARE = 0.5
-#: A pair is resolved from at least this many such scans (else its rings share the pair's mean motion).
+#: A pair is resolved from at least this many such scans (else its poles are tracked as they are).
 MIN_RESOLVED_SCANS = 3
 #: A ring whose tracked shifts the fitted model misses by more than this many linewidths (rms) was not tracked.
 UNTRACKED_LINEWIDTHS = 0.1
@@ -904,7 +904,7 @@ def _joint_row(k_row: np.ndarray, y: np.ndarray, good: np.ndarray, bank: np.ndar
 def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarray, shifts: np.ndarray,
                    drives: np.ndarray, gamma: np.ndarray, pairs: list[tuple[int, int]], centres: np.ndarray,
                    resolve_m: float, groups: list[np.ndarray], rows: np.ndarray, corrupt: np.ndarray,
-                   n_rings: int) -> np.ndarray:
+                   n_rings: int, fallback: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Rows of close pairs and the rings' own zero-drive places, on a map of poles (balanced only).
 
     Two rings on the same buses closer than about a linewidth are one coupled system: its two poles attract (the
@@ -916,7 +916,9 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
     where the bank's fit lost a resonance, are left out. Both are fitted over all groups at once with their
     zero-drive value free, on the bank's own heaters (least squares, outliers down-weighted as in the groups'
     fits; :func:`_joint_row`): a group's own fit has as many columns as the pair has good scans there. The other
-    banks' heaters move both rings alike, as do the bank's heaters that never part the pair. Rows in
+    banks' heaters move both rings alike, as do the bank's heaters that never part the pair. A pair that too few
+    steps part (or whose fit moves a ring beyond any pull) keeps its poles' own rows (``fallback``: crosstalk,
+    squared residual sums and weights of the plain fit) and the map's centres. Rows in
     ``k_matrix`` (map order) are replaced in place, with their ``resid_sq``/``counts``; returns (N,) own resonance
     minus map centre (0 off pairs)."""
     n = shifts.shape[1]
@@ -943,25 +945,30 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
         gap = 0.0
         r_d, w_d = np.zeros(0), np.zeros(0)
         cols = bank[np.any(heat[np.ix_(ok, bank)] > 0, axis=0)]
-        if int(ok.sum()) >= max(MIN_RESOLVED_SCANS, cols.size + 2):
+        resolved = int(ok.sum()) >= max(MIN_RESOLVED_SCANS, cols.size + 2)
+        if resolved:
             sol_d, r_d, w_d = _robust_lstsq(np.c_[heat[np.ix_(ok, cols)], np.ones(int(ok.sum()))], diff[ok])
             diff_row[cols] = sol_d[:-1]
             gap = float(sol_d[-1])
-        if abs(gap) > 2.0 * MAX_PAIR_PULL_SHARE * resolve_m:            # beyond any pull seen: a failed fit
-            log.warning("resonances %d and %d of bank %d: the steps that part them put them %.0f pm from the map's "
-                        "poles, more than a pair pulls; the map is kept for them", gi % n_rings, gj % n_rings, b,
-                        0.5 * abs(gap) * 1e12)
-            diff_row[:], gap, ok[:], r_d, w_d = 0.0, 0.0, False, np.zeros(0), np.zeros(0)
-        if gap:
+            if abs(gap) > 2.0 * MAX_PAIR_PULL_SHARE * resolve_m:        # beyond any pull seen: a failed fit
+                log.warning("resonances %d and %d of bank %d: the steps that part them put them %.0f pm from the "
+                            "map's poles, more than a pair pulls; their poles are tracked as they are",
+                            gi % n_rings, gj % n_rings, b, 0.5 * abs(gap) * 1e12)
+                resolved = False
+        if resolved:
             log.info("bank %d: resonances %d and %d (%.0f pm apart on the map) resolved from %d scans that part "
                      "them: %.0f pm apart at zero drive", b, gi % n_rings, gj % n_rings,
                      abs(centres[0, gi] - centres[0, gj]) * 1e12, int(ok.sum()),
                      abs(centres[0, gi] - centres[0, gj] + gap) * 1e12)
-        else:
+        elif gap == 0.0:
             log.warning("resonances %d and %d of bank %d are %.0f pm apart at zero drive and the heater steps parted "
-                        "them in %d scans only: both take the pair's mean motion (thermal model approximate for "
+                        "them in %d scans only: their poles are tracked as they are (thermal model approximate for "
                         "them)", gi % n_rings, gj % n_rings, b, abs(centres[0, gi] - centres[0, gj]) * 1e12,
                         int(ok.sum()))
+        if not resolved:
+            for g in (gi, gj):
+                k_matrix[g], resid_sq[g], counts[g] = fallback[0][g], fallback[1][g], fallback[2][g]
+            continue
         k_matrix[gi], k_matrix[gj] = mean_row + 0.5 * diff_row, mean_row - 0.5 * diff_row
         correction[gi], correction[gj] = offset + 0.5 * gap, offset - 0.5 * gap
         ms = float(np.sum(w_m * r_m * r_m)) + 0.25 * float(np.sum(w_d * r_d * r_d))
@@ -984,43 +991,46 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
     resonance's own zero-drive place minus the map's (0 but in resolved pairs)."""
     pairs = pairs or []
     shifts_raw = shifts
-    shifts = np.array(shifts, dtype=float)
-    for gi, gj in pairs:             # the pair's mean is tracked in every scan; its first row fits it
-        shifts[:, gi] = 0.5 * (shifts[:, gi] + shifts[:, gj])
-        shifts[:, gj] = np.nan
-    n = shifts.shape[1]
+    plain = np.array(shifts, dtype=float)
+    n = plain.shape[1]
+    nr = hw.n_rings
     correction = np.zeros(n)
     corrupt = None
     if centres is not None:
         # balanced only: a scan in which the bank's fit lost some resonance (another ring came within a linewidth
         # of it: the fitted poles jumped by up to nanometres, some of them blue, which no heater does) is no
         # evidence on any resonance of that bank
-        nr = hw.n_rings
         with np.errstate(invalid="ignore"):
             lost = np.isfinite(shifts_raw) & ~(shifts_raw >= -LOST_BLUE_FRACTION * resolve_m)
         corrupt = lost.reshape(lost.shape[0], -1, nr).any(axis=2)                 # (M, B)
-        shifts[np.repeat(corrupt, nr, axis=1)] = np.nan
+        plain[np.repeat(corrupt, nr, axis=1)] = np.nan
         if corrupt.any():
             log.info("heater steps: %d (scan, bank) fits lost a resonance (moved blue by more than %.0f pm); left out",
                      int(corrupt.sum()), LOST_BLUE_FRACTION * resolve_m * 1e12)
-    k_matrix, gamma, resid_sq, counts = _fit_groups(groups, shifts, drives, rows)
+    merged = plain.copy()
+    for gi, gj in pairs:             # the pair's mean is tracked in every scan; its first row fits it
+        merged[:, gi] = 0.5 * (plain[:, gi] + plain[:, gj])
+        merged[:, gj] = np.nan
+    k_matrix, gamma, resid_sq, counts = _fit_groups(groups, merged, drives, rows)
+    # a pair the steps cannot resolve keeps the rows its poles' own tracking gives (two equal rows would make the
+    # matrix singular)
+    fb_k, _, fb_sq, fb_counts = _fit_groups(groups, plain, drives, rows) if pairs else (k_matrix, gamma, resid_sq,
+                                                                                        counts)
     if corrupt is not None and corrupt.any():
-        nr = hw.n_rings
         with np.errstate(invalid="ignore"):
             heat = np.nan_to_num(_heat(drives, gamma[None, :]))
         in_pair = {g for pair in pairs for g in pair}
         for b in np.flatnonzero(corrupt.any(axis=0)):                  # the banks that lost a scan: one or two
             bank = np.arange(b * nr, (b + 1) * nr)
             for i in bank:                                              # their rings, a handful
-                if int(i) in in_pair:
-                    continue
-                k_matrix[i], _, r_i, w_i = _joint_row(k_matrix[i], shifts[:, i], ~corrupt[:, b], bank, heat, groups,
-                                                     rows, intercept=False)
-                resid_sq[i], counts[i] = float(np.sum(w_i * r_i * r_i)), max(float(np.sum(w_i)), 1e-12)
+                k, sq, cnt = (fb_k, fb_sq, fb_counts) if int(i) in in_pair else (k_matrix, resid_sq, counts)
+                k[i], _, r_i, w_i = _joint_row(k[i], plain[:, i], ~corrupt[:, b], bank, heat, groups, rows,
+                                               intercept=False)
+                sq[i], cnt[i] = float(np.sum(w_i * r_i * r_i)), max(float(np.sum(w_i)), 1e-12)
     if pairs:
         assert centres is not None and corrupt is not None
         correction = _resolve_pairs(k_matrix, resid_sq, counts, shifts_raw, drives, gamma, pairs, centres,
-                                    resolve_m, groups, rows, corrupt, hw.n_rings)
+                                    resolve_m, groups, rows, corrupt, nr, (fb_k, fb_sq, fb_counts))
     if resonance_of_heater is not None:
         k_matrix, resid_sq, counts = (k_matrix[resonance_of_heater], resid_sq[resonance_of_heater],
                                       counts[resonance_of_heater])
