@@ -993,9 +993,9 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
     shifts_raw = shifts
     plain = np.array(shifts, dtype=float)
     n = plain.shape[1]
-    nr = hw.n_rings
     correction = np.zeros(n)
     corrupt = None
+    nr = int(getattr(hw, "n_rings", n))
     if centres is not None:
         # balanced only: a scan in which the bank's fit lost some resonance (another ring came within a linewidth
         # of it: the fitted poles jumped by up to nanometres, some of them blue, which no heater does) is no
