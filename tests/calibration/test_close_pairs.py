@@ -42,9 +42,9 @@ def _pulled(own: np.ndarray, width_m: float) -> np.ndarray:
     return np.c_[own[:, 0] + pull, own[:, 1] - pull]
 
 
-def test_a_pair_is_resolved_from_the_steps_that_part_it() -> None:
+def _synthetic_pair() -> SimpleNamespace:
     """Synthetic bank of 4 rings, one heater per group: rings 0 and 1 sit 0.9 linewidth apart, the tracking sees
-    their pulled poles. The fit recovers their own zero-drive places and rows from the steps that part them."""
+    their pulled poles."""
     nb, nr, lw = 1, 4, 190e-12
     own0 = np.array([0.0, 0.9 * lw, 1.5e-9, 3e-9])
     k_true = np.array([[1.0, 0.1, 0.03, 0.01], [0.1, 1.0, 0.09, 0.03], [0.02, 0.08, 1.0, 0.1],
@@ -62,10 +62,20 @@ def test_a_pair_is_resolved_from_the_steps_that_part_it() -> None:
     own = own0[None, :] + (drives_a ** 2) @ k_true.T                    # (M, N) the rings' own resonances
     tracked = own.copy()
     tracked[:, :2] = _pulled(own[:, :2], lw)
-    map_centre = _pulled(own0[None, :2], lw)[0]
-    centre0 = np.r_[map_centre, own0[2:]]
+    centre0 = np.r_[_pulled(own0[None, :2], lw)[0], own0[2:]]
+    return SimpleNamespace(nb=nb, nr=nr, lw=lw, own0=own0, k_true=k_true, groups=groups, drives=drives_a,
+                           rows=rows_a, tracked=tracked, centre0=centre0,
+                           hw=SimpleNamespace(n_banks=nb, n_rings=nr, mode="current"))
+
+
+def test_a_pair_is_resolved_from_the_steps_that_part_it() -> None:
+    """The fit recovers the pair's own zero-drive places and rows from the steps that part them."""
+    p = _synthetic_pair()
+    nb, nr, lw, own0, k_true, groups = p.nb, p.nr, p.lw, p.own0, p.k_true, p.groups
+    drives_a, rows_a, tracked, centre0 = p.drives, p.rows, p.tracked, p.centre0
+    map_centre = centre0[:2]
     assert abs(map_centre[1] - map_centre[0]) < 0.5 * (own0[1] - own0[0])     # the map cannot place them
-    hw = SimpleNamespace(n_banks=nb, n_rings=nr, mode="current")
+    hw = p.hw
     pairs = close_pairs(centre0.reshape(nb, nr), PAIR_LINEWIDTHS * lw)
     assert pairs == [(0, 1)]
     model, correction = _fit(hw, groups, tracked - centre0[None, :], drives_a, rows_a, pairs=pairs,
@@ -78,6 +88,19 @@ def test_a_pair_is_resolved_from_the_steps_that_part_it() -> None:
     # without the pair handling the map's pull stays in the model
     plain, zero = _fit(hw, groups, tracked - centre0[None, :], drives_a, rows_a)
     assert not np.any(zero)
+
+
+def test_a_pair_no_step_parts_keeps_its_poles_rows() -> None:
+    """Where no scan parts the pair, its rings keep the rows their poles' own tracking gives: two equal rows of the
+    pair's mean would make the crosstalk matrix singular (current-s6 stopped there)."""
+    p = _synthetic_pair()
+    kw = dict(centres=p.tracked, resolve_m=100 * p.lw)                 # no scan parts anything
+    shifts = p.tracked - p.centre0[None, :]
+    model, correction = _fit(p.hw, p.groups, shifts, p.drives, p.rows, pairs=[(0, 1)], **kw)
+    plain, _ = _fit(p.hw, p.groups, shifts, p.drives, p.rows, pairs=[], **kw)
+    assert not np.any(correction)
+    np.testing.assert_allclose(model.crosstalk[:2], plain.crosstalk[:2])
+    assert np.linalg.cond(model.crosstalk) < 1e3
 
 
 @pytest.fixture(scope="module")
