@@ -486,6 +486,7 @@ def calibrate(hw: BenchSession, refine: bool = False, progress: Progress | None 
             with _step("heaters", hw, timing, progress, 1, total):
                 thermal = characterize_heaters(hw, rmap, progress=progress, averaging_time_s=averaging_time_s)
         rmap = rmap.in_ring_order(thermal.resonance_of_ring)     # ring r: the resonance heater r moves
+        rmap = rmap.with_zero_drive_correction(getattr(thermal, "zero_drive_correction_m", None))
         max_drive = _effective_max_drive(hw.limits)              # the windows respect the power limits too
         if not np.array_equal(np.asarray(thermal.max_drive, dtype=float), max_drive):
             thermal = copy.copy(thermal)                         # a kept model is shared: change a copy

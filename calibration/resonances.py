@@ -642,6 +642,21 @@ class ResonanceMap:
                                    pole_fwhm_m=take(self.pole_fwhm_m), zero_width_m=take(self.zero_width_m),
                                    stats={**self.stats, "resonance_of_ring": idx.tolist()})
 
+    def with_zero_drive_correction(self, correction_m: np.ndarray | None) -> ResonanceMap:
+        """The map (ring order) with its centres moved to the rings' own resonances where the heater steps resolved
+        them (``ThermalModel.zero_drive_correction_m``: close pairs on a map of poles); the poles stay as measured.
+        """
+        if correction_m is None:
+            return self
+        corr = np.asarray(correction_m, dtype=float)
+        if corr.shape != self.center_m.shape:
+            raise ValueError(f"zero-drive correction is {corr.shape}, the map {self.center_m.shape}")
+        if not np.any(corr):
+            return self
+        pole = self.center_m.copy() if self.pole_m is None else self.pole_m
+        return dataclasses.replace(self, center_m=self.center_m + corr, pole_m=pole,
+                                   stats={**self.stats, "zero_drive_correction_pm": np.round(corr * 1e12, 2).tolist()})
+
     def guess(self, bank: int, center_m: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Starting values for tracking bank ``bank``'s rings to ``center_m`` (default: the map's centres)."""
         c0 = self.center_m[bank]

@@ -84,6 +84,10 @@ class ThermalModel:
     #: (B, R) which resonance of the map (index in its wavelength order) heater r of bank b moves: ring r is that
     #: resonance (:meth:`ResonanceMap.in_ring_order`). None in files written before the heaters identified it.
     resonance_of_ring: np.ndarray | None = None
+    #: (B, R) ring order: each ring's own zero-drive resonance minus the map's centre, where the heater steps
+    #: resolved it (balanced-only maps report poles, which pull two close rings towards each other; see
+    #: :func:`_resolve_pairs`), else 0; None where no pair was resolved (and in older files).
+    zero_drive_correction_m: np.ndarray | None = None
 
     def heat(self, drive: np.ndarray) -> np.ndarray:
         """Heat of a drive vector (N,) or batch (M, N)."""
@@ -445,16 +449,25 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     rows = np.asarray(group_of_row)
     for drive_row, shift_row, group in zip(drives, shifts, rows):
         emit(hw, "heater_steps", drive=drive_row, shift_m=shift_row, group=group)
-    model = _fit(hw, groups, shifts, drives, rows, own)
-    settled = _settle_pairs(hw, model.crosstalk, own, center0, float(np.median(width)))
+    lw = float(np.median(width))
+    # balanced only: the map's poles of two close rings are pulled towards each other (by up to tens of pm, both
+    # ways); such pairs are resolved from the steps that part them (_resolve_pairs)
+    pairs = [] if rmap.measured_ports else close_pairs(center0.reshape(nb, nr), PAIR_LINEWIDTHS * lw)
+    pair_fit: dict[str, Any] = {} if rmap.measured_ports else dict(
+        pairs=pairs, centres=shifts + center0[None, :], resolve_m=RESOLVED_LINEWIDTHS * lw)
+    model, correction = _fit(hw, groups, shifts, drives, rows, own, **pair_fit)
+    settled = _settle_pairs(hw, model.crosstalk, own, center0 + correction, lw)
     if not np.array_equal(settled, own):
         own = settled
-        model = _fit(hw, groups, shifts, drives, rows, own)
+        model, correction = _fit(hw, groups, shifts, drives, rows, own, **pair_fit)
+    centre_fit = center0 + correction                   # map order: the rings' own zero-drive resonances
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
-    _share_coincident(model, center0[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * float(np.median(width)))
-    stood_in = _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * float(np.median(width)))
-    _verify_order(hw, model.crosstalk, nb, nr, center0[own].reshape(nb, nr), float(np.median(width)),
+    if pairs:
+        model.zero_drive_correction_m = correction[own].reshape(nb, nr)
+    _share_coincident(model, centre_fit[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * lw)
+    stood_in = _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * lw)
+    _verify_order(hw, model.crosstalk, nb, nr, centre_fit[own].reshape(nb, nr), lw,
                   fit_rmse_m=model.fit_rmse_m.reshape(nb, nr), stood_in=stood_in)
     swapped = int(np.sum(model.resonance_of_ring != np.arange(nr)[None, :]))
     if swapped:
@@ -543,6 +556,25 @@ def _resistance(hw: BenchSession, drive: np.ndarray) -> np.ndarray | None:
 #: Rings closer than this many linewidths at zero drive are one feature to the tracking (their crosstalk rows
 #: are shared out, :func:`_share_coincident`); pairs a linewidth apart are still separated by the bank fit.
 COINCIDENT_LINEWIDTHS = 0.3
+#: Balanced-only maps: two rings of a bank closer than this many linewidths at zero drive are a pair whose poles
+#: pull each other (current-s2: rings 174 pm apart, 0.9 linewidth, fitted 30 pm apart; 1.1-2 linewidths apart:
+#: 7-30 pm each) ...
+PAIR_LINEWIDTHS = 1.5
+#: ... and a pair is resolved in a scan where its rings are at least this many linewidths apart and from every
+#: other resonance of the bank (at 1.5 linewidths the poles were still pulled by 20-30 pm, beyond 3 by < 10 pm).
+RESOLVED_LINEWIDTHS = 2.0
+#: ... and from the bank's other resonances at least this share of it (a third ring 1.5 linewidths from one of the
+#: pair pulled it by < 10 pm on the emulator; the stricter bound left 5 resolving scans instead of 7 on current-s2)
+OTHERS_RESOLVED_SHARE = 0.75
+#: A scan in which some resonance of a bank moved blue by more than this fraction of ``RESOLVED_LINEWIDTHS``
+#: lost it (heaters only heat; a pair's poles sit up to tens of pm from the rings): that scan is no evidence on any
+#: resonance of the bank, whose rows are then fitted over all groups at once (:func:`_joint_row`).
+LOST_BLUE_FRACTION = 0.5
+#: The poles of a pair were pulled by at most 0.4 linewidth each on the emulator (current-s2: 76 pm of 190); a fit
+#: that moves a ring by more than this share of ``RESOLVED_LINEWIDTHS`` (1 linewidth) failed, and the map is kept.
+MAX_PAIR_PULL_SHARE = 0.5
+#: A pair is resolved from at least this many such scans (else its poles are tracked as they are).
+MIN_RESOLVED_SCANS = 3
 #: A ring whose tracked shifts the fitted model misses by more than this many linewidths (rms) was not tracked.
 UNTRACKED_LINEWIDTHS = 0.1
 #: The heater's own resonance must move at least this fraction of the expected own shift ...
@@ -816,12 +848,201 @@ def _heat(u: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return u2 / (1.0 - gamma * u2)
 
 
+def close_pairs(center_m: np.ndarray, close_m: float) -> list[tuple[int, int]]:
+    """Disjoint pairs (flat indices b * R + k) of resonances of one bank closer than ``close_m`` (centres (B, R)),
+    the closest first; a resonance close to two others joins the closer one only."""
+    nb, nr = center_m.shape
+    d = np.abs(center_m[:, :, None] - center_m[:, None, :])             # (B, R, R)
+    b, i, j = np.nonzero(np.triu(d < close_m, 1))
+    out: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for k in np.argsort(d[b, i, j], kind="stable"):                     # a few pairs per chip
+        gi, gj = int(b[k] * nr + i[k]), int(b[k] * nr + j[k])
+        if gi not in used and gj not in used:
+            out.append((gi, gj))
+            used.update((gi, gj))
+    return out
+
+
+def _robust_lstsq(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares, then once more with outliers down-weighted as in the groups' fits (1 within 4 robust sigma);
+    returns (solution, residuals, weights)."""
+    wts = np.ones(y.size)
+    for _ in range(2):
+        sol = np.linalg.lstsq(a * np.sqrt(wts)[:, None], y * np.sqrt(wts), rcond=None)[0]
+        r = a @ sol - y
+        scale = 1.4826 * float(np.median(np.abs(r))) + 1e-15
+        wts = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * scale))
+    return sol, r, wts
+
+
+def _joint_row(k_row: np.ndarray, y: np.ndarray, good: np.ndarray, bank: np.ndarray, heat: np.ndarray,
+               groups: list[np.ndarray], rows: np.ndarray, *, intercept: bool
+               ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """One resonance's row refitted over all groups at once on its bank's heaters (y (M,) its shifts, ``good``
+    the scans that count): a group's own fit has as many columns as the resonance has good scans there, and fits
+    anything when its bank lost scans. The other banks' heaters keep ``k_row``'s columns where their group saw the
+    resonance in all but one scan, else 0 (they are far). Returns (row, zero-drive offset (0 without
+    ``intercept``), residuals, weights)."""
+    n = k_row.size
+    ok = good & np.isfinite(y)
+    other = np.setdiff1d(np.arange(n), bank)
+    k_other = np.zeros(other.size)
+    for g, heaters in enumerate(groups):                                # ten groups
+        if int(np.sum(ok & (rows == g))) >= int(np.sum(rows == g)) - 1:
+            pick = np.isin(other, heaters)
+            k_other[pick] = k_row[other[pick]]
+    a = heat[np.ix_(ok, bank)]
+    if intercept:
+        a = np.c_[a, np.ones(int(ok.sum()))]
+    sol, r, w = _robust_lstsq(a, y[ok] - heat[np.ix_(ok, other)] @ k_other)
+    row = np.zeros(n)
+    row[other], row[bank] = k_other, sol[:bank.size]
+    return row, float(sol[-1]) if intercept else 0.0, r, w
+
+
+def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarray, shifts: np.ndarray,
+                   drives: np.ndarray, gamma: np.ndarray, pairs: list[tuple[int, int]], centres: np.ndarray,
+                   resolve_m: float, groups: list[np.ndarray], rows: np.ndarray, corrupt: np.ndarray,
+                   n_rings: int, fallback: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Rows of close pairs and the rings' own zero-drive places, on a map of poles (balanced only).
+
+    Two rings on the same buses closer than about a linewidth are one coupled system: its two poles attract (the
+    map put rings 174 pm apart 30 pm apart) and move with the pair's separation, not with either heater alone, so
+    their shifts from the map are no ring's. What stays linear: the mean of the two poles (the trace of the pair's
+    coupled-mode matrix: the mean of the rings' own resonances, within a few pm on the emulator), tracked in every
+    scan; and the difference of the two poles where the rings stand apart (``resolve_m`` from each other and from
+    the bank's other resonances: a heater step that moves one of them away). Scans flagged in ``corrupt`` (M, B),
+    where the bank's fit lost a resonance, are left out. Both are fitted over all groups at once with their
+    zero-drive value free, on the bank's own heaters (least squares, outliers down-weighted as in the groups'
+    fits; :func:`_joint_row`): a group's own fit has as many columns as the pair has good scans there. The other
+    banks' heaters move both rings alike, as do the bank's heaters that never part the pair. A pair that too few
+    steps part (or whose fit moves a ring beyond any pull) keeps its poles' own rows (``fallback``: crosstalk,
+    squared residual sums and weights of the plain fit) and the map's centres. Rows in
+    ``k_matrix`` (map order) are replaced in place, with their ``resid_sq``/``counts``; returns (N,) own resonance
+    minus map centre (0 off pairs)."""
+    n = shifts.shape[1]
+    correction = np.zeros(n)
+    with np.errstate(invalid="ignore"):
+        heat = np.nan_to_num(_heat(drives, gamma[None, :]))            # (M, N): drives are 0 off each group
+    for gi, gj in pairs:                                                # a pair or two per bank at most
+        b = gi // n_rings
+        bank = np.arange(b * n_rings, (b + 1) * n_rings)
+        rest = np.setdiff1d(bank, [gi, gj])
+        good = ~corrupt[:, b]
+        # mean: the bank's own heaters fitted with the mean's zero-drive offset
+        mean = 0.5 * (shifts[:, gi] + shifts[:, gj])
+        mean_row, offset, r_m, w_m = _joint_row(k_matrix[gi], mean, good, bank, heat, groups, rows, intercept=True)
+        # difference: where the pair stands apart
+        pos = centres[:, [gi, gj]]                                      # (M, 2) tracked
+        apart = np.abs(pos[:, 0] - pos[:, 1]) >= resolve_m
+        if rest.size:
+            others_m = np.min(np.abs(pos[:, :, None] - centres[:, None, rest]), axis=(1, 2))
+            apart &= others_m >= OTHERS_RESOLVED_SHARE * resolve_m
+        diff = shifts[:, gi] - shifts[:, gj]
+        ok = apart & np.isfinite(diff) & good
+        diff_row = np.zeros(n)
+        gap = 0.0
+        r_d, w_d = np.zeros(0), np.zeros(0)
+        cols = bank[np.any(heat[np.ix_(ok, bank)] > 0, axis=0)]
+        resolved = int(ok.sum()) >= max(MIN_RESOLVED_SCANS, cols.size + 2)
+        if resolved:
+            sol_d, r_d, w_d = _robust_lstsq(np.c_[heat[np.ix_(ok, cols)], np.ones(int(ok.sum()))], diff[ok])
+            diff_row[cols] = sol_d[:-1]
+            gap = float(sol_d[-1])
+            if abs(gap) > 2.0 * MAX_PAIR_PULL_SHARE * resolve_m:        # beyond any pull seen: a failed fit
+                log.warning("resonances %d and %d of bank %d: the steps that part them put them %.0f pm from the "
+                            "map's poles, more than a pair pulls; their poles are tracked as they are",
+                            gi % n_rings, gj % n_rings, b, 0.5 * abs(gap) * 1e12)
+                resolved = False
+        if resolved:
+            log.info("bank %d: resonances %d and %d (%.0f pm apart on the map) resolved from %d scans that part "
+                     "them: %.0f pm apart at zero drive", b, gi % n_rings, gj % n_rings,
+                     abs(centres[0, gi] - centres[0, gj]) * 1e12, int(ok.sum()),
+                     abs(centres[0, gi] - centres[0, gj] + gap) * 1e12)
+        elif gap == 0.0:
+            log.warning("resonances %d and %d of bank %d are %.0f pm apart at zero drive and the heater steps parted "
+                        "them in %d scans only: their poles are tracked as they are (thermal model approximate for "
+                        "them)", gi % n_rings, gj % n_rings, b, abs(centres[0, gi] - centres[0, gj]) * 1e12,
+                        int(ok.sum()))
+        if not resolved:
+            for g in (gi, gj):
+                k_matrix[g], resid_sq[g], counts[g] = fallback[0][g], fallback[1][g], fallback[2][g]
+            continue
+        k_matrix[gi], k_matrix[gj] = mean_row + 0.5 * diff_row, mean_row - 0.5 * diff_row
+        correction[gi], correction[gj] = offset + 0.5 * gap, offset - 0.5 * gap
+        ms = float(np.sum(w_m * r_m * r_m)) + 0.25 * float(np.sum(w_d * r_d * r_d))
+        cnt = float(np.sum(w_m)) + 0.25 * float(np.sum(w_d))
+        resid_sq[gi] = resid_sq[gj] = ms
+        counts[gi] = counts[gj] = max(cnt, 1e-12)
+    return correction
+
+
 def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray,
-         rows: np.ndarray, resonance_of_heater: np.ndarray | None = None) -> ThermalModel:
+         rows: np.ndarray, resonance_of_heater: np.ndarray | None = None, *,
+         pairs: list[tuple[int, int]] | None = None, centres: np.ndarray | None = None, resolve_m: float = 0.0
+         ) -> tuple[ThermalModel, np.ndarray]:
     """Per group: gamma by variable projection around the linear least-squares crosstalk columns (all resonances
     at once), then once more with outlying (scan, resonance) points down-weighted (a resonance that could not be
     told apart from another one in one scan must not bend a whole column). ``shifts`` are per resonance (the map's
-    order); the model's rows are put in ring order with ``resonance_of_heater`` (ring j = what heater j moves)."""
+    order); the model's rows are put in ring order with ``resonance_of_heater`` (ring j = what heater j moves).
+    ``pairs`` (map order, with the tracked ``centres`` (M, N) of every scan): close pairs of a map of poles, fitted
+    by their mean and resolved apart (:func:`_resolve_pairs`). Returns the model and (N,) map order, each
+    resonance's own zero-drive place minus the map's (0 but in resolved pairs)."""
+    pairs = pairs or []
+    shifts_raw = shifts
+    plain = np.array(shifts, dtype=float)
+    n = plain.shape[1]
+    correction = np.zeros(n)
+    corrupt = None
+    nr = int(getattr(hw, "n_rings", n))
+    if centres is not None:
+        # balanced only: a scan in which the bank's fit lost some resonance (another ring came within a linewidth
+        # of it: the fitted poles jumped by up to nanometres, some of them blue, which no heater does) is no
+        # evidence on any resonance of that bank
+        with np.errstate(invalid="ignore"):
+            lost = np.isfinite(shifts_raw) & ~(shifts_raw >= -LOST_BLUE_FRACTION * resolve_m)
+        corrupt = lost.reshape(lost.shape[0], -1, nr).any(axis=2)                 # (M, B)
+        plain[np.repeat(corrupt, nr, axis=1)] = np.nan
+        if corrupt.any():
+            log.info("heater steps: %d (scan, bank) fits lost a resonance (moved blue by more than %.0f pm); left out",
+                     int(corrupt.sum()), LOST_BLUE_FRACTION * resolve_m * 1e12)
+    merged = plain.copy()
+    for gi, gj in pairs:             # the pair's mean is tracked in every scan; its first row fits it
+        merged[:, gi] = 0.5 * (plain[:, gi] + plain[:, gj])
+        merged[:, gj] = np.nan
+    k_matrix, gamma, resid_sq, counts = _fit_groups(groups, merged, drives, rows)
+    # a pair the steps cannot resolve keeps the rows its poles' own tracking gives (two equal rows would make the
+    # matrix singular)
+    fb_k, _, fb_sq, fb_counts = _fit_groups(groups, plain, drives, rows) if pairs else (k_matrix, gamma, resid_sq,
+                                                                                        counts)
+    if corrupt is not None and corrupt.any():
+        with np.errstate(invalid="ignore"):
+            heat = np.nan_to_num(_heat(drives, gamma[None, :]))
+        in_pair = {g for pair in pairs for g in pair}
+        for b in np.flatnonzero(corrupt.any(axis=0)):                  # the banks that lost a scan: one or two
+            bank = np.arange(b * nr, (b + 1) * nr)
+            for i in bank:                                              # their rings, a handful
+                k, sq, cnt = (fb_k, fb_sq, fb_counts) if int(i) in in_pair else (k_matrix, resid_sq, counts)
+                k[i], _, r_i, w_i = _joint_row(k[i], plain[:, i], ~corrupt[:, b], bank, heat, groups, rows,
+                                               intercept=False)
+                sq[i], cnt[i] = float(np.sum(w_i * r_i * r_i)), max(float(np.sum(w_i)), 1e-12)
+    if pairs:
+        assert centres is not None and corrupt is not None
+        correction = _resolve_pairs(k_matrix, resid_sq, counts, shifts_raw, drives, gamma, pairs, centres,
+                                    resolve_m, groups, rows, corrupt, nr, (fb_k, fb_sq, fb_counts))
+    if resonance_of_heater is not None:
+        k_matrix, resid_sq, counts = (k_matrix[resonance_of_heater], resid_sq[resonance_of_heater],
+                                      counts[resonance_of_heater])
+    return ThermalModel(mode=hw.mode, efficiency_m_per_unit=np.diag(k_matrix).copy(), crosstalk=k_matrix,
+                        nonlinearity=gamma, fit_rmse_m=np.sqrt(resid_sq / np.maximum(counts, 1e-12)),
+                        heat_unit="V^2" if hw.mode == "voltage" else "A^2"), correction
+
+
+def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray, rows: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The per-group fits of :func:`_fit`: (crosstalk (N, N) in the shifts' order, gamma (N,), weighted squared
+    residual sums and weights per resonance (N,))."""
     n = shifts.shape[1]
     k_matrix = np.zeros((n, n))
     gamma = np.zeros(n)
@@ -844,12 +1065,7 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
         gamma[heaters] = sol_x
         resid_sq += np.sum(weights * r * r, axis=0)
         counts += np.sum(weights, axis=0)
-    if resonance_of_heater is not None:
-        k_matrix, resid_sq, counts = (k_matrix[resonance_of_heater], resid_sq[resonance_of_heater],
-                                      counts[resonance_of_heater])
-    return ThermalModel(mode=hw.mode, efficiency_m_per_unit=np.diag(k_matrix).copy(), crosstalk=k_matrix,
-                        nonlinearity=gamma, fit_rmse_m=np.sqrt(resid_sq / np.maximum(counts, 1e-12)),
-                        heat_unit="V^2" if hw.mode == "voltage" else "A^2")
+    return k_matrix, gamma, resid_sq, counts
 
 
 def _columns(s: np.ndarray, u: np.ndarray, weights: np.ndarray, gam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -307,8 +307,8 @@ def test_unmeasured_shifts_do_not_bend_the_columns() -> None:
     bad[4, 1] += 1.5e-9                                  # group 0's fifth scan: resonance 1 took another pole
     masked = shifts_a.copy()
     masked[4, 1] = np.nan                                # ... and the scan says it did not cover it
-    err_bad = np.abs(_fit(hw, groups, bad, drives_a, rows_a).crosstalk - k_true).max()
-    err_masked = np.abs(_fit(hw, groups, masked, drives_a, rows_a).crosstalk - k_true).max()
+    err_bad = np.abs(_fit(hw, groups, bad, drives_a, rows_a)[0].crosstalk - k_true).max()
+    err_masked = np.abs(_fit(hw, groups, masked, drives_a, rows_a)[0].crosstalk - k_true).max()
     assert err_bad > 0.1e-9                              # the outlier bends the fit by a tenth of an efficiency
     assert err_masked < 1e-3 * 1e-9                      # left out: the columns come out as they are
 
