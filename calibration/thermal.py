@@ -554,6 +554,9 @@ MAX_STAND_IN_SHARE = 0.5
 #: A ring's normal equations in a group conditioned worse than this (after scaling the columns to unit norm) cannot
 #: tell the group's heats apart; well-measured rings stay below about 150 (heat columns of condition <= 8-12).
 MAX_COLUMN_CONDITION = 1e3
+#: A fitted coupling from a heater of another bank above this share of that heater's own efficiency is no thermal
+#: coupling (adjacent banks couple 0.005-0.01 of it on the emulated chips, a few % at most on real ones).
+MAX_CROSS_BANK_SHARE = 0.1
 
 
 def _heater_name(hw: BenchSession, j: int) -> str:
@@ -838,11 +841,22 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
         u = drives[sel][:, heaters]                       # (M, G)
         u2max = float(np.max(u * u))
         weights = measured.astype(float)
-        keep = _fitted_columns(u, weights, bank_of_row[:, None] == (heaters // hw.n_rings)[None, :])
+        same = bank_of_row[:, None] == (heaters // hw.n_rings)[None, :]     # (N, G) the heater in the row's bank
+        keep = _fitted_columns(u, weights, same)
         sol_x = np.zeros(heaters.size)
         for _ in range(2):
             sol_x = _fit_group(s, u, weights, u2max, sol_x, keep)
             kt, r = _columns(s, u, weights, sol_x, keep)
+            # coupling from another bank of a sizeable share of a heater's own efficiency is no thermal coupling but
+            # a tracking that followed another ring (a pair under a linewidth apart, adc-s7: 230 pm/V^2 onto a ring
+            # of another bank from a heater of own efficiency 250): that ring's columns come from its own bank
+            eff = np.max(kt, axis=1)                                      # (G,) each heater moves its ring most
+            share = np.abs(kt.T) / np.maximum(eff, 1e-300)[None, :]       # (N, G)
+            implausible = np.any(~same & keep & (share > MAX_CROSS_BANK_SHARE), axis=1)
+            if implausible.any():
+                keep = np.where(implausible[:, None], same, keep)
+                sol_x = _fit_group(s, u, weights, u2max, sol_x, keep)
+                kt, r = _columns(s, u, weights, sol_x, keep)
             scale = 1.4826 * np.median(np.abs(r[measured])) + 1e-15
             weights = measured / np.maximum(1.0, np.abs(r) / (4.0 * scale))   # Huber-like: 1 within 4 robust sigma
         k_matrix[:, heaters] = kt.T

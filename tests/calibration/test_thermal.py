@@ -445,3 +445,31 @@ def test_the_column_fit_does_not_hang_on_rounding() -> None:
     kt1, _ = _columns(s, u, np.ones_like(s), np.zeros(4), _fitted_columns(u, np.ones_like(s), same))
     kt2, _ = _columns(s2, u, np.ones_like(s), np.zeros(4), _fitted_columns(u, np.ones_like(s), same))
     assert np.allclose(kt1, kt2, rtol=1e-6, atol=1e-18)
+
+
+def test_no_heater_of_another_bank_moves_a_ring_like_its_own() -> None:
+    """A tracking that followed another ring in some scans (adc-s7: a pair 136 pm apart) gave a ring's row 230 pm/V^2
+    from a heater of another bank (its own efficiency 250, adjacent banks couple about 1): the joint windows took it
+    at full heat and sent a neighbour onto the next channel. A fitted cross-bank coupling above MAX_CROSS_BANK_SHARE
+    of the heater's own efficiency is refused: that ring's columns of the group come from its own bank's heater."""
+    from labctl.calibration.thermal import MAX_CROSS_BANK_SHARE
+
+    nb, nr = 4, 4
+    n = nb * nr
+    bank = np.arange(n) // nr
+    dist = np.abs(np.subtract.outer(np.arange(n) % nr, np.arange(n) % nr))
+    k_true = 250e-12 * np.where(bank[:, None] == bank[None, :], np.where(dist == 0, 1.0, 0.08 / 3.0 ** (dist - 1)),
+                                0.005)
+    groups = heater_groups(nb, nr, 4)
+    drives, shifts, rows = _group_scans(k_true, groups, (0.03, 0.25, 0.45, 0.65, 0.85, 1.0))
+    ring = 13                                             # bank 3, ring 1
+    g = int(next(i for i, h in enumerate(groups) if ring - 1 in h))    # the group of its neighbour's heater
+    foreign = int(next(j for j in groups[g] if bank[j] == 0))
+    sel = rows == g
+    shifts[sel, ring] += 230e-12 * drives[sel, foreign] ** 2            # what a confused tracking can look like
+    model = _fit(SimpleNamespace(mode="voltage", n_rings=nr), groups, shifts, drives, rows)
+    k = model.crosstalk
+    cross = bank[:, None] != bank[None, :]
+    assert np.all(np.abs(k[cross]) <= MAX_CROSS_BANK_SHARE * np.diag(k)[None, :].repeat(n, 0)[cross])
+    assert k[ring, foreign] == 0.0
+    assert np.allclose(np.diag(k), np.diag(k_true), rtol=1e-3)
