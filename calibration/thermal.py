@@ -583,6 +583,12 @@ MIN_OWN_FRACTION = 0.3
 MAX_SECOND_FRACTION = 0.6
 #: A stood-in crosstalk entry is at most this share of the own efficiency (nearest neighbours couple ~0.16-0.32).
 MAX_STAND_IN_SHARE = 0.5
+#: A ring's normal equations in a group conditioned worse than this (after scaling the columns to unit norm) cannot
+#: tell the group's heats apart; well-measured rings stay below about 150 (heat columns of condition <= 8-12).
+MAX_COLUMN_CONDITION = 1e3
+#: A fitted coupling from a heater of another bank above this share of that heater's own efficiency is no thermal
+#: coupling (adjacent banks couple 0.005-0.01 of it on the emulated chips, a few % at most on real ones).
+MAX_CROSS_BANK_SHARE = 0.1
 
 
 def _heater_name(hw: BenchSession, j: int) -> str:
@@ -1048,6 +1054,7 @@ def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray
     gamma = np.zeros(n)
     resid_sq = np.zeros(n)
     counts = np.zeros(n)
+    bank_of_row = np.arange(n) // hw.n_rings
     for gi, heaters in enumerate(groups):                 # a loop over groups: one bulk fit each
         sel = rows == gi
         measured = np.isfinite(shifts[sel])               # NaN: the scan did not cover that resonance
@@ -1055,10 +1062,22 @@ def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray
         u = drives[sel][:, heaters]                       # (M, G)
         u2max = float(np.max(u * u))
         weights = measured.astype(float)
+        same = bank_of_row[:, None] == (heaters // hw.n_rings)[None, :]     # (N, G) the heater in the row's bank
+        keep = _fitted_columns(u, weights, same)
         sol_x = np.zeros(heaters.size)
         for _ in range(2):
-            sol_x = _fit_group(s, u, weights, u2max, sol_x)
-            kt, r = _columns(s, u, weights, sol_x)
+            sol_x = _fit_group(s, u, weights, u2max, sol_x, keep)
+            kt, r = _columns(s, u, weights, sol_x, keep)
+            # coupling from another bank of a sizeable share of a heater's own efficiency is no thermal coupling but
+            # a tracking that followed another ring (a pair under a linewidth apart, adc-s7: 230 pm/V^2 onto a ring
+            # of another bank from a heater of own efficiency 250): that ring's columns come from its own bank
+            eff = np.max(kt, axis=1)                                      # (G,) each heater moves its ring most
+            share = np.abs(kt.T) / np.maximum(eff, 1e-300)[None, :]       # (N, G)
+            implausible = np.any(~same & keep & (share > MAX_CROSS_BANK_SHARE), axis=1)
+            if implausible.any():
+                keep = np.where(implausible[:, None], same, keep)
+                sol_x = _fit_group(s, u, weights, u2max, sol_x, keep)
+                kt, r = _columns(s, u, weights, sol_x, keep)
             scale = 1.4826 * np.median(np.abs(r[measured])) + 1e-15
             weights = measured / np.maximum(1.0, np.abs(r) / (4.0 * scale))   # Huber-like: 1 within 4 robust sigma
         k_matrix[:, heaters] = kt.T
@@ -1068,11 +1087,41 @@ def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray
     return k_matrix, gamma, resid_sq, counts
 
 
-def _columns(s: np.ndarray, u: np.ndarray, weights: np.ndarray, gam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least-squares crosstalk columns (G, N) for every ring at once, and the residuals (M, N)."""
+def _fitted_columns(u: np.ndarray, weights: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """(N, G) bool: the group's columns each ring's scans can fit. A ring whose scans of the group cannot tell the
+    group's heats apart (fewer scans measured than columns + 1, or normal equations conditioned worse than
+    ``MAX_COLUMN_CONDITION``: it left the stepped scan's window where its own heater moved it furthest) keeps only
+    the column of the heater in its own bank (``same``), the other banks' columns at 0. Solving its near-singular
+    equations instead shared its own shift out among the other banks' heaters, which move with the same levels:
+    151 and 178 pm/V^2 of "crosstalk" from two other banks onto one ring (adc-s4; true about 1), an own efficiency of
+    a third, and a result that depended on the machine's rounding. Those entries pushed the neighbours' operating
+    windows 0.7 nm red, onto the next channel (joint windows take every positive coupling at full heat), and the
+    chip to 3.6 bits."""
+    h = u * u
+    g = h.shape[1]
+    keep = np.ones(same.shape, dtype=bool)
+    if g < 2:
+        return keep
+    a = np.einsum("mg,mi,mh->igh", h, weights, h)                      # (N, G, G)
+    d = np.sqrt(np.maximum(np.einsum("igg->ig", a), 1e-300))
+    ev = np.linalg.eigvalsh(a / (d[:, :, None] * d[:, None, :]))      # (N, G) ascending, columns at unit norm
+    ill = (np.sum(weights > 0, axis=0) < g + 1) | ~(ev[:, 0] * MAX_COLUMN_CONDITION > ev[:, -1])
+    return np.where(ill[:, None], same, keep)
+
+
+def _columns(s: np.ndarray, u: np.ndarray, weights: np.ndarray, gam: np.ndarray, keep: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares crosstalk columns (G, N) for every ring at once, and the residuals (M, N).
+    ``keep`` ((N, G) bool, :func:`_fitted_columns`): the columns fitted per ring, the others held at 0."""
     h = _heat(u, gam)                                                  # (M, G)
     a = np.einsum("mg,mi,mh->igh", h, weights, h)                      # (N, G, G)
     b = np.einsum("mg,mi,mi->ig", h, weights, s)                       # (N, G)
+    if keep is not None and not keep.all():
+        g = h.shape[1]
+        a = np.where(keep[:, :, None] & keep[:, None, :], a, 0.0)
+        b = np.where(keep, b, 0.0)
+        diag = np.einsum("igg->ig", a)
+        a[:, np.arange(g), np.arange(g)] = np.where(diag > 0, diag, 1.0)    # dropped or unseen columns: 0
     try:
         kt = np.linalg.solve(a + 1e-30 * np.eye(h.shape[1]), b[..., None])[..., 0].T
     except np.linalg.LinAlgError:
@@ -1083,11 +1132,14 @@ def _columns(s: np.ndarray, u: np.ndarray, weights: np.ndarray, gam: np.ndarray)
     return kt, s - h @ kt
 
 
-def _fit_group(s: np.ndarray, u: np.ndarray, weights: np.ndarray, u2max: float, start: np.ndarray) -> np.ndarray:
-    root_w = np.sqrt(weights)
+def _fit_group(s: np.ndarray, u: np.ndarray, weights: np.ndarray, u2max: float, start: np.ndarray,
+               keep: np.ndarray | None = None) -> np.ndarray:
+    # the nonlinearities are judged on the rings whose every column is fitted (a ring fitted with one column would
+    # bend them to explain the others' share of its shifts)
+    root_w = np.sqrt(weights) if keep is None else np.sqrt(weights) * keep.all(axis=1)[None, :]
 
     def residual(gam: np.ndarray) -> np.ndarray:
-        return (root_w * _columns(s, u, weights, gam)[1]).ravel() / NM
+        return (root_w * _columns(s, u, weights, gam, keep)[1]).ravel() / NM
 
     bound = 0.9 / u2max
     sol = least_squares(residual, np.clip(start, -0.5 * bound, 0.5 * bound), bounds=(-bound, bound), method="trf",
