@@ -76,6 +76,18 @@ FAMILY: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "adc": ("adc", {}),
     "harsh": ("default", HARSH),
 }
+#: The harsh factors one by one (``--without`` removes them from a family's overrides, the chip spec's defaults
+#: then apply): together they are exactly ``HARSH``.
+HARSH_FACTORS: dict[str, dict[str, dict[str, Any]]] = {
+    "q": {"optics": {"loaded_q": 5000.0}},
+    "xt": {"thermal": {"crosstalk_nearest": 0.16, "crosstalk_adjacent_bank": 0.01}},
+    "drift": {"thermal": {"drift_rms_k": 0.05}},
+    "spread": {"fabrication": {"resonance_offset_m": 1.0e-9}},
+    "noise": {"power_meter": {"noise_w": 1e-11}, "detector": {"input_noise_a_per_rthz": 5e-11}},
+    "lin": {"power_meter": {"linearity_db": 0.05}},
+    "rin": {"lasers": {"rin_db_per_hz": -130.0}},
+    "wl": {"lasers": {"wavelength_repeatability_m": 2e-12}},
+}
 #: Measured accuracy may exceed the true accuracy by at most this many bits (the honesty bound).
 OVERCLAIM_LIMIT_BITS = 0.5
 
@@ -187,14 +199,38 @@ def distribution(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def cases(seeds: int, variant_seeds: int, only: list[str] | None) -> list[tuple[str, str, int, dict[str, Any]]]:
+def without(overrides: dict[str, dict[str, Any]], factors: list[str]) -> dict[str, dict[str, Any]]:
+    """``overrides`` with the keys of the named ``HARSH_FACTORS`` removed (those parameters take the chip spec's
+    defaults): to see which factor of a stacked chip sets its limit."""
+    drop = {(section, key) for f in factors for section, keys in HARSH_FACTORS[f].items() for key in keys}
+    out = {section: {k: v for k, v in keys.items() if (section, k) not in drop} for section, keys in overrides.items()}
+    return {section: keys for section, keys in out.items() if keys}
+
+
+def parse_without(items: list[str]) -> list[list[str]]:
+    """``--without`` items, each one factor or several joined by '+' (removed together)."""
+    sets = [item.split("+") for item in items]
+    unknown = sorted({f for fs in sets for f in fs} - set(HARSH_FACTORS))
+    if unknown:
+        raise ValueError(f"unknown factor(s) {', '.join(unknown)}; known: {', '.join(HARSH_FACTORS)}")
+    return sets
+
+
+def cases(seeds: int, variant_seeds: int, only: list[str] | None,
+          without_sets: list[list[str]] | None = None) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """(name, bench kind, seed, overrides) of every chip; with ``without_sets`` each family also runs with each set
+    of factors removed, as family ``FAM-no-F1+F2``."""
     out = []
     for fam, (kind, overrides) in FAMILY.items():
         if only and fam not in only:
             continue
         count = seeds if fam == "default" else variant_seeds
-        for s in range(count):
-            out.append((f"{fam}-s{s}", kind, s, overrides))
+        variants = [(fam, overrides)]
+        for fs in without_sets or []:
+            variants.append((f"{fam}-no-{'+'.join(fs)}", without(overrides, fs)))
+        for name, ov in variants:
+            for s in range(count):
+                out.append((f"{name}-s{s}", kind, s, ov))
     return out
 
 
@@ -208,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", help=f"only these families ({', '.join(FAMILY)})")
     parser.add_argument("--only", nargs="*", help="only these cases by name (e.g. default-s0 spread1nm-s2)")
     parser.add_argument("--workers", type=int, default=1, help="chips run in this many processes (default 1)")
+    parser.add_argument("--without", nargs="*", default=[], metavar="FACTOR[+FACTOR]",
+                        help=f"also run each family with these harsh factors removed ({', '.join(HARSH_FACTORS)}; "
+                             "'a+b' removes both), as family FAM-no-a+b")
     parser.add_argument("--merge", action="store_true",
                         help="merge into the results already in --out (the cases run here replace theirs)")
     args = parser.parse_args(argv)
@@ -218,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     locks.mkdir(exist_ok=True)
     if args.workers < 1:
         parser.error("--workers: must be at least 1")
-    todo = cases(args.seeds, args.variant_seeds, args.cases)
+    try:
+        without_sets = parse_without(args.without)
+    except ValueError as exc:
+        parser.error(f"--without: {exc}")
+    todo = cases(args.seeds, args.variant_seeds, args.cases, without_sets)
     if args.only:
         todo = [c for c in todo if c[0] in args.only]
     t_start = time.perf_counter()
@@ -241,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and (out / "report.json").exists():
         ran = {r["case"] for r in results}
         earlier = [r for r in json.loads((out / "report.json").read_text()) if r["case"] not in ran]
-        order = {name: k for k, (name, _, _, _) in enumerate(cases(args.seeds, args.variant_seeds, None))}
+        order = {name: k for k, (name, _, _, _) in enumerate(cases(args.seeds, args.variant_seeds, None,
+                                                                   without_sets))}
         results = sorted(earlier + results, key=lambda r: order.get(r["case"], len(order)))
     md = table(results) + "\n\n" + distribution(results)
     (out / "report.md").write_text(md + "\n")
