@@ -27,6 +27,11 @@ nonlinearity 0.05 dB, drift x5, RIN -130 dB/Hz, wavelength repeatability 2 pm).
     python bench/calibration_report.py --cases default current --seeds 2 --variant-seeds 1           # a subset
     python bench/calibration_report.py --only spread1nm-s2 --merge      # rerun one case into the earlier results
     python bench/calibration_report.py --workers 2                      # the chips in 2 processes
+    python bench/calibration_report.py --cases harsh --variant-seeds 3 --without xt q+xt   # which factor limits
+
+``--without F`` (F one of ``HARSH_FACTORS``, or several joined by '+') also runs every selected family with those
+overrides removed (the chip spec's defaults then apply), as family ``FAM-no-F``: the chip's other random parameters
+are drawn from the same streams, so the difference is the factor's.
 
 The study is long (about a minute of one core per chip); run it once, in the background, under ``nice``. Chips are
 independent (each its own emulated bench, which takes no instrument lock), so ``--workers`` runs them in parallel
