@@ -27,6 +27,11 @@ nonlinearity 0.05 dB, drift x5, RIN -130 dB/Hz, wavelength repeatability 2 pm).
     python bench/calibration_report.py --cases default current --seeds 2 --variant-seeds 1           # a subset
     python bench/calibration_report.py --only spread1nm-s2 --merge      # rerun one case into the earlier results
     python bench/calibration_report.py --workers 2                      # the chips in 2 processes
+    python bench/calibration_report.py --cases harsh --variant-seeds 3 --without xt q+xt   # which factor limits
+
+``--without F`` (F one of ``HARSH_FACTORS``, or several joined by '+') also runs every selected family with those
+overrides removed (the chip spec's defaults then apply), as family ``FAM-no-F``: the chip's other random parameters
+are drawn from the same streams, so the difference is the factor's.
 
 The study is long (about a minute of one core per chip); run it once, in the background, under ``nice``. Chips are
 independent (each its own emulated bench, which takes no instrument lock), so ``--workers`` runs them in parallel
@@ -75,6 +80,18 @@ FAMILY: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "current": ("current", {}),
     "adc": ("adc", {}),
     "harsh": ("default", HARSH),
+}
+#: The harsh factors one by one (``--without`` removes them from a family's overrides, the chip spec's defaults
+#: then apply): together they are exactly ``HARSH``.
+HARSH_FACTORS: dict[str, dict[str, dict[str, Any]]] = {
+    "q": {"optics": {"loaded_q": 5000.0}},
+    "xt": {"thermal": {"crosstalk_nearest": 0.16, "crosstalk_adjacent_bank": 0.01}},
+    "drift": {"thermal": {"drift_rms_k": 0.05}},
+    "spread": {"fabrication": {"resonance_offset_m": 1.0e-9}},
+    "noise": {"power_meter": {"noise_w": 1e-11}, "detector": {"input_noise_a_per_rthz": 5e-11}},
+    "lin": {"power_meter": {"linearity_db": 0.05}},
+    "rin": {"lasers": {"rin_db_per_hz": -130.0}},
+    "wl": {"lasers": {"wavelength_repeatability_m": 2e-12}},
 }
 #: Measured accuracy may exceed the true accuracy by at most this many bits (the honesty bound).
 OVERCLAIM_LIMIT_BITS = 0.5
@@ -168,7 +185,9 @@ def distribution(results: list[dict[str, Any]]) -> str:
     failed = [r for r in results if "error" in r]
     lines = ["| family | chips | refined true accuracy bits min / median / max | refined measured min / median / max "
              "| model true min / median | worst overclaim (bits) | failures |", "|" + "---|" * 7]
-    families = sorted({r["family"] for r in results}, key=lambda f: list(FAMILY).index(f) if f in FAMILY else 99)
+    base = lambda f: f.split("-no-")[0]  # noqa: E731 - a family with factors removed sorts after its own, by name
+    families = sorted({r["family"] for r in results},
+                      key=lambda f: (list(FAMILY).index(base(f)) if base(f) in FAMILY else 99, f != base(f), f))
     for fam in families + ["all"]:
         rs = [r for r in ok if fam in ("all", r["family"])]
         nf = sum(1 for r in failed if fam in ("all", r["family"]))
@@ -187,14 +206,38 @@ def distribution(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def cases(seeds: int, variant_seeds: int, only: list[str] | None) -> list[tuple[str, str, int, dict[str, Any]]]:
+def without(overrides: dict[str, dict[str, Any]], factors: list[str]) -> dict[str, dict[str, Any]]:
+    """``overrides`` with the keys of the named ``HARSH_FACTORS`` removed (those parameters take the chip spec's
+    defaults): to see which factor of a stacked chip sets its limit."""
+    drop = {(section, key) for f in factors for section, keys in HARSH_FACTORS[f].items() for key in keys}
+    out = {section: {k: v for k, v in keys.items() if (section, k) not in drop} for section, keys in overrides.items()}
+    return {section: keys for section, keys in out.items() if keys}
+
+
+def parse_without(items: list[str]) -> list[list[str]]:
+    """``--without`` items, each one factor or several joined by '+' (removed together)."""
+    sets = [item.split("+") for item in items]
+    unknown = sorted({f for fs in sets for f in fs} - set(HARSH_FACTORS))
+    if unknown:
+        raise ValueError(f"unknown factor(s) {', '.join(unknown)}; known: {', '.join(HARSH_FACTORS)}")
+    return sets
+
+
+def cases(seeds: int, variant_seeds: int, only: list[str] | None,
+          without_sets: list[list[str]] | None = None) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """(name, bench kind, seed, overrides) of every chip; with ``without_sets`` each family also runs with each set
+    of factors removed, as family ``FAM-no-F1+F2``."""
     out = []
     for fam, (kind, overrides) in FAMILY.items():
         if only and fam not in only:
             continue
         count = seeds if fam == "default" else variant_seeds
-        for s in range(count):
-            out.append((f"{fam}-s{s}", kind, s, overrides))
+        variants = [(fam, overrides)]
+        for fs in without_sets or []:
+            variants.append((f"{fam}-no-{'+'.join(fs)}", without(overrides, fs)))
+        for name, ov in variants:
+            for s in range(count):
+                out.append((f"{name}-s{s}", kind, s, ov))
     return out
 
 
@@ -208,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", help=f"only these families ({', '.join(FAMILY)})")
     parser.add_argument("--only", nargs="*", help="only these cases by name (e.g. default-s0 spread1nm-s2)")
     parser.add_argument("--workers", type=int, default=1, help="chips run in this many processes (default 1)")
+    parser.add_argument("--without", nargs="*", default=[], metavar="FACTOR[+FACTOR]",
+                        help=f"also run each family with these harsh factors removed ({', '.join(HARSH_FACTORS)}; "
+                             "'a+b' removes both), as family FAM-no-a+b")
     parser.add_argument("--merge", action="store_true",
                         help="merge into the results already in --out (the cases run here replace theirs)")
     args = parser.parse_args(argv)
@@ -218,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     locks.mkdir(exist_ok=True)
     if args.workers < 1:
         parser.error("--workers: must be at least 1")
-    todo = cases(args.seeds, args.variant_seeds, args.cases)
+    try:
+        without_sets = parse_without(args.without)
+    except ValueError as exc:
+        parser.error(f"--without: {exc}")
+    todo = cases(args.seeds, args.variant_seeds, args.cases, without_sets)
     if args.only:
         todo = [c for c in todo if c[0] in args.only]
     t_start = time.perf_counter()
@@ -241,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and (out / "report.json").exists():
         ran = {r["case"] for r in results}
         earlier = [r for r in json.loads((out / "report.json").read_text()) if r["case"] not in ran]
-        order = {name: k for k, (name, _, _, _) in enumerate(cases(args.seeds, args.variant_seeds, None))}
+        order = {name: k for k, (name, _, _, _) in enumerate(cases(args.seeds, args.variant_seeds, None,
+                                                                   without_sets))}
         results = sorted(earlier + results, key=lambda r: order.get(r["case"], len(order)))
     md = table(results) + "\n\n" + distribution(results)
     (out / "report.md").write_text(md + "\n")

@@ -14,7 +14,8 @@ operation (the operating windows of two rings that close to each other): there t
 tens of pm off where rings pass each other.
 
 Held rings. A ring with no weight reachable for every setting of its neighbours is held at one detuning, and
-every target asks it for one weight: the model's value there. Where a close neighbour disturbed its sweep that
+every target asks it for one weight: the model's value there (or, for a ring whose range the window-end readings
+below cut to nothing, the middle of its worst end readings). Where a close neighbour disturbed its sweep that
 value can be far from the chip's (emulated +-1 nm spread chip, seed 3: held at 0.288 by the model, 0.39 away on
 the chip, alone 4.7 bits for the chip, and refinement cannot move a ring whose window is closed). Its weight
 still follows its neighbours, so it is read in ``HELD_SETTINGS`` settings of random targets inside every ring's
@@ -22,7 +23,9 @@ range (the settings a verification or a user makes), and the MEAN reading become
 minimises its rms error over such targets; the ring's model curve is shifted by the difference (recorded, with
 the spread of the readings). Reading it with the neighbours at their window ends instead (the first version)
 biased it: emulated default chip seed 7, held at -0.438 from the median of those readings, -0.507 on average over
-random targets, 0.072 rms on that ring, 92 % of the chip's error (7.0 bits, refinement gaining nothing).
+random targets, 0.072 rms on that ring, 92 % of the chip's error (7.0 bits, refinement gaining nothing). A ring
+cut to one weight is read the same way (emulated harsh chip, seed 0: cut to 0.256 between its end readings 0.214 and
+0.298, 0.29-0.30 in use, 0.037 rms on that ring, a quarter to a third of the chip's squared error).
 
 What is measured. Each ring has a top end and a bottom end of its window (the detunings of its largest and
 smallest weight). Eight settings of the whole chip put every ring at one of its ends, in patterns that give every
@@ -167,26 +170,31 @@ def check_ranges(hw: BenchSession, cal: Calibration, *, tolerance: float = TOLER
                     "range_model": [float(wm.w_min[b, r]), float(wm.w_max[b, r])]})
     wm.w_max, wm.w_min = new_max, new_min
     n_cut = len(out)
-    # a ring the cut leaves held is held like the model's held rings, at its mean reading over random targets: the
-    # middle of its readings with the neighbours at their window ends was 0.056 off (adc-s7, 46 % of the chip's
-    # error after refinement)
-    held_readings = _read_held(hw, cal, was_held | held, held_settings, seed, progress, n_steps)
+    hold = was_held | held                      # held by the model, or cut to one weight just now
+    held_readings = _read_held(hw, cal, hold, held_settings, seed, progress, n_steps)
     done += len(held_readings)
-    holds = _measured_holds(wm, was_held | held, held_readings, HELD_TOLERANCE)
-    by_ring = {(e["bank"], e["ring"]): e for e in out}
-    for e in holds:                              # a cut ring re-held: one entry with both reasons
-        key = (e["bank"], e["ring"])
-        if key in by_ring:
-            by_ring[key]["reasons"] += e["reasons"]
-            by_ring[key]["range"] = e["range"]
-        else:
-            out.append(e)
+    out = _merge_entries(out + _measured_holds(wm, hold, held_readings, HELD_TOLERANCE, cut_held=held))
     wm.meta["range_check"] = {"settings": done, "tolerance": tolerance, "cut": n_cut, "rings": int(close.sum()),
-                              "held_rings": int(was_held.sum()), "channels": channels.tolist()}
+                              "held_rings": int(hold.sum()), "channels": channels.tolist()}
     if out:
         log.info("range check: %d ring(s) cut: %s", len(out),
                  "; ".join(f"bank {e['bank']} ring {e['ring']}: {e['reasons'][0]}" for e in out))
     return out
+
+
+def _merge_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per ring: a ring cut to one weight and then re-held at its mean reading keeps both reasons and
+    the later range."""
+    merged: dict[tuple[int, int], dict[str, Any]] = {}
+    for e in entries:
+        key = (e["bank"], e["ring"])
+        earlier = merged.get(key)
+        if earlier is None:
+            merged[key] = e
+        else:
+            merged[key] = {**earlier, **e, "reasons": earlier["reasons"] + e["reasons"],
+                           "range_model": earlier.get("range_model", e.get("range_model"))}
+    return list(merged.values())
 
 
 def _read_held(hw: BenchSession, cal: Calibration, held: np.ndarray, n_settings: int, seed: int,
@@ -220,7 +228,8 @@ def _read_held(hw: BenchSession, cal: Calibration, held: np.ndarray, n_settings:
     return [np.where(held, m, np.nan) for m in measured]
 
 
-def _measured_holds(wm: Any, held: np.ndarray, readings: list[np.ndarray], tolerance: float) -> list[dict[str, Any]]:
+def _measured_holds(wm: Any, held: np.ndarray, readings: list[np.ndarray], tolerance: float,
+                    cut_held: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Held rings whose mean reading (over settings of random targets) differs by more than ``tolerance`` from the
     held weight take it as their one weight, and their model curve is shifted by the difference (its constant
     term), so the solve still moves the ring inside its window against the neighbours' terms as before and
@@ -245,13 +254,15 @@ def _measured_holds(wm: Any, held: np.ndarray, readings: list[np.ndarray], toler
     wm.coef = coef
     wm.w_min = np.where(moved, mean, wm.w_min)
     wm.w_max = np.where(moved, mean, wm.w_max)
+    was = np.where(np.zeros(held.shape, bool) if cut_held is None else cut_held, "its window-end readings gave",
+                   "the model said")
     out = []
     for b, r in np.argwhere(moved):              # a handful at most
         b, r = int(b), int(r)
         out.append({"bank": b, "ring": r, "range": [float(mean[b, r])] * 2, "range_model": [float(old[b, r])] * 2,
-                    "reasons": [f"held at one weight: measured {mean[b, r]:.3f} on average where the model said "
-                                f"{old[b, r]:.3f} (readings spread {spread[b, r]:.3f} rms over {len(readings)} "
-                                "settings of random targets)"]})
+                    "reasons": [f"held at one weight: measured {mean[b, r]:.3f} on average where "
+                                f"{was[b, r]} {old[b, r]:.3f} (readings spread {spread[b, r]:.3f} rms over "
+                                f"{len(readings)} settings of random targets)"]})
     if out:
         log.info("range check: %d held ring(s) take their mean measured weight", len(out))
     return out

@@ -1017,11 +1017,11 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
     for gi, gj in pairs:             # the pair's mean is tracked in every scan; its first row fits it
         merged[:, gi] = 0.5 * (plain[:, gi] + plain[:, gj])
         merged[:, gj] = np.nan
-    k_matrix, gamma, resid_sq, counts = _fit_groups(groups, merged, drives, rows)
+    k_matrix, gamma, resid_sq, counts = _fit_groups(groups, merged, drives, rows, nr)
     # a pair the steps cannot resolve keeps the rows its poles' own tracking gives (two equal rows would make the
     # matrix singular)
-    fb_k, _, fb_sq, fb_counts = _fit_groups(groups, plain, drives, rows) if pairs else (k_matrix, gamma, resid_sq,
-                                                                                        counts)
+    fb_k, _, fb_sq, fb_counts = (_fit_groups(groups, plain, drives, rows, nr) if pairs
+                                 else (k_matrix, gamma, resid_sq, counts))
     if corrupt is not None and corrupt.any():
         with np.errstate(invalid="ignore"):
             heat = np.nan_to_num(_heat(drives, gamma[None, :]))
@@ -1045,16 +1045,16 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
                         heat_unit="V^2" if hw.mode == "voltage" else "A^2"), correction
 
 
-def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray, rows: np.ndarray
+def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray, rows: np.ndarray, n_rings: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The per-group fits of :func:`_fit`: (crosstalk (N, N) in the shifts' order, gamma (N,), weighted squared
-    residual sums and weights per resonance (N,))."""
+    residual sums and weights per resonance (N,)); ``n_rings`` per bank tells a heater's bank from a row's."""
     n = shifts.shape[1]
     k_matrix = np.zeros((n, n))
     gamma = np.zeros(n)
     resid_sq = np.zeros(n)
     counts = np.zeros(n)
-    bank_of_row = np.arange(n) // hw.n_rings
+    bank_of_row = np.arange(n) // n_rings
     for gi, heaters in enumerate(groups):                 # a loop over groups: one bulk fit each
         sel = rows == gi
         measured = np.isfinite(shifts[sel])               # NaN: the scan did not cover that resonance
@@ -1062,7 +1062,7 @@ def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray
         u = drives[sel][:, heaters]                       # (M, G)
         u2max = float(np.max(u * u))
         weights = measured.astype(float)
-        same = bank_of_row[:, None] == (heaters // hw.n_rings)[None, :]     # (N, G) the heater in the row's bank
+        same = bank_of_row[:, None] == (heaters // n_rings)[None, :]     # (N, G) the heater in the row's bank
         keep = _fitted_columns(u, weights, same)
         sol_x = np.zeros(heaters.size)
         for _ in range(2):
