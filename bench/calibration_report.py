@@ -104,6 +104,9 @@ def bench_file(out_dir: Path, name: str, kind: str, seed: int, overrides: dict[s
                                                                                           f"seed = {seed}", 1)
     if overrides:
         text += "\n" + tomli_w.dumps({"chip": {"spec": overrides}})
+    linearity_db = overrides.get("power_meter", {}).get("linearity_db")
+    if linearity_db is not None:          # the bench file states its meters' data-sheet linearity, as a lab's would
+        text = text.replace("[wiring]\n", f"[wiring]\nreadout_linearity_db = {float(linearity_db)!r}\n", 1)
     path = out_dir / f"{name}.toml"
     path.write_text(text)
     return path

@@ -28,7 +28,9 @@ calibration, the refinement and the verification. Whatever is common to them can
   confirmed here from Keysight's data sheet) enters as a type-B term: a weight is (drop - through) / level, each
   reading off by up to that bound (uniform) relative to the level's, so with drop ~ (1 + w)/2 and through
   ~ (1 - w)/2 of the level its standard uncertainty is ``s sqrt((1 + 3 w^2) / 2)``, s = bound / sqrt(3).
-  Source meters on on-chip photodiodes are linear far below this and get none.
+  Source meters on on-chip photodiodes are linear far below this and get none. A bench file states its readout's
+  own bound as ``wiring.readout_linearity_db`` (meters worse than 0.02 dB would otherwise be overclaimed: 0.05 dB
+  meters took the default chip's measured figure to 0.39 bit above the truth).
 
 So ``accuracy^2 = mean((measured - target)^2) - noise^2 + mean((u_b target)^2) + linearity^2`` (observable part,
 reference part, readout part).
@@ -185,8 +187,9 @@ def verify(hw: BenchSession, cal: Calibration, *, n: int = 20, seed: int = 12345
 
     Then ``precision_targets`` of them (default: a quarter, at least 2) are set again ``repeats - 1`` more times,
     the targets taken in turn so that every setting starts from another one. The first ``noise_pairs`` settings
-    are read twice (reading noise). ``readout_linearity_db``: the readout's linearity bound (default: the power
-    meters' data-sheet value when the bank ports are read by power meters, else 0). ``on_applied(k, drive, target)`` is called while setting k is applied (before
+    are read twice (reading noise). ``readout_linearity_db``: the readout's linearity bound (default: the bench
+    file's ``wiring.readout_linearity_db``, else the power meters' data-sheet value when the bank ports are read
+    by power meters, else 0). ``on_applied(k, drive, target)`` is called while setting k is applied (before
     it is measured), for a procedure that wants ground truth at that moment; settings are numbered as
     ``setting_target`` lists them.
     """
@@ -221,6 +224,8 @@ def verify(hw: BenchSession, cal: Calibration, *, n: int = 20, seed: int = 12345
     err = first - targets
     noise = float(np.sqrt(np.mean(np.square(pairs)) / 2.0)) if pairs else 0.0
     ref_u = reference_uncertainty(cal)
+    if readout_linearity_db is None:
+        readout_linearity_db = getattr(hw, "readout_linearity_db", None)     # the bench file's data-sheet bound
     if readout_linearity_db is None:
         readout_linearity_db = POWER_METER_LINEARITY_DB if hw.power_meter is not None else 0.0
     lin = linearity_rms(targets, readout_linearity_db)

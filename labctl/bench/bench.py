@@ -240,7 +240,7 @@ class Bench:
             laser_max_power_w=self.config.limits.laser_max_power_w, readout=self.readout, clock=self.clock,
             settle_time_s=self.settle_time_s, power_meter=meter, sweep_ports=ports, identities=dict(self.identities),
             bench_sha256=self.config_sha256, wiring_sha256=self.config.wiring_sha256,
-            chip_id=chip_id, transaction_count=self.transaction_count,
+            chip_id=chip_id, readout_linearity_db=w.readout_linearity_db, transaction_count=self.transaction_count,
             vectorized=None if self.emulation is None else self.emulation.vectorized(self.config, self.readout),
             timing=None if self.emulation is None else self.emulation.timing())
         return self._session

@@ -135,6 +135,10 @@ class Wiring(_Strict):
     inputs: Literal["laser_power"] = Field(
         default="laser_power", description="how input values are encoded on the channels")
     detectors: list[DetectorWiring] = Field(min_length=1)
+    #: Linearity bound of the readout that reads the banks (dB, from its data sheet): what no reading on the bench
+    #: can check (one meter cannot check itself), added by verification to the accuracy it reports. Default: 0.02 dB
+    #: for power meters on the bank ports, 0 for source meters and DAQs on on-chip photodiodes.
+    readout_linearity_db: float | None = Field(default=None, ge=0.0, le=3.0)
 
 
 class Limits(_Strict):

@@ -108,6 +108,8 @@ class Session:
     bench_sha256: str = ""
     wiring_sha256: str = ""
     chip_id: str = ""
+    #: The bench file's readout linearity bound (dB; None: the readout kind's default, see calibration.verify).
+    readout_linearity_db: float | None = None
     #: Instrument lines sent so far.
     transaction_count: Callable[[], int] = lambda: 0
     #: The emulated bench's vectorized batch (None on a real bench).

@@ -101,3 +101,26 @@ def test_a_common_scale_per_bank_is_invisible_to_the_readings(tmp_path: Path) ->
         # ... while bank 0's true weights are now 3 % larger in magnitude
         assert abs(true_s["true_bank_scale_pct"][0] - true["true_bank_scale_pct"][0] - 3.0) < 0.6
         assert true_s["true_bits"] < true["true_bits"] - 0.5
+
+
+def test_a_bench_file_states_its_readout_linearity(tmp_path: Path) -> None:
+    """Meters worse than the 0.02 dB data-sheet default (here 0.05 dB on the emulated meters) would be overclaimed
+    unnoticed: one meter cannot check itself. The bench file's ``wiring.readout_linearity_db`` reaches the session
+    and verification adds it as the readout part of the accuracy it reports."""
+    import tomllib
+
+    import tomli_w
+    from labctl.calibration.verify import linearity_rms
+
+    path = bench_file(tmp_path, n_banks=2, n_rings=4, seed=1, spec={"power_meter": {"linearity_db": 0.05}})
+    cfg = tomllib.loads(path.read_text())
+    cfg["wiring"]["readout_linearity_db"] = 0.05
+    path.write_text(tomli_w.dumps(cfg))
+    with Bench.open(path, lock_dir=tmp_path) as bench:
+        hw, chip = bench.session(), bench.emulation.chip
+        assert hw.readout_linearity_db == 0.05
+        cal = calibrate(hw)
+        res, true = _verify_with_truth(cal, hw, chip, 4, True)
+    assert res.linearity_rms == pytest.approx(linearity_rms(res.targets, 0.05))
+    assert res.linearity_rms > 2.0 * linearity_rms(res.targets, 0.02)
+    assert res.bits - true["true_bits"] <= OVERCLAIM_LIMIT_BITS, (res.summary(), true)
