@@ -201,10 +201,12 @@ class BenchConfig(_Strict):
     @property
     def wiring_sha256(self) -> str:
         """Hash of the wiring: a calibration is valid for this wiring only. The trigger cabling of a sweep changes no
-        path a calibration describes: kept out, so that calibrations stay valid when a bench gains (or loses) it."""
+        path a calibration describes: kept out, so that calibrations stay valid when a bench gains (or loses) it; so
+        is the readout's stated linearity bound (a figure of the data sheet, which only verification reads)."""
         import json
 
-        wiring = self.wiring.model_dump(exclude={"detectors": {"__all__": {"trigger_line"}}})
+        wiring = self.wiring.model_dump(exclude={"detectors": {"__all__": {"trigger_line"}},
+                                                 "readout_linearity_db": True})
         return hashlib.sha256(json.dumps(wiring, sort_keys=True).encode()).hexdigest()
 
     @property

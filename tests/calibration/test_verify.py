@@ -114,8 +114,12 @@ def test_a_bench_file_states_its_readout_linearity(tmp_path: Path) -> None:
 
     path = bench_file(tmp_path, n_banks=2, n_rings=4, seed=1, spec={"power_meter": {"linearity_db": 0.05}})
     cfg = tomllib.loads(path.read_text())
+    from labctl.bench.config import load_bench
+
+    before = load_bench(path)[0].wiring_sha256
     cfg["wiring"]["readout_linearity_db"] = 0.05
     path.write_text(tomli_w.dumps(cfg))
+    assert load_bench(path)[0].wiring_sha256 == before      # calibrations made before stay valid
     with Bench.open(path, lock_dir=tmp_path) as bench:
         hw, chip = bench.session(), bench.emulation.chip
         assert hw.readout_linearity_db == 0.05
