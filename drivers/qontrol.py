@@ -734,7 +734,11 @@ class Qontrol(Instrument):
         ``VVEC`` sets consecutive channels of one module, the qontrol library's ``set_all_values`` sends one
         ``VVEC`` per module of the chain (ASCII and binary DEXT alike), and a 16-value line overflowed a module's
         buffer in recorded traffic (``E14:00``), instruments.md §3.1. So a whole chain takes one line per module."""
-        return len({self.module_of(int(c)).index for c in np.ravel(channels)})
+        chans = np.ravel(np.asarray(channels, dtype=int))
+        bad = (chans < 0) | (chans >= self._module_index.size)
+        if bad.any():
+            self.module_of(int(chans[bad][0]))              # raises, naming the channel
+        return int(np.unique(self._module_index[chans]).size)
 
     def _write_run(self, start: int, values_si: np.ndarray) -> None:
         if values_si.size == 1:
