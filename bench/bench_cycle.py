@@ -16,9 +16,11 @@ pyvisa-sim rate a machine needs for the emulator to reach 30x there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,39 +86,46 @@ def static_replay(config: Any, exchanges: list[tuple[str, str, Any]], repeats: i
     return len(plan) * repeats / wall
 
 
-def run(name: str, cycles: int, averaging_time_s: float) -> None:
+@contextlib.contextmanager
+def cycle_bench(name: str, averaging_time_s: float) -> Iterator[tuple[Any, Bench, float]]:
+    """Bench ``name`` (an embedded bench's name or a bench file) connected, every laser on at 1 mW, the readout set
+    at the first channel: (its configuration, the bench, the top of a random heater drive); closed after."""
     from labctl.cli.common import bench_path
 
-    config, digest = load_bench(bench_path(name))          # an embedded bench's name or a bench file
+    config, digest = load_bench(bench_path(name))
     with tempfile.TemporaryDirectory() as locks:
         bench = Bench.connect(config, digest, lock_dir=Path(locks))
         try:
             with bench.guard:
-                chip = bench.emulation.chip
                 lasers_on(bench, 1e-3)
                 bench.readout.configure(float(config.wiring.wavelengths_m[0]), averaging_time_s)
-                rng = np.random.default_rng(0)
-                top = 4.0 if config.wiring.heaters.mode == "voltage" else 0.003
-                drives = rng.uniform(0, top, (cycles + 1, bench.n_banks * bench.n_rings))
-                exchanges: list[tuple[str, str, Any]] = []
-                bench.emulation.bench.exchange_log = lambda *exchange: exchanges.append(exchange)
-                bench.set_ring_drive(drives[0])
-                bench.settle()
-                bench.readout.read()
-                bench.emulation.bench.exchange_log = None
-                n0, t_virtual0 = transactions(bench), chip.clock.now_s
-                totals0 = chip.clock.totals()
-                start, cpu0 = time.perf_counter(), time.process_time()
-                for drive in drives[1:]:
-                    bench.set_ring_drive(drive)
-                    bench.settle()
-                    bench.readout.read()
-                wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
-                n = transactions(bench) - n0
-                virtual = chip.clock.now_s - t_virtual0
-                per_cat = {k: (v - totals0.get(k, 0.0)) / cycles for k, v in chip.clock.totals().items()}
+                yield config, bench, 4.0 if config.wiring.heaters.mode == "voltage" else 0.003
         finally:
             bench.close()
+
+
+def run(name: str, cycles: int, averaging_time_s: float) -> None:
+    with cycle_bench(name, averaging_time_s) as (config, bench, top):
+        chip = bench.emulation.chip
+        rng = np.random.default_rng(0)
+        drives = rng.uniform(0, top, (cycles + 1, bench.n_banks * bench.n_rings))
+        exchanges: list[tuple[str, str, Any]] = []
+        bench.emulation.bench.exchange_log = lambda *exchange: exchanges.append(exchange)
+        bench.set_ring_drive(drives[0])
+        bench.settle()
+        bench.readout.read()
+        bench.emulation.bench.exchange_log = None
+        n0, t_virtual0 = transactions(bench), chip.clock.now_s
+        totals0 = chip.clock.totals()
+        start, cpu0 = time.perf_counter(), time.process_time()
+        for drive in drives[1:]:
+            bench.set_ring_drive(drive)
+            bench.settle()
+            bench.readout.read()
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        n = transactions(bench) - n0
+        virtual = chip.clock.now_s - t_virtual0
+        per_cat = {k: (v - totals0.get(k, 0.0)) / cycles for k, v in chip.clock.totals().items()}
     static = static_replay(config, exchanges, max(20, cycles // 2))
     print(f"{name:8s} ({config.bench.description})")
     print(f"  cycles/s (wall)            : {cycles / wall:10.1f}   ({cycles} cycles in {wall:.2f} s wall, "

@@ -21,14 +21,13 @@ import argparse
 import hashlib
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labctl.bench.bench import Bench, lasers_on
-from labctl.bench.config import load_bench
+from bench_cycle import cycle_bench  # this folder's script: the same bench set-up as the throughput benchmark
+from labctl.bench.bench import Bench
 
 
 def _lines_sent(bench: Bench) -> dict[str, int]:
@@ -44,40 +43,29 @@ def _lines_sent(bench: Bench) -> dict[str, int]:
 
 def record(name: str, cycles: int) -> dict[str, Any]:
     """The cycle's observable results on bench ``name`` (an embedded bench's name or a bench file)."""
-    from labctl.cli.common import bench_path
-
-    config, digest = load_bench(bench_path(name))
     out: dict[str, Any] = {"readings": [], "clock_s": [], "exchanges": []}
-    with tempfile.TemporaryDirectory() as locks:
-        bench = Bench.connect(config, digest, lock_dir=Path(locks))
-        try:
-            with bench.guard:
-                chip = bench.emulation.chip
-                lasers_on(bench, 1e-3)
-                bench.readout.configure(float(config.wiring.wavelengths_m[0]), 1e-3)
-                top = 4.0 if config.wiring.heaters.mode == "voltage" else 0.003
-                drives = np.random.default_rng(0).uniform(0, top, (cycles, bench.n_banks * bench.n_rings))
-                exchanges = out["exchanges"]
-                bench.emulation.bench.exchange_log = lambda *exchange: exchanges.append(repr(exchange))
-                for i, drive in enumerate(drives):
-                    if i % 7 == 3:
-                        bench.heaters.set_drive(drive[::3], bench.ring_channels[::3])
-                    elif i % 7 == 5:
-                        bench.heaters.set_drive(drive[2:7], bench.ring_channels[2:7])
-                    else:
-                        bench.set_ring_drive(drive)
-                    bench.settle()
-                    reading = bench.readout.read()
-                    out["readings"].append(b"".join(np.asarray(getattr(reading, field), dtype=float).tobytes()
-                                                    for field in ("balanced", "through", "drop")))
-                    out["clock_s"].append(chip.clock.now_s)
-                bench.emulation.bench.exchange_log = None
-                out["clock_totals"] = sorted(chip.clock.totals().items())
-                out["clock_counts"] = sorted(chip.clock.counts().items())
-                out["heater_drive"] = chip.heater_drive().tobytes()
-                out["lines_sent"] = _lines_sent(bench)
-        finally:
-            bench.close()
+    with cycle_bench(name, 1e-3) as (config, bench, top):
+        chip = bench.emulation.chip
+        drives = np.random.default_rng(0).uniform(0, top, (cycles, bench.n_banks * bench.n_rings))
+        exchanges = out["exchanges"]
+        bench.emulation.bench.exchange_log = lambda *exchange: exchanges.append(repr(exchange))
+        for i, drive in enumerate(drives):
+            if i % 7 == 3:
+                bench.heaters.set_drive(drive[::3], bench.ring_channels[::3])
+            elif i % 7 == 5:
+                bench.heaters.set_drive(drive[2:7], bench.ring_channels[2:7])
+            else:
+                bench.set_ring_drive(drive)
+            bench.settle()
+            reading = bench.readout.read()
+            out["readings"].append(b"".join(np.asarray(getattr(reading, field), dtype=float).tobytes()
+                                            for field in ("balanced", "through", "drop")))
+            out["clock_s"].append(chip.clock.now_s)
+        bench.emulation.bench.exchange_log = None
+        out["clock_totals"] = sorted(chip.clock.totals().items())
+        out["clock_counts"] = sorted(chip.clock.counts().items())
+        out["heater_drive"] = chip.heater_drive().tobytes()
+        out["lines_sent"] = _lines_sent(bench)
     return out
 
 
