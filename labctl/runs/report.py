@@ -101,7 +101,11 @@ def write_report(run_dir: str | Path, out: Path | None = None) -> Report:
         truth_rows = groups.get(_sibling(groups, path, "verification_truth"), {}).get("true_weights")
         truth = None if truth_rows is None else np.asarray(truth_rows)[0]
         if span is not None:
-            made, stats = figures.verification(groups[path], truth, span, folder / "verification.png")
+            result = rec.get("result") or {}
+            reported = next((src for src in (result, result.get("verification") or {})
+                             if isinstance(src, dict) and isinstance(src.get("bits"), int | float)), None)
+            made, stats = figures.verification(groups[path], truth, span, folder / "verification.png",
+                                               reported=reported)
             extra["verification"] = stats
             add("verification.png", made)
     trainings = {}
@@ -195,14 +199,10 @@ def _html(rec: dict[str, Any], run_dir: Path, sections: list[tuple[str, str, Pat
             for key, (label, show) in RESULT_KEYS.items():
                 if isinstance(sub.get(key), int | float) and not isinstance(sub.get(key), bool):
                     results.append((part + label, show(sub[key])))
-    stats = extra.get("verification") or {}
     if isinstance(result.get("accuracy_bits"), int | float) and isinstance(result.get("precision_bits"), int | float):
         results.append(("verification: accuracy / precision bits (verify's estimates: reading noise removed, "
                         "reference level included / repeated settings)",
                         f"{result['accuracy_bits']:.2f} / {result['precision_bits']:.2f}"))
-    if stats:
-        results.append(("verification figure: raw readings' accuracy / per-ring-offset-removed bits",
-                        f"{stats['accuracy_bits']:.2f} / {stats['precision_bits']:.2f} (figure below)"))
     if result.get("expectation"):
         results.append(("note", result["expectation"]))
     rows_html = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in facts)
