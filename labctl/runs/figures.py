@@ -249,7 +249,7 @@ def bench_time(rows: list[tuple[str, float, float | None, float | None]], out: P
     ax.set_xscale("log")
     ax.set_xlabel("bench time (hours, log scale)")
     ax.set_title("Bench time: projected vs minimum")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # below: no bar hidden
     _save(fig, out)
     return ("Projected vs minimum bench time",
             "Bench time each part of the run takes on real instruments (on an emulated bench: projected from the "
