@@ -75,7 +75,8 @@ def spectra(g: dict[str, np.ndarray], truth: np.ndarray | None, out: Path, bench
 def heaters(steps: dict[str, np.ndarray], crosstalk: np.ndarray | None, unit: str, out: Path) -> tuple[str, str]:
     """Own-ring shift against heat for every heater step, and the crosstalk matrix as a heat map."""
     plt = _plt()
-    drive = np.asarray(steps["drive"], dtype=float)
+    scale, unit = (1e3, "mA") if unit == "A" else (1.0, unit)    # current drives are a few mA
+    drive = np.asarray(steps["drive"], dtype=float) * scale
     shift = np.asarray(steps["shift_m"], dtype=float) * 1e12
     fig, axes = plt.subplots(1, 2 if crosstalk is not None else 1, figsize=(11, 4.4), squeeze=False)
     ax = axes[0, 0]
@@ -107,10 +108,11 @@ def heaters(steps: dict[str, np.ndarray], crosstalk: np.ndarray | None, unit: st
             "each column scaled by that heater's effect on its own ring (100 % on the diagonal).")
 
 
-def weights(sweeps: dict[str, np.ndarray], n_rings: int, out: Path) -> tuple[str, str] | None:
+def weights(sweeps: dict[str, np.ndarray], n_rings: int, out: Path, unit: str = "V") -> tuple[str, str] | None:
     """Measured weight against the addressed ring's own drive, first neighbour configuration of every sweep."""
     plt = _plt()
-    drive = np.asarray(sweeps["drive"], dtype=float)         # (C, S, G, N)
+    scale, unit = (1e3, "mA") if unit == "A" else (1.0, unit)    # current drives are a few mA
+    drive = np.asarray(sweeps["drive"], dtype=float) * scale  # (C, S, G, N)
     weight = np.asarray(sweeps["weight"], dtype=float)       # (C, S, G, B)
     n_ch, _, _, nb = weight.shape
     fig, axes = plt.subplots(1, nb, figsize=(3.2 * nb + 1, 3.6), squeeze=False, sharey=True)
@@ -121,7 +123,7 @@ def weights(sweeps: dict[str, np.ndarray], n_rings: int, out: Path) -> tuple[str
             own = drive[c, 0, :, b * n_rings + c]
             ax.plot(own, weight[c, 0, :, b], ".-", ms=3, lw=0.8, color=colors[c], label=f"ring {c}")
         ax.set_title(f"bank {b}")
-        ax.set_xlabel("own heater drive (V or A)")
+        ax.set_xlabel(f"own heater drive ({unit})")
     axes[0, 0].set_ylabel("weight (reading / |baseline|)")
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle("Weight sweeps: each ring's weight at its own channel as its heater is stepped")

@@ -95,7 +95,8 @@ def write_report(run_dir: str | Path, out: Path | None = None) -> Report:
         add("heaters.png", figures.heaters(groups[path], cross, unit, folder / "heaters.png"))
     for path in _find(groups, "weight_sweeps")[:1]:
         n_rings = _n_rings(groups, path)
-        add("weights.png", figures.weights(groups[path], n_rings, folder / "weights.png"))
+        unit = "A" if (rec.get("notes") or {}).get("heater_unit") == "A" else _drive_unit(rec)
+        add("weights.png", figures.weights(groups[path], n_rings, folder / "weights.png", unit))
     for path in _find(groups, "verification")[:1]:
         span = _span(rec, groups, path)
         truth_rows = groups.get(_sibling(groups, path, "verification_truth"), {}).get("true_weights")
