@@ -317,8 +317,6 @@ class RunEngine:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(recoveries.listening(run.record.setdefault("recoveries", []).append))
                 if plan.bench_needed(ctx.values):
-                    # connecting (and, when emulated, building the chip) takes seconds: say so before it starts
-                    self.say(f"{plan.name}: opening the bench and connecting its instruments ...")
                     self._open_bench(ctx, stack)
                     bench_t0 = float(ctx.session.clock.now_s)
                 try:
