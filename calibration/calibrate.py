@@ -137,6 +137,12 @@ class Calibration:
         return self.weights.w_min.copy(), self.weights.w_max.copy()
 
     @property
+    def movable(self) -> np.ndarray:
+        """(B, R) bool: rings whose weight a request can move (False: held at one weight, by a closed operating
+        window or by the range check)."""
+        return (self.weights.delta_hi_m > self.weights.delta_lo_m) & (self.weights.w_max > self.weights.w_min)
+
+    @property
     def span(self) -> float:
         """Median over rings of w_max - w_min (normalised weight, -1 = every ring far away)."""
         return self.weights.span
@@ -239,7 +245,7 @@ class Calibration:
         result = refine_weights(w, solve=lambda req: self.solve(req, strict=False, limits=hw.limits).drive,
                                 apply=lambda drive: self.apply(hw, drive),
                                 measure=lambda: self.measure_weights(hw), first_drive=inv.drive,
-                                movable=self.weights.delta_hi_m > self.weights.delta_lo_m, **opts)
+                                movable=self.movable, **opts)
         if details:
             return SetResult(target=w, drive=result.drive, iterations=result.iterations, measured=result.measured,
                              rmse=result.rmse, history=result.history)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from labctl.calibration.reference_level import (
     DEFICIT_FRACTION,
+    DEFICIT_UNCERTAINTY,
     GAP_MARGIN_M,
     _largest_gap,
     _peak,
@@ -63,7 +64,8 @@ def test_the_gap_reading_bounds_the_level_and_the_tail_estimate_covers_its_defic
             raw, at = _peak(wl, -chip.truth_weights(drive[None], "current", wl)[0, b] / level)
             deficit = 1.0 - raw
             assert 0.0 < deficit < 0.01, (b, deficit)              # a lower bound, within a percent
-            u = DEFICIT_FRACTION * tail_sum(at, predicted[b], width[b], None, allowed)
-            assert abs(deficit - u) < max(2.0 * u, 0.002), (b, deficit, u)      # corrected within its uncertainty
+            tails = tail_sum(at, predicted[b], width[b], None, allowed)
+            u = DEFICIT_UNCERTAINTY * tails
+            assert abs(deficit - DEFICIT_FRACTION * tails) < max(2.0 * u, 0.002), (b, deficit, u)   # within 2 sigma
     finally:
         chip.close()
