@@ -23,7 +23,7 @@ emulated spectra the zeros reproduce the rings' resonances to < 0.01 pm while th
 Starting values come from the detected dips. Rings closer than about a linewidth show a single dip; then the dip
 to split is chosen by the fit, not by its apparent width (next to another dip a dip's half-height width is
 meaningless): the few features with the largest residual are each tried split and the physical fit with the
-smallest residual kept (:func:`_split_merged`). Splitting the widest dip instead put a ring 1 nm from any
+smallest residual kept (:func:`_split_search`; on the balanced trace too). Splitting the widest dip instead put a ring 1 nm from any
 resonance on a loaded-Q-5000 chip, and the heater characterization then refused the map.
 
 On benches that only see the balanced photocurrent (drop - through) the zeros are not observable: the balanced
@@ -277,8 +277,8 @@ def fit_bank(wavelength_m: np.ndarray, *, n_rings: int, through: np.ndarray | No
 
     ``guess`` (tracking, e.g. heater steps) gives ``center_m`` (n,) and optionally ``pole_m``, ``pole_fwhm_m``,
     ``zero_width_m``: the rings keep that order. Without it resonances are detected, merged ones split until
-    ``n_rings`` are found (on the through port by trial fits, see :func:`_split_merged`; on the balanced trace the
-    widest feature), and the ``n_rings`` deepest kept, sorted by wavelength.
+    ``n_rings`` are found (by trial fits, see :func:`_split_search`), and the ``n_rings`` deepest kept, sorted by
+    wavelength.
     """
     wl = np.asarray(wavelength_m, dtype=float)
     x0 = float(0.5 * (wl.min() + wl.max()))
@@ -346,7 +346,7 @@ def _fit_through(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: in
             pole = np.r_[pole, extra]
             w = np.r_[w, w_extra]
     elif 0 < dips.size < n_rings:
-        z = np.empty(0)         # merged resonances: see _split_merged
+        z = np.empty(0)         # merged resonances: see _split_search
     else:
         z, w = _complete(dips, widths, n_rings)
         depth = np.clip(np.interp(z, x, data), 1e-4, 0.9)
@@ -356,7 +356,7 @@ def _fit_through(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: in
         model = _ZeroPoleModel(x, z.size, basis)
         p = _fit_zero_pole(model, data, np.concatenate([z, np.log(e), pole, np.log(w)]), max_nfev)
     else:
-        model, p = _split_merged(x, data, basis, dips, widths, n_rings, max_nfev)
+        model, p = _split_through(x, data, basis, dips, widths, n_rings, max_nfev)
     n = model.n
     resid = model.predict(p) - data
     if guess is None and n > n_rings:
@@ -383,53 +383,80 @@ def _fit_zero_pole(model: _ZeroPoleModel, data: np.ndarray, rings0: np.ndarray, 
     return _lm(model, data, p0, np.ones(p0.size, dtype=bool), max_nfev)
 
 
-def _split_merged(x: np.ndarray, data: np.ndarray, basis: np.ndarray, dips: np.ndarray, widths: np.ndarray,
-                  n_rings: int, max_nfev: int, candidates: int = 3) -> tuple[_ZeroPoleModel, np.ndarray]:
-    """Fit ``n_rings`` rings to a through trace in which only ``dips.size`` dips were detected.
+@dataclass
+class _Trial:
+    """One fit of a bank from given starting values (see :func:`_split_search`)."""
 
-    Two rings closer than about a linewidth show one dip, and the half-height widths of overlapping dips say
-    little about which one is double (a dip next to another one looks narrow, its neighbour wide: splitting the
-    widest one can split the wrong dip). So the detected dips are fitted first; then, until there are
+    center: np.ndarray      # (n,) fitted features, nm about x0, in the order of the starting values
+    width: np.ndarray       # (n,) their widths, nm
+    resid: np.ndarray       # (W,) model - data
+    physical: bool          # every feature is a ring's
+    state: Any              # the fitter's own (model, parameters)
+
+
+def _split_search(x: np.ndarray, data: np.ndarray, found: np.ndarray, widths: np.ndarray, n_rings: int,
+                  fit: Callable[[np.ndarray, np.ndarray, bool], _Trial], finish: Callable[[_Trial], _Trial],
+                  candidates: int = 3) -> _Trial:
+    """Fit ``n_rings`` rings to a trace in which only ``found.size`` features were detected.
+
+    Two rings closer than about a linewidth show one feature, and the half-height widths of overlapping features
+    say little about which one is double (a feature next to another one looks narrow, its neighbour wide: splitting
+    the widest one can split the wrong one). So the detected features are fitted first; then, until there are
     ``n_rings``, each of the ``candidates`` features with the largest residual within a linewidth is split in two
-    and the bank refitted from the split starting values; the physical fit (:func:`_physical`) with the smallest
-    residual is kept. A wrong split leaves a ring unexplained: the fit either stays several times above the noise
-    or explains it with a factor whose zero has left its pole (a bare Lorentzian on a rescaled envelope), which
-    is not a ring.
+    and the bank refitted from the split starting values (``fit(centers, widths, full=False)``: a short budget, a
+    right split converges in a few dozen steps, a wrong one not); the physical fit with the smallest residual is
+    kept and ``finish`` ed. A wrong split leaves a ring unexplained: the fit either stays several times above the
+    noise or explains it with a feature that is no ring (a zero that has left its pole, a pole several linewidths
+    wide fitting the envelope).
     """
     med = float(np.median(widths))
-    c, w = dips.astype(float), np.clip(widths, med / 2, med * 2.5)
-    trial_nfev = max(1, max_nfev // 4)          # a right split converges in a few dozen steps, a wrong one not
-
-    def fit(c: np.ndarray, w: np.ndarray, nfev: int) -> tuple[_ZeroPoleModel, np.ndarray]:
-        depth = np.clip(np.interp(c, x, data), 1e-4, 0.9)
-        model = _ZeroPoleModel(x, c.size, basis)
-        return model, _fit_zero_pole(model, data, np.concatenate([c, np.log(np.sqrt(depth) * w / 2), c, np.log(w)]),
-                                     nfev)
-
-    model, p = fit(c, w, max_nfev)
-    while model.n < n_rings:
-        n = model.n
-        resid = model.predict(p) - data
-        width = np.clip(np.exp(p[3 * n:4 * n]), med / 2, med * 2.5)
-        near = np.abs(x[None, :] - p[:n, None]) < width[:, None]
-        local = np.sum(np.where(near, resid[None, :] ** 2, 0.0), axis=1) / np.maximum(near.sum(axis=1), 1)
-        best: tuple[tuple[bool, float], np.ndarray, np.ndarray, _ZeroPoleModel, np.ndarray] | None = None
+    c, w = found.astype(float), np.clip(widths, med / 2, med * 2.5)
+    current = fit(c, w, True)
+    while current.center.size < n_rings:
+        width = np.clip(current.width, med / 2, med * 2.5)
+        near = np.abs(x[None, :] - current.center[:, None]) < width[:, None]
+        local = np.sum(np.where(near, current.resid[None, :] ** 2, 0.0), axis=1) / np.maximum(
+            near.sum(axis=1), 1)
+        best: tuple[tuple[bool, float], np.ndarray, np.ndarray, _Trial] | None = None
         for k in np.argsort(-local)[:candidates]:             # a few refits of one bank
             ck = np.r_[np.delete(c, k), c[k] - w[k] / 4, c[k] + w[k] / 4]
             wk = np.r_[np.delete(w, k), w[k] / 2, w[k] / 2].clip(med / 2, med * 2.5)
             order = np.argsort(ck)
             ck, wk = ck[order], wk[order]
-            trial, q = fit(ck, wk, trial_nfev)
-            rms = float(np.sqrt(np.mean((trial.predict(q) - data) ** 2)))
-            key = (not _physical(q, trial.n), rms)
-            log.debug("split of the feature near %.4f nm: rms %.3g, physical %s", c[k], rms, not key[0])
+            trial = fit(ck, wk, False)
+            rms = float(np.sqrt(np.mean(trial.resid ** 2)))
+            key = (not trial.physical, rms)
+            log.debug("split of the feature near %.4f nm: rms %.3g, physical %s", c[k], rms, trial.physical)
             if best is None or key < best[0]:
-                best = (key, ck, wk, trial, q)
+                best = (key, ck, wk, trial)
         assert best is not None
-        _, c, w, model, p = best
-        p = _lm(model, data, p, np.ones(p.size, dtype=bool), max_nfev)      # finish the kept split
-    log.info("merged resonances: %d rings fitted where %d dips were seen", model.n, dips.size)
-    return model, p
+        _, c, w, trial = best
+        current = finish(trial)
+    log.info("merged resonances: %d rings fitted where %d features were seen", current.center.size, found.size)
+    return current
+
+
+def _split_through(x: np.ndarray, data: np.ndarray, basis: np.ndarray, dips: np.ndarray, widths: np.ndarray,
+                   n_rings: int, max_nfev: int) -> tuple[_ZeroPoleModel, np.ndarray]:
+    """Merged dips of a through trace (:func:`_split_search` with the zero-pole model)."""
+    def fit(c: np.ndarray, w: np.ndarray, full: bool) -> _Trial:
+        depth = np.clip(np.interp(c, x, data), 1e-4, 0.9)
+        model = _ZeroPoleModel(x, c.size, basis)
+        p = _fit_zero_pole(model, data, np.concatenate([c, np.log(np.sqrt(depth) * w / 2), c, np.log(w)]),
+                           max_nfev if full else max(1, max_nfev // 4))
+        return _zero_pole_trial(model, p, data)
+
+    def finish(t: _Trial) -> _Trial:
+        model, p = t.state
+        return _zero_pole_trial(model, _lm(model, data, p, np.ones(p.size, dtype=bool), max_nfev), data)
+
+    return _split_search(x, data, dips, widths, n_rings, fit, finish).state
+
+
+def _zero_pole_trial(model: _ZeroPoleModel, p: np.ndarray, data: np.ndarray) -> _Trial:
+    n = model.n
+    return _Trial(center=p[:n], width=np.exp(p[3 * n:4 * n]), resid=model.predict(p) - data,
+                  physical=_physical(p, n), state=(model, p))
 
 
 def _physical(p: np.ndarray, n: int) -> bool:
@@ -495,13 +522,15 @@ def _fit_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: i
             c = c + (np.asarray(guess["pole_m"]) - np.asarray(guess["center_m"])) / NM
         n_keep = c.size
         c, w = np.r_[c, extra], np.r_[w, np.full(extra.size, float(np.median(w)))]
+    elif 0 < peaks.size < n_rings:
+        c = np.empty(0)         # merged resonances: see _split_search
     else:
         c, w = _complete(peaks, widths, n_rings)
-    n = c.size
-    model = _PoleModel(x, n, basis, data)
-    sol = least_squares(model.residual, np.concatenate([c, np.log(w)]), jac=model.jac, method="lm", x_scale="jac",
-                        max_nfev=max_nfev * (2 * n + 1))
-    theta = sol.x
+    if c.size:
+        model, theta = _fit_poles(x, data, basis, c, np.log(w), max_nfev * (2 * c.size + 1))
+    else:
+        model, theta = _split_balanced(x, data, basis, peaks, widths, n_rings, max_nfev)
+    n = model.n
     coef, pred = model.solve_linear(theta)
     nb = basis.shape[0]
     amp = coef[nb:nb + n]
@@ -517,6 +546,42 @@ def _fit_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: i
                    zero_width_m=nan, extinction_db=nan, level=np.empty(0), rmse=rmse, mode="balanced",
                    x0_m=0.0, scale=1.0, params=theta, far_coef=_far_coef(x, env),
                    extra_m=np.delete(theta[:n], keep) * NM)
+
+
+def _fit_poles(x: np.ndarray, data: np.ndarray, basis: np.ndarray, center: np.ndarray, log_width: np.ndarray,
+               max_nfev: int) -> tuple[_PoleModel, np.ndarray]:
+    model = _PoleModel(x, center.size, basis, data)
+    sol = least_squares(model.residual, np.concatenate([center, log_width]), jac=model.jac, method="lm",
+                        x_scale="jac", max_nfev=max_nfev)
+    return model, sol.x
+
+
+#: A balanced pole this many times wider than the bank's median feature is no ring (it fits the envelope).
+POLE_MAX_WIDTH_FACTOR = 2.5
+
+
+def _split_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, peaks: np.ndarray, widths: np.ndarray,
+                    n_rings: int, max_nfev: int) -> tuple[_PoleModel, np.ndarray]:
+    """Merged features of a balanced trace (:func:`_split_search` with the pole model). A wrong split leaves the
+    pair as one feature and spends the spare pole on the envelope: several linewidths wide or outside the scan."""
+    limit = POLE_MAX_WIDTH_FACTOR * float(np.median(widths))
+
+    def trial(model: _PoleModel, theta: np.ndarray) -> _Trial:
+        n = model.n
+        w = np.exp(theta[n:])
+        inside = (theta[:n] > x.min()) & (theta[:n] < x.max())
+        return _Trial(center=theta[:n], width=w, resid=model.residual(theta),
+                      physical=bool(np.all(w <= limit) and np.all(inside)), state=(model, theta))
+
+    def fit(c: np.ndarray, w: np.ndarray, full: bool) -> _Trial:
+        budget = max_nfev * (2 * c.size + 1)
+        return trial(*_fit_poles(x, data, basis, c, np.log(w), budget if full else max(1, budget // 4)))
+
+    def finish(t: _Trial) -> _Trial:
+        model, theta = t.state
+        return trial(*_fit_poles(x, data, basis, theta[:model.n], theta[model.n:], max_nfev * (2 * model.n + 1)))
+
+    return _split_search(x, data, peaks, widths, n_rings, fit, finish).state
 
 
 def bare_linewidths(pole_fwhm_m: np.ndarray) -> np.ndarray:
