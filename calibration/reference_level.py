@@ -23,11 +23,15 @@ where the FSR is known; 1-3 % there). Scored against the emulator's truth (noise
 embedded ``current`` and ``adc`` benches, seeds 0-15 each) the deficit is 0.10-1.39 ``T``, median 0.25 ``T``: a
 long tail on one side only, where the tails of the gap's two edges happen not to cancel anywhere in it.
 ``DEFICIT_FRACTION`` (0.3) is the correction that minimises the rms error over that family (0.39 % of the level);
-``DEFICIT_UNCERTAINTY`` (0.5 ``T``) is the relative standard uncertainty returned with it, wider than the
-family's rms so that a chip whose worst bank sits in the tail is not overclaimed: with it the mean square of the
-true scale errors of every chip of the family stays within 1.52 times the stated one (0.25 ``T``, the rms alone,
-left a bank of the current bench's seed 15 four sigma off and its measured accuracy 0.95 bit above the truth). Both stay stated in the
-calibration's fit quality; ``bench/calibration_report.py`` checks them on seeds it was not derived from.
+``DEFICIT_UNCERTAINTY`` (0.7 ``T``) is the relative standard uncertainty returned with it, wider than the
+family's rms: a chip's figure rests on its few banks, so its honesty rests on the tail, not the rms. The worst bank
+of that family (1.39 ``T``) lies 1.6 of these from the correction. 0.25 ``T`` (the rms alone) left a bank of the
+current bench's seed 15 four sigma off and its measured accuracy 0.95 bit above the truth; 0.5 ``T`` still left
+the adc bench's seed 15 (that worst bank, -1.55 % against 0.61 % stated) 0.72 bit above; with 0.7 ``T`` the
+study's worst is 0.30 bit (re-scored offline from the same runs), at the price of a figure about 1.2 bits below
+the truth on a typical chip of these benches: a low figure, never a high one. Both stay stated in the
+calibration's fit quality; ``bench/calibration_report.py`` checks them on seeds 16-31, which they were not
+derived from.
 
 Cost on the current bench: one heater write and about 130 laser steps (about 15 s of bench time).
 """
@@ -57,7 +61,7 @@ RED_REACH_M = 3.0e-9
 #: Fraction of the incoherent tail sum taken as the expected deficit of the gap's maximum (see the docstring).
 DEFICIT_FRACTION = 0.3
 #: Fraction of the incoherent tail sum stated as the relative standard uncertainty of the level (see the docstring).
-DEFICIT_UNCERTAINTY = 0.5
+DEFICIT_UNCERTAINTY = 0.7
 #: Heating the blue half by less than this fraction of the planned shift opens too small a gap to be worth it.
 MIN_SHIFT_FRACTION = 0.5
 #: Progress is reported after every piece of the scan.
