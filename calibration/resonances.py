@@ -23,8 +23,9 @@ emulated spectra the zeros reproduce the rings' resonances to < 0.01 pm while th
 Starting values come from the detected dips. Rings closer than about a linewidth show a single dip; then the dip
 to split is chosen by the fit, not by its apparent width (next to another dip a dip's half-height width is
 meaningless): the few features with the largest residual are each tried split and the physical fit with the
-smallest residual kept (:func:`_split_search`; on the balanced trace too). Splitting the widest dip instead put a ring 1 nm from any
-resonance on a loaded-Q-5000 chip, and the heater characterization then refused the map.
+smallest residual kept (:func:`_split_search`; on the balanced trace too). Splitting the widest dip instead put a
+ring 1 nm from any resonance on a loaded-Q-5000 chip (on the balanced trace of chip seed 19, a 1.4 nm wide "ring"
+on the envelope), and the heater characterization then refused the map.
 
 On benches that only see the balanced photocurrent (drop - through) the zeros are not observable: the balanced
 trace is fitted as a smooth envelope plus a Lorentzian and a dispersive term per pole (its partial-fraction form),
@@ -147,6 +148,10 @@ def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # -- balanced only: poles ----------------------------------------------------------------------------------------------
+#: Bounds of a balanced pole's log width (nm) inside the model: numbers, not physics (see :func:`_split_balanced`).
+LOG_WIDTH_MIN, LOG_WIDTH_MAX = -11.5, 6.0
+
+
 class _PoleModel:
     """Balanced trace = spline envelope + sum_k (a_k Re L_k + b_k Im L_k), L_k = 1/(1 + 2i (x - p_k)/w_k).
 
@@ -160,9 +165,13 @@ class _PoleModel:
     def __init__(self, x: np.ndarray, n: int, basis: np.ndarray, data: np.ndarray) -> None:
         self.x, self.n, self.basis, self.data = x, n, basis, data
 
+    def width(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) pole widths, nm; a trial fit that drifts to absurd widths stays finite (1e-5 to 400 nm)."""
+        return np.exp(np.clip(theta[self.n:], LOG_WIDTH_MIN, LOG_WIDTH_MAX))
+
     def _terms(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = self.n
-        y = 2 * (self.x[None, :] - theta[:n, None]) / np.exp(theta[n:, None])
+        y = 2 * (self.x[None, :] - theta[:n, None]) / self.width(theta)[:, None]
         return y, 1.0 / (1.0 + y * y)
 
     def design(self, theta: np.ndarray) -> np.ndarray:
@@ -193,7 +202,7 @@ class _PoleModel:
         coef = solve(a @ self.data)
         ca, cb = coef[nb:nb + n, None], coef[nb + n:, None]
         dm_dy = ca * (-2.0 * y * den * den) + cb * (2.0 * y * y * den * den - den)      # (n, W)
-        dy_dp = -2.0 / np.exp(theta[n:, None])
+        dy_dp = -2.0 / self.width(theta)[:, None]
         d = np.vstack([dm_dy * dy_dp, dm_dy * (-y)])                                     # (2n, W): d/dp, d/dlog w
         return (d - solve(_gram(a, d)).T @ a).T
 
@@ -542,7 +551,7 @@ def _fit_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: i
     env = -(coef[:nb] @ basis)          # the off-resonance level is negative: report it as a positive level
     rmse = float(np.sqrt(np.mean((pred - data) ** 2)))
     nan = np.full(keep.size, np.nan)
-    return BankFit(center_m=theta[keep] * NM, pole_m=theta[keep] * NM, pole_fwhm_m=np.exp(theta[n + keep]) * NM,
+    return BankFit(center_m=theta[keep] * NM, pole_m=theta[keep] * NM, pole_fwhm_m=model.width(theta)[keep] * NM,
                    zero_width_m=nan, extinction_db=nan, level=np.empty(0), rmse=rmse, mode="balanced",
                    x0_m=0.0, scale=1.0, params=theta, far_coef=_far_coef(x, env),
                    extra_m=np.delete(theta[:n], keep) * NM)
@@ -568,7 +577,7 @@ def _split_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, peaks: n
 
     def trial(model: _PoleModel, theta: np.ndarray) -> _Trial:
         n = model.n
-        w = np.exp(theta[n:])
+        w = model.width(theta)
         inside = (theta[:n] > x.min()) & (theta[:n] < x.max())
         return _Trial(center=theta[:n], width=w, resid=model.residual(theta),
                       physical=bool(np.all(w <= limit) and np.all(inside)), state=(model, theta))
