@@ -31,6 +31,12 @@ Backtracking. A correction that does not gain ``min_gain`` on the best reading s
 starts again from the best request with half the step, at most ``MAX_HALVINGS`` times in a row (a damped Newton
 line search). Where two close rings pull on each other's weights a full step can overshoot; stopping there
 left one setting of a close pair 0.09 off (emulated ADC bench, seed 7) while a shorter step converges.
+It costs where the chip drifts: a reading that gained nothing because the chip moved is retried from a stale best.
+Measured over the 117-chip yield study (bench/calibration_report.py, refined true bits): with 2 halvings the drift
+x5 chips reach 7.41 / 7.97 / 7.40, with none 8.10 / 8.33 / 8.29, but then close pairs on the balanced-only benches
+lose up to 1.2 bits (current seed 11: 8.41 -> 7.24, adc seed 7: 7.20 -> 6.39, adc seed 18: 7.55 -> 6.89); one
+halving was worse than either (five chips of the family below 7.5 against four). Kept at 2: a drifting chip wants
+a recentring (``Calibration.recenter``), a close pair has no other remedy.
 """
 
 from __future__ import annotations
