@@ -248,22 +248,13 @@ def _detect(x: np.ndarray, signal: np.ndarray, height: float, prominence: float)
     return x[i] + np.clip(shift, -1.0, 1.0) * dx, widths
 
 
-def _complete(centers: np.ndarray, widths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split the widest feature until there are ``n`` (merged resonances look like one broad one)."""
-    c, w = centers.astype(float), widths.astype(float)
-    if c.size == 0:
+def _starting_widths(centers: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Detected features as starting values, their widths kept within half to 2.5 times the median (a merged or
+    shouldered feature's half-height width says little; fewer features than rings go to :func:`_split_search`)."""
+    if centers.size == 0:
         raise ResonanceFitError("no resonance found in the spectrum")
-    med = float(np.median(w))
-    w = np.clip(w, med / 2, med * 2.5)
-    while c.size < n:
-        k = int(np.argmax(w))
-        c = np.concatenate([c, [c[k] + w[k] / 4]])
-        c[k] -= w[k] / 4
-        w = np.concatenate([w, [w[k] / 2]])
-        w[k] /= 2
-        order = np.argsort(c)
-        c, w = c[order], w[order]
-    return c, w
+    med = float(np.median(widths))
+    return centers.astype(float), np.clip(widths.astype(float), med / 2, med * 2.5)
 
 
 def _snap(guess: np.ndarray, found: np.ndarray, gate: np.ndarray) -> np.ndarray:
@@ -357,7 +348,7 @@ def _fit_through(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: in
     elif 0 < dips.size < n_rings:
         z = np.empty(0)         # merged resonances: see _split_search
     else:
-        z, w = _complete(dips, widths, n_rings)
+        z, w = _starting_widths(dips, widths)
         depth = np.clip(np.interp(z, x, data), 1e-4, 0.9)
         e = np.sqrt(depth) * w / 2
         pole = z.copy()
@@ -403,7 +394,7 @@ class _Trial:
     state: Any              # the fitter's own (model, parameters)
 
 
-def _split_search(x: np.ndarray, data: np.ndarray, found: np.ndarray, widths: np.ndarray, n_rings: int,
+def _split_search(x: np.ndarray, found: np.ndarray, widths: np.ndarray, n_rings: int,
                   fit: Callable[[np.ndarray, np.ndarray, bool], _Trial], finish: Callable[[_Trial], _Trial],
                   candidates: int = 3) -> _Trial:
     """Fit ``n_rings`` rings to a trace in which only ``found.size`` features were detected.
@@ -419,7 +410,7 @@ def _split_search(x: np.ndarray, data: np.ndarray, found: np.ndarray, widths: np
     wide fitting the envelope).
     """
     med = float(np.median(widths))
-    c, w = found.astype(float), np.clip(widths, med / 2, med * 2.5)
+    c, w = _starting_widths(found, widths)
     current = fit(c, w, True)
     while current.center.size < n_rings:
         width = np.clip(current.width, med / 2, med * 2.5)
@@ -459,7 +450,7 @@ def _split_through(x: np.ndarray, data: np.ndarray, basis: np.ndarray, dips: np.
         model, p = t.state
         return _zero_pole_trial(model, _lm(model, data, p, np.ones(p.size, dtype=bool), max_nfev), data)
 
-    return _split_search(x, data, dips, widths, n_rings, fit, finish).state
+    return _split_search(x, dips, widths, n_rings, fit, finish).state
 
 
 def _zero_pole_trial(model: _ZeroPoleModel, p: np.ndarray, data: np.ndarray) -> _Trial:
@@ -534,7 +525,7 @@ def _fit_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, n_rings: i
     elif 0 < peaks.size < n_rings:
         c = np.empty(0)         # merged resonances: see _split_search
     else:
-        c, w = _complete(peaks, widths, n_rings)
+        c, w = _starting_widths(peaks, widths)
     if c.size:
         model, theta = _fit_poles(x, data, basis, c, np.log(w), max_nfev * (2 * c.size + 1))
     else:
@@ -590,7 +581,7 @@ def _split_balanced(x: np.ndarray, data: np.ndarray, basis: np.ndarray, peaks: n
         model, theta = t.state
         return trial(*_fit_poles(x, data, basis, theta[:model.n], theta[model.n:], max_nfev * (2 * model.n + 1)))
 
-    return _split_search(x, data, peaks, widths, n_rings, fit, finish).state
+    return _split_search(x, peaks, widths, n_rings, fit, finish).state
 
 
 def bare_linewidths(pole_fwhm_m: np.ndarray) -> np.ndarray:
