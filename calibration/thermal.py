@@ -210,22 +210,28 @@ class _Scanner:
         self.fsr_m: float | None = None
         self._ref_m = rmap.center_m.copy()
 
-    def uncovered(self, centres_m: np.ndarray, predicted_m: np.ndarray) -> np.ndarray:
+    def uncovered(self, centres_m: np.ndarray, predicted_m: np.ndarray, slack_m: np.ndarray | float = 0.0
+                  ) -> np.ndarray:
         """Where a fitted resonance lies outside the wavelengths the scan covered around its prediction (stepped
-        benches scan only ``half_window_m`` around each predicted resonance): there the fit extrapolates, or has
-        taken another ring's pole (a balanced-only trace shows poles, not each ring's own zero), and its value is
-        no measurement of that ring. Always False on swept benches (the whole band is scanned)."""
+        benches scan only ``half_window_m`` plus the resonance's ``slack_m`` around each predicted resonance):
+        there the fit extrapolates, or has taken another ring's pole (a balanced-only trace shows poles, not each
+        ring's own zero), and its value is no measurement of that ring. Always False on swept benches (the whole
+        band is scanned)."""
         if not self.session.stepped:
             return np.zeros(np.shape(centres_m), dtype=bool)
-        return ~(np.abs(np.asarray(centres_m) - np.asarray(predicted_m)) <= self.half_window_m)
+        reach = self.half_window_m + np.asarray(slack_m, dtype=float)
+        return ~(np.abs(np.asarray(centres_m) - np.asarray(predicted_m)) <= reach)
 
-    def measure(self, drive: np.ndarray, predicted_m: np.ndarray) -> np.ndarray:
-        """Apply ``drive`` (all rings), scan, and return the fitted ring resonances (B, R)."""
+    def measure(self, drive: np.ndarray, predicted_m: np.ndarray, slack_m: np.ndarray | float = 0.0
+                ) -> np.ndarray:
+        """Apply ``drive`` (all rings), scan, and return the fitted ring resonances (B, R). ``slack_m`` (B, R) or
+        scalar: how much wider than ``half_window_m`` a stepped scan's window around each prediction is (a
+        prediction known to be uncertain)."""
         hw = self.hw
         self.writer.write(drive)
         t = hw.elapsed_s()
         if self.session.stepped:
-            grid = self._windows(predicted_m)
+            grid = self._windows(predicted_m, slack_m)
             sp = self.session.scan_points(grid)
         else:    # a triggered sweep (balanced only) on the stepped grid: the poles' fits need no finer one
             step = self.stepped_step_m if getattr(self.session, "triggered", False) else self.step_m
@@ -261,15 +267,95 @@ class _Scanner:
         lo, hi = self.band
         return np.r_[unexplained, moved[(moved > lo - tol) & (moved < hi + tol)]]
 
-    def _windows(self, predicted_m: np.ndarray) -> np.ndarray:
+    def _windows(self, predicted_m: np.ndarray, slack_m: np.ndarray | float = 0.0) -> np.ndarray:
         """Stepped benches: only wavelengths of the band's grid near a predicted resonance (each point costs a laser
-        retune and a reading of every bank)."""
+        retune and a reading of every bank), ``half_window_m`` plus ``slack_m`` either side."""
         step = self.stepped_step_m
-        lo = predicted_m.ravel() - self.half_window_m
-        hi = predicted_m.ravel() + self.half_window_m
+        reach = self.half_window_m + np.broadcast_to(np.asarray(slack_m, dtype=float), predicted_m.shape).ravel()
+        lo = predicted_m.ravel() - reach
+        hi = predicted_m.ravel() + reach
         grid = np.arange(self.band[0], self.band[1] + step / 2, step)
         keep = np.any((grid[:, None] >= lo[None, :]) & (grid[:, None] <= hi[None, :]), axis=1)
         return grid[keep]
+
+
+#: Balanced-only maps, close pairs: a pair ring's prediction is scanned with this share of the heated ring's
+#: predicted move as slack until a scan has found the two apart (:class:`_PairTracking`): the heated ring's move is
+#: known to its crosstalk onto the partner (about a tenth), the partner's is that crosstalk.
+PAIR_SLACK_SHARE = 0.3
+
+
+class _PairTracking:
+    """Predictions for the rings of close pairs (balanced-only maps) during one group's level scans.
+
+    The probe step of one ring of a close pair moves both poles: they attract, so a ring moving through its
+    partner drags the partner's pole along and is held back itself (ADC bench, seed 19: rings 69 pm apart, the
+    heated ring's pole moved 46 pm of its 70, the partner's 27 pm of 5). Predicted from those moves, the larger
+    steps put the heated ring 1.3 nm from where it was and the partner's window beside it: the stepped scans lost
+    both, and the pair's thermal rows were garbage. A ring moving away from its partner errs the other way, its
+    pole gaining the released pull (current bench, seed 2, rings 174 pm apart: the heated pole moved 99 pm of its
+    67, the partner's 22 pm blue, and the largest step landed the ring on the next one). What the probe does tell
+    is the sum of the two poles' moves: the trace of the pair's coupled-mode matrix moves as the rings' own
+    resonances do, the own move plus the crosstalk onto the partner. So the heated ring is predicted from that sum,
+    the partner from half its pole's move (none if it moved blue) up to a quarter of the heated ring's, and both are
+    scanned with a slack of ``PAIR_SLACK_SHARE`` of the heated ring's predicted move plus half the map's separation
+    (the pull that parting them releases). Once a scan finds the two apart (``RESOLVED_LINEWIDTHS``), their moves
+    per unit heat are taken from it (the largest such heat so far), and the slack is what the released pull can
+    still do at another heat.
+    """
+
+    def __init__(self, partner: np.ndarray, mine: np.ndarray, assumed: np.ndarray, per_heat: np.ndarray,
+                 probe_shift: np.ndarray, u_probe: np.ndarray, ref: np.ndarray, linewidth_m: float) -> None:
+        """``partner`` (N,) each resonance's partner in a close pair, -1 if none; ``mine`` (G,) the group heaters'
+        resonances (``assumed``: taken as an assumption, whose probe says nothing); ``per_heat`` (N,) the probe's
+        moves per unit heat, corrected in place for the pairs; ``probe_shift`` (N,) and ``u_probe`` (G,) the probe
+        step; ``ref`` (N,) the zero-drive positions."""
+        n = partner.size
+        self.rings: list[tuple[int, int]] = []         # (heated, partner)
+        self.heated = np.arange(n)                     # whose predicted move sizes each resonance's slack
+        self.share = np.zeros(n)
+        self.half_sep_m = np.zeros(n)
+        self.heat_found = np.zeros(n)                  # heat of the scan the prediction came from (0: the probe)
+        self.resolve_m = RESOLVED_LINEWIDTHS * linewidth_m
+        for k, r in enumerate(np.asarray(mine, dtype=int)):     # one heater per bank: a handful
+            p = int(partner[r])
+            if p < 0:
+                continue
+            self.rings.append((int(r), p))
+            self.heated[[r, p]] = r
+            self.share[[r, p]] = PAIR_SLACK_SHARE
+            self.half_sep_m[[r, p]] = 0.5 * abs(float(ref[r] - ref[p]))
+            u2 = float(u_probe[k]) ** 2
+            pole_sum = float(probe_shift[r] + probe_shift[p])
+            if not assumed[k] and np.isfinite(pole_sum) and pole_sum > 0:
+                per_heat[r] = pole_sum / u2
+                log.info("resonance %d (pair with %d, %.0f pm apart on the map): its probe moved the poles by %.1f "
+                         "and %.1f pm; predicted from their sum", r, p, 2 * self.half_sep_m[r] * 1e12,
+                         probe_shift[r] * 1e12, probe_shift[p] * 1e12)
+            pole_p = float(probe_shift[p]) / u2 if np.isfinite(probe_shift[p]) else 0.0
+            per_heat[p] = float(np.clip(0.5 * pole_p, 0.0, 0.25 * per_heat[r]))
+
+    def slack_m(self, predicted_move_m: np.ndarray, heat: np.ndarray) -> np.ndarray:
+        """(N,) slack of every resonance's window for a scan whose predicted moves are ``predicted_move_m`` (N,) at
+        the heats ``heat`` (N,) of the group heater in each resonance's bank: 0 off the pairs."""
+        move = np.abs(np.asarray(predicted_move_m, dtype=float))[self.heated]
+        unsure = self.heat_found == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(np.asarray(heat, dtype=float) / np.where(unsure, 1.0, self.heat_found) - 1.0)
+        return np.where(unsure, self.share * move + self.half_sep_m, self.half_sep_m * ratio)
+
+    def update(self, centres: np.ndarray, ref: np.ndarray, heat: np.ndarray, uncovered: np.ndarray,
+               per_heat: np.ndarray) -> None:
+        """After a scan: a pair found apart at a heat at least as large as before gives both rings' moves per unit
+        heat (``per_heat``, in place)."""
+        for r, p in self.rings:                          # a pair or two per group
+            h = float(heat[r])
+            c = centres[[r, p]]
+            if not (h > 0 and np.all(np.isfinite(c)) and not uncovered[[r, p]].any()
+                    and abs(float(c[0] - c[1])) >= self.resolve_m and c[0] > ref[r] and h >= self.heat_found[r]):
+                continue
+            per_heat[[r, p]] = (c - ref[[r, p]]) / h
+            self.heat_found[[r, p]] = h
 
 
 def heater_group_size(n_banks: int, levels: tuple[float, ...], banks_per_group: int | None = None) -> int:
@@ -340,6 +426,12 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     own = np.full(n, -1)                        # heater -> resonance it moves (global index b * R + k)
     probe_rows = np.full((n, nr), np.nan)       # heater -> its probe step's shift of every resonance of its bank
     probe_expected = np.full(n, np.nan)         # ... and the own shift that probe was sized for
+    lw = float(np.median(width))
+    # balanced only: each resonance's partner in a close pair of the map (poles that pull each other), else -1
+    partner = np.full(n, -1)
+    if not rmap.measured_ports:
+        for a, b in close_pairs(center0.reshape(nb, nr), PAIR_LINEWIDTHS * lw):
+            partner[a], partner[b] = b, a
     with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s, through_only=True) as session, \
             _heaters_to_zero(hw):
         scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m, stepped_window_fwhm)
@@ -348,8 +440,9 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
         # (group, time, centres, drive, resonances the scan did not cover around their prediction)
         pending: list[tuple[int, float, np.ndarray, np.ndarray, np.ndarray]] = []
 
-        def measure(drive: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-            centres = scanner.measure(drive, predicted.reshape(nb, nr)).reshape(-1)
+        def measure(drive: np.ndarray, predicted: np.ndarray, slack: np.ndarray | float = 0.0) -> np.ndarray:
+            slack = np.broadcast_to(np.asarray(slack, dtype=float), predicted.shape).reshape(nb, nr)
+            centres = scanner.measure(drive, predicted.reshape(nb, nr), slack).reshape(-1)
             if progress is not None:
                 progress("heater steps (scans)", scanner.scans, total_scans)
             return centres
@@ -402,13 +495,14 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
                 probe_expected[j] = expected[k]
                 if assumed[k]:                          # a coincident pair held still: assume the expected move
                     probe_shift[mine[k]] = probe_rows[j, mine[k] - b * nr] = expected[k]
-            eta_own = probe_shift[mine] / u_probe ** 2
-            u_top = np.minimum(np.sqrt(target_shift_m / eta_own), ceiling[heaters])
             # every resonance's move per unit heat of the group heater in its own bank (tracking prediction)
             own_heater = _own_bank_heater(heaters, nb, nr)
             has = own_heater >= 0
             per_heat = np.zeros(n)
             per_heat[has] = probe_shift[has] / (u_probe[own_heater[has]] ** 2)
+            pair_track = _PairTracking(partner, mine, assumed, per_heat, probe_shift, u_probe, ref, lw)
+            eta_own = per_heat[mine]
+            u_top = np.minimum(np.sqrt(target_shift_m / eta_own), ceiling[heaters])
             bank_res = [np.arange((j // nr) * nr, (j // nr + 1) * nr) for j in heaters]
             copies = (0.0,) if scanner.fsr_m is None else (0.0, -scanner.fsr_m, scanner.fsr_m)
             for m in range(1, schedule.shape[0]):
@@ -428,9 +522,11 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
                 heat_of_res = np.zeros(n)
                 heat_of_res[has] = u[own_heater[has]] ** 2
                 predicted = ref + per_heat * heat_of_res
-                centres = measure(drive, predicted)
-                pending.append((gi, scanner.times_s[-1], centres, drive.copy(),
-                                scanner.uncovered(centres, predicted)))
+                slack = pair_track.slack_m(per_heat * heat_of_res, heat_of_res)
+                centres = measure(drive, predicted, slack)
+                uncovered = scanner.uncovered(centres, predicted, slack)
+                pending.append((gi, scanner.times_s[-1], centres, drive.copy(), uncovered))
+                pair_track.update(centres, ref, heat_of_res, uncovered, per_heat)
         reference()
         # drift: common-mode offset of the references, linear in time between them
         for gi, t, centres, drive, uncovered in pending:
@@ -449,23 +545,22 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     rows = np.asarray(group_of_row)
     for drive_row, shift_row, group in zip(drives, shifts, rows):
         emit(hw, "heater_steps", drive=drive_row, shift_m=shift_row, group=group)
-    lw = float(np.median(width))
     # balanced only: the map's poles of two close rings are pulled towards each other (by up to tens of pm, both
     # ways); such pairs are resolved from the steps that part them (_resolve_pairs)
     pairs = [] if rmap.measured_ports else close_pairs(center0.reshape(nb, nr), PAIR_LINEWIDTHS * lw)
     pair_fit: dict[str, Any] = {} if rmap.measured_ports else dict(
         pairs=pairs, centres=shifts + center0[None, :], resolve_m=RESOLVED_LINEWIDTHS * lw)
-    model, correction = _fit(hw, groups, shifts, drives, rows, own, **pair_fit)
+    model, correction, resolved = _fit(hw, groups, shifts, drives, rows, own, **pair_fit)
     settled = _settle_pairs(hw, model.crosstalk, own, center0 + correction, lw)
     if not np.array_equal(settled, own):
         own = settled
-        model, correction = _fit(hw, groups, shifts, drives, rows, own, **pair_fit)
+        model, correction, resolved = _fit(hw, groups, shifts, drives, rows, own, **pair_fit)
     centre_fit = center0 + correction                   # map order: the rings' own zero-drive resonances
     model.max_drive = np.asarray(hw.max_drive, dtype=float).copy()
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
     if pairs:
         model.zero_drive_correction_m = correction[own].reshape(nb, nr)
-    _share_coincident(model, centre_fit[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * lw)
+    _share_coincident(model, centre_fit[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * lw, resolved[own].reshape(nb, nr))
     stood_in = _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * lw)
     _verify_order(hw, model.crosstalk, nb, nr, centre_fit[own].reshape(nb, nr), lw,
                   fit_rmse_m=model.fit_rmse_m.reshape(nb, nr), stood_in=stood_in)
@@ -774,17 +869,22 @@ def _stand_in_untracked(model: ThermalModel, n_banks: int, n_rings: int, max_rms
     return bad
 
 
-def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float) -> None:
+def _share_coincident(model: ThermalModel, center_m: np.ndarray, close_m: float,
+                      resolved: np.ndarray | None = None) -> None:
     """Rings of one bank closer than ``close_m`` at zero drive (ring-order centres, (B, R)) are one feature: the
     tracking cannot share their shifts out, and their rows of the crosstalk matrix come out mixed (nearly equal
     rows make it singular). Each heater of such a pair gets the larger of the pair's moves as its own and the
     smaller (within 0 and half of it) as its crosstalk onto the partner, the self-heating of the bank's other
-    heaters; the other heaters' crosstalk onto the pair is split evenly."""
+    heaters; the other heaters' crosstalk onto the pair is split evenly. Rings ``resolved`` ((B, R) bool) by the
+    steps that part them (:func:`_resolve_pairs`) have rows measured apart and are left as they are."""
     nb, nr = center_m.shape
     k = model.crosstalk
+    done = np.zeros((nb, nr), dtype=bool) if resolved is None else np.asarray(resolved, dtype=bool)
     for b in range(nb):              # a pair at most every few banks
         c = center_m[b]
-        for i, j in zip(*np.nonzero(np.triu(np.abs(c[:, None] - c[None, :]) < close_m, 1))):
+        close = np.abs(c[:, None] - c[None, :]) < close_m
+        close &= ~(done[b][:, None] & done[b][None, :])
+        for i, j in zip(*np.nonzero(np.triu(close, 1))):
             gi, gj = b * nr + int(i), b * nr + int(j)
             col_i, col_j = k[[gi, gj], gi], k[[gi, gj], gj]
             rest = np.ones(k.shape[0], dtype=bool)
@@ -907,10 +1007,44 @@ def _joint_row(k_row: np.ndarray, y: np.ndarray, good: np.ndarray, bank: np.ndar
     return row, float(sol[-1]) if intercept else 0.0, r, w
 
 
+def _fit_pair_separation(heat: np.ndarray, diff: np.ndarray, map_separation_m: float, linewidth_m: float
+                         ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The own separation of a close pair's rings from scans that part them: ``diff`` (S,) the tracked poles'
+    separation minus the map's (``map_separation_m``, signed), ``heat`` (S, H) the bank's heats in those scans.
+
+    Two rings on one bus are coupled through it, dissipatively: the pair's poles attract, and sit
+    ``sign(d) sqrt(d^2 - 4 k^2)`` apart for an own separation ``d`` and a coupling ``k`` (they merge within
+    ``2 k``), so parted rings are still pulled together by about ``2 k^2 / d`` (current bench, seed 2: 22 pm at
+    2.7 linewidths, 8 pm at 7). A straight line through the parted scans put that pair's zero-drive separation
+    30 pm off; here ``d = map_separation + gap + heat @ row`` is fitted with ``k`` (at most a linewidth), outliers
+    down-weighted (soft L1 at four robust sigma of the straight line). With too few scans for ``k`` the straight
+    line stands (``k`` = 0). Returns (row (H,), gap, residuals, weights as in
+    :func:`_robust_lstsq`)."""
+    a = np.c_[heat, np.ones(diff.size)]
+    sol, r, w = _robust_lstsq(a, diff)
+    if diff.size < a.shape[1] + 2:
+        return sol[:-1], float(sol[-1]), r, w
+    scale_m = max(1.4826 * float(np.median(np.abs(r))), 1e-12)            # 1 pm: below any reading
+
+    def model(x: np.ndarray) -> np.ndarray:
+        d = map_separation_m + a @ x[:-1]
+        return np.sign(d) * np.sqrt(np.maximum(d * d - 4.0 * x[-1] ** 2, 0.0)) - map_separation_m
+
+    x0 = np.r_[sol, 0.2 * linewidth_m]
+    lo = np.r_[np.full(sol.size, -np.inf), 0.0]
+    hi = np.r_[np.full(sol.size, np.inf), linewidth_m]
+    fit = least_squares(lambda x: (model(x) - diff) / NM, x0, bounds=(lo, hi), loss="soft_l1",
+                        f_scale=4.0 * scale_m / NM, x_scale=np.r_[np.abs(sol) + 1e-12, 0.2 * linewidth_m])
+    r = model(fit.x) - diff
+    w = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * scale_m))
+    return fit.x[:-2], float(fit.x[-2]), r, w
+
+
 def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarray, shifts: np.ndarray,
                    drives: np.ndarray, gamma: np.ndarray, pairs: list[tuple[int, int]], centres: np.ndarray,
                    resolve_m: float, groups: list[np.ndarray], rows: np.ndarray, corrupt: np.ndarray,
-                   n_rings: int, fallback: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+                   n_rings: int, fallback: tuple[np.ndarray, np.ndarray, np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of close pairs and the rings' own zero-drive places, on a map of poles (balanced only).
 
     Two rings on the same buses closer than about a linewidth are one coupled system: its two poles attract (the
@@ -926,9 +1060,10 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
     steps part (or whose fit moves a ring beyond any pull) keeps its poles' own rows (``fallback``: crosstalk,
     squared residual sums and weights of the plain fit) and the map's centres. Rows in
     ``k_matrix`` (map order) are replaced in place, with their ``resid_sq``/``counts``; returns (N,) own resonance
-    minus map centre (0 off pairs)."""
+    minus map centre (0 off pairs) and (N,) bool, the rings of the pairs resolved."""
     n = shifts.shape[1]
     correction = np.zeros(n)
+    resolved_rings = np.zeros(n, dtype=bool)
     with np.errstate(invalid="ignore"):
         heat = np.nan_to_num(_heat(drives, gamma[None, :]))            # (M, N): drives are 0 off each group
     for gi, gj in pairs:                                                # a pair or two per bank at most
@@ -953,9 +1088,10 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
         cols = bank[np.any(heat[np.ix_(ok, bank)] > 0, axis=0)]
         resolved = int(ok.sum()) >= max(MIN_RESOLVED_SCANS, cols.size + 2)
         if resolved:
-            sol_d, r_d, w_d = _robust_lstsq(np.c_[heat[np.ix_(ok, cols)], np.ones(int(ok.sum()))], diff[ok])
-            diff_row[cols] = sol_d[:-1]
-            gap = float(sol_d[-1])
+            sol_d, gap, r_d, w_d = _fit_pair_separation(heat[np.ix_(ok, cols)], diff[ok],
+                                                        float(centres[0, gi] - centres[0, gj]),
+                                                        resolve_m / RESOLVED_LINEWIDTHS)
+            diff_row[cols] = sol_d
             if abs(gap) > 2.0 * MAX_PAIR_PULL_SHARE * resolve_m:        # beyond any pull seen: a failed fit
                 log.warning("resonances %d and %d of bank %d: the steps that part them put them %.0f pm from the "
                             "map's poles, more than a pair pulls; their poles are tracked as they are",
@@ -977,29 +1113,31 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
             continue
         k_matrix[gi], k_matrix[gj] = mean_row + 0.5 * diff_row, mean_row - 0.5 * diff_row
         correction[gi], correction[gj] = offset + 0.5 * gap, offset - 0.5 * gap
+        resolved_rings[[gi, gj]] = True
         ms = float(np.sum(w_m * r_m * r_m)) + 0.25 * float(np.sum(w_d * r_d * r_d))
         cnt = float(np.sum(w_m)) + 0.25 * float(np.sum(w_d))
         resid_sq[gi] = resid_sq[gj] = ms
         counts[gi] = counts[gj] = max(cnt, 1e-12)
-    return correction
+    return correction, resolved_rings
 
 
 def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray,
          rows: np.ndarray, resonance_of_heater: np.ndarray | None = None, *,
          pairs: list[tuple[int, int]] | None = None, centres: np.ndarray | None = None, resolve_m: float = 0.0
-         ) -> tuple[ThermalModel, np.ndarray]:
+         ) -> tuple[ThermalModel, np.ndarray, np.ndarray]:
     """Per group: gamma by variable projection around the linear least-squares crosstalk columns (all resonances
     at once), then once more with outlying (scan, resonance) points down-weighted (a resonance that could not be
     told apart from another one in one scan must not bend a whole column). ``shifts`` are per resonance (the map's
     order); the model's rows are put in ring order with ``resonance_of_heater`` (ring j = what heater j moves).
     ``pairs`` (map order, with the tracked ``centres`` (M, N) of every scan): close pairs of a map of poles, fitted
-    by their mean and resolved apart (:func:`_resolve_pairs`). Returns the model and (N,) map order, each
-    resonance's own zero-drive place minus the map's (0 but in resolved pairs)."""
+    by their mean and resolved apart (:func:`_resolve_pairs`). Returns the model and, (N,) in map order, each
+    resonance's own zero-drive place minus the map's (0 but in resolved pairs) and which pairs' rings were resolved."""
     pairs = pairs or []
     shifts_raw = shifts
     plain = np.array(shifts, dtype=float)
     n = plain.shape[1]
     correction = np.zeros(n)
+    resolved = np.zeros(n, dtype=bool)
     corrupt = None
     nr = int(getattr(hw, "n_rings", n))
     if centres is not None:
@@ -1035,14 +1173,14 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
                 sq[i], cnt[i] = float(np.sum(w_i * r_i * r_i)), max(float(np.sum(w_i)), 1e-12)
     if pairs:
         assert centres is not None and corrupt is not None
-        correction = _resolve_pairs(k_matrix, resid_sq, counts, shifts_raw, drives, gamma, pairs, centres,
+        correction, resolved = _resolve_pairs(k_matrix, resid_sq, counts, shifts_raw, drives, gamma, pairs, centres,
                                     resolve_m, groups, rows, corrupt, nr, (fb_k, fb_sq, fb_counts))
     if resonance_of_heater is not None:
         k_matrix, resid_sq, counts = (k_matrix[resonance_of_heater], resid_sq[resonance_of_heater],
                                       counts[resonance_of_heater])
     return ThermalModel(mode=hw.mode, efficiency_m_per_unit=np.diag(k_matrix).copy(), crosstalk=k_matrix,
                         nonlinearity=gamma, fit_rmse_m=np.sqrt(resid_sq / np.maximum(counts, 1e-12)),
-                        heat_unit="V^2" if hw.mode == "voltage" else "A^2"), correction
+                        heat_unit="V^2" if hw.mode == "voltage" else "A^2"), correction, resolved
 
 
 def _fit_groups(groups: list[np.ndarray], shifts: np.ndarray, drives: np.ndarray, rows: np.ndarray, n_rings: int

@@ -201,8 +201,8 @@ def test_refinement_scales_each_rings_step_by_its_observed_response() -> None:
 
 def test_refinement_backtracks_when_a_full_step_overshoots() -> None:
     """A ring whose weight moves 2.5 times as far as the model predicts (its slope misfitted, as near a close
-    neighbour) overshoots on the full Newton step and reads worse than before; the loop retries from the best
-    request with half the step instead of stopping (it stopped there with the error untouched), and converges."""
+    neighbour) overshoots on the full Newton step and reads worse than before; the loop goes on with half the step
+    instead of stopping (it stopped there with the error untouched), and converges."""
     target = np.array([[0.3, -0.2]])
     couple = np.array([[1.0, 0.0], [0.0, 2.5]])
     state: dict[str, np.ndarray] = {}
@@ -218,3 +218,30 @@ def test_refinement_backtracks_when_a_full_step_overshoots() -> None:
 
     result = refine_weights(target, solve=solve, apply=apply, measure=measure, tol=1e-3, max_iter=12)
     assert result.reason == "tolerance" and result.rmse < 1e-3
+
+
+def test_refinement_leaves_a_recent_setting_on_a_drifting_chip() -> None:
+    """A chip that drifts between readings: a reading some corrections old no longer says what its setting gives,
+    so the loop steps from the latest reading and leaves the better of the last two settings applied (it went back
+    to the best reading seen, however stale)."""
+    target = np.array([[0.3, -0.2]])
+    applied: list[np.ndarray] = []
+    readings: list[np.ndarray] = []
+
+    def solve(request: np.ndarray) -> np.ndarray:
+        return np.asarray(request, dtype=float).ravel()
+
+    def apply(drive: np.ndarray) -> None:
+        applied.append(np.array(drive))
+
+    def measure() -> np.ndarray:
+        drift = 0.004 * len(readings) * np.array([1.0, -1.0])        # the chip moves between readings
+        readings.append((applied[-1] + 0.02 + drift).reshape(1, 2))
+        return readings[-1]
+
+    apply(target.ravel())
+    result = refine_weights(target, solve=solve, apply=apply, measure=measure, first_drive=applied[0], tol=1e-4,
+                            max_iter=8)
+    assert result.reason == "no improvement"
+    assert np.array_equal(applied[-1], result.drive)                   # left applied
+    assert any(np.array_equal(result.measured, r) for r in readings[-2:])

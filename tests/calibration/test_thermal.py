@@ -418,7 +418,7 @@ def test_a_ring_seen_in_too_few_scans_keeps_its_shift_on_its_own_bank() -> None:
     seen = np.flatnonzero(rows == g)
     shifts[seen[2:], ring] = np.nan                       # only the probe and the first step saw it
     hw = SimpleNamespace(mode="voltage", n_rings=nr)
-    model, _ = _fit(hw, groups, shifts, drives, rows)
+    model, _, _ = _fit(hw, groups, shifts, drives, rows)
     k = model.crosstalk
     others = np.setdiff1d(groups[g], [ring])              # the other banks' heaters of that group
     assert np.all(np.abs(k[ring, others]) < 1e-15)        # not a share of its own shift
@@ -467,7 +467,7 @@ def test_no_heater_of_another_bank_moves_a_ring_like_its_own() -> None:
     foreign = int(next(j for j in groups[g] if bank[j] == 0))
     sel = rows == g
     shifts[sel, ring] += 230e-12 * drives[sel, foreign] ** 2            # what a confused tracking can look like
-    model, _ = _fit(SimpleNamespace(mode="voltage", n_rings=nr), groups, shifts, drives, rows)
+    model, _, _ = _fit(SimpleNamespace(mode="voltage", n_rings=nr), groups, shifts, drives, rows)
     k = model.crosstalk
     cross = bank[:, None] != bank[None, :]
     assert np.all(np.abs(k[cross]) <= MAX_CROSS_BANK_SHARE * np.diag(k)[None, :].repeat(n, 0)[cross])
