@@ -23,7 +23,7 @@ the embedded ``current`` bench (greymatter current drive, Keithley 2400 on balan
 (all of them on one chip but the current bench: Q 5000, crosstalk x2, spread +-1 nm, noise x10, meter
 nonlinearity 0.05 dB, drift x5, RIN -130 dB/Hz, wavelength repeatability 2 pm).
 
-    python bench/calibration_report.py --seeds 32 --variant-seeds 4 --out runs/calibration_report   # the study
+    python bench/calibration_report.py --seeds 32 --variant-seeds 3 --bench-seeds 32 --workers 2   # the study
     python bench/calibration_report.py --cases default current --seeds 2 --variant-seeds 1           # a subset
     python bench/calibration_report.py --only spread1nm-s2 --merge      # rerun one case into the earlier results
     python bench/calibration_report.py --workers 2                      # the chips in 2 processes
@@ -227,14 +227,21 @@ def parse_without(items: list[str]) -> list[list[str]]:
 
 
 def cases(seeds: int, variant_seeds: int, only: list[str] | None,
-          without_sets: list[list[str]] | None = None) -> list[tuple[str, str, int, dict[str, Any]]]:
-    """(name, bench kind, seed, overrides) of every chip; with ``without_sets`` each family also runs with each set
-    of factors removed, as family ``FAM-no-F1+F2``."""
+          without_sets: list[list[str]] | None = None, bench_seeds: int | None = None
+          ) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """(name, bench kind, seed, overrides) of every chip: ``seeds`` of the default chip, ``bench_seeds`` (default
+    ``variant_seeds``) of the other embedded benches, ``variant_seeds`` of every other family; with
+    ``without_sets`` each family also runs with each set of factors removed, as family ``FAM-no-F1+F2``."""
     out = []
     for fam, (kind, overrides) in FAMILY.items():
         if only and fam not in only:
             continue
-        count = seeds if fam == "default" else variant_seeds
+        if fam == "default":
+            count = seeds
+        elif kind != "default" and bench_seeds is not None:
+            count = bench_seeds
+        else:
+            count = variant_seeds
         variants = [(fam, overrides)]
         for fs in without_sets or []:
             variants.append((f"{fam}-no-{'+'.join(fs)}", without(overrides, fs)))
@@ -253,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-refine", type=int, default=16, help="verification vectors with refinement")
     parser.add_argument("--seeds", type=int, default=32, help="seeds 0..N-1 of the default chip")
     parser.add_argument("--variant-seeds", type=int, default=4, help="seeds 0..N-1 of every harsh variant")
+    parser.add_argument("--bench-seeds", type=int, default=None,
+                        help="seeds 0..N-1 of the embedded current and adc benches (default: --variant-seeds)")
     parser.add_argument("--cases", nargs="*", help=f"only these families ({', '.join(FAMILY)})")
     parser.add_argument("--only", nargs="*", help="only these cases by name (e.g. default-s0 spread1nm-s2)")
     parser.add_argument("--workers", type=int, default=1, help="chips run in this many processes (default 1)")
@@ -273,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         without_sets = parse_without(args.without)
     except ValueError as exc:
         parser.error(f"--without: {exc}")
-    todo = cases(args.seeds, args.variant_seeds, args.cases, without_sets)
+    todo = cases(args.seeds, args.variant_seeds, args.cases, without_sets, args.bench_seeds)
     if args.only:
         todo = [c for c in todo if c[0] in args.only]
     t_start = time.perf_counter()
@@ -297,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         ran = {r["case"] for r in results}
         earlier = [r for r in json.loads((out / "report.json").read_text()) if r["case"] not in ran]
         order = {name: k for k, (name, _, _, _) in enumerate(cases(args.seeds, args.variant_seeds, None,
-                                                                   without_sets))}
+                                                                   without_sets, args.bench_seeds))}
         results = sorted(earlier + results, key=lambda r: order.get(r["case"], len(order)))
     md = table(results) + "\n\n" + distribution(results)
     (out / "report.md").write_text(md + "\n")

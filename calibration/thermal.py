@@ -39,6 +39,7 @@ which refuses anything outside the bench limits.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -219,7 +220,7 @@ class _Scanner:
         band is scanned)."""
         if not self.session.stepped:
             return np.zeros(np.shape(centres_m), dtype=bool)
-        reach = self.half_window_m + np.asarray(slack_m, dtype=float)
+        reach = self.half_window_m + np.broadcast_to(np.asarray(slack_m, dtype=float), np.shape(centres_m))
         return ~(np.abs(np.asarray(centres_m) - np.asarray(predicted_m)) <= reach)
 
     def measure(self, drive: np.ndarray, predicted_m: np.ndarray, slack_m: np.ndarray | float = 0.0
@@ -333,26 +334,32 @@ class _PairTracking:
                          "and %.1f pm; predicted from their sum", r, p, 2 * self.half_sep_m[r] * 1e12,
                          probe_shift[r] * 1e12, probe_shift[p] * 1e12)
             pole_p = float(probe_shift[p]) / u2 if np.isfinite(probe_shift[p]) else 0.0
-            per_heat[p] = float(np.clip(0.5 * pole_p, 0.0, 0.25 * per_heat[r]))
+            cap = 0.25 * float(per_heat[r]) if np.isfinite(per_heat[r]) else 0.0
+            per_heat[p] = min(max(0.5 * pole_p, 0.0), max(cap, 0.0))
 
     def slack_m(self, predicted_move_m: np.ndarray, heat: np.ndarray) -> np.ndarray:
         """(N,) slack of every resonance's window for a scan whose predicted moves are ``predicted_move_m`` (N,) at
         the heats ``heat`` (N,) of the group heater in each resonance's bank: 0 off the pairs."""
-        move = np.abs(np.asarray(predicted_move_m, dtype=float))[self.heated]
+        move = np.nan_to_num(np.abs(np.asarray(predicted_move_m, dtype=float)))[self.heated]
         unsure = self.heat_found == 0
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.abs(np.asarray(heat, dtype=float) / np.where(unsure, 1.0, self.heat_found) - 1.0)
         return np.where(unsure, self.share * move + self.half_sep_m, self.half_sep_m * ratio)
 
-    def update(self, centres: np.ndarray, ref: np.ndarray, heat: np.ndarray, uncovered: np.ndarray,
-               per_heat: np.ndarray) -> None:
+    def update(self, centres: np.ndarray, predicted: np.ndarray, ref: np.ndarray, heat: np.ndarray,
+               uncovered: np.ndarray, per_heat: np.ndarray) -> None:
         """After a scan: a pair found apart at a heat at least as large as before gives both rings' moves per unit
-        heat (``per_heat``, in place)."""
+        heat (``per_heat``, in place). Apart, the heated ring is red of its partner (it passed it if it was blue:
+        heaters only heat, and its own move is several times its crosstalk), and each fit is nearer its own
+        prediction than the other's: else the fit may have swapped them, and the scan is no evidence."""
         for r, p in self.rings:                          # a pair or two per group
             h = float(heat[r])
             c = centres[[r, p]]
-            if not (h > 0 and np.all(np.isfinite(c)) and not uncovered[[r, p]].any()
-                    and abs(float(c[0] - c[1])) >= self.resolve_m and c[0] > ref[r] and h >= self.heat_found[r]):
+            if not (h > 0 and np.all(np.isfinite(c)) and not uncovered[[r, p]].any() and h >= self.heat_found[r]
+                    and float(c[0] - c[1]) >= self.resolve_m):
+                continue
+            guess = predicted[[r, p]]
+            if abs(c[0] - guess[0]) > abs(c[0] - guess[1]) or abs(c[1] - guess[1]) > abs(c[1] - guess[0]):
                 continue
             per_heat[[r, p]] = (c - ref[[r, p]]) / h
             self.heat_found[[r, p]] = h
@@ -526,7 +533,7 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
                 centres = measure(drive, predicted, slack)
                 uncovered = scanner.uncovered(centres, predicted, slack)
                 pending.append((gi, scanner.times_s[-1], centres, drive.copy(), uncovered))
-                pair_track.update(centres, ref, heat_of_res, uncovered, per_heat)
+                pair_track.update(centres, predicted, ref, heat_of_res, uncovered, per_heat)
         reference()
         # drift: common-mode offset of the references, linear in time between them
         for gi, t, centres, drive, uncovered in pending:
@@ -1017,12 +1024,12 @@ def _fit_pair_separation(heat: np.ndarray, diff: np.ndarray, map_separation_m: f
     ``2 k``), so parted rings are still pulled together by about ``2 k^2 / d`` (current bench, seed 2: 22 pm at
     2.7 linewidths, 8 pm at 7). A straight line through the parted scans put that pair's zero-drive separation
     30 pm off; here ``d = map_separation + gap + heat @ row`` is fitted with ``k`` (at most a linewidth), outliers
-    down-weighted (soft L1 at four robust sigma of the straight line). With too few scans for ``k`` the straight
-    line stands (``k`` = 0). Returns (row (H,), gap, residuals, weights as in
-    :func:`_robust_lstsq`)."""
+    down-weighted (soft L1 at four robust sigma of the straight line). With too few scans for ``k``, a map
+    separation that is no number, or a fit that fails, the straight line stands (``k`` = 0). Returns (row (H,),
+    gap, residuals, weights as in :func:`_robust_lstsq`)."""
     a = np.c_[heat, np.ones(diff.size)]
     sol, r, w = _robust_lstsq(a, diff)
-    if diff.size < a.shape[1] + 2:
+    if diff.size < a.shape[1] + 2 or not np.isfinite(map_separation_m):
         return sol[:-1], float(sol[-1]), r, w
     scale_m = max(1.4826 * float(np.median(np.abs(r))), 1e-12)            # 1 pm: below any reading
 
@@ -1033,8 +1040,12 @@ def _fit_pair_separation(heat: np.ndarray, diff: np.ndarray, map_separation_m: f
     x0 = np.r_[sol, 0.2 * linewidth_m]
     lo = np.r_[np.full(sol.size, -np.inf), 0.0]
     hi = np.r_[np.full(sol.size, np.inf), linewidth_m]
-    fit = least_squares(lambda x: (model(x) - diff) / NM, x0, bounds=(lo, hi), loss="soft_l1",
-                        f_scale=4.0 * scale_m / NM, x_scale=np.r_[np.abs(sol) + 1e-12, 0.2 * linewidth_m])
+    try:
+        fit = least_squares(lambda x: (model(x) - diff) / NM, x0, bounds=(lo, hi), loss="soft_l1",
+                            f_scale=4.0 * scale_m / NM, x_scale=np.r_[np.abs(sol) + 1e-12, 0.2 * linewidth_m])
+    except ValueError as exc:                                           # non-finite residuals: the line stands
+        log.info("pair separation: the coupled-pair fit failed (%s); a straight line is kept", exc)
+        return sol[:-1], float(sol[-1]), r, w
     r = model(fit.x) - diff
     w = 1.0 / np.maximum(1.0, np.abs(r) / (4.0 * scale_m))
     return fit.x[:-2], float(fit.x[-2]), r, w
@@ -1064,6 +1075,9 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
     n = shifts.shape[1]
     correction = np.zeros(n)
     resolved_rings = np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                # a column never tracked: NaN
+        map_m = np.nanmedian(centres - shifts, axis=0)                  # the map's centres (shifts are from them)
     with np.errstate(invalid="ignore"):
         heat = np.nan_to_num(_heat(drives, gamma[None, :]))            # (M, N): drives are 0 off each group
     for gi, gj in pairs:                                                # a pair or two per bank at most
@@ -1089,7 +1103,7 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
         resolved = int(ok.sum()) >= max(MIN_RESOLVED_SCANS, cols.size + 2)
         if resolved:
             sol_d, gap, r_d, w_d = _fit_pair_separation(heat[np.ix_(ok, cols)], diff[ok],
-                                                        float(centres[0, gi] - centres[0, gj]),
+                                                        float(map_m[gi] - map_m[gj]),
                                                         resolve_m / RESOLVED_LINEWIDTHS)
             diff_row[cols] = sol_d
             if abs(gap) > 2.0 * MAX_PAIR_PULL_SHARE * resolve_m:        # beyond any pull seen: a failed fit
@@ -1100,12 +1114,11 @@ def _resolve_pairs(k_matrix: np.ndarray, resid_sq: np.ndarray, counts: np.ndarra
         if resolved:
             log.info("bank %d: resonances %d and %d (%.0f pm apart on the map) resolved from %d scans that part "
                      "them: %.0f pm apart at zero drive", b, gi % n_rings, gj % n_rings,
-                     abs(centres[0, gi] - centres[0, gj]) * 1e12, int(ok.sum()),
-                     abs(centres[0, gi] - centres[0, gj] + gap) * 1e12)
+                     abs(map_m[gi] - map_m[gj]) * 1e12, int(ok.sum()), abs(map_m[gi] - map_m[gj] + gap) * 1e12)
         elif gap == 0.0:
             log.warning("resonances %d and %d of bank %d are %.0f pm apart at zero drive and the heater steps parted "
                         "them in %d scans only: their poles are tracked as they are (thermal model approximate for "
-                        "them)", gi % n_rings, gj % n_rings, b, abs(centres[0, gi] - centres[0, gj]) * 1e12,
+                        "them)", gi % n_rings, gj % n_rings, b, abs(map_m[gi] - map_m[gj]) * 1e12,
                         int(ok.sum()))
         if not resolved:
             for g in (gi, gj):
@@ -1173,8 +1186,9 @@ def _fit(hw: BenchSession, groups: list[np.ndarray], shifts: np.ndarray, drives:
                 sq[i], cnt[i] = float(np.sum(w_i * r_i * r_i)), max(float(np.sum(w_i)), 1e-12)
     if pairs:
         assert centres is not None and corrupt is not None
-        correction, resolved = _resolve_pairs(k_matrix, resid_sq, counts, shifts_raw, drives, gamma, pairs, centres,
-                                    resolve_m, groups, rows, corrupt, nr, (fb_k, fb_sq, fb_counts))
+        correction, resolved = _resolve_pairs(k_matrix, resid_sq, counts, shifts_raw, drives, gamma, pairs,
+                                              centres, resolve_m, groups, rows, corrupt, nr,
+                                              (fb_k, fb_sq, fb_counts))
     if resonance_of_heater is not None:
         k_matrix, resid_sq, counts = (k_matrix[resonance_of_heater], resid_sq[resonance_of_heater],
                                       counts[resonance_of_heater])

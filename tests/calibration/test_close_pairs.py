@@ -183,9 +183,15 @@ def test_a_pair_rings_probe_predicts_from_the_sum_of_its_poles() -> None:
     move = per_heat * heat
     slack = track.slack_m(move, heat)
     assert np.all(slack[:2] > 0.25 * move[0]) and np.all(slack[2:] == 0)
+    # a fit that swapped the two (ring 0 reported blue of its partner, each nearer the other's prediction) is no
+    # evidence
+    predicted = ref + move
+    before = per_heat.copy()
+    track.update(np.array([120e-12, 1.15e-9, 1.0e-9, 2e-9]), predicted, ref, heat, np.zeros(4, dtype=bool), per_heat)
+    np.testing.assert_array_equal(per_heat, before)
     # a scan at that heat finds ring 0 at 1.15 nm, ring 1 at 120 pm: apart, so both are measured
     centres = np.array([1.15e-9, 120e-12, 1.0e-9 + 12e-12, 2e-9 + 4e-12])
-    track.update(centres, ref, heat, np.zeros(4, dtype=bool), per_heat)
+    track.update(centres, predicted, ref, heat, np.zeros(4, dtype=bool), per_heat)
     np.testing.assert_allclose(per_heat[:2], (centres[:2] - ref[:2]) / 4.0)
     assert np.all(track.slack_m(per_heat * heat, heat) == 0)           # at the same heat: no doubt left
     assert np.all(track.slack_m(per_heat * 2 * heat, 2 * heat)[:2] > 0)  # at another, the released pull
@@ -222,3 +228,11 @@ def test_a_ring_moved_through_its_close_partner_keeps_its_heater_row(tmp_path: P
     k_fit = thermal.crosstalk[:2, :2]
     np.testing.assert_allclose(np.diag(k_fit), np.diag(k_true), rtol=0.1)
     assert np.all(np.abs(k_fit - k_true)[[0, 1], [1, 0]] < 0.1 * np.diag(k_true))
+
+
+def test_a_pair_separation_without_a_map_value_keeps_the_straight_line() -> None:
+    """A map separation that is no number (a resonance the map did not hold) leaves the straight line, no crash."""
+    heat = np.c_[np.linspace(1e-6, 8e-6, 6), np.zeros(6)]
+    diff = 400e-12 + heat[:, 0] * 250e-12 / 1e-6
+    sol, gap, r, w = _fit_pair_separation(heat, diff, float("nan"), 190e-12)
+    assert np.isclose(gap, 400e-12) and np.isclose(sol[0], 250e-12 / 1e-6) and np.all(w == 1)

@@ -245,3 +245,23 @@ def test_refinement_leaves_a_recent_setting_on_a_drifting_chip() -> None:
     assert result.reason == "no improvement"
     assert np.array_equal(applied[-1], result.drive)                   # left applied
     assert any(np.array_equal(result.measured, r) for r in readings[-2:])
+    # what each setting gives now: the one left applied beats every older one (the best reading among them)
+    now = 0.02 + 0.004 * len(readings) * np.array([1.0, -1.0]) - target.ravel()
+    error_now = [float(np.sqrt(np.mean((d + now) ** 2))) for d in applied[:-1]]
+    assert float(np.sqrt(np.mean((result.drive + now) ** 2))) <= min(error_now[:-2]) + 1e-12
+
+
+def test_refinement_that_goes_astray_keeps_its_best_setting() -> None:
+    """Readings that only get worse after the first (an oscillation the halvings do not damp): the loop stops on
+    "no improvement" and leaves the best setting applied, not the better of its last two."""
+    target = np.array([[0.3, -0.2]])
+    errors = iter([0.010, 0.030, 0.025, 0.040, 0.030, 0.050, 0.040, 0.060])
+    applied: list[np.ndarray] = []
+
+    def apply(drive: np.ndarray) -> None:
+        applied.append(np.array(drive))
+
+    result = refine_weights(target, solve=lambda r: np.asarray(r, dtype=float).ravel(), apply=apply,
+                            measure=lambda: target + next(errors), tol=1e-4, max_iter=8)
+    assert result.reason == "no improvement" and result.iterations == 1 + MAX_HALVINGS
+    assert np.isclose(result.rmse, 0.010) and np.array_equal(applied[-1], result.drive)
