@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,18 +106,27 @@ def test_a_pair_no_step_parts_keeps_its_poles_rows() -> None:
     assert np.linalg.cond(model.crosstalk) < 1e3
 
 
+def _seeded_bench(tmp: Path, kind: str, seed: int) -> Path:
+    """An embedded bench file with another chip seed."""
+    path = tmp / f"{kind}-s{seed}.toml"
+    path.write_text(Path(embedded_bench_path(kind)).read_text().replace("seed = 0", f"seed = {seed}", 1))
+    return path
+
+
+def _map_and_heaters(hw: Any, averaging_time_s: float) -> tuple[Any, ThermalModel]:
+    """The resonance map and the heater characterization, as calibrate runs them."""
+    with only_laser(hw, 0):
+        rmap = measure_resonance_map(hw, averaging_time_s=averaging_time_s)
+    return rmap, characterize_heaters(hw, rmap, averaging_time_s=averaging_time_s)
+
+
 @pytest.fixture(scope="module")
 def seed2_heaters(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The current bench's chip seed 2: bank 1's rings 0 and 1 sit 174 pm apart (0.9 linewidth)."""
     tmp = tmp_path_factory.mktemp("pair")
-    text = Path(embedded_bench_path("current")).read_text().replace("seed = 0", "seed = 2", 1)
-    path = tmp / "current-s2.toml"
-    path.write_text(text)
-    with Bench.open(path, lock_dir=tmp) as bench:
+    with Bench.open(_seeded_bench(tmp, "current", 2), lock_dir=tmp) as bench:
         hw = bench.session()
-        with only_laser(hw, 0):
-            rmap = measure_resonance_map(hw, averaging_time_s=2e-4)
-        thermal = characterize_heaters(hw, rmap, averaging_time_s=2e-4)
+        rmap, thermal = _map_and_heaters(hw, 2e-4)
         own = bench.truth.resonances_m(np.zeros(hw.n_banks * hw.n_rings), str(hw.mode))
     return SimpleNamespace(rmap=rmap.in_ring_order(thermal.resonance_of_ring), thermal=thermal, own=own)
 
@@ -207,14 +217,9 @@ def test_a_ring_moved_through_its_close_partner_keeps_its_heater_row(tmp_path: P
     linewidth, and heater 0 moves ring 0 through ring 1. Predicted from the heated pole alone, the stepped windows
     lost both rings and the fit gave heater 0 136 pm/V^2 on ring 0 and 113 on ring 1 (true 270 and 19): the chip
     reached 3.2 true bits. The pair's rows now come out within 10 % of the truth."""
-    text = Path(embedded_bench_path("adc")).read_text().replace("seed = 0", "seed = 19", 1)
-    path = tmp_path / "adc-s19.toml"
-    path.write_text(text)
-    with Bench.open(path, lock_dir=tmp_path) as bench:
+    with Bench.open(_seeded_bench(tmp_path, "adc", 19), lock_dir=tmp_path) as bench:
         hw = bench.session()
-        with only_laser(hw, 0):
-            rmap = measure_resonance_map(hw, averaging_time_s=4e-4)
-        thermal = characterize_heaters(hw, rmap, averaging_time_s=4e-4)
+        _, thermal = _map_and_heaters(hw, 4e-4)
         n = hw.n_banks * hw.n_rings
         u = 0.3 * np.asarray(hw.max_drive, dtype=float)
         zero = bench.truth.resonances_m(np.zeros(n), str(hw.mode)).reshape(-1)
