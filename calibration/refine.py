@@ -32,9 +32,9 @@ goes with half the step, at most ``MAX_HALVINGS`` times in a row (a damped Newto
 on each other's weights a full step can overshoot; stopping there left one setting of a close pair 0.09 off
 (emulated ADC bench, seed 7) while a shorter step converges. Each step starts from the latest reading, not from the
 best one seen, and the setting left applied is the better of the last two (the best seen only if it read
-``BACK_TO_BEST_FACTOR`` times better): on a drifting chip an older reading is stale (with drift x5 the chip moves
-about 0.6 pm, a weight error of up to 0.008, in the 12 s one reading of ten channels takes), and returning to it kept
-that error. Measured (refined true accuracy bits, ``labctl verify --n 8 --refine`` with seeds 1, 2, 3 pooled, on the
+``BACK_TO_BEST_FACTOR`` times better): on a drifting chip an older reading is stale (with drift x5 the true
+weights move 0.005-0.007 rms at a fixed drive in the 20 s of bench time one reading of ten channels takes,
+bench/drift_floor.py), and returning to it kept that error. Measured (refined true accuracy bits, ``labctl verify --n 8 --refine`` with seeds 1, 2, 3 pooled, on the
 calibrations of bench/calibration_report.py): drift x5 seeds 0-2 7.86 / 7.50 / 7.57 stepping from and returning to
 the best reading, 7.92 / 7.80 / 8.10 as here; the close pairs of the current and ADC benches (current 2, 11, 15, ADC
 7, 18, 19) within 0.08 bit (ADC 7: 8.38 -> 8.30, ADC 19: 8.39 -> 8.42), the default chip's seeds 0 and 1 unchanged.
