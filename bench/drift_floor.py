@@ -59,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="folder with CASE.toml and CASE.cal.json")
     parser.add_argument("cases", nargs="+", help="case names, e.g. drift5-s0 default-s0")
     args = parser.parse_args(argv)
+    missing = [str(args.folder / f"{c}{ext}") for c in args.cases for ext in (".toml", ".cal.json")
+               if not (args.folder / f"{c}{ext}").is_file()]
+    if missing:
+        parser.error(f"no such file: {', '.join(missing)} (run bench/calibration_report.py first)")
     for k, case in enumerate(args.cases, 1):
         r = drift_floor(args.folder, case)
-        print(f"[{k}/{len(args.cases)}] {case}: one reading {r['reading_s']:.1f} s of bench time; the true weights move "
-              f"{r['rms']:.4f} rms (weight units) at a fixed drive from one reading to the next -> a setting one "
-              f"reading old keeps at best log2(span {r['span']:.3f} / rms) = {r['bits']:.2f} bits", flush=True)
+        print(f"[{k}/{len(args.cases)}] {case}: one reading {r['reading_s']:.1f} s of bench time; the true weights "
+              f"move {r['rms']:.4f} rms (weight units) at a fixed drive from one reading to the next -> a setting "
+              f"one reading old keeps at best log2(span {r['span']:.3f} / rms) = {r['bits']:.2f} bits", flush=True)
     return 0
 
 

@@ -31,9 +31,9 @@ of that family (1.29 ``T``) lies 1.4 of these from the correction. 0.25 ``T`` (t
 current bench's seed 15 four sigma off and its measured accuracy 0.95 bit above the truth; 0.5 ``T`` still left
 the adc bench's seed 15 (that worst bank, -1.55 % against 0.61 % stated) 0.72 bit above; with 0.7 ``T`` and the
 resonances found in the gap counted, the 64-chip study of these two benches (seeds 0-31 each) is at most 0.01 bit
-above the truth, at the price of a figure 1-1.6 bits below it on a typical chip: a low figure, never a high one. Both stay stated in the
-calibration's fit quality; ``bench/calibration_report.py`` checks them on seeds 16-31, which they were not
-derived from.
+above the truth, at the price of a figure 1-1.6 bits below it on a typical chip: a low figure, never a high
+one. Both stay stated in the calibration's fit quality; ``bench/calibration_report.py`` checks them on seeds
+16-31, which they were not derived from.
 
 Cost on the current bench: one heater write and about 130 laser steps (about 15 s of bench time).
 """

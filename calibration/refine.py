@@ -4,15 +4,15 @@ Why: the model leaves errors of a few 1e-3 (line-shape residuals, thermal-model 
 first order) and the chip drifts; a measurement of the real weights removes what the model cannot know.
 
 Update rule: the model is asked for a corrected weight ``request <- request - damping * (measured - target)``.
-Because the model inverts its own curve, this is a Newton step on each ring's detuning with the model's local
-slope (delta_new = delta - error / slope), evaluated jointly with the neighbour and crosstalk terms, and it stays
-well defined near the peak where the slope vanishes. Stopping rule: RMSE below ``tol``, or no improvement by at
-least ``min_gain`` (relative), or ``max_iter`` corrections; the better of the last two settings is the one left applied.
-Stopping and the setting kept are judged on the rings a correction can move (``movable``): a ring whose operating window is
-closed (held at one detuning) keeps its error whatever is requested, and where one such ring was 0.39 off (emulated
-+-1 nm spread chip, seed 3) the chip's rmse hardly changed while the others improved, so every setting stopped
-after one or two corrections. The reported rmse is still the whole chip's.
-Each iteration costs one ``channel_weights_raw`` (C laser switches) and one heater write.
+Because the model inverts its own curve, this is a Newton step on each ring's detuning with the model's local slope
+(delta_new = delta - error / slope), evaluated jointly with the neighbour and crosstalk terms, and it stays well
+defined near the peak where the slope vanishes. Stopping rule: RMSE below ``tol``, or no improvement by at least
+``min_gain`` (relative), or ``max_iter`` corrections; the better of the last two settings is the one left applied.
+Stopping and the setting kept are judged on the rings a correction can move (``movable``): a ring whose operating
+window is closed (held at one detuning) keeps its error whatever is requested, and where one such ring was 0.39 off
+(emulated +-1 nm spread chip, seed 3) the chip's rmse hardly changed while the others improved, so every setting
+stopped after one or two corrections. The reported rmse is still the whole chip's. Each iteration costs one
+``channel_weights_raw`` (C laser switches) and one heater write.
 
 Per-ring step. The model's slope can be off by a factor on a ring whose line shape or heater efficiency it fits
 poorly (emulated ADC bench, seed 7: one ring's corrections covered a third of its error each, and the loop
@@ -21,23 +21,24 @@ stopped on "no improvement" with it 0.02 off). Each ring's step is therefore sca
 ``SECANT_MIN_MOVE`` (so reading noise does not steer it) and clipped to ``STEP_RANGE`` (a secant, not a free
 gain: it can at most triple or halve the model's Newton step).
 
-Bracket. Each ring's weight rises with its request (the model maps a request onto one side of the resonance), so
-the closest requests seen below and above the target bracket it; once bracketed, a ring's next request is the
-bracket's interpolation to its target (regula falsi, which cannot leave the bracket). Near a resonance's peak a ring's weight barely moves with its request and the
-secant step grows to its clip: that stepped past the target (emulated ADC bench, seed 7: one setting left 0.09
-off) where the bracket's interpolation lands on it.
+Bracket. Each ring's weight rises with its request (the model maps a request onto one side of the resonance), so the
+closest requests seen below and above the target bracket it; once bracketed, a ring's next request is the bracket's
+interpolation to its target (regula falsi, which cannot leave the bracket). Near a resonance's peak a ring's weight
+barely moves with its request and the secant step grows to its clip: that stepped past the target (emulated ADC
+bench, seed 7: one setting left 0.09 off) where the bracket's interpolation lands on it.
 
-Halving. A correction that does not gain ``min_gain`` on the best reading so far is not the end: the next one
-goes with half the step, at most ``MAX_HALVINGS`` times in a row (a damped Newton step). Where two close rings pull
-on each other's weights a full step can overshoot; stopping there left one setting of a close pair 0.09 off
-(emulated ADC bench, seed 7) while a shorter step converges. Each step starts from the latest reading, not from the
-best one seen, and the setting left applied is the better of the last two (the best seen only if it read
-``BACK_TO_BEST_FACTOR`` times better): on a drifting chip an older reading is stale (with drift x5 the true
-weights move 0.005-0.007 rms at a fixed drive in the 20 s of bench time one reading of ten channels takes,
-bench/drift_floor.py), and returning to it kept that error. Measured (refined true accuracy bits, ``labctl verify --n 8 --refine`` with seeds 1, 2, 3 pooled, on the
-calibrations of bench/calibration_report.py): drift x5 seeds 0-2 7.86 / 7.50 / 7.57 stepping from and returning to
-the best reading, 7.92 / 7.80 / 8.10 as here; the close pairs of the current and ADC benches (current 2, 11, 15, ADC
-7, 18, 19) within 0.08 bit (ADC 7: 8.38 -> 8.30, ADC 19: 8.39 -> 8.42), the default chip's seeds 0 and 1 unchanged.
+Halving. A correction that does not gain ``min_gain`` on the best reading so far is not the end: the next one goes
+with half the step, at most ``MAX_HALVINGS`` times in a row (a damped Newton step). Where two close rings pull on
+each other's weights a full step can overshoot; stopping there left one setting of a close pair 0.09 off (emulated
+ADC bench, seed 7) while a shorter step converges. Each step starts from the latest reading, not from the best one
+seen, and the setting left applied is the better of the last two (the best seen only if it read
+``BACK_TO_BEST_FACTOR`` times better): on a drifting chip an older reading is stale (with drift x5 the true weights
+move 0.005-0.007 rms at a fixed drive in the 20 s of bench time one reading of ten channels takes,
+bench/drift_floor.py), and returning to it kept that error. Measured (refined true accuracy bits, ``labctl verify
+--n 8 --refine`` with seeds 1, 2, 3 pooled, on the calibrations of bench/calibration_report.py): drift x5 seeds 0-2
+7.86 / 7.50 / 7.57 stepping from and returning to the best reading, 7.92 / 7.80 / 8.10 as here; the close pairs of
+the current and ADC benches (current 2, 11, 15, ADC 7, 18, 19) within 0.08 bit (ADC 7: 8.38 -> 8.30, ADC 19: 8.39 ->
+8.42), the default chip's seeds 0 and 1 unchanged.
 """
 
 from __future__ import annotations

@@ -434,11 +434,13 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     probe_rows = np.full((n, nr), np.nan)       # heater -> its probe step's shift of every resonance of its bank
     probe_expected = np.full(n, np.nan)         # ... and the own shift that probe was sized for
     lw = float(np.median(width))
-    # balanced only: each resonance's partner in a close pair of the map (poles that pull each other), else -1
+    # balanced only: the map's poles of two close rings are pulled towards each other (by up to tens of pm, both
+    # ways); such pairs are tracked apart through the steps (_PairTracking) and resolved from those that part them
+    # (_resolve_pairs). partner: each resonance's partner in such a pair, else -1
+    pairs = [] if rmap.measured_ports else close_pairs(center0.reshape(nb, nr), PAIR_LINEWIDTHS * lw)
     partner = np.full(n, -1)
-    if not rmap.measured_ports:
-        for a, b in close_pairs(center0.reshape(nb, nr), PAIR_LINEWIDTHS * lw):
-            partner[a], partner[b] = b, a
+    for a, b in pairs:
+        partner[a], partner[b] = b, a
     with SpectrumSession(hw, laser, averaging_time_s=averaging_time_s, through_only=True) as session, \
             _heaters_to_zero(hw):
         scanner = _Scanner(hw, rmap, session, step_m, margin_m, stepped_step_m, target_shift_m, stepped_window_fwhm)
@@ -552,9 +554,6 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     rows = np.asarray(group_of_row)
     for drive_row, shift_row, group in zip(drives, shifts, rows):
         emit(hw, "heater_steps", drive=drive_row, shift_m=shift_row, group=group)
-    # balanced only: the map's poles of two close rings are pulled towards each other (by up to tens of pm, both
-    # ways); such pairs are resolved from the steps that part them (_resolve_pairs)
-    pairs = [] if rmap.measured_ports else close_pairs(center0.reshape(nb, nr), PAIR_LINEWIDTHS * lw)
     pair_fit: dict[str, Any] = {} if rmap.measured_ports else dict(
         pairs=pairs, centres=shifts + center0[None, :], resolve_m=RESOLVED_LINEWIDTHS * lw)
     model, correction, resolved = _fit(hw, groups, shifts, drives, rows, own, **pair_fit)
@@ -567,7 +566,8 @@ def characterize_heaters(hw: BenchSession, rmap: ResonanceMap, *,
     model.resonance_of_ring = (own % nr).reshape(nb, nr)
     if pairs:
         model.zero_drive_correction_m = correction[own].reshape(nb, nr)
-    _share_coincident(model, centre_fit[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * lw, resolved[own].reshape(nb, nr))
+    _share_coincident(model, centre_fit[own].reshape(nb, nr), COINCIDENT_LINEWIDTHS * lw,
+                      resolved[own].reshape(nb, nr))
     stood_in = _stand_in_untracked(model, nb, nr, UNTRACKED_LINEWIDTHS * lw)
     _verify_order(hw, model.crosstalk, nb, nr, centre_fit[own].reshape(nb, nr), lw,
                   fit_rmse_m=model.fit_rmse_m.reshape(nb, nr), stood_in=stood_in)
