@@ -34,6 +34,7 @@ import numpy as np
 
 from labctl.drivers.errors import InstrumentError, LimitError
 from labctl.drivers.interfaces import SweepSettings
+from labctl.drivers.laser_outputs import switch_on_together
 
 from labctl.drivers.interfaces import BenchSession
 
@@ -99,13 +100,26 @@ def _laser_states(hw: BenchSession) -> list[bool]:
 
 
 def _set_outputs(hw: BenchSession, wanted: Sequence[bool], current: list[bool]) -> None:
-    """Switch outputs to ``wanted``, offs first (nothing extra reaches the chip), touching only those that differ."""
+    """Switch outputs to ``wanted``, offs first (nothing extra reaches the chip), touching only those that differ;
+    the ones switched on share one stabilisation wait (``switch_on_together``)."""
     for k in np.flatnonzero([c and not w for c, w in zip(current, wanted)]):
         hw.lasers[k].set_output(False)
         current[k] = False
-    for k in np.flatnonzero([w and not c for c, w in zip(current, wanted)]):
-        hw.lasers[k].set_output(True)
+    on = np.flatnonzero([w and not c for c, w in zip(current, wanted)])
+    switch_on_together([hw.lasers[k] for k in on], hw.wait)
+    for k in on:
         current[k] = True
+
+
+@contextmanager
+def lasers_restored(hw: BenchSession) -> Iterator[None]:
+    """Every output back to its state at entry when the block ends, on every path: a loop of readings taken with
+    ``restore_lasers=False`` restores once instead of after each reading."""
+    before = _laser_states(hw)
+    try:
+        yield
+    finally:
+        _set_outputs(hw, before, _laser_states(hw))
 
 
 @contextmanager

@@ -375,13 +375,23 @@ class KeysightLaserTree:
         return 1e-3 * 10.0 ** (power_dbm / 10.0)
 
     def set_output(self, enabled: bool) -> None:
+        self._switch_output(enabled)
+        if enabled and self.output_settle_s > 0:
+            self.transport.sleep(self.output_settle_s)
+
+    def start_output(self) -> float:
+        """Output on without the stabilisation pause; returns the seconds to wait before a reading
+        (:attr:`output_settle_s`). Lasers switched on together stabilise in parallel: the caller waits once for all
+        (``labctl.drivers.laser_outputs.switch_on_together``)."""
+        self._switch_output(True)
+        return max(float(self.output_settle_s), 0.0)
+
+    def _switch_output(self, enabled: bool) -> None:
         command = self._command("output_enabled", enabled)
         with self._exchange():
             self.write(command)
             self.operation_complete()
             self.check_errors()
-        if enabled and self.output_settle_s > 0:
-            self.transport.sleep(self.output_settle_s)
 
     def get_output(self) -> bool:
         return self.output_enabled

@@ -198,6 +198,17 @@ class SafeLaser:
         self.inner.set_output(enabled)
         self.switched_on = bool(enabled)
 
+    def start_output(self) -> float:
+        """Output on without the stabilisation pause where the laser has one (returns the seconds to wait before a
+        reading; 0 where :meth:`set_output` waited itself)."""
+        start = getattr(self.inner, "start_output", None)
+        if start is None:
+            self.set_output(True)
+            return 0.0
+        settle_s = float(start())
+        self.switched_on = True
+        return settle_s
+
     def configure_sweep(self, sweep: SweepSettings) -> int:
         return self.inner.configure_sweep(sweep)
 

@@ -10,6 +10,7 @@ import pytest
 from labctl.drivers.errors import (InstrumentConnectionError, InstrumentReplyError, InstrumentReportedError,
                                    LimitError)
 from labctl.drivers.interfaces import SweepSettings, TunableLaser
+from labctl.drivers.laser_outputs import switch_on_together
 from labctl.drivers.keysight_n777xc import KeysightN777xC
 from labctl.sim.profiles.keysight import KEYSIGHT_N7778C
 from labctl.sim.protocol import render_text, yaml_path
@@ -113,6 +114,43 @@ def test_output_on_off():
     laser.set_output(False)
     assert laser.get_output() is False
     t.assert_done()
+
+
+def test_output_on_waits_to_stabilise_unless_started_for_a_shared_wait():
+    """set_output(True) pauses output_settle_s (LabExT's 1 s); start_output sends the same commands and returns that
+    pause instead of sleeping it, so lasers switched on together wait once (switch_on_together)."""
+    on = [(":SOUR0:POW:STAT 1", None), OPC, NO_ERROR]
+    laser, t = make(on * 2)
+    laser.output_settle_s = 1.0
+    laser.set_output(True)
+    assert t.now_s == pytest.approx(1.0)
+    assert laser.start_output() == 1.0 and t.now_s == pytest.approx(1.0)
+    t.assert_done()
+
+
+class _PlainLaser:
+    """A laser without start_output: switched on with its own set_output."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def set_output(self, enabled: bool) -> None:
+        self.on = enabled
+
+
+def test_lasers_switched_on_together_share_one_stabilisation_wait():
+    lasers = [make([(":SOUR0:POW:STAT 1", None), OPC, NO_ERROR]) for _ in range(3)]
+    for k, (laser, _) in enumerate(lasers):
+        laser.output_settle_s = 0.5 + 0.25 * k
+    plain = _PlainLaser()
+    waits: list[float] = []
+    switch_on_together([laser for laser, _ in lasers] + [plain], waits.append)
+    assert waits == [1.0] and plain.on                 # the slowest of the three, once
+    for _, t in lasers:
+        assert t.now_s == 0.0                          # none slept on its own
+        t.assert_done()
+    switch_on_together([], waits.append)
+    assert waits == [1.0]                              # nothing switched on: no wait
 
 
 def test_refused_setting_surfaces_from_the_error_queue():
