@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from labctl.calibration import artifact
 from labctl.calibration.drift import DriftReference, record_reference
-from labctl.calibration.measure import only_laser
+from labctl.calibration.measure import lasers_restored, only_laser
 from labctl.calibration.inversion import (
     Inversion,
     drive_for_detuning,
@@ -182,9 +182,10 @@ class Calibration:
         hw.set_ring_drive(drive)
 
     def measure_weights(self, hw: BenchSession, averaging_time_s: float | None = None,
-                        channels: np.ndarray | None = None) -> np.ndarray:
+                        channels: np.ndarray | None = None, *, restore_lasers: bool = True) -> np.ndarray:
         """Weights (B, R) of every ring at its channel: balanced reading / |baseline| (one laser at a time).
-        ``channels``: light only these (ascending; rings on other channels read NaN)."""
+        ``channels``: light only these (ascending; rings on other channels read NaN). ``restore_lasers=False``
+        leaves every output off (a loop of readings restores once, ``measure.lasers_restored``)."""
         from labctl.calibration.measure import channel_weights_raw, configure_readout
 
         if averaging_time_s is None:
@@ -192,7 +193,8 @@ class Calibration:
                 self._averaging_time_s = configure_readout(hw, float(hw.wavelengths_m[0]), self._readout_request_s)
             averaging_time_s = self._averaging_time_s
         channels = self.measurement_channels if channels is None else np.unique(np.asarray(channels, dtype=int))
-        raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s), dtype=float)
+        raw = np.asarray(channel_weights_raw(hw, channels=channels, averaging_time_s=averaging_time_s,
+                                             restore_lasers=restore_lasers), dtype=float)
         return self.weights_from_readings(raw, channels)
 
     def measure_weights_at(self, hw: BenchSession, drives: np.ndarray, channels: np.ndarray | None = None
@@ -242,10 +244,14 @@ class Calibration:
         opts = {**self.refine_options, **refine_options}
         if opts.get("tol") is None:
             opts["tol"] = self.span * 2.0**-10
-        result = refine_weights(w, solve=lambda req: self.solve(req, strict=False, limits=hw.limits).drive,
-                                apply=lambda drive: self.apply(hw, drive),
-                                measure=lambda: self.measure_weights(hw), first_drive=inv.drive,
-                                movable=self.movable, **opts)
+        with lasers_restored(hw):    # the lasers stay off between the loop's readings: one stabilisation a channel
+            result = refine_weights(w, solve=lambda req: self.solve(req, strict=False, limits=hw.limits).drive,
+                                    apply=lambda drive: self.apply(hw, drive),
+                                    measure=lambda: self.measure_weights(hw, restore_lasers=False),
+                                    first_drive=inv.drive, movable=self.movable,
+                                    drift_slope=lambda req: self.weights.slope(
+                                        self.solve(req, strict=False, limits=hw.limits).delta_m),
+                                    reading_group=self.rmap.channel_of_ring, **opts)
         if details:
             return SetResult(target=w, drive=result.drive, iterations=result.iterations, measured=result.measured,
                              rmse=result.rmse, history=result.history)

@@ -39,6 +39,21 @@ bench/drift_floor.py), and returning to it kept that error. Measured (refined tr
 7.86 / 7.50 / 7.57 stepping from and returning to the best reading, 7.92 / 7.80 / 8.10 as here; the close pairs of
 the current and ADC benches (current 2, 11, 15, ADC 7, 18, 19) within 0.08 bit (ADC 7: 8.38 -> 8.30, ADC 19: 8.39 ->
 8.42), the default chip's seeds 0 and 1 unchanged.
+
+Drift. The chip's temperature moves every resonance together, and the channels are read one after another (about
+1 s each), so each reading carries a common shift per channel, different from one channel to the next. With drift
+x5 that shift moved a ring's weight by up to 0.02 between readings (emulated drift x5 chip, seed 0), larger than
+the model errors the loop is there for, and the loop chased it: every step took the last reading's shift into the
+request and the next reading showed a new one. So the error of each reading is split (``drift_slope``,
+``reading_group``): per group of rings read at one moment (one channel, every bank), the least-squares common
+shift along the rings' model slopes (``_drift_part``) is the drift part; the rest is the rings' own error. The
+drift part is corrected with the model's Newton step (a shift is what the model's slope describes best), the rest
+with the secant and halvings; stopping and the setting kept are judged on the rest, and the setting left applied
+carries the drift part of its own reading corrected (unverified: the next reading would carry a new shift). A group
+needs ``MIN_GROUP_RINGS`` movable rings (one bank cannot tell a shift from a ring's own error). Measured (refined
+true accuracy bits, ``labctl verify --n 16 --refine`` with seeds 12345, 1, 2 pooled, the calibrations of
+bench/calibration_report.py, laser readings already at one stabilisation per channel): drift x5 seeds 0-2 7.43 /
+7.43 / 7.44 without the split, 8.57 / 8.87 / 8.74 with it; the default chip's seed 0 9.35 both.
 """
 
 from __future__ import annotations
@@ -60,6 +75,9 @@ MAX_HALVINGS = 2
 #: The best setting seen is left applied instead of the better of the last two only when it read this many times
 #: better: the corrections went astray (an overshoot the halvings did not catch), which drift alone does not do.
 BACK_TO_BEST_FACTOR = 2.0
+#: A reading group (rings read at one moment) needs this many movable rings for its common shift to be told apart
+#: from the rings' own errors.
+MIN_GROUP_RINGS = 2
 
 
 @dataclass
@@ -73,6 +91,7 @@ class _Reading:
     rmse: float
     request: np.ndarray
     err: np.ndarray
+    drift: np.ndarray                # the part of err a common resonance shift per reading group explains
 
 
 class _Bracket:
@@ -107,9 +126,9 @@ class RefineResult:
     """Outcome of one closed-loop setting."""
 
     target: np.ndarray               # (B, R)
-    drive: np.ndarray                # (N,) drive left applied (the better of the last two)
-    measured: np.ndarray             # (B, R) weights measured at that drive
-    rmse: float                      # measured RMSE at that drive
+    drive: np.ndarray                # (N,) drive left applied (the better of the last two, its drift part corrected)
+    measured: np.ndarray             # (B, R) weights measured at the kept setting (before that drift correction)
+    rmse: float                      # measured RMSE at the kept setting
     history: list[float] = field(default_factory=list)   # measured RMSE per measurement
     iterations: int = 0              # corrections applied
     reason: str = ""                 # why it stopped: "tolerance", "no improvement", "max iterations"
@@ -118,12 +137,16 @@ class RefineResult:
 def refine_weights(target: np.ndarray, *, solve: Callable[[np.ndarray], np.ndarray],
                    apply: Callable[[np.ndarray], None], measure: Callable[[], np.ndarray],
                    first_drive: np.ndarray | None = None, tol: float = 1e-3, max_iter: int = 6,
-                   damping: float = 1.0, min_gain: float = 0.05, movable: np.ndarray | None = None
-                   ) -> RefineResult:
+                   damping: float = 1.0, min_gain: float = 0.05, movable: np.ndarray | None = None,
+                   drift_slope: Callable[[np.ndarray], np.ndarray] | None = None,
+                   reading_group: np.ndarray | None = None) -> RefineResult:
     """Closed loop around ``solve`` (request -> drive, non-strict), ``apply`` (write) and ``measure`` ((B, R)).
 
     ``first_drive``: the drive already applied for ``target`` (skips the first solve and write). ``movable``
     ((B, R) bool, default all): the rings whose error the stopping rule and the choice of the drive kept judge.
+    ``drift_slope(request)`` ((B, R), the model's d weight / d detuning at a request) and ``reading_group`` ((B, R)
+    int, the rings read at one moment share a group: their channel) split each reading's common resonance shift
+    from the rings' own errors (module docstring, Drift); without them the whole error is the rings' own.
     """
     w = np.asarray(target, dtype=float)
     judged = np.ones(w.shape, dtype=bool) if movable is None else np.broadcast_to(np.asarray(movable, bool), w.shape)
@@ -145,15 +168,19 @@ def refine_weights(target: np.ndarray, *, solve: Callable[[np.ndarray], np.ndarr
     halvings = 0
     reason = "max iterations"
     iterations = 0
+    group = None if drift_slope is None or reading_group is None else \
+        np.broadcast_to(np.asarray(reading_group, dtype=int), w.shape)
     while True:
         measured = measure()
         err = measured - w
         rmse = float(np.sqrt(np.mean(err**2)))
-        judged_rmse = float(np.sqrt(np.mean(err[judged] ** 2)))
+        drift = np.zeros(w.shape) if group is None or drift_slope is None else \
+            _drift_part(err, np.asarray(drift_slope(request), dtype=float), group, judged & ~fixed)
+        judged_rmse = float(np.sqrt(np.mean((err - drift)[judged] ** 2)))
         history.append(rmse)
         bracket.update(request, measured)
         log.debug("refine: iteration %d rmse %.3g (movable rings %.3g)", iterations, rmse, judged_rmse)
-        now = _Reading(judged_rmse, drive.copy(), measured.copy(), rmse, request.copy(), err.copy())
+        now = _Reading(judged_rmse, drive.copy(), measured.copy(), rmse, request.copy(), err.copy(), drift)
         gained = best is None or judged_rmse <= best.judged_rmse * (1.0 - min_gain)
         kept = now if last is None or judged_rmse < last.judged_rmse else last
         if best is None or judged_rmse < best.judged_rmse:
@@ -176,7 +203,7 @@ def refine_weights(target: np.ndarray, *, solve: Callable[[np.ndarray], np.ndarr
         else:
             reason = "no improvement"
             break
-        correction = np.where(fixed, 0.0, damping * 0.5 ** halvings * step * now.err)
+        correction = np.where(fixed, 0.0, damping * (drift + 0.5 ** halvings * step * (now.err - drift)))
         request = bracket.safeguard(now.request - correction)
         drive = solve(request)
         apply(drive)
@@ -184,8 +211,26 @@ def refine_weights(target: np.ndarray, *, solve: Callable[[np.ndarray], np.ndarr
     assert kept is not None and best is not None
     if best.judged_rmse * BACK_TO_BEST_FACTOR < kept.judged_rmse:
         kept = best
-    if not np.array_equal(kept.drive, drive):
-        apply(kept.drive)
+    final_drive = kept.drive
+    if np.any(kept.drift != 0):
+        final_drive = solve(kept.request - damping * kept.drift)
+        log.debug("refine: final drift correction %.3g rms (unverified)", float(np.sqrt(np.mean(kept.drift**2))))
+    if not np.array_equal(final_drive, drive):
+        apply(final_drive)
     log.info("refine: %s after %d correction(s), rmse %.3g -> %.3g", reason, iterations, history[0], kept.rmse)
-    return RefineResult(target=w, drive=kept.drive, measured=kept.measured, rmse=kept.rmse, history=history,
+    return RefineResult(target=w, drive=final_drive, measured=kept.measured, rmse=kept.rmse, history=history,
                         iterations=iterations, reason=reason)
+
+
+def _drift_part(err: np.ndarray, slope: np.ndarray, group: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """The part of ``err`` a common resonance shift per reading group explains: per group (the rings read at one
+    moment), the least-squares shift along the rings' slopes, and its effect on each ring (0 outside ``use``)."""
+    m = np.where(use & np.isfinite(slope) & np.isfinite(err), slope, 0.0)
+    e = np.where(m != 0, err, 0.0)
+    g = group.reshape(-1)
+    n = int(g.max()) + 1 if g.size else 0
+    num = np.bincount(g, weights=(m * e).reshape(-1), minlength=n)
+    den = np.bincount(g, weights=(m * m).reshape(-1), minlength=n)
+    rings = np.bincount(g, weights=(m != 0).reshape(-1).astype(float), minlength=n)
+    a = np.divide(num, den, out=np.zeros(n), where=(den > 0) & (rings >= MIN_GROUP_RINGS))
+    return a[group] * m

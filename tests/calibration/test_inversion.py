@@ -12,7 +12,7 @@ from labctl.bench.session import Session
 from labctl.drivers.clock import WallClock
 from labctl.drivers.interfaces import BenchSession
 from labctl.calibration.inversion import solve_drive
-from labctl.calibration.refine import MAX_HALVINGS, refine_weights
+from labctl.calibration.refine import MAX_HALVINGS, _drift_part, refine_weights
 from labctl.drivers.errors import LimitError
 
 from labctl.drivers.limits import HeaterLimits, ring_namer
@@ -265,3 +265,61 @@ def test_refinement_that_goes_astray_keeps_its_best_setting() -> None:
                             measure=lambda: target + next(errors), tol=1e-4, max_iter=8)
     assert result.reason == "no improvement" and result.iterations == 1 + MAX_HALVINGS
     assert np.isclose(result.rmse, 0.010) and np.array_equal(applied[-1], result.drive)
+
+
+class _DriftingBank:
+    """Banks whose resonances all drift together (a chip-temperature random walk) while the lasers are read one
+    after another: rings on one channel are read at one moment, each channel a second after the previous. A ring's
+    weight is its request plus a fixed model error, minus its slope times the common shift."""
+
+    def __init__(self, seed: int, n_banks: int = 4, n_rings: int = 3, walk_per_s: float = 0.004) -> None:
+        rng = np.random.default_rng(seed)
+        self.channel = np.broadcast_to(np.arange(n_rings), (n_banks, n_rings))
+        self.slope = rng.choice([-1.0, 1.0], (n_banks, n_rings)) * rng.uniform(0.5, 1.5, (n_banks, n_rings))
+        self.model_error = rng.normal(0.0, 0.01, (n_banks, n_rings))
+        self.rng, self.walk_per_s = rng, walk_per_s
+        self.shift, self.drive = 0.0, np.zeros((n_banks, n_rings))
+
+    def weights_now(self) -> np.ndarray:
+        return self.drive + self.model_error - self.slope * self.shift
+
+    def apply(self, drive: np.ndarray) -> None:
+        self.drive = np.asarray(drive, dtype=float).reshape(self.slope.shape)
+
+    def measure(self) -> np.ndarray:
+        out = np.empty(self.slope.shape)
+        for c in range(self.channel.shape[1]):        # one channel after another, 1 s each
+            self.shift += self.rng.normal(0.0, self.walk_per_s)
+            out[self.channel == c] = self.weights_now()[self.channel == c]
+        return out
+
+
+def test_refinement_follows_a_common_drift_to_the_latest_reading() -> None:
+    """On a drifting chip each reading is partly a common resonance shift, different for each channel read: the
+    loop corrects that part with the model's slopes (judging progress on the rest, which corrections can remove) and
+    leaves the latest reading's shift corrected, where the plain loop left a setting whose drift was readings old."""
+    errors = {True: [], False: []}
+    for seed in range(24):
+        target = np.random.default_rng(100 + seed).uniform(-0.5, 0.5, (4, 3))
+        for aware in (True, False):
+            chip = _DriftingBank(seed)
+            extra = dict(drift_slope=lambda request: chip.slope, reading_group=chip.channel) if aware else {}
+            refine_weights(target, solve=lambda r: np.asarray(r, dtype=float).ravel(), apply=chip.apply,
+                           measure=chip.measure, tol=1e-3, **extra)
+            errors[aware].append(chip.weights_now() - target)        # what the setting left applied gives now
+    rms = {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in errors.items()}
+    assert rms[True] < 0.7 * rms[False], rms
+
+
+def test_drift_part_is_the_common_shift_of_each_reading_group() -> None:
+    """A common shift per group is recovered exactly along the rings' slopes; a group with one usable ring says
+    nothing about a common shift (its error may be its own) and excluded rings get none."""
+    slope = np.array([[1.0, -2.0, 0.5], [0.5, 1.0, -1.0]])
+    group = np.array([[0, 1, 2], [0, 1, 2]])
+    shift = np.array([0.01, -0.02, 0.03])
+    use = np.ones(slope.shape, dtype=bool)
+    err = -slope * shift[group]
+    assert np.allclose(_drift_part(err, slope, group, use), err)
+    use[1, 2] = False                                  # group 2 keeps one usable ring
+    part = _drift_part(err + np.array([[0.0, 0.0, 0.004], [0.0, 0.0, 0.0]]), slope, group, use)
+    assert np.allclose(part[:, :2], err[:, :2]) and np.all(part[:, 2] == 0)
