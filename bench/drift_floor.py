@@ -1,10 +1,12 @@
 """Drift floor of closed-loop refinement: how far a chip's true weights move during one refinement reading.
 
-Refinement reads every channel (one laser on at a time, about 20 s of bench time for ten channels on the embedded
+Refinement reads every channel (one laser on at a time, about 12 s of bench time for ten channels on the embedded
 default bench) and corrects from that reading; a chip that drifts meanwhile has moved on by the time the correction
 is applied. This measures, at fixed drives, the rms change of the emulator's true weights from one reading to the
 next, and the accuracy in bits that a setting one reading old can at best keep (log2(span / rms)). Ground truth is
-used for this figure only; it is the floor the yield study's drift x5 chips are measured against.
+used for this figure only. It is the floor of a loop that takes each reading's error as the rings' own; refinement
+now separates the common shift of each channel's reading (calibration/refine.py, Drift), which the floor does not
+credit.
 
     python bench/drift_floor.py runs/calibration_report drift5-s0 drift5-s1 drift5-s2 default-s0
 

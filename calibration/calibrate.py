@@ -251,7 +251,10 @@ class Calibration:
                                     first_drive=inv.drive, movable=self.movable,
                                     drift_slope=lambda req: self.weights.slope(
                                         self.solve(req, strict=False, limits=hw.limits).delta_m),
-                                    reading_group=self.rmap.channel_of_ring, **opts)
+                                    reading_group=self.rmap.channel_of_ring,
+                                    detuning=lambda req: self.solve(req, strict=False, limits=hw.limits).delta_m,
+                                    drive_for_detuning=lambda delta: self.solve_from_detuning(
+                                        w, delta, limits=hw.limits).drive, **opts)
         if details:
             return SetResult(target=w, drive=result.drive, iterations=result.iterations, measured=result.measured,
                              rmse=result.rmse, history=result.history)
