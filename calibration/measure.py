@@ -106,9 +106,9 @@ def _set_outputs(hw: BenchSession, wanted: Sequence[bool], current: list[bool]) 
         hw.lasers[k].set_output(False)
         current[k] = False
     on = np.flatnonzero([w and not c for c, w in zip(current, wanted)])
-    switch_on_together([hw.lasers[k] for k in on], hw.wait)
-    for k in on:
+    for k in on:                # marked first: an interrupted wait still finds them to switch off
         current[k] = True
+    switch_on_together([hw.lasers[k] for k in on], lambda s: hw.clock.sleep(s, "wait"))
 
 
 @contextmanager

@@ -91,9 +91,12 @@ BACK_TO_BEST_FACTOR = 2.0
 #: A reading group (rings read at one moment) needs this many movable rings for its common shift to be told apart
 #: from the rings' own errors.
 MIN_GROUP_RINGS = 2
-#: In a reading group of three or more, a ring whose misfit to the common shift exceeds this many times the rms of
-#: the others' is left out of the shift's estimate (its own error, not the group's drift).
+#: In a reading group (``OUTLIER_MIN_RINGS``), a ring whose misfit to the common shift exceeds this many times the
+#: rms of the others' is left out of the shift's estimate (its own error, not the group's drift).
 OUTLIER_FACTOR = 4.0
+#: A group needs this many usable rings for one to be left out: the others keep two degrees of freedom for their
+#: own misfit's rms (with fewer, reading noise alone trimmed about half of the groups of three).
+OUTLIER_MIN_RINGS = 4
 #: A bracketed ring whose measured weights differ by more than this many times the requests that gave them (the
 #: model's own slope is 1) is bracketed in detuning instead: the model's inverse jumps inside the bracket.
 GAP_GAIN = 4.0
@@ -156,7 +159,7 @@ class RefineResult:
     """Outcome of one closed-loop setting."""
 
     target: np.ndarray               # (B, R)
-    drive: np.ndarray                # (N,) drive left applied (the better of the last two, its drift part corrected)
+    drive: np.ndarray                # (N,) drive left applied (the kept setting, its drift part corrected)
     measured: np.ndarray             # (B, R) weights measured at the kept setting (before that drift correction)
     rmse: float                      # measured RMSE at the kept setting
     history: list[float] = field(default_factory=list)   # measured RMSE per measurement
@@ -212,7 +215,7 @@ def refine_weights(target: np.ndarray, *, solve: Callable[[np.ndarray], np.ndarr
         err = measured - w
         rmse = float(np.sqrt(np.mean(err**2)))
         drift = np.zeros(w.shape) if group is None or drift_slope is None else \
-            _drift_part(err, np.asarray(drift_slope(request), dtype=float), group, judged & ~fixed)
+            _drift_part(err, np.asarray(drift_slope(request), dtype=float), group, judged & ~fixed, tol)
         judged_rmse = float(np.sqrt(np.mean((err - drift)[judged] ** 2)))
         history.append(rmse)
         bracket.update(request, measured, delta)
@@ -272,8 +275,8 @@ def _solved(request: np.ndarray, gap: np.ndarray, gap_delta: np.ndarray, solve: 
         wanted = np.where(gap, gap_delta, delta)
         try:
             drive = np.asarray(drive_for_detuning(wanted), dtype=float)
-        except ValueError as exc:
-            log.debug("refine: detuning bracket not reachable (%s); request space instead", exc)
+        except ValueError as exc:    # LimitError, a heat no heater gives, a resonance blue of its zero drive
+            log.info("refine: detuning bracket not reachable (%s); request space instead", exc)
         else:
             log.debug("refine: %d ring(s) bracketed in detuning", int(gap.sum()))
             return drive, wanted
@@ -284,39 +287,45 @@ def _drift_corrected(kept: _Reading, damping: float, solve: Callable[[np.ndarray
                      detuning: Callable[[np.ndarray], np.ndarray] | None,
                      drive_for_detuning: Callable[[np.ndarray], np.ndarray] | None,
                      drift_slope: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
-    """The kept setting with its reading's drift part corrected (unverified). Where the model's inverse jumps
-    (the corrected request's detuning far from what the shift asks, or a ring set in detuning) the ring keeps
-    its detuning: a correction there would land on the other side of a gap."""
+    """The kept setting with its reading's drift part corrected (unverified). Where the corrected request's
+    detuning lands far from the small move the shift asks for (the model's inverse jumps there, or the ring was set
+    in detuning across such a jump), the ring keeps its detuning: a correction there would land on the other side
+    of a gap. A correction the heaters cannot give leaves the kept setting as it is: it was read, this is not."""
     request = kept.request - damping * kept.drift
-    if detuning is None or drive_for_detuning is None or kept.delta is None or drift_slope is None:
-        return solve(request)
-    delta = np.asarray(detuning(request), dtype=float)
-    slope = np.abs(np.asarray(drift_slope(kept.request), dtype=float))
-    asked = np.divide(np.abs(damping * kept.drift), slope, out=np.full(slope.shape, np.inf), where=slope > 0)
-    jumped = np.abs(delta - kept.delta) > GAP_GAIN * asked + 1e-13
-    if not jumped.any():
-        return solve(request)
     try:
+        if detuning is None or drive_for_detuning is None or kept.delta is None or drift_slope is None:
+            return solve(request)
+        delta = np.asarray(detuning(request), dtype=float)
+        slope = np.abs(np.asarray(drift_slope(kept.request), dtype=float))
+        asked = np.divide(np.abs(damping * kept.drift), slope, out=np.full(slope.shape, np.inf), where=slope > 0)
+        jumped = (kept.drift != 0) & (np.abs(delta - kept.delta) > GAP_GAIN * asked + 1e-13)
+        if not jumped.any():
+            return solve(request)
         drive = np.asarray(drive_for_detuning(np.where(jumped, kept.delta, delta)), dtype=float)
-    except ValueError as exc:
-        log.debug("refine: drift correction not reachable in detuning (%s); kept setting left", exc)
+    except ValueError as exc:        # LimitError, a heat no heater gives, a resonance blue of its zero drive
+        log.warning("refine: final drift correction not reachable (%s); the kept setting is left as read", exc)
         return kept.drive
     log.debug("refine: drift correction withheld on %d ring(s) across a gap", int(jumped.sum()))
     return drive
 
 
-def _drift_part(err: np.ndarray, slope: np.ndarray, group: np.ndarray, use: np.ndarray) -> np.ndarray:
+def _drift_part(err: np.ndarray, slope: np.ndarray, group: np.ndarray, use: np.ndarray,
+                floor: float = 0.0) -> np.ndarray:
     """The part of ``err`` a common resonance shift per reading group explains: per group (the rings read at one
-    moment), the least-squares shift along the rings' slopes, and its effect on each ring (0 outside ``use``).
+    moment; negative: none), the least-squares shift along the rings' slopes, and its effect on each ring (0
+    outside ``use``).
 
     A ring far off its target for its own reasons would pull its group's shift onto the others (least squares
-    spreads its error over them, so their misfits hide it). So in a group of three or more, the ring whose removal
-    leaves the others fitting best is left out of the estimate while its misfit to their shift exceeds
-    ``OUTLIER_FACTOR`` times their rms misfit; it still gets the shift (its own error is the rest).
+    spreads its error over them, so their misfits hide it). So in a group of ``OUTLIER_MIN_RINGS`` or more, the one
+    ring whose removal leaves the others fitting best is left out of the estimate when its misfit to their shift
+    exceeds ``OUTLIER_FACTOR`` times their rms misfit, or ``floor`` where that is larger (reading noise alone must
+    not trim); it still gets the shift (its own error is the rest).
     """
+    g = np.asarray(group, dtype=int).reshape(-1)
     m = np.where(use & np.isfinite(slope) & np.isfinite(err), slope, 0.0).reshape(-1)
+    m = np.where(g >= 0, m, 0.0)
     e = np.where(m != 0, err.reshape(-1), 0.0)
-    g = group.reshape(-1)
+    g = np.maximum(g, 0)
     n = int(g.max()) + 1 if g.size else 0
     inc = m != 0
 
@@ -324,23 +333,18 @@ def _drift_part(err: np.ndarray, slope: np.ndarray, group: np.ndarray, use: np.n
         w = mask.astype(float)
         return tuple(np.bincount(g, weights=v * w, minlength=n) for v in (m * m, m * e, e * e, np.ones_like(m)))
 
-    for _ in range(int(np.bincount(g, minlength=n).max(initial=0))):
-        smm, sme, see, rings = sums(inc)
-        # per ring: the fit of its group without it (leave one out)
-        lmm, lme, lee = smm[g] - m * m, sme[g] - m * e, see[g] - e * e
-        a_out = np.divide(lme, lmm, out=np.zeros(g.shape), where=lmm > 0)
-        sse_out = np.maximum(lee - a_out * lme, 0.0)
-        cand = inc & (rings[g] >= MIN_GROUP_RINGS + 1) & (lmm > 0)
-        best = np.full(n, np.inf)
-        np.minimum.at(best, g[cand], sse_out[cand])
-        misfit = np.abs(e - a_out * m)
-        rest_rms = np.sqrt(sse_out / np.maximum(rings[g] - 2.0, 1.0))
-        drop = cand & (sse_out == best[g]) & (misfit > OUTLIER_FACTOR * rest_rms)
-        if not drop.any():
-            break
-        idx = np.flatnonzero(drop)                   # one ring per group and round (ties)
-        _, first = np.unique(g[idx], return_index=True)
-        inc[idx[first]] = False
+    smm, sme, see, rings = sums(inc)
+    lmm, lme, lee = smm[g] - m * m, sme[g] - m * e, see[g] - e * e      # each group's fit without the ring
+    a_out = np.divide(lme, lmm, out=np.zeros(g.shape), where=lmm > 0)
+    sse_out = np.maximum(lee - a_out * lme, 0.0)
+    cand = inc & (rings[g] >= OUTLIER_MIN_RINGS) & (lmm > 0)
+    best = np.full(n, np.inf)
+    np.minimum.at(best, g[cand], sse_out[cand])
+    rest_rms = np.sqrt(sse_out / np.maximum(rings[g] - 2.0, 1.0))
+    drop = cand & (sse_out == best[g]) & (np.abs(e - a_out * m) > OUTLIER_FACTOR * np.maximum(rest_rms, floor))
+    idx = np.flatnonzero(drop)
+    _, first = np.unique(g[idx], return_index=True)                    # one ring per group (ties)
+    inc[idx[first]] = False
     smm, sme, _, rings = sums(inc)
     a = np.divide(sme, smm, out=np.zeros(n), where=(smm > 0) & (rings >= MIN_GROUP_RINGS))
     return (a[g] * m).reshape(err.shape)

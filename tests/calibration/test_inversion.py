@@ -339,6 +339,10 @@ def test_a_ring_far_off_for_its_own_reasons_does_not_pull_its_group_shift() -> N
     part = _drift_part(drift + own, slope, group, np.ones((4, 10), dtype=bool))
     assert np.max(np.abs(part - drift)) < 3e-3
     assert abs((drift + own - part)[0, 2] - 0.2) < 3e-3
+    noise = rng.normal(0.0, 1e-3, (4, 10))
+    plain = slope * (np.sum(slope * (drift + noise), axis=0) / np.sum(slope**2, axis=0))[group]
+    trimmed = _drift_part(drift + noise, slope, group, np.ones((4, 10), dtype=bool), floor=1.5e-3)
+    assert np.allclose(trimmed, plain)                # reading noise alone trims nothing: plain least squares
     two = _drift_part((drift + own)[:2], slope[:2], group[:2], np.ones((2, 10), dtype=bool))
     assert np.all(np.abs(two[:, 2]) > 0.01)         # two rings cannot tell whose error it is: least squares kept
 
