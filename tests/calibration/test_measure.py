@@ -115,6 +115,28 @@ def test_a_loop_of_readings_restores_the_lasers_once(tmp_path: Path) -> None:
         assert outputs(hw) == before
 
 
+def test_ctrl_c_during_a_laser_stabilisation_leaves_that_laser_off(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1 s wait after a laser is switched on is where a Ctrl-C most likely lands: the reading's cleanup still
+    knows that laser is on and switches it off (every output was off before the reading)."""
+    with open_bench(bench_file(tmp_path), tmp_path) as (_, hw, _chip):
+        for laser in hw.lasers:
+            laser.set_output(False)
+        sleep = hw.clock.sleep
+        fired: list[float] = []
+
+        def interrupted(seconds: float, category: str = "wait") -> None:
+            if seconds >= 0.5 and not fired:
+                fired.append(seconds)
+                raise KeyboardInterrupt
+            sleep(seconds, category)
+
+        monkeypatch.setattr(hw.clock, "sleep", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            channel_weights_raw(hw)
+        assert fired and not any(outputs(hw))
+
+
 @pytest.mark.parametrize("kind", ["current", "adc"])
 def test_channel_weights_raw_on_photodiodes(tmp_path: Path, kind: str) -> None:
     """Neither the 2400 nor the DAQ integrates 100 us: the next accepted integration time is used; readings in amps
