@@ -64,9 +64,10 @@ of 16 stayed 0.2-0.3 off. A bracketed ring whose measured weights differ by more
 requests that gave them is therefore interpolated in detuning between its bracket's detunings (``detuning``,
 ``drive_for_detuning``); the chip's weight is continuous there. The unverified final drift correction is withheld
 on a ring whose corrected request lands far from the detuning the shift asks for (the other side of a gap: it
-took one setting from 0.2 off to 0.3 off). Measured as above: that chip 7.33 -> 8.79 (at seed 12345 all 16 settings
-of that ring within 0.02 of their targets), the ADC bench's seed 7 8.22 -> 8.44, drift x5 seeds 0-2 8.58 / 8.70 / 8.79, the
-default chip's seeds 0 and 1 9.41 and 9.62, the current bench's seeds 2 and 15 9.36 and 7.54.
+took one setting from 0.2 off to 0.3 off). Measured as above (with the outlier trim): that chip 7.33 -> 8.79
+(at seed 12345 all 16 settings of that ring within 0.02 of their targets), the ADC bench's seed 7 8.22 -> 8.28,
+drift x5 seeds 0-2 8.59 / 8.71 / 8.87, the default chip's seeds 0 and 1 9.36 and 9.59, the current bench's seeds 2
+and 15 9.30 and 7.53.
 """
 
 from __future__ import annotations
