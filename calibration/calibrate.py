@@ -244,15 +244,24 @@ class Calibration:
         opts = {**self.refine_options, **refine_options}
         if opts.get("tol") is None:
             opts["tol"] = self.span * 2.0**-10
+        last: dict[bytes, Inversion] = {}
+
+        def inverse(request: np.ndarray) -> Inversion:
+            """The loop asks for a request's drive, detunings and slopes in turn: one solve each request."""
+            key = np.asarray(request, dtype=float).tobytes()
+            if key not in last:
+                last.clear()
+                last[key] = self.solve(request, strict=False, limits=hw.limits)
+            return last[key]
+
         with lasers_restored(hw):    # the lasers stay off between the loop's readings: one stabilisation a channel
-            result = refine_weights(w, solve=lambda req: self.solve(req, strict=False, limits=hw.limits).drive,
+            result = refine_weights(w, solve=lambda req: inverse(req).drive,
                                     apply=lambda drive: self.apply(hw, drive),
                                     measure=lambda: self.measure_weights(hw, restore_lasers=False),
                                     first_drive=inv.drive, movable=self.movable,
-                                    drift_slope=lambda req: self.weights.slope(
-                                        self.solve(req, strict=False, limits=hw.limits).delta_m),
+                                    drift_slope=lambda req: self.weights.slope(inverse(req).delta_m),
                                     reading_group=self.rmap.channel_of_ring,
-                                    detuning=lambda req: self.solve(req, strict=False, limits=hw.limits).delta_m,
+                                    detuning=lambda req: inverse(req).delta_m,
                                     drive_for_detuning=lambda delta: self.solve_from_detuning(
                                         w, delta, limits=hw.limits).drive, **opts)
         if details:

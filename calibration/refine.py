@@ -101,6 +101,8 @@ OUTLIER_MIN_RINGS = 4
 #: A bracketed ring whose measured weights differ by more than this many times the requests that gave them (the
 #: model's own slope is 1) is bracketed in detuning instead: the model's inverse jumps inside the bracket.
 GAP_GAIN = 4.0
+#: Detuning moves below this are never a jump (the neighbours' fixed point moves a ring's detuning this much).
+JUMP_FLOOR_M = 0.1e-12
 
 
 @dataclass
@@ -299,7 +301,7 @@ def _drift_corrected(kept: _Reading, damping: float, solve: Callable[[np.ndarray
         delta = np.asarray(detuning(request), dtype=float)
         slope = np.abs(np.asarray(drift_slope(kept.request), dtype=float))
         asked = np.divide(np.abs(damping * kept.drift), slope, out=np.full(slope.shape, np.inf), where=slope > 0)
-        jumped = (kept.drift != 0) & (np.abs(delta - kept.delta) > GAP_GAIN * asked + 1e-13)
+        jumped = (kept.drift != 0) & (np.abs(delta - kept.delta) > GAP_GAIN * asked + JUMP_FLOOR_M)
         if not jumped.any():
             return solve(request)
         drive = np.asarray(drive_for_detuning(np.where(jumped, kept.delta, delta)), dtype=float)
